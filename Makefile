@@ -1,0 +1,90 @@
+# ember build.  See docs/build.md for why Make, and the targets below.
+#
+#   make            release build: build/release/ember
+#   make run        boot the demo guest (installs missing Debian packages first)
+#   make test       every test tier on a sanitizer build (installs missing packages first)
+#   make unit       unit tests only (ASan + UBSan)
+#   make guest      ember's test guest
+#   make fuzz       libFuzzer targets (clang), a short run each
+#   make format     clang-format every C file in place
+
+CC      ?= gcc
+V       ?= 0
+Q        = $(if $(filter 1,$(V)),,@)
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wno-missing-field-initializers -Wformat=2 -Wvla
+BASE_CFLAGS = -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP -pthread
+REL_CFLAGS  = $(BASE_CFLAGS) -O2 -g -fno-strict-aliasing
+SAN_CFLAGS  = $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	      -fno-sanitize-recover=undefined
+LDLIBS      = -pthread
+
+SRCS     := $(shell find src -name '*.c' -not -name main.c | sort)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+
+REL_DIR  = build/release
+SAN_DIR  = build/asan
+
+REL_OBJS = $(SRCS:%.c=$(REL_DIR)/%.o)
+SAN_OBJS = $(SRCS:%.c=$(SAN_DIR)/%.o)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(SAN_DIR)/unit/%)
+
+.PHONY: all release asan unit guest test run deps format fuzz clean integration bench
+
+all: release
+release: $(REL_DIR)/ember
+asan: $(SAN_DIR)/ember
+
+$(REL_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(REL_CFLAGS) -c $< -o $@
+
+$(SAN_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(SAN_CFLAGS) -c $< -o $@
+
+$(REL_DIR)/libember.a: $(REL_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SAN_DIR)/libember.a: $(SAN_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(REL_DIR)/ember: $(REL_DIR)/src/main.o $(REL_DIR)/libember.a
+	$(Q)$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(SAN_DIR)/ember: $(SAN_DIR)/src/main.o $(SAN_DIR)/libember.a
+	$(Q)$(CC) $(SAN_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(SAN_DIR)/unit/%: tests/unit/%.c $(SAN_DIR)/libember.a tests/unit/test.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(SAN_CFLAGS) -Itests/unit -o $@ $< $(SAN_DIR)/libember.a $(LDLIBS)
+
+include tests/guest/guest.mk
+
+deps:
+	$(Q)scripts/deps.sh
+
+unit: $(UNIT_BIN)
+	$(Q)scripts/run-unit.sh $(UNIT_BIN)
+
+integration: $(SAN_DIR)/ember guest
+	$(Q)scripts/check-kvm.sh
+	$(Q)EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) python3 -m pytest -q tests/integration
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory integration
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory release guest
+	$(Q)scripts/check-kvm.sh
+	$(REL_DIR)/ember --kernel $(GUEST_ELF) --mem 128 --vcpus 2 --cmdline "console=ttyS0 demo"
+
+format:
+	$(Q)clang-format -i $$(find src tests -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+-include $(REL_OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(REL_DIR)/src/main.d $(SAN_DIR)/src/main.d

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Install the Debian packages ember's build and tests need, if any is missing.
+set -e
+PKGS="gcc make libc6-dev linux-libc-dev python3 python3-pytest"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "ember: installing Debian packages:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing

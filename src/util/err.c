@@ -1,0 +1,66 @@
+/* err.c - setup error records (see err.h). */
+#include "util/err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int err_vset(struct err *e, int errnum, int with_strerror, const char *fmt, va_list ap)
+{
+	if (errnum < 0)
+		errnum = -errnum;
+	if (!e)
+		return -errnum;
+	if (e->code)
+		return -errnum;
+	e->code = -errnum;
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	if (with_strerror) {
+		size_t n = strlen(e->msg);
+
+		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(errnum));
+	}
+	return -errnum;
+}
+
+int err_set(struct err *e, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = err_vset(e, errnum, 0, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int err_sys(struct err *e, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = err_vset(e, errnum, 1, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+void err_prefix(struct err *e, const char *fmt, ...)
+{
+	char pre[256], old[sizeof(e->msg)];
+	va_list ap;
+
+	if (!e || !e->code)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	memcpy(old, e->msg, sizeof(old));
+	snprintf(e->msg, sizeof(e->msg), "%s: %s", pre, old);
+}
+
+void err_clear(struct err *e)
+{
+	e->code = 0;
+	e->msg[0] = '\0';
+}
