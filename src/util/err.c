@@ -47,7 +47,8 @@ int err_sys(struct err *e, int errnum, const char *fmt, ...)
 
 void err_prefix(struct err *e, const char *fmt, ...)
 {
-	char pre[256], old[sizeof(e->msg)];
+	char pre[256];
+	size_t pl, room;
 	va_list ap;
 
 	if (!e || !e->code)
@@ -55,8 +56,13 @@ void err_prefix(struct err *e, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(pre, sizeof(pre), fmt, ap);
 	va_end(ap);
-	memcpy(old, e->msg, sizeof(old));
-	snprintf(e->msg, sizeof(e->msg), "%s: %s", pre, old);
+	pl = strlen(pre) + 2; /* "<pre>: " */
+	room = sizeof(e->msg) - pl;
+	memmove(e->msg + pl, e->msg, room);
+	e->msg[sizeof(e->msg) - 1] = '\0';
+	memcpy(e->msg, pre, pl - 2);
+	e->msg[pl - 2] = ':';
+	e->msg[pl - 1] = ' ';
 }
 
 void err_clear(struct err *e)

@@ -1,0 +1,20 @@
+/* cpuid.h - ember's CPUID policy: what each vCPU is told about itself and its topology. */
+#ifndef EMBER_BOOT_CPUID_H
+#define EMBER_BOOT_CPUID_H
+
+/*
+ * One function decides the CPUID table of every vCPU, starting from what KVM
+ * supports (KVM_GET_SUPPORTED_CPUID): the topology (one package, `nvcpus`
+ * cores, one thread per core, APIC ID = vCPU index), the hypervisor bit and
+ * KVM's paravirtual leaves (0x40000000, kept so guests find kvm-clock).
+ *
+ * Note: on the nested KVM ember is developed on, KVM_SET_CPUID2 is accepted
+ * but ignored (PLATFORM.md); on ordinary hosts the guest sees exactly this.
+ */
+
+#include <linux/kvm.h>
+
+/* Rewrite `c` (a copy of the supported table) in place for vCPU `vcpu_id` of `nvcpus`. */
+void cpuid_apply_policy(struct kvm_cpuid2 *c, unsigned int vcpu_id, unsigned int nvcpus);
+
+#endif

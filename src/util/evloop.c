@@ -1,0 +1,65 @@
+/* evloop.c - epoll loop for the VMM thread (see evloop.h). */
+#include "util/evloop.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+int evloop_init(struct evloop *l, struct err *e)
+{
+	l->stop = false;
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l->epfd < 0)
+		return err_sys(e, errno, "epoll_create1");
+	return 0;
+}
+
+void evloop_destroy(struct evloop *l)
+{
+	if (l->epfd >= 0)
+		close(l->epfd);
+	l->epfd = -1;
+}
+
+int evloop_add(struct evloop *l, struct evloop_watch *w, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = w};
+
+	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, w->fd, &ev) < 0 ? -errno : 0;
+}
+
+int evloop_del(struct evloop *l, struct evloop_watch *w)
+{
+	return epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL) < 0 ? -errno : 0;
+}
+
+void evloop_stop(struct evloop *l)
+{
+	l->stop = true;
+}
+
+int evloop_run(struct evloop *l)
+{
+	struct epoll_event evs[16];
+
+	while (!l->stop) {
+		int i, n = epoll_wait(l->epfd, evs, 16, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		/*
+		 * A callback may delete a later watch of this batch; epoll keeps
+		 * no reference, so callers delete only watches they own and
+		 * never free one from inside another's callback.
+		 */
+		for (i = 0; i < n && !l->stop; i++) {
+			struct evloop_watch *w = evs[i].data.ptr;
+
+			w->cb(w, evs[i].events);
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,42 @@
+/* evloop.h - the VMM thread's epoll loop: fds with callbacks, run until stopped. */
+#ifndef EMBER_UTIL_EVLOOP_H
+#define EMBER_UTIL_EVLOOP_H
+
+/*
+ * The VMM thread owns one loop.  A watch is a caller-owned struct (fd,
+ * callback, opaque) that must outlive its registration; callbacks run on the
+ * loop's thread, one at a time.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+struct evloop_watch;
+typedef void (*evloop_cb)(struct evloop_watch *w, uint32_t events);
+
+struct evloop_watch {
+	int fd;
+	evloop_cb cb;
+	void *opaque;
+};
+
+struct evloop {
+	int epfd;
+	bool stop;
+};
+
+int evloop_init(struct evloop *l, struct err *e);
+void evloop_destroy(struct evloop *l);
+
+/* Watch w->fd for `events` (EPOLLIN, ...).  -errno. */
+int evloop_add(struct evloop *l, struct evloop_watch *w, uint32_t events);
+/* Stop watching; safe to call from a callback (also for the watch being run). */
+int evloop_del(struct evloop *l, struct evloop_watch *w);
+
+/* Dispatch events until evloop_stop() is called from a callback.  -errno on epoll failure. */
+int evloop_run(struct evloop *l);
+void evloop_stop(struct evloop *l);
+
+#endif

@@ -1,0 +1,255 @@
+/* vcpu.c - vCPU set-up, the KVM_RUN loop and exit dispatch to the PIO and MMIO buses. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "boot/cpu.h"
+#include "boot/cpuid.h"
+#include "vmm/vm.h"
+
+int vcpu_setup(struct vcpu *v, struct err *e)
+{
+	struct vm *vm = v->vm;
+	unsigned int id = v->kf.id;
+	struct kvm_cpuid2 *cpuid = NULL;
+	struct kvm_lapic_state lapic;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry ents[16];
+	} msrs;
+	int r;
+
+	r = kvm_get_supported_cpuid(&vm->kvm, &cpuid, e);
+	if (r < 0)
+		return r;
+	cpuid_apply_policy(cpuid, id, vm->cfg.vcpus);
+	r = ioctl(v->kf.fd, KVM_SET_CPUID2, cpuid);
+	free(cpuid);
+	if (r < 0)
+		return err_sys(e, errno, "vCPU %u: KVM_SET_CPUID2", id);
+
+	memset(&msrs, 0, sizeof(msrs));
+	msrs.hdr.nmsrs = cpu_boot_msrs(msrs.ents, 16);
+	r = ioctl(v->kf.fd, KVM_SET_MSRS, &msrs);
+	if (r < 0 || (unsigned int)r != msrs.hdr.nmsrs)
+		return err_sys(e, r < 0 ? errno : EINVAL, "vCPU %u: KVM_SET_MSRS set %d of %u", id,
+			       r, msrs.hdr.nmsrs);
+
+	if (ioctl(v->kf.fd, KVM_GET_LAPIC, &lapic) < 0)
+		return err_sys(e, errno, "vCPU %u: KVM_GET_LAPIC", id);
+	cpu_lapic_lint(&lapic);
+	if (ioctl(v->kf.fd, KVM_SET_LAPIC, &lapic) < 0)
+		return err_sys(e, errno, "vCPU %u: KVM_SET_LAPIC", id);
+
+	if (id == 0) {
+		bool pvh = vm->boot.entry_mode == BOOT_ENTRY_PVH;
+		struct kvm_sregs sregs;
+		struct kvm_regs regs;
+		struct kvm_fpu fpu;
+
+		cpu_boot_fpu(&fpu);
+		if (ioctl(v->kf.fd, KVM_SET_FPU, &fpu) < 0)
+			return err_sys(e, errno, "vCPU 0: KVM_SET_FPU");
+		if (ioctl(v->kf.fd, KVM_GET_SREGS, &sregs) < 0)
+			return err_sys(e, errno, "vCPU 0: KVM_GET_SREGS");
+		cpu_boot_sregs(&sregs, pvh);
+		if (ioctl(v->kf.fd, KVM_SET_SREGS, &sregs) < 0)
+			return err_sys(e, errno, "vCPU 0: KVM_SET_SREGS");
+		cpu_boot_regs(&regs, pvh, vm->boot.entry, vm->boot.arg);
+		if (ioctl(v->kf.fd, KVM_SET_REGS, &regs) < 0)
+			return err_sys(e, errno, "vCPU 0: KVM_SET_REGS");
+	}
+	/*
+	 * Application processors stay in KVM's wait-for-SIPI state (the
+	 * in-kernel LAPIC handles INIT/SIPI; MP spec 1.4 appendix B.4).
+	 */
+	return 0;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+	/*
+	 * immediate_exit makes a KVM_RUN that has not started return at once;
+	 * the signal interrupts one that is running.  Set before the signal so
+	 * a thread between its stop check and the ioctl cannot miss both.
+	 */
+	__atomic_store_n(&v->kf.run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (v->started)
+		pthread_kill(v->thread, SIGUSR1);
+}
+
+static void dump_vcpu(struct vcpu *v, const char *what)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	unsigned int id = v->kf.id;
+
+	log_error("vCPU %u: %s", id, what);
+	if (ioctl(v->kf.fd, KVM_GET_REGS, &r) == 0) {
+		log_error("  rip=%016llx rsp=%016llx rflags=%016llx", r.rip, r.rsp, r.rflags);
+		log_error("  rax=%016llx rbx=%016llx rcx=%016llx rdx=%016llx", r.rax, r.rbx, r.rcx,
+			  r.rdx);
+		log_error("  rsi=%016llx rdi=%016llx rbp=%016llx r8 =%016llx", r.rsi, r.rdi, r.rbp,
+			  r.r8);
+		log_error("  r9 =%016llx r10=%016llx r11=%016llx r12=%016llx", r.r9, r.r10, r.r11,
+			  r.r12);
+		log_error("  r13=%016llx r14=%016llx r15=%016llx", r.r13, r.r14, r.r15);
+	}
+	if (ioctl(v->kf.fd, KVM_GET_SREGS, &s) == 0) {
+		log_error("  cr0=%016llx cr2=%016llx cr3=%016llx cr4=%016llx efer=%llx", s.cr0,
+			  s.cr2, s.cr3, s.cr4, s.efer);
+		log_error("  cs=%04x (base %llx, l=%u, db=%u) ss=%04x ds=%04x", s.cs.selector,
+			  s.cs.base, s.cs.l, s.cs.db, s.ss.selector, s.ds.selector);
+	}
+}
+
+static void dump_internal_error(struct vcpu *v)
+{
+	struct kvm_run *run = v->kf.run;
+	char buf[256];
+	unsigned int i, n = run->internal.ndata;
+	int off = 0;
+
+	if (n > sizeof(run->internal.data) / sizeof(run->internal.data[0]))
+		n = sizeof(run->internal.data) / sizeof(run->internal.data[0]);
+	buf[0] = '\0';
+	for (i = 0; i < n && off < (int)sizeof(buf) - 20; i++)
+		off += snprintf(buf + off, sizeof(buf) - (size_t)off, " %016llx",
+				(unsigned long long)run->internal.data[i]);
+	log_error("vCPU %u: internal error data (%u words):%s", v->kf.id, n, buf);
+}
+
+static void handle_pio(struct vcpu *v)
+{
+	struct kvm_run *run = v->kf.run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	unsigned int size = run->io.size, i;
+	uint16_t port = run->io.port;
+
+	for (i = 0; i < run->io.count; i++, data += size) {
+		uint64_t val = 0;
+
+		if (run->io.direction == KVM_EXIT_IO_OUT) {
+			memcpy(&val, data, size);
+			if (!bus_write(&v->vm->pio, v->rd, port, size, val))
+				log_guest(&v->rl_unclaimed, LOG_DEBUG,
+					  "vCPU %u: write of %u bytes to unclaimed port 0x%x",
+					  v->kf.id, size, port);
+		} else {
+			if (!bus_read(&v->vm->pio, v->rd, port, size, &val))
+				log_guest(&v->rl_unclaimed, LOG_DEBUG,
+					  "vCPU %u: read of %u bytes from unclaimed port 0x%x",
+					  v->kf.id, size, port);
+			memcpy(data, &val, size);
+		}
+	}
+}
+
+static void handle_mmio(struct vcpu *v)
+{
+	struct kvm_run *run = v->kf.run;
+	unsigned int len = run->mmio.len;
+	uint64_t addr = run->mmio.phys_addr, val = 0;
+
+	if (len == 0 || len > 8)
+		return;
+	if (run->mmio.is_write) {
+		memcpy(&val, run->mmio.data, len);
+		if (!bus_write(&v->vm->mmio, v->rd, addr, len, val))
+			log_guest(&v->rl_unclaimed, LOG_DEBUG,
+				  "vCPU %u: write of %u bytes to unclaimed MMIO 0x%llx", v->kf.id,
+				  len, (unsigned long long)addr);
+	} else {
+		if (!bus_read(&v->vm->mmio, v->rd, addr, len, &val))
+			log_guest(&v->rl_unclaimed, LOG_DEBUG,
+				  "vCPU %u: read of %u bytes from unclaimed MMIO 0x%llx", v->kf.id,
+				  len, (unsigned long long)addr);
+		memcpy(run->mmio.data, &val, len);
+	}
+}
+
+/* Returns false when the vCPU must stop. */
+static bool handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->kf.run;
+	struct vm *vm = v->vm;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		handle_pio(v);
+		return true;
+	case KVM_EXIT_MMIO:
+		handle_mmio(v);
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		vm_request_stop(vm, VM_STOP_GUEST_SHUTDOWN, "guest triple fault on vCPU %u",
+				v->kf.id);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		switch (run->system_event.type) {
+		case KVM_SYSTEM_EVENT_RESET:
+			vm_request_stop(vm, VM_STOP_GUEST_RESET, "guest reset (vCPU %u)",
+					v->kf.id);
+			break;
+		case KVM_SYSTEM_EVENT_SHUTDOWN:
+			vm_request_stop(vm, VM_STOP_GUEST_SHUTDOWN, "guest shut down (vCPU %u)",
+					v->kf.id);
+			break;
+		default:
+			dump_vcpu(v, "unexpected system event");
+			vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: unexpected system event %u",
+					v->kf.id, run->system_event.type);
+			break;
+		}
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		dump_vcpu(v, "KVM internal error");
+		dump_internal_error(v);
+		vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: KVM internal error, suberror %u%s",
+				v->kf.id, run->internal.suberror,
+				run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+					? " (instruction emulation failed)"
+					: "");
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		dump_vcpu(v, "VM entry failed");
+		vm_request_stop(vm, VM_STOP_FATAL,
+				"vCPU %u: VM entry failed, hardware reason 0x%llx", v->kf.id,
+				(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		return false;
+	default:
+		dump_vcpu(v, "unhandled exit");
+		vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: unhandled KVM exit reason %u",
+				v->kf.id, run->exit_reason);
+		return false;
+	}
+}
+
+void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	sigset_t set;
+
+	/* The VMM thread takes SIGINT/SIGTERM through a signalfd; vCPUs take only the kick. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	while (!__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE)) {
+		if (ioctl(v->kf.fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				__atomic_store_n(&v->kf.run->immediate_exit, 0, __ATOMIC_RELAXED);
+				continue;
+			}
+			vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: KVM_RUN failed: %s", v->kf.id,
+					strerror(errno));
+			break;
+		}
+		if (!handle_exit(v))
+			break;
+	}
+	return NULL;
+}

@@ -1,0 +1,558 @@
+/* vm.c - build a VM step by step (each with an undo), run it, stop it, tear it down. */
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "boot/cpu.h"
+
+/* Intel real-mode TSS (3 pages) + identity-map page, just below the firmware area. */
+#define KVM_TSS_GPA 0xfffbc000ull
+
+#define GSI_I8042  1
+#define GSI_SERIAL 4
+
+#define PORT_I8042_DATA 0x60
+#define PORT_I8042_CMD  0x64
+#define PORT_CMOS       0x70
+#define PORT_COM1       0x3f8
+
+/* ---- step: KVM ---------------------------------------------------------------------------- */
+
+static int step_kvm(struct vm *vm, struct err *e)
+{
+	int r = kvm_open(&vm->kvm, e);
+
+	if (r < 0)
+		return r;
+	if (vm->cfg.vcpus > vm->kvm.max_vcpus) {
+		kvm_close(&vm->kvm);
+		return err_set(e, EINVAL, "%u vCPUs requested; this host's KVM allows %u",
+			       vm->cfg.vcpus, vm->kvm.max_vcpus);
+	}
+	return 0;
+}
+
+static void undo_kvm(struct vm *vm)
+{
+	kvm_close(&vm->kvm);
+}
+
+/* ---- step: guest memory ------------------------------------------------------------------- */
+
+static void *map_ram(uint64_t size, struct err *e, const char *what)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED) {
+		err_sys(e, errno, "cannot map %llu MiB of %s guest RAM",
+			(unsigned long long)(size >> 20), what);
+		return NULL;
+	}
+	return p;
+}
+
+static void undo_memory(struct vm *vm)
+{
+	if (vm->ram_low)
+		munmap(vm->ram_low, vm->ml.low_size);
+	if (vm->ram_high)
+		munmap(vm->ram_high, vm->ml.high_size);
+	vm->ram_low = vm->ram_high = NULL;
+	memset(&vm->gm, 0, sizeof(vm->gm));
+}
+
+static int step_memory(struct vm *vm, struct err *e)
+{
+	int r;
+
+	mem_layout_init(&vm->ml, vm->cfg.mem_mib << 20);
+	vm->ram_low = map_ram(vm->ml.low_size, e, "low");
+	if (!vm->ram_low)
+		return e->code;
+	r = gmem_add(&vm->gm, 0, vm->ml.low_size, vm->ram_low);
+	if (r == 0)
+		r = kvm_add_memslot(&vm->kvm, 0, vm->ml.low_size, vm->ram_low, e);
+	if (r < 0)
+		goto fail;
+	if (vm->ml.high_size) {
+		vm->ram_high = map_ram(vm->ml.high_size, e, "high");
+		if (!vm->ram_high) {
+			r = e->code;
+			goto fail;
+		}
+		r = gmem_add(&vm->gm, MMIO_GAP_END, vm->ml.high_size, vm->ram_high);
+		if (r == 0)
+			r = kvm_add_memslot(&vm->kvm, MMIO_GAP_END, vm->ml.high_size,
+					    vm->ram_high, e);
+		if (r < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	undo_memory(vm);
+	return err_set(e, r, "cannot set up guest memory");
+}
+
+/* ---- step: interrupt controllers and PIT -------------------------------------------------- */
+
+static int step_irqchip(struct vm *vm, struct err *e)
+{
+	return kvm_create_irqchip_and_pit(&vm->kvm, KVM_TSS_GPA, e);
+}
+
+static void undo_nothing(struct vm *vm)
+{
+	(void)vm; /* released with the VM file descriptor */
+}
+
+/* ---- step: address spaces ----------------------------------------------------------------- */
+
+static int step_buses(struct vm *vm, struct err *e)
+{
+	int r = rcu_init(&vm->rcu);
+
+	if (r < 0)
+		return err_set(e, r, "cannot initialise the bus reader domain");
+	r = bus_init(&vm->pio, "pio", &vm->rcu);
+	if (r < 0)
+		goto fail_rcu;
+	r = bus_init(&vm->mmio, "mmio", &vm->rcu);
+	if (r < 0)
+		goto fail_pio;
+	return 0;
+fail_pio:
+	bus_destroy(&vm->pio);
+fail_rcu:
+	rcu_destroy(&vm->rcu);
+	return err_set(e, r, "cannot initialise the address spaces");
+}
+
+static void undo_buses(struct vm *vm)
+{
+	bus_destroy(&vm->mmio);
+	bus_destroy(&vm->pio);
+	rcu_destroy(&vm->rcu);
+}
+
+/* ---- step: legacy devices ----------------------------------------------------------------- */
+
+static void i8042_reset_cb(void *opaque)
+{
+	vm_request_stop(opaque, VM_STOP_GUEST_RESET, "guest reset via i8042");
+}
+
+static int make_irqfd(struct vm *vm, uint32_t gsi, int *out, struct err *e)
+{
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), r;
+
+	if (fd < 0)
+		return err_sys(e, errno, "eventfd for GSI %u", gsi);
+	r = kvm_irqfd(&vm->kvm, fd, gsi, true);
+	if (r < 0) {
+		close(fd);
+		return err_sys(e, -r, "KVM_IRQFD for GSI %u", gsi);
+	}
+	*out = fd;
+	return 0;
+}
+
+static void drop_irqfd(struct vm *vm, uint32_t gsi, int *fd)
+{
+	if (*fd < 0)
+		return;
+	kvm_irqfd(&vm->kvm, *fd, gsi, false);
+	close(*fd);
+	*fd = -1;
+}
+
+static void undo_legacy(struct vm *vm)
+{
+	bus_unregister(&vm->pio, PORT_CMOS, NULL);
+	bus_unregister(&vm->pio, PORT_I8042_CMD, NULL);
+	bus_unregister(&vm->pio, PORT_I8042_DATA, NULL);
+	bus_unregister(&vm->pio, PORT_COM1, NULL);
+	drop_irqfd(vm, GSI_SERIAL, &vm->serial_irqfd);
+	drop_irqfd(vm, GSI_I8042, &vm->i8042_irqfd);
+}
+
+static int step_legacy(struct vm *vm, struct err *e)
+{
+	int r;
+
+	vm->serial_irqfd = vm->i8042_irqfd = -1;
+	r = make_irqfd(vm, GSI_SERIAL, &vm->serial_irqfd, e);
+	if (r == 0)
+		r = make_irqfd(vm, GSI_I8042, &vm->i8042_irqfd, e);
+	if (r < 0)
+		goto fail;
+	r = serial_init(&vm->serial, vm->cfg.console_out_fd, vm->serial_irqfd);
+	if (r == 0)
+		r = i8042_init(&vm->i8042, i8042_reset_cb, vm, vm->i8042_irqfd);
+	if (r == 0)
+		r = cmos_init(&vm->cmos, &vm->ml, vm->cfg.vcpus);
+	if (r < 0) {
+		err_set(e, r, "cannot initialise the legacy devices");
+		goto fail;
+	}
+	r = bus_register(&vm->pio, PORT_COM1, 8, &serial_ops, &vm->serial, e);
+	if (r == 0)
+		r = bus_register(&vm->pio, PORT_I8042_DATA, 1, &i8042_data_ops, &vm->i8042, e);
+	if (r == 0)
+		r = bus_register(&vm->pio, PORT_I8042_CMD, 1, &i8042_cmd_ops, &vm->i8042, e);
+	if (r == 0)
+		r = bus_register(&vm->pio, PORT_CMOS, 2, &cmos_ops, &vm->cmos, e);
+	if (r < 0)
+		goto fail;
+	return 0;
+fail:
+	undo_legacy(vm);
+	return r;
+}
+
+/* ---- step: kernel ------------------------------------------------------------------------- */
+
+static int step_kernel(struct vm *vm, struct err *e)
+{
+	struct boot_request req = {
+		.kernel_path = vm->cfg.kernel_path,
+		.initrd_path = vm->cfg.initrd_path,
+		.cmdline = vm->cfg.cmdline,
+		.pvh = vm->cfg.pvh,
+		.vcpus = vm->cfg.vcpus,
+	};
+	int r = boot_load(&vm->gm, &vm->ml, &req, &vm->boot, e);
+
+	if (r < 0)
+		return r;
+	if (cpu_write_boot_tables(&vm->gm) < 0)
+		return err_set(e, EFAULT, "guest memory too small for the boot page tables");
+	return 0;
+}
+
+/* ---- step: vCPUs -------------------------------------------------------------------------- */
+
+static void undo_vcpus(struct vm *vm)
+{
+	while (vm->nvcpus_created > 0) {
+		struct vcpu *v = &vm->vcpus[--vm->nvcpus_created];
+
+		if (v->rd)
+			rcu_reader_unregister(&vm->rcu, v->rd);
+		kvm_vcpu_close(&vm->kvm, &v->kf);
+	}
+}
+
+static int step_vcpus(struct vm *vm, struct err *e)
+{
+	unsigned int i;
+	int r;
+
+	for (i = 0; i < vm->cfg.vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		memset(v, 0, sizeof(*v));
+		v->vm = vm;
+		r = kvm_vcpu_create(&vm->kvm, i, &v->kf, e);
+		if (r < 0)
+			goto fail;
+		vm->nvcpus_created++;
+		v->rd = rcu_reader_register(&vm->rcu);
+		if (!v->rd) {
+			r = err_set(e, ENOSPC, "no bus reader slot for vCPU %u", i);
+			goto fail;
+		}
+		r = vcpu_setup(v, e);
+		if (r < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	undo_vcpus(vm);
+	return r;
+}
+
+/* ---- step: VMM event loop, signals and console -------------------------------------------- */
+
+static void on_stop_fd(struct evloop_watch *w, uint32_t events)
+{
+	struct vm *vm = w->opaque;
+	uint64_t v;
+
+	(void)events;
+	if (read(vm->stop_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_debug("stop eventfd read: %s", strerror(errno));
+	evloop_stop(&vm->loop);
+}
+
+static void on_signal(struct evloop_watch *w, uint32_t events)
+{
+	struct vm *vm = w->opaque;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	if (read(vm->signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+		return;
+	vm_request_stop(vm, VM_STOP_SIGNAL, "stopped by %s",
+			si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void on_stdin(struct evloop_watch *w, uint32_t events)
+{
+	struct vm *vm = w->opaque;
+	uint8_t buf[256];
+	ssize_t n = 0;
+
+	if (events & EPOLLIN)
+		n = read(w->fd, buf, sizeof(buf));
+	if (n > 0) {
+		size_t took = serial_input(&vm->serial, buf, (size_t)n);
+
+		if (took < (size_t)n)
+			log_debug("serial input: guest receive FIFO full, dropped %zu bytes",
+				  (size_t)n - took);
+		return;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	/* EOF, error or hang-up: stop listening, the guest keeps running. */
+	evloop_del(&vm->loop, w);
+	vm->stdin_watched = false;
+}
+
+static void undo_loop(struct vm *vm)
+{
+	if (vm->termios_saved) {
+		struct termios t;
+
+		memcpy(&t, vm->saved_termios, sizeof(t));
+		tcsetattr(vm->cfg.console_in_fd, TCSANOW, &t);
+		vm->termios_saved = false;
+	}
+	if (vm->signal_fd >= 0)
+		close(vm->signal_fd);
+	if (vm->stop_fd >= 0)
+		close(vm->stop_fd);
+	vm->signal_fd = vm->stop_fd = -1;
+	evloop_destroy(&vm->loop);
+}
+
+static int console_raw(struct vm *vm)
+{
+	int fd = vm->cfg.console_in_fd;
+	struct termios t;
+
+	_Static_assert(sizeof(t) <= sizeof(vm->saved_termios), "termios buffer");
+	if (fd < 0 || !isatty(fd) || tcgetattr(fd, &t) < 0)
+		return 0;
+	memcpy(vm->saved_termios, &t, sizeof(t));
+	vm->termios_saved = true;
+	/* Raw input for the guest console; ISIG stays on so Ctrl-C stops ember. */
+	cfmakeraw(&t);
+	t.c_lflag |= ISIG;
+	t.c_oflag |= OPOST | ONLCR;
+	return tcsetattr(fd, TCSANOW, &t) < 0 ? -errno : 0;
+}
+
+static int step_loop(struct vm *vm, struct err *e)
+{
+	sigset_t set;
+	int r;
+
+	vm->signal_fd = vm->stop_fd = -1;
+	r = evloop_init(&vm->loop, e);
+	if (r < 0)
+		return r;
+	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->stop_fd < 0) {
+		r = err_sys(e, errno, "eventfd");
+		goto fail;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	vm->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm->signal_fd < 0) {
+		r = err_sys(e, errno, "signalfd");
+		goto fail;
+	}
+	vm->stop_watch = (struct evloop_watch){vm->stop_fd, on_stop_fd, vm};
+	vm->signal_watch = (struct evloop_watch){vm->signal_fd, on_signal, vm};
+	r = evloop_add(&vm->loop, &vm->stop_watch, EPOLLIN);
+	if (r == 0)
+		r = evloop_add(&vm->loop, &vm->signal_watch, EPOLLIN);
+	if (r < 0) {
+		err_sys(e, -r, "epoll_ctl");
+		goto fail;
+	}
+	if (vm->cfg.console_in_fd >= 0) {
+		vm->stdin_watch = (struct evloop_watch){vm->cfg.console_in_fd, on_stdin, vm};
+		/* Regular files and /dev/null cannot be polled (EPERM): no console input then. */
+		if (evloop_add(&vm->loop, &vm->stdin_watch, EPOLLIN) == 0)
+			vm->stdin_watched = true;
+		r = console_raw(vm);
+		if (r < 0) {
+			err_sys(e, -r, "cannot put the console in raw mode");
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	undo_loop(vm);
+	return r;
+}
+
+/* ---- the sequence ------------------------------------------------------------------------- */
+
+static const struct vm_step {
+	const char *name;
+	int (*run)(struct vm *vm, struct err *e);
+	void (*undo)(struct vm *vm);
+} vm_steps[] = {
+	{"kvm", step_kvm, undo_kvm},
+	{"memory", step_memory, undo_memory},
+	{"irqchip", step_irqchip, undo_nothing},
+	{"buses", step_buses, undo_buses},
+	{"legacy devices", step_legacy, undo_legacy},
+	{"kernel", step_kernel, undo_nothing},
+	{"vcpus", step_vcpus, undo_vcpus},
+	{"event loop", step_loop, undo_loop},
+};
+
+#define VM_NSTEPS (sizeof(vm_steps) / sizeof(vm_steps[0]))
+
+static int check_config(const struct vm_config *cfg, struct err *e)
+{
+	if (!cfg->kernel_path || !*cfg->kernel_path)
+		return err_set(e, EINVAL, "no kernel given (--kernel PATH)");
+	if (cfg->vcpus < 1 || cfg->vcpus > VM_MAX_VCPUS)
+		return err_set(e, EINVAL, "%u vCPUs requested; ember supports 1 to %u",
+			       cfg->vcpus, VM_MAX_VCPUS);
+	if (cfg->mem_mib < VM_MIN_MEM_MIB || cfg->mem_mib > VM_MAX_MEM_MIB)
+		return err_set(e, EINVAL, "%llu MiB of memory requested; ember supports %llu to %llu",
+			       (unsigned long long)cfg->mem_mib, VM_MIN_MEM_MIB, VM_MAX_MEM_MIB);
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	while (vm->steps_done > 0)
+		vm_steps[--vm->steps_done].undo(vm);
+	pthread_mutex_destroy(&vm->exit_lock);
+	free(vm);
+}
+
+int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e)
+{
+	struct vm *vm;
+	int r;
+
+	*out = NULL;
+	r = check_config(cfg, e);
+	if (r < 0)
+		return r;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return err_set(e, ENOMEM, "out of memory");
+	vm->cfg = *cfg;
+	pthread_mutex_init(&vm->exit_lock, NULL);
+	for (vm->steps_done = 0; vm->steps_done < VM_NSTEPS; vm->steps_done++) {
+		r = vm_steps[vm->steps_done].run(vm, e);
+		if (r < 0) {
+			log_debug("build step \"%s\" failed", vm_steps[vm->steps_done].name);
+			vm_destroy(vm);
+			return r;
+		}
+	}
+	*out = vm;
+	return 0;
+}
+
+/* ---- running and stopping ----------------------------------------------------------------- */
+
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt, ...)
+{
+	uint64_t one = 1;
+	va_list ap;
+
+	pthread_mutex_lock(&vm->exit_lock);
+	if (vm->exit.reason != VM_STOP_NONE) {
+		pthread_mutex_unlock(&vm->exit_lock);
+		return;
+	}
+	vm->exit.reason = reason;
+	va_start(ap, fmt);
+	vsnprintf(vm->exit.message, sizeof(vm->exit.message), fmt, ap);
+	va_end(ap);
+	__atomic_store_n(&vm->stopping, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->exit_lock);
+	if (write(vm->stop_fd, &one, sizeof(one)) < 0)
+		log_debug("stop eventfd write: %s", strerror(errno));
+}
+
+static void sigusr1_noop(int sig)
+{
+	(void)sig; /* only interrupts KVM_RUN */
+}
+
+int vm_run(struct vm *vm, struct vm_exit_info *info)
+{
+	struct sigaction sa = {.sa_handler = sigusr1_noop};
+	sigset_t set;
+	unsigned int i;
+	int r = 0;
+
+	/* No SA_RESTART: the kick must make KVM_RUN return EINTR. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	/* SIGINT/SIGTERM go to the signalfd; threads inherit the blocked set. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	for (i = 0; i < vm->nvcpus_created; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		r = -pthread_create(&v->thread, NULL, vcpu_thread, v);
+		if (r < 0) {
+			vm_request_stop(vm, VM_STOP_FATAL, "cannot start vCPU %u's thread: %s", i,
+					strerror(-r));
+			break;
+		}
+		v->started = true;
+	}
+	if (r == 0)
+		r = evloop_run(&vm->loop);
+	if (r < 0)
+		vm_request_stop(vm, VM_STOP_FATAL, "event loop failed: %s", strerror(-r));
+
+	for (i = 0; i < vm->nvcpus_created; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	for (i = 0; i < vm->nvcpus_created; i++) {
+		if (vm->vcpus[i].started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+		vm->vcpus[i].started = false;
+	}
+	/*
+	 * SIGINT/SIGTERM stay blocked: one that arrives while ember shuts down
+	 * must not kill it halfway through the teardown.
+	 */
+	pthread_mutex_lock(&vm->exit_lock);
+	*info = vm->exit;
+	pthread_mutex_unlock(&vm->exit_lock);
+	return r;
+}

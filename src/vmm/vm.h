@@ -1,0 +1,125 @@
+/* vm.h - the VM object: build from a config, run until the guest or the host stops it, tear down. */
+#ifndef EMBER_VMM_VM_H
+#define EMBER_VMM_VM_H
+
+/*
+ * vm_create() builds a VM in an explicit sequence of steps (KVM, memory,
+ * interrupt controllers, buses, legacy devices, kernel, vCPUs, event loop),
+ * each with an undo; a failing step unwinds the ones before it, and
+ * vm_destroy() runs every undo in reverse.  vm_run() starts one thread per
+ * vCPU and runs the VMM event loop on the calling thread until something
+ * stops the VM: a guest reset (i8042 or triple fault), a fatal exit, or
+ * SIGINT/SIGTERM.
+ */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "boot/boot.h"
+#include "boot/layout.h"
+#include "bus/bus.h"
+#include "devices/legacy/cmos.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/serial.h"
+#include "kvm/kvm.h"
+#include "util/evloop.h"
+#include "util/gmem.h"
+#include "util/log.h"
+
+#define VM_MAX_VCPUS 32
+#define VM_MIN_MEM_MIB 2ull
+#define VM_MAX_MEM_MIB (1ull << 20) /* 1 TiB */
+
+struct vm_config {
+	const char *kernel_path;
+	const char *initrd_path; /* NULL: none */
+	const char *cmdline;     /* NULL: "" */
+	uint64_t mem_mib;
+	unsigned int vcpus;
+	bool pvh;
+	int console_in_fd;  /* serial input; -1: none */
+	int console_out_fd; /* serial output */
+};
+
+enum vm_stop_reason {
+	VM_STOP_NONE = 0,
+	VM_STOP_GUEST_RESET,    /* i8042 reset pulse or KVM system-event reset */
+	VM_STOP_GUEST_SHUTDOWN, /* triple fault or KVM system-event shutdown */
+	VM_STOP_SIGNAL,         /* SIGINT/SIGTERM */
+	VM_STOP_FATAL,          /* an exit ember cannot handle */
+};
+
+struct vm_exit_info {
+	enum vm_stop_reason reason;
+	char message[256]; /* one line, for the user */
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	struct kvm_vcpu_fd kf;
+	struct rcu_reader *rd;
+	pthread_t thread;
+	bool started;
+	struct ratelimit rl_unclaimed;
+};
+
+struct vm {
+	struct vm_config cfg;
+	struct kvm kvm;
+	struct mem_layout ml;
+	void *ram_low, *ram_high;
+	struct gmem gm;
+	struct rcu rcu;
+	struct bus pio, mmio;
+
+	struct serial serial;
+	struct i8042 i8042;
+	struct cmos cmos;
+	int serial_irqfd, i8042_irqfd;
+
+	struct boot_result boot;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	unsigned int nvcpus_created;
+
+	struct evloop loop;
+	int stop_fd;   /* eventfd: a vCPU asks the VMM thread to stop */
+	int signal_fd; /* SIGINT, SIGTERM */
+	struct evloop_watch stop_watch, signal_watch, stdin_watch;
+	bool stdin_watched;
+	bool termios_saved;
+	unsigned char saved_termios[64]; /* struct termios, opaque here */
+
+	unsigned int steps_done; /* build steps completed, for the undo */
+
+	int stopping; /* atomic: set once the VM is stopping */
+	pthread_mutex_t exit_lock;
+	struct vm_exit_info exit;
+};
+
+/* Build a VM; on error nothing is left behind and `e` says why. */
+int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e);
+
+/* Run until the VM stops; fills `info`.  -errno if the event loop itself failed. */
+int vm_run(struct vm *vm, struct vm_exit_info *info);
+
+/* Undo every build step and free the VM.  NULL is fine. */
+void vm_destroy(struct vm *vm);
+
+/*
+ * Ask the VM to stop (any thread).  The first request wins and sets the
+ * reason; later ones are ignored.
+ */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* vCPU thread body (vcpu.c). */
+void *vcpu_thread(void *arg);
+/* Configure vCPU registers, CPUID, MSRs, FPU and LAPIC before the first run (vcpu.c). */
+int vcpu_setup(struct vcpu *v, struct err *e);
+/* Make a vCPU leave KVM_RUN promptly (vcpu.c). */
+void vcpu_kick(struct vcpu *v);
+
+#endif
