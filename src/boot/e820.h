@@ -9,7 +9,7 @@
  *   [0x9fc00, 0xa0000)               reserved: EBDA, holds the MP table
  *   [0xa0000, 0x100000)              reserved: legacy VGA/ROM hole
  *   [0x100000, low_size)             RAM (when low_size > 1 MiB)
- *   [MMIO_GAP_START, MMIO_GAP_END)   reserved (when low RAM reaches the gap)
+ *   [MMIO_GAP_START, MMIO_GAP_END)   reserved, always (ECAM, IOAPIC, LAPIC, BARs)
  *   [MMIO_GAP_END, +high_size)       RAM (when high_size > 0)
  *
  * Low RAM below 0x9fc00 is cut at low_size; the two reserved entries below
