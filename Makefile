@@ -5,7 +5,7 @@
 #   make test       every test tier on a sanitizer build (installs missing packages first)
 #   make unit       unit tests only (ASan + UBSan)
 #   make guest      ember's test guest
-#   make fuzz       libFuzzer targets (clang), a short run each
+#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (make test runs 10 s each)
 #   make format     clang-format every C file in place
 
 CC      ?= gcc
@@ -30,7 +30,7 @@ REL_OBJS = $(SRCS:%.c=$(REL_DIR)/%.o)
 SAN_OBJS = $(SRCS:%.c=$(SAN_DIR)/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(SAN_DIR)/unit/%)
 
-.PHONY: all release asan unit guest test run deps format fuzz clean integration bench
+.PHONY: all release asan unit guest test run deps format fuzz fuzz-build clean integration bench
 
 all: release
 release: $(REL_DIR)/ember
@@ -62,6 +62,28 @@ $(SAN_DIR)/unit/%: tests/unit/%.c $(SAN_DIR)/libember.a tests/unit/test.h
 
 include tests/guest/guest.mk
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c): clang, the library built with fuzzer-no-link.
+FUZZ_CC      = clang
+FUZZ_DIR     = build/fuzz
+FUZZ_SECONDS ?= 20
+FUZZ_SECONDS_TEST ?= 10
+FUZZ_CFLAGS  = $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	       -fno-sanitize-recover=undefined
+FUZZ_OBJS    = $(SRCS:%.c=$(FUZZ_DIR)/%.o)
+FUZZ_SRC    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN     = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/bin/%)
+
+$(FUZZ_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_DIR)/libember.a: $(FUZZ_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_DIR)/bin/%: tests/fuzz/%.c $(FUZZ_DIR)/libember.a
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libember.a $(LDLIBS)
+
 deps:
 	$(Q)scripts/deps.sh
 
@@ -74,6 +96,7 @@ integration: $(SAN_DIR)/ember guest
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS_TEST)
 	$(Q)$(MAKE) --no-print-directory integration
 
 run: deps
@@ -81,10 +104,15 @@ run: deps
 	$(Q)scripts/check-kvm.sh
 	$(REL_DIR)/ember --kernel $(GUEST_ELF) --mem 128 --vcpus 2 --cmdline "console=ttyS0 demo"
 
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: $(FUZZ_BIN) guest
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh $(FUZZ_BIN)
+
 format:
 	$(Q)clang-format -i $$(find src tests -name '*.[ch]')
 
 clean:
 	rm -rf build
 
--include $(REL_OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(REL_DIR)/src/main.d $(SAN_DIR)/src/main.d
+-include $(REL_OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d) $(REL_DIR)/src/main.d $(SAN_DIR)/src/main.d

@@ -34,6 +34,7 @@
  * protects its own state.
  */
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -65,11 +66,11 @@ struct bus_map {
 };
 
 struct bus {
-	const char *name;       /* "pio" or "mmio", for messages; not copied */
-	struct bus_map *map;    /* published table, never NULL; accessed with atomics */
+	const char *name;        /* "pio" or "mmio", for messages; not copied */
+	struct bus_map *map;     /* published table, never NULL; accessed with atomics */
 	struct bus_map *retired; /* old tables waiting for a grace period; under wlock */
-	struct rcu *rcu;        /* the VM's reader domain; not owned */
-	pthread_mutex_t wlock;  /* serialises writers; never held while waiting for readers */
+	struct rcu *rcu;         /* the VM's reader domain; not owned */
+	pthread_mutex_t wlock;   /* serialises writers; never held while waiting for readers */
 };
 
 /*
@@ -90,7 +91,7 @@ void bus_destroy(struct bus *b);
  * Nothing changes on error.  Never waits for readers.  `e` may be NULL.
  */
 int bus_register(struct bus *b, uint64_t base, uint64_t len, const struct bus_ops *ops,
-		 void *opaque, struct err *e);
+                 void *opaque, struct err *e);
 
 /*
  * Remove the range that starts at `base`.  Returns after no other reader can
@@ -105,8 +106,9 @@ int bus_unregister(struct bus *b, uint64_t base, struct rcu_reader *self);
 /*
  * Remove the range that starts at `base` without waiting: handlers of that
  * range may still be running on other vCPUs when it returns, so its device
- * must stay alive until a later rcu_synchronize() (or bus_unregister() of
- * anything) has returned.  Safe from any handler.  -ENOENT, -ENOMEM.
+ * must stay alive until a later rcu_synchronize(rcu, NULL), called outside
+ * any read section, has returned.  `self` as for bus_unregister().  Safe from
+ * any handler.  -ENOENT, -ENOMEM (nothing changes).
  */
 int bus_unregister_nowait(struct bus *b, uint64_t base, struct rcu_reader *self);
 
@@ -115,7 +117,9 @@ int bus_unregister_nowait(struct bus *b, uint64_t base, struct rcu_reader *self)
  * which it is absent or present twice); the new place may overlap the old
  * one.  Never waits for readers (see the overview).  -ENOENT, -EINVAL (the
  * moved range would run past the top of the address space), -EEXIST (new
- * place overlaps another range), -ENOMEM; nothing changes on error.
+ * place overlaps another range), -ENOMEM; nothing changes on error.  `self`
+ * as for bus_unregister() (it only lets the old table go without waiting for
+ * the caller's read section).
  */
 int bus_move(struct bus *b, uint64_t old_base, uint64_t new_base, struct rcu_reader *self);
 
@@ -129,11 +133,15 @@ int bus_move(struct bus *b, uint64_t old_base, uint64_t new_base, struct rcu_rea
  * read's value is masked to `size` bytes.
  */
 bool bus_read(struct bus *b, struct rcu_reader *rd, uint64_t addr, unsigned int size,
-	      uint64_t *value);
+              uint64_t *value);
 bool bus_write(struct bus *b, struct rcu_reader *rd, uint64_t addr, unsigned int size,
-	       uint64_t value);
+               uint64_t value);
 
-/* Look up without dispatch (tests, diagnostics); copies the range out.  Reader-safe. */
+/*
+ * Look up the range holding addr without dispatch (tests, diagnostics) and
+ * copy it to `out`; false if none.  Enters and leaves a read section on `rd`
+ * like bus_read(), so it must not be called from inside one.
+ */
 bool bus_find(struct bus *b, struct rcu_reader *rd, uint64_t addr, struct bus_range *out);
 
 #endif

@@ -1,6 +1,7 @@
 /* vcpu.c - vCPU set-up, the KVM_RUN loop and exit dispatch to the PIO and MMIO buses. */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>

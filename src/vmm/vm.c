@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
@@ -182,6 +183,12 @@ static void undo_legacy(struct vm *vm)
 	bus_unregister(&vm->pio, PORT_I8042_CMD, NULL);
 	bus_unregister(&vm->pio, PORT_I8042_DATA, NULL);
 	bus_unregister(&vm->pio, PORT_COM1, NULL);
+	if (vm->legacy_ready) {
+		cmos_destroy(&vm->cmos);
+		i8042_destroy(&vm->i8042);
+		serial_destroy(&vm->serial);
+		vm->legacy_ready = false;
+	}
 	drop_irqfd(vm, GSI_SERIAL, &vm->serial_irqfd);
 	drop_irqfd(vm, GSI_I8042, &vm->i8042_irqfd);
 }
@@ -197,14 +204,15 @@ static int step_legacy(struct vm *vm, struct err *e)
 	if (r < 0)
 		goto fail;
 	r = serial_init(&vm->serial, vm->cfg.console_out_fd, vm->serial_irqfd);
-	if (r == 0)
-		r = i8042_init(&vm->i8042, i8042_reset_cb, vm, vm->i8042_irqfd);
-	if (r == 0)
-		r = cmos_init(&vm->cmos, &vm->ml, vm->cfg.vcpus);
-	if (r < 0) {
-		err_set(e, r, "cannot initialise the legacy devices");
-		goto fail;
-	}
+	if (r < 0)
+		goto fail_init;
+	r = i8042_init(&vm->i8042, i8042_reset_cb, vm, vm->i8042_irqfd);
+	if (r < 0)
+		goto fail_serial;
+	r = cmos_init(&vm->cmos, &vm->ml, vm->cfg.vcpus);
+	if (r < 0)
+		goto fail_i8042;
+	vm->legacy_ready = true;
 	r = bus_register(&vm->pio, PORT_COM1, 8, &serial_ops, &vm->serial, e);
 	if (r == 0)
 		r = bus_register(&vm->pio, PORT_I8042_DATA, 1, &i8042_data_ops, &vm->i8042, e);
@@ -215,6 +223,12 @@ static int step_legacy(struct vm *vm, struct err *e)
 	if (r < 0)
 		goto fail;
 	return 0;
+fail_i8042:
+	i8042_destroy(&vm->i8042);
+fail_serial:
+	serial_destroy(&vm->serial);
+fail_init:
+	err_set(e, r, "cannot initialise the legacy devices");
 fail:
 	undo_legacy(vm);
 	return r;
@@ -307,20 +321,35 @@ static void on_signal(struct evloop_watch *w, uint32_t events)
 			si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
+/* Offer buffered console input to the UART; true when all of it was taken. */
+static bool console_flush(struct vm *vm)
+{
+	size_t took;
+
+	took = serial_input(&vm->serial, vm->rx_pending + vm->rx_pending_off,
+			    vm->rx_pending_len - vm->rx_pending_off);
+	vm->rx_pending_off += took;
+	if (vm->rx_pending_off < vm->rx_pending_len)
+		return false;
+	vm->rx_pending_off = vm->rx_pending_len = 0;
+	return true;
+}
+
 static void on_stdin(struct evloop_watch *w, uint32_t events)
 {
 	struct vm *vm = w->opaque;
-	uint8_t buf[256];
 	ssize_t n = 0;
 
 	if (events & EPOLLIN)
-		n = read(w->fd, buf, sizeof(buf));
+		n = read(w->fd, vm->rx_pending, sizeof(vm->rx_pending));
 	if (n > 0) {
-		size_t took = serial_input(&vm->serial, buf, (size_t)n);
-
-		if (took < (size_t)n)
-			log_debug("serial input: guest receive FIFO full, dropped %zu bytes",
-				  (size_t)n - took);
+		vm->rx_pending_len = (size_t)n;
+		vm->rx_pending_off = 0;
+		if (!console_flush(vm)) {
+			/* The guest's FIFO is full: pause input until it drains (on_rx_drained). */
+			evloop_del(&vm->loop, w);
+			vm->stdin_watched = false;
+		}
 		return;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -328,6 +357,21 @@ static void on_stdin(struct evloop_watch *w, uint32_t events)
 	/* EOF, error or hang-up: stop listening, the guest keeps running. */
 	evloop_del(&vm->loop, w);
 	vm->stdin_watched = false;
+	vm->cfg.console_in_fd = -1;
+}
+
+static void on_rx_drained(struct evloop_watch *w, uint32_t events)
+{
+	struct vm *vm = w->opaque;
+	uint64_t v;
+
+	(void)events;
+	if (read(w->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	if (!console_flush(vm) || vm->stdin_watched || vm->cfg.console_in_fd < 0)
+		return;
+	if (evloop_add(&vm->loop, &vm->stdin_watch, EPOLLIN) == 0)
+		vm->stdin_watched = true;
 }
 
 static void undo_loop(struct vm *vm)
@@ -339,11 +383,14 @@ static void undo_loop(struct vm *vm)
 		tcsetattr(vm->cfg.console_in_fd, TCSANOW, &t);
 		vm->termios_saved = false;
 	}
+	serial_set_rx_notify(&vm->serial, -1);
+	if (vm->rx_notify_fd >= 0)
+		close(vm->rx_notify_fd);
 	if (vm->signal_fd >= 0)
 		close(vm->signal_fd);
 	if (vm->stop_fd >= 0)
 		close(vm->stop_fd);
-	vm->signal_fd = vm->stop_fd = -1;
+	vm->signal_fd = vm->stop_fd = vm->rx_notify_fd = -1;
 	evloop_destroy(&vm->loop);
 }
 
@@ -369,7 +416,7 @@ static int step_loop(struct vm *vm, struct err *e)
 	sigset_t set;
 	int r;
 
-	vm->signal_fd = vm->stop_fd = -1;
+	vm->signal_fd = vm->stop_fd = vm->rx_notify_fd = -1;
 	r = evloop_init(&vm->loop, e);
 	if (r < 0)
 		return r;
@@ -396,6 +443,18 @@ static int step_loop(struct vm *vm, struct err *e)
 		goto fail;
 	}
 	if (vm->cfg.console_in_fd >= 0) {
+		vm->rx_notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vm->rx_notify_fd < 0) {
+			r = err_sys(e, errno, "eventfd");
+			goto fail;
+		}
+		vm->rx_watch = (struct evloop_watch){vm->rx_notify_fd, on_rx_drained, vm};
+		r = evloop_add(&vm->loop, &vm->rx_watch, EPOLLIN);
+		if (r < 0) {
+			err_sys(e, -r, "epoll_ctl");
+			goto fail;
+		}
+		serial_set_rx_notify(&vm->serial, vm->rx_notify_fd);
 		vm->stdin_watch = (struct evloop_watch){vm->cfg.console_in_fd, on_stdin, vm};
 		/* Regular files and /dev/null cannot be polled (EPERM): no console input then. */
 		if (evloop_add(&vm->loop, &vm->stdin_watch, EPOLLIN) == 0)

@@ -79,6 +79,7 @@ struct vm {
 	struct i8042 i8042;
 	struct cmos cmos;
 	int serial_irqfd, i8042_irqfd;
+	bool legacy_ready; /* the three devices are initialised */
 
 	struct boot_result boot;
 	struct vcpu vcpus[VM_MAX_VCPUS];
@@ -87,8 +88,11 @@ struct vm {
 	struct evloop loop;
 	int stop_fd;   /* eventfd: a vCPU asks the VMM thread to stop */
 	int signal_fd; /* SIGINT, SIGTERM */
-	struct evloop_watch stop_watch, signal_watch, stdin_watch;
+	struct evloop_watch stop_watch, signal_watch, stdin_watch, rx_watch;
 	bool stdin_watched;
+	int rx_notify_fd;          /* eventfd: the guest drained the serial receive FIFO */
+	uint8_t rx_pending[256];   /* console input the FIFO has not taken yet */
+	size_t rx_pending_off, rx_pending_len;
 	bool termios_saved;
 	unsigned char saved_termios[64]; /* struct termios, opaque here */
 

@@ -1,0 +1,83 @@
+/* test_evloop.c - unit tests for the VMM thread's epoll loop. */
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "util/evloop.h"
+
+struct ctx {
+	struct evloop *loop;
+	int calls;
+	int stop_after;
+};
+
+static void on_event(struct evloop_watch *w, uint32_t events)
+{
+	struct ctx *c = w->opaque;
+	uint64_t v;
+
+	CHECK(events & EPOLLIN);
+	CHECK_EQ(read(w->fd, &v, sizeof(v)), (ssize_t)sizeof(v));
+	if (++c->calls >= c->stop_after)
+		evloop_stop(c->loop);
+}
+
+static void on_self_delete(struct evloop_watch *w, uint32_t events)
+{
+	struct ctx *c = w->opaque;
+
+	(void)events;
+	c->calls++;
+	CHECK_EQ(evloop_del(c->loop, w), 0);
+	evloop_stop(c->loop);
+}
+
+TEST(dispatch_and_stop)
+{
+	struct evloop l;
+	struct ctx c = {.loop = &l, .stop_after = 2};
+	struct evloop_watch a, b;
+	uint64_t one = 1;
+	int fa = eventfd(0, EFD_NONBLOCK), fb = eventfd(0, EFD_NONBLOCK);
+
+	CHECK_EQ(evloop_init(&l, NULL), 0);
+	a = (struct evloop_watch){fa, on_event, &c};
+	b = (struct evloop_watch){fb, on_event, &c};
+	CHECK_EQ(evloop_add(&l, &a, EPOLLIN), 0);
+	CHECK_EQ(evloop_add(&l, &b, EPOLLIN), 0);
+	CHECK_EQ(evloop_add(&l, &b, EPOLLIN) < 0, 1); /* already watched */
+	CHECK_EQ(write(fa, &one, 8), 8);
+	CHECK_EQ(write(fb, &one, 8), 8);
+	CHECK_EQ(evloop_run(&l), 0);
+	CHECK_EQ(c.calls, 2);
+	evloop_destroy(&l);
+	close(fa);
+	close(fb);
+}
+
+TEST(delete_from_callback)
+{
+	struct evloop l;
+	struct ctx c = {.loop = &l};
+	struct evloop_watch a;
+	uint64_t one = 1;
+	int fa = eventfd(0, EFD_NONBLOCK);
+
+	CHECK_EQ(evloop_init(&l, NULL), 0);
+	a = (struct evloop_watch){fa, on_self_delete, &c};
+	CHECK_EQ(evloop_add(&l, &a, EPOLLIN), 0);
+	CHECK_EQ(write(fa, &one, 8), 8);
+	CHECK_EQ(evloop_run(&l), 0);
+	CHECK_EQ(c.calls, 1);
+	CHECK(evloop_del(&l, &a) < 0); /* already gone */
+	evloop_destroy(&l);
+	close(fa);
+}
+
+int main(void)
+{
+	RUN(dispatch_and_stop);
+	RUN(delete_from_callback);
+	return test_summary();
+}
