@@ -19,6 +19,8 @@ REL_CFLAGS  = $(BASE_CFLAGS) -O2 -g -fno-strict-aliasing
 SAN_CFLAGS  = $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	      -fno-sanitize-recover=undefined
 LDLIBS      = -pthread
+# Debian's interpreter, where python3-pytest lives (a PATH python3 may be another).
+PYTHON     ?= /usr/bin/python3
 
 SRCS     := $(shell find src -name '*.c' -not -name main.c | sort)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -92,7 +94,7 @@ unit: $(UNIT_BIN)
 
 integration: $(SAN_DIR)/ember guest
 	$(Q)scripts/check-kvm.sh
-	$(Q)EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) python3 -m pytest -q tests/integration
+	$(Q)EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) $(PYTHON) -m pytest -q tests/integration
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory unit

@@ -6,6 +6,9 @@
 #include <string.h>
 
 static int err_vset(struct err *e, int errnum, int with_strerror, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+
+static int err_vset(struct err *e, int errnum, int with_strerror, const char *fmt, va_list ap)
 {
 	if (errnum < 0)
 		errnum = -errnum;

@@ -16,10 +16,7 @@ int vcpu_setup(struct vcpu *v, struct err *e)
 	unsigned int id = v->kf.id;
 	struct kvm_cpuid2 *cpuid = NULL;
 	struct kvm_lapic_state lapic;
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry ents[16];
-	} msrs;
+	struct kvm_msrs *msrs;
 	int r;
 
 	r = kvm_get_supported_cpuid(&vm->kvm, &cpuid, e);
@@ -31,12 +28,18 @@ int vcpu_setup(struct vcpu *v, struct err *e)
 	if (r < 0)
 		return err_sys(e, errno, "vCPU %u: KVM_SET_CPUID2", id);
 
-	memset(&msrs, 0, sizeof(msrs));
-	msrs.hdr.nmsrs = cpu_boot_msrs(msrs.ents, 16);
-	r = ioctl(v->kf.fd, KVM_SET_MSRS, &msrs);
-	if (r < 0 || (unsigned int)r != msrs.hdr.nmsrs)
-		return err_sys(e, r < 0 ? errno : EINVAL, "vCPU %u: KVM_SET_MSRS set %d of %u", id,
-			       r, msrs.hdr.nmsrs);
+	msrs = calloc(1, sizeof(*msrs) + 16 * sizeof(struct kvm_msr_entry));
+	if (!msrs)
+		return err_set(e, ENOMEM, "out of memory");
+	msrs->nmsrs = cpu_boot_msrs(msrs->entries, 16);
+	r = ioctl(v->kf.fd, KVM_SET_MSRS, msrs);
+	if (r < 0 || (unsigned int)r != msrs->nmsrs) {
+		r = err_sys(e, r < 0 ? errno : EINVAL, "vCPU %u: KVM_SET_MSRS set %d of %u", id, r,
+			    msrs->nmsrs);
+		free(msrs);
+		return r;
+	}
+	free(msrs);
 
 	if (ioctl(v->kf.fd, KVM_GET_LAPIC, &lapic) < 0)
 		return err_sys(e, errno, "vCPU %u: KVM_GET_LAPIC", id);

@@ -42,8 +42,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	req.kernel_path = path;
 	if (boot_load(&gm, &ml, &req, &res, &e) == 0) {
-		/* A successful load must describe memory that exists. */
-		if (res.kernel_end < res.kernel_start)
+		/* A successful load describes guest RAM, and its entry lies inside it. */
+		if (res.kernel_end <= res.kernel_start ||
+		    !gmem_contains(&gm, res.kernel_start, res.kernel_end - res.kernel_start))
+			abort();
+		if (!gmem_contains(&gm, res.entry, 1))
 			abort();
 	} else if (!e.msg[0]) {
 		abort(); /* every failure explains itself */
