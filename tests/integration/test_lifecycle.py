@@ -1,0 +1,71 @@
+"""How a VM ends: signals, guest triple fault, a fatal exit, and what ember says each time."""
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, ember_path, run_ember
+
+
+def start_hanging(guest_elf, vcpus):
+    """Start a guest that spins forever; return the process once the guest says so."""
+    proc = subprocess.Popen([str(ember_path()), "--kernel", str(guest_elf), "--vcpus",
+                             str(vcpus), "--cmdline", "lifecycle=hang"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+    line = proc.stdout.readline().decode(errors="replace")
+    deadline = time.monotonic() + 30
+    while "lifecycle: hanging" not in line and time.monotonic() < deadline and line:
+        line = proc.stdout.readline().decode(errors="replace")
+    if "lifecycle: hanging" not in line:
+        proc.kill()
+        pytest.fail("the guest never reported that it hangs: %r" % line)
+    return proc
+
+
+@pytest.mark.parametrize("sig,name", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")])
+@pytest.mark.parametrize("vcpus", [1, 4])
+def test_signal_stops_cleanly(guest_elf, sig, name, vcpus):
+    proc = start_hanging(guest_elf, vcpus)
+    time.sleep(0.1)
+    assert proc.poll() is None, "ember ended before the signal"
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("ember did not stop within 10 s of %s" % name)
+    assert time.monotonic() - t0 < 5
+    err = err.decode()
+    assert proc.returncode == 0, err
+    assert err.strip().splitlines()[-1] == "ember: stopped by %s" % name
+    assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err
+
+
+def test_triple_fault_ends_with_status_0(guest_elf):
+    rc, out, err = run_ember(["--kernel", guest_elf, "--cmdline", "lifecycle=triplefault"])
+    assert "lifecycle: triple fault" in out
+    assert rc == 0, err
+    assert err.strip().splitlines()[-1] == "ember: guest triple fault on vCPU 0"
+
+
+def test_i8042_reset_ends_with_status_0(guest_elf):
+    rc, out, err = run_ember(["--kernel", guest_elf, "--cmdline", "tests=cmdline test.marker=x"])
+    assert "ok 1 - cmdline" in out
+    assert rc == 0, err
+    assert err.strip().splitlines()[-1] == "ember: guest reset via i8042"
+
+
+def test_fatal_exit_dumps_registers(guest_elf):
+    """Instruction fetch from unbacked MMIO: KVM cannot emulate it and exits with an internal error."""
+    rc, out, err = run_ember(["--kernel", guest_elf, "--cmdline", "lifecycle=mmio-exec"])
+    assert "executing from MMIO at 0xd0000000" in out
+    assert rc == 1, err
+    lines = err.strip().splitlines()
+    assert lines[-1] == ("ember: vCPU 0: KVM internal error, suberror 1 "
+                         "(instruction emulation failed)"), err
+    assert any("rip=00000000d0000000" in l for l in lines), err
+    assert any("cr0=" in l and "efer=" in l for l in lines), err
+    assert any("internal error data" in l for l in lines), err
