@@ -9,10 +9,12 @@
  *   0x0009_FC00  EBDA (reserved): the MP table lives here
  *   0x000A_0000  legacy hole (reserved) up to 1 MiB
  *   0x0010_0000  RAM for the kernel, initrd, ... up to MMIO_GAP_START
- *   0xC000_0000  32-bit MMIO gap (reserved in e820): ECAM, virtio-mmio,
- *                32-bit BARs, IOAPIC 0xFEC00000, LAPIC 0xFEE00000
+ *   0xC000_0000  32-bit MMIO gap (reserved in e820): 32-bit BARs (0xC0000000,
+ *                512 MiB), ECAM (0xE0000000, 256 MiB), platform MMIO such as
+ *                virtio-mmio (0xF0000000), IOAPIC 0xFEC00000, LAPIC 0xFEE00000
  *   0x1_0000_0000  RAM that did not fit below the gap
- *   then         the 64-bit BAR window (PCI issue)
+ *   then         the 64-bit BAR window: PCI_MEM64_SIZE from the first 1 GiB
+ *                boundary at or above the end of RAM (and at or above 4 GiB)
  */
 
 #include <stdint.h>
@@ -37,6 +39,30 @@
 #define IOAPIC_GPA     0xfec00000ull
 #define LAPIC_GPA      0xfee00000ull
 
+/* Inside the MMIO gap. */
+#define PCI_MEM32_GPA  0xc0000000ull /* 32-bit BAR window, 512 MiB */
+#define PCI_MEM32_SIZE 0x20000000ull
+#define PCI_ECAM_GPA   0xe0000000ull /* ECAM: 1 MiB per bus, 256 buses */
+#define PCI_ECAM_BUSES 256u
+#define PLATFORM_MMIO_GPA  0xf0000000ull /* virtio-mmio and other platform devices */
+#define PLATFORM_MMIO_SIZE 0x0ec00000ull /* up to the IOAPIC */
+
+/* PCI I/O port window: above the legacy ports, below 64 KiB. */
+#define PCI_IO_BASE 0x1000ull
+#define PCI_IO_SIZE 0xf000ull
+
+/* 64-bit BAR window: from the first 1 GiB boundary above RAM, 64 GiB. */
+#define PCI_MEM64_ALIGN 0x40000000ull
+#define PCI_MEM64_SIZE  0x1000000000ull
+
+/* What each PCIe root port gets at build time (hot plug fits devices into these). */
+#define PCI_PORT_IO_SIZE   0x1000ull     /* 4 KiB of I/O ports (bridge granularity) */
+#define PCI_PORT_MEM_SIZE  0x200000ull   /* 2 MiB of 32-bit memory (bridge granularity 1 MiB) */
+#define PCI_PORT_PREF_SIZE 0x40000000ull /* 1 GiB of 64-bit prefetchable memory */
+
+/* INTA..INTD of bus 0 after swizzling reach GSIs 16..19 (IOAPIC pins, level, active high). */
+#define PCI_INTX_GSI_BASE 16u
+
 /* Where guest RAM goes for a given size. */
 struct mem_layout {
 	uint64_t ram_size;  /* total guest RAM in bytes */
@@ -49,6 +75,14 @@ static inline void mem_layout_init(struct mem_layout *ml, uint64_t ram_size)
 	ml->ram_size = ram_size;
 	ml->low_size = ram_size < MMIO_GAP_START ? ram_size : MMIO_GAP_START;
 	ml->high_size = ram_size - ml->low_size;
+}
+
+/* First address of the 64-bit BAR window for this layout. */
+static inline uint64_t mem_layout_mem64_base(const struct mem_layout *ml)
+{
+	uint64_t end = MMIO_GAP_END + ml->high_size;
+
+	return (end + PCI_MEM64_ALIGN - 1) & ~(PCI_MEM64_ALIGN - 1);
 }
 
 #endif

@@ -1,0 +1,270 @@
+/* pci.h - PCI functions, BARs, the host bridge and the segment's topology; config access. */
+#ifndef EMBER_PCI_PCI_H
+#define EMBER_PCI_PCI_H
+
+/*
+ * One PCI segment (0).  Bus 0 holds the host bridge at 00:00.0 and
+ * cold-plugged endpoints; each PCIe root port (type 1 header) on bus 0 has a
+ * secondary bus whose device 0 is what sits in its slot.  Configuration
+ * mechanism #1 (ports 0xCF8/0xCFC, PCI Local Bus 3.0 §3.2.2.3.2) and ECAM
+ * (PCIe Base 6.0 §7.2.2) both decode to pci_host_cfg_read/write(bus, devfn,
+ * offset, size), which finds the function by walking the bridges' current
+ * bus numbers, so a guest that renumbers buses is followed.
+ *
+ * BARs are declared by the device (kind, prefetchable, size) and owned by the
+ * core: it answers the sizing protocol through the write mask (PCI 3.0
+ * §6.2.5.1), assigns addresses at build time (largest first, 32-bit BARs in
+ * the 32-bit window, 64-bit ones in the 64-bit window, behind a bridge inside
+ * that bridge's windows), and maps or unmaps the BAR's regions on the PIO or
+ * MMIO bus whenever the guest changes a BAR or the COMMAND decode bits.  A BAR
+ * the guest places over another device's range stays unmapped (logged), so
+ * no device's range is ever corrupted.  A BAR is made of regions (offset,
+ * length, handler), so e.g. an MSI-X table and device registers share a BAR.
+ *
+ * Decode is flat: a mapped BAR answers at its address whatever the bridges'
+ * windows say (ember does not model address routing through bridges); the
+ * windows tell the guest where to allocate.
+ *
+ * Locking: one mutex per host serialises configuration accesses, the CF8
+ * latch, topology changes and BAR mapping.  Device handlers for BAR regions
+ * are called from vCPU threads without it; devices lock their own state.
+ */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "pci/cfg.h"
+#include "pci/platform.h"
+#include "util/err.h"
+#include "util/log.h"
+
+/* Standard header registers (PCI Local Bus 3.0 §6.1, PCI-to-PCI Bridge 1.2 §3.2). */
+#define PCI_VENDOR_ID       0x00
+#define PCI_DEVICE_ID       0x02
+#define PCI_COMMAND         0x04
+#define PCI_STATUS          0x06
+#define PCI_REVISION_ID     0x08
+#define PCI_CLASS_PROG      0x09
+#define PCI_CACHE_LINE_SIZE 0x0c
+#define PCI_HEADER_TYPE     0x0e
+#define PCI_BAR0            0x10
+#define PCI_SUBSYSTEM_VID   0x2c
+#define PCI_SUBSYSTEM_ID    0x2e
+#define PCI_ROM_ADDRESS     0x30
+#define PCI_CAPABILITY_LIST 0x34
+#define PCI_INTERRUPT_LINE  0x3c
+#define PCI_INTERRUPT_PIN   0x3d
+/* Type 1 (bridge) header. */
+#define PCI_PRIMARY_BUS     0x18
+#define PCI_SECONDARY_BUS   0x19
+#define PCI_SUBORDINATE_BUS 0x1a
+#define PCI_IO_BASE         0x1c
+#define PCI_IO_LIMIT        0x1d
+#define PCI_SEC_STATUS      0x1e
+#define PCI_MEMORY_BASE     0x20
+#define PCI_MEMORY_LIMIT    0x22
+#define PCI_PREF_BASE       0x24
+#define PCI_PREF_LIMIT      0x26
+#define PCI_PREF_BASE_UPPER 0x28
+#define PCI_PREF_LIMIT_UPPER 0x2c
+#define PCI_IO_BASE_UPPER   0x30
+#define PCI_ROM_ADDRESS1    0x38
+#define PCI_BRIDGE_CONTROL  0x3e
+
+#define PCI_COMMAND_IO        0x0001
+#define PCI_COMMAND_MEMORY    0x0002
+#define PCI_COMMAND_MASTER    0x0004
+#define PCI_COMMAND_SERR      0x0100
+#define PCI_COMMAND_INTX_DISABLE 0x0400
+#define PCI_STATUS_INTERRUPT  0x0008
+#define PCI_STATUS_CAP_LIST   0x0010
+
+#define PCI_HEADER_TYPE_NORMAL 0
+#define PCI_HEADER_TYPE_BRIDGE 1
+
+/* Capability IDs (PCI Code and ID Assignment 1.11). */
+#define PCI_CAP_ID_PM    0x01
+#define PCI_CAP_ID_MSI   0x05
+#define PCI_CAP_ID_VNDR  0x09
+#define PCI_CAP_ID_EXP   0x10
+#define PCI_CAP_ID_MSIX  0x11
+
+#define PCI_DEVFN(dev, fn) ((uint8_t)(((dev) & 0x1f) << 3 | ((fn) & 7)))
+#define PCI_SLOT(devfn)    (((devfn) >> 3) & 0x1f)
+#define PCI_FUNC(devfn)    ((devfn) & 7)
+
+#define PCI_BAR_COUNT       6
+#define PCI_BAR_MAX_REGIONS 8
+
+enum pci_bar_kind {
+	PCI_BAR_NONE = 0,
+	PCI_BAR_IO,    /* I/O space, 32-bit register, size >= 4 */
+	PCI_BAR_MEM32, /* memory, 32-bit, size >= 16 (ember uses >= 4 KiB) */
+	PCI_BAR_MEM64, /* memory, 64-bit: takes this BAR and the next */
+};
+
+struct pci_bar_region {
+	uint64_t offset, len;       /* within the BAR */
+	const struct bus_ops *ops;  /* handler; offsets passed are relative to the region */
+	void *opaque;
+};
+
+struct pci_bar {
+	enum pci_bar_kind kind;
+	bool prefetchable;
+	uint64_t size; /* power of two */
+	struct pci_bar_region regions[PCI_BAR_MAX_REGIONS];
+	unsigned int nregions;
+	bool mapped;          /* regions are on the bus at mapped_addr */
+	uint64_t mapped_addr;
+};
+
+struct pci_dev;
+struct pci_msix;
+struct pci_msi;
+
+struct pci_dev_ops {
+	/* Optional: adjust a guest read's value (registers computed on read). */
+	uint32_t (*cfg_read)(struct pci_dev *d, unsigned int off, unsigned int size, uint32_t val);
+	/* Optional: react to a guest write, after the write rule was applied. */
+	void (*cfg_write)(struct pci_dev *d, unsigned int off, uint32_t val, unsigned int size);
+	/* Optional: BAR `bar` is now mapped at `addr` (mapped) or no longer mapped: move ioeventfds. */
+	void (*bar_map)(struct pci_dev *d, unsigned int bar, uint64_t addr, bool mapped);
+};
+
+/* INTx state of a function (PCI 3.0 §6.2.4 interrupt pin/line, §6.2.2 Interrupt Disable). */
+struct pci_intx {
+	uint32_t gsi;    /* legacy line the pin reaches (also in the Interrupt Line register) */
+	int fd, resample_fd;
+	bool asserted;   /* the device's pin level */
+	bool active;     /* fd/resample_fd allocated */
+};
+
+struct pci_host;
+
+struct pci_dev {
+	struct pci_cfg cfg;
+	const char *name;              /* shown by the dump and in messages */
+	const struct pci_dev_ops *ops; /* may be NULL */
+	void *opaque;                  /* the device model */
+	struct pci_bar bars[PCI_BAR_COUNT];
+	struct pci_msix *msix;         /* set by pci_msix_init, NULL if none */
+	struct pci_msi *msi;           /* set by pci_msi_init, NULL if none */
+	struct pci_intx intx;
+
+	/* Topology, set by pci_host_plug. */
+	struct pci_host *host;
+	struct pci_dev *parent;        /* upstream bridge, NULL on bus 0 */
+	uint8_t devfn;
+	bool plugged;
+	/* Bridges only: the functions of device 0 on the secondary bus (PCIe: one device per link). */
+	struct pci_dev *child[8];
+	/* Bridges only: windows ember assigned (bases/limits are also in config space). */
+	uint64_t win_io, win_io_size, win_mem, win_mem_size, win_pref, win_pref_size;
+};
+
+/* An address window the core allocates BARs from (bump allocator, alignment = size). */
+struct pci_window {
+	uint64_t base, size;
+	uint64_t next; /* first free address */
+};
+
+struct pci_host_layout {
+	uint64_t ecam_base;  /* 1 MiB per bus */
+	unsigned int ecam_buses; /* 1..256 */
+	uint64_t io_base, io_size;       /* I/O port window for BARs and bridge I/O windows */
+	uint64_t mem32_base, mem32_size; /* 32-bit memory window */
+	uint64_t mem64_base, mem64_size; /* 64-bit (prefetchable) memory window */
+	/* Per-root-port windows: every port gets one of each, at build time. */
+	uint64_t port_io_size, port_mem_size, port_pref_size;
+	uint32_t intx_gsi_base;  /* first of 4 GSIs for INTA..INTD after swizzling (IOAPIC pins 16+) */
+};
+
+struct pci_host {
+	struct bus *pio, *mmio;
+	struct pci_platform plat;
+	struct pci_host_layout lay;
+	pthread_mutex_t lock;
+	uint32_t cf8;                 /* CONFIG_ADDRESS latch */
+	struct pci_window io, mem32, mem64;
+	struct pci_dev bridge;        /* the host bridge, 00:00.0 */
+	struct pci_dev *bus0[256];    /* functions on bus 0 by devfn */
+	uint8_t next_bus;             /* next secondary bus number to hand a bridge */
+	bool cf8_registered, ecam_registered;
+	struct ratelimit rl;
+};
+
+/*
+ * Initialise the host: register CF8/CFC (ports 0xCF8-0xCFF) and the ECAM
+ * window on the buses, put the host bridge at 00:00.0 (class 0x060000).
+ * -errno with a message.
+ */
+int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio,
+		  const struct pci_platform *plat, const struct pci_host_layout *lay, struct err *e);
+
+/* Unregister everything; every plugged device must have been unplugged. */
+void pci_host_destroy(struct pci_host *h);
+
+/*
+ * Prepare a function: zeroed config space with the IDs, class (24-bit:
+ * base, sub, prog-if), revision and header type, COMMAND's writable bits,
+ * STATUS's W1C error bits.  `opaque` is the device model.
+ */
+void pci_dev_init(struct pci_dev *d, const char *name, uint16_t vendor, uint16_t device,
+		  uint32_t class_code, uint8_t revision, uint8_t header_type,
+		  const struct pci_dev_ops *ops, void *opaque);
+
+/*
+ * Declare BAR `bar` (0..5; a MEM64 BAR takes bar and bar+1).  `size` is a power of
+ * two (I/O: 4..256 bytes... up to 64 KiB; memory: at least 4 KiB).  -EINVAL.
+ */
+int pci_dev_add_bar(struct pci_dev *d, unsigned int bar, enum pci_bar_kind kind,
+		    bool prefetchable, uint64_t size);
+
+/* Give [offset, offset+len) of BAR `bar` to a handler.  Regions must not overlap.  -EINVAL/-ENOSPC. */
+int pci_bar_add_region(struct pci_dev *d, unsigned int bar, uint64_t offset, uint64_t len,
+		       const struct bus_ops *ops, void *opaque);
+
+/*
+ * Use INTx pin `pin` (1 = INTA .. 4 = INTD): sets Interrupt Pin; the line
+ * (GSI) is chosen at plug time by swizzling (PCI-to-PCI Bridge 1.2 §9.1) and
+ * written to Interrupt Line, and the level irqfd is created then.
+ */
+void pci_dev_set_intx_pin(struct pci_dev *d, uint8_t pin);
+
+/*
+ * Place `d` at `devfn` on bus 0 (parent NULL) or on a bridge's secondary bus
+ * (device number must be 0).  Assigns its BAR addresses inside the windows
+ * (the parent bridge's for devices behind one), writes them to the BARs
+ * (decode stays off until the guest enables it), allocates INTx.  A bridge
+ * gets the next secondary bus number and its own windows.  -EEXIST (devfn
+ * taken), -ENOSPC (no window space / bus numbers), -EINVAL.
+ */
+int pci_host_plug(struct pci_host *h, struct pci_dev *d, struct pci_dev *parent, uint8_t devfn,
+		  struct err *e);
+
+/*
+ * Take `d` off the topology: unmap its BARs (waiting for vCPUs in its
+ * handlers), free its INTx.  Its MSI/MSI-X state is the device's to destroy.
+ */
+void pci_host_unplug(struct pci_host *h, struct pci_dev *d);
+
+/* Configuration access by bus/devfn: absent functions read all-ones, writes to them are dropped. */
+uint32_t pci_host_cfg_read(struct pci_host *h, uint8_t bus, uint8_t devfn, unsigned int off,
+			   unsigned int size);
+void pci_host_cfg_write(struct pci_host *h, uint8_t bus, uint8_t devfn, unsigned int off,
+			uint32_t val, unsigned int size);
+
+/* The function at bus/devfn now, or NULL.  Caller holds no lock; for diagnostics and tests. */
+struct pci_dev *pci_host_find(struct pci_host *h, uint8_t bus, uint8_t devfn);
+
+/* Drive the INTx pin (any thread): honoured unless COMMAND.Interrupt Disable; sets STATUS.Interrupt. */
+void pci_intx_set(struct pci_dev *d, bool asserted);
+
+/* Bus handlers the host registers (exported for tests). */
+extern const struct bus_ops pci_cf8_ops; /* ports 0xCF8-0xCFF, opaque = host */
+extern const struct bus_ops pci_ecam_ops; /* ECAM window, opaque = host */
+
+#endif
