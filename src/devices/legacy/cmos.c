@@ -44,12 +44,17 @@
 
 /* ---- the clock ----------------------------------------------------------------------------- */
 
+static int host_realtime(struct timespec *ts)
+{
+	return clock_gettime(CLOCK_REALTIME, ts);
+}
+
 /* Guest time in seconds, and the phase within the second in ns. */
 static int64_t guest_now(const struct cmos *c, long *phase_ns)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	c->host_clock(&ts);
 	if (phase_ns)
 		*phase_ns = ts.tv_nsec;
 	if (c->ram[REG_B] & B_SET)
@@ -242,7 +247,7 @@ static void reg_write(struct cmos *c, unsigned int reg, uint8_t v)
 		} else if (!(v & B_SET) && (c->ram[REG_B] & B_SET)) {
 			struct timespec ts;
 
-			clock_gettime(CLOCK_REALTIME, &ts);
+			c->host_clock(&ts);
 			c->offset_sec = c->frozen - (int64_t)ts.tv_sec;
 		}
 		if (v & B_SET)
@@ -331,6 +336,7 @@ int cmos_init(struct cmos *c, const struct mem_layout *ml, unsigned int vcpus)
 	rc = pthread_mutex_init(&c->lock, NULL);
 	if (rc)
 		return -rc;
+	c->host_clock = host_realtime;
 	c->ram[REG_A] = 0x26;
 	c->ram[REG_B] = B_24H;
 	c->ram[REG_D] = D_VRT;

@@ -52,6 +52,7 @@
  */
 
 #include <pthread.h>
+#include <time.h>
 #include <stdint.h>
 
 #include "boot/layout.h"
@@ -71,6 +72,8 @@ struct cmos {
 	uint8_t ram[CMOS_SIZE]; /* storage; the clock registers are computed on read */
 	int64_t offset_sec;     /* guest RTC time = CLOCK_REALTIME + offset_sec */
 	int64_t frozen;         /* guest time (s since the epoch) while register B's SET is 1 */
+	/* The host wall clock: clock_gettime(CLOCK_REALTIME) unless a test installs another. */
+	int (*host_clock)(struct timespec *ts);
 	struct ratelimit rl;
 };
 
