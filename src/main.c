@@ -20,6 +20,7 @@
 
 static const char usage_text[] =
 	"Usage: ember --kernel PATH [OPTIONS]\n"
+	"       ember --dump-pci [OPTIONS]\n"
 	"\n"
 	"Boot a KVM microVM from a kernel image: an ELF vmlinux (64-bit Linux boot\n"
 	"protocol entry, or its Xen PVH entry with --pvh) or a bzImage.\n"
@@ -31,6 +32,16 @@ static const char usage_text[] =
 	"  -m, --mem MIB          guest memory in MiB, 2 to 1048576 (default: 128)\n"
 	"  -n, --vcpus N          number of vCPUs, 1 to 32 (default: 1)\n"
 	"      --pvh              enter an ELF kernel through its Xen PVH note\n"
+	"      --root-ports N     PCIe root ports (hot-plug slots) on bus 0, 0 to 14\n"
+	"                         (default: 0)\n"
+	"      --pci-testdev      add ember's PCI test device (docs/pci-testdev.md)\n"
+	"      --pci-testdev-port K\n"
+	"                         put the test device behind root port K (1-based)\n"
+	"                         instead of on bus 0\n"
+	"      --dump-pci         build the VM's devices, print every PCI function's\n"
+	"                         configuration space in 'lspci -xxxx' format and exit\n"
+	"                         without running (no --kernel needed)\n"
+	"                         (decode it with: lspci -F FILE -vvv)\n"
 	"      --log-level LEVEL  error, warning, info or debug (default: warning)\n"
 	"  -h, --help             show this help and exit\n"
 	"  -V, --version          show the version and exit\n"
@@ -42,6 +53,7 @@ static const char usage_text[] =
 	"1 when the VM cannot be built or stops on a fatal error; 2 for a bad command line.\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 
 static int usage_error(const char *fmt, ...)
 {
@@ -70,7 +82,8 @@ static int parse_uint(const char *s, unsigned long long min, unsigned long long 
 	return 0;
 }
 
-enum { OPT_PVH = 256, OPT_LOG_LEVEL };
+enum { OPT_PVH = 256, OPT_ROOT_PORTS, OPT_PCI_TESTDEV, OPT_PCI_TESTDEV_PORT, OPT_DUMP_PCI,
+       OPT_LOG_LEVEL };
 
 static const struct option long_opts[] = {
 	{"kernel", required_argument, NULL, 'k'},
@@ -79,13 +92,18 @@ static const struct option long_opts[] = {
 	{"mem", required_argument, NULL, 'm'},
 	{"vcpus", required_argument, NULL, 'n'},
 	{"pvh", no_argument, NULL, OPT_PVH},
+	{"root-ports", required_argument, NULL, OPT_ROOT_PORTS},
+	{"pci-testdev", no_argument, NULL, OPT_PCI_TESTDEV},
+	{"pci-testdev-port", required_argument, NULL, OPT_PCI_TESTDEV_PORT},
+	{"dump-pci", no_argument, NULL, OPT_DUMP_PCI},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
 };
 
-static int parse_args(int argc, char **argv, struct vm_config *cfg, int *exit_now)
+static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *dump_pci,
+		      int *exit_now)
 {
 	unsigned int seen[OPT_LOG_LEVEL + 1] = {0};
 	unsigned long long v;
@@ -121,6 +139,25 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, int *exit_no
 		case OPT_PVH:
 			cfg->pvh = true;
 			break;
+		case OPT_ROOT_PORTS:
+			if (parse_uint(optarg, 0, VM_MAX_ROOT_PORTS, &v) < 0)
+				return usage_error("--root-ports '%s': expected a number from 0 to %u",
+						   optarg, VM_MAX_ROOT_PORTS);
+			cfg->root_ports = (unsigned int)v;
+			break;
+		case OPT_PCI_TESTDEV:
+			cfg->pci_testdev = true;
+			break;
+		case OPT_PCI_TESTDEV_PORT:
+			if (parse_uint(optarg, 1, VM_MAX_ROOT_PORTS, &v) < 0)
+				return usage_error("--pci-testdev-port '%s': expected a root port "
+						   "number from 1 to %u",
+						   optarg, VM_MAX_ROOT_PORTS);
+			cfg->pci_testdev_port = (unsigned int)v;
+			break;
+		case OPT_DUMP_PCI:
+			*dump_pci = true;
+			break;
 		case OPT_LOG_LEVEL:
 			if (!strcmp(optarg, "error"))
 				log_set_level(LOG_ERROR);
@@ -151,8 +188,14 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, int *exit_no
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!cfg->kernel_path)
+	if (cfg->pci_testdev_port && !cfg->pci_testdev)
+		return usage_error("%s", "--pci-testdev-port needs --pci-testdev");
+	if (cfg->pci_testdev_port > cfg->root_ports)
+		return usage_error("--pci-testdev-port %u: there are only %u root ports (--root-ports)",
+				   cfg->pci_testdev_port, cfg->root_ports);
+	if (!cfg->kernel_path && !*dump_pci)
 		return usage_error("%s", "no kernel given: use --kernel PATH");
+	cfg->build_only = *dump_pci;
 	return 0;
 }
 
@@ -168,9 +211,10 @@ int main(int argc, char **argv)
 	struct err e = {0};
 	struct vm *vm;
 	sigset_t set;
+	bool dump_pci = false;
 	int exit_now, r;
 
-	r = parse_args(argc, argv, &cfg, &exit_now);
+	r = parse_args(argc, argv, &cfg, &dump_pci, &exit_now);
 	if (r)
 		return r;
 	if (exit_now >= 0)
@@ -186,6 +230,11 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		fprintf(stderr, "ember: %s\n", e.msg[0] ? e.msg : strerror(-r));
 		return EXIT_FAILURE_VM;
+	}
+	if (dump_pci) {
+		vm_dump_pci(vm, stdout);
+		vm_destroy(vm);
+		return fflush(stdout) == 0 ? EXIT_GUEST_DONE : EXIT_FAILURE_VM;
 	}
 	r = vm_run(vm, &info);
 	vm_destroy(vm);

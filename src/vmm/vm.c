@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "boot/cpu.h"
+#include "pci/dump.h"
 
 /* Intel real-mode TSS (3 pages) + identity-map page, just below the firmware area. */
 #define KVM_TSS_GPA 0xfffbc000ull
@@ -234,6 +235,106 @@ fail:
 	return r;
 }
 
+/* ---- step: PCI host and interrupt routing ------------------------------------------------ */
+
+static int step_pci(struct vm *vm, struct err *e)
+{
+	struct pci_host_layout lay = {
+		.ecam_base = PCI_ECAM_GPA,
+		.ecam_buses = PCI_ECAM_BUSES,
+		.io_base = PCI_IO_BASE,
+		.io_size = PCI_IO_SIZE,
+		.mem32_base = PCI_MEM32_GPA,
+		.mem32_size = PCI_MEM32_SIZE,
+		.mem64_base = mem_layout_mem64_base(&vm->ml),
+		.mem64_size = PCI_MEM64_SIZE,
+		.port_io_size = PCI_PORT_IO_SIZE,
+		.port_mem_size = PCI_PORT_MEM_SIZE,
+		.port_pref_size = PCI_PORT_PREF_SIZE,
+		.intx_gsi_base = PCI_INTX_GSI_BASE,
+	};
+	int r = gsi_router_init(&vm->gsi, &vm->kvm, &vm->loop, e);
+
+	if (r < 0)
+		return r;
+	gsi_router_platform(&vm->gsi, &vm->plat);
+	r = pci_host_init(&vm->pci, &vm->pio, &vm->mmio, &vm->plat, &lay, e);
+	if (r < 0) {
+		gsi_router_destroy(&vm->gsi);
+		return r;
+	}
+	return 0;
+}
+
+static void undo_pci(struct vm *vm)
+{
+	pci_host_destroy(&vm->pci);
+	gsi_router_destroy(&vm->gsi);
+}
+
+/* ---- step: PCI devices ------------------------------------------------------------------- */
+
+static void undo_pci_devices(struct vm *vm)
+{
+	if (vm->testdev_ready) {
+		pci_host_unplug(&vm->pci, &vm->testdev.dev);
+		testdev_destroy(&vm->testdev);
+		vm->testdev_ready = false;
+	}
+	while (vm->nports > 0) {
+		struct root_port *p = &vm->ports[--vm->nports];
+
+		pci_host_unplug(&vm->pci, &p->dev);
+		root_port_destroy(p);
+	}
+}
+
+static int step_pci_devices(struct vm *vm, struct err *e)
+{
+	struct pci_dev *parent = NULL;
+	uint8_t devfn;
+	int r;
+
+	/* Root ports take devices 1..N of bus 0; the host bridge is device 0. */
+	while (vm->nports < vm->cfg.root_ports) {
+		struct root_port *p = &vm->ports[vm->nports];
+		unsigned int slot = vm->nports + 1;
+
+		r = root_port_init(p, slot, &vm->plat);
+		if (r < 0) {
+			err_set(e, r, "cannot create PCIe root port %u", slot);
+			goto fail;
+		}
+		r = pci_host_plug(&vm->pci, &p->dev, NULL, PCI_DEVFN(slot, 0), e);
+		if (r < 0) {
+			root_port_destroy(p);
+			goto fail;
+		}
+		vm->nports++;
+	}
+	if (!vm->cfg.pci_testdev)
+		return 0;
+	r = testdev_init(&vm->testdev, &vm->gm, &vm->plat, e);
+	if (r < 0)
+		goto fail;
+	if (vm->cfg.pci_testdev_port > 0) {
+		parent = &vm->ports[vm->cfg.pci_testdev_port - 1].dev;
+		devfn = PCI_DEVFN(0, 0);
+	} else {
+		devfn = PCI_DEVFN(vm->cfg.root_ports + 1, 0);
+	}
+	r = pci_host_plug(&vm->pci, &vm->testdev.dev, parent, devfn, e);
+	if (r < 0) {
+		testdev_destroy(&vm->testdev);
+		goto fail;
+	}
+	vm->testdev_ready = true;
+	return 0;
+fail:
+	undo_pci_devices(vm);
+	return r;
+}
+
 /* ---- step: kernel ------------------------------------------------------------------------- */
 
 static int step_kernel(struct vm *vm, struct err *e)
@@ -245,8 +346,11 @@ static int step_kernel(struct vm *vm, struct err *e)
 		.pvh = vm->cfg.pvh,
 		.vcpus = vm->cfg.vcpus,
 	};
-	int r = boot_load(&vm->gm, &vm->ml, &req, &vm->boot, e);
+	int r;
 
+	if (vm->cfg.build_only)
+		return 0;
+	r = boot_load(&vm->gm, &vm->ml, &req, &vm->boot, e);
 	if (r < 0)
 		return r;
 	if (cpu_write_boot_tables(&vm->gm) < 0)
@@ -272,6 +376,8 @@ static int step_vcpus(struct vm *vm, struct err *e)
 	unsigned int i;
 	int r;
 
+	if (vm->cfg.build_only)
+		return 0;
 	for (i = 0; i < vm->cfg.vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
@@ -374,7 +480,7 @@ static void on_rx_drained(struct evloop_watch *w, uint32_t events)
 		vm->stdin_watched = true;
 }
 
-static void undo_loop(struct vm *vm)
+static void undo_console(struct vm *vm)
 {
 	if (vm->termios_saved) {
 		struct termios t;
@@ -383,14 +489,24 @@ static void undo_loop(struct vm *vm)
 		tcsetattr(vm->cfg.console_in_fd, TCSANOW, &t);
 		vm->termios_saved = false;
 	}
+	if (vm->stdin_watched)
+		evloop_del(&vm->loop, &vm->stdin_watch);
+	vm->stdin_watched = false;
 	serial_set_rx_notify(&vm->serial, -1);
-	if (vm->rx_notify_fd >= 0)
+	if (vm->rx_notify_fd >= 0) {
+		evloop_del(&vm->loop, &vm->rx_watch);
 		close(vm->rx_notify_fd);
+	}
+	vm->rx_notify_fd = -1;
+}
+
+static void undo_loop(struct vm *vm)
+{
 	if (vm->signal_fd >= 0)
 		close(vm->signal_fd);
 	if (vm->stop_fd >= 0)
 		close(vm->stop_fd);
-	vm->signal_fd = vm->stop_fd = vm->rx_notify_fd = -1;
+	vm->signal_fd = vm->stop_fd = -1;
 	evloop_destroy(&vm->loop);
 }
 
@@ -416,7 +532,7 @@ static int step_loop(struct vm *vm, struct err *e)
 	sigset_t set;
 	int r;
 
-	vm->signal_fd = vm->stop_fd = vm->rx_notify_fd = -1;
+	vm->signal_fd = vm->stop_fd = -1;
 	r = evloop_init(&vm->loop, e);
 	if (r < 0)
 		return r;
@@ -442,7 +558,18 @@ static int step_loop(struct vm *vm, struct err *e)
 		err_sys(e, -r, "epoll_ctl");
 		goto fail;
 	}
-	if (vm->cfg.console_in_fd >= 0) {
+	return 0;
+fail:
+	undo_loop(vm);
+	return r;
+}
+
+static int step_console(struct vm *vm, struct err *e)
+{
+	int r;
+
+	vm->rx_notify_fd = -1;
+	if (vm->cfg.console_in_fd >= 0 && !vm->cfg.build_only) {
 		vm->rx_notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (vm->rx_notify_fd < 0) {
 			r = err_sys(e, errno, "eventfd");
@@ -467,7 +594,7 @@ static int step_loop(struct vm *vm, struct err *e)
 	}
 	return 0;
 fail:
-	undo_loop(vm);
+	undo_console(vm);
 	return r;
 }
 
@@ -482,25 +609,40 @@ static const struct vm_step {
 	{"memory", step_memory, undo_memory},
 	{"irqchip", step_irqchip, undo_nothing},
 	{"buses", step_buses, undo_buses},
+	{"event loop", step_loop, undo_loop},
 	{"legacy devices", step_legacy, undo_legacy},
+	{"pci", step_pci, undo_pci},
+	{"pci devices", step_pci_devices, undo_pci_devices},
 	{"kernel", step_kernel, undo_nothing},
 	{"vcpus", step_vcpus, undo_vcpus},
-	{"event loop", step_loop, undo_loop},
+	{"console", step_console, undo_console},
 };
 
 #define VM_NSTEPS (sizeof(vm_steps) / sizeof(vm_steps[0]))
 
 static int check_config(const struct vm_config *cfg, struct err *e)
 {
-	if (!cfg->kernel_path || !*cfg->kernel_path)
+	if (!cfg->build_only && (!cfg->kernel_path || !*cfg->kernel_path))
 		return err_set(e, EINVAL, "no kernel given (--kernel PATH)");
 	if (cfg->vcpus < 1 || cfg->vcpus > VM_MAX_VCPUS)
 		return err_set(e, EINVAL, "%u vCPUs requested; ember supports 1 to %u",
 			       cfg->vcpus, VM_MAX_VCPUS);
+	if (cfg->root_ports > VM_MAX_ROOT_PORTS)
+		return err_set(e, EINVAL, "%u PCIe root ports requested; ember supports 0 to %u",
+			       cfg->root_ports, VM_MAX_ROOT_PORTS);
+	if (cfg->pci_testdev_port > cfg->root_ports)
+		return err_set(e, EINVAL,
+			       "the PCI test device cannot go behind root port %u: there are %u",
+			       cfg->pci_testdev_port, cfg->root_ports);
 	if (cfg->mem_mib < VM_MIN_MEM_MIB || cfg->mem_mib > VM_MAX_MEM_MIB)
 		return err_set(e, EINVAL, "%llu MiB of memory requested; ember supports %llu to %llu",
 			       (unsigned long long)cfg->mem_mib, VM_MIN_MEM_MIB, VM_MAX_MEM_MIB);
 	return 0;
+}
+
+void vm_dump_pci(struct vm *vm, FILE *out)
+{
+	pci_host_dump(&vm->pci, out);
 }
 
 void vm_destroy(struct vm *vm)

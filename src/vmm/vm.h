@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "boot/boot.h"
 #include "boot/layout.h"
@@ -22,7 +23,11 @@
 #include "devices/legacy/cmos.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
+#include "devices/pci/root_port.h"
+#include "devices/pci/testdev.h"
+#include "kvm/gsi.h"
 #include "kvm/kvm.h"
+#include "pci/pci.h"
 #include "util/evloop.h"
 #include "util/gmem.h"
 #include "util/log.h"
@@ -30,6 +35,7 @@
 #define VM_MAX_VCPUS 32
 #define VM_MIN_MEM_MIB 2ull
 #define VM_MAX_MEM_MIB (1ull << 20) /* 1 TiB */
+#define VM_MAX_ROOT_PORTS 14        /* each takes a 4 KiB slice of the 60 KiB I/O window */
 
 struct vm_config {
 	const char *kernel_path;
@@ -38,6 +44,10 @@ struct vm_config {
 	uint64_t mem_mib;
 	unsigned int vcpus;
 	bool pvh;
+	unsigned int root_ports;       /* PCIe root ports on bus 0 (hot-plug slots) */
+	bool pci_testdev;              /* ember's PCI test device */
+	unsigned int pci_testdev_port; /* 0: on bus 0; k: behind root port k (1-based) */
+	bool build_only;    /* build the devices only: no kernel, vCPUs or console (--dump-pci) */
 	int console_in_fd;  /* serial input; -1: none */
 	int console_out_fd; /* serial output */
 };
@@ -81,6 +91,14 @@ struct vm {
 	int serial_irqfd, i8042_irqfd;
 	bool legacy_ready; /* the three devices are initialised */
 
+	struct gsi_router gsi;
+	struct pci_platform plat;
+	struct pci_host pci;
+	struct root_port ports[VM_MAX_ROOT_PORTS];
+	unsigned int nports;
+	struct testdev testdev;
+	bool testdev_ready;
+
 	struct boot_result boot;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	unsigned int nvcpus_created;
@@ -108,6 +126,9 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e);
 
 /* Run until the VM stops; fills `info`.  -errno if the event loop itself failed. */
 int vm_run(struct vm *vm, struct vm_exit_info *info);
+
+/* Print every PCI function's configuration space in `lspci -xxxx` format (lspci -F reads it). */
+void vm_dump_pci(struct vm *vm, FILE *out);
 
 /* Undo every build step and free the VM.  NULL is fine. */
 void vm_destroy(struct vm *vm);
