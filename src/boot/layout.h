@@ -48,8 +48,8 @@
 #define PLATFORM_MMIO_SIZE 0x0ec00000ull /* up to the IOAPIC */
 
 /* PCI I/O port window: above the legacy ports, below 64 KiB. */
-#define PCI_IO_BASE 0x1000ull
-#define PCI_IO_SIZE 0xf000ull
+#define PCI_IO_WIN_BASE 0x1000ull
+#define PCI_IO_WIN_SIZE 0xf000ull
 
 /* 64-bit BAR window: from the first 1 GiB boundary above RAM, 64 GiB. */
 #define PCI_MEM64_ALIGN 0x40000000ull

@@ -21,9 +21,11 @@
  * (PCI Local Bus 3.0 §6.7), extended ones from 0x100 (PCIe Base §7.6); a
  * device says what it has and never hard-codes an offset.
  *
- * Accessors are bounds-checked: offsets past 4 KiB or accesses crossing the
- * end read as zero / are dropped; sizes are 1, 2 or 4.  Values are
- * little-endian, as on the wire.
+ * Accessors are bounds-checked: the host-side getters read 0 and the setters
+ * do nothing past 4 KiB; a guest access (pci_cfg_read/write) past the end
+ * or of a size other than 1, 2 or 4 reads all-ones (4 bytes for a bad size)
+ * and drops the write.  Alignment is the decoders' concern (pci/host.c).
+ * Values are little-endian, as on the wire.
  */
 
 #include <stdbool.h>
@@ -39,10 +41,10 @@ struct pci_cfg {
 	uint8_t wmask[PCI_CFG_SIZE];
 	uint8_t w1cmask[PCI_CFG_SIZE];
 	/* Capability builder state. */
-	uint16_t std_next;  /* where the next standard capability goes (dword aligned) */
-	uint16_t std_last;  /* offset of the last standard capability, 0 if none */
-	uint16_t ext_next;  /* where the next extended capability goes */
-	uint16_t ext_last;  /* offset of the last extended capability, 0 if none */
+	uint16_t std_next; /* where the next standard capability goes (dword aligned) */
+	uint16_t std_last; /* offset of the last standard capability, 0 if none */
+	uint16_t ext_next; /* where the next extended capability goes */
+	uint16_t ext_last; /* offset of the last extended capability, 0 if none */
 };
 
 /* Zero everything and reset the builder (standard caps from 0x40, extended from 0x100). */
@@ -60,7 +62,8 @@ void pci_cfg_set32(struct pci_cfg *c, unsigned int off, uint32_t v);
 void pci_cfg_set_wmask(struct pci_cfg *c, unsigned int off, unsigned int size, uint32_t mask);
 void pci_cfg_set_w1cmask(struct pci_cfg *c, unsigned int off, unsigned int size, uint32_t mask);
 
-/* Guest access: read `size` bytes, or apply the one write rule.  Bad offset/size: all-ones / drop. */
+/* Guest access: read `size` bytes, or apply the one write rule.  Bad offset/size: all-ones / drop.
+ */
 uint32_t pci_cfg_read(const struct pci_cfg *c, unsigned int off, unsigned int size);
 void pci_cfg_write(struct pci_cfg *c, unsigned int off, uint32_t val, unsigned int size);
 

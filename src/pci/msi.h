@@ -4,14 +4,30 @@
 
 /*
  * PCI Local Bus 3.0 §6.8.1: Message Control (enable bit 0, Multiple Message
- * Capable/Enable, 64-bit bit 7, Per-Vector Masking bit 8), Message Address
- * (low, high), Message Data, Mask Bits and Pending Bits (read-only).  With
- * N vectors enabled the device signals vector v by sending Data with its low
- * log2(N) bits replaced by v.
+ * Capable bits 3:1 RO, Multiple Message Enable bits 6:4, 64-bit bit 7,
+ * Per-Vector Masking bit 8), Message Address (low, bits 1:0 RO 0; high),
+ * Message Data (16 bits), Mask Bits (RW for the capable vectors) and Pending
+ * Bits (RO).  With N = 2^MME vectors enabled the device signals vector v by
+ * sending Data with its low log2(N) bits replaced by v.  A Multiple Message
+ * Enable above Multiple Message Capable (which software must not write) is
+ * clamped to it, in the register too.
  *
- * Each enabled vector has a GSI + irqfd; routes follow the address/data.
- * pci_msi_notify() sends, or sets the vector's pending bit when masked; an
- * unmask with the pending bit set sends the message then.  Thread-safe.
+ * GSIs.  A vector gets a GSI + irqfd the first time it becomes deliverable
+ * (enabled, below N, unmasked) or sends; they stay until pci_msi_destroy().
+ * A change of address, data or MME marks every route stale; a vector's route
+ * is reprogrammed when it next becomes deliverable or just before its next
+ * message, so it always carries the message current at send time.
+ *
+ * pci_msi_notify(): disabled or v >= N: dropped.  Unmasked: one write to the
+ * vector's eventfd.  Masked: its Pending bit is set (in configuration
+ * space); an unmask with the bit set sends the message and clears the bit.
+ *
+ * Locking: a per-instance mutex covers the mirrored registers, the pending
+ * bits and the routes.  pci_msi_cfg_write() runs with the host lock held
+ * (host lock, then this one).  pci_msi_notify() takes only the instance lock
+ * on its fast path; for a masked vector it takes the host lock first to
+ * update Pending Bits, so callers must not hold a lock that code running
+ * under the host lock (a device's config-space hooks) may take.
  */
 
 #include <pthread.h>
@@ -21,29 +37,57 @@
 #include "pci/pci.h"
 
 #define PCI_MSI_MAX_VECTORS 32
+#define MSI_CAP_LEN         24 /* 64-bit address + per-vector masking layout */
 
 struct pci_msi {
 	struct pci_dev *dev;
-	unsigned int cap;     /* capability offset */
-	unsigned int nvec;    /* vectors the device is capable of (power of two, 1..32) */
+	unsigned int cap;  /* capability offset */
+	unsigned int nvec; /* vectors the device is capable of (power of two, 1..32) */
 	uint32_t gsi[PCI_MSI_MAX_VECTORS];
 	int fd[PCI_MSI_MAX_VECTORS];
-	unsigned int nalloc;  /* vectors with a GSI/fd */
+	unsigned int nalloc; /* how many vectors have a GSI/fd (fd[v] >= 0) */
 	pthread_mutex_t lock;
 	struct pci_platform plat;
 	struct ratelimit rl;
+	/* The capability's registers as of the last pci_msi_cfg_write(), under `lock`. */
+	bool enabled;
+	unsigned int nen; /* vectors enabled, 1 << MME */
+	uint64_t addr;
+	uint16_t data;
+	uint32_t mask;    /* Mask Bits (capable vectors only) */
+	uint32_t pending; /* Pending Bits (also in configuration space) */
+	uint32_t routed;  /* bit v: vector v's route carries its current message */
 };
 
-/* Add a 64-bit, per-vector-maskable MSI capability with `nvec` (1, 2, 4, 8, 16, 32) vectors. */
+/*
+ * Add a 64-bit, per-vector-maskable MSI capability with `nvec` (1, 2, 4, 8,
+ * 16, 32) vectors to `d` and set d->msi.  `plat` is copied.  -EINVAL,
+ * -ENOSPC (no room for the capability); nothing changed on error.
+ */
 int pci_msi_init(struct pci_msi *m, struct pci_dev *d, unsigned int nvec,
-		 const struct pci_platform *plat);
+                 const struct pci_platform *plat);
+
+/*
+ * Free every GSI and eventfd; clears d->msi.  No thread may still call
+ * pci_msi_notify().  A second call (or one after a failed init) does nothing.
+ */
 void pci_msi_destroy(struct pci_msi *m);
 
-/* Signal vector `vec` (any thread); ignored if MSI is disabled or vec >= enabled count. */
+/*
+ * Signal vector `vec` (any thread): send, or set its Pending bit when
+ * masked (taking the host lock, see above); ignored if MSI is disabled or
+ * vec >= the enabled count.
+ */
 void pci_msi_notify(struct pci_msi *m, unsigned int vec);
+
+/* True when MSI Enable is set. */
 bool pci_msi_enabled(struct pci_msi *m);
 
-/* Called by the core for guest writes that touch the capability (after the write rule). */
+/*
+ * Called by the core, with the host lock held, for guest writes that touch
+ * [cap, cap+24), after the write rule: reads the registers back, reroutes,
+ * delivers pending messages of vectors that became deliverable.
+ */
 void pci_msi_cfg_write(struct pci_msi *m, unsigned int off, uint32_t val, unsigned int size);
 
 #endif

@@ -28,6 +28,9 @@
  * Locking: one mutex per host serialises configuration accesses, the CF8
  * latch, topology changes and BAR mapping.  Device handlers for BAR regions
  * are called from vCPU threads without it; devices lock their own state.
+ * The pci_dev_ops hooks run with the host lock held, so the order is host
+ * lock, then device locks: a device must not call into the host (config
+ * access, plug) while holding a lock its hooks take.
  */
 
 #include <pthread.h>
@@ -57,43 +60,43 @@
 #define PCI_INTERRUPT_LINE  0x3c
 #define PCI_INTERRUPT_PIN   0x3d
 /* Type 1 (bridge) header. */
-#define PCI_PRIMARY_BUS     0x18
-#define PCI_SECONDARY_BUS   0x19
-#define PCI_SUBORDINATE_BUS 0x1a
-#define PCI_IO_BASE         0x1c
-#define PCI_IO_LIMIT        0x1d
-#define PCI_SEC_STATUS      0x1e
-#define PCI_MEMORY_BASE     0x20
-#define PCI_MEMORY_LIMIT    0x22
-#define PCI_PREF_BASE       0x24
-#define PCI_PREF_LIMIT      0x26
-#define PCI_PREF_BASE_UPPER 0x28
+#define PCI_PRIMARY_BUS      0x18
+#define PCI_SECONDARY_BUS    0x19
+#define PCI_SUBORDINATE_BUS  0x1a
+#define PCI_IO_BASE          0x1c
+#define PCI_IO_LIMIT         0x1d
+#define PCI_SEC_STATUS       0x1e
+#define PCI_MEMORY_BASE      0x20
+#define PCI_MEMORY_LIMIT     0x22
+#define PCI_PREF_BASE        0x24
+#define PCI_PREF_LIMIT       0x26
+#define PCI_PREF_BASE_UPPER  0x28
 #define PCI_PREF_LIMIT_UPPER 0x2c
-#define PCI_IO_BASE_UPPER   0x30
-#define PCI_ROM_ADDRESS1    0x38
-#define PCI_BRIDGE_CONTROL  0x3e
+#define PCI_IO_BASE_UPPER    0x30
+#define PCI_ROM_ADDRESS1     0x38
+#define PCI_BRIDGE_CONTROL   0x3e
 
-#define PCI_COMMAND_IO        0x0001
-#define PCI_COMMAND_MEMORY    0x0002
-#define PCI_COMMAND_MASTER    0x0004
-#define PCI_COMMAND_SERR      0x0100
+#define PCI_COMMAND_IO           0x0001
+#define PCI_COMMAND_MEMORY       0x0002
+#define PCI_COMMAND_MASTER       0x0004
+#define PCI_COMMAND_SERR         0x0100
 #define PCI_COMMAND_INTX_DISABLE 0x0400
-#define PCI_STATUS_INTERRUPT  0x0008
-#define PCI_STATUS_CAP_LIST   0x0010
+#define PCI_STATUS_INTERRUPT     0x0008
+#define PCI_STATUS_CAP_LIST      0x0010
 
 #define PCI_HEADER_TYPE_NORMAL 0
 #define PCI_HEADER_TYPE_BRIDGE 1
 
 /* Capability IDs (PCI Code and ID Assignment 1.11). */
-#define PCI_CAP_ID_PM    0x01
-#define PCI_CAP_ID_MSI   0x05
-#define PCI_CAP_ID_VNDR  0x09
-#define PCI_CAP_ID_EXP   0x10
-#define PCI_CAP_ID_MSIX  0x11
+#define PCI_CAP_ID_PM   0x01
+#define PCI_CAP_ID_MSI  0x05
+#define PCI_CAP_ID_VNDR 0x09
+#define PCI_CAP_ID_EXP  0x10
+#define PCI_CAP_ID_MSIX 0x11
 
-#define PCI_DEVFN(dev, fn) ((uint8_t)(((dev) & 0x1f) << 3 | ((fn) & 7)))
+#define PCI_DEVFN(dev, fn) ((uint8_t)(((dev)&0x1f) << 3 | ((fn)&7)))
 #define PCI_SLOT(devfn)    (((devfn) >> 3) & 0x1f)
-#define PCI_FUNC(devfn)    ((devfn) & 7)
+#define PCI_FUNC(devfn)    ((devfn)&7)
 
 #define PCI_BAR_COUNT       6
 #define PCI_BAR_MAX_REGIONS 8
@@ -106,9 +109,10 @@ enum pci_bar_kind {
 };
 
 struct pci_bar_region {
-	uint64_t offset, len;       /* within the BAR */
-	const struct bus_ops *ops;  /* handler; offsets passed are relative to the region */
+	uint64_t offset, len;      /* within the BAR */
+	const struct bus_ops *ops; /* handler; offsets passed are relative to the region */
 	void *opaque;
+	bool on_bus; /* core: registered at the BAR's mapped_addr + offset */
 };
 
 struct pci_bar {
@@ -117,8 +121,14 @@ struct pci_bar {
 	uint64_t size; /* power of two */
 	struct pci_bar_region regions[PCI_BAR_MAX_REGIONS];
 	unsigned int nregions;
-	bool mapped;          /* regions are on the bus at mapped_addr */
+	bool mapped; /* regions are on the bus at mapped_addr */
 	uint64_t mapped_addr;
+	/*
+	 * Core: MEM64 only.  The guest wrote the lower dword and not yet the
+	 * upper one; the BAR stays unmapped until it does (or writes COMMAND),
+	 * so a half-programmed address (e.g. mid-sizing) is never decoded.
+	 */
+	bool hi_pending;
 };
 
 struct pci_dev;
@@ -126,20 +136,29 @@ struct pci_msix;
 struct pci_msi;
 
 struct pci_dev_ops {
-	/* Optional: adjust a guest read's value (registers computed on read). */
+	/*
+	 * Hooks run with the host lock held (see the overview).
+	 * Optional: adjust a guest read's value (registers computed on read);
+	 * also used by the dump, so it should have no side effects.
+	 */
 	uint32_t (*cfg_read)(struct pci_dev *d, unsigned int off, unsigned int size, uint32_t val);
-	/* Optional: react to a guest write, after the write rule was applied. */
+	/* Optional: react to a guest write, after the write rule and the core's own handling. */
 	void (*cfg_write)(struct pci_dev *d, unsigned int off, uint32_t val, unsigned int size);
-	/* Optional: BAR `bar` is now mapped at `addr` (mapped) or no longer mapped: move ioeventfds. */
+	/*
+	 * Optional: BAR `bar` is now mapped at `addr` (mapped) or no longer
+	 * mapped at `addr` (!mapped): move ioeventfds.  A move is reported as
+	 * unmapped at the old address, then mapped at the new one.  Called on
+	 * the vCPU doing the config write (or the unplugging thread).
+	 */
 	void (*bar_map)(struct pci_dev *d, unsigned int bar, uint64_t addr, bool mapped);
 };
 
 /* INTx state of a function (PCI 3.0 §6.2.4 interrupt pin/line, §6.2.2 Interrupt Disable). */
 struct pci_intx {
-	uint32_t gsi;    /* legacy line the pin reaches (also in the Interrupt Line register) */
+	uint32_t gsi; /* legacy line the pin reaches (also in the Interrupt Line register) */
 	int fd, resample_fd;
-	bool asserted;   /* the device's pin level */
-	bool active;     /* fd/resample_fd allocated */
+	bool asserted; /* the device's pin level */
+	bool active;   /* fd/resample_fd allocated */
 };
 
 struct pci_host;
@@ -150,19 +169,22 @@ struct pci_dev {
 	const struct pci_dev_ops *ops; /* may be NULL */
 	void *opaque;                  /* the device model */
 	struct pci_bar bars[PCI_BAR_COUNT];
-	struct pci_msix *msix;         /* set by pci_msix_init, NULL if none */
-	struct pci_msi *msi;           /* set by pci_msi_init, NULL if none */
+	struct pci_msix *msix; /* set by pci_msix_init, NULL if none */
+	struct pci_msi *msi;   /* set by pci_msi_init, NULL if none */
 	struct pci_intx intx;
 
 	/* Topology, set by pci_host_plug. */
 	struct pci_host *host;
-	struct pci_dev *parent;        /* upstream bridge, NULL on bus 0 */
+	struct pci_dev *parent; /* upstream bridge, NULL on bus 0 */
 	uint8_t devfn;
 	bool plugged;
-	/* Bridges only: the functions of device 0 on the secondary bus (PCIe: one device per link). */
+	/* Bridges only: the functions of device 0 on the secondary bus (PCIe: one device per link).
+	 */
 	struct pci_dev *child[8];
 	/* Bridges only: windows ember assigned (bases/limits are also in config space). */
 	uint64_t win_io, win_io_size, win_mem, win_mem_size, win_pref, win_pref_size;
+	/* Bridges only: first free address in each window (reset when the last child leaves). */
+	uint64_t win_io_next, win_mem_next, win_pref_next;
 };
 
 /* An address window the core allocates BARs from (bump allocator, alignment = size). */
@@ -172,14 +194,15 @@ struct pci_window {
 };
 
 struct pci_host_layout {
-	uint64_t ecam_base;  /* 1 MiB per bus */
-	unsigned int ecam_buses; /* 1..256 */
+	uint64_t ecam_base;              /* 1 MiB per bus */
+	unsigned int ecam_buses;         /* 1..256 */
 	uint64_t io_base, io_size;       /* I/O port window for BARs and bridge I/O windows */
 	uint64_t mem32_base, mem32_size; /* 32-bit memory window */
 	uint64_t mem64_base, mem64_size; /* 64-bit (prefetchable) memory window */
 	/* Per-root-port windows: every port gets one of each, at build time. */
 	uint64_t port_io_size, port_mem_size, port_pref_size;
-	uint32_t intx_gsi_base;  /* first of 4 GSIs for INTA..INTD after swizzling (IOAPIC pins 16+) */
+	uint32_t
+	    intx_gsi_base; /* first of 4 GSIs for INTA..INTD after swizzling (IOAPIC pins 16+) */
 };
 
 struct pci_host {
@@ -187,24 +210,31 @@ struct pci_host {
 	struct pci_platform plat;
 	struct pci_host_layout lay;
 	pthread_mutex_t lock;
-	uint32_t cf8;                 /* CONFIG_ADDRESS latch */
+	uint32_t cf8; /* CONFIG_ADDRESS latch */
 	struct pci_window io, mem32, mem64;
-	struct pci_dev bridge;        /* the host bridge, 00:00.0 */
-	struct pci_dev *bus0[256];    /* functions on bus 0 by devfn */
-	uint8_t next_bus;             /* next secondary bus number to hand a bridge */
+	struct pci_dev bridge;     /* the host bridge, 00:00.0 */
+	struct pci_dev *bus0[256]; /* functions on bus 0 by devfn */
+	uint8_t next_bus;          /* next secondary bus number to hand a bridge */
 	bool cf8_registered, ecam_registered;
 	struct ratelimit rl;
 };
 
 /*
  * Initialise the host: register CF8/CFC (ports 0xCF8-0xCFF) and the ECAM
- * window on the buses, put the host bridge at 00:00.0 (class 0x060000).
- * -errno with a message.
+ * window on the buses, put the host bridge at 00:00.0 (1b36:0008, class
+ * 0x060000).  `plat` is copied (NULL: no platform, INTx plug fails).
+ * -EINVAL (ECAM not 1-256 buses at a 1 MiB aligned base), -EEXIST (a range
+ * is taken), -errno; the message is in `e` and nothing stays registered
+ * (do not call pci_host_destroy() then).
  */
 int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio,
-		  const struct pci_platform *plat, const struct pci_host_layout *lay, struct err *e);
+                  const struct pci_platform *plat, const struct pci_host_layout *lay,
+                  struct err *e);
 
-/* Unregister everything; every plugged device must have been unplugged. */
+/*
+ * Unregister everything.  Devices should have been unplugged; any still
+ * plugged is unplugged here (children first).  Call from the VMM thread.
+ */
 void pci_host_destroy(struct pci_host *h);
 
 /*
@@ -213,19 +243,27 @@ void pci_host_destroy(struct pci_host *h);
  * STATUS's W1C error bits.  `opaque` is the device model.
  */
 void pci_dev_init(struct pci_dev *d, const char *name, uint16_t vendor, uint16_t device,
-		  uint32_t class_code, uint8_t revision, uint8_t header_type,
-		  const struct pci_dev_ops *ops, void *opaque);
+                  uint32_t class_code, uint8_t revision, uint8_t header_type,
+                  const struct pci_dev_ops *ops, void *opaque);
 
 /*
- * Declare BAR `bar` (0..5; a MEM64 BAR takes bar and bar+1).  `size` is a power of
- * two (I/O: 4..256 bytes... up to 64 KiB; memory: at least 4 KiB).  -EINVAL.
+ * Declare BAR `bar` (0..5, 0..1 for a bridge; a MEM64 BAR takes bar and
+ * bar+1).  `size` is a power of two: I/O 4 bytes to 4 KiB (PCI 3.0 advises
+ * at most 256), memory at least 16 bytes (PCI 3.0 §6.2.5.1; ember's own
+ * devices use whole pages), MEM32 at most 2 GiB.  Prefetchable is for
+ * memory BARs only.  Before plug.  -EINVAL (bad arguments, slot taken,
+ * already plugged).
  */
-int pci_dev_add_bar(struct pci_dev *d, unsigned int bar, enum pci_bar_kind kind,
-		    bool prefetchable, uint64_t size);
+int pci_dev_add_bar(struct pci_dev *d, unsigned int bar, enum pci_bar_kind kind, bool prefetchable,
+                    uint64_t size);
 
-/* Give [offset, offset+len) of BAR `bar` to a handler.  Regions must not overlap.  -EINVAL/-ENOSPC. */
+/*
+ * Give [offset, offset+len) of BAR `bar` to a handler, before plug.  Regions
+ * must not overlap.  -EINVAL (undeclared BAR, outside it, overlap, NULL ops,
+ * plugged), -ENOSPC (PCI_BAR_MAX_REGIONS already).
+ */
 int pci_bar_add_region(struct pci_dev *d, unsigned int bar, uint64_t offset, uint64_t len,
-		       const struct bus_ops *ops, void *opaque);
+                       const struct bus_ops *ops, void *opaque);
 
 /*
  * Use INTx pin `pin` (1 = INTA .. 4 = INTD): sets Interrupt Pin; the line
@@ -237,34 +275,47 @@ void pci_dev_set_intx_pin(struct pci_dev *d, uint8_t pin);
 /*
  * Place `d` at `devfn` on bus 0 (parent NULL) or on a bridge's secondary bus
  * (device number must be 0).  Assigns its BAR addresses inside the windows
- * (the parent bridge's for devices behind one), writes them to the BARs
- * (decode stays off until the guest enables it), allocates INTx.  A bridge
- * gets the next secondary bus number and its own windows.  -EEXIST (devfn
- * taken), -ENOSPC (no window space / bus numbers), -EINVAL.
+ * (the parent bridge's for devices behind one; there a non-prefetchable
+ * 64-bit BAR goes in the 32-bit memory window), writes them to the BARs
+ * (decode stays off until the guest enables it), allocates INTx on the
+ * swizzled GSI.  A bridge (bus 0 only: no switches) gets the next secondary
+ * bus number and its own I/O, memory and prefetchable windows.  Functions
+ * sharing a slot get the multi-function header bit.  Nothing changes on
+ * error: -EEXIST (devfn taken), -ENOSPC (no window space / bus numbers),
+ * -EINVAL, or INTx's -errno; the message is in `e`.
  */
 int pci_host_plug(struct pci_host *h, struct pci_dev *d, struct pci_dev *parent, uint8_t devfn,
-		  struct err *e);
+                  struct err *e);
 
 /*
- * Take `d` off the topology: unmap its BARs (waiting for vCPUs in its
- * handlers), free its INTx.  Its MSI/MSI-X state is the device's to destroy.
+ * Take `d` off the topology (a bridge's children first): unmap its BARs,
+ * free its INTx, then wait until no vCPU is in its handlers, so `d` may be
+ * freed on return.  Call from the VMM thread, never from a bus handler.
+ * Its MSI/MSI-X state is the device's to destroy.  Address space on bus 0
+ * is not reclaimed (cold plug only); a port's windows are reused once it is
+ * empty.
  */
 void pci_host_unplug(struct pci_host *h, struct pci_dev *d);
 
-/* Configuration access by bus/devfn: absent functions read all-ones, writes to them are dropped. */
+/*
+ * Configuration access by bus/devfn: absent functions read all-ones, writes
+ * to them are dropped.  A valid access is 1, 2 or 4 bytes inside one dword
+ * of the 4 KiB space; others read all-ones / are dropped (logged).
+ */
 uint32_t pci_host_cfg_read(struct pci_host *h, uint8_t bus, uint8_t devfn, unsigned int off,
-			   unsigned int size);
+                           unsigned int size);
 void pci_host_cfg_write(struct pci_host *h, uint8_t bus, uint8_t devfn, unsigned int off,
-			uint32_t val, unsigned int size);
+                        uint32_t val, unsigned int size);
 
 /* The function at bus/devfn now, or NULL.  Caller holds no lock; for diagnostics and tests. */
 struct pci_dev *pci_host_find(struct pci_host *h, uint8_t bus, uint8_t devfn);
 
-/* Drive the INTx pin (any thread): honoured unless COMMAND.Interrupt Disable; sets STATUS.Interrupt. */
+/* Drive the INTx pin (any thread): honoured unless COMMAND.Interrupt Disable; sets
+ * STATUS.Interrupt. */
 void pci_intx_set(struct pci_dev *d, bool asserted);
 
 /* Bus handlers the host registers (exported for tests). */
-extern const struct bus_ops pci_cf8_ops; /* ports 0xCF8-0xCFF, opaque = host */
+extern const struct bus_ops pci_cf8_ops;  /* ports 0xCF8-0xCFF, opaque = host */
 extern const struct bus_ops pci_ecam_ops; /* ECAM window, opaque = host */
 
 #endif

@@ -242,8 +242,8 @@ static int step_pci(struct vm *vm, struct err *e)
 	struct pci_host_layout lay = {
 		.ecam_base = PCI_ECAM_GPA,
 		.ecam_buses = PCI_ECAM_BUSES,
-		.io_base = PCI_IO_BASE,
-		.io_size = PCI_IO_SIZE,
+		.io_base = PCI_IO_WIN_BASE,
+		.io_size = PCI_IO_WIN_SIZE,
 		.mem32_base = PCI_MEM32_GPA,
 		.mem32_size = PCI_MEM32_SIZE,
 		.mem64_base = mem_layout_mem64_base(&vm->ml),

@@ -1,0 +1,87 @@
+/* root_port.h - a PCI Express Root Port: type 1 header, PCIe capability with a hot-plug slot, MSI.
+ */
+#ifndef EMBER_DEVICES_PCI_ROOT_PORT_H
+#define EMBER_DEVICES_PCI_ROOT_PORT_H
+
+/*
+ * One Root Port function on bus 0 per hot-plug slot (DESIGN.md "PCI").  The
+ * port's secondary bus holds at most one device (device 0, PCIe Base 6.0
+ * §7.3.1: a Downstream Port's Link leads to one device); the PCI core gives the
+ * port its bus numbers and windows at plug time (pci_host_plug) and routes
+ * configuration cycles through it.
+ *
+ * Identity: vendor 0x1b36 device 0x000c, class 0x060400 (PCI-to-PCI bridge,
+ * normal decode), revision 0.  0x1b36 is Red Hat's vendor ID for QEMU's
+ * generic devices and 0x000c is QEMU's "pcie-root-port"; ember's host bridge
+ * already uses the same family's 0x0008.  Guests bind their generic port
+ * driver by class (Linux pcieport), and firmware that knows QEMU's root port
+ * (SeaBIOS, OVMF) treats it as the ordinary hot-plug port it is.
+ *
+ * Capabilities (through the builder, in this order):
+ *   - PCI Express capability, version 2, Device/Port Type 4 (Root Port) with
+ *     Slot Implemented (PCIe Base 6.0 §7.5.3), 0x3c bytes: see root_port.c for
+ *     every register's value and which bits are RO, RW or RW1C.  The link is
+ *     2.5 GT/s x1 (the simplest consistent pair: one speed, one width, so no
+ *     bandwidth notification).  The slot is Hot-Plug Capable with Presence
+ *     Detect, a Power Controller, No Command Completed Support, and no
+ *     Attention Button, MRL sensor, indicators or interlock.
+ *   - MSI with 1 vector, for port events (hot-plug, PME); its number is the
+ *     PCIe capability's Interrupt Message Number (0).  The port has no INTx
+ *     pin: a guest without MSI polls (Linux pciehp.pciehp_poll_mode).
+ *
+ * Presence: root_port_set_presence() sets Slot Status.Presence Detect State
+ * and Link Status.Data Link Layer Link Active together (a device in the slot
+ * means its link is up).  Raising Presence Detect Changed / Data Link Layer
+ * State Changed and the interrupt is the hot-plug state machine's job (later).
+ *
+ * Locking: configuration space belongs to the PCI host, whose mutex
+ * serialises guest config accesses; root_port_set_presence() takes that mutex
+ * when the port is plugged, so it must not be called with it held.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pci/msi.h"
+#include "pci/pci.h"
+#include "pci/platform.h"
+
+#define ROOT_PORT_VENDOR 0x1b36
+#define ROOT_PORT_DEVICE 0x000c
+#define ROOT_PORT_CLASS  0x060400
+
+#define ROOT_PORT_EXP_CAP_SIZE 0x3c /* PCIe capability v2 of a Root Port with a slot */
+
+struct root_port {
+	struct pci_dev dev; /* the function; plug it with pci_host_plug(h, &p->dev, NULL, ...) */
+	struct pci_msi msi; /* port event interrupt */
+	unsigned int port_number; /* Link Capabilities Port Number = Physical Slot Number */
+	unsigned int exp;         /* offset of the PCI Express capability */
+	bool msi_ready;           /* msi initialised (for destroy) */
+	bool present;             /* a device is in the slot */
+};
+
+/*
+ * Build the port's configuration space: type 1 header with the IDs above,
+ * the PCI Express capability with Port Number and Physical Slot Number
+ * `port_number` (0..255), and MSI with one vector on `plat`.  The slot starts
+ * empty.  -EINVAL (port number out of range), or -errno from the capability
+ * builder / MSI set-up; nothing is left to undo on error.
+ */
+int root_port_init(struct root_port *p, unsigned int port_number, const struct pci_platform *plat);
+
+/* Release the MSI vector's resources.  Unplug the port first.  Safe after a failed init. */
+void root_port_destroy(struct root_port *p);
+
+/*
+ * Record whether a device is in the slot: Slot Status.Presence Detect State
+ * (bit 6) and Link Status.Data Link Layer Link Active (bit 13) follow
+ * `present`.  No event bits, no interrupt (hot plug comes later).  Any
+ * thread, but not with the host's mutex held.
+ */
+void root_port_set_presence(struct root_port *p, bool present);
+
+/* Whether the slot is occupied, as last set. */
+bool root_port_present(const struct root_port *p);
+
+#endif
