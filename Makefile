@@ -104,7 +104,8 @@ test: deps
 run: deps
 	$(Q)$(MAKE) --no-print-directory release guest
 	$(Q)scripts/check-kvm.sh
-	$(REL_DIR)/ember --kernel $(GUEST_ELF) --mem 128 --vcpus 2 --cmdline "console=ttyS0 demo"
+	$(REL_DIR)/ember --kernel $(GUEST_ELF) --mem 128 --vcpus 2 --root-ports 2 --pci-testdev \
+		--pci-testdev-port 2 --cmdline "console=ttyS0 demo"
 
 fuzz-build: $(FUZZ_BIN)
 

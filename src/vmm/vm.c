@@ -277,6 +277,8 @@ static void undo_pci(struct vm *vm)
 static void undo_pci_devices(struct vm *vm)
 {
 	if (vm->testdev_ready) {
+		if (vm->cfg.pci_testdev_port > 0)
+			root_port_set_presence(&vm->ports[vm->cfg.pci_testdev_port - 1], false);
 		pci_host_unplug(&vm->pci, &vm->testdev.dev);
 		testdev_destroy(&vm->testdev);
 		vm->testdev_ready = false;
@@ -329,6 +331,9 @@ static int step_pci_devices(struct vm *vm, struct err *e)
 		goto fail;
 	}
 	vm->testdev_ready = true;
+	/* The slot is occupied: Presence Detect State and Data Link Layer Link Active. */
+	if (parent)
+		root_port_set_presence(&vm->ports[vm->cfg.pci_testdev_port - 1], true);
 	return 0;
 fail:
 	undo_pci_devices(vm);

@@ -39,6 +39,12 @@ void ioapic_route(unsigned int pin, u8 vector, u8 dest)
 	ioapic_write(IOAPIC_REDTBL(pin), vector);
 }
 
+void ioapic_route_level(unsigned int pin, u8 vector, u8 dest)
+{
+	ioapic_write(IOAPIC_REDTBL(pin) + 1, (u32)dest << 24);
+	ioapic_write(IOAPIC_REDTBL(pin), IOAPIC_LEVEL | vector);
+}
+
 void ioapic_mask(unsigned int pin)
 {
 	ioapic_write(IOAPIC_REDTBL(pin), IOAPIC_MASKED);

@@ -1,5 +1,5 @@
 /* demo.c - "demo" on the command line: a short human-readable tour of the machine ember built. */
-#include "hw.h"
+#include "pci.h"
 
 static void demo_memory(void)
 {
@@ -51,6 +51,7 @@ void demo_run(void)
 	       boot.entry == BOOT_LINUX ? "64-bit Linux boot protocol" : "Xen PVH 32-bit entry");
 	demo_memory();
 	demo_cpus();
+	pci_print_tree();
 	if (rtc_read(&t))
 		printf("CMOS clock: %04u-%02u-%02u %02u:%02u:%02u\n", t.year, t.month, t.day,
 		       t.hour, t.min, t.sec);

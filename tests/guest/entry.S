@@ -10,7 +10,7 @@
  * IOPL=3 is not honoured everywhere: KVM's PVM mode (the nested KVM ember is
  * developed on) runs guest user code on the real CPU with IOPL forced to 0,
  * so in, out, cli and sti fault there.  The #GP handler performs exactly
- * those (one-byte forms only) and returns past them, which makes ring 3 work
+ * those (in/out only in their %dx forms) and returns past them, which makes ring 3 work
  * the same on every host.  hlt in ring 3 always faults: it means "reset".
  */
 
@@ -142,7 +142,10 @@ isr_exception:
 	movq $USER_DS, 32(%rsp)
 	iretq
 
-/* #GP: emulate ring 3's out %al,%dx / in %dx,%al / sti / cli, reset on hlt, else report it. */
+/*
+ * #GP: emulate ring 3's in/out through %dx (byte: ec/ee, dword: ed/ef, word:
+ * 66 ed/66 ef) and sti / cli, reset on hlt, else report it.
+ */
 isr_gp:
 	pushq %rsi
 	movq 16(%rsp), %rsi
@@ -154,9 +157,15 @@ isr_gp:
 	je 3f
 	cmpb $0xfa, (%rsi)
 	je 4f
+	cmpb $0xef, (%rsi)
+	je 6f
+	cmpb $0xed, (%rsi)
+	je 7f
+	cmpb $0x66, (%rsi)
+	je 8f
 	cmpb $0xf4, (%rsi)
 	je triple_fault
-	popq %rsi
+9:	popq %rsi
 	pushq $VEC_GP
 	jmp isr_common
 1:	outb %al, %dx
@@ -166,6 +175,19 @@ isr_gp:
 3:	orq $RFLAGS_IF, 32(%rsp)
 	jmp 5f
 4:	andq $~RFLAGS_IF, 32(%rsp)
+	jmp 5f
+6:	outl %eax, %dx
+	jmp 5f
+7:	inl %dx, %eax
+	jmp 5f
+8:	cmpb $0xef, 1(%rsi)
+	je 10f
+	cmpb $0xed, 1(%rsi)
+	jne 9b
+	inw %dx, %ax
+	jmp 11f
+10:	outw %ax, %dx
+11:	incq 16(%rsp)
 5:	incq 16(%rsp)
 	popq %rsi
 	addq $8, %rsp

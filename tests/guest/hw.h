@@ -23,6 +23,32 @@ static inline u8 inb(u16 port)
 	return v;
 }
 
+static inline void outw(u16 port, u16 v)
+{
+	__asm__ volatile("outw %0, %1" ::"a"(v), "d"(port) : "memory");
+}
+
+static inline u16 inw(u16 port)
+{
+	u16 v;
+
+	__asm__ volatile("inw %1, %0" : "=a"(v) : "d"(port) : "memory");
+	return v;
+}
+
+static inline void outl(u16 port, u32 v)
+{
+	__asm__ volatile("outl %0, %1" ::"a"(v), "d"(port) : "memory");
+}
+
+static inline u32 inl(u16 port)
+{
+	u32 v;
+
+	__asm__ volatile("inl %1, %0" : "=a"(v) : "d"(port) : "memory");
+	return v;
+}
+
 static inline void irq_enable(void)
 {
 	__asm__ volatile("sti" ::: "memory");
@@ -42,6 +68,45 @@ static inline void mmio_write32(u64 addr, u32 v)
 {
 	*(volatile u32 *)addr = v;
 }
+
+static inline u8 mmio_read8(u64 addr)
+{
+	return *(volatile u8 *)addr;
+}
+
+static inline void mmio_write8(u64 addr, u8 v)
+{
+	*(volatile u8 *)addr = v;
+}
+
+static inline u16 mmio_read16(u64 addr)
+{
+	return *(volatile u16 *)addr;
+}
+
+static inline void mmio_write16(u64 addr, u16 v)
+{
+	*(volatile u16 *)addr = v;
+}
+
+static inline u64 mmio_read64(u64 addr)
+{
+	return *(volatile u64 *)addr;
+}
+
+static inline void mmio_write64(u64 addr, u64 v)
+{
+	*(volatile u64 *)addr = v;
+}
+
+/*
+ * Identity-map the 1 GiB-aligned GiB holding `addr` if it lies above the
+ * static 0-4 GiB mapping (64-bit BARs), uncached; false if it cannot (past
+ * 512 GiB, or out of page-directory pages).  Ring 3 can do this alone: the
+ * page tables are user-accessible, and a PDPT entry that was not present is
+ * never cached in a TLB, so no invalidation is needed.
+ */
+bool map_high(u64 addr);
 
 static inline void cpu_relax(void)
 {
@@ -116,6 +181,8 @@ void serial_putc(char c);
 #define LAPIC_TMR_INIT 0x380
 #define LAPIC_TMR_CUR  0x390
 #define LAPIC_TMR_DIV  0x3e0
+#define LAPIC_ISR      0x100 /* 8 registers, 0x10 apart: in service, by vector */
+#define LAPIC_IRR      0x200 /* 8 registers, 0x10 apart: requested, by vector */
 
 #define LAPIC_SVR_ENABLE   0x100
 #define LAPIC_LVT_MASKED   (1u << 16)
@@ -126,9 +193,11 @@ void serial_putc(char c);
 #define LAPIC_ICR_LEVEL    0x00008000
 #define LAPIC_ICR_PENDING  0x00001000
 
-#define IOAPIC_BASE      0xfec00000ull
-#define IOAPIC_REDTBL(p) (0x10 + 2 * (p))
-#define IOAPIC_MASKED    (1u << 16)
+#define IOAPIC_BASE       0xfec00000ull
+#define IOAPIC_REDTBL(p)  (0x10 + 2 * (p))
+#define IOAPIC_MASKED     (1u << 16)
+#define IOAPIC_LEVEL      (1u << 15)
+#define IOAPIC_REMOTE_IRR (1u << 14)
 
 static inline u32 lapic_read(u32 reg)
 {
@@ -138,6 +207,12 @@ static inline u32 lapic_read(u32 reg)
 static inline void lapic_write(u32 reg, u32 v)
 {
 	mmio_write32(LAPIC_BASE + reg, v);
+}
+
+/* True if `vector` is pending in this CPU's LAPIC IRR (requested, not yet delivered). */
+static inline bool lapic_irr(u8 vector)
+{
+	return lapic_read(LAPIC_IRR + 0x10 * (vector / 32)) & (1u << (vector % 32));
 }
 
 /* Software-enable the LAPIC with spurious vector 0xff and accept every priority. */
@@ -150,6 +225,8 @@ u32 ioapic_read(u32 reg);
 void ioapic_write(u32 reg, u32 v);
 /* Route IOAPIC `pin` edge/high/fixed/physical to `vector` on APIC ID `dest`. */
 void ioapic_route(unsigned int pin, u8 vector, u8 dest);
+/* The same, level-triggered, active high (PCI INTx). */
+void ioapic_route_level(unsigned int pin, u8 vector, u8 dest);
 void ioapic_mask(unsigned int pin);
 /* Mask every line of both 8259 PICs, so only the IOAPIC delivers. */
 void pic_mask_all(void);

@@ -22,6 +22,7 @@
 pml4:
 	.quad pdpt + PTE_DIR
 	.fill 511, 8, 0
+	.globl pdpt
 pdpt:
 	.quad pd + 0 * 4096 + PTE_DIR
 	.quad pd + 1 * 4096 + PTE_DIR

@@ -145,3 +145,16 @@ def test_cmdline_too_long():
 
 def test_pvh_without_note(tmp_path):
     expect_setup_error(["--kernel", str(elf(tmp_path / "k")), "--pvh"], "PVH")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--kernel", "a", "--root-ports", "15"], "--root-ports '15'"),
+    (["--kernel", "a", "--root-ports", "x"], "--root-ports 'x'"),
+    (["--kernel", "a", "--pci-testdev-port", "1", "--root-ports", "1"],
+     "--pci-testdev-port needs --pci-testdev"),
+    (["--kernel", "a", "--pci-testdev", "--pci-testdev-port", "3", "--root-ports", "2"],
+     "--pci-testdev-port 3: there are only 2 root ports"),
+    (["--kernel", "a", "--pci-testdev", "--pci-testdev-port", "0"], "--pci-testdev-port '0'"),
+])
+def test_pci_usage_errors(args, needle):
+    expect_usage_error(args, needle)

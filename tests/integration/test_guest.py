@@ -20,10 +20,47 @@ RX_LEN = 300
 RX_BYTES = bytes(ord("a") + i % 26 for i in range(RX_LEN))
 
 
-def boot_guest(guest_elf, tests, mem=128, vcpus=1, extra=()):
-    """Boot the guest running `tests`; returns (rc, out, err, cmdline)."""
+# Machines some tests need: (ember options, words for the guest's command line saying so).
+# The guest requires what the words announce (a missing test device fails) and skips tests
+# whose machine was not asked for.
+PLAIN = ((), "")
+PCI_TESTDEV = (("--pci-testdev",), "test.pcitestdev=1")
+# Two root ports, the test device behind the second (ports count from 1): bus 02.
+PCI_PORTS = (("--root-ports", "2", "--pci-testdev", "--pci-testdev-port", "2"),
+             "test.rootports=2 test.pcitestdev=1 test.pcitestdev_port=2")
+
+# Per-test machine; tests not listed run on PLAIN.  Order = how much of a machine it is.
+MACHINES = [PLAIN, PCI_TESTDEV, PCI_PORTS]
+TEST_MACHINE = {
+    "pci_enum": PCI_PORTS,  # enumerate through bridges too
+    "pci_caps": PCI_PORTS,  # root ports' capabilities too
+    "pci_bridge": PCI_PORTS,
+    "pci_bar": PCI_TESTDEV,
+    "pci_dma": PCI_TESTDEV,
+    "pci_doorbell": PCI_TESTDEV,
+    "pci_intx": PCI_TESTDEV,
+    "pci_msi": PCI_TESTDEV,
+    "pci_msix": PCI_TESTDEV,
+}
+# The device tests again with the device behind a root port (PCI_PORTS).
+PCI_DEVICE_TESTS = ["pci_bar", "pci_dma", "pci_doorbell", "pci_intx", "pci_msi", "pci_msix"]
+
+
+def machine_for(tests):
+    """The smallest machine every test in `tests` ("a,b" or "all") can run on."""
+    names = GUEST_TESTS if tests == "all" else tests.split(",")
+    return max((TEST_MACHINE.get(n, PLAIN) for n in names), key=MACHINES.index)
+
+
+def boot_guest(guest_elf, tests, mem=128, vcpus=1, extra=(), machine=None):
+    """Boot the guest running `tests` on `machine` (default: machine_for(tests));
+    returns (rc, out, err, cmdline)."""
     marker = f"ember-{secrets.token_hex(2)}"
+    options, words = machine_for(tests) if machine is None else machine
     cmdline = f"console=ttyS0 tests={tests} test.mem={mem} test.cpus={vcpus} test.marker={marker}"
+    if words:
+        cmdline += " " + words
+    extra = [*options, *extra]
     stdin = None
     if tests == "all" or "serial_rx" in tests.split(","):
         cmdline += f" test.rx_len={RX_LEN}"
@@ -36,6 +73,9 @@ def boot_guest(guest_elf, tests, mem=128, vcpus=1, extra=()):
 def test_guest_tests_found():
     assert {"boot_params", "cmdline", "cmos", "e820", "lapic_timer", "serial", "serial_rx",
             "smp"} <= set(GUEST_TESTS)
+    assert set(TEST_MACHINE) <= set(GUEST_TESTS)
+    assert {"pci_enum", "pci_caps", "pci_bar", "pci_msix", "pci_msi", "pci_intx", "pci_dma",
+            "pci_bridge", "pci_doorbell"} <= set(GUEST_TESTS)
 
 
 @pytest.mark.parametrize("name", GUEST_TESTS)
@@ -49,11 +89,12 @@ def test_guest(ember_bin, guest_elf, vcpus, name):
         assert f"# marker: {cmdline.split('test.marker=')[1]}" in out
 
 
-@pytest.mark.parametrize("name", ["e820", "cmos"])
+@pytest.mark.parametrize("name", ["e820", "cmos", "pci_bar"])
 @pytest.mark.parametrize("mem", [16, 3072, 3584], ids=lambda m: f"mem{m}")
 def test_guest_memory_sizes(ember_bin, guest_elf, mem, name):
     """Edges of the memory layout: nothing above 16 MiB, RAM up to the MMIO gap, RAM split
-    around it (3.5 GiB: 3 GiB below the gap, 512 MiB above 4 GiB)."""
+    around it (3.5 GiB: 3 GiB below the gap, 512 MiB above 4 GiB, so the 64-bit BAR window
+    starts at 5 GiB)."""
     rc, out, err, _ = boot_guest(guest_elf, name, mem=mem, vcpus=2)
     check_tap(rc, out, err, expect_names=[name])
 
@@ -78,6 +119,26 @@ def test_guest_all_pvh(ember_bin, guest_elf):
     assert reason.startswith("SKIP"), f"boot_params under PVH: {reason!r}"
 
 
+@pytest.mark.parametrize("vcpus", [1, 2], ids=lambda n: f"vcpus{n}")
+def test_guest_pci_device_behind_port(ember_bin, guest_elf, vcpus):
+    """The test device's tests with the device on a root port's bus rather than bus 0."""
+    tests = ",".join(PCI_DEVICE_TESTS)
+    rc, out, err, _ = boot_guest(guest_elf, tests, vcpus=vcpus, machine=PCI_PORTS)
+    check_tap(rc, out, err, expect_names=PCI_DEVICE_TESTS)
+
+
+def test_guest_pci_skips_without_device(ember_bin, guest_elf):
+    """Without --pci-testdev / --root-ports the PCI tests that need them skip, and say why;
+    enumeration still runs (the host bridge is always there)."""
+    tests = ["pci_enum", "pci_caps", "pci_bar", "pci_bridge"]
+    rc, out, err, _ = boot_guest(guest_elf, ",".join(tests), machine=PLAIN)
+    results = check_tap(rc, out, err, expect_names=tests)
+    reasons = {name: reason for _, _, name, reason in results}
+    assert reasons["pci_enum"] == "" and reasons["pci_caps"] == "", reasons
+    assert reasons["pci_bar"].startswith("SKIP") and "--pci-testdev" in reasons["pci_bar"]
+    assert reasons["pci_bridge"].startswith("SKIP") and "--root-ports" in reasons["pci_bridge"]
+
+
 def test_guest_demo(ember_bin, guest_elf):
     rc, out, err = run_ember(["--kernel", guest_elf, "--mem", 128, "--vcpus", 2,
                               "--cmdline", "console=ttyS0 demo"])
@@ -89,6 +150,22 @@ def test_guest_demo(ember_bin, guest_elf):
     assert re.search(r"^CPUs: 2 in the MP table", out, re.MULTILINE), out
     assert "APs: 1 of 1 answered INIT/SIPI" in out, out
     assert "CMOS clock: 20" in out, out
+    assert re.search(r"^  00:00\.0 1b36:0008 class 060000 host bridge$", out, re.MULTILINE), out
+
+
+def test_guest_demo_pci_tree(ember_bin, guest_elf):
+    """The demo's PCI tree with two root ports and the test device behind the second."""
+    rc, out, err = run_ember(["--kernel", guest_elf, "--mem", 128, "--vcpus", 1,
+                              *PCI_PORTS[0], "--cmdline", "console=ttyS0 demo"])
+    out = out.replace("\r", "")
+    assert rc == 0, f"ember exited {rc}\n{out}\n{err}"
+    assert re.search(r"^PCI \(ECAM at 0xe0000000\): 4 functions$", out, re.MULTILINE), out
+    assert re.search(r"^  00:00\.0 1b36:0008 class 060000 host bridge$", out, re.MULTILINE), out
+    ports = re.findall(r"^  00:\w\w\.\d 1b36:000c class 060400 PCI bridge, buses (\w\w)-\w\w$",
+                       out, re.MULTILINE)
+    assert ports == ["01", "02"], out
+    assert re.search(r"^    02:00\.0 1234:eb01 class 00ff00 unclassified \(ember test device\)$",
+                     out, re.MULTILINE), out
 
 
 def test_guest_unknown_test_fails(ember_bin, guest_elf):

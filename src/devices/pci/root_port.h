@@ -53,8 +53,9 @@
 #define ROOT_PORT_EXP_CAP_SIZE 0x3c /* PCIe capability v2 of a Root Port with a slot */
 
 struct root_port {
-	struct pci_dev dev; /* the function; plug it with pci_host_plug(h, &p->dev, NULL, ...) */
-	struct pci_msi msi; /* port event interrupt */
+	/* The function: plug it on bus 0 with pci_host_plug(h, &p->dev, NULL, devfn, e). */
+	struct pci_dev dev;
+	struct pci_msi msi;       /* port event interrupt */
 	unsigned int port_number; /* Link Capabilities Port Number = Physical Slot Number */
 	unsigned int exp;         /* offset of the PCI Express capability */
 	bool msi_ready;           /* msi initialised (for destroy) */
