@@ -320,6 +320,14 @@ static int op_ioeventfd(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd
 	return kvm_ioeventfd(g->kvm, addr, len, pio, fd, assign);
 }
 
+static int op_ioeventfd_dm(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd, bool assign,
+			   uint64_t datamatch)
+{
+	struct gsi_router *g = ctx;
+
+	return kvm_ioeventfd_dm(g->kvm, addr, len, pio, fd, assign, datamatch);
+}
+
 static const struct pci_platform_ops gsi_platform_ops = {
     .msi_alloc = op_msi_alloc,
     .msi_route = op_msi_route,
@@ -327,6 +335,7 @@ static const struct pci_platform_ops gsi_platform_ops = {
     .intx_alloc = op_intx_alloc,
     .intx_free = op_intx_free,
     .ioeventfd = op_ioeventfd,
+    .ioeventfd_dm = op_ioeventfd_dm,
     .watch = op_watch,
     .unwatch = op_unwatch,
 };

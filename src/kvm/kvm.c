@@ -184,3 +184,18 @@ int kvm_ioeventfd(struct kvm *k, uint64_t addr, uint32_t len, bool pio, int fd, 
 
 	return ioctl(k->vm_fd, KVM_IOEVENTFD, &req) < 0 ? -errno : 0;
 }
+
+int kvm_ioeventfd_dm(struct kvm *k, uint64_t addr, uint32_t len, bool pio, int fd, bool assign,
+		     uint64_t datamatch)
+{
+	struct kvm_ioeventfd req = {
+		.datamatch = datamatch,
+		.addr = addr,
+		.len = len,
+		.fd = fd,
+		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+
+	return ioctl(k->vm_fd, KVM_IOEVENTFD, &req) < 0 ? -errno : 0;
+}

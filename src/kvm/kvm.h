@@ -70,4 +70,8 @@ int kvm_irqfd(struct kvm *k, int fd, uint32_t gsi, bool assign);
  */
 int kvm_ioeventfd(struct kvm *k, uint64_t addr, uint32_t len, bool pio, int fd, bool assign);
 
+/* Same, but only writes of exactly `datamatch` signal fd (KVM_IOEVENTFD_FLAG_DATAMATCH). */
+int kvm_ioeventfd_dm(struct kvm *k, uint64_t addr, uint32_t len, bool pio, int fd, bool assign,
+		     uint64_t datamatch);
+
 #endif

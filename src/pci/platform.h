@@ -37,6 +37,9 @@ struct pci_platform_ops {
 
 	/* Have KVM signal `fd` instead of exiting on a guest write of `len` bytes at addr. */
 	int (*ioeventfd)(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd, bool assign);
+	/* Same, only for writes of the value `datamatch` (e.g. virtio-mmio QueueNotify = queue index). */
+	int (*ioeventfd_dm)(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd, bool assign,
+			    uint64_t datamatch);
 
 	/*
 	 * Call cb(arg) on the VMM thread whenever `fd` becomes readable (used for

@@ -55,6 +55,8 @@ struct fake_ioevfd {
 	uint32_t len;
 	bool pio;
 	int fd;
+	bool has_dm;        /* registered with ioeventfd_dm */
+	uint64_t datamatch;
 };
 
 struct fake_plat {
@@ -187,6 +189,29 @@ static inline int fake_ioeventfd(void *ctx, uint64_t addr, uint32_t len, bool pi
 	return assign ? -ENOSPC : -ENOENT;
 }
 
+/* Datamatch ioeventfds are recorded like plain ones, with the value in `datamatch`. */
+static inline int fake_ioeventfd_dm(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd,
+				    bool assign, uint64_t datamatch)
+{
+	struct fake_plat *f = ctx;
+	unsigned int i;
+
+	for (i = 0; i < FAKE_MAX_IOEVFD; i++) {
+		struct fake_ioevfd *x = &f->ioevfd[i];
+
+		if (assign && !x->used) {
+			*x = (struct fake_ioevfd){true, addr, len, pio, fd, true, datamatch};
+			return 0;
+		}
+		if (!assign && x->used && x->addr == addr && x->pio == pio && x->fd == fd &&
+		    x->has_dm && x->datamatch == datamatch) {
+			x->used = false;
+			return 0;
+		}
+	}
+	return assign ? -ENOSPC : -ENOENT;
+}
+
 static inline int fake_watch(void *ctx, int fd, void (*cb)(void *arg), void *arg)
 {
 	struct fake_plat *f = ctx;
@@ -220,6 +245,7 @@ static const struct pci_platform_ops fake_platform_ops = {
     .intx_alloc = fake_intx_alloc,
     .intx_free = fake_intx_free,
     .ioeventfd = fake_ioeventfd,
+    .ioeventfd_dm = fake_ioeventfd_dm,
     .watch = fake_watch,
     .unwatch = fake_unwatch,
 };
