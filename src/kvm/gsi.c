@@ -223,6 +223,33 @@ int gsi_intx_alloc(struct gsi_router *g, uint32_t gsi, int *fd, int *resample_fd
 	return 0;
 }
 
+int gsi_line_alloc(struct gsi_router *g, uint32_t gsi, int *fd)
+{
+	int efd, r;
+
+	(void)g;
+	if (gsi >= GSI_LEGACY_COUNT)
+		return -EINVAL;
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (efd < 0)
+		return -errno;
+	r = kvm_irqfd(g->kvm, efd, gsi, true);
+	if (r < 0) {
+		close(efd);
+		return r;
+	}
+	*fd = efd;
+	return 0;
+}
+
+void gsi_line_free(struct gsi_router *g, uint32_t gsi, int fd)
+{
+	if (fd < 0)
+		return;
+	kvm_irqfd(g->kvm, fd, gsi, false);
+	close(fd);
+}
+
 void gsi_intx_free(struct gsi_router *g, uint32_t gsi, int fd, int resample_fd)
 {
 	/* KVM matches a deassign by fd and gsi only (kvm_irqfd_deassign). */
@@ -313,6 +340,16 @@ static void op_intx_free(void *ctx, uint32_t gsi, int fd, int resample_fd)
 	gsi_intx_free(ctx, gsi, fd, resample_fd);
 }
 
+static int op_line_alloc(void *ctx, uint32_t gsi, int *fd)
+{
+	return gsi_line_alloc(ctx, gsi, fd);
+}
+
+static void op_line_free(void *ctx, uint32_t gsi, int fd)
+{
+	gsi_line_free(ctx, gsi, fd);
+}
+
 static int op_ioeventfd(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd, bool assign)
 {
 	struct gsi_router *g = ctx;
@@ -334,6 +371,8 @@ static const struct pci_platform_ops gsi_platform_ops = {
     .msi_free = op_msi_free,
     .intx_alloc = op_intx_alloc,
     .intx_free = op_intx_free,
+    .line_alloc = op_line_alloc,
+    .line_free = op_line_free,
     .ioeventfd = op_ioeventfd,
     .ioeventfd_dm = op_ioeventfd_dm,
     .watch = op_watch,

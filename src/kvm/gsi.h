@@ -108,5 +108,7 @@ int gsi_intx_alloc(struct gsi_router *g, uint32_t gsi, int *fd, int *resample_fd
 
 /* Unbind and close both fds (the resample fd must no longer be watched). */
 void gsi_intx_free(struct gsi_router *g, uint32_t gsi, int fd, int resample_fd);
+int gsi_line_alloc(struct gsi_router *g, uint32_t gsi, int *fd);
+void gsi_line_free(struct gsi_router *g, uint32_t gsi, int fd);
 
 #endif

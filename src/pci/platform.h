@@ -35,6 +35,13 @@ struct pci_platform_ops {
 	int (*intx_alloc)(void *ctx, uint32_t gsi, int *fd, int *resample_fd);
 	void (*intx_free)(void *ctx, uint32_t gsi, int fd, int resample_fd);
 
+	/*
+	 * Bind a new eventfd as a plain (edge) irqfd on legacy line `gsi`: each
+	 * write pulses the line.  For ISA-style edge interrupts (virtio-mmio).
+	 */
+	int (*line_alloc)(void *ctx, uint32_t gsi, int *fd);
+	void (*line_free)(void *ctx, uint32_t gsi, int fd);
+
 	/* Have KVM signal `fd` instead of exiting on a guest write of `len` bytes at addr. */
 	int (*ioeventfd)(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd, bool assign);
 	/* Same, only for writes of the value `datamatch` (e.g. virtio-mmio QueueNotify = queue index). */

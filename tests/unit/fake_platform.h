@@ -26,6 +26,7 @@
 #define FAKE_MAX_INTX    8
 #define FAKE_MAX_WATCHES 8
 #define FAKE_MAX_IOEVFD  16
+#define FAKE_MAX_LINES   24
 
 struct fake_msi {
 	bool used;
@@ -69,6 +70,8 @@ struct fake_plat {
 	struct fake_watch watches[FAKE_MAX_WATCHES];
 	unsigned int watch_calls, unwatch_calls;
 	struct fake_ioevfd ioevfd[FAKE_MAX_IOEVFD];
+	int line_fd[FAKE_MAX_LINES]; /* edge lines by GSI (0: none) */
+	unsigned int line_allocs, line_frees;
 };
 
 static inline int fake_msi_alloc(void *ctx, uint32_t *gsi, int *fd)
@@ -189,6 +192,31 @@ static inline int fake_ioeventfd(void *ctx, uint64_t addr, uint32_t len, bool pi
 	return assign ? -ENOSPC : -ENOENT;
 }
 
+/* Edge lines: a real eventfd per allocation, recorded by GSI. */
+static inline int fake_line_alloc(void *ctx, uint32_t gsi, int *fd)
+{
+	struct fake_plat *f = ctx;
+
+	if (gsi >= FAKE_MAX_LINES)
+		return -EINVAL;
+	*fd = eventfd(0, EFD_NONBLOCK);
+	if (*fd < 0)
+		return -errno;
+	f->line_fd[gsi] = *fd;
+	f->line_allocs++;
+	return 0;
+}
+
+static inline void fake_line_free(void *ctx, uint32_t gsi, int fd)
+{
+	struct fake_plat *f = ctx;
+
+	if (gsi < FAKE_MAX_LINES && f->line_fd[gsi] == fd)
+		f->line_fd[gsi] = 0;
+	f->line_frees++;
+	close(fd);
+}
+
 /* Datamatch ioeventfds are recorded like plain ones, with the value in `datamatch`. */
 static inline int fake_ioeventfd_dm(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd,
 				    bool assign, uint64_t datamatch)
@@ -244,6 +272,8 @@ static const struct pci_platform_ops fake_platform_ops = {
     .msi_free = fake_msi_free,
     .intx_alloc = fake_intx_alloc,
     .intx_free = fake_intx_free,
+    .line_alloc = fake_line_alloc,
+    .line_free = fake_line_free,
     .ioeventfd = fake_ioeventfd,
     .ioeventfd_dm = fake_ioeventfd_dm,
     .watch = fake_watch,
