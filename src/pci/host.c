@@ -1,5 +1,6 @@
 /* host.c - the PCI host: CF8/CFC and ECAM decoders, topology, config dispatch, plug and unplug. */
 #include "pci/pci.h"
+#include "pci/pcie.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -643,6 +644,8 @@ static int plug_locked(struct pci_host *h, struct pci_dev *d, struct pci_dev *pa
 	rc = plug_check(h, d, parent, devfn, e);
 	if (rc < 0)
 		return rc;
+	/* An endpoint's PCIe Device/Port Type depends on where it sits (pcie.h). */
+	pcie_cap_fix_endpoint_type(d, parent == NULL);
 
 	/* Work on copies of the windows; they are kept only if everything succeeds. */
 	if (!parent) {

@@ -1,5 +1,6 @@
 /* testdev.c - ember's PCI test device: registers, DMA buffer, doorbell ioeventfd, IRQ routing. */
 #include "devices/pci/testdev.h"
+#include "pci/pcie.h"
 
 #include <errno.h>
 #include <string.h>
@@ -338,6 +339,13 @@ int testdev_init(struct testdev *t, const struct gmem *gm, const struct pci_plat
 		goto fail;
 	}
 	pci_dev_set_intx_pin(&t->dev, 1);
+
+	/* An Endpoint behind a root port, a Root Complex Integrated Endpoint on bus 0 (pcie.h). */
+	r = pcie_cap_add(&t->dev, PCIE_ENDPOINT, 0);
+	if (r < 0) {
+		err_sys(e, -r, "pci-testdev: PCI Express capability");
+		goto fail;
+	}
 
 	r = pci_msi_init(&t->msi, &t->dev, TESTDEV_MSI_VECTORS, plat);
 	if (r) {
