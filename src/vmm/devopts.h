@@ -1,0 +1,67 @@
+/* devopts.h - device options from the command line (--disk, --net, --vsock, --rng) into VM config.
+ */
+#ifndef EMBER_VMM_DEVOPTS_H
+#define EMBER_VMM_DEVOPTS_H
+
+/*
+ * Each option is a comma-separated list: a leading value, then key=value
+ * pairs or flags, e.g. `--disk /img/root.ext4,ro,transport=mmio,engine=uring`.
+ * Parsing is strict: unknown keys, repeated keys, bad values and missing
+ * required parts are errors with a message naming the option and the part.
+ * The strings point into the caller's argv (not copied).
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+#define VM_MAX_DISKS 8
+#define VM_MAX_NETS  4
+
+enum vm_transport { VM_TRANSPORT_PCI = 0, VM_TRANSPORT_MMIO };
+enum vm_engine { VM_ENGINE_SYNC = 0, VM_ENGINE_URING };
+
+struct vm_disk_cfg {
+	const char *path;
+	bool read_only;
+	enum vm_transport transport;
+	enum vm_engine engine;
+};
+
+struct vm_net_cfg {
+	const char *tap; /* interface name, or NULL for slirp */
+	bool has_mac;
+	uint8_t mac[6];
+	enum vm_transport transport;
+};
+
+struct vm_vsock_cfg {
+	bool present;
+	uint32_t cid;
+	const char *uds_path;
+	enum vm_transport transport;
+};
+
+struct vm_rng_cfg {
+	bool present;
+	enum vm_transport transport;
+};
+
+struct vm_devices_cfg {
+	struct vm_disk_cfg disks[VM_MAX_DISKS];
+	unsigned int ndisks;
+	struct vm_net_cfg nets[VM_MAX_NETS];
+	unsigned int nnets;
+	struct vm_vsock_cfg vsock;
+	struct vm_rng_cfg rng;
+};
+
+/* `spec` is modified in place (commas become NULs); it must outlive the config.  -errno. */
+int devopts_disk(struct vm_devices_cfg *d, char *spec, struct err *e);
+int devopts_net(struct vm_devices_cfg *d, char *spec, struct err *e);
+int devopts_vsock(struct vm_devices_cfg *d, char *spec, struct err *e);
+/* `spec` may be NULL (plain --rng). */
+int devopts_rng(struct vm_devices_cfg *d, char *spec, struct err *e);
+
+#endif
