@@ -14,11 +14,16 @@ Q        = $(if $(filter 1,$(V)),,@)
 
 WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	   -Wno-missing-field-initializers -Wformat=2 -Wvla
-BASE_CFLAGS = -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP -pthread
+BASE_CFLAGS = -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP -pthread $(PKG_CFLAGS)
 REL_CFLAGS  = $(BASE_CFLAGS) -O2 -g -fno-strict-aliasing
 SAN_CFLAGS  = $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	      -fno-sanitize-recover=undefined
-LDLIBS      = -pthread
+# Debian libraries (docs/build.md says why each): liburing for the block engine, libslirp for
+# user-mode networking (linked directly: its header needs nothing, but its .pc file would
+# pull in glib's development package).
+PKG_CFLAGS := $(shell pkg-config --cflags liburing 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs liburing 2>/dev/null) -lslirp
+LDLIBS      = $(PKG_LIBS) -pthread
 # Debian's interpreter, where python3-pytest lives (a PATH python3 may be another).
 PYTHON     ?= /usr/bin/python3
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages ember's build and tests need, if any is missing.
 set -e
-PKGS="gcc make libc6-dev linux-libc-dev python3 python3-pytest clang libclang-rt-14-dev pciutils"
+PKGS="gcc make libc6-dev linux-libc-dev pkg-config liburing-dev libslirp-dev python3 python3-pytest clang libclang-rt-14-dev pciutils iproute2"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -32,6 +32,17 @@ static const char usage_text[] =
 	"  -m, --mem MIB          guest memory in MiB, 2 to 1048576 (default: 128)\n"
 	"  -n, --vcpus N          number of vCPUs, 1 to 32 (default: 1)\n"
 	"      --pvh              enter an ELF kernel through its Xen PVH note\n"
+	"      --disk PATH[,ro][,transport=pci|mmio][,engine=sync|uring]\n"
+	"                         a virtio-blk disk backed by a raw image (repeatable, up to 8)\n"
+	"      --net tap=NAME|slirp[,mac=MAC][,transport=pci|mmio]\n"
+	"                         a virtio-net NIC on a tap device, or on user-mode\n"
+	"                         networking (slirp: 10.0.2.0/24, DHCP) (repeatable, up to 4)\n"
+	"      --vsock cid=N,uds=PATH[,transport=pci|mmio]\n"
+	"                         a virtio-vsock device; the host side is the Unix socket PATH\n"
+	"      --rng[=transport=pci|mmio]\n"
+	"                         a virtio-rng entropy device\n"
+	"                         (virtio transport: PCI by default; MMIO devices are announced\n"
+	"                         with virtio_mmio.device= on the kernel command line)\n"
 	"      --root-ports N     PCIe root ports (hot-plug slots) on bus 0, 0 to 14\n"
 	"                         (default: 0)\n"
 	"      --pci-testdev      add ember's PCI test device (docs/pci-testdev.md)\n"
@@ -82,7 +93,7 @@ static int parse_uint(const char *s, unsigned long long min, unsigned long long 
 	return 0;
 }
 
-enum { OPT_PVH = 256, OPT_ROOT_PORTS, OPT_PCI_TESTDEV, OPT_PCI_TESTDEV_PORT, OPT_DUMP_PCI,
+enum { OPT_PVH = 256, OPT_DISK, OPT_NET, OPT_VSOCK, OPT_RNG, OPT_ROOT_PORTS, OPT_PCI_TESTDEV, OPT_PCI_TESTDEV_PORT, OPT_DUMP_PCI,
        OPT_LOG_LEVEL };
 
 static const struct option long_opts[] = {
@@ -92,6 +103,10 @@ static const struct option long_opts[] = {
 	{"mem", required_argument, NULL, 'm'},
 	{"vcpus", required_argument, NULL, 'n'},
 	{"pvh", no_argument, NULL, OPT_PVH},
+	{"disk", required_argument, NULL, OPT_DISK},
+	{"net", required_argument, NULL, OPT_NET},
+	{"vsock", required_argument, NULL, OPT_VSOCK},
+	{"rng", optional_argument, NULL, OPT_RNG},
 	{"root-ports", required_argument, NULL, OPT_ROOT_PORTS},
 	{"pci-testdev", no_argument, NULL, OPT_PCI_TESTDEV},
 	{"pci-testdev-port", required_argument, NULL, OPT_PCI_TESTDEV_PORT},
@@ -112,7 +127,8 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *dump_p
 	*exit_now = -1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":k:i:c:m:n:hV", long_opts, NULL)) != -1) {
-		if (opt > 0 && opt <= OPT_LOG_LEVEL && seen[opt]++)
+		if (opt > 0 && opt <= OPT_LOG_LEVEL && opt != OPT_DISK && opt != OPT_NET &&
+		    seen[opt]++)
 			return usage_error("option '%s' given more than once", argv[optind - 1]);
 		switch (opt) {
 		case 'k':
@@ -139,6 +155,20 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *dump_p
 		case OPT_PVH:
 			cfg->pvh = true;
 			break;
+		case OPT_DISK:
+		case OPT_NET:
+		case OPT_VSOCK:
+		case OPT_RNG: {
+			struct err e = {0};
+			int r = opt == OPT_DISK	 ? devopts_disk(&cfg->dev, optarg, &e)
+				: opt == OPT_NET ? devopts_net(&cfg->dev, optarg, &e)
+				: opt == OPT_VSOCK ? devopts_vsock(&cfg->dev, optarg, &e)
+						   : devopts_rng(&cfg->dev, optarg, &e);
+
+			if (r < 0)
+				return usage_error("%s", e.msg);
+			break;
+		}
 		case OPT_ROOT_PORTS:
 			if (parse_uint(optarg, 0, VM_MAX_ROOT_PORTS, &v) < 0)
 				return usage_error("--root-ports '%s': expected a number from 0 to %u",

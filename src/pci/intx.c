@@ -127,15 +127,11 @@ void pci_intx_command_changed(struct pci_dev *d)
 		raise_line(d);
 }
 
-void pci_intx_set(struct pci_dev *d, bool asserted)
+void pci_intx_set_locked(struct pci_dev *d, bool asserted)
 {
-	struct pci_host *h = d->host;
+	bool was = d->intx.asserted;
 	uint16_t st;
-	bool was;
 
-	if (h)
-		pthread_mutex_lock(&h->lock);
-	was = d->intx.asserted;
 	d->intx.asserted = asserted;
 	/* §6.2.3: Interrupt Status reflects the pin, whatever Interrupt Disable says. */
 	st = pci_cfg_get16(&d->cfg, PCI_STATUS);
@@ -148,6 +144,15 @@ void pci_intx_set(struct pci_dev *d, bool asserted)
 	 */
 	if (asserted && !was && d->intx.active && !disabled(d))
 		raise_line(d);
+}
+
+void pci_intx_set(struct pci_dev *d, bool asserted)
+{
+	struct pci_host *h = d->host;
+
+	if (h)
+		pthread_mutex_lock(&h->lock);
+	pci_intx_set_locked(d, asserted);
 	if (h)
 		pthread_mutex_unlock(&h->lock);
 }

@@ -313,6 +313,8 @@ struct pci_dev *pci_host_find(struct pci_host *h, uint8_t bus, uint8_t devfn);
 /* Drive the INTx pin (any thread): honoured unless COMMAND.Interrupt Disable; sets
  * STATUS.Interrupt. */
 void pci_intx_set(struct pci_dev *d, bool asserted);
+/* The same, for callers that already hold the host lock (config-space hooks). */
+void pci_intx_set_locked(struct pci_dev *d, bool asserted);
 
 /* Bus handlers the host registers (exported for tests). */
 extern const struct bus_ops pci_cf8_ops;  /* ports 0xCF8-0xCFF, opaque = host */

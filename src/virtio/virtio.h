@@ -11,27 +11,54 @@
  *                  <--queue_notify--     --tops: notify/config_changed-->
  *
  * Status (§2.1, §3.1.1): the core implements the driver-side sequence
- * ACKNOWLEDGE -> DRIVER -> FEATURES_OK -> DRIVER_OK with these rules:
- *   - writing 0 resets the device (ops->reset, queues reset, features cleared);
+ * ACKNOWLEDGE -> DRIVER -> FEATURES_OK -> DRIVER_OK with these rules (the
+ * full table is above virtio_set_status() in virtio.c):
+ *   - writing 0 resets the device (ops->reset, queues reset, driver features
+ *     and MSI-X vectors cleared; config_generation is kept);
  *   - bits may only be added, never removed, except by writing 0;
- *     a write that clears a set bit is ignored (logged);
- *   - ACKNOWLEDGE and DRIVER may be set in one write (Asterinas does it; the
- *     spec says "set" each in order but does not forbid one write);
+ *     a write that clears a set bit is ignored (logged); NEEDS_RESET in a
+ *     written value is ignored (the bit is the device's), reserved bits are
+ *     dropped;
+ *   - one write may carry several steps: ACKNOWLEDGE|DRIVER (Asterinas does
+ *     it; the spec says "set" each in order but does not forbid one write),
+ *     even FEATURES_OK|DRIVER_OK; each new bit needs the previous step;
  *   - FEATURES_OK is accepted only if the driver's features are a subset of
  *     the offered ones and include VIRTIO_F_VERSION_1; otherwise the bit does
- *     not stick and reads back clear (§3.1.1 step 6);
- *   - DRIVER_OK requires FEATURES_OK; then ops->activate; if activation fails
- *     the device sets NEEDS_RESET;
- *   - FAILED from the driver is recorded; the device stops using queues.
+ *     not stick and reads back clear (§2.2.2, §3.1.1 step 6); driver feature
+ *     writes after FEATURES_OK are ignored;
+ *   - DRIVER_OK requires FEATURES_OK; then every ready queue gets
+ *     event_idx/indirect from the negotiated features, its rings are checked
+ *     (virtq_check_rings) and ops->activate runs; a bad ring or a failed
+ *     activation sets NEEDS_RESET (DRIVER_OK stays set);
+ *   - FAILED from the driver is recorded; the device stops using queues;
+ *     after FAILED or NEEDS_RESET only a reset is accepted.
  * NEEDS_RESET (§2.1.2) is set by virtio_needs_reset() on any device error a
- * guest caused (bad chain): queues stop, a configuration-change interrupt is
- * sent, and only a reset clears it.
+ * guest caused (bad chain): virtio_live() turns false so queues stop, a
+ * configuration-change interrupt is due (sent as described below), and only a
+ * reset clears it.
  *
  * Locking: `lock` protects everything here.  Transports take it around
- * register accesses; devices take it while processing queues.  Interrupt
- * calls (virtio_notify_queue, virtio_config_changed) must be made WITHOUT the
- * lock held, because the transport may take the PCI host lock (INTx); take
- * the lock, pop/push, drop it, then notify.
+ * register accesses (so virtio_set_status, the feature and config calls, and
+ * through them ops->config_read/config_write/activate/reset, run with it
+ * held); devices take it while processing queues.  Interrupt calls
+ * (virtio_notify_queue, virtio_flush_irqs, virtio_config_changed) must be made
+ * WITHOUT the lock held, because the transport may take the PCI host lock
+ * (INTx); take the lock, pop/push, drop it, then notify.
+ *
+ * Pending configuration interrupt: virtio_needs_reset() runs with the lock
+ * held (a device mid-queue, or activation inside virtio_set_status), so it
+ * cannot call tops->config_changed.  It sets `config_irq_pending` instead
+ * (only when DRIVER_OK is set, §2.1.2), and the interrupt is sent by the next
+ * of these calls, all made without the lock:
+ *   - virtio_notify_queue(v, q): sends the pending config interrupt, then the
+ *     queue's used-buffer interrupt if the ring asks for one.  So a device
+ *     that does  lock; pop -> -EINVAL -> virtio_needs_reset(v, q->err);
+ *     unlock; virtio_notify_queue(v, q);  needs nothing more;
+ *   - virtio_flush_irqs(v): sends only the pending config interrupt.
+ *     Transports call it after dropping the lock following a status write
+ *     (activation failure); devices may call it when they have no queue to
+ *     notify.
+ * A reset drops a pending interrupt.
  */
 
 #include <pthread.h>
@@ -94,10 +121,10 @@ struct virtio_transport_ops {
 };
 
 struct virtio_dev {
-	uint32_t type;             /* device ID */
-	const char *name;          /* for logs: "virtio-blk vda" */
-	uint64_t features;         /* offered */
-	uint64_t driver_features;  /* written by the driver */
+	uint32_t type;            /* device ID */
+	const char *name;         /* for logs: "virtio-blk vda" */
+	uint64_t features;        /* offered */
+	uint64_t driver_features; /* written by the driver */
 	uint8_t status;
 	uint8_t config_generation;
 	uint32_t config_size;
@@ -106,39 +133,65 @@ struct virtio_dev {
 	uint16_t config_msix_vector; /* virtio-pci msix_config */
 
 	const struct virtio_dev_ops *ops;
-	void *opaque;                /* the device model */
+	void *opaque; /* the device model */
 	const struct virtio_transport_ops *tops;
-	void *topaque;               /* the transport */
+	void *topaque; /* the transport */
 	const struct virtio_env *env;
 
 	pthread_mutex_t lock;
 	struct ratelimit rl;
+	bool config_irq_pending; /* a NEEDS_RESET config interrupt is owed (see above) */
 };
 
-/* Set up the common part; VERSION_1 is added to `features`.  -errno. */
+/*
+ * Set up the common part: zeroes *v first (so attach the transport -- tops,
+ * topaque -- afterwards), adds VERSION_1 to `features`, resets every queue
+ * with max_size = queue_size (queues >= nqueues get max_size 0: not
+ * available), vectors VIRTIO_NO_VECTOR.  -EINVAL for nqueues >
+ * VIRTIO_MAX_QUEUES, queue_size not a power of two <= VIRTQ_MAX_SIZE, or no
+ * ops (each op may be NULL); -errno from pthread_mutex_init.
+ */
 int virtio_dev_init(struct virtio_dev *v, uint32_t type, const char *name, uint64_t features,
-		    unsigned int nqueues, uint16_t queue_size, uint32_t config_size,
-		    const struct virtio_dev_ops *ops, void *opaque, const struct virtio_env *env);
+                    unsigned int nqueues, uint16_t queue_size, uint32_t config_size,
+                    const struct virtio_dev_ops *ops, void *opaque, const struct virtio_env *env);
 void virtio_dev_destroy(struct virtio_dev *v);
 
-/* Called by transports, with v->lock held. */
+/*
+ * Called by transports, with v->lock held.  Config accesses outside config_size
+ * read zeros / are dropped (logged, rate limited).
+ */
 uint8_t virtio_get_status(struct virtio_dev *v);
 void virtio_set_status(struct virtio_dev *v, uint8_t status);
-uint32_t virtio_get_features(struct virtio_dev *v, unsigned int sel);  /* 32-bit word `sel` */
+uint32_t virtio_get_features(struct virtio_dev *v, unsigned int sel); /* 32-bit word `sel` */
 void virtio_set_driver_features(struct virtio_dev *v, unsigned int sel, uint32_t val);
 void virtio_config_access(struct virtio_dev *v, uint32_t off, void *buf, uint32_t len, bool write);
 
 /* Whether a feature bit was negotiated (valid once FEATURES_OK). */
 bool virtio_has_feature(const struct virtio_dev *v, unsigned int bit);
 
-/* Interrupt the driver for queue q if the ring says so (lock NOT held). */
+/*
+ * Lock NOT held.  Send a pending configuration interrupt (see above), then
+ * interrupt the driver for queue q if DRIVER_OK is set, q is ready and the
+ * ring says so (virtq_needs_interrupt, evaluated under the lock, so call this
+ * once per batch of pushes).
+ */
 void virtio_notify_queue(struct virtio_dev *v, unsigned int q);
-/* Bump the config generation and send a configuration-change interrupt (lock NOT held). */
+/* Lock NOT held.  Send a pending configuration interrupt, if any. */
+void virtio_flush_irqs(struct virtio_dev *v);
+/*
+ * Lock NOT held.  Bump the config generation and, if DRIVER_OK is set, send a
+ * configuration-change interrupt (it also covers a pending one).
+ */
 void virtio_config_changed(struct virtio_dev *v);
-/* A guest error: set NEEDS_RESET, stop queues, log (rate limited); notify after dropping the lock. */
+/*
+ * Lock held.  A guest error: set NEEDS_RESET (virtio_live() turns false), log
+ * `why` (rate limited, once per reset), and owe a configuration interrupt if
+ * DRIVER_OK is set; it leaves with the next virtio_notify_queue or
+ * virtio_flush_irqs, after the caller drops the lock.
+ */
 void virtio_needs_reset(struct virtio_dev *v, const char *why);
 
-/* True when DRIVER_OK is set and NEEDS_RESET/FAILED are not: queues may be used. */
+/* True when DRIVER_OK is set and NEEDS_RESET/FAILED are not: queues may be used.  Any thread. */
 bool virtio_live(const struct virtio_dev *v);
 
 #endif

@@ -314,6 +314,7 @@ static int step_pci_devices(struct vm *vm, struct err *e)
 		}
 		vm->nports++;
 	}
+	vm->next_slot = vm->cfg.root_ports + 1;
 	if (!vm->cfg.pci_testdev)
 		return 0;
 	r = testdev_init(&vm->testdev, &vm->gm, &vm->plat, e);
@@ -323,7 +324,7 @@ static int step_pci_devices(struct vm *vm, struct err *e)
 		parent = &vm->ports[vm->cfg.pci_testdev_port - 1].dev;
 		devfn = PCI_DEVFN(0, 0);
 	} else {
-		devfn = PCI_DEVFN(vm->cfg.root_ports + 1, 0);
+		devfn = PCI_DEVFN(vm->next_slot++, 0);
 	}
 	r = pci_host_plug(&vm->pci, &vm->testdev.dev, parent, devfn, e);
 	if (r < 0) {
@@ -340,6 +341,209 @@ fail:
 	return r;
 }
 
+/* ---- step: virtio devices ---------------------------------------------------------------- */
+
+/* ISA lines free for virtio-mmio (edge, like Firecracker): not 0-2, 4 (COM1), 8 (RTC), 13. */
+static const uint32_t mmio_gsis[] = {5, 6, 7, 9, 10, 11, 12, 14, 15, 3};
+
+static void virtio_undo_one(struct vm *vm, struct vm_virtio *vv)
+{
+	if (vv->transport_ready) {
+		if (vv->transport == VM_TRANSPORT_PCI) {
+			pci_host_unplug(&vm->pci, &vv->pci.dev);
+			virtio_pci_destroy(&vv->pci);
+		} else {
+			virtio_mmio_destroy(&vv->mmio);
+		}
+		vv->transport_ready = false;
+	}
+	switch (vv->kind) {
+	case VM_VIRTIO_BLK:
+		virtio_blk_destroy(&vv->u.blk);
+		break;
+	case VM_VIRTIO_NET:
+		virtio_net_destroy(&vv->u.net);
+		break;
+	case VM_VIRTIO_VSOCK:
+		virtio_vsock_destroy(&vv->u.vsock);
+		break;
+	case VM_VIRTIO_RNG:
+		virtio_rng_destroy(&vv->u.rng);
+		break;
+	}
+}
+
+static void undo_virtio(struct vm *vm)
+{
+	while (vm->nvirtio > 0) {
+		struct vm_virtio *vv = vm->virtio[--vm->nvirtio];
+
+		virtio_undo_one(vm, vv);
+		free(vv);
+		vm->virtio[vm->nvirtio] = NULL;
+	}
+	vm->nmmio = 0;
+}
+
+/* Put an initialised device on its transport. */
+static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
+{
+	int r;
+
+	if (vv->transport == VM_TRANSPORT_PCI) {
+		if (vm->next_slot > 31)
+			return err_set(e, ENOSPC, "%s: no free device number left on PCI bus 0",
+				       vv->vdev->name);
+		r = virtio_pci_init(&vv->pci, vv->vdev, &vm->venv, e);
+		if (r < 0)
+			return r;
+		r = pci_host_plug(&vm->pci, &vv->pci.dev, NULL, PCI_DEVFN(vm->next_slot, 0), e);
+		if (r < 0) {
+			virtio_pci_destroy(&vv->pci);
+			return r;
+		}
+		vm->next_slot++;
+	} else {
+		if (vm->nmmio >= sizeof(mmio_gsis) / sizeof(mmio_gsis[0]))
+			return err_set(e, ENOSPC, "%s: at most %zu virtio-mmio devices",
+				       vv->vdev->name, sizeof(mmio_gsis) / sizeof(mmio_gsis[0]));
+		vv->mmio_base = PLATFORM_MMIO_GPA + (uint64_t)vm->nmmio * VIRTIO_MMIO_SIZE;
+		vv->mmio_gsi = mmio_gsis[vm->nmmio];
+		r = virtio_mmio_init(&vv->mmio, vv->vdev, &vm->mmio, vv->mmio_base, vv->mmio_gsi,
+				     &vm->venv, e);
+		if (r < 0)
+			return r;
+		vm->nmmio++;
+	}
+	vv->transport_ready = true;
+	return 0;
+}
+
+/* Create the device model of one entry of the configuration. */
+static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index, struct err *e)
+{
+	const struct vm_devices_cfg *d = &vm->cfg.dev;
+	int r = 0;
+
+	switch (vv->kind) {
+	case VM_VIRTIO_BLK: {
+		const struct vm_disk_cfg *c = &d->disks[index];
+		struct virtio_blk_opts o = {
+			.path = c->path,
+			.read_only = c->read_only,
+			.engine = c->engine == VM_ENGINE_URING ? BLOCKFILE_ENGINE_IO_URING
+								: BLOCKFILE_ENGINE_SYNC,
+		};
+
+		vv->transport = c->transport;
+		r = virtio_blk_init(&vv->u.blk, &o, &vm->venv, e);
+		vv->vdev = &vv->u.blk.vdev;
+		break;
+	}
+	case VM_VIRTIO_NET: {
+		const struct vm_net_cfg *c = &d->nets[index];
+		struct virtio_net_opts o = {
+			.backend = c->tap ? VIRTIO_NET_BACKEND_TAP : VIRTIO_NET_BACKEND_SLIRP,
+			.tap_name = c->tap,
+			.has_mac = c->has_mac,
+			.index = index,
+		};
+
+		memcpy(o.mac, c->mac, sizeof(o.mac));
+		vv->transport = c->transport;
+		r = virtio_net_init(&vv->u.net, &o, &vm->venv, e);
+		vv->vdev = &vv->u.net.vdev;
+		break;
+	}
+	case VM_VIRTIO_VSOCK: {
+		struct virtio_vsock_opts o = {.guest_cid = d->vsock.cid, .uds_path = d->vsock.uds_path};
+
+		vv->transport = d->vsock.transport;
+		r = virtio_vsock_init(&vv->u.vsock, &o, &vm->venv, e);
+		vv->vdev = &vv->u.vsock.vdev;
+		break;
+	}
+	case VM_VIRTIO_RNG: {
+		struct virtio_rng_opts o = {0};
+
+		vv->transport = d->rng.transport;
+		r = virtio_rng_init(&vv->u.rng, &o, &vm->venv, e);
+		vv->vdev = &vv->u.rng.vdev;
+		break;
+	}
+	}
+	return r;
+}
+
+static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, unsigned int index, struct err *e)
+{
+	struct vm_virtio *vv = calloc(1, sizeof(*vv));
+	int r;
+
+	if (!vv)
+		return err_set(e, ENOMEM, "out of memory for a virtio device");
+	vv->kind = kind;
+	r = virtio_create(vm, vv, index, e);
+	if (r < 0) {
+		free(vv);
+		return r;
+	}
+	r = virtio_attach(vm, vv, e);
+	if (r < 0) {
+		virtio_undo_one(vm, vv);
+		free(vv);
+		return r;
+	}
+	vm->virtio[vm->nvirtio++] = vv;
+	return 0;
+}
+
+static int step_virtio(struct vm *vm, struct err *e)
+{
+	const struct vm_devices_cfg *d = &vm->cfg.dev;
+	unsigned int i;
+	int r = 0;
+
+	vm->venv = (struct virtio_env){.gm = &vm->gm, .loop = &vm->loop, .plat = vm->plat};
+	for (i = 0; r == 0 && i < d->ndisks; i++)
+		r = virtio_add(vm, VM_VIRTIO_BLK, i, e);
+	for (i = 0; r == 0 && i < d->nnets; i++)
+		r = virtio_add(vm, VM_VIRTIO_NET, i, e);
+	if (r == 0 && d->vsock.present)
+		r = virtio_add(vm, VM_VIRTIO_VSOCK, 0, e);
+	if (r == 0 && d->rng.present)
+		r = virtio_add(vm, VM_VIRTIO_RNG, 0, e);
+	if (r < 0)
+		undo_virtio(vm);
+	return r;
+}
+
+/* The user's command line plus one virtio_mmio.device= per MMIO device (virtio 1.2 §4.2.1). */
+static int build_cmdline(struct vm *vm, struct err *e)
+{
+	size_t len;
+	unsigned int i;
+
+	len = (size_t)snprintf(vm->cmdline, sizeof(vm->cmdline), "%s",
+			       vm->cfg.cmdline ? vm->cfg.cmdline : "");
+	for (i = 0; i < vm->nvirtio && len < sizeof(vm->cmdline); i++) {
+		struct vm_virtio *vv = vm->virtio[i];
+		int n;
+
+		if (vv->transport != VM_TRANSPORT_MMIO)
+			continue;
+		if (len > 0 && len < sizeof(vm->cmdline) - 1)
+			vm->cmdline[len++] = ' ';
+		n = virtio_mmio_cmdline(&vv->mmio, vm->cmdline + len, sizeof(vm->cmdline) - len);
+		if (n < 0)
+			return err_set(e, E2BIG, "command line too long for the virtio-mmio devices");
+		len += (size_t)n;
+	}
+	if (len >= sizeof(vm->cmdline))
+		return err_set(e, E2BIG, "command line too long for the virtio-mmio devices");
+	return 0;
+}
+
 /* ---- step: kernel ------------------------------------------------------------------------- */
 
 static int step_kernel(struct vm *vm, struct err *e)
@@ -347,7 +551,7 @@ static int step_kernel(struct vm *vm, struct err *e)
 	struct boot_request req = {
 		.kernel_path = vm->cfg.kernel_path,
 		.initrd_path = vm->cfg.initrd_path,
-		.cmdline = vm->cfg.cmdline,
+		.cmdline = vm->cmdline,
 		.pvh = vm->cfg.pvh,
 		.vcpus = vm->cfg.vcpus,
 	};
@@ -355,6 +559,9 @@ static int step_kernel(struct vm *vm, struct err *e)
 
 	if (vm->cfg.build_only)
 		return 0;
+	r = build_cmdline(vm, e);
+	if (r < 0)
+		return r;
 	r = boot_load(&vm->gm, &vm->ml, &req, &vm->boot, e);
 	if (r < 0)
 		return r;
@@ -618,6 +825,7 @@ static const struct vm_step {
 	{"legacy devices", step_legacy, undo_legacy},
 	{"pci", step_pci, undo_pci},
 	{"pci devices", step_pci_devices, undo_pci_devices},
+	{"virtio devices", step_virtio, undo_virtio},
 	{"kernel", step_kernel, undo_nothing},
 	{"vcpus", step_vcpus, undo_vcpus},
 	{"console", step_console, undo_console},

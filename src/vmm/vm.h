@@ -24,6 +24,13 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
 #include "devices/pci/root_port.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
+#include "devices/virtio/rng.h"
+#include "devices/virtio/vsock.h"
+#include "transport/mmio.h"
+#include "transport/pci.h"
+#include "vmm/devopts.h"
 #include "devices/pci/testdev.h"
 #include "kvm/gsi.h"
 #include "kvm/kvm.h"
@@ -47,6 +54,7 @@ struct vm_config {
 	unsigned int root_ports;       /* PCIe root ports on bus 0 (hot-plug slots) */
 	bool pci_testdev;              /* ember's PCI test device */
 	unsigned int pci_testdev_port; /* 0: on bus 0; k: behind root port k (1-based) */
+	struct vm_devices_cfg dev;     /* virtio devices (devopts.h) */
 	bool build_only;    /* build the devices only: no kernel, vCPUs or console (--dump-pci) */
 	int console_in_fd;  /* serial input; -1: none */
 	int console_out_fd; /* serial output */
@@ -66,6 +74,28 @@ struct vm_exit_info {
 };
 
 struct vm;
+
+/* A virtio device, its transport and where it sits. */
+enum vm_virtio_kind { VM_VIRTIO_BLK, VM_VIRTIO_NET, VM_VIRTIO_VSOCK, VM_VIRTIO_RNG };
+
+struct vm_virtio {
+	enum vm_virtio_kind kind;
+	union {
+		struct virtio_blk blk;
+		struct virtio_net net;
+		struct virtio_vsock vsock;
+		struct virtio_rng rng;
+	} u;
+	struct virtio_dev *vdev;
+	enum vm_transport transport;
+	struct virtio_pci pci;
+	struct virtio_mmio mmio;
+	bool transport_ready; /* transport initialised (and, for PCI, plugged) */
+	uint64_t mmio_base;
+	uint32_t mmio_gsi;
+};
+
+#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 2)
 
 struct vcpu {
 	struct vm *vm;
@@ -98,6 +128,12 @@ struct vm {
 	unsigned int nports;
 	struct testdev testdev;
 	bool testdev_ready;
+	unsigned int next_slot; /* next free device number on bus 0 */
+
+	struct virtio_env venv;
+	struct vm_virtio *virtio[VM_MAX_VIRTIO];
+	unsigned int nvirtio, nmmio;
+	char cmdline[LAYOUT_CMDLINE_MAX + 512]; /* the user's command line + virtio_mmio.device= */
 
 	struct boot_result boot;
 	struct vcpu vcpus[VM_MAX_VCPUS];

@@ -1,0 +1,327 @@
+/* fuzz_virtio_blk.c - libFuzzer target: virtio-blk request chains (headers, layouts, payloads). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "devices/virtio/blk.h"
+#include "util/log.h"
+#include "virtio_fake_driver.h"
+
+/*
+ * Input: byte 0 picks the driver's features (bit 0 FLUSH, 1 DISCARD,
+ * 2 WRITE_ZEROES, 3 EVENT_IDX, 4 INDIRECT_DESC) and bits 5-7 the queue size
+ * (256 >> n); byte 1 whether the drive is read-only (bit 0).  Then records,
+ * each starting with an opcode byte (% 4):
+ *   0 chain: u8 nseg (1..8), u8 flags (bit 0: through an indirect table), then
+ *     per segment a kind byte (% 5):
+ *       0 header     u8 type selector, u8 sector selector (+ raw bytes below)
+ *       1 readable   u16 len, then len bytes of content (discard segments...)
+ *       2 writable   u16 len
+ *       3 status     one writable byte
+ *       4 raw        u32 gpa, u16 len, u8 write: anywhere, even outside RAM
+ *   1 kick        2 reap used entries        3 reset and bring the device up again
+ * The image is a 64 KiB memfd on the sync engine.
+ *
+ * Invariants: no crash, no sanitizer report; every used id is a head we made
+ * available; its used length is at most the chain's writable bytes; when the
+ * chain ends in a status byte and the length is not 0, that byte is
+ * VIRTIO_BLK_S_OK, _IOERR or _UNSUPP; nothing stays in flight.  The used-ring
+ * checks stop once a raw writable segment points into RAM (the device may then
+ * legitimately overwrite rings and other chains' status bytes).
+ */
+
+#define RAM_SIZE  (1u << 20)
+#define IMG_SIZE  (64u << 10)
+#define MAX_CHAIN 8
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct chain_info {
+	bool live;          /* made available, not yet used */
+	uint64_t writable;  /* device-writable bytes */
+	uint64_t status;    /* GPA of the status byte (last writable byte), 0 if unknown */
+};
+
+struct fz {
+	struct fake_guest g;
+	struct fake_transport t;
+	struct fake_vq q;
+	struct virtio_blk b;
+	bool ro;
+	bool tainted; /* a raw writable segment points into RAM: it may scribble anywhere */
+	struct chain_info info[VIRTQ_MAX_SIZE];
+	char path[64];
+};
+
+struct in {
+	const uint8_t *p;
+	size_t n;
+};
+
+static uint8_t u8(struct in *in)
+{
+	uint8_t v = 0;
+
+	if (in->n) {
+		v = *in->p++;
+		in->n--;
+	}
+	return v;
+}
+
+static uint16_t u16(struct in *in)
+{
+	uint16_t lo = u8(in);
+
+	return (uint16_t)(lo | u8(in) << 8);
+}
+
+static uint32_t u32(struct in *in)
+{
+	uint32_t lo = u16(in);
+
+	return lo | (uint32_t)u16(in) << 16;
+}
+
+static uint64_t u64(struct in *in)
+{
+	uint64_t lo = u32(in);
+
+	return lo | (uint64_t)u32(in) << 32;
+}
+
+static struct fz *fz_new(bool ro)
+{
+	struct fz *f = calloc(1, sizeof(*f));
+	struct virtio_blk_opts o = {.drive_id = "fuzz", .read_only = ro};
+	struct err e = {0};
+	uint8_t buf[4096];
+	int fd, i;
+
+	if (!f)
+		abort();
+	fd = memfd_create("fuzz-blk", 0);
+	if (fd < 0)
+		abort();
+	memset(buf, 0x5a, sizeof(buf));
+	for (i = 0; i < (int)(IMG_SIZE / sizeof(buf)); i++)
+		if (pwrite(fd, buf, sizeof(buf), (off_t)i * (off_t)sizeof(buf)) != sizeof(buf))
+			abort();
+	snprintf(f->path, sizeof(f->path), "/proc/self/fd/%d", fd);
+	if (fake_guest_init(&f->g, RAM_SIZE) < 0)
+		abort();
+	o.path = f->path;
+	f->ro = ro;
+	if (virtio_blk_init(&f->b, &o, &f->g.env, &e) < 0) {
+		fprintf(stderr, "virtio_blk_init: %s\n", e.msg);
+		abort();
+	}
+	return f;
+}
+
+/* Reset, fresh RAM and ring, negotiate (offered & want), DRIVER_OK. */
+static void bring_up(struct fz *f, uint64_t want, uint16_t qsize)
+{
+	fake_set_status(&f->b.vdev, 0);
+	memset(f->g.ram, 0, RAM_SIZE);
+	f->g.brk = 0x1000;
+	memset(f->info, 0, sizeof(f->info));
+	f->tainted = false;
+	if (fake_vq_init(&f->q, &f->g, qsize) < 0)
+		abort();
+	fake_start(&f->b.vdev, &f->t, want, &f->q, 1);
+}
+
+static uint32_t pick_type(struct in *in)
+{
+	static const uint32_t types[] = {VIRTIO_BLK_T_IN,           VIRTIO_BLK_T_OUT,
+					 VIRTIO_BLK_T_FLUSH,        VIRTIO_BLK_T_GET_ID,
+					 VIRTIO_BLK_T_DISCARD,      VIRTIO_BLK_T_WRITE_ZEROES,
+					 VIRTIO_BLK_T_GET_LIFETIME, VIRTIO_BLK_T_SECURE_ERASE};
+	uint8_t s = u8(in);
+
+	return s < 0xf0 ? types[s % 8] : u32(in);
+}
+
+static uint64_t pick_sector(struct in *in)
+{
+	uint8_t s = u8(in);
+
+	if (s < 0xc0)
+		return s % (IMG_SIZE / 512 + 4); /* around the capacity */
+	return u64(in);
+}
+
+/* Take data bytes from the pool; 0 when RAM ran out. */
+static uint64_t pool(struct fz *f, uint32_t len)
+{
+	return fake_guest_alloc(&f->g, len ? len : 1, 1);
+}
+
+static void add_chain(struct fz *f, struct in *in)
+{
+	struct fake_seg s[MAX_CHAIN];
+	unsigned int n = u8(in) % MAX_CHAIN + 1, i, k;
+	bool indirect = u8(in) & 1;
+	uint64_t writable = 0, status = 0;
+	bool raw = false;
+	int head;
+
+	for (i = 0; i < n; i++) {
+		uint8_t kind = u8(in) % 5;
+		uint64_t gpa;
+		uint32_t len;
+
+		switch (kind) {
+		case 0: { /* header */
+			uint32_t type = htole32(pick_type(in));
+			uint64_t sector = htole64(pick_sector(in));
+			uint8_t *p;
+
+			gpa = pool(f, 16);
+			if (!gpa)
+				return;
+			p = fake_guest_ptr(&f->g, gpa);
+			memcpy(p, &type, 4);
+			memset(p + 4, 0, 4);
+			memcpy(p + 8, &sector, 8);
+			s[i] = (struct fake_seg){gpa, 16, false};
+			break;
+		}
+		case 1: /* readable, content from the input */
+			len = u16(in) % 8192;
+			gpa = pool(f, len);
+			if (!gpa)
+				return;
+			for (k = 0; k < len; k++)
+				*(uint8_t *)fake_guest_ptr(&f->g, gpa + k) = u8(in);
+			s[i] = (struct fake_seg){gpa, len, false};
+			break;
+		case 2: /* writable */
+			len = u16(in) % 8192;
+			gpa = pool(f, len);
+			if (!gpa)
+				return;
+			memset(fake_guest_ptr(&f->g, gpa), 0xee, len ? len : 1);
+			s[i] = (struct fake_seg){gpa, len, true};
+			break;
+		case 3: /* status */
+			gpa = pool(f, 1);
+			if (!gpa)
+				return;
+			*(uint8_t *)fake_guest_ptr(&f->g, gpa) = 0xff;
+			s[i] = (struct fake_seg){gpa, 1, true};
+			break;
+		default: /* raw: anywhere */
+			s[i].gpa = u32(in);
+			s[i].len = u16(in);
+			s[i].write = u8(in) & 1;
+			raw = true;
+			/* The device may write there: the rings, other chains' status bytes. */
+			if (s[i].write && s[i].len && gmem_contains(&f->g.gm, s[i].gpa, 1))
+				f->tainted = true;
+			break;
+		}
+	}
+	/* What the device may write: the writable bytes; the status is the last of them. */
+	for (i = 0; i < n; i++) {
+		if (s[i].write) {
+			writable += s[i].len;
+			if (s[i].len)
+				status = s[i].gpa + s[i].len - 1;
+		} else if (writable) {
+			raw = true; /* readable after writable: the chain is invalid anyway */
+		}
+	}
+	head = indirect ? fake_vq_add_indirect(&f->q, s, n) : fake_vq_add(&f->q, s, n);
+	if (head < 0)
+		return;
+	f->info[head] = (struct chain_info){.live = true, .writable = writable,
+					    .status = raw ? 0 : status};
+}
+
+static void reap(struct fz *f)
+{
+	uint32_t id, len;
+
+	while (fake_vq_used(&f->q, &id, &len)) {
+		struct chain_info *c;
+		uint8_t st;
+
+		if (f->tainted)
+			continue; /* guest memory is not trustworthy any more: only no-crash holds */
+		if (id >= f->q.size || !f->info[id].live)
+			abort(); /* the device returned a head it was never given */
+		c = &f->info[id];
+		if (len > c->writable)
+			abort(); /* claims more bytes written than the chain can hold */
+		if (c->status && len > 0) {
+			st = *(uint8_t *)fake_guest_ptr(&f->g, c->status);
+			if (st > VIRTIO_BLK_S_UNSUPP)
+				abort(); /* completed with a status that is not one */
+		}
+		c->live = false;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct fz *devs[2];
+	struct in in = {data, size};
+	uint8_t feat, opt;
+	uint64_t want;
+	uint16_t qsize;
+	struct fz *f;
+	unsigned int ops = 0;
+
+	if (size < 2)
+		return 0;
+	if (!devs[0]) {
+		log_set_level(LOG_ERROR); /* guest-error warnings would flood the fuzzer's output */
+		devs[0] = fz_new(false);
+		devs[1] = fz_new(true);
+	}
+	feat = u8(&in);
+	opt = u8(&in);
+	f = devs[opt & 1];
+	want = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_BLK_F_SEG_MAX |
+	       1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_RO;
+	if (feat & 1)
+		want |= 1ull << VIRTIO_BLK_F_FLUSH;
+	if (feat & 2)
+		want |= 1ull << VIRTIO_BLK_F_DISCARD;
+	if (feat & 4)
+		want |= 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+	if (feat & 8)
+		want |= 1ull << VIRTIO_F_EVENT_IDX;
+	if (feat & 16)
+		want |= 1ull << VIRTIO_F_INDIRECT_DESC;
+	qsize = (uint16_t)(VIRTQ_MAX_SIZE >> (feat >> 5));
+	bring_up(f, want, qsize);
+
+	while (in.n && ops++ < 512) {
+		switch (u8(&in) % 4) {
+		case 0:
+			add_chain(f, &in);
+			break;
+		case 1:
+			fake_kick(&f->b.vdev, 0);
+			break;
+		case 2:
+			reap(f);
+			break;
+		default:
+			reap(f);
+			bring_up(f, want, qsize);
+			break;
+		}
+	}
+	fake_kick(&f->b.vdev, 0);
+	reap(f);
+	if (f->b.nfree != VIRTQ_MAX_SIZE || f->b.file.inflight)
+		abort(); /* the sync engine finishes everything it starts */
+	return 0;
+}
