@@ -106,11 +106,20 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS_TEST)
 	$(Q)$(MAKE) --no-print-directory integration
 
+DEMO_DISK = build/demo-disk.img
+
+# A 16 MiB raw image whose first sector says hello (the demo guest prints it).
+$(DEMO_DISK):
+	@mkdir -p $(dir $@)
+	$(Q)truncate -s 16M $@ && printf 'ember demo disk: hello from sector 0' | \
+		dd of=$@ conv=notrunc status=none
+
 run: deps
-	$(Q)$(MAKE) --no-print-directory release guest
+	$(Q)$(MAKE) --no-print-directory release guest $(DEMO_DISK)
 	$(Q)scripts/check-kvm.sh
 	$(REL_DIR)/ember --kernel $(GUEST_ELF) --mem 128 --vcpus 2 --root-ports 2 --pci-testdev \
-		--pci-testdev-port 2 --cmdline "console=ttyS0 demo"
+		--pci-testdev-port 2 --disk $(DEMO_DISK) --disk $(DEMO_DISK),ro,transport=mmio \
+		--rng --cmdline "console=ttyS0 demo"
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -518,30 +518,45 @@ static int step_virtio(struct vm *vm, struct err *e)
 	return r;
 }
 
-/* The user's command line plus one virtio_mmio.device= per MMIO device (virtio 1.2 §4.2.1). */
-static int build_cmdline(struct vm *vm, struct err *e)
+/*
+ * The user's command line plus one virtio_mmio.device= per MMIO device (how
+ * Linux and OSv find them without ACPI; Linux's virtio_mmio.c "device=").
+ * Without MMIO devices the user's line is used as it is, so boot_load()
+ * reports its own length against the kernel's limit.
+ */
+static const char *build_cmdline(struct vm *vm, struct err *e)
 {
-	size_t len;
+	const char *user = vm->cfg.cmdline ? vm->cfg.cmdline : "";
+	size_t len = strlen(user);
 	unsigned int i;
 
-	len = (size_t)snprintf(vm->cmdline, sizeof(vm->cmdline), "%s",
-			       vm->cfg.cmdline ? vm->cfg.cmdline : "");
-	for (i = 0; i < vm->nvirtio && len < sizeof(vm->cmdline); i++) {
+	if (vm->nmmio == 0)
+		return user;
+	if (len >= sizeof(vm->cmdline)) {
+		err_set(e, E2BIG, "command line is %zu bytes; the limit is %u", len,
+			LAYOUT_CMDLINE_MAX - 1);
+		return NULL;
+	}
+	memcpy(vm->cmdline, user, len + 1);
+	for (i = 0; i < vm->nvirtio; i++) {
 		struct vm_virtio *vv = vm->virtio[i];
 		int n;
 
 		if (vv->transport != VM_TRANSPORT_MMIO)
 			continue;
-		if (len > 0 && len < sizeof(vm->cmdline) - 1)
+		if (len > 0 && len + 1 < sizeof(vm->cmdline))
 			vm->cmdline[len++] = ' ';
 		n = virtio_mmio_cmdline(&vv->mmio, vm->cmdline + len, sizeof(vm->cmdline) - len);
-		if (n < 0)
-			return err_set(e, E2BIG, "command line too long for the virtio-mmio devices");
+		if (n < 0) {
+			err_set(e, E2BIG,
+				"command line is over %zu bytes with the virtio_mmio.device= entries "
+				"ember appends; the limit is %u",
+				len, LAYOUT_CMDLINE_MAX - 1);
+			return NULL;
+		}
 		len += (size_t)n;
 	}
-	if (len >= sizeof(vm->cmdline))
-		return err_set(e, E2BIG, "command line too long for the virtio-mmio devices");
-	return 0;
+	return vm->cmdline;
 }
 
 /* ---- step: kernel ------------------------------------------------------------------------- */
@@ -551,7 +566,7 @@ static int step_kernel(struct vm *vm, struct err *e)
 	struct boot_request req = {
 		.kernel_path = vm->cfg.kernel_path,
 		.initrd_path = vm->cfg.initrd_path,
-		.cmdline = vm->cmdline,
+		.cmdline = NULL, /* set below */
 		.pvh = vm->cfg.pvh,
 		.vcpus = vm->cfg.vcpus,
 	};
@@ -559,9 +574,9 @@ static int step_kernel(struct vm *vm, struct err *e)
 
 	if (vm->cfg.build_only)
 		return 0;
-	r = build_cmdline(vm, e);
-	if (r < 0)
-		return r;
+	req.cmdline = build_cmdline(vm, e);
+	if (!req.cmdline)
+		return e->code;
 	r = boot_load(&vm->gm, &vm->ml, &req, &vm->boot, e);
 	if (r < 0)
 		return r;

@@ -158,3 +158,28 @@ def test_pvh_without_note(tmp_path):
 ])
 def test_pci_usage_errors(args, needle):
     expect_usage_error(args, needle)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--kernel", "a", "--disk", ""], "--disk: the first part must be the image path"),
+    (["--kernel", "a", "--disk", "x,engine=aio"], "engine must be sync or uring"),
+    (["--kernel", "a", "--disk", "x,transport=usb"], "transport must be pci or mmio"),
+    (["--kernel", "a", "--net", "bridge"], "expected tap=NAME or slirp"),
+    (["--kernel", "a", "--net", "slirp,mac=01:00:5e:00:00:01"], "not a unicast address"),
+    (["--kernel", "a", "--vsock", "cid=1,uds=/tmp/x"], "cid '1' must be from 3"),
+    (["--kernel", "a", "--vsock", "cid=5"], "both cid=N and uds=PATH are required"),
+    (["--kernel", "a", "--rng", "--rng"], "given more than once"),
+])
+def test_device_usage_errors(args, needle):
+    expect_usage_error(args, needle)
+
+
+def test_missing_disk_image(tmp_path):
+    expect_setup_error(["--kernel", GUEST, "--disk", str(tmp_path / "none.img")],
+                       str(tmp_path / "none.img"))
+
+
+def test_tap_without_privilege_or_name_is_clear(tmp_path):
+    # A tap name with a character the kernel refuses: one clear line naming it.
+    line = expect_setup_error(["--kernel", GUEST, "--net", "tap=bad/name"], "bad/name")
+    assert "tap" in line
