@@ -89,7 +89,7 @@ $(FUZZ_DIR)/libember.a: $(FUZZ_OBJS)
 
 $(FUZZ_DIR)/bin/%: tests/fuzz/%.c $(FUZZ_DIR)/libember.a
 	@mkdir -p $(dir $@)
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libember.a $(LDLIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -Itests/unit -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libember.a $(LDLIBS)
 
 deps:
 	$(Q)scripts/deps.sh

@@ -1,4 +1,4 @@
-/* blockfile.c - disk images: open and size, sync and io_uring engines, discard/zeroes (see blockfile.h). */
+/* blockfile.c - disk images: size, sync and io_uring engines, discard/zeroes (see blockfile.h). */
 #include "backends/blockfile.h"
 
 #include <errno.h>
@@ -30,7 +30,8 @@ enum {
 #define ZERO_RANGE (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)
 #define ALLOCATE   FALLOC_FL_KEEP_SIZE
 
-#define MAX_IOV 1024 /* UIO_MAXIOV: what preadv and IORING_OP_READV accept */
+#define MAX_IOV     1024 /* UIO_MAXIOV: what preadv and IORING_OP_READV accept */
+#define MAX_RETRIES 64   /* EINTR/EAGAIN in a row before the error is reported */
 
 const char *blockfile_engine_name(enum blockfile_engine eng)
 {
@@ -45,7 +46,7 @@ int blockfile_engine_parse(const char *s, enum blockfile_engine *eng)
 		*eng = BLOCKFILE_ENGINE_SYNC;
 		return 0;
 	}
-	if (!strcasecmp(s, "io_uring") || !strcasecmp(s, "async")) {
+	if (!strcasecmp(s, "io_uring") || !strcasecmp(s, "uring") || !strcasecmp(s, "async")) {
 		*eng = BLOCKFILE_ENGINE_IO_URING;
 		return 0;
 	}
@@ -64,6 +65,7 @@ static void plan(const struct blockfile *f, struct blockfile_req *r)
 {
 	r->nsteps = 0;
 	r->step = 0;
+	r->retries = 0;
 	switch (r->op) {
 	case BLOCKFILE_OP_READ:
 		add_step(r, STEP_READV, 0);
@@ -138,8 +140,9 @@ static bool advance(struct blockfile *f, struct blockfile_req *r, int64_t res, i
 {
 	const struct blockfile_step *s = &r->steps[r->step];
 
-	if (res == -EINTR || res == -EAGAIN)
+	if ((res == -EINTR || res == -EAGAIN) && ++r->retries < MAX_RETRIES)
 		return false; /* run the same step again */
+	r->retries = 0;
 	switch (s->kind) {
 	case STEP_READV:
 	case STEP_WRITEV:
@@ -153,7 +156,8 @@ static bool advance(struct blockfile *f, struct blockfile_req *r, int64_t res, i
 		}
 		if (res == 0) {
 			if (s->kind == STEP_WRITEV) {
-				*final = -ENOSPC; /* a write that makes no progress (QEMU: -ENOSPC) */
+				/* A write that makes no progress (QEMU says -ENOSPC too). */
+				*final = -ENOSPC;
 				return true;
 			}
 			iov_zero_rest(r);
@@ -191,12 +195,12 @@ static int64_t step_sync(struct blockfile *f, struct blockfile_req *r)
 	switch (s->kind) {
 	case STEP_READV:
 		n = preadv(f->fd, r->iov + r->iov_first, (int)iov_left(r),
-			   (off_t)(r->offset + r->xfer));
+		           (off_t)(r->offset + r->xfer));
 		break;
 	case STEP_WRITEV:
 		n = pwritev2(f->fd, r->iov + r->iov_first, (int)iov_left(r),
-			     (off_t)(r->offset + r->xfer),
-			     (r->flags & BLOCKFILE_F_DSYNC) ? RWF_DSYNC : 0);
+		             (off_t)(r->offset + r->xfer),
+		             (r->flags & BLOCKFILE_F_DSYNC) ? RWF_DSYNC : 0);
 		break;
 	case STEP_FSYNC:
 		n = fdatasync(f->fd);
@@ -244,12 +248,12 @@ static int step_queue(struct blockfile *f, struct blockfile_req *r)
 	switch (s->kind) {
 	case STEP_READV:
 		io_uring_prep_readv(sqe, f->fd, r->iov + r->iov_first, iov_left(r),
-				    r->offset + r->xfer);
+		                    r->offset + r->xfer);
 		break;
 	case STEP_WRITEV:
 		io_uring_prep_writev2(sqe, f->fd, r->iov + r->iov_first, iov_left(r),
-				      r->offset + r->xfer,
-				      (r->flags & BLOCKFILE_F_DSYNC) ? RWF_DSYNC : 0);
+		                      r->offset + r->xfer,
+		                      (r->flags & BLOCKFILE_F_DSYNC) ? RWF_DSYNC : 0);
 		break;
 	case STEP_FSYNC:
 		io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
@@ -293,7 +297,7 @@ static void complete_cqe(struct blockfile *f, struct blockfile_req *r, int res)
 void blockfile_submit(struct blockfile *f, struct blockfile_req *r)
 {
 	bool writes = r->op == BLOCKFILE_OP_WRITE || r->op == BLOCKFILE_OP_DISCARD ||
-		      r->op == BLOCKFILE_OP_WRITE_ZEROES;
+	              r->op == BLOCKFILE_OP_WRITE_ZEROES;
 	unsigned int i;
 	int err = 0;
 
@@ -305,7 +309,7 @@ void blockfile_submit(struct blockfile *f, struct blockfile_req *r)
 	else if (writes && f->read_only)
 		err = -EROFS;
 	else if ((r->op == BLOCKFILE_OP_DISCARD || r->op == BLOCKFILE_OP_WRITE_ZEROES) &&
-		 !blockfile_can_discard(f))
+	         !blockfile_can_discard(f))
 		err = -EOPNOTSUPP;
 	if (err) {
 		finish(f, r, err);
@@ -409,7 +413,7 @@ void blockfile_drain(struct blockfile *f)
 			continue;
 		if (r < 0) {
 			log_error("draining %u block requests: io_uring_wait_cqe: %s", f->inflight,
-				  strerror(-r));
+			          strerror(-r));
 			return;
 		}
 		reap_cqes(f);
@@ -455,7 +459,7 @@ static int read_size(struct blockfile *f, const char *what, struct err *e)
 		f->size = (uint64_t)st.st_size;
 	} else {
 		return err_set(e, EINVAL, "drive image %s: not a regular file or block device",
-			       what);
+		               what);
 	}
 	f->block_size = 512;
 	while (f->block_size < (1u << 20) && f->block_size < (uint64_t)st.st_blksize)
@@ -495,9 +499,9 @@ static int ring_open(struct blockfile *f, const char *path, struct evloop *loop,
 		free(f->ring);
 		f->ring = NULL;
 		return err_sys(e, -r,
-			       "drive image %s: io_uring engine unavailable (io_uring_queue_init; "
-			       "see sysctl kernel.io_uring_disabled, or choose the sync engine)",
-			       path);
+		               "drive image %s: io_uring engine unavailable (io_uring_queue_init; "
+		               "see sysctl kernel.io_uring_disabled, or choose the sync engine)",
+		               path);
 	}
 	probe = io_uring_get_probe_ring(f->ring);
 	f->uring_falloc = probe && io_uring_opcode_supported(probe, IORING_OP_FALLOCATE);
@@ -510,20 +514,20 @@ static int ring_open(struct blockfile *f, const char *path, struct evloop *loop,
 	r = io_uring_register_eventfd(f->ring, f->efd);
 	if (r < 0)
 		return err_sys(e, -r, "drive image %s: io_uring engine: io_uring_register_eventfd",
-			       path);
+		               path);
 	if (loop) {
 		f->watch = (struct evloop_watch){.fd = f->efd, .cb = on_ring_event, .opaque = f};
 		r = evloop_add(loop, &f->watch, EPOLLIN);
 		if (r < 0)
-			return err_sys(e, -r, "drive image %s: io_uring engine: watching completions",
-				       path);
+			return err_sys(
+			    e, -r, "drive image %s: io_uring engine: watching completions", path);
 		f->loop = loop;
 	}
 	return 0;
 }
 
-int blockfile_open(struct blockfile *f, const char *path, bool read_only,
-		   enum blockfile_engine eng, struct evloop *loop, struct err *e)
+int blockfile_open(struct blockfile *f, const char *path, bool read_only, enum blockfile_engine eng,
+                   struct evloop *loop, struct err *e)
 {
 	int r;
 

@@ -1,4 +1,4 @@
-/* blockfile.h - a drive's host image (raw file or block device) served by a sync or io_uring engine. */
+/* blockfile.h - a drive's raw image (file or block device) behind a sync or io_uring engine. */
 #ifndef EMBER_BACKENDS_BLOCKFILE_H
 #define EMBER_BACKENDS_BLOCKFILE_H
 
@@ -61,12 +61,12 @@ enum blockfile_engine {
 enum blockfile_op {
 	BLOCKFILE_OP_READ,         /* offset, iov: fill from the file */
 	BLOCKFILE_OP_WRITE,        /* offset, iov: store to the file */
-	BLOCKFILE_OP_FLUSH,        /* fdatasync: everything completed before is on stable storage */
-	BLOCKFILE_OP_DISCARD,      /* offset, len: deallocate (contents afterwards unspecified: zeroes) */
+	BLOCKFILE_OP_FLUSH,        /* fdatasync: all completed before is on stable storage */
+	BLOCKFILE_OP_DISCARD,      /* offset, len: deallocate (reads return zeroes afterwards) */
 	BLOCKFILE_OP_WRITE_ZEROES, /* offset, len: reads return zeroes afterwards */
 };
 
-#define BLOCKFILE_F_DSYNC 1u /* WRITE/DISCARD/WRITE_ZEROES: stable when completed (writethrough) */
+#define BLOCKFILE_F_DSYNC 1u /* WRITE, DISCARD, WRITE_ZEROES: stable when completed */
 #define BLOCKFILE_F_UNMAP 2u /* WRITE_ZEROES: the range may be deallocated */
 
 /* One step of a request: the engine runs a request's steps in order. */
@@ -88,9 +88,9 @@ struct blockfile_req {
 	void *opaque; /* for the caller */
 
 	/* Private to blockfile. */
-	uint64_t total, xfer; /* READ/WRITE: bytes in iov, bytes transferred */
+	uint64_t total, xfer;   /* READ/WRITE: bytes in iov, bytes transferred */
 	unsigned int iov_first; /* first iovec not fully transferred */
-	uint8_t nsteps, step;
+	uint8_t nsteps, step, retries;
 	struct blockfile_step steps[3];
 };
 
@@ -98,13 +98,13 @@ struct blockfile {
 	char *path; /* a copy, for messages */
 	int fd;
 	bool read_only;
-	bool blkdev;          /* a block device (size from BLKGETSIZE64) */
-	bool can_punch;       /* FALLOC_FL_PUNCH_HOLE works (probed at open) */
-	bool no_zero_range;   /* FALLOC_FL_ZERO_RANGE answered EOPNOTSUPP once */
+	bool blkdev;        /* a block device (size from BLKGETSIZE64) */
+	bool can_punch;     /* FALLOC_FL_PUNCH_HOLE works (probed at open) */
+	bool no_zero_range; /* FALLOC_FL_ZERO_RANGE answered EOPNOTSUPP once */
 	enum blockfile_engine engine;
-	uint64_t size;        /* bytes, at open or the last blockfile_refresh() */
-	uint32_t block_size;  /* st_blksize, a power of two in [512, 1 MiB] */
-	dev_t dev, rdev;      /* identity, for a default serial number */
+	uint64_t size;       /* bytes, at open or the last blockfile_refresh() */
+	uint32_t block_size; /* st_blksize, a power of two in [512, 1 MiB] */
+	dev_t dev, rdev;     /* identity, for a default serial number */
 	ino_t ino;
 	unsigned int inflight; /* submitted, done() not yet called */
 
@@ -122,8 +122,8 @@ struct blockfile {
 const char *blockfile_engine_name(enum blockfile_engine eng);
 
 /*
- * Parse an engine name: "sync" or "io_uring" (also Firecracker's "Sync" and
- * "Async", case-insensitively).  0 or -EINVAL.
+ * Parse an engine name, case-insensitively: "sync", or "io_uring" / "uring"
+ * (also Firecracker's io_engine values "Sync" and "Async").  0 or -EINVAL.
  */
 int blockfile_engine_parse(const char *s, enum blockfile_engine *eng);
 
@@ -135,8 +135,8 @@ int blockfile_engine_parse(const char *s, enum blockfile_engine *eng);
  * left open and `e` names the path (and the engine, if the ring failed).
  * -errno.
  */
-int blockfile_open(struct blockfile *f, const char *path, bool read_only,
-		   enum blockfile_engine eng, struct evloop *loop, struct err *e);
+int blockfile_open(struct blockfile *f, const char *path, bool read_only, enum blockfile_engine eng,
+                   struct evloop *loop, struct err *e);
 
 /* Complete everything in flight (blockfile_drain), stop watching, close.  Idempotent. */
 void blockfile_close(struct blockfile *f);

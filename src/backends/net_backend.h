@@ -1,4 +1,4 @@
-/* net_backend.h - what virtio-net needs from a host network backend (tap, slirp), and the wire header. */
+/* net_backend.h - the host network backend interface of virtio-net (tap, slirp), and its header. */
 #ifndef EMBER_BACKENDS_NET_BACKEND_H
 #define EMBER_BACKENDS_NET_BACKEND_H
 
@@ -25,8 +25,8 @@
 #include <sys/uio.h>
 
 /* virtio-net feature bits (virtio 1.2 §5.1.3). */
-#define VIRTIO_NET_F_CSUM       0  /* device handles partially checksummed tx */
-#define VIRTIO_NET_F_GUEST_CSUM 1  /* driver handles partially checksummed rx */
+#define VIRTIO_NET_F_CSUM       0 /* device handles partially checksummed tx */
+#define VIRTIO_NET_F_GUEST_CSUM 1 /* driver handles partially checksummed rx */
 #define VIRTIO_NET_F_MTU        3
 #define VIRTIO_NET_F_MAC        5
 #define VIRTIO_NET_F_GUEST_TSO4 7
@@ -64,7 +64,7 @@ struct vnet_hdr_v1 {
 	uint16_t num_buffers;
 };
 
-#define VNET_HDR_LEN 12u
+#define VNET_HDR_LEN             12u
 #define VNET_HDR_NUM_BUFFERS_OFF 10u
 
 /*
@@ -101,10 +101,10 @@ struct net_backend_ops {
 
 struct net_backend {
 	const struct net_backend_ops *ops;
-	const char *kind;      /* "tap", "slirp": for logs */
-	int rx_fd;             /* readable (level) while recv may return a frame */
-	unsigned int hdr_len;  /* VNET_HDR_LEN (header passed through) or 0 (bare frames) */
-	uint64_t offloads;     /* VIRTIO_NET_F_* offload bits the backend can honour */
+	const char *kind;     /* "tap", "slirp": for logs */
+	int rx_fd;            /* readable (level) while recv may return a frame */
+	unsigned int hdr_len; /* VNET_HDR_LEN (header passed through) or 0 (bare frames) */
+	uint64_t offloads;    /* VIRTIO_NET_F_* offload bits the backend can honour */
 };
 
 #endif

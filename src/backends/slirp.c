@@ -26,10 +26,10 @@ struct slirp_reg {
 
 struct slirp_timer {
 	struct net_slirp *s;
-	SlirpTimerId id;      /* timer_new_opaque timers */
+	SlirpTimerId id; /* timer_new_opaque timers */
 	void *cb_opaque;
-	SlirpTimerCb cb;      /* timer_new timers (NULL for the opaque kind) */
-	int fd;               /* timerfd */
+	SlirpTimerCb cb; /* timer_new timers (NULL for the opaque kind) */
+	int fd;          /* timerfd */
 	struct evloop_watch w;
 };
 
@@ -39,22 +39,23 @@ struct net_slirp {
 	struct evloop *loop;
 	struct ratelimit rl;
 
-	/* Guest-bound frames: a ring of NET_SLIRP_RXQ_MAX; rx_fd (eventfd) readable while count > 0. */
+	/* Guest-bound frames: a ring of NET_SLIRP_RXQ_MAX; the eventfd is readable while qcount. */
 	struct slirp_frame *q[NET_SLIRP_RXQ_MAX];
 	unsigned int qhead, qcount;
 	uint64_t rx_dropped;
 	int evfd;
 
 	/* Poll integration (slirp.h). */
-	int epfd;                  /* private epoll mirroring slirp's fd set */
-	int tfd;                   /* timerfd: slirp's poll timeout */
+	int epfd;            /* private epoll mirroring slirp's fd set */
+	int tfd;             /* timerfd: slirp's poll timeout */
+	uint64_t t_deadline; /* when tfd fires (CLOCK_MONOTONIC ns); 0: disarmed */
 	struct evloop_watch ep_w, t_w;
 	bool ep_watched, t_watched;
-	struct pollfd *pfd;        /* the last slirp_pollfds_fill() */
+	struct pollfd *pfd; /* the last slirp_pollfds_fill() */
 	unsigned int npfd, pfd_cap;
-	struct slirp_reg *reg;     /* what epfd holds, sorted by fd */
+	struct slirp_reg *reg; /* what epfd holds, sorted by fd */
 	unsigned int nreg, reg_cap;
-	struct slirp_reg *want;    /* scratch for the next set */
+	struct slirp_reg *want; /* scratch for the next set */
 	unsigned int want_cap;
 
 	uint8_t *txbuf; /* NET_MAX_PACKET bytes: a guest frame made contiguous for slirp_input */
@@ -212,7 +213,8 @@ static void slirp_sync_epoll(struct net_slirp *s)
 	}
 	for (i = 0; i < s->npfd; i++)
 		if (s->pfd[i].events)
-			s->want[n++] = (struct slirp_reg){s->pfd[i].fd, (uint32_t)(uint16_t)s->pfd[i].events};
+			s->want[n++] =
+			    (struct slirp_reg){s->pfd[i].fd, (uint32_t)(uint16_t)s->pfd[i].events};
 	if (n > 1)
 		qsort(s->want, n, sizeof(*s->want), reg_cmp);
 	/* Merge duplicates (an fd listed twice wants the union). */
@@ -227,7 +229,8 @@ static void slirp_sync_epoll(struct net_slirp *s)
 	/* Diff two sorted lists. */
 	for (i = 0, j = 0; i < s->nreg || j < n;) {
 		if (j == n || (i < s->nreg && s->reg[i].fd < s->want[j].fd)) {
-			epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->reg[i].fd, NULL); /* may be closed already */
+			/* The fd may be closed already (then epoll dropped it): ignore errors. */
+			epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->reg[i].fd, NULL);
 			i++;
 		} else if (i == s->nreg || s->want[j].fd < s->reg[i].fd) {
 			ep_ctl(s, EPOLL_CTL_ADD, s->want[j].fd, s->want[j].events);
@@ -260,6 +263,21 @@ static void arm_timerfd(int fd, uint64_t ns, bool abs)
 	timerfd_settime(fd, abs ? TFD_TIMER_ABSTIME : 0, &its, NULL);
 }
 
+/*
+ * Make the poll timer fire `ms` from now, unless it is armed to fire sooner:
+ * frames from the guest refill often, and re-arming each time would keep
+ * pushing slirp's timers (delayed ACKs, retransmits) into the future.
+ */
+static void poll_timer_within(struct net_slirp *s, uint64_t ms)
+{
+	uint64_t at = clock_ns() + ms * 1000000ull;
+
+	if (s->t_deadline && s->t_deadline <= at)
+		return;
+	s->t_deadline = at;
+	arm_timerfd(s->tfd, at, true);
+}
+
 /* Ask slirp what to watch next and for how long; mirror it. */
 static void slirp_refill(struct net_slirp *s)
 {
@@ -269,9 +287,7 @@ static void slirp_refill(struct net_slirp *s)
 	slirp_pollfds_fill(s->slirp, &timeout, cb_add_poll, s);
 	slirp_sync_epoll(s);
 	if (timeout != UINT32_MAX)
-		arm_timerfd(s->tfd, (uint64_t)timeout * 1000000ull, false);
-	else
-		timerfd_settime(s->tfd, 0, &(struct itimerspec){0}, NULL);
+		poll_timer_within(s, timeout);
 }
 
 void net_slirp_poll(struct net_slirp *s)
@@ -302,6 +318,7 @@ static void on_poll_timer(struct evloop_watch *w, uint32_t events)
 	(void)events;
 	if (read(s->tfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_warn("slirp: timerfd read: %s", strerror(errno));
+	s->t_deadline = 0; /* fired: the refill after this round arms it again */
 	net_slirp_poll(s);
 }
 
@@ -322,7 +339,7 @@ static void on_slirp_timer(struct evloop_watch *w, uint32_t events)
 }
 
 static void *timer_create_common(struct net_slirp *s, SlirpTimerCb cb, SlirpTimerId id,
-				 void *cb_opaque)
+                                 void *cb_opaque)
 {
 	struct slirp_timer *t = calloc(1, sizeof(*t));
 
@@ -411,22 +428,20 @@ static void cb_unregister_poll_fd(int fd, void *opaque)
 /* "Kick the io-thread": run a round soon (not from inside slirp: arm the poll timer now). */
 static void cb_notify(void *opaque)
 {
-	struct net_slirp *s = opaque;
-
-	arm_timerfd(s->tfd, 1, false);
+	poll_timer_within(opaque, 0);
 }
 
 static const SlirpCb slirp_callbacks = {
-	.send_packet = cb_send_packet,
-	.guest_error = cb_guest_error,
-	.clock_get_ns = cb_clock_get_ns,
-	.timer_new = cb_timer_new,
-	.timer_free = cb_timer_free,
-	.timer_mod = cb_timer_mod,
-	.register_poll_fd = cb_register_poll_fd,
-	.unregister_poll_fd = cb_unregister_poll_fd,
-	.notify = cb_notify,
-	.timer_new_opaque = cb_timer_new_opaque,
+    .send_packet = cb_send_packet,
+    .guest_error = cb_guest_error,
+    .clock_get_ns = cb_clock_get_ns,
+    .timer_new = cb_timer_new,
+    .timer_free = cb_timer_free,
+    .timer_mod = cb_timer_mod,
+    .register_poll_fd = cb_register_poll_fd,
+    .unregister_poll_fd = cb_unregister_poll_fd,
+    .notify = cb_notify,
+    .timer_new_opaque = cb_timer_new_opaque,
 };
 
 /* ---- backend ops ---- */
@@ -462,14 +477,14 @@ static void slirp_destroy(struct net_backend *b)
 }
 
 static const struct net_backend_ops slirp_ops = {
-	.send = slirp_send,
-	.recv = slirp_recv,
-	.set_offloads = slirp_set_offloads,
-	.destroy = slirp_destroy,
+    .send = slirp_send,
+    .recv = slirp_recv,
+    .set_offloads = slirp_set_offloads,
+    .destroy = slirp_destroy,
 };
 
 int net_slirp_open(const struct net_slirp_opts *o, struct evloop *loop, struct net_slirp **out,
-		   struct err *e)
+                   struct err *e)
 {
 	static const struct net_slirp_opts defaults;
 	SlirpConfig cfg;

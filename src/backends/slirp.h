@@ -16,7 +16,9 @@
  *     a private epoll instance (add/modify/delete only what changed); that
  *     epoll fd is one watch on the VMM evloop;
  *   - a timerfd armed with the timeout slirp_pollfds_fill() returned (at most
- *     1 s; 2 ms while TCP's fast timer runs) is a second watch;
+ *     1 s; 2 ms while TCP's fast timer runs; a refill only ever brings it
+ *     forward, so a busy guest cannot postpone slirp's timers) is a second
+ *     watch;
  *   - either firing runs one round: poll(2) the filled set with a zero
  *     timeout, slirp_pollfds_poll() with those revents, fill again;
  *   - slirp's own timers (timer_new_opaque/timer_mod) are one timerfd each on
@@ -41,7 +43,7 @@
 #define NET_SLIRP_RXQ_MAX 256 /* frames waiting for the guest */
 
 struct net_slirp_opts {
-	bool restricted;            /* guest may reach only 10.0.2.2/3 services, never the outside */
+	bool restricted; /* guest may reach only 10.0.2.2/3 services, never the outside */
 	bool disable_host_loopback; /* forbid 10.0.2.2 -> the host's 127.0.0.1 */
 };
 
@@ -53,7 +55,7 @@ struct net_slirp;
  * Allocates *out.  -errno with a message in `e`.
  */
 int net_slirp_open(const struct net_slirp_opts *o, struct evloop *loop, struct net_slirp **out,
-		   struct err *e);
+                   struct err *e);
 
 /* Stop slirp (its sockets close), remove its watches, free queued frames and s.  NULL is fine. */
 void net_slirp_close(struct net_slirp *s);

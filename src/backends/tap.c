@@ -64,7 +64,7 @@ static int tap_set_offloads(struct net_backend *b, uint64_t features)
 	struct tap *t = (struct tap *)b;
 
 	return ioctl(t->fd, TUNSETOFFLOAD, (unsigned long)tap_offload_flags(features)) < 0 ? -errno
-											   : 0;
+	                                                                                   : 0;
 }
 
 static void tap_destroy(struct net_backend *b)
@@ -73,10 +73,10 @@ static void tap_destroy(struct net_backend *b)
 }
 
 static const struct net_backend_ops tap_ops = {
-	.send = tap_send,
-	.recv = tap_recv,
-	.set_offloads = tap_set_offloads,
-	.destroy = tap_destroy,
+    .send = tap_send,
+    .recv = tap_recv,
+    .set_offloads = tap_set_offloads,
+    .destroy = tap_destroy,
 };
 
 static int tap_open_error(struct err *e, int errnum, const char *name)
@@ -84,17 +84,18 @@ static int tap_open_error(struct err *e, int errnum, const char *name)
 	switch (errnum) {
 	case EPERM:
 	case EACCES:
-		return err_sys(e, errnum,
-			       "tap %s: not allowed (needs root or CAP_NET_ADMIN, or a tap owned by "
-			       "this user)",
-			       name);
+		return err_sys(
+		    e, errnum,
+		    "tap %s: not allowed (needs root or CAP_NET_ADMIN, or a tap owned by "
+		    "this user)",
+		    name);
 	case EBUSY:
 		return err_sys(e, errnum, "tap %s: busy (another process has it open)", name);
 	case EINVAL:
 		return err_sys(e, errnum,
-			       "tap %s: not a tap interface (an interface of another kind has "
-			       "this name)",
-			       name);
+		               "tap %s: not a tap interface (an interface of another kind has "
+		               "this name)",
+		               name);
 	default:
 		return err_sys(e, errnum, "tap %s: TUNSETIFF", name);
 	}
@@ -110,7 +111,7 @@ int tap_open(const char *name, struct tap **out, struct err *e)
 	*out = NULL;
 	if (!name || !name[0] || strlen(name) >= IFNAMSIZ)
 		return err_set(e, -EINVAL, "tap name \"%s\": must be 1 to %d characters",
-			       name ? name : "", IFNAMSIZ - 1);
+		               name ? name : "", IFNAMSIZ - 1);
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return err_set(e, -ENOMEM, "tap %s: out of memory", name);
@@ -121,7 +122,7 @@ int tap_open(const char *name, struct tap **out, struct err *e)
 			err_sys(e, -r, "tap %s: %s (is the tun module loaded?)", name, TUN_PATH);
 		else if (r == -EACCES || r == -EPERM)
 			err_sys(e, -r, "tap %s: cannot open %s (needs root or CAP_NET_ADMIN)", name,
-				TUN_PATH);
+			        TUN_PATH);
 		else
 			err_sys(e, -r, "tap %s: open %s", name, TUN_PATH);
 		goto fail;
@@ -150,7 +151,7 @@ int tap_open(const char *name, struct tap **out, struct err *e)
 	t->nb.hdr_len = VNET_HDR_LEN;
 	/* Probe what the kernel accepts, then start with none until the driver chooses. */
 	if (ioctl(t->fd, TUNSETOFFLOAD,
-		  (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)) == 0)
+	          (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)) == 0)
 		t->nb.offloads = TAP_OFFLOADS_TSO;
 	else if (ioctl(t->fd, TUNSETOFFLOAD, (unsigned long)TUN_F_CSUM) == 0)
 		t->nb.offloads = TAP_OFFLOADS_CSUM;

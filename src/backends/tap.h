@@ -29,7 +29,7 @@
 struct tap {
 	struct net_backend nb; /* first: the device holds &tap->nb */
 	int fd;
-	char name[IFNAMSIZ];   /* the interface name the kernel settled on */
+	char name[IFNAMSIZ]; /* the interface name the kernel settled on */
 };
 
 /*

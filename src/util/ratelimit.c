@@ -165,7 +165,7 @@ void token_bucket_replenish(struct token_bucket *b, uint64_t n)
 }
 
 int rate_limiter_init(struct rate_limiter *rl, const struct rate_limiter_cfg *cfg,
-		      const struct rl_clock *clock, struct err *e)
+                      const struct rl_clock *clock, struct err *e)
 {
 	uint64_t now;
 
@@ -174,11 +174,12 @@ int rate_limiter_init(struct rate_limiter *rl, const struct rate_limiter_cfg *cf
 		rl->clock = *clock;
 	now = rl_clock_now(&rl->clock);
 	if (cfg && token_bucket_init(&rl->bw, &cfg->bandwidth, now) < 0)
-		return err_set(e, EINVAL, "rate limiter: bandwidth refill_time %llu ms is too large",
-			       (unsigned long long)cfg->bandwidth.refill_time_ms);
+		return err_set(e, EINVAL,
+		               "rate limiter: bandwidth refill_time %llu ms is too large",
+		               (unsigned long long)cfg->bandwidth.refill_time_ms);
 	if (cfg && token_bucket_init(&rl->ops, &cfg->ops, now) < 0)
 		return err_set(e, EINVAL, "rate limiter: ops refill_time %llu ms is too large",
-			       (unsigned long long)cfg->ops.refill_time_ms);
+		               (unsigned long long)cfg->ops.refill_time_ms);
 	if (!rate_limiter_enabled(rl))
 		return 0;
 	rl->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

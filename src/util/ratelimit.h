@@ -1,4 +1,4 @@
-/* ratelimit.h - I/O rate limiting: token buckets and a bandwidth + ops limiter with a wake-up timerfd. */
+/* ratelimit.h - I/O rate limiting: token buckets, a bandwidth + ops limiter, a wake-up timer. */
 #ifndef EMBER_UTIL_RATELIMIT_H
 #define EMBER_UTIL_RATELIMIT_H
 
@@ -54,7 +54,8 @@ struct token_bucket {
 	uint64_t burst;   /* one-time burst left */
 	uint64_t budget;  /* tokens in the bucket, <= size */
 	uint64_t last_ns; /* refill reference time; carries the fraction of a token */
-	uint64_t tok_per, ns_per; /* refill rate as a reduced fraction: tok_per tokens per ns_per ns */
+	/* The refill rate as a reduced fraction: tok_per tokens every ns_per nanoseconds. */
+	uint64_t tok_per, ns_per;
 	bool enabled;
 };
 
@@ -102,7 +103,7 @@ struct rate_limiter {
  * invalid bucket, timerfd_create failure.
  */
 int rate_limiter_init(struct rate_limiter *rl, const struct rate_limiter_cfg *cfg,
-		      const struct rl_clock *clock, struct err *e);
+                      const struct rl_clock *clock, struct err *e);
 /* Close the timerfd.  The caller unwatches it first. */
 void rate_limiter_destroy(struct rate_limiter *rl);
 

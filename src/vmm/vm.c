@@ -428,8 +428,10 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 	switch (vv->kind) {
 	case VM_VIRTIO_BLK: {
 		const struct vm_disk_cfg *c = &d->disks[index];
+		char *id = vv->name;
 		struct virtio_blk_opts o = {
 			.path = c->path,
+			.drive_id = id,
 			.read_only = c->read_only,
 			.engine = c->engine == VM_ENGINE_URING ? BLOCKFILE_ENGINE_IO_URING
 								: BLOCKFILE_ENGINE_SYNC,
@@ -443,6 +445,7 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 	case VM_VIRTIO_NET: {
 		const struct vm_net_cfg *c = &d->nets[index];
 		struct virtio_net_opts o = {
+			.id = vv->name,
 			.backend = c->tap ? VIRTIO_NET_BACKEND_TAP : VIRTIO_NET_BACKEND_SLIRP,
 			.tap_name = c->tap,
 			.has_mac = c->has_mac,
@@ -483,6 +486,11 @@ static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, unsigned int inde
 	if (!vv)
 		return err_set(e, ENOMEM, "out of memory for a virtio device");
 	vv->kind = kind;
+	/* Names for logs: vda, vdb ... for disks (the order Linux gives them on one bus), net0 ... */
+	if (kind == VM_VIRTIO_BLK)
+		snprintf(vv->name, sizeof(vv->name), "vd%c", 'a' + index);
+	else if (kind == VM_VIRTIO_NET)
+		snprintf(vv->name, sizeof(vv->name), "net%u", index);
 	r = virtio_create(vm, vv, index, e);
 	if (r < 0) {
 		free(vv);

@@ -80,6 +80,7 @@ enum vm_virtio_kind { VM_VIRTIO_BLK, VM_VIRTIO_NET, VM_VIRTIO_VSOCK, VM_VIRTIO_R
 
 struct vm_virtio {
 	enum vm_virtio_kind kind;
+	char name[16]; /* "vda", "net0": names the device in logs */
 	union {
 		struct virtio_blk blk;
 		struct virtio_net net;

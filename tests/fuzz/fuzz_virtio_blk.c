@@ -17,9 +17,11 @@
  * each starting with an opcode byte (% 4):
  *   0 chain: u8 nseg (1..8), u8 flags (bit 0: through an indirect table), then
  *     per segment a kind byte (% 5):
- *       0 header     u8 type selector, u8 sector selector (+ raw bytes below)
- *       1 readable   u16 len, then len bytes of content (discard segments...)
- *       2 writable   u16 len
+ *       0 header     u8 type selector, u8 sector selector (+ raw bytes, see below)
+ *       1 readable   length selector, then that many content bytes (discard segments...)
+ *       2 writable   length selector
+ *     (length selector: u8 l; l < 0x40: (l % 17) sectors; l < 0x80: (l % 4) 16-byte
+ *     discard segments; else a raw u16 % 8192)
  *       3 status     one writable byte
  *       4 raw        u32 gpa, u16 len, u8 write: anywhere, even outside RAM
  *   1 kick        2 reap used entries        3 reset and bring the device up again
@@ -40,9 +42,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct chain_info {
-	bool live;          /* made available, not yet used */
-	uint64_t writable;  /* device-writable bytes */
-	uint64_t status;    /* GPA of the status byte (last writable byte), 0 if unknown */
+	bool live;         /* made available, not yet used */
+	uint64_t writable; /* device-writable bytes */
+	uint64_t status;   /* GPA of the status byte (last writable byte), 0 if unknown */
 };
 
 struct fz {
@@ -138,9 +140,9 @@ static void bring_up(struct fz *f, uint64_t want, uint16_t qsize)
 static uint32_t pick_type(struct in *in)
 {
 	static const uint32_t types[] = {VIRTIO_BLK_T_IN,           VIRTIO_BLK_T_OUT,
-					 VIRTIO_BLK_T_FLUSH,        VIRTIO_BLK_T_GET_ID,
-					 VIRTIO_BLK_T_DISCARD,      VIRTIO_BLK_T_WRITE_ZEROES,
-					 VIRTIO_BLK_T_GET_LIFETIME, VIRTIO_BLK_T_SECURE_ERASE};
+	                                 VIRTIO_BLK_T_FLUSH,        VIRTIO_BLK_T_GET_ID,
+	                                 VIRTIO_BLK_T_DISCARD,      VIRTIO_BLK_T_WRITE_ZEROES,
+	                                 VIRTIO_BLK_T_GET_LIFETIME, VIRTIO_BLK_T_SECURE_ERASE};
 	uint8_t s = u8(in);
 
 	return s < 0xf0 ? types[s % 8] : u32(in);
@@ -153,6 +155,18 @@ static uint64_t pick_sector(struct in *in)
 	if (s < 0xc0)
 		return s % (IMG_SIZE / 512 + 4); /* around the capacity */
 	return u64(in);
+}
+
+/* Whole sectors, whole discard segments, or anything (see the input format). */
+static uint32_t pick_len(struct in *in)
+{
+	uint8_t l = u8(in);
+
+	if (l < 0x40)
+		return (l % 17u) * 512u;
+	if (l < 0x80)
+		return (l % 4u) * 16u;
+	return u16(in) % 8192u;
 }
 
 /* Take data bytes from the pool; 0 when RAM ran out. */
@@ -192,7 +206,7 @@ static void add_chain(struct fz *f, struct in *in)
 			break;
 		}
 		case 1: /* readable, content from the input */
-			len = u16(in) % 8192;
+			len = pick_len(in);
 			gpa = pool(f, len);
 			if (!gpa)
 				return;
@@ -201,7 +215,7 @@ static void add_chain(struct fz *f, struct in *in)
 			s[i] = (struct fake_seg){gpa, len, false};
 			break;
 		case 2: /* writable */
-			len = u16(in) % 8192;
+			len = pick_len(in);
 			gpa = pool(f, len);
 			if (!gpa)
 				return;
@@ -239,8 +253,8 @@ static void add_chain(struct fz *f, struct in *in)
 	head = indirect ? fake_vq_add_indirect(&f->q, s, n) : fake_vq_add(&f->q, s, n);
 	if (head < 0)
 		return;
-	f->info[head] = (struct chain_info){.live = true, .writable = writable,
-					    .status = raw ? 0 : status};
+	f->info[head] =
+	    (struct chain_info){.live = true, .writable = writable, .status = raw ? 0 : status};
 }
 
 static void reap(struct fz *f)
@@ -252,7 +266,8 @@ static void reap(struct fz *f)
 		uint8_t st;
 
 		if (f->tainted)
-			continue; /* guest memory is not trustworthy any more: only no-crash holds */
+			continue; /* guest memory is not trustworthy any more: only no-crash holds
+			           */
 		if (id >= f->q.size || !f->info[id].live)
 			abort(); /* the device returned a head it was never given */
 		c = &f->info[id];

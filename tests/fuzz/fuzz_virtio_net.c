@@ -1,4 +1,5 @@
-/* fuzz_virtio_net.c - libFuzzer target: virtio-net tx/rx chains, host frames, resets, ring corruption. */
+/* fuzz_virtio_net.c - libFuzzer target: virtio-net tx/rx chains, host frames, resets, corruption.
+ */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,9 +27,11 @@
  * the host are 14..NET_MAX_PACKET bytes after the header.
  */
 
-#define RAM_SIZE  (8u << 20)
-#define DATA_BASE (1u << 20)
-#define DATA_SIZE (6u << 20)
+#define RAM_SIZE  (12u << 20)
+#define DATA_BASE (1u << 20) /* below: rings and indirect tables */
+#define DATA_SIZE (2u << 20) /* buffers the device only reads: anywhere, overlapping */
+#define RX_BASE   (DATA_BASE + DATA_SIZE)
+#define RX_SIZE   (8u << 20) /* buffers the device writes: bump-allocated, never shared */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -111,8 +114,9 @@ struct ctx {
 		unsigned int n;
 		uint64_t gpa[8];
 		uint32_t len[8];
-	} rxseg[256];                /* per rx head: its writable segments */
-	unsigned int frame_left;     /* rx used entries still owed to the current frame */
+	} rxseg[256];            /* per rx head: its writable segments */
+	unsigned int frame_left; /* rx used entries still owed to the current frame */
+	uint32_t rx_brk;         /* next free byte of the rx buffer area */
 	bool corrupted;
 	const uint8_t *p, *end;
 };
@@ -147,19 +151,32 @@ static void add_chain(struct ctx *c, unsigned int qi, bool indirect)
 		uint32_t off = (uint32_t)u16(c) * 64 % DATA_SIZE;
 		uint8_t fl = u8(c);
 		uint32_t len = u16(c);
+		/* rx chains mostly writable, tx chains mostly readable; sometimes not. */
+		bool wr = qi == 0 ? !(fl & 1) : (fl & 1);
 
+		if (!(fl & 0x40))
+			len %= 4096;
 		if (fl & 0x80)
 			len = (len | 0x10000) & 0x1ffff; /* sometimes past 64 KiB */
-		if (off + len > DATA_SIZE)
-			len = DATA_SIZE - off;
-		/* rx chains mostly writable, tx chains mostly readable; sometimes not. */
-		s[i] = (struct fake_seg){DATA_BASE + off, len, qi == 0 ? !(fl & 1) : (fl & 1)};
+		if (wr && qi == 0) {
+			/* Writable rx memory is never shared, so headers survive until reaped. */
+			if (len > RX_SIZE - c->rx_brk)
+				return;
+			s[i] = (struct fake_seg){RX_BASE + c->rx_brk, len, true};
+			c->rx_brk += (len + 15) & ~15u;
+			if (c->rx_brk > RX_SIZE)
+				c->rx_brk = RX_SIZE;
+		} else {
+			if (off + len > DATA_SIZE)
+				len = DATA_SIZE - off;
+			s[i] = (struct fake_seg){DATA_BASE + off, len, wr};
+		}
 		if (s[i].write)
 			cap += len;
 	}
 	head = indirect ? fake_vq_add_indirect(&c->q[qi], s, n) : fake_vq_add(&c->q[qi], s, n);
-	if (head < 0)
-		return;
+	if (head < 0 || head >= c->q[qi].size)
+		return; /* a corrupted free list hands out anything */
 	c->cap[qi][head] = cap;
 	if (qi == 0) {
 		c->rxseg[head].n = 0;
@@ -222,14 +239,15 @@ static void reap(struct ctx *c)
 				abort(); /* rx: never more than the buffer holds */
 			if (qi == 0 && c->frame_left) {
 				if (len == 0)
-					abort(); /* a frame's buffers are returned together, all used */
+					abort(); /* a frame's buffers come back together, used */
 				c->frame_left--;
 			} else if (qi == 0 && len) {
 				/* First buffer of a frame: §5.1.6.4 num_buffers. */
 				unsigned int nb = rx_byte(c, id, 10) | rx_byte(c, id, 11) << 8;
 				bool mrg = c->want >> VIRTIO_NET_F_MRG_RXBUF & 1;
 
-				if (len < VNET_HDR_LEN || nb < 1 || nb > c->q[0].size || (!mrg && nb != 1))
+				if (len < VNET_HDR_LEN || nb < 1 || nb > c->q[0].size ||
+				    (!mrg && nb != 1))
 					abort();
 				c->frame_left = nb - 1;
 			}
@@ -238,7 +256,8 @@ static void reap(struct ctx *c)
 	while ((r = recv(c->be.fd[1], buf, sizeof(buf), MSG_DONTWAIT)) >= 0) {
 		size_t hdr = c->be.nb.hdr_len;
 
-		if (!c->corrupted && ((size_t)r < hdr + 14 || (size_t)r > NET_MAX_PACKET - 12 + hdr))
+		if (!c->corrupted &&
+		    ((size_t)r < hdr + 14 || (size_t)r > NET_MAX_PACKET - 12 + hdr))
 			abort();
 	}
 }
@@ -263,10 +282,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, c.be.fd) < 0)
 		abort();
 	c.be.nb = (struct net_backend){.ops = &fbe_ops,
-				       .kind = "fuzz",
-				       .rx_fd = c.be.fd[0],
-				       .hdr_len = (sel & 16) ? 0 : VNET_HDR_LEN,
-				       .offloads = (sel & 16) ? 0 : 0x3fffull};
+	                               .kind = "fuzz",
+	                               .rx_fd = c.be.fd[0],
+	                               .hdr_len = (sel & 16) ? 0 : VNET_HDR_LEN,
+	                               .offloads = (sel & 16) ? 0 : 0x3fffull};
 	o.custom = &c.be.nb;
 	if (virtio_net_init(&c.n, &o, &c.g.env, &e) < 0)
 		abort();
@@ -320,6 +339,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fake_set_status(&c.n.vdev, 0);
 			memset(c.g.ram, 0, DATA_BASE); /* new rings where the old ones were */
 			c.g.brk = 0x1000;
+			c.rx_brk = 0;
 			memset(c.cap, 0, sizeof(c.cap));
 			c.frame_left = 0;
 			c.corrupted = false;

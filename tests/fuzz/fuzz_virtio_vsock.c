@@ -1,4 +1,4 @@
-/* fuzz_virtio_vsock.c - libFuzzer target: guest vsock packets and host socket events against virtio-vsock. */
+/* fuzz_virtio_vsock.c - libFuzzer target: guest packets and host socket events vs virtio-vsock. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
@@ -117,7 +117,7 @@ static void bring_up(struct harness *h)
 	virtio_set_driver_features(d, 0, virtio_get_features(d, 0));
 	virtio_set_driver_features(d, 1, virtio_get_features(d, 1));
 	virtio_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-				     VIRTIO_STATUS_FEATURES_OK);
+	                         VIRTIO_STATUS_FEATURES_OK);
 	for (i = 0; i < 3; i++) {
 		uint64_t base = RING_BASE + i * 0x4000ull;
 
@@ -130,7 +130,7 @@ static void bring_up(struct harness *h)
 		d->vq[i].ready = true;
 	}
 	virtio_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-				     VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+	                         VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -217,8 +217,46 @@ static void accept_all(struct harness *h)
 	int i, fd;
 
 	for (i = 0; i < 2; i++)
-		while ((fd = accept4(h->listener[i], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+		while ((fd = accept4(h->listener[i], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >=
+		       0)
 			host_add(h, fd);
+}
+
+static bool harness_fd(const struct harness *h, int fd)
+{
+	unsigned int k;
+
+	if (fd == h->listener[0] || fd == h->listener[1])
+		return true;
+	for (k = 0; k < h->nhost; k++)
+		if (h->host[k] == fd)
+			return true;
+	return false;
+}
+
+/*
+ * Shrink the send buffer of every socket ember holds (any socket here that is
+ * not the harness's), so its writes to the host come back short and it must
+ * buffer the guest's bytes and flush them on EPOLLOUT.
+ */
+static void squeeze(struct harness *h)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int one = 1;
+
+	if (!d)
+		abort();
+	while ((e = readdir(d))) {
+		struct stat st;
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] == '.' || fd == dirfd(d) || harness_fd(h, fd))
+			continue;
+		if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one));
+	}
+	closedir(d);
 }
 
 /* Every packet the device wrote must be well formed. */
@@ -253,8 +291,8 @@ static void drain_rx(struct harness *h)
 		memcpy(&plen, hdr + 24, 4);
 		memcpy(&type, hdr + 28, 2);
 		memcpy(&dst, hdr + 8, 8);
-		if (plen != len - VSOCK_HDR_SIZE || plen > VSOCK_MAX_PKT || type != VSOCK_TYPE_STREAM ||
-		    dst != CID)
+		if (plen != len - VSOCK_HDR_SIZE || plen > VSOCK_MAX_PKT ||
+		    type != VSOCK_TYPE_STREAM || dst != CID)
 			abort();
 	}
 }
@@ -266,37 +304,44 @@ static void post_rx(struct harness *h, unsigned int n, uint32_t len)
 	for (i = 0; i < n; i++) {
 		uint16_t head = h->q[0].next_desc;
 
-		add_desc(h, 0, RXBUF_BASE + 0x1000ull * (h->rx_next++ % 64), len, VIRTQ_DESC_F_WRITE);
+		add_desc(h, 0, RXBUF_BASE + 0x1000ull * (h->rx_next++ % 64), len,
+		         VIRTQ_DESC_F_WRITE);
 		publish(h, 0, head);
 	}
 	kick(h, VIRTIO_VSOCK_RXQ);
 }
 
 /*
- * A tx packet from the next bytes: a flags byte, then header and payload.
- * Flags repair fields so random input often forms valid traffic: bit 0 the
- * CIDs, bit 1 type = stream, bit 2 len = the payload size, bit 3 ports into
- * {1, 2} x {1, 2} (the harness's listeners and few guest ports), bit 4 op
- * into 1..7, bits 5-6 split the chain into 1-4 descriptors.
+ * A tx packet from the next bytes: a flags byte, a control byte, two length
+ * bytes, then (flags bit 7) header and payload, zero-padded when the input
+ * ends first; without bit 7 the packet is zeros and takes no more input.
+ * Flags repair header fields so short random inputs form valid traffic:
+ * bit 0 the CIDs, bit 1 type = stream, bit 2 len = the payload size, bit 3
+ * ports from the control byte (bit 5: source 1 or 2; bits 6-7: destination
+ * 1 or 2, the harness's listeners, or the first two host ports ember gives
+ * host-initiated connections), bit 4 op = control bits 0-2.  Control bits 3-4
+ * split the chain into 1-4 descriptors.
  */
 static size_t tx_packet(struct harness *h, const uint8_t *d, size_t n)
 {
-	uint8_t flags, *p;
+	uint8_t flags, ctl, *p;
 	uint32_t total, plen, u32;
 	uint16_t u16, head;
 	uint64_t gpa, u64;
 	unsigned int i, nseg;
 	size_t used;
 
-	if (n < 3)
+	if (n < 4)
 		return n;
 	flags = d[0];
-	total = d[1] | (uint32_t)(d[2] & 0x0f) << 8; /* up to 4095 bytes */
-	used = 3 + (total < n - 3 ? total : n - 3);
+	ctl = d[1];
+	total = d[2] | (uint32_t)(d[3] & 0x0f) << 8; /* up to 4095 bytes */
+	/* Bit 7: the packet's bytes come from the input; else zeros (then the repairs below). */
+	used = 4 + ((flags & 0x80) ? (total < n - 4 ? total : n - 4) : 0);
 	gpa = TXBUF_BASE + 0x1000ull * (h->tx_slot++ % 64);
 	p = h->ram + gpa;
 	memset(p, 0, total);
-	memcpy(p, d + 3, used - 3);
+	memcpy(p, d + 4, used - 4);
 	plen = total > VSOCK_HDR_SIZE ? total - VSOCK_HDR_SIZE : 0;
 	if (total >= VSOCK_HDR_SIZE) {
 		if (flags & 1) {
@@ -312,17 +357,18 @@ static size_t tx_packet(struct harness *h, const uint8_t *d, size_t n)
 		if (flags & 4)
 			memcpy(p + 24, &plen, 4);
 		if (flags & 8) {
-			u32 = 1 + (p[16] & 1);
+			u32 = 1 + ((ctl >> 5) & 1);
 			memcpy(p + 16, &u32, 4);
-			u32 = 1 + (p[20] & 1);
+			/* Host ports 1, 2 (listeners) or ember's first two ephemeral ports. */
+			u32 = ((ctl >> 6) & 1 ? VSOCK_LOCAL_PORT_LO : 1) + ((ctl >> 7) & 1);
 			memcpy(p + 20, &u32, 4);
 		}
 		if (flags & 16) {
-			u16 = (uint16_t)(1 + p[30] % 7);
+			u16 = ctl & 7;
 			memcpy(p + 30, &u16, 2);
 		}
 	}
-	nseg = 1 + ((flags >> 5) & 3);
+	nseg = 1 + ((ctl >> 3) & 3);
 	head = h->q[1].next_desc;
 	for (i = 0; i < nseg; i++) {
 		uint32_t from = total * i / nseg, to = total * (i + 1) / nseg;
@@ -367,9 +413,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			i++;
 			fd = uds(h->path, false);
 			if (fd >= 0) {
-				int len = (arg & 4) ? snprintf(line, sizeof(line), "bogus %u\n", arg)
-						    : snprintf(line, sizeof(line), "CONNECT %u\n",
-							       1 + (arg & 1));
+				int len = (arg & 4)
+				              ? snprintf(line, sizeof(line), "bogus %u\n", arg)
+				              : snprintf(line, sizeof(line), "CONNECT %u\n",
+				                         1 + (arg & 1));
 				if (send(fd, line, (size_t)len, MSG_NOSIGNAL) < 0) {
 					/* the device may refuse it: fine */
 				}
@@ -389,7 +436,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				} else if ((arg >> 5) == 1) {
 					shutdown(h->host[j], SHUT_WR);
 				} else if (send(h->host[j], junk, 1 + arg % sizeof(junk),
-						MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+				                MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 					/* full or closed: fine */
 				}
 			}
@@ -399,7 +446,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			h->now += (uint64_t)arg * 50000000ull;
 			h->s.timer_watch.cb(&h->s.timer_watch, EPOLLIN);
 			break;
-		case 7:
+		case 7: /* host back-pressure: ember's sockets take little at a time */
+			squeeze(h);
 			break;
 		}
 		pump(h);
@@ -419,8 +467,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		close(h->host[k]);
 	h->nhost = 0;
 	if (count_sockets() != h->base_fds) {
-		fprintf(stderr, "fuzz_virtio_vsock: %d sockets open, %d before\n",
-			count_sockets(), h->base_fds);
+		fprintf(stderr, "fuzz_virtio_vsock: %d sockets open, %d before\n", count_sockets(),
+		        h->base_fds);
 		abort();
 	}
 	return 0;

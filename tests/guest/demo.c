@@ -1,5 +1,5 @@
 /* demo.c - "demo" on the command line: a short human-readable tour of the machine ember built. */
-#include "pci.h"
+#include "virtio.h"
 
 static void demo_memory(void)
 {
@@ -41,6 +41,53 @@ static void demo_cpus(void)
 		       enabled - 1);
 }
 
+/* Virtio devices on both transports; the first disk's first sector. */
+static void demo_virtio(void)
+{
+	static struct vblk b;
+	struct virtio_loc loc[VIRTIO_MAX_DEVS];
+	struct virtio_opts o = {.mode = VM_POLL, .event_idx = true, .indirect = true};
+	enum virtio_transport t, disk_t = VT_PCI;
+	unsigned int n, i, total = 0, disk_nth = 0;
+	bool disk = false;
+	char hex[3 * 16 + 1];
+	u8 *buf;
+
+	for (t = VT_PCI; t <= VT_MMIO; t++) {
+		unsigned int nblk = 0;
+
+		n = virtio_scan(t, loc, VIRTIO_MAX_DEVS);
+		for (i = 0; i < n; i++, total++) {
+			if (t == VT_PCI)
+				printf("  virtio-pci %02x:%02x.%x %s\n", BDF_BUS(loc[i].bdf),
+				       BDF_DEV(loc[i].bdf), BDF_FN(loc[i].bdf),
+				       virtio_type_name(loc[i].type));
+			else
+				printf("  virtio-mmio 0x%llx gsi %u %s\n", loc[i].base, loc[i].gsi,
+				       virtio_type_name(loc[i].type));
+			if (loc[i].type == VIRTIO_ID_BLOCK && !disk) {
+				disk = true;
+				disk_t = t;
+				disk_nth = nblk;
+			}
+			nblk += loc[i].type == VIRTIO_ID_BLOCK;
+		}
+	}
+	printf("virtio: %u device%s\n", total, total == 1 ? "" : "s");
+	if (!disk)
+		return;
+	buf = dma_alloc(512, 4096);
+	if (buf && virtio_find(&b.dev, VIRTIO_ID_BLOCK, disk_t, disk_nth, &o) &&
+	    vblk_start(&b, 0) &&
+	    vblk_io(&b, VIRTIO_BLK_T_IN, 0, buf, 512, 1, false) == VIRTIO_BLK_S_OK) {
+		hex_line(hex, sizeof(hex), buf, 16);
+		printf("disk (%s): %llu sectors, sector 0: %s\n", b.dev.name, b.capacity, hex);
+	} else {
+		printf("disk: cannot read sector 0\n");
+	}
+	virtio_close(&b.dev);
+}
+
 void demo_run(void)
 {
 	struct rtc_time t;
@@ -52,6 +99,7 @@ void demo_run(void)
 	demo_memory();
 	demo_cpus();
 	pci_print_tree();
+	demo_virtio();
 	if (rtc_read(&t))
 		printf("CMOS clock: %04u-%02u-%02u %02u:%02u:%02u\n", t.year, t.month, t.day,
 		       t.hour, t.min, t.sec);

@@ -183,6 +183,24 @@ unsigned int pci_cap_find(u16 bdf, u8 id)
 	return 0;
 }
 
+unsigned int pci_cap_next(u16 bdf, u8 id, unsigned int prev)
+{
+	unsigned int off, n;
+	bool after = prev == 0;
+
+	if (!(pci_read16(bdf, PCI_STATUS) & PCI_STATUS_CAP_LIST))
+		return 0;
+	off = pci_read8(bdf, PCI_CAP_PTR) & 0xfc;
+	for (n = 0; off >= 0x40 && n < 48; n++) {
+		if (after && pci_read8(bdf, off) == id)
+			return off;
+		if (off == prev)
+			after = true;
+		off = pci_read8(bdf, off + 1) & 0xfc;
+	}
+	return 0;
+}
+
 unsigned int pci_ext_cap_find(u16 bdf, u16 id)
 {
 	unsigned int off = 0x100, n;

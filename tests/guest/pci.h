@@ -161,6 +161,8 @@ const struct pci_fn *pci_topo_parent(const struct pci_topo *t, unsigned int bus)
 /* Offset of the first standard / extended capability `id`, 0 if none (walk bounded). */
 unsigned int pci_cap_find(u16 bdf, u8 id);
 unsigned int pci_ext_cap_find(u16 bdf, u16 id);
+/* Offset of the next standard capability `id` after offset `prev` (0: the first), 0 if none. */
+unsigned int pci_cap_next(u16 bdf, u8 id, unsigned int prev);
 
 /* ---- BARs ---- */
 

@@ -1,4 +1,4 @@
-/* test_blockfile.c - disk image backend: both engines on temp files, discard/zeroes bytes, errors. */
+/* test_blockfile.c - disk image backend: both engines on temp files, discard/zeroes, errors. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
@@ -18,7 +18,7 @@
 
 #define NENG 2
 static const enum blockfile_engine engines[NENG] = {BLOCKFILE_ENGINE_SYNC,
-						    BLOCKFILE_ENGINE_IO_URING};
+                                                    BLOCKFILE_ENGINE_IO_URING};
 
 /* A temp file of `size` bytes filled with pattern(i); returns its path in `path`. */
 static int make_image(char *path, size_t pathlen, uint64_t size)
@@ -81,17 +81,17 @@ static int run_req(struct blockfile *f, struct blockfile_req *r)
 }
 
 static int do_rw(struct blockfile *f, enum blockfile_op op, uint64_t off, void *buf, size_t len,
-		 unsigned int flags)
+                 unsigned int flags)
 {
 	struct iovec iov = {buf, len};
 	struct blockfile_req r = {
-		.op = op, .flags = flags, .offset = off, .iov = &iov, .iovcnt = 1};
+	    .op = op, .flags = flags, .offset = off, .iov = &iov, .iovcnt = 1};
 
 	return run_req(f, &r);
 }
 
 static int do_range(struct blockfile *f, enum blockfile_op op, uint64_t off, uint64_t len,
-		    unsigned int flags)
+                    unsigned int flags)
 {
 	struct blockfile_req r = {.op = op, .flags = flags, .offset = off, .len = len};
 
@@ -139,6 +139,9 @@ TEST(engine_names)
 	CHECK_EQ(eng, BLOCKFILE_ENGINE_IO_URING);
 	CHECK_EQ(blockfile_engine_parse("Sync", &eng), 0);
 	CHECK_EQ(eng, BLOCKFILE_ENGINE_SYNC);
+	CHECK_EQ(blockfile_engine_parse("uring", &eng), 0);
+	CHECK_EQ(eng, BLOCKFILE_ENGINE_IO_URING);
+	eng = BLOCKFILE_ENGINE_SYNC;
 	CHECK_EQ(blockfile_engine_parse("Async", &eng), 0);
 	CHECK_EQ(eng, BLOCKFILE_ENGINE_IO_URING);
 	CHECK_EQ(blockfile_engine_parse("aio", &eng), -EINVAL);
@@ -184,10 +187,10 @@ TEST(read_write_flush_round_trip)
 	for (i = 0; i < NENG; i++) {
 		struct iovec wv[3] = {{a, sizeof(a)}, {NULL, 0}, {b, sizeof(b)}};
 		struct iovec rv[2] = {{back, 100}, {back + 100, sizeof(back) - 100}};
-		struct blockfile_req w = {.op = BLOCKFILE_OP_WRITE, .offset = 4096 * (i + 1),
-					  .iov = wv, .iovcnt = 3};
-		struct blockfile_req r = {.op = BLOCKFILE_OP_READ, .offset = 4096 * (i + 1),
-					  .iov = rv, .iovcnt = 2};
+		struct blockfile_req w = {
+		    .op = BLOCKFILE_OP_WRITE, .offset = 4096 * (i + 1), .iov = wv, .iovcnt = 3};
+		struct blockfile_req r = {
+		    .op = BLOCKFILE_OP_READ, .offset = 4096 * (i + 1), .iov = rv, .iovcnt = 2};
 
 		for (k = 0; k < sizeof(a); k++)
 			a[k] = (uint8_t)(k ^ (0x55 + i));
@@ -281,8 +284,8 @@ TEST(discard_and_write_zeroes_bytes)
 		CHECK(is_pattern(buf + 5512, 305000, 512));
 		/* With UNMAP (a punched hole) and writethrough. */
 		CHECK_EQ(do_range(&f, BLOCKFILE_OP_WRITE_ZEROES, 524288, 8192,
-				  BLOCKFILE_F_UNMAP | BLOCKFILE_F_DSYNC),
-			 0);
+		                  BLOCKFILE_F_UNMAP | BLOCKFILE_F_DSYNC),
+		         0);
 		CHECK_EQ(file_bytes(path, 524288, buf, 8192), 0);
 		CHECK(all_zero(buf, 8192));
 		/* The fallback a filesystem without ZERO_RANGE gets: punch, then allocate. */
@@ -373,9 +376,12 @@ TEST(uring_completions_on_evloop)
 	blockfile_plug(&f);
 	for (i = 0; i < N; i++) {
 		iov[i] = (struct iovec){bufs[i], 512};
-		reqs[i] = (struct blockfile_req){.op = BLOCKFILE_OP_READ, .offset = 512ull * i,
-						 .iov = &iov[i], .iovcnt = 1, .done = req_done,
-						 .opaque = &o};
+		reqs[i] = (struct blockfile_req){.op = BLOCKFILE_OP_READ,
+		                                 .offset = 512ull * i,
+		                                 .iov = &iov[i],
+		                                 .iovcnt = 1,
+		                                 .done = req_done,
+		                                 .opaque = &o};
 		blockfile_submit(&f, &reqs[i]);
 	}
 	blockfile_unplug(&f);
@@ -430,8 +436,8 @@ TEST(bad_requests)
 
 	CHECK_EQ(make_image(path, sizeof(path), 8192), 0);
 	for (i = 0; i < NENG; i++) {
-		struct blockfile_req r = {.op = BLOCKFILE_OP_READ, .offset = UINT64_MAX - 100,
-					  .iov = &iov, .iovcnt = 1};
+		struct blockfile_req r = {
+		    .op = BLOCKFILE_OP_READ, .offset = UINT64_MAX - 100, .iov = &iov, .iovcnt = 1};
 
 		CHECK_EQ(blockfile_open(&f, path, false, engines[i], NULL, &e), 0);
 		CHECK_EQ(run_req(&f, &r), -EINVAL);
@@ -455,8 +461,8 @@ TEST(open_errors)
 	char dir[] = "/tmp/ember-test-blockdir-XXXXXX";
 
 	CHECK_EQ(blockfile_open(&f, "/nonexistent/ember/disk.img", false, BLOCKFILE_ENGINE_SYNC,
-				NULL, &e),
-		 -ENOENT);
+	                        NULL, &e),
+	         -ENOENT);
 	CHECK_STR_CONTAINS(e.msg, "/nonexistent/ember/disk.img");
 	CHECK_STR_CONTAINS(e.msg, "No such file or directory");
 	CHECK_EQ(f.fd, -1);
@@ -473,7 +479,7 @@ TEST(open_errors)
 	CHECK_EQ(blockfile_open(&f, "", false, BLOCKFILE_ENGINE_SYNC, NULL, &e), -EINVAL);
 	err_clear(&e);
 	CHECK_EQ(blockfile_open(&f, "/dev/null", false, (enum blockfile_engine)7, NULL, &e),
-		 -EINVAL);
+	         -EINVAL);
 	CHECK_STR_CONTAINS(e.msg, "engine");
 }
 
@@ -481,13 +487,13 @@ TEST(open_errors)
 static int child_without_io_uring(const char *path)
 {
 	struct sock_filter prog[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog fp = {.len = sizeof(prog) / sizeof(prog[0]), .filter = prog};
 	struct blockfile f;

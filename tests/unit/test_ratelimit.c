@@ -174,8 +174,8 @@ TEST(limiter_both_or_neither)
 	struct fake_clock fc = {.now = 1000 * MS};
 	struct rl_clock clk = {fake_now, &fc};
 	struct rate_limiter_cfg cfg = {
-		.bandwidth = {.size = 1000, .refill_time_ms = 1000}, /* 1000 B/s */
-		.ops = {.size = 10, .refill_time_ms = 1000},         /* 10 op/s */
+	    .bandwidth = {.size = 1000, .refill_time_ms = 1000}, /* 1000 B/s */
+	    .ops = {.size = 10, .refill_time_ms = 1000},         /* 10 op/s */
 	};
 	struct rate_limiter rl;
 	struct err e = {0};

@@ -1,4 +1,4 @@
-/* test_slirp.c - unit tests for the slirp backend: ARP, DHCP, ICMP, the frame queue, TCP via the evloop. */
+/* test_slirp.c - unit tests for the slirp backend: ARP, DHCP, ICMP, frame queue, TCP via evloop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
@@ -87,7 +87,8 @@ static void ipv4(uint8_t *f, uint8_t proto, uint32_t src, uint32_t dst, size_t p
 	put16(f + 10, csum_fold(csum_add(0, f, 20)));
 }
 
-#define IP(a, b, c, d) ((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (uint32_t)(d))
+#define IP(a, b, c, d)                                                                             \
+	((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (uint32_t)(d))
 
 static size_t make_arp_request(uint8_t *f, uint32_t sender_ip, uint32_t target_ip)
 {
@@ -522,7 +523,8 @@ static void do_tcp(void)
 			break; /* skip pure ACKs */
 	}
 	{
-		size_t ihl = (size_t)(r.b[14] & 15) * 4, thl = (size_t)(r.b[14 + ihl + 12] >> 4) * 4;
+		size_t ihl = (size_t)(r.b[14] & 15) * 4,
+		       thl = (size_t)(r.b[14 + ihl + 12] >> 4) * 4;
 		size_t plen = be16(r.b + 16) - ihl - thl;
 
 		CHECK_EQ(plen, 6);

@@ -145,7 +145,7 @@ static bool is_test_frame(const uint8_t *f, size_t n)
 TEST(offload_flags_mapping)
 {
 	uint64_t csum = 1ull << VIRTIO_NET_F_GUEST_CSUM, tso4 = 1ull << VIRTIO_NET_F_GUEST_TSO4,
-		 tso6 = 1ull << VIRTIO_NET_F_GUEST_TSO6, ecn = 1ull << VIRTIO_NET_F_GUEST_ECN;
+	         tso6 = 1ull << VIRTIO_NET_F_GUEST_TSO6, ecn = 1ull << VIRTIO_NET_F_GUEST_ECN;
 
 	CHECK_EQ(tap_offload_flags(0), 0);
 	CHECK_EQ(tap_offload_flags(csum), TUN_F_CSUM);
@@ -154,7 +154,7 @@ TEST(offload_flags_mapping)
 	CHECK_EQ(tap_offload_flags(csum | ecn), TUN_F_CSUM);
 	CHECK_EQ(tap_offload_flags(csum | tso4), TUN_F_CSUM | TUN_F_TSO4);
 	CHECK_EQ(tap_offload_flags(csum | tso4 | tso6 | ecn),
-		 TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN);
+	         TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN);
 	/* Host-side (transmit) offloads need nothing from TUNSETOFFLOAD. */
 	CHECK_EQ(tap_offload_flags(1ull << VIRTIO_NET_F_CSUM | 1ull << VIRTIO_NET_F_HOST_TSO4), 0);
 }
@@ -201,7 +201,7 @@ static void do_open_new(void)
 	CHECK_EQ(hdrsz, 12);
 	CHECK_EQ(ioctl(t->fd, TUNGETIFF, &ifr), 0);
 	CHECK_EQ(ifr.ifr_flags & (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN),
-		 IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
+	         IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
 	fl = fcntl(t->fd, F_GETFL);
 	CHECK(fl & O_NONBLOCK);
 	CHECK(fcntl(t->fd, F_GETFD) & FD_CLOEXEC);
@@ -229,7 +229,7 @@ TEST(open_creates_tap)
 static void do_offloads(void)
 {
 	uint64_t all = (1ull << VIRTIO_NET_F_GUEST_CSUM) | (1ull << VIRTIO_NET_F_GUEST_TSO4) |
-		       (1ull << VIRTIO_NET_F_GUEST_TSO6) | (1ull << VIRTIO_NET_F_GUEST_ECN);
+	               (1ull << VIRTIO_NET_F_GUEST_TSO6) | (1ull << VIRTIO_NET_F_GUEST_ECN);
 	struct err e = {0};
 	struct tap *t;
 
@@ -295,14 +295,14 @@ static void do_frames(void)
 	/* Host -> guest: a frame sent on the interface is read from the tap behind a header. */
 	{
 		struct sockaddr_ll to = {.sll_family = AF_PACKET,
-					 .sll_ifindex = (int)if_nametoindex(t->name),
-					 .sll_halen = 6};
+		                         .sll_ifindex = (int)if_nametoindex(t->name),
+		                         .sll_halen = 6};
 		struct iovec iov[2] = {{hdr, VNET_HDR_LEN}, {buf, sizeof(buf)}};
 
 		memset(to.sll_addr, 0xff, 6);
 		flen = make_frame(frame, 2);
 		CHECK_EQ(sendto(ps, frame, flen, 0, (struct sockaddr *)&to, sizeof(to)),
-			 (ssize_t)flen);
+		         (ssize_t)flen);
 		seen = false;
 		pfd = (struct pollfd){.fd = t->fd, .events = POLLIN};
 		for (i = 0; i < 50 && !seen && poll(&pfd, 1, 100) > 0; i++) {
@@ -441,6 +441,7 @@ int main(void)
 	RUN(gso_write_and_bad_header);
 	RUN(open_errors);
 	if (skipped)
-		printf("# some tests were skipped: no privilege for network namespaces or no tun\n");
+		printf(
+		    "# some tests were skipped: no privilege for network namespaces or no tun\n");
 	return test_summary();
 }

@@ -1,4 +1,4 @@
-/* test_virtio_net.c - unit tests for virtio-net: tx/rx paths, headers, MRG_RXBUF, features, config. */
+/* test_virtio_net.c - unit tests for virtio-net: tx/rx, headers, MRG_RXBUF, features, config. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -18,16 +18,17 @@
  * One test uses the real slirp backend (in-process ARP, restricted stack).
  */
 
-#define F(b) (1ull << (b))
-#define ALL  (~0ull)
+#define F(b)   (1ull << (b))
+#define ALL    (~0ull)
 #define NO_MRG (~F(VIRTIO_NET_F_MRG_RXBUF))
 
 struct fake_be {
 	struct net_backend nb;
-	int fd[2];          /* fd[0]: the device's end; fd[1]: the test's */
-	uint64_t offl_set;  /* last set_offloads argument */
+	int fd[2];         /* fd[0]: the device's end; fd[1]: the test's */
+	uint64_t offl_set; /* last set_offloads argument */
 	unsigned int offl_calls;
-	int send_err;       /* non-zero: send fails with it */
+	int send_err; /* non-zero: send fails with it */
+	int recv_err; /* non-zero: recv fails with it */
 };
 
 static ssize_t fbe_send(struct net_backend *b, const struct iovec *iov, int n)
@@ -44,7 +45,11 @@ static ssize_t fbe_send(struct net_backend *b, const struct iovec *iov, int n)
 static ssize_t fbe_recv(struct net_backend *b, const struct iovec *iov, int n)
 {
 	struct fake_be *f = (struct fake_be *)b;
-	ssize_t r = readv(f->fd[0], iov, n);
+	ssize_t r;
+
+	if (f->recv_err)
+		return f->recv_err;
+	r = readv(f->fd[0], iov, n);
 
 	return r < 0 ? -errno : r;
 }
@@ -74,10 +79,10 @@ static void fbe_init(struct fake_be *f, unsigned int hdr_len, uint64_t offloads)
 	setsockopt(f->fd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 	setsockopt(f->fd[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 	f->nb = (struct net_backend){.ops = &fbe_ops,
-				     .kind = "fake",
-				     .rx_fd = f->fd[0],
-				     .hdr_len = hdr_len,
-				     .offloads = offloads};
+	                             .kind = "fake",
+	                             .rx_fd = f->fd[0],
+	                             .hdr_len = hdr_len,
+	                             .offloads = offloads};
 }
 
 static void fbe_fini(struct fake_be *f)
@@ -96,13 +101,13 @@ struct world {
 	uint8_t status;
 };
 
-static const uint64_t tap_offloads =
-	F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_GUEST_TSO4) |
-	F(VIRTIO_NET_F_GUEST_TSO6) | F(VIRTIO_NET_F_GUEST_ECN) | F(VIRTIO_NET_F_HOST_TSO4) |
-	F(VIRTIO_NET_F_HOST_TSO6) | F(VIRTIO_NET_F_HOST_ECN);
+static const uint64_t tap_offloads = F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_GUEST_CSUM) |
+                                     F(VIRTIO_NET_F_GUEST_TSO4) | F(VIRTIO_NET_F_GUEST_TSO6) |
+                                     F(VIRTIO_NET_F_GUEST_ECN) | F(VIRTIO_NET_F_HOST_TSO4) |
+                                     F(VIRTIO_NET_F_HOST_TSO6) | F(VIRTIO_NET_F_HOST_ECN);
 
 static bool world_init(struct world *w, unsigned int hdr_len, uint64_t offloads,
-		       const struct virtio_net_opts *o)
+                       const struct virtio_net_opts *o)
 {
 	struct virtio_net_opts def = {.id = "net0"};
 	struct err e = {0};
@@ -237,8 +242,8 @@ TEST(identity_and_config)
 
 TEST(mac_mtu_options)
 {
-	struct virtio_net_opts o = {.id = "net1", .has_mac = true,
-				    .mac = {0x52, 0x54, 0, 1, 2, 3}, .mtu = 9000};
+	struct virtio_net_opts o = {
+	    .id = "net1", .has_mac = true, .mac = {0x52, 0x54, 0, 1, 2, 3}, .mtu = 9000};
 	struct world w;
 	uint8_t cfg[12], mac[6];
 	struct err e = {0};
@@ -285,11 +290,11 @@ TEST(offloads_per_backend_and_negotiation)
 	CHECK(!(w.n.vdev.features & F(40)));
 	/* The driver takes GUEST_CSUM and HOST_TSO4 only: exactly that reaches the backend. */
 	world_start(&w, ~(tap_offloads & ~(F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_HOST_TSO4) |
-					   F(VIRTIO_NET_F_CSUM))));
+	                                   F(VIRTIO_NET_F_CSUM))));
 	CHECK(w.status & VIRTIO_STATUS_DRIVER_OK);
 	CHECK_EQ(w.be.offl_calls, 1);
-	CHECK_EQ(w.be.offl_set, F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_HOST_TSO4) |
-					F(VIRTIO_NET_F_CSUM));
+	CHECK_EQ(w.be.offl_set,
+	         F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_HOST_TSO4) | F(VIRTIO_NET_F_CSUM));
 	world_fini(&w);
 }
 
@@ -310,9 +315,8 @@ TEST(tx_header_passed_to_vnet_backend)
 	hdr = fake_guest_ptr(&w.g, h);
 	hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
 	fr = alloc_fill(&w, 300, 2);
-	head = fake_vq_add(&w.q[1], (struct fake_seg[]){{h, 5, false}, {h + 5, 7, false},
-							{fr, 300, false}},
-			   3);
+	head = fake_vq_add(
+	    &w.q[1], (struct fake_seg[]){{h, 5, false}, {h + 5, 7, false}, {fr, 300, false}}, 3);
 	fake_kick(&w.n.vdev, VIRTIO_NET_TXQ);
 	CHECK_EQ(host_recv(&w, buf, sizeof(buf)), 312);
 	CHECK_EQ(memcmp(buf, hdr, 12), 0);
@@ -719,8 +723,9 @@ TEST(rx_64k_frame_in_one_big_buffer)
 		unsigned int i, off = 0;
 
 		for (i = 0; i < 18; i++) {
-			uint32_t l = i == 0 ? 12 : (NET_MAX_PACKET - off < 4096 ? NET_MAX_PACKET - off
-										: 4096);
+			uint32_t l =
+			    i == 0 ? 12
+			           : (NET_MAX_PACKET - off < 4096 ? NET_MAX_PACKET - off : 4096);
 
 			s[i] = (struct fake_seg){b + off, l, true};
 			off += l;
@@ -830,6 +835,66 @@ TEST(rx_kick_suppression)
 	world_fini(&w);
 }
 
+TEST(rx_mtu_enforced_for_non_gso)
+{
+	struct virtio_net_opts o = {.id = "net0", .mtu = 1500};
+	struct world w;
+	static uint8_t pkt[12 + 3000];
+	uint64_t b;
+	uint32_t id, len;
+	int i;
+
+	if (!world_init(&w, 12, tap_offloads, &o))
+		return;
+	world_start(&w, ALL);
+	CHECK(w.n.mtu_neg);
+	for (i = 0; i < 3; i++) {
+		b = fake_guest_alloc(&w.g, 4096, 16);
+		fake_vq_add(&w.q[0], (struct fake_seg[]){{b, 4096, true}}, 1);
+	}
+	fake_kick(&w.n.vdev, VIRTIO_NET_RXQ);
+	memset(pkt, 0, 12);
+	fill_frame(pkt + 12, 3000, 13);
+	host_send(&w, pkt, 12 + 1519); /* mtu + 19: over */
+	host_send(&w, pkt, 12 + 1518); /* mtu + Ethernet + VLAN: fine */
+	pkt[1] = VIRTIO_NET_HDR_GSO_TCPV4;
+	host_send(&w, pkt, sizeof(pkt)); /* GSO: not bound by the MTU */
+	pump(&w, 10);
+	CHECK_EQ(w.n.st.rx_dropped, 1);
+	CHECK(fake_vq_used(&w.q[0], &id, &len));
+	CHECK_EQ(len, 12 + 1518);
+	CHECK(fake_vq_used(&w.q[0], &id, &len));
+	CHECK_EQ(len, 12 + 3000);
+	world_fini(&w);
+}
+
+TEST(rx_backend_error_retried_on_kick)
+{
+	struct world w;
+	uint8_t pkt[12 + 60] = {0};
+	uint64_t b;
+	uint32_t id, len;
+
+	if (!world_init(&w, 12, 0, NULL))
+		return;
+	world_start(&w, ALL & ~F(VIRTIO_F_EVENT_IDX));
+	b = fake_guest_alloc(&w.g, 2048, 16);
+	fake_vq_add(&w.q[0], (struct fake_seg[]){{b, 2048, true}}, 1);
+	w.be.recv_err = -EIO;
+	fake_kick(&w.n.vdev, VIRTIO_NET_RXQ);
+	fill_frame(pkt + 12, 60, 14);
+	host_send(&w, pkt, sizeof(pkt));
+	pump(&w, 10);
+	CHECK_EQ(w.n.st.rx_errors, 1);
+	CHECK(!w.n.rx_watched); /* no busy loop on a failing fd */
+	CHECK_EQ(fake_vq_used_flags(&w.q[0]) & VIRTQ_USED_F_NO_NOTIFY, 0);
+	w.be.recv_err = 0;
+	fake_kick(&w.n.vdev, VIRTIO_NET_RXQ);
+	CHECK(fake_vq_used(&w.q[0], &id, &len));
+	CHECK_EQ(len, 72);
+	world_fini(&w);
+}
+
 TEST(rx_bad_chain_needs_reset)
 {
 	struct world w;
@@ -886,8 +951,8 @@ TEST(reset_and_restart)
 
 TEST(slirp_arp_round_trip)
 {
-	struct virtio_net_opts o = {.id = "net0", .backend = VIRTIO_NET_BACKEND_SLIRP,
-				    .slirp = {.restricted = true}};
+	struct virtio_net_opts o = {
+	    .id = "net0", .backend = VIRTIO_NET_BACKEND_SLIRP, .slirp = {.restricted = true}};
 	struct fake_guest g;
 	struct virtio_net n;
 	struct fake_transport t;
@@ -975,6 +1040,8 @@ int main(void)
 	RUN(rx_mrg_64k_frame_over_many_buffers);
 	RUN(rx_mrg_frame_larger_than_ring_dropped);
 	RUN(rx_kick_suppression);
+	RUN(rx_mtu_enforced_for_non_gso);
+	RUN(rx_backend_error_retried_on_kick);
 	RUN(rx_bad_chain_needs_reset);
 	RUN(reset_and_restart);
 	RUN(slirp_arp_round_trip);

@@ -1,4 +1,4 @@
-/* test_virtio_rng.c - unit tests for virtio-rng: random bytes arrive, limits hold, bad chains reset. */
+/* test_virtio_rng.c - unit tests for virtio-rng: bytes arrive, limits hold, bad chains reset. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -91,13 +91,16 @@ static void guest_bring_up(struct guest *g, struct virtio_dev *v, unsigned int n
 	virtio_set_driver_features(v, 0, virtio_get_features(v, 0));
 	virtio_set_driver_features(v, 1, virtio_get_features(v, 1));
 	virtio_set_status(v, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-				     VIRTIO_STATUS_FEATURES_OK);
+	                         VIRTIO_STATUS_FEATURES_OK);
 	for (i = 0; i < nq; i++) {
 		struct fq *f = &g->q[i];
 		uint64_t base = RING_BASE + i * 0x4000ull;
 
-		*f = (struct fq){.ram = g->ram, .desc = base, .avail = base + 0x1000,
-				 .used = base + 0x2000, .size = 256};
+		*f = (struct fq){.ram = g->ram,
+		                 .desc = base,
+		                 .avail = base + 0x1000,
+		                 .used = base + 0x2000,
+		                 .size = 256};
 		memset(g->ram + base, 0, 0x4000);
 		v->vq[i].size = f->size;
 		v->vq[i].desc_gpa = f->desc;
@@ -106,7 +109,7 @@ static void guest_bring_up(struct guest *g, struct virtio_dev *v, unsigned int n
 		v->vq[i].ready = true;
 	}
 	virtio_set_status(v, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-				     VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+	                         VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
 	pthread_mutex_unlock(&v->lock);
 }
 
@@ -120,7 +123,7 @@ static uint16_t fq_add(struct fq *f, const struct seg *s, unsigned int n)
 		uint8_t *d = f->ram + f->desc + 16ull * idx;
 		uint16_t next = (uint16_t)((idx + 1) % f->size);
 		uint16_t flags = (uint16_t)((s[i].write ? VIRTQ_DESC_F_WRITE : 0) |
-					    (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
+		                            (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
 
 		memcpy(d, &s[i].gpa, 8);
 		memcpy(d + 8, &s[i].len, 4);
@@ -295,11 +298,11 @@ TEST(bandwidth_limit_blocks_then_resumes)
 	struct fake_clock fc = {.now = 1000000};
 	struct rl_clock clk = {fake_now, &fc};
 	struct virtio_rng_opts o = {
-		.rate_limiter = {.bandwidth = {.size = 100, .refill_time_ms = 100}}, /* 1 B/ms */
-		.clock = &clk,
+	    .rate_limiter = {.bandwidth = {.size = 100, .refill_time_ms = 100}}, /* 1 B/ms */
+	    .clock = &clk,
 	};
-	struct seg s[3] = {{BUF_BASE, 64, true}, {BUF_BASE + 0x100, 64, true},
-			   {BUF_BASE + 0x200, 64, true}};
+	struct seg s[3] = {
+	    {BUF_BASE, 64, true}, {BUF_BASE + 0x100, 64, true}, {BUF_BASE + 0x200, 64, true}};
 	uint32_t id, len;
 
 	guest_init(&g);
@@ -345,8 +348,8 @@ TEST(ops_limit)
 	struct fake_clock fc = {.now = 0};
 	struct rl_clock clk = {fake_now, &fc};
 	struct virtio_rng_opts o = {
-		.rate_limiter = {.ops = {.size = 1, .refill_time_ms = 1000}},
-		.clock = &clk,
+	    .rate_limiter = {.ops = {.size = 1, .refill_time_ms = 1000}},
+	    .clock = &clk,
 	};
 	struct seg s[2] = {{BUF_BASE, 8, true}, {BUF_BASE + 0x100, 8, true}};
 
@@ -422,7 +425,7 @@ TEST(reset_drops_held_request)
 	struct fake_clock fc = {.now = 0};
 	struct rl_clock clk = {fake_now, &fc};
 	struct virtio_rng_opts o = {.rate_limiter = {.ops = {.size = 1, .refill_time_ms = 1000}},
-				    .clock = &clk};
+	                            .clock = &clk};
 	struct seg s = {BUF_BASE, 8, true};
 
 	guest_init(&g);

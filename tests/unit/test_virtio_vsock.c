@@ -1,4 +1,4 @@
-/* test_virtio_vsock.c - unit tests for virtio-vsock: a tiny guest driver against real host Unix sockets. */
+/* test_virtio_vsock.c - unit tests for virtio-vsock: a tiny guest driver, real host sockets. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -76,7 +76,7 @@ static uint16_t fq_add(struct fq *f, const struct seg *s, unsigned int n)
 		uint8_t *d = f->ram + f->desc + 16ull * idx;
 		uint16_t next = (uint16_t)((idx + 1) % f->size);
 		uint16_t flags = (uint16_t)((s[i].write ? VIRTQ_DESC_F_WRITE : 0) |
-					    (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
+		                            (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
 
 		memcpy(d, &s[i].gpa, 8);
 		memcpy(d + 8, &s[i].len, 4);
@@ -197,7 +197,7 @@ static void kick(struct vg *v, unsigned int q)
 static void rx_post(struct vg *v, int i)
 {
 	struct seg sg[2] = {{RXBUF_BASE + 0x2000ull * i, 44, true},
-			    {RXBUF_BASE + 0x2000ull * i + 0x100, RXBUF_DATA, true}};
+	                    {RXBUF_BASE + 0x2000ull * i + 0x100, RXBUF_DATA, true}};
 
 	v->rxbuf_of[fq_add(&v->q[0], sg, 2)] = i;
 }
@@ -214,13 +214,16 @@ static void vg_bring_up(struct vg *v)
 	virtio_set_driver_features(d, 0, virtio_get_features(d, 0));
 	virtio_set_driver_features(d, 1, virtio_get_features(d, 1));
 	virtio_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-				     VIRTIO_STATUS_FEATURES_OK);
+	                         VIRTIO_STATUS_FEATURES_OK);
 	for (i = 0; i < 3; i++) {
 		struct fq *f = &v->q[i];
 		uint64_t base = RING_BASE + i * 0x4000ull;
 
-		*f = (struct fq){.ram = v->ram, .desc = base, .avail = base + 0x1000,
-				 .used = base + 0x2000, .size = 256};
+		*f = (struct fq){.ram = v->ram,
+		                 .desc = base,
+		                 .avail = base + 0x1000,
+		                 .used = base + 0x2000,
+		                 .size = 256};
 		memset(v->ram + base, 0, 0x4000);
 		d->vq[i].size = f->size;
 		d->vq[i].desc_gpa = f->desc;
@@ -229,7 +232,7 @@ static void vg_bring_up(struct vg *v)
 		d->vq[i].ready = true;
 	}
 	virtio_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-				     VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+	                         VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -365,11 +368,11 @@ static void gsend_raw(struct vg *v, const uint8_t *raw, uint32_t n)
 }
 
 static void gsend(struct vg *v, uint32_t sport, uint32_t dport, uint16_t op, uint32_t flags,
-		  uint32_t buf_alloc, uint32_t fwd_cnt, const void *data, uint32_t len)
+                  uint32_t buf_alloc, uint32_t fwd_cnt, const void *data, uint32_t len)
 {
 	static uint8_t raw[44 + 65536];
-	struct hdr h = {CID, VSOCK_HOST_CID, sport, dport, len, VSOCK_TYPE_STREAM, op, flags,
-			buf_alloc, fwd_cnt};
+	struct hdr h = {CID, VSOCK_HOST_CID, sport,     dport,  len, VSOCK_TYPE_STREAM,
+	                op,  flags,          buf_alloc, fwd_cnt};
 
 	hdr_put(raw, &h);
 	if (len)
@@ -769,8 +772,10 @@ TEST(host_initiated_timeout)
 TEST(bad_connect_lines)
 {
 	static const char *const bad[] = {
-		"HELLO 5\n", "CONNECT\n", "CONNECT x\n", "CONNECT 4294967296\n", "CONNECT -1\n",
-		"CONNECT 5 6\n", "CONNECTED 5\n", "CONNECT 1234567890123456789012345678901\n",
+	    "HELLO 5\n",     "CONNECT\n",
+	    "CONNECT x\n",   "CONNECT 4294967296\n",
+	    "CONNECT -1\n",  "CONNECT 5 6\n",
+	    "CONNECTED 5\n", "CONNECT 1234567890123456789012345678901\n",
 	};
 	struct vg v;
 	struct pkt p;
@@ -830,8 +835,8 @@ TEST(guest_initiated_data_both_ways)
 	CHECK_EQ(p.n, 5);
 	CHECK(memcmp(p.data, "pong!", 5) == 0);
 	/* The guest closes: SHUTDOWN both, ember answers RST and the host sees EOF. */
-	gsend(&v, 5000, 1234, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND, 65536,
-	      5, NULL, 0);
+	gsend(&v, 5000, 1234, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND, 65536, 5,
+	      NULL, 0);
 	CHECK(grecv(&v, &p, 1000));
 	CHECK_EQ(p.h.op, VSOCK_OP_RST);
 	CHECK(host_eof(&v, fd, 1000));

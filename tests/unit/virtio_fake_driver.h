@@ -1,4 +1,4 @@
-/* virtio_fake_driver.h - a tiny in-test virtio driver: guest RAM, split rings, chains, used entries. */
+/* virtio_fake_driver.h - a tiny in-test virtio driver: guest RAM, split rings, used entries. */
 #ifndef EMBER_TEST_VIRTIO_FAKE_DRIVER_H
 #define EMBER_TEST_VIRTIO_FAKE_DRIVER_H
 
@@ -110,8 +110,8 @@ static inline void fake_transport_config_changed(void *t)
 }
 
 static const struct virtio_transport_ops fake_transport_ops = {
-	.notify = fake_transport_notify,
-	.config_changed = fake_transport_config_changed,
+    .notify = fake_transport_notify,
+    .config_changed = fake_transport_config_changed,
 };
 
 static inline void fake_transport_attach(struct fake_transport *t, struct virtio_dev *v)
@@ -140,7 +140,7 @@ struct fake_vq {
 };
 
 static inline void fake_desc_write(struct fake_vq *fq, uint16_t i, uint64_t addr, uint32_t len,
-				   uint16_t flags, uint16_t next)
+                                   uint16_t flags, uint16_t next)
 {
 	uint8_t *d = fake_guest_ptr(fq->g, fq->desc + 16ull * i);
 	uint64_t a = htole64(addr);
@@ -233,7 +233,7 @@ static inline int fake_vq_chain(struct fake_vq *fq, const struct fake_seg *segs,
 	for (k = 0; k < n; k++) {
 		uint16_t next = fake_desc_next(fq, i);
 		uint16_t flags = (uint16_t)((segs[k].write ? VIRTQ_DESC_F_WRITE : 0) |
-					    (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
+		                            (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
 
 		fake_desc_write(fq, i, segs[k].gpa, segs[k].len, flags, k + 1 < n ? next : 0);
 		fq->free_head = next;
@@ -258,7 +258,7 @@ static inline int fake_vq_add(struct fake_vq *fq, const struct fake_seg *segs, u
  * table is allocated in guest RAM.  Head, or -1.
  */
 static inline int fake_vq_add_indirect(struct fake_vq *fq, const struct fake_seg *segs,
-				       unsigned int n)
+                                       unsigned int n)
 {
 	uint64_t table = fake_guest_alloc(fq->g, 16ull * n, 16);
 	uint16_t head = fq->free_head;
@@ -271,7 +271,7 @@ static inline int fake_vq_add_indirect(struct fake_vq *fq, const struct fake_seg
 		uint64_t a = htole64(segs[k].gpa);
 		uint32_t l = htole32(segs[k].len);
 		uint16_t f = htole16((uint16_t)((segs[k].write ? VIRTQ_DESC_F_WRITE : 0) |
-						(k + 1 < n ? VIRTQ_DESC_F_NEXT : 0)));
+		                                (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0)));
 		uint16_t nx = htole16((uint16_t)(k + 1 < n ? k + 1 : 0));
 
 		memcpy(d, &a, 8);
@@ -342,7 +342,7 @@ static inline uint16_t fake_vq_avail_event(struct fake_vq *fq)
  * set DRIVER_OK (§3.1.1).  Returns the final device status.
  */
 static inline uint8_t fake_start(struct virtio_dev *v, struct fake_transport *t, uint64_t want,
-				 struct fake_vq *fqs, unsigned int nq)
+                                 struct fake_vq *fqs, unsigned int nq)
 {
 	const uint8_t s = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
 	uint64_t f;

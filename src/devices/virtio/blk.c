@@ -1,4 +1,4 @@
-/* blk.c - virtio-blk: parse requestq chains, run them on the blockfile backend, complete them (see blk.h). */
+/* blk.c - virtio-blk: parse request chains, run them on the blockfile, complete them (blk.h). */
 #include "devices/virtio/blk.h"
 
 #include <endian.h>
@@ -76,7 +76,7 @@ static uint8_t *status_byte(const struct virtq_chain *c)
  * writable part, starting `skip` bytes in.  Returns the iovec count.
  */
 static unsigned int chain_iov(const struct virtq_chain *c, bool write, uint32_t skip, uint32_t len,
-			      struct iovec *iov)
+                              struct iovec *iov)
 {
 	unsigned int i, n = 0;
 
@@ -100,7 +100,7 @@ static unsigned int chain_iov(const struct virtq_chain *c, bool write, uint32_t 
 
 /* Lock held.  Complete a request now, without the backend. */
 static void complete_now(struct virtio_blk *b, uint16_t head, uint8_t *status, uint8_t val,
-			 uint32_t data_written)
+                         uint32_t data_written)
 {
 	*status = val;
 	if (val != VIRTIO_BLK_S_OK)
@@ -111,11 +111,11 @@ static void complete_now(struct virtio_blk *b, uint16_t head, uint8_t *status, u
 
 /* Lock held.  A request the device refuses: log why (rate limited) and answer `val`. */
 static void refuse(struct virtio_blk *b, uint16_t head, uint8_t *status, uint8_t val,
-		   const char *why, uint32_t type, uint64_t sector)
+                   const char *why, uint32_t type, uint64_t sector)
 {
 	log_guest(&b->vdev.rl, LOG_WARN, "%s: %s (type %u, sector %llu): %s", b->name, why, type,
-		  (unsigned long long)sector,
-		  val == VIRTIO_BLK_S_UNSUPP ? "VIRTIO_BLK_S_UNSUPP" : "VIRTIO_BLK_S_IOERR");
+	          (unsigned long long)sector,
+	          val == VIRTIO_BLK_S_UNSUPP ? "VIRTIO_BLK_S_UNSUPP" : "VIRTIO_BLK_S_IOERR");
 	complete_now(b, head, status, val, 0);
 }
 
@@ -139,8 +139,8 @@ static void blk_done(struct blockfile_req *br, int result)
 	if (result < 0) {
 		b->errors++;
 		log_guest(&b->vdev.rl, LOG_WARN, "%s: %s of %llu bytes at sector %llu: %s", b->name,
-			  type_name(r->type), (unsigned long long)bytes,
-			  (unsigned long long)r->sector, strerror(-result));
+		          type_name(r->type), (unsigned long long)bytes,
+		          (unsigned long long)r->sector, strerror(-result));
 	} else if (br->op == BLOCKFILE_OP_READ) {
 		b->reads++;
 		b->bytes_read += bytes;
@@ -165,8 +165,8 @@ static void blk_done(struct blockfile_req *br, int result)
 
 /* Lock held, a free slot exists.  Hand a request to the backend. */
 static void submit(struct virtio_blk *b, uint16_t head, uint8_t *status, uint32_t type,
-		   uint64_t sector, const struct blockfile_req *tmpl, const struct virtq_chain *c,
-		   bool write, uint32_t skip, uint32_t len)
+                   uint64_t sector, const struct blockfile_req *tmpl, const struct virtq_chain *c,
+                   bool write, uint32_t skip, uint32_t len)
 {
 	struct blk_req *r = &b->reqs[b->free_slots[--b->nfree]];
 
@@ -189,7 +189,7 @@ static void submit(struct virtio_blk *b, uint16_t head, uint8_t *status, uint32_
 
 /* Lock held.  DISCARD / WRITE_ZEROES (§5.2.6): one segment {le64 sector, le32 num, le32 flags}. */
 static void handle_dwz(struct virtio_blk *b, const struct virtq_chain *c, uint8_t *status,
-		       uint32_t type)
+                       uint32_t type)
 {
 	bool wz = type == VIRTIO_BLK_T_WRITE_ZEROES;
 	uint32_t data_out = c->out_len - HDR_SIZE, num, flags;
@@ -219,7 +219,8 @@ static void handle_dwz(struct virtio_blk *b, const struct virtq_chain *c, uint8_
 	num = le32toh(num);
 	flags = le32toh(flags);
 	/* §5.2.6.2: "MUST set the status byte to VIRTIO_BLK_S_UNSUPP for discard and write zeroes
-	 * commands if any unknown flag is set ... for discard commands if the unmap flag is set". */
+	 * commands if any unknown flag is set ... for discard commands if the unmap flag is set".
+	 */
 	if (flags & ~(wz ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0u)) {
 		refuse(b, c->head, status, VIRTIO_BLK_S_UNSUPP, "unsupported flags", type, sector);
 		return;
@@ -251,7 +252,7 @@ static void handle(struct virtio_blk *b, const struct virtq_chain *c)
 	if (!status) {
 		/* Nowhere to put a status: give the chain back untouched. */
 		log_guest(&b->vdev.rl, LOG_WARN, "%s: request without a status byte: returned",
-			  b->name);
+		          b->name);
 		b->errors++;
 		virtq_push(&b->vdev.vq[0], c->head, 0);
 		b->pushed = true;
@@ -289,7 +290,8 @@ static void handle(struct virtio_blk *b, const struct virtq_chain *c)
 			       type, sector);
 		} else if (b->read_only) {
 			/* §5.2.6.2: "MUST set the status byte to VIRTIO_BLK_S_IOERR for a write
-			 * request if the VIRTIO_BLK_F_RO feature if offered, and MUST NOT write". */
+			 * request if the VIRTIO_BLK_F_RO feature if offered, and MUST NOT write".
+			 */
 			refuse(b, c->head, status, VIRTIO_BLK_S_IOERR, "write to a read-only drive",
 			       type, sector);
 		} else if (!range_ok(b, sector, data_out)) {
@@ -353,7 +355,8 @@ static void process(struct virtio_blk *b)
 			if (r == 0)
 				break;
 			if (r < 0) {
-				virtio_needs_reset(&b->vdev, q->err ? q->err : "bad descriptor chain");
+				virtio_needs_reset(&b->vdev,
+				                   q->err ? q->err : "bad descriptor chain");
 				goto out;
 			}
 			handle(b, &b->chain);
@@ -430,9 +433,10 @@ static void blk_config_write(struct virtio_dev *v, uint32_t off, const void *buf
 	struct virtio_blk *b = v->opaque;
 
 	(void)buf;
-	/* Only `writeback` is writable, with VIRTIO_BLK_F_CONFIG_WCE, which ember does not offer. */
+	/* Only `writeback` is writable, with VIRTIO_BLK_F_CONFIG_WCE, which ember does not offer.
+	 */
 	log_guest(&v->rl, LOG_WARN, "%s: config write of %u bytes at %#x ignored", b->name, len,
-		  off);
+	          off);
 }
 
 static int blk_activate(struct virtio_dev *v)
@@ -455,11 +459,11 @@ static void blk_reset(struct virtio_dev *v)
 }
 
 static const struct virtio_dev_ops blk_ops = {
-	.config_read = blk_config_read,
-	.config_write = blk_config_write,
-	.activate = blk_activate,
-	.reset = blk_reset,
-	.queue_notify = blk_queue_notify,
+    .config_read = blk_config_read,
+    .config_write = blk_config_write,
+    .activate = blk_activate,
+    .reset = blk_reset,
+    .queue_notify = blk_queue_notify,
 };
 
 /* GET_ID string: the user's serial, or Firecracker's/kvmtool's st_dev st_rdev st_ino. */
@@ -470,18 +474,19 @@ static int set_id(struct virtio_blk *b, const char *serial, struct err *e)
 
 	if (!serial) {
 		snprintf(buf, sizeof(buf), "%llu%llu%llu", (unsigned long long)b->file.dev,
-			 (unsigned long long)b->file.rdev, (unsigned long long)b->file.ino);
+		         (unsigned long long)b->file.rdev, (unsigned long long)b->file.ino);
 		serial = buf;
 	} else {
 		n = strlen(serial);
 		if (n == 0 || n > VIRTIO_BLK_ID_BYTES)
 			return err_set(e, EINVAL, "%s: serial '%s' must be 1 to %d characters",
-				       b->name, serial, VIRTIO_BLK_ID_BYTES);
+			               b->name, serial, VIRTIO_BLK_ID_BYTES);
 		for (i = 0; i < n; i++)
 			if (serial[i] < 0x20 || serial[i] > 0x7e)
-				return err_set(e, EINVAL,
-					       "%s: serial must be printable ASCII (byte %zu is %#x)",
-					       b->name, i, (unsigned int)(uint8_t)serial[i]);
+				return err_set(
+				    e, EINVAL,
+				    "%s: serial must be printable ASCII (byte %zu is %#x)", b->name,
+				    i, (unsigned int)(uint8_t)serial[i]);
 	}
 	n = strlen(serial);
 	memset(b->id, 0, sizeof(b->id));
@@ -513,11 +518,11 @@ static void config_init(struct virtio_blk *b)
 }
 
 int virtio_blk_init(struct virtio_blk *b, const struct virtio_blk_opts *o,
-		    const struct virtio_env *env, struct err *e)
+                    const struct virtio_env *env, struct err *e)
 {
 	uint64_t features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE |
-			    1ull << VIRTIO_BLK_F_FLUSH | 1ull << VIRTIO_F_INDIRECT_DESC |
-			    1ull << VIRTIO_F_EVENT_IDX;
+	                    1ull << VIRTIO_BLK_F_FLUSH | 1ull << VIRTIO_F_INDIRECT_DESC |
+	                    1ull << VIRTIO_F_EVENT_IDX;
 	const char *drive = o && o->drive_id && *o->drive_id ? o->drive_id : "blk";
 	unsigned int i;
 	int r;
@@ -530,7 +535,7 @@ int virtio_blk_init(struct virtio_blk *b, const struct virtio_blk_opts *o,
 		return err_set(e, EINVAL, "%s: no image path", b->name);
 	if (o->engine == BLOCKFILE_ENGINE_IO_URING && (!env || !env->loop))
 		return err_set(e, EINVAL, "%s: the io_uring engine needs the VMM event loop",
-			       b->name);
+		               b->name);
 	if (o->serial) {
 		r = set_id(b, o->serial, e);
 		if (r < 0)
@@ -565,7 +570,7 @@ int virtio_blk_init(struct virtio_blk *b, const struct virtio_blk_opts *o,
 	if (blockfile_can_write_zeroes(&b->file))
 		features |= 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
 	r = virtio_dev_init(&b->vdev, VIRTIO_ID_BLOCK, b->name, features, 1, VIRTQ_MAX_SIZE,
-			    sizeof(struct virtio_blk_config), &blk_ops, b, env);
+	                    sizeof(struct virtio_blk_config), &blk_ops, b, env);
 	if (r < 0) {
 		err_sys(e, -r, "%s: device setup", b->name);
 		goto fail_reqs;
@@ -573,9 +578,9 @@ int virtio_blk_init(struct virtio_blk *b, const struct virtio_blk_opts *o,
 	config_init(b);
 	if (blockfile_size(&b->file) % VIRTIO_BLK_SECTOR)
 		log_warn("%s: %s is %llu bytes, not whole 512-byte sectors: the last %llu bytes "
-			 "are not visible to the guest",
-			 b->name, o->path, (unsigned long long)blockfile_size(&b->file),
-			 (unsigned long long)(blockfile_size(&b->file) % VIRTIO_BLK_SECTOR));
+		         "are not visible to the guest",
+		         b->name, o->path, (unsigned long long)blockfile_size(&b->file),
+		         (unsigned long long)(blockfile_size(&b->file) % VIRTIO_BLK_SECTOR));
 	return 0;
 
 fail_reqs:
@@ -610,10 +615,12 @@ int virtio_blk_resize(struct virtio_blk *b, struct err *e)
 	if (r == 0 && cap != old) {
 		b->cfg.capacity = htole64(cap);
 		/*
-		 * §4.1.4.3.1 (and §4.2.2.1): the device MUST change config_generation
-		 * if a driver could see an inconsistent configuration.  Bump it in the
-		 * same critical section as the capacity, so a driver reading the two
-		 * 32-bit halves around it retries; virtio_config_changed bumps it again.
+		 * §4.1.4.3.1: "The device MUST present a changed config_generation
+		 * after the driver has read a device-specific configuration value
+		 * which has changed".  Bump it in the same critical section as the
+		 * capacity, so a driver reading the two 32-bit halves inside its
+		 * generation loop (§2.5) cannot accept a torn value;
+		 * virtio_config_changed() bumps it again, harmlessly.
 		 */
 		b->vdev.config_generation++;
 	}
@@ -624,7 +631,7 @@ int virtio_blk_resize(struct virtio_blk *b, struct err *e)
 	}
 	if (cap != old) {
 		log_info("%s: capacity %llu -> %llu sectors", b->name, (unsigned long long)old,
-			 (unsigned long long)cap);
+		         (unsigned long long)cap);
 		virtio_config_changed(&b->vdev);
 	}
 	return 0;

@@ -130,10 +130,10 @@ struct virtio_blk_config {
 } __attribute__((packed));
 
 struct virtio_blk_opts {
-	const char *path;              /* image: regular file or block device (required) */
-	const char *drive_id;          /* name for logs ("rootfs", "vda"); NULL: "blk" */
-	bool read_only;                /* open O_RDONLY, offer VIRTIO_BLK_F_RO */
-	enum blockfile_engine engine;  /* BLOCKFILE_ENGINE_SYNC (default) or _IO_URING */
+	const char *path;             /* image: regular file or block device (required) */
+	const char *drive_id;         /* name for logs ("rootfs", "vda"); NULL: "blk" */
+	bool read_only;               /* open O_RDONLY, offer VIRTIO_BLK_F_RO */
+	enum blockfile_engine engine; /* BLOCKFILE_ENGINE_SYNC (default) or _IO_URING */
 	/*
 	 * GET_ID answer: 1-20 printable ASCII bytes.  NULL: derived from the
 	 * image's identity as Firecracker and kvmtool do, the decimal st_dev,
@@ -148,7 +148,7 @@ struct blk_req; /* per-request state, private to blk.c */
 struct virtio_blk {
 	struct virtio_dev vdev; /* transports take &vdev */
 	struct blockfile file;
-	char name[64];          /* "virtio-blk <drive_id>" */
+	char name[64]; /* "virtio-blk <drive_id>" */
 	char id[VIRTIO_BLK_ID_BYTES];
 	bool read_only;
 
@@ -157,15 +157,14 @@ struct virtio_blk {
 	struct blk_req *reqs;         /* VIRTQ_MAX_SIZE slots */
 	uint16_t free_slots[VIRTQ_MAX_SIZE];
 	unsigned int nfree;
-	uint32_t epoch;     /* bumped at reset: completions of older requests touch nothing */
-	bool writethrough;  /* VIRTIO_BLK_F_FLUSH not negotiated */
-	bool stalled;       /* every slot busy: resume from the completion path */
-	bool pushed;        /* used entries not yet signalled */
+	uint32_t epoch;           /* bumped at reset: completions of older requests touch nothing */
+	bool writethrough;        /* VIRTIO_BLK_F_FLUSH not negotiated */
+	bool stalled;             /* every slot busy: resume from the completion path */
+	bool pushed;              /* used entries not yet signalled */
 	struct virtq_chain chain; /* virtq_pop scratch */
 
 	/* Statistics (under vdev.lock). */
-	uint64_t reads, writes, flushes, discards, write_zeroes, errors, bytes_read,
-		bytes_written;
+	uint64_t reads, writes, flushes, discards, write_zeroes, errors, bytes_read, bytes_written;
 };
 
 /*
@@ -177,9 +176,14 @@ struct virtio_blk {
  * opened, the io_uring engine is unavailable.  On failure nothing is left.
  */
 int virtio_blk_init(struct virtio_blk *b, const struct virtio_blk_opts *o,
-		    const struct virtio_env *env, struct err *e);
+                    const struct virtio_env *env, struct err *e);
 
-/* Undo virtio_blk_init after the transport has detached: waits for I/O in flight, closes. */
+/*
+ * Undo virtio_blk_init after the transport has detached: waits for the I/O in
+ * flight (completing none of it to the guest), closes the image.  Also safe
+ * after a failed virtio_blk_init.  Not from inside another evloop callback
+ * that could be followed, in the same batch, by this drive's completion watch.
+ */
 void virtio_blk_destroy(struct virtio_blk *b);
 
 /*

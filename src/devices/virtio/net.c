@@ -1,4 +1,4 @@
-/* net.c - virtio-net: transmit and receive paths, receive-buffer stash, backend glue (see net.h). */
+/* net.c - virtio-net: transmit and receive paths, receive-buffer stash, backends (see net.h). */
 #include "devices/virtio/net.h"
 
 #include <errno.h>
@@ -17,9 +17,9 @@
 /* Offload bits a backend may contribute (§5.1.3); anything else it claims is ignored. */
 #define NET_OFFLOAD_MASK                                                                           \
 	(BIT(VIRTIO_NET_F_CSUM) | BIT(VIRTIO_NET_F_GUEST_CSUM) | BIT(VIRTIO_NET_F_GUEST_TSO4) |    \
-	 BIT(VIRTIO_NET_F_GUEST_TSO6) | BIT(VIRTIO_NET_F_GUEST_ECN) | BIT(VIRTIO_NET_F_GUEST_UFO) | \
-	 BIT(VIRTIO_NET_F_HOST_TSO4) | BIT(VIRTIO_NET_F_HOST_TSO6) | BIT(VIRTIO_NET_F_HOST_ECN) |   \
-	 BIT(VIRTIO_NET_F_HOST_UFO))
+	 BIT(VIRTIO_NET_F_GUEST_TSO6) | BIT(VIRTIO_NET_F_GUEST_ECN) |                              \
+	 BIT(VIRTIO_NET_F_GUEST_UFO) | BIT(VIRTIO_NET_F_HOST_TSO4) | BIT(VIRTIO_NET_F_HOST_TSO6) | \
+	 BIT(VIRTIO_NET_F_HOST_ECN) | BIT(VIRTIO_NET_F_HOST_UFO))
 
 #define NET_BASE_FEATURES                                                                          \
 	(BIT(VIRTIO_NET_F_MAC) | BIT(VIRTIO_NET_F_STATUS) | BIT(VIRTIO_NET_F_MRG_RXBUF) |          \
@@ -70,8 +70,8 @@ static void tx_one(struct virtio_net *n, const struct virtq_chain *c)
 	 */
 	if (c->out_len < VNET_HDR_LEN + ETH_HDR_LEN || c->out_len > NET_MAX_PACKET) {
 		n->st.tx_dropped++;
-		log_guest(&n->rl, LOG_WARN, "%s: tx packet of %u bytes (%u to %u): dropped", n->name,
-			  c->out_len, VNET_HDR_LEN + ETH_HDR_LEN, NET_MAX_PACKET);
+		log_guest(&n->rl, LOG_WARN, "%s: tx packet of %u bytes (%u to %u): dropped",
+		          n->name, c->out_len, VNET_HDR_LEN + ETH_HDR_LEN, NET_MAX_PACKET);
 		return;
 	}
 	for (i = 0; i < c->nseg; i++) {
@@ -83,7 +83,7 @@ static void tx_one(struct virtio_net *n, const struct virtq_chain *c)
 		cut = off >= skip ? 0 : (skip - off < s->len ? skip - off : s->len);
 		if (s->len > cut)
 			n->tx_iov[niov++] =
-				(struct iovec){(uint8_t *)s->hva + cut, (size_t)(s->len - cut)};
+			    (struct iovec){(uint8_t *)s->hva + cut, (size_t)(s->len - cut)};
 		off += s->len;
 	}
 	r = n->be->ops->send(n->be, n->tx_iov, niov);
@@ -92,7 +92,7 @@ static void tx_one(struct virtio_net *n, const struct virtq_chain *c)
 	} else if (r < 0) {
 		n->st.tx_errors++;
 		log_guest(&n->rl, LOG_WARN, "%s: %s refused a %u-byte tx packet: %s", n->name,
-			  n->be->kind, c->out_len, strerror((int)-r));
+		          n->be->kind, c->out_len, strerror((int)-r));
 	} else {
 		n->st.tx_frames++;
 		n->st.tx_bytes += c->out_len - VNET_HDR_LEN;
@@ -131,7 +131,8 @@ static bool tx_run_locked(struct virtio_net *n)
 /* ----------------------------------------------------------------- receive */
 
 /* Lock held.  Frame-space offset `off` of the stash (its segments in order) <-> a flat buffer. */
-static void rx_space_copy(struct virtio_net *n, uint32_t off, void *buf, uint32_t len, bool to_guest)
+static void rx_space_copy(struct virtio_net *n, uint32_t off, void *buf, uint32_t len,
+                          bool to_guest)
 {
 	uint8_t *p = buf;
 	unsigned int i;
@@ -177,12 +178,16 @@ static int rx_fill(struct virtio_net *n, uint64_t need, bool *kick)
 {
 	struct virtq *q = &n->vdev.vq[VIRTIO_NET_RXQ];
 	struct virtq_chain *c = &n->chain;
+	unsigned int pops = 0;
 
 	while (n->mrg ? n->rx_cap < need : n->nrxb == 0) {
 		unsigned int i, nw = 0;
 		int r;
 
-		if (n->nrxb == VIRTIO_NET_QUEUE_SIZE)
+		/* Full stash, or a ring's worth popped (a guest refilling bad buffers as fast as
+		 * they come back must not hold the VMM thread). */
+		if (n->nrxb >= q->size || n->nrxb == VIRTIO_NET_QUEUE_SIZE ||
+		    pops++ == VIRTIO_NET_QUEUE_SIZE)
 			return 1;
 		r = virtq_pop(q, c);
 		if (r < 0) {
@@ -202,18 +207,18 @@ static int rx_fill(struct virtio_net *n, uint64_t need, bool *kick)
 		if (c->in_len < VNET_HDR_LEN || nw > NET_RX_SEGS - n->nrx_seg) {
 			n->st.rx_bad_buffers++;
 			log_guest(&n->rl, LOG_WARN,
-				  "%s: rx buffer of %u bytes in %u segments: returned unused", n->name,
-				  c->in_len, nw);
+			          "%s: rx buffer of %u bytes in %u segments: returned unused",
+			          n->name, c->in_len, nw);
 			virtq_push(q, c->head, 0);
 			*kick = true;
 			continue;
 		}
 		n->rxb[n->nrxb++] =
-			(struct net_rx_buf){.head = c->head, .nseg = (uint16_t)nw, .cap = c->in_len};
+		    (struct net_rx_buf){.head = c->head, .nseg = (uint16_t)nw, .cap = c->in_len};
 		for (i = 0; i < c->nseg; i++)
 			if (c->seg[i].write)
 				n->rx_seg[n->nrx_seg++] =
-					(struct iovec){c->seg[i].hva, (size_t)c->seg[i].len};
+				    (struct iovec){c->seg[i].hva, (size_t)c->seg[i].len};
 		n->rx_cap += c->in_len;
 	}
 	return 1;
@@ -287,6 +292,23 @@ static void rx_commit(struct virtio_net *n, uint32_t len, bool from_bounce)
 }
 
 /*
+ * Lock held.  §5.1.4.1 (VIRTIO_NET_F_MTU): the device "MUST NOT pass received
+ * packets that exceed mtu (plus low level ethernet header length) size with
+ * gso_type NONE or ECN".  The frame of `len` bytes (header included) is in the
+ * stash; its gso_type is the header's byte 1 (the backend's; slirp's is NONE).
+ */
+static bool rx_over_mtu(struct virtio_net *n, uint32_t len, uint32_t skip)
+{
+	uint8_t gso = VIRTIO_NET_HDR_GSO_NONE;
+
+	if (!n->mtu_neg || len - VNET_HDR_LEN <= (uint32_t)n->mtu + ETH_HDR_LEN + 4 /* VLAN */)
+		return false;
+	if (!skip)
+		rx_space_copy(n, 1, &gso, 1, false);
+	return (gso & ~VIRTIO_NET_HDR_GSO_ECN) == VIRTIO_NET_HDR_GSO_NONE;
+}
+
+/*
  * Lock held.  Build the iovec for one backend read: frame space from
  * `skip` (past the header the device writes itself, for bare-frame
  * backends) to NET_MAX_PACKET, the first `usable` bytes in the stash, the
@@ -300,14 +322,13 @@ static int rx_build_iov(struct virtio_net *n, uint32_t skip, uint32_t usable)
 
 	for (i = 0; i < n->nrx_seg && off < usable; i++) {
 		uint32_t l = n->rx_seg[i].iov_len < usable - off ? (uint32_t)n->rx_seg[i].iov_len
-								 : usable - off;
+		                                                 : usable - off;
 
 		if (off + l > skip) {
 			uint32_t start = off > skip ? off : skip;
 
-			n->rx_iov[niov++] = (struct iovec){(uint8_t *)n->rx_seg[i].iov_base +
-								   (start - off),
-							   off + l - start};
+			n->rx_iov[niov++] = (struct iovec){
+			    (uint8_t *)n->rx_seg[i].iov_base + (start - off), off + l - start};
 		}
 		off += l;
 	}
@@ -343,7 +364,8 @@ again:
 			if (rx_fill(n, n->rx_pending, &kick) < 0)
 				break;
 			if (!n->mrg && n->nrxb && n->rxb[0].cap < n->rx_pending) {
-				/* §5.1.6.3.1: without MRG_RXBUF one buffer per packet; it is too small. */
+				/* §5.1.6.3.1: without MRG_RXBUF one buffer per packet: too small.
+				 */
 				n->st.rx_dropped++;
 				n->rx_pending = 0;
 				continue;
@@ -370,7 +392,7 @@ again:
 			continue;
 		}
 
-		/* With MRG_RXBUF hold up to a largest packet's worth, so most reads land in place. */
+		/* With MRG_RXBUF hold a largest packet's worth, so reads land in place. */
 		if (rx_fill(n, n->mrg ? NET_MAX_PACKET : 1, &kick) < 0)
 			break;
 		if (!n->nrxb) {
@@ -392,8 +414,8 @@ again:
 		}
 		budget--;
 		len = (uint32_t)got + skip;
-		if (len < VNET_HDR_LEN + ETH_HDR_LEN) {
-			n->st.rx_dropped++; /* a runt: nothing a driver could use */
+		if (len < VNET_HDR_LEN + ETH_HDR_LEN || rx_over_mtu(n, len, skip)) {
+			n->st.rx_dropped++; /* a runt, or over the MTU the driver accepted */
 			continue;
 		}
 		if (len <= usable) {
@@ -401,7 +423,7 @@ again:
 			kick = true;
 			continue;
 		}
-		/* It spilled into the bounce buffer: gather it there and let the pending path place it. */
+		/* It spilled into the bounce buffer: gather it there for the pending path. */
 		rx_space_copy(n, skip, n->rx_bounce + skip, usable - skip, false);
 		if (skip)
 			memset(n->rx_bounce, 0, VNET_HDR_LEN);
@@ -413,14 +435,14 @@ again:
 	 * kicks (re-checking, §2.7.10's race).  Holding buffers: watch the
 	 * backend and let the driver skip kicks.
 	 */
-	if (virtio_live(&n->vdev) && starved) {
-		if (virtq_set_kicks(q, true) && budget)
+	if (virtio_live(&n->vdev) && (starved || n->rx_backend_err)) {
+		/* After a receive error the driver's next kick is the retry. */
+		if (virtq_set_kicks(q, true) && starved && budget)
 			goto again;
 	} else if (virtio_live(&n->vdev) && n->nrxb) {
 		virtq_set_kicks(q, false);
 	}
-	want = virtio_live(&n->vdev) && !starved && !n->rx_pending && n->nrxb &&
-	       !n->rx_backend_err;
+	want = virtio_live(&n->vdev) && !starved && !n->rx_pending && n->nrxb && !n->rx_backend_err;
 	if (want && !n->rx_watched) {
 		int r = evloop_add(n->vdev.env->loop, &n->rx_w, EPOLLIN);
 
@@ -507,14 +529,14 @@ static void net_config_read(struct virtio_dev *v, uint32_t off, void *buf, uint3
 	memcpy(buf, cfg + off, len);
 }
 
-/* §5.1.4.2: in virtio 1.x every field is read-only for the driver ("MUST NOT write"). */
+/* §5.1.4: every field is "driver-read-only" (only the legacy interface, §5.1.4.3, writes mac). */
 static void net_config_write(struct virtio_dev *v, uint32_t off, const void *buf, uint32_t len)
 {
 	struct virtio_net *n = to_net(v);
 
 	(void)buf;
 	log_guest(&n->rl, LOG_WARN, "%s: config write of %u bytes at %u ignored (read-only)",
-		  n->name, len, off);
+	          n->name, len, off);
 }
 
 /* Lock held (vCPU thread, status write).  Program the backend, then let the VMM thread start. */
@@ -526,14 +548,16 @@ static int net_activate(struct virtio_dev *v)
 
 	n->mrg = virtio_has_feature(v, VIRTIO_NET_F_MRG_RXBUF);
 	n->guest_csum = virtio_has_feature(v, VIRTIO_NET_F_GUEST_CSUM);
+	n->mtu_neg = virtio_has_feature(v, VIRTIO_NET_F_MTU);
 	r = n->be->ops->set_offloads(n->be, feats & NET_OFFLOAD_MASK);
 	if (r < 0) {
 		log_error("%s: %s: cannot apply offloads %#llx: %s", n->name, n->be->kind,
-			  (unsigned long long)(feats & NET_OFFLOAD_MASK), strerror(-r));
+		          (unsigned long long)(feats & NET_OFFLOAD_MASK), strerror(-r));
 		return r;
 	}
 	rx_stash_clear(n);
-	/* Buffers may already be posted (kicks before DRIVER_OK are dropped): look on the VMM thread. */
+	/* Buffers may be posted already (kicks before DRIVER_OK are dropped): look, on the VMM
+	 * thread. */
 	net_resched(n);
 	return 0;
 }
@@ -550,20 +574,21 @@ static void net_reset(struct virtio_dev *v)
 	rx_stash_clear(n);
 	n->mrg = false;
 	n->guest_csum = false;
+	n->mtu_neg = false;
 }
 
 static const struct virtio_dev_ops net_ops = {
-	.config_read = net_config_read,
-	.config_write = net_config_write,
-	.activate = net_activate,
-	.reset = net_reset,
-	.queue_notify = net_queue_notify,
+    .config_read = net_config_read,
+    .config_write = net_config_write,
+    .activate = net_activate,
+    .reset = net_reset,
+    .queue_notify = net_queue_notify,
 };
 
 /* ------------------------------------------------------------ setup */
 
 static int net_open_backend(struct virtio_net *n, const struct virtio_net_opts *o,
-			    const struct virtio_env *env, struct err *e)
+                            const struct virtio_env *env, struct err *e)
 {
 	switch (o->backend) {
 	case VIRTIO_NET_BACKEND_TAP: {
@@ -571,7 +596,8 @@ static int net_open_backend(struct virtio_net *n, const struct virtio_net_opts *
 		int r;
 
 		if (!o->tap_name)
-			return err_set(e, EINVAL, "%s: a tap backend needs an interface name", n->name);
+			return err_set(e, EINVAL, "%s: a tap backend needs an interface name",
+			               n->name);
 		r = tap_open(o->tap_name, &t, e);
 		if (r < 0)
 			return r;
@@ -600,7 +626,7 @@ static int net_open_backend(struct virtio_net *n, const struct virtio_net_opts *
 }
 
 int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
-		    const struct virtio_env *env, struct err *e)
+                    const struct virtio_env *env, struct err *e)
 {
 	uint64_t features;
 	int r;
@@ -614,9 +640,10 @@ int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
 		return err_set(e, EINVAL, "%s: mtu %u below IPv4's minimum of 68", n->name, o->mtu);
 	if (o->has_mac) {
 		if (o->mac[0] & 1)
-			return err_set(e, EINVAL, "%s: MAC %02x:%02x:%02x:%02x:%02x:%02x is multicast",
-				       n->name, o->mac[0], o->mac[1], o->mac[2], o->mac[3],
-				       o->mac[4], o->mac[5]);
+			return err_set(e, EINVAL,
+			               "%s: MAC %02x:%02x:%02x:%02x:%02x:%02x is multicast",
+			               n->name, o->mac[0], o->mac[1], o->mac[2], o->mac[3],
+			               o->mac[4], o->mac[5]);
 		memcpy(n->mac, o->mac, 6);
 	} else {
 		virtio_net_default_mac(o->index, n->mac);
@@ -638,7 +665,7 @@ int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
 	if (n->mtu)
 		features |= BIT(VIRTIO_NET_F_MTU);
 	r = virtio_dev_init(&n->vdev, VIRTIO_ID_NET, n->name, features, 2, VIRTIO_NET_QUEUE_SIZE,
-			    VIRTIO_NET_CONFIG_SIZE, &net_ops, n, env);
+	                    VIRTIO_NET_CONFIG_SIZE, &net_ops, n, env);
 	if (r < 0) {
 		err_sys(e, -r, "%s: device setup", n->name);
 		goto fail_be;

@@ -16,6 +16,9 @@
  *
  * Configuration space (§5.1.4), 12 bytes, read-only: mac, status
  * (VIRTIO_NET_S_LINK_UP), max_virtqueue_pairs = 1, mtu.  Writes are ignored.
+ * With F_MTU negotiated, received non-GSO frames longer than mtu + 18
+ * (Ethernet + VLAN headers) are dropped (§5.1.4.1: the device "MUST NOT pass"
+ * them); matching the host side's MTU is the user's job.
  *
  * Every packet on both queues starts with the 12-byte virtio_net_hdr_v1
  * (§5.1.6; VERSION_1 makes num_buffers always present).
@@ -71,11 +74,11 @@
 #include "util/evloop.h"
 #include "virtio/virtio.h"
 
-#define VIRTIO_NET_RXQ 0
-#define VIRTIO_NET_TXQ 1
+#define VIRTIO_NET_RXQ        0
+#define VIRTIO_NET_TXQ        1
 #define VIRTIO_NET_QUEUE_SIZE VIRTQ_MAX_SIZE
 
-#define VIRTIO_NET_S_LINK_UP 1
+#define VIRTIO_NET_S_LINK_UP   1
 #define VIRTIO_NET_CONFIG_SIZE 12 /* mac[6], status, max_virtqueue_pairs, mtu */
 
 #define NET_RX_SEGS   1023 /* stashed receive segments; + the bounce buffer = IOV_MAX */
@@ -89,25 +92,26 @@ enum virtio_net_backend_kind {
 };
 
 struct virtio_net_opts {
-	const char *id;                       /* "net0": names logs; NULL: "net" */
+	const char *id; /* "net0": names logs; NULL: "net" */
 	enum virtio_net_backend_kind backend;
-	const char *tap_name;                 /* TAP: interface to open or create */
-	struct net_slirp_opts slirp;          /* SLIRP */
-	struct net_backend *custom;           /* CUSTOM: not owned, must outlive the device */
-	bool has_mac;                         /* false: the default MAC below */
+	const char *tap_name;        /* TAP: interface to open or create */
+	struct net_slirp_opts slirp; /* SLIRP */
+	struct net_backend *custom;  /* CUSTOM: not owned, must outlive the device */
+	bool has_mac;                /* false: the default MAC below */
 	uint8_t mac[6];
-	unsigned int index; /* NIC number: default MAC 06:00:AC:10:00:(index+2), Firecracker style */
-	uint16_t mtu;       /* 0: VIRTIO_NET_F_MTU not offered; else 68..65535 */
+	unsigned int
+	    index;    /* NIC number: default MAC 06:00:AC:10:00:(index+2), Firecracker style */
+	uint16_t mtu; /* 0: VIRTIO_NET_F_MTU not offered; else 68..65535 */
 };
 
 struct virtio_net_stats {
-	uint64_t rx_frames, rx_bytes;  /* delivered to the guest (bytes without the header) */
-	uint64_t rx_dropped;           /* frames lost: too big for the buffers, runts */
-	uint64_t rx_errors;            /* backend recv failures */
-	uint64_t rx_bad_buffers;       /* receive chains returned unused */
-	uint64_t tx_frames, tx_bytes;  /* handed to the backend */
-	uint64_t tx_dropped;           /* bad size, or the backend had no room (-EAGAIN) */
-	uint64_t tx_errors;            /* backend send failures (e.g. tun refusing a bad header) */
+	uint64_t rx_frames, rx_bytes; /* delivered to the guest (bytes without the header) */
+	uint64_t rx_dropped;          /* frames lost: too big for the buffers, runts */
+	uint64_t rx_errors;           /* backend recv failures */
+	uint64_t rx_bad_buffers;      /* receive chains returned unused */
+	uint64_t tx_frames, tx_bytes; /* handed to the backend */
+	uint64_t tx_dropped;          /* bad size, or the backend had no room (-EAGAIN) */
+	uint64_t tx_errors;           /* backend send failures (e.g. tun refusing a bad header) */
 };
 
 /* A popped receive chain in the stash; its writable segments are in rx_seg order. */
@@ -127,24 +131,25 @@ struct virtio_net {
 	struct ratelimit rl;
 
 	/* Everything below: vdev.lock. */
-	bool mrg;                       /* MRG_RXBUF negotiated (fixed at DRIVER_OK) */
-	bool guest_csum;                /* GUEST_CSUM negotiated (fixed at DRIVER_OK) */
-	struct evloop_watch rx_w;       /* be->rx_fd */
+	bool mrg;                 /* MRG_RXBUF negotiated (fixed at DRIVER_OK) */
+	bool guest_csum;          /* GUEST_CSUM negotiated (fixed at DRIVER_OK) */
+	bool mtu_neg;             /* VIRTIO_NET_F_MTU negotiated: longer rx frames dropped */
+	struct evloop_watch rx_w; /* be->rx_fd */
 	bool rx_watched;
-	bool rx_backend_err;            /* recv failed: unwatch until the next rx kick */
+	bool rx_backend_err; /* recv failed: unwatch until the next rx kick */
 	struct net_rx_buf rxb[VIRTIO_NET_QUEUE_SIZE];
 	unsigned int nrxb;
 	struct iovec rx_seg[NET_RX_SEGS];
 	unsigned int nrx_seg;
-	uint64_t rx_cap;                /* sum of rxb[].cap */
+	uint64_t rx_cap; /* sum of rxb[].cap */
 	struct iovec rx_iov[NET_RX_SEGS + 1];
-	uint8_t *rx_bounce;             /* NET_MAX_PACKET bytes */
-	uint32_t rx_pending;            /* a frame (header included) waiting in rx_bounce; 0: none */
+	uint8_t *rx_bounce;  /* NET_MAX_PACKET bytes */
+	uint32_t rx_pending; /* a frame (header included) waiting in rx_bounce; 0: none */
 
 	struct iovec tx_iov[VIRTQ_MAX_SEGS];
-	struct virtq_chain chain;       /* scratch for virtq_pop */
+	struct virtq_chain chain; /* scratch for virtq_pop */
 
-	int resched_fd;                 /* eventfd: "run the queues again" on the VMM thread */
+	int resched_fd; /* eventfd: "run the queues again" on the VMM thread */
 	struct evloop_watch resched_w;
 	bool resched_watched;
 
@@ -159,7 +164,7 @@ struct virtio_net {
  * errors are spelled out in backends/tap.h); nothing is left to undo.
  */
 int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
-		    const struct virtio_env *env, struct err *e);
+                    const struct virtio_env *env, struct err *e);
 
 /* Undo virtio_net_init (after the transport has detached; VMM thread or loop stopped). */
 void virtio_net_destroy(struct virtio_net *n);

@@ -1,4 +1,4 @@
-/* rng.c - virtio-rng: fill requestq buffers with getrandom(2) bytes, under an optional rate limiter. */
+/* rng.c - virtio-rng: fill requestq buffers with getrandom(2) bytes, optionally rate limited. */
 #include "devices/virtio/rng.h"
 
 #include <errno.h>
@@ -32,7 +32,7 @@ static uint32_t rng_fill(struct virtio_rng *r, const struct virtq_chain *c, uint
 				continue;
 			if (k <= 0) {
 				log_guest(&r->vdev.rl, LOG_ERROR, "%s: getrandom: %s", r->vdev.name,
-					  k < 0 ? strerror(errno) : "no bytes");
+				          k < 0 ? strerror(errno) : "no bytes");
 				return done + got;
 			}
 			got += (uint32_t)k; /* short reads (signals, > 32 MiB) are retried */
@@ -67,7 +67,7 @@ static bool rng_process_locked(struct virtio_rng *r)
 			r->held = true;
 		}
 		want = r->chain.in_len < VIRTIO_RNG_MAX_REQUEST ? r->chain.in_len
-								: VIRTIO_RNG_MAX_REQUEST;
+		                                                : VIRTIO_RNG_MAX_REQUEST;
 		if (want > 0 && !rate_limiter_consume(&r->rl, 1, want)) {
 			/* Keep the request; the limiter's timer (or a kick) brings us back. */
 			r->throttled++;
@@ -116,29 +116,6 @@ static void rng_timer(struct evloop_watch *w, uint32_t events)
 	rng_run(r);
 }
 
-/* §5.4.4: no configuration space; the core bounds accesses to config_size 0. */
-static void rng_config_read(struct virtio_dev *v, uint32_t off, void *buf, uint32_t len)
-{
-	(void)v;
-	(void)off;
-	(void)buf;
-	(void)len;
-}
-
-static void rng_config_write(struct virtio_dev *v, uint32_t off, const void *buf, uint32_t len)
-{
-	(void)v;
-	(void)off;
-	(void)buf;
-	(void)len;
-}
-
-static int rng_activate(struct virtio_dev *v)
-{
-	(void)v;
-	return 0;
-}
-
 /* Called with vdev.lock held.  The limiter keeps its state: a reset must not refill it. */
 static void rng_reset(struct virtio_dev *v)
 {
@@ -147,16 +124,14 @@ static void rng_reset(struct virtio_dev *v)
 	r->held = false;
 }
 
+/* §5.4.4: no configuration space (config_size 0: the core answers every access). */
 static const struct virtio_dev_ops rng_ops = {
-	.config_read = rng_config_read,
-	.config_write = rng_config_write,
-	.activate = rng_activate,
-	.reset = rng_reset,
-	.queue_notify = rng_queue_notify,
+    .reset = rng_reset,
+    .queue_notify = rng_queue_notify,
 };
 
 int virtio_rng_init(struct virtio_rng *r, const struct virtio_rng_opts *o,
-		    const struct virtio_env *env, struct err *e)
+                    const struct virtio_env *env, struct err *e)
 {
 	static const struct virtio_rng_opts defaults;
 	int ret;
@@ -170,14 +145,15 @@ int virtio_rng_init(struct virtio_rng *r, const struct virtio_rng_opts *o,
 		return ret;
 	}
 	ret = virtio_dev_init(&r->vdev, VIRTIO_ID_RNG, "virtio-rng", RNG_FEATURES, 1,
-			      VIRTIO_RNG_QUEUE_SIZE, 0, &rng_ops, r, env);
+	                      VIRTIO_RNG_QUEUE_SIZE, 0, &rng_ops, r, env);
 	if (ret < 0) {
 		err_sys(e, -ret, "virtio-rng: device setup");
 		goto fail_rl;
 	}
 	if (rate_limiter_enabled(&r->rl)) {
 		if (!env || !env->loop) {
-			ret = err_set(e, EINVAL, "virtio-rng: a rate limiter needs the VMM event loop");
+			ret = err_set(e, EINVAL,
+			              "virtio-rng: a rate limiter needs the VMM event loop");
 			goto fail_dev;
 		}
 		r->rl_watch = (struct evloop_watch){rate_limiter_fd(&r->rl), rng_timer, r};

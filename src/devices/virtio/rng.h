@@ -1,4 +1,4 @@
-/* rng.h - virtio-rng (virtio 1.2 §5.4): the entropy device, fed by getrandom(2), optionally rate limited. */
+/* rng.h - virtio-rng (virtio 1.2 §5.4): the entropy device, fed by getrandom(2). */
 #ifndef EMBER_DEVICES_VIRTIO_RNG_H
 #define EMBER_DEVICES_VIRTIO_RNG_H
 
@@ -66,7 +66,7 @@ struct virtio_rng {
  * evloop failure.  On failure nothing is left to undo.
  */
 int virtio_rng_init(struct virtio_rng *r, const struct virtio_rng_opts *o,
-		    const struct virtio_env *env, struct err *e);
+                    const struct virtio_env *env, struct err *e);
 
 /* Undo virtio_rng_init (after the transport has detached). */
 void virtio_rng_destroy(struct virtio_rng *r);

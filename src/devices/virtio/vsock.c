@@ -1,4 +1,4 @@
-/* vsock.c - virtio-vsock device: config, rx/tx queues, packet validation, the host listener (see vsock.h). */
+/* vsock.c - virtio-vsock device: config, rx/tx queues, packet checks, the host listener. */
 #include "devices/virtio/vsock_priv.h"
 
 #include <endian.h>
@@ -112,7 +112,7 @@ static void vsock_tx_packet(struct virtio_vsock *s, const struct virtq_chain *c)
 	if (c->out_len < VSOCK_HDR_SIZE ||
 	    virtq_copy_from_chain(c, 0, raw, VSOCK_HDR_SIZE) != VSOCK_HDR_SIZE) {
 		log_guest(&s->vdev.rl, LOG_WARN, "%s: tx packet of %u bytes, shorter than a header",
-			  s->vdev.name, c->out_len);
+		          s->vdev.name, c->out_len);
 		s->dropped++;
 		return;
 	}
@@ -121,22 +121,23 @@ static void vsock_tx_packet(struct virtio_vsock *s, const struct virtq_chain *c)
 	 * ember is the only peer this device reaches: the host, CID 2. */
 	if (h.src_cid != s->guest_cid || h.dst_cid != VSOCK_HOST_CID) {
 		log_guest(&s->vdev.rl, LOG_WARN, "%s: tx packet from CID %llu to CID %llu: %s",
-			  s->vdev.name, (unsigned long long)h.src_cid,
-			  (unsigned long long)h.dst_cid, h.op == VSOCK_OP_RST ? "dropped" : "reset");
+		          s->vdev.name, (unsigned long long)h.src_cid,
+		          (unsigned long long)h.dst_cid,
+		          h.op == VSOCK_OP_RST ? "dropped" : "reset");
 		if (h.op != VSOCK_OP_RST)
 			vsock_rst_push(s, &h);
 		return;
 	}
 	if (h.len > VSOCK_MAX_PKT || h.len > c->out_len - VSOCK_HDR_SIZE) {
 		log_guest(&s->vdev.rl, LOG_WARN,
-			  "%s: tx packet len %u, chain holds %u payload bytes: reset", s->vdev.name,
-			  h.len, c->out_len - VSOCK_HDR_SIZE);
+		          "%s: tx packet len %u, chain holds %u payload bytes: reset", s->vdev.name,
+		          h.len, c->out_len - VSOCK_HDR_SIZE);
 		h.op = h.op == VSOCK_OP_RST ? VSOCK_OP_RST : 0; /* 0: invalid, answered with RST */
 	} else if (h.type != VSOCK_TYPE_STREAM) {
 		/* §5.10.6.4: "A VIRTIO_VSOCK_OP_RST reply MUST be sent if a packet is received
 		 * with an unknown type value." */
 		log_guest(&s->vdev.rl, LOG_WARN, "%s: tx packet of type %u: reset", s->vdev.name,
-			  h.type);
+		          h.type);
 		h.op = h.op == VSOCK_OP_RST ? VSOCK_OP_RST : 0;
 	}
 	vsock_conn_from_guest(s, &h, c);
@@ -200,9 +201,9 @@ static bool vsock_rx_locked(struct virtio_vsock *s)
 			s->rx_held = true;
 			if (s->rx_chain.in_len < VSOCK_HDR_SIZE) {
 				log_guest(&s->vdev.rl, LOG_WARN,
-					  "%s: rx buffer of %u writable bytes, shorter than a "
-					  "header: returned empty",
-					  s->vdev.name, s->rx_chain.in_len);
+				          "%s: rx buffer of %u writable bytes, shorter than a "
+				          "header: returned empty",
+				          s->vdev.name, s->rx_chain.in_len);
 				virtq_push(q, s->rx_chain.head, 0);
 				s->rx_held = false;
 				pushed = true;
@@ -274,8 +275,8 @@ static void vsock_config_read(struct virtio_dev *v, uint32_t off, void *buf, uin
 static void vsock_config_write(struct virtio_dev *v, uint32_t off, const void *buf, uint32_t len)
 {
 	(void)buf;
-	log_guest(&v->rl, LOG_WARN, "%s: write of %u bytes at config offset %u: read-only",
-		  v->name, len, off);
+	log_guest(&v->rl, LOG_WARN, "%s: write of %u bytes at config offset %u: read-only", v->name,
+	          len, off);
 }
 
 /* Lock held (vCPU thread): host clients that queued up while the driver was away get in now. */
@@ -295,11 +296,11 @@ static void vsock_reset(struct virtio_dev *v)
 }
 
 static const struct virtio_dev_ops vsock_ops = {
-	.config_read = vsock_config_read,
-	.config_write = vsock_config_write,
-	.activate = vsock_activate,
-	.reset = vsock_reset,
-	.queue_notify = vsock_queue_notify,
+    .config_read = vsock_config_read,
+    .config_write = vsock_config_write,
+    .activate = vsock_activate,
+    .reset = vsock_reset,
+    .queue_notify = vsock_queue_notify,
 };
 
 /* ---- host listener ---- */
@@ -387,7 +388,7 @@ static void unlink_ours(struct virtio_vsock *s)
 /* ---- lifecycle ---- */
 
 int virtio_vsock_init(struct virtio_vsock *s, const struct virtio_vsock_opts *o,
-		      const struct virtio_env *env, struct err *e)
+                      const struct virtio_env *env, struct err *e)
 {
 	struct sockaddr_un a;
 	int r;
@@ -399,14 +400,14 @@ int virtio_vsock_init(struct virtio_vsock *s, const struct virtio_vsock_opts *o,
 	/* §5.10.4: CIDs 0, 1, 2 (host) and 0xffffffff are reserved, the upper 32 bits zero. */
 	if (o->guest_cid < 3 || o->guest_cid >= 0xffffffffull)
 		return err_set(e, EINVAL, "vsock: guest_cid %llu: must be 3 .. 4294967294",
-			       (unsigned long long)o->guest_cid);
+		               (unsigned long long)o->guest_cid);
 	if (!o->uds_path || !o->uds_path[0])
 		return err_set(e, EINVAL, "vsock: uds_path is empty");
 	/* "<uds_path>_<port>" must fit too, for every port (10 digits). */
 	if (strlen(o->uds_path) + 11 >= sizeof(a.sun_path))
 		return err_set(e, ENAMETOOLONG,
-			       "vsock: uds_path \"%s\" is too long (at most %zu bytes)", o->uds_path,
-			       sizeof(a.sun_path) - 12);
+		               "vsock: uds_path \"%s\" is too long (at most %zu bytes)",
+		               o->uds_path, sizeof(a.sun_path) - 12);
 	s->env = env;
 	s->guest_cid = o->guest_cid;
 	put64(s->config, o->guest_cid);
@@ -419,7 +420,7 @@ int virtio_vsock_init(struct virtio_vsock *s, const struct virtio_vsock_opts *o,
 		return err_set(e, ENOMEM, "vsock: out of memory");
 
 	r = virtio_dev_init(&s->vdev, VIRTIO_ID_VSOCK, "virtio-vsock", VSOCK_FEATURES, 3,
-			    VIRTIO_VSOCK_QUEUE_SIZE, sizeof(s->config), &vsock_ops, s, env);
+	                    VIRTIO_VSOCK_QUEUE_SIZE, sizeof(s->config), &vsock_ops, s, env);
 	if (r < 0) {
 		err_sys(e, -r, "vsock: device setup");
 		goto fail_path;

@@ -1,4 +1,4 @@
-/* vsock.h - virtio-vsock (virtio 1.2 §5.10): guest AF_VSOCK streams proxied to host Unix sockets. */
+/* vsock.h - virtio-vsock (virtio 1.2 §5.10): guest AF_VSOCK streams to host Unix sockets. */
 #ifndef EMBER_DEVICES_VIRTIO_VSOCK_H
 #define EMBER_DEVICES_VIRTIO_VSOCK_H
 
@@ -77,7 +77,7 @@
 #define VSOCK_MAX_PKT       (64u * 1024) /* payload per packet either way (Linux's limit) */
 #define VSOCK_DEF_MAX_CONNS 1024
 #define VSOCK_DEF_BUF_ALLOC (256u * 1024)
-#define VSOCK_DEF_TIMEOUT   2000 /* ms (Firecracker's request and shutdown timeouts) */
+#define VSOCK_DEF_TIMEOUT   2000       /* ms (Firecracker's request and shutdown timeouts) */
 #define VSOCK_LOCAL_PORT_LO (1u << 30) /* host ports of host-initiated connections */
 
 /* §5.10.6 ops, type, shutdown flags. */
@@ -93,15 +93,16 @@
 #define VSOCK_SHUTDOWN_SEND     2u /* VIRTIO_VSOCK_SHUTDOWN_F_SEND (bit 1) */
 
 struct virtio_vsock_opts {
-	uint64_t guest_cid;           /* 3 .. 0xfffffffe (§5.10.4: 0-2 and ~0u reserved, upper 32 bits 0) */
-	const char *uds_path;         /* host socket; "<uds_path>_<port>" for guest-initiated */
-	unsigned int max_conns;       /* 0: VSOCK_DEF_MAX_CONNS */
-	uint32_t buf_alloc;           /* per-connection guest->host buffer; 0: VSOCK_DEF_BUF_ALLOC */
-	uint32_t conn_timeout_ms;     /* request / shutdown / CONNECT-line timeout; 0: VSOCK_DEF_TIMEOUT */
+	/* 3 .. 0xfffffffe (§5.10.4: 0, 1, 2 and 0xffffffff are reserved, upper 32 bits 0) */
+	uint64_t guest_cid;
+	const char *uds_path;     /* host socket; "<uds_path>_<port>" for guest-initiated */
+	unsigned int max_conns;   /* 0: VSOCK_DEF_MAX_CONNS */
+	uint32_t buf_alloc;       /* per-connection guest->host buffer; 0: VSOCK_DEF_BUF_ALLOC */
+	uint32_t conn_timeout_ms; /* request, shutdown, CONNECT line; 0: VSOCK_DEF_TIMEOUT */
 	const struct rl_clock *clock; /* NULL: monotonic (tests inject a fake one) */
 };
 
-struct vsock_conn;       /* private: vsock_priv.h */
+struct vsock_conn; /* private: vsock_priv.h */
 struct vsock_rst;
 
 struct virtio_vsock {
@@ -127,10 +128,10 @@ struct virtio_vsock {
 	/* Connections (all below under vdev.lock). */
 	struct vsock_conn *conns; /* max_conns slots, stable for the device's life */
 	unsigned int max_conns, nconns;
-	int free_head;            /* free slot list */
-	int *hash;                /* (local_port, peer_port) -> slot chains */
+	int free_head; /* free slot list */
+	int *hash;     /* (local_port, peer_port) -> slot chains */
 	unsigned int hash_mask;
-	int rx_head, rx_tail;     /* connections with a packet for the guest, FIFO */
+	int rx_head, rx_tail; /* connections with a packet for the guest, FIFO */
 	uint32_t next_local_port;
 
 	/* RSTs for packets that match no connection (bounded ring). */
@@ -157,7 +158,7 @@ struct virtio_vsock {
  * failure nothing is left to undo.
  */
 int virtio_vsock_init(struct virtio_vsock *s, const struct virtio_vsock_opts *o,
-		      const struct virtio_env *env, struct err *e);
+                      const struct virtio_env *env, struct err *e);
 
 /* Close every connection and the listener, remove uds_path (if it is still ours). */
 void virtio_vsock_destroy(struct virtio_vsock *s);

@@ -1,4 +1,4 @@
-/* vsock_conn.c - virtio-vsock connections: host Unix sockets, per-connection state machine, credit, timeouts. */
+/* vsock_conn.c - virtio-vsock connections: host sockets, state machine, credit, timeouts. */
 #include "devices/virtio/vsock_priv.h"
 
 #include <errno.h>
@@ -295,7 +295,7 @@ void vsock_timeouts(struct virtio_vsock *s)
 		if (c->deadline <= now) {
 			c->deadline = 0;
 			log_debug("%s: connection %u -> %u timed out (state %d)", s->vdev.name,
-				  c->local_port, c->peer_port, c->state);
+			          c->local_port, c->peer_port, c->state);
 			conn_kill(s, c);
 		} else if (!next || c->deadline < next) {
 			next = c->deadline;
@@ -355,7 +355,7 @@ bool vsock_rx_pending(const struct virtio_vsock *s)
 
 /* iovecs for `len` bytes of one direction of a chain, from offset `off` of that direction. */
 static int chain_iov(const struct virtq_chain *c, bool write, uint32_t off, uint32_t len,
-		     struct iovec *iov)
+                     struct iovec *iov)
 {
 	unsigned int i;
 	int n = 0;
@@ -412,7 +412,7 @@ static void conn_flush(struct virtio_vsock *s, struct vsock_conn *c)
 		k = send_iov(c->w.fd, iov, n);
 		if (k < 0) {
 			log_debug("%s: host socket of %u -> %u: %s", s->vdev.name, c->local_port,
-				  c->peer_port, strerror((int)-k));
+			          c->peer_port, strerror((int)-k));
 			conn_kill(s, c);
 			return;
 		}
@@ -447,7 +447,7 @@ static void conn_after_write(struct virtio_vsock *s, struct vsock_conn *c)
 
 /* OP_RW payload: straight to the host socket, the rest into the buffer (within our credit). */
 static int conn_write(struct virtio_vsock *s, struct vsock_conn *c, const struct virtq_chain *ch,
-		      uint32_t len)
+                      uint32_t len)
 {
 	struct iovec iov[VIRTQ_MAX_SEGS];
 	uint32_t done = 0, rest, tail, first;
@@ -490,7 +490,7 @@ static void conn_peer_request(struct virtio_vsock *s, const struct vsock_hdr *h)
 
 	if (s->nconns >= s->max_conns) {
 		log_guest(&s->vdev.rl, LOG_WARN, "%s: %u connections: request to port %u refused",
-			  s->vdev.name, s->nconns, h->dst_port);
+		          s->vdev.name, s->nconns, h->dst_port);
 		vsock_rst_push(s, h);
 		return;
 	}
@@ -499,8 +499,7 @@ static void conn_peer_request(struct virtio_vsock *s, const struct vsock_hdr *h)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		/* §5.10.6.5: RST "if a listening socket does not exist on the destination". */
-		log_debug("%s: guest connect to %s: %s", s->vdev.name, a.sun_path,
-			  strerror(errno));
+		log_debug("%s: guest connect to %s: %s", s->vdev.name, a.sun_path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		vsock_rst_push(s, h);
@@ -562,7 +561,8 @@ static bool local_port_used(const struct virtio_vsock *s, uint32_t port)
 	return false;
 }
 
-/* Host ports for host-initiated connections: round robin over [1 << 30, 1 << 31) (Firecracker's). */
+/* Host ports for host-initiated connections: round robin over [1 << 30, 1 << 31) (Firecracker's).
+ */
 static uint32_t alloc_local_port(struct virtio_vsock *s)
 {
 	for (;;) {
@@ -596,7 +596,8 @@ static void conn_read_cmd(struct virtio_vsock *s, struct vsock_conn *c)
 			break;
 		if (c->cmd_len >= VSOCK_CMD_MAX - 1) {
 			if (ratelimit_allow(&s->host_rl))
-				log_warn("%s: host client sent no CONNECT line: closed", s->vdev.name);
+				log_warn("%s: host client sent no CONNECT line: closed",
+				         s->vdev.name);
 			conn_free(s, c);
 			return;
 		}
@@ -606,7 +607,7 @@ static void conn_read_cmd(struct virtio_vsock *s, struct vsock_conn *c)
 	if (!parse_connect(c->cmd, &port)) {
 		if (ratelimit_allow(&s->host_rl))
 			log_warn("%s: host client: \"%s\" is not \"CONNECT <port>\": closed",
-				 s->vdev.name, c->cmd);
+			         s->vdev.name, c->cmd);
 		conn_free(s, c);
 		return;
 	}
@@ -632,14 +633,14 @@ void vsock_accept_all(struct virtio_vsock *s)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK && ratelimit_allow(&s->host_rl))
 				log_warn("%s: accept on %s: %s", s->vdev.name, s->uds_path,
-					 strerror(errno));
+				         strerror(errno));
 			return;
 		}
 		c = conn_alloc(s, fd);
 		if (!c) {
 			if (ratelimit_allow(&s->host_rl))
 				log_warn("%s: %u connections: host client refused", s->vdev.name,
-					 s->max_conns);
+				         s->max_conns);
 			close(fd);
 			continue;
 		}
@@ -694,7 +695,7 @@ static void conn_event(struct evloop_watch *w, uint32_t events)
 /* ---- packets from the guest ---- */
 
 void vsock_conn_from_guest(struct virtio_vsock *s, const struct vsock_hdr *h,
-			   const struct virtq_chain *ch)
+                           const struct virtq_chain *ch)
 {
 	struct vsock_conn *c = conn_find(s, h->dst_port, h->src_port);
 	const char *why = NULL;
@@ -734,7 +735,7 @@ void vsock_conn_from_guest(struct virtio_vsock *s, const struct vsock_hdr *h,
 		n = snprintf(ok, sizeof(ok), "OK %u\n", c->local_port);
 		if (send(c->w.fd, ok, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
 			log_debug("%s: host client of port %u left before OK", s->vdev.name,
-				  c->local_port);
+			          c->local_port);
 			conn_kill(s, c);
 			return;
 		}
@@ -754,7 +755,7 @@ void vsock_conn_from_guest(struct virtio_vsock *s, const struct vsock_hdr *h,
 		}
 		if (r < 0) {
 			log_debug("%s: host socket of %u -> %u: %s", s->vdev.name, c->local_port,
-				  c->peer_port, strerror(-r));
+			          c->peer_port, strerror(-r));
 			conn_kill(s, c);
 			return;
 		}
@@ -785,7 +786,7 @@ void vsock_conn_from_guest(struct virtio_vsock *s, const struct vsock_hdr *h,
 	}
 	if (why) {
 		log_guest(&s->vdev.rl, LOG_WARN, "%s: op %u on %u -> %u: %s: reset", s->vdev.name,
-			  h->op, h->src_port, h->dst_port, why);
+		          h->op, h->src_port, h->dst_port, why);
 		conn_kill(s, c);
 		return;
 	}
@@ -795,7 +796,7 @@ void vsock_conn_from_guest(struct virtio_vsock *s, const struct vsock_hdr *h,
 /* ---- packets to the guest ---- */
 
 static int emit(struct virtio_vsock *s, struct vsock_conn *c, const struct virtq_chain *ch,
-		struct vsock_hdr *h)
+                struct vsock_hdr *h)
 {
 	uint8_t raw[VSOCK_HDR_SIZE];
 
@@ -877,7 +878,8 @@ static int conn_produce(struct virtio_vsock *s, struct vsock_conn *c, const stru
 			c->local_shut |= VSOCK_SHUTDOWN_SEND;
 			if (host_hung_up(c->w.fd))
 				c->local_shut |= VSOCK_SHUTDOWN_RCV;
-			/* Nothing more either way: the guest's RST ends it, or ours after the timeout. */
+			/* Nothing more either way: the guest's RST ends it, or ours after the
+			 * timeout. */
 			if (c->local_shut == SHUT_BOTH || (c->peer_shut & VSOCK_SHUTDOWN_SEND))
 				conn_deadline(s, c);
 			h.op = VSOCK_OP_SHUTDOWN;
@@ -891,7 +893,7 @@ static int conn_produce(struct virtio_vsock *s, struct vsock_conn *c, const stru
 			break;
 		}
 		log_debug("%s: host socket of %u -> %u: %s", s->vdev.name, c->local_port,
-			  c->peer_port, strerror(errno));
+		          c->peer_port, strerror(errno));
 		conn_kill(s, c);
 		return conn_produce(s, c, ch); /* the RST, now */
 	}
@@ -907,12 +909,12 @@ int vsock_next_packet(struct virtio_vsock *s, const struct virtq_chain *ch)
 	if (s->rst_len > 0) {
 		const struct vsock_rst *r = &s->rsts[s->rst_head];
 		struct vsock_hdr h = {
-			.src_cid = r->src_cid,
-			.dst_cid = s->guest_cid,
-			.src_port = r->src_port,
-			.dst_port = r->dst_port,
-			.type = VSOCK_TYPE_STREAM,
-			.op = VSOCK_OP_RST,
+		    .src_cid = r->src_cid,
+		    .dst_cid = s->guest_cid,
+		    .src_port = r->src_port,
+		    .dst_port = r->dst_port,
+		    .type = VSOCK_TYPE_STREAM,
+		    .op = VSOCK_OP_RST,
 		};
 		uint8_t raw[VSOCK_HDR_SIZE];
 
@@ -946,4 +948,7 @@ void vsock_conns_reset(struct virtio_vsock *s)
 	for (i = 0; i < s->max_conns; i++)
 		conn_free(s, &s->conns[i]);
 	s->rst_head = s->rst_len = 0;
+	/* No connection is left to collide with: host ports start over (deterministic after reset).
+	 */
+	s->next_local_port = VSOCK_LOCAL_PORT_LO;
 }

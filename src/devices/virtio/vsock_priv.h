@@ -1,4 +1,4 @@
-/* vsock_priv.h - virtio-vsock internals shared by vsock.c (device, queues) and vsock_conn.c (connections). */
+/* vsock_priv.h - virtio-vsock internals shared by vsock.c and vsock_conn.c. */
 #ifndef EMBER_DEVICES_VIRTIO_VSOCK_PRIV_H
 #define EMBER_DEVICES_VIRTIO_VSOCK_PRIV_H
 
@@ -12,8 +12,8 @@
 
 #include "devices/virtio/vsock.h"
 
-#define VSOCK_RST_QUEUE 256 /* RSTs for unknown connections waiting for rx buffers */
-#define VSOCK_CMD_MAX   32  /* "CONNECT 4294967295\n" fits */
+#define VSOCK_RST_QUEUE        256 /* RSTs for unknown connections waiting for rx buffers */
+#define VSOCK_CMD_MAX          32  /* "CONNECT 4294967295\n" fits */
 #define VSOCK_CREDIT_THRESHOLD VSOCK_MAX_PKT /* credit update when the guest sees less free */
 
 /* A packet header in host byte order (§5.10.6). */
@@ -51,11 +51,11 @@ struct vsock_conn {
 	int rx_prev, rx_next;           /* rx FIFO links */
 	bool in_rx;
 
-	uint8_t peer_shut;   /* SHUTDOWN flags the guest sent (sticky, §5.10.6.5) */
-	uint8_t local_shut;  /* SHUTDOWN flags ember sent */
-	bool host_wr_shut;   /* shutdown(SHUT_WR) done on the host socket */
+	uint8_t peer_shut;  /* SHUTDOWN flags the guest sent (sticky, §5.10.6.5) */
+	uint8_t local_shut; /* SHUTDOWN flags ember sent */
+	bool host_wr_shut;  /* shutdown(SHUT_WR) done on the host socket */
 	bool credit_requested;
-	uint64_t deadline;   /* clock ns, 0: none */
+	uint64_t deadline; /* clock ns, 0: none */
 
 	char cmd[VSOCK_CMD_MAX];
 	unsigned int cmd_len;
@@ -95,7 +95,7 @@ void vsock_conns_reset(struct virtio_vsock *s);
 void vsock_accept_all(struct virtio_vsock *s);
 /* A validated packet from the guest; `c` holds its payload after the header. */
 void vsock_conn_from_guest(struct virtio_vsock *s, const struct vsock_hdr *h,
-			   const struct virtq_chain *c);
+                           const struct virtq_chain *c);
 /* Owe the guest an RST for a packet matching no connection; false when the ring is full. */
 bool vsock_rst_push(struct virtio_vsock *s, const struct vsock_hdr *h);
 bool vsock_rst_full(const struct virtio_vsock *s);
