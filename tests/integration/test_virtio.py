@@ -461,23 +461,24 @@ def test_virtio_demo(ember_bin, guest_elf, tmp_path):
 BENCH_MIB = 256
 
 
-@pytest.mark.skipif(os.environ.get("EMBER_VIRTIO_BENCH") != "1",
-                    reason="a benchmark: set EMBER_VIRTIO_BENCH=1")
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_virtio_blk_bench(ember_bin, guest_elf, tmp_path, transport, engine):
-    img = tmp_path / "bench.img"
-    block = os.urandom(1 << 20)
-    with open(img, "wb") as f:
-        for _ in range(BENCH_MIB):
-            f.write(block)
-    ms = int(os.environ.get("EMBER_VIRTIO_BENCH_MS", "2000"))
-    mode = os.environ.get("EMBER_VIRTIO_BENCH_MODE", "poll")
-    words = (f"test.virtio_blk={transport} test.virtio_mode={mode} test.blk_bench=1"
-             f" test.bench_ms={ms}")
-    out, _ = run_one("virtio_blk_bench", words, disk_arg(img, transport, engine),
-                     timeout=60 + ms * 4 // 1000 * 3)
-    lines = [l for l in out.splitlines() if l.startswith("# blk-bench") or l.startswith("# tsc")]
-    print(f"\n[{transport} {engine} {mode}]\n" + "\n".join(lines))
-    assert any("seq1m MiB/s=" in l for l in lines), out
-    assert any("rand4k qd1 iops=" in l for l in lines), out
+# A benchmark, not a test: collected only when asked for, so a normal run neither runs nor
+# skips it (the numbers go in the notes and docs/devices/block.md).
+if os.environ.get("EMBER_VIRTIO_BENCH") == "1":
+    @pytest.mark.parametrize("engine", ENGINES)
+    @pytest.mark.parametrize("transport", TRANSPORTS)
+    def test_virtio_blk_bench(ember_bin, guest_elf, tmp_path, transport, engine):
+        img = tmp_path / "bench.img"
+        block = os.urandom(1 << 20)
+        with open(img, "wb") as f:
+            for _ in range(BENCH_MIB):
+                f.write(block)
+        ms = int(os.environ.get("EMBER_VIRTIO_BENCH_MS", "2000"))
+        mode = os.environ.get("EMBER_VIRTIO_BENCH_MODE", "poll")
+        words = (f"test.virtio_blk={transport} test.virtio_mode={mode} test.blk_bench=1"
+                 f" test.bench_ms={ms}")
+        out, _ = run_one("virtio_blk_bench", words, disk_arg(img, transport, engine),
+                         timeout=60 + ms * 4 // 1000 * 3)
+        lines = [l for l in out.splitlines() if l.startswith("# blk-bench") or l.startswith("# tsc")]
+        print(f"\n[{transport} {engine} {mode}]\n" + "\n".join(lines))
+        assert any("seq1m MiB/s=" in l for l in lines), out
+        assert any("rand4k qd1 iops=" in l for l in lines), out

@@ -1052,6 +1052,38 @@ TEST(shutdown_half_close_both_ways)
 	vg_fini(&v);
 }
 
+TEST(both_half_closed_times_out)
+{
+	struct vg v;
+	struct pkt p;
+	char path[128], buf[4];
+	bool eof;
+	int lfd, fd;
+
+	CHECK_EQ(vg_init(&v), 0);
+	snprintf(path, sizeof(path), "%s_92", v.path);
+	lfd = uds_listen(path);
+	fd = connect_guest(&v, lfd, 7002, 92, 65536);
+	shutdown(fd, SHUT_WR);
+	CHECK(grecv(&v, &p, 1000));
+	CHECK_EQ(p.h.op, VSOCK_OP_SHUTDOWN);
+	CHECK_EQ(p.h.flags, VSOCK_SHUTDOWN_SEND);
+	gsend(&v, 7002, 92, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND, 65536, 0, NULL, 0);
+	CHECK_EQ(hread(&v, fd, buf, 1, 1000, &eof), 0);
+	CHECK(eof);
+	/* Nothing can flow either way; a guest that never finishes is reset after the timeout. */
+	CHECK_EQ(virtio_vsock_nconns(&v.s), 1);
+	v.now += (uint64_t)VSOCK_DEF_TIMEOUT * 1000000;
+	v.s.timer_watch.cb(&v.s.timer_watch, EPOLLIN);
+	CHECK(grecv(&v, &p, 1000));
+	CHECK_EQ(p.h.op, VSOCK_OP_RST);
+	CHECK_EQ(virtio_vsock_nconns(&v.s), 0);
+	close(fd);
+	close(lfd);
+	unlink(path);
+	vg_fini(&v);
+}
+
 TEST(shutdown_guest_recv_only)
 {
 	struct vg v;
@@ -1342,6 +1374,7 @@ int main(void)
 	RUN(guest_over_credit_is_reset);
 	RUN(slow_host_buffered_then_credit_update);
 	RUN(shutdown_half_close_both_ways);
+	RUN(both_half_closed_times_out);
 	RUN(shutdown_guest_recv_only);
 	RUN(host_close_guest_silent_times_out);
 	RUN(malformed_packets);

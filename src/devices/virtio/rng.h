@@ -9,8 +9,9 @@
  *
  * Each request is filled with bytes from getrandom(2) without GRND_NONBLOCK:
  * the call only blocks before the host's entropy pool is initialised, which
- * happens early in the host's boot, long before a VMM runs (and since Linux
- * 5.18 within a second).  Short reads and EINTR are retried.
+ * happens early in the host's boot, long before a VMM runs (recent kernels
+ * seed it from CPU jitter within seconds of boot).  Short reads and EINTR are
+ * retried.
  *
  * Only the device-writable part of a request is filled; device-readable
  * segments are ignored (§5.4.6.1: "The driver MUST NOT place driver-readable

@@ -768,8 +768,11 @@ void vsock_conn_from_guest(struct virtio_vsock *s, const struct vsock_hdr *h,
 		}
 		/* §5.10.6.5: "These hints are permanent once sent". */
 		c->peer_shut |= (uint8_t)(h->flags & SHUT_BOTH);
-		if (c->peer_shut == SHUT_BOTH && c->buf_len)
-			conn_deadline(s, c); /* flush what we hold, within the timeout */
+		/* Both: flush what we hold within the timeout.  SEND after the host's EOF:
+		 * nothing can flow either way; the guest's final SHUTDOWN or ours ends it. */
+		if ((c->peer_shut == SHUT_BOTH && c->buf_len) ||
+		    ((c->peer_shut & VSOCK_SHUTDOWN_SEND) && (c->local_shut & VSOCK_SHUTDOWN_SEND)))
+			conn_deadline(s, c);
 		conn_after_write(s, c);
 		return;
 	case VSOCK_OP_CREDIT_UPDATE:
