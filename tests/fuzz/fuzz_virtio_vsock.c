@@ -150,6 +150,22 @@ static int uds(const char *path, bool listen_it)
 	return fd;
 }
 
+static struct harness *the_harness; /* for the exit handler only */
+
+/* libFuzzer ends with exit(): remove the sockets and the directory. */
+static void cleanup(void)
+{
+	struct harness *h = the_harness;
+	int i;
+
+	virtio_vsock_destroy(&h->s);
+	for (i = 0; i < 2; i++) {
+		close(h->listener[i]);
+		unlink(h->lpath[i]);
+	}
+	rmdir(h->dir);
+}
+
 static struct harness *setup(void)
 {
 	static struct harness h;
@@ -180,6 +196,8 @@ static struct harness *setup(void)
 		abort();
 	}
 	h.base_fds = count_sockets();
+	the_harness = &h;
+	atexit(cleanup);
 	return &h;
 }
 
