@@ -5,6 +5,7 @@
 #   make test       every test tier on a sanitizer build (installs missing packages first)
 #   make unit       unit tests only (ASan + UBSan)
 #   make guest      ember's test guest
+#   make bench      benchmarks side by side with QEMU (bench-short: CI's quick form)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (make test runs 10 s each)
 #   make format     clang-format every C file in place
 
@@ -37,7 +38,8 @@ REL_OBJS = $(SRCS:%.c=$(REL_DIR)/%.o)
 SAN_OBJS = $(SRCS:%.c=$(SAN_DIR)/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(SAN_DIR)/unit/%)
 
-.PHONY: all release asan unit guest test run deps format fuzz fuzz-build clean integration bench
+.PHONY: all release asan unit guest test run deps format fuzz fuzz-build clean integration bench \
+	bench-short
 
 all: release
 release: $(REL_DIR)/ember
@@ -97,7 +99,7 @@ deps:
 unit: $(UNIT_BIN)
 	$(Q)scripts/run-unit.sh $(UNIT_BIN)
 
-integration: $(SAN_DIR)/ember guest
+integration: $(SAN_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
 	$(Q)scripts/check-kvm.sh
 	$(Q)EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) $(PYTHON) -m pytest -q tests/integration
 
@@ -125,6 +127,19 @@ fuzz-build: $(FUZZ_BIN)
 
 fuzz: $(FUZZ_BIN) guest
 	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh $(FUZZ_BIN)
+
+# Benchmarks side by side with QEMU (docs/performance.md); bench-short is CI's quick form.
+bench: deps
+	$(Q)scripts/deps.sh bench
+	$(Q)$(MAKE) --no-print-directory release guest
+	$(Q)scripts/check-kvm.sh
+	$(Q)$(PYTHON) bench/run.py
+
+bench-short: deps
+	$(Q)scripts/deps.sh bench
+	$(Q)$(MAKE) --no-print-directory release guest
+	$(Q)scripts/check-kvm.sh
+	$(Q)$(PYTHON) bench/run.py --short
 
 format:
 	$(Q)clang-format -i $$(find src tests -name '*.[ch]')

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Install the Debian packages ember's build and tests need, if any is missing.
+# `deps.sh bench` adds what the benchmarks need (QEMU to compare with, matplotlib to plot).
 set -e
-PKGS="gcc make libc6-dev linux-libc-dev pkg-config liburing-dev libslirp-dev python3 python3-pytest clang libclang-rt-14-dev pciutils iproute2"
+PKGS="gcc make libc6-dev linux-libc-dev pkg-config liburing-dev libslirp-dev python3 python3-pytest clang libclang-rt-14-dev pciutils iproute2 acpica-tools"
+[ "${1:-}" = bench ] && PKGS="qemu-system-x86 python3-matplotlib time"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -32,6 +32,8 @@ static const char usage_text[] =
 	"  -m, --mem MIB          guest memory in MiB, 2 to 1048576 (default: 128)\n"
 	"  -n, --vcpus N          number of vCPUs, 1 to 32 (default: 1)\n"
 	"      --pvh              enter an ELF kernel through its Xen PVH note\n"
+	"      --no-acpi          no ACPI tables, the MP table only (for guests that do not\n"
+	"                         parse ACPI, such as OSv)\n"
 	"      --disk PATH[,ro][,transport=pci|mmio][,engine=sync|uring]\n"
 	"                         a virtio-blk disk backed by a raw image (repeatable, up to 8)\n"
 	"      --net tap=NAME|slirp[,mac=MAC][,transport=pci|mmio]\n"
@@ -93,7 +95,7 @@ static int parse_uint(const char *s, unsigned long long min, unsigned long long 
 	return 0;
 }
 
-enum { OPT_PVH = 256, OPT_DISK, OPT_NET, OPT_VSOCK, OPT_RNG, OPT_ROOT_PORTS, OPT_PCI_TESTDEV, OPT_PCI_TESTDEV_PORT, OPT_DUMP_PCI,
+enum { OPT_PVH = 256, OPT_NO_ACPI, OPT_DISK, OPT_NET, OPT_VSOCK, OPT_RNG, OPT_ROOT_PORTS, OPT_PCI_TESTDEV, OPT_PCI_TESTDEV_PORT, OPT_DUMP_PCI,
        OPT_LOG_LEVEL };
 
 static const struct option long_opts[] = {
@@ -103,6 +105,7 @@ static const struct option long_opts[] = {
 	{"mem", required_argument, NULL, 'm'},
 	{"vcpus", required_argument, NULL, 'n'},
 	{"pvh", no_argument, NULL, OPT_PVH},
+	{"no-acpi", no_argument, NULL, OPT_NO_ACPI},
 	{"disk", required_argument, NULL, OPT_DISK},
 	{"net", required_argument, NULL, OPT_NET},
 	{"vsock", required_argument, NULL, OPT_VSOCK},
@@ -154,6 +157,9 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *dump_p
 			break;
 		case OPT_PVH:
 			cfg->pvh = true;
+			break;
+		case OPT_NO_ACPI:
+			cfg->no_acpi = true;
 			break;
 		case OPT_DISK:
 		case OPT_NET:

@@ -305,7 +305,8 @@ int boot_load(const struct gmem *gm, const struct mem_layout *ml, const struct b
 	if (r)
 		goto out;
 	if (req->pvh) {
-		r = pvh_start_info_write(gm, ml, LAYOUT_CMDLINE_GPA, initrd_gpa, initrd_size, e);
+		r = pvh_start_info_write(gm, ml, LAYOUT_CMDLINE_GPA, initrd_gpa, initrd_size,
+		                         req->rsdp_gpa, e);
 		out.entry_mode = BOOT_ENTRY_PVH;
 		out.entry = elf.pvh_entry;
 		out.arg = LAYOUT_PVH_INFO_GPA;
@@ -317,6 +318,7 @@ int boot_load(const struct gmem *gm, const struct mem_layout *ml, const struct b
 		    .cmdline_len = (uint32_t)cmdline_len,
 		    .initrd_gpa = initrd_gpa,
 		    .initrd_size = initrd_size,
+		    .rsdp_gpa = req->rsdp_gpa,
 		};
 
 		r = zeropage_write(gm, ml, LAYOUT_ZERO_PAGE_GPA, &za, e);

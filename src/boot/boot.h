@@ -41,6 +41,7 @@ struct boot_request {
 	const char *cmdline;     /* NULL: "" */
 	bool pvh;                /* enter through the ELF's Xen PVH note (error if there is none) */
 	unsigned int vcpus;      /* 1..32, for the MP table */
+	uint64_t rsdp_gpa;       /* ACPI RSDP to hand the kernel; 0: no ACPI tables */
 };
 
 struct boot_result {

@@ -99,7 +99,8 @@ int pvh_note_find(const void *notes, size_t len, size_t align, uint32_t *entry)
 }
 
 int pvh_start_info_write(const struct gmem *gm, const struct mem_layout *ml, uint64_t cmdline_gpa,
-                         uint64_t initrd_gpa, uint64_t initrd_size, struct err *e)
+                         uint64_t initrd_gpa, uint64_t initrd_size, uint64_t rsdp_gpa,
+                         struct err *e)
 {
 	uint8_t page[4096];
 	struct e820_entry map[E820_MAX_ENTRIES];
@@ -107,6 +108,7 @@ int pvh_start_info_write(const struct gmem *gm, const struct mem_layout *ml, uin
 	    .magic = HVM_START_MAGIC_VALUE,
 	    .version = 1,
 	    .cmdline_paddr = cmdline_gpa,
+	    .rsdp_paddr = rsdp_gpa,
 	    .memmap_paddr = LAYOUT_PVH_INFO_GPA + PVH_MEMMAP_OFFSET,
 	};
 	int i, n;

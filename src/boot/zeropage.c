@@ -29,7 +29,7 @@ static_assert(E820_MAX_ENTRIES <= E820_MAX_ENTRIES_ZEROPAGE, "e820 map fits the 
 
 #define BOOT_FLAG_MAGIC  0xaa55
 #define HDRS_MAGIC       0x53726448u /* "HdrS" */
-#define ELF_HDR_VERSION  0x020c      /* 2.12: ext_ramdisk_* and ext_cmd_line_ptr exist */
+#define ELF_HDR_VERSION  0x020e      /* 2.14: ext_* fields (2.12) and acpi_rsdp_addr, which Linux reads only from 2.14 on */
 #define LOADER_UNDEFINED 0xff        /* boot.rst type_of_loader: "0xFF = undefined" */
 #define ELF_KERNEL_ALIGN 0x1000000   /* Linux's CONFIG_PHYSICAL_ALIGN default: 16 MiB */
 
@@ -67,6 +67,8 @@ int zeropage_write(const struct gmem *gm, const struct mem_layout *ml, uint64_t 
 	 */
 	bp.hdr.type_of_loader = LOADER_UNDEFINED;
 	bp.hdr.cmd_line_ptr = (uint32_t)a->cmdline_gpa;
+	/* zero-page.rst 0x070 acpi_rsdp_addr: where the kernel finds the RSDP without scanning. */
+	bp.acpi_rsdp_addr = a->rsdp_gpa;
 	bp.ext_cmd_line_ptr = (uint32_t)(a->cmdline_gpa >> 32);
 	bp.hdr.ramdisk_image = (uint32_t)a->initrd_gpa;
 	bp.hdr.ramdisk_size = (uint32_t)a->initrd_size;

@@ -14,6 +14,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "boot/acpi/acpi.h"
 #include "boot/cpu.h"
 #include "pci/dump.h"
 
@@ -567,6 +568,54 @@ static const char *build_cmdline(struct vm *vm, struct err *e)
 	return vm->cmdline;
 }
 
+/* ---- step: ACPI tables ------------------------------------------------------------------- */
+
+/*
+ * The tables describe what this VM has (docs/acpi.md) and live in the
+ * reserved legacy area at ACPI_TABLES_GPA, where an OS that ignores the boot
+ * protocol's RSDP pointer also finds the RSDP by scanning (ACPI 6.5 §5.2.5.1:
+ * the BIOS read-only area 0xE0000-0xFFFFF).
+ */
+#define ACPI_TABLES_GPA 0xe0000ull
+#define ACPI_TABLES_MAX 0x20000ull
+
+static int step_acpi(struct vm *vm, struct err *e)
+{
+	struct acpi_mmio_dev mmio[VM_MAX_VIRTIO];
+	struct acpi_machine m = {
+		.vcpus = vm->cfg.vcpus,
+		.lapic_base = LAPIC_GPA,
+		.ioapic_id = (uint8_t)vm->cfg.vcpus, /* as in the MP table */
+		.ioapic_base = IOAPIC_GPA,
+		.ecam_base = PCI_ECAM_GPA,
+		.ecam_buses = PCI_ECAM_BUSES,
+		.io_base = PCI_IO_WIN_BASE,
+		.io_size = PCI_IO_WIN_SIZE,
+		.mem32_base = PCI_MEM32_GPA,
+		.mem32_size = PCI_MEM32_SIZE,
+		.mem64_base = mem_layout_mem64_base(&vm->ml),
+		.mem64_size = PCI_MEM64_SIZE,
+		.intx_gsi_base = PCI_INTX_GSI_BASE,
+		.mmio = mmio,
+		.com1 = true,
+		.rtc = true,
+		.reset_8042 = true,
+	};
+	unsigned int i;
+
+	vm->rsdp_gpa = 0;
+	if (vm->cfg.no_acpi || vm->cfg.build_only)
+		return 0;
+	for (i = 0; i < vm->nvirtio; i++) {
+		struct vm_virtio *vv = vm->virtio[i];
+
+		if (vv->transport == VM_TRANSPORT_MMIO)
+			mmio[m.n_mmio++] = (struct acpi_mmio_dev){vv->mmio_base, VIRTIO_MMIO_SIZE,
+								  vv->mmio_gsi};
+	}
+	return acpi_build(&vm->gm, ACPI_TABLES_GPA, ACPI_TABLES_MAX, &m, &vm->rsdp_gpa, e);
+}
+
 /* ---- step: kernel ------------------------------------------------------------------------- */
 
 static int step_kernel(struct vm *vm, struct err *e)
@@ -577,6 +626,7 @@ static int step_kernel(struct vm *vm, struct err *e)
 		.cmdline = NULL, /* set below */
 		.pvh = vm->cfg.pvh,
 		.vcpus = vm->cfg.vcpus,
+		.rsdp_gpa = vm->rsdp_gpa,
 	};
 	int r;
 
@@ -849,6 +899,7 @@ static const struct vm_step {
 	{"pci", step_pci, undo_pci},
 	{"pci devices", step_pci_devices, undo_pci_devices},
 	{"virtio devices", step_virtio, undo_virtio},
+	{"acpi", step_acpi, undo_nothing},
 	{"kernel", step_kernel, undo_nothing},
 	{"vcpus", step_vcpus, undo_vcpus},
 	{"console", step_console, undo_console},

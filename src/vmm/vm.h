@@ -55,6 +55,7 @@ struct vm_config {
 	bool pci_testdev;              /* ember's PCI test device */
 	unsigned int pci_testdev_port; /* 0: on bus 0; k: behind root port k (1-based) */
 	struct vm_devices_cfg dev;     /* virtio devices (devopts.h) */
+	bool no_acpi;       /* no ACPI tables: the MP table only (for guests such as OSv) */
 	bool build_only;    /* build the devices only: no kernel, vCPUs or console (--dump-pci) */
 	int console_in_fd;  /* serial input; -1: none */
 	int console_out_fd; /* serial output */
@@ -136,6 +137,7 @@ struct vm {
 	unsigned int nvirtio, nmmio;
 	char cmdline[LAYOUT_CMDLINE_MAX + 512]; /* the user's command line + virtio_mmio.device= */
 
+	uint64_t rsdp_gpa; /* ACPI RSDP, 0 without ACPI */
 	struct boot_result boot;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	unsigned int nvcpus_created;

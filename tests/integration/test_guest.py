@@ -201,3 +201,12 @@ def test_parse_tap():
     assert results == [(True, 1, "a", ""), (False, 2, "b", "bad value 3"),
                        (True, 3, "c", "SKIP pvh entry")]
     assert parse_tap("1..2\nok 1 - a\nBail out! exception\n")[2] == "exception"
+
+
+@pytest.mark.parametrize("vcpus", [1, 4], ids=lambda n: f"vcpus{n}")
+def test_guest_no_acpi(ember_bin, guest_elf, vcpus):
+    """--no-acpi: no RSDP anywhere, and the MP table still brings every CPU up (OSv's case)."""
+    rc, out, err, _ = boot_guest(guest_elf, "acpi,smp", vcpus=vcpus,
+                                 machine=(("--no-acpi",), "test.acpi=0"))
+    no_skips(check_tap(rc, out, err, expect_names=["acpi", "smp"]))
+    assert "# RSDP" not in out

@@ -86,7 +86,7 @@ TEST(elf_loads_segments_and_zero_page)
 	bp = zp(&g);
 	CHECK_EQ(bp->hdr.boot_flag, 0xaa55);
 	CHECK_EQ(bp->hdr.header, 0x53726448);
-	CHECK_EQ(bp->hdr.version, 0x020c);
+	CHECK_EQ(bp->hdr.version, 0x020e);
 	CHECK_EQ(bp->hdr.type_of_loader, 0xff);
 	CHECK_EQ(bp->hdr.loadflags, LOADED_HIGH);
 	CHECK_EQ(bp->hdr.kernel_alignment, 0x1000000);

@@ -408,7 +408,7 @@ TEST(pvh_start_info_not_in_ram)
 	struct mem_layout ml;
 
 	mem_layout_init(&ml, 64 * MiB);
-	CHECK_EQ(pvh_start_info_write(&empty, &ml, LAYOUT_CMDLINE_GPA, 0, 0, &e), -EFAULT);
+	CHECK_EQ(pvh_start_info_write(&empty, &ml, LAYOUT_CMDLINE_GPA, 0, 0, 0, &e), -EFAULT);
 	CHECK_STR_CONTAINS(e.msg, "PVH start_info at 0x6000 is not in guest RAM");
 }
 

@@ -1,0 +1,545 @@
+#!/usr/bin/python3
+"""ember vs QEMU microvm, side by side: start-up, memory, block I/O, density, exit cost.
+
+Both VMMs boot the same test guest (build/guest/testguest.elf: ember through its 64-bit
+entry, QEMU through its PVH note with -kernel) with 128 MiB and 1 vCPU.  Runs alternate
+ember and QEMU run by run; the table gives medians, the ember/QEMU ratio and the spread
+(min-max) of each side.  Raw samples (CSV and JSON), the table and a plot go to
+results/<timestamp>/.  See docs/performance.md.
+
+    bench/run.py [--runs N] [--short] [--only startup,memory,block,density,exit]
+                 [--density-k K] [--out DIR]
+
+Exit status: 0, or 1 if a VMM failed to boot or a guest probe failed.  No timing is asserted.
+"""
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEM = 128
+VCPUS = 1
+BENCHES = ["startup", "memory", "block", "density", "exit"]
+
+
+class BootError(Exception):
+    pass
+
+
+# ---- the two VMMs ----
+
+class Vmm:
+    def __init__(self, a):
+        self.ember = a.ember
+        self.guest = a.guest
+        self.qemu = shutil.which("qemu-system-x86_64")
+
+    def ember_cmd(self, cmdline, extra=()):
+        return [self.ember, "--kernel", self.guest, "--mem", str(MEM), "--vcpus", str(VCPUS),
+                "--cmdline", cmdline, *extra]
+
+    def qemu_cmd(self, cmdline, machine="", extra=()):
+        m = "microvm,accel=kvm" + ("," + machine if machine else "")
+        return [self.qemu, "-M", m, "-m", str(MEM), "-smp", str(VCPUS), "-nodefaults",
+                "-no-user-config", "-nographic", "-serial", "stdio", "-no-reboot",
+                "-kernel", self.guest, "-append", cmdline, *extra]
+
+
+def spawn(cmd):
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+
+
+def read_until(p, pred, timeout):
+    """Read p's stdout until pred(buffer) is true; the buffer, or BootError."""
+    import select
+    buf = b""
+    end = time.monotonic() + timeout
+    while not pred(buf):
+        left = end - time.monotonic()
+        if left <= 0:
+            raise BootError("%s: timed out after %ds; output: %r" % (p.args[0], timeout, buf[-300:]))
+        r, _, _ = select.select([p.stdout], [], [], left)
+        if not r:
+            continue
+        chunk = os.read(p.stdout.fileno(), 65536)
+        if not chunk:
+            raise BootError("%s ended (status %s) before the guest got there; output: %r; "
+                            "stderr: %r" % (p.args[0], p.wait(), buf[-300:],
+                                            p.stderr.read()[-300:]))
+        buf += chunk
+    return buf
+
+
+def first_line_pred(buf):
+    return any(l.strip() for l in buf.split(b"\n")[:-1])
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGCONT)
+        p.kill()
+    p.wait()
+    for f in (p.stdout, p.stderr):
+        f.close()
+
+
+def run_to_end(cmd, timeout):
+    """Run cmd to its end; its stdout (text).  BootError on a timeout."""
+    try:
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                           cwd=ROOT)
+    except subprocess.TimeoutExpired as e:
+        raise BootError("%s: timed out after %ds" % (cmd[0], timeout)) from e
+    return r.stdout.decode(errors="replace").replace("\r", ""), r.returncode
+
+
+# ---- 1. start-up ----
+
+def one_start(cmd):
+    """Seconds from process start to the guest's first non-empty serial line
+    (bench/first-line.py's method); the guest then runs its cmdline test and resets."""
+    t0 = time.perf_counter()
+    p = spawn(cmd)
+    try:
+        read_until(p, first_line_pred, 30)
+        return time.perf_counter() - t0
+    finally:
+        stop(p)
+
+
+def bench_startup(v, a, rows, raw):
+    cl = "console=ttyS0 tests=cmdline test.marker=x"
+    cmds = {"ember": v.ember_cmd(cl), "qemu": v.qemu_cmd(cl)}
+    s = alternate(cmds, a.runs, one_start)
+    add_row(rows, raw, "start-up: process start to first serial line", "ms",
+            [x * 1000 for x in s["ember"]], [x * 1000 for x in s["qemu"]], lower_better=True)
+    rows.append({"name": "start-up: process start to API socket answering", "unit": "ms",
+                 "na": "n/a: no API server yet"})
+
+
+# ---- 2. memory ----
+
+def smaps_outside_guest(pid, guest_kib):
+    """(Pss KiB, Rss KiB, guest mappings found) over every mapping except guest RAM: the
+    anonymous mappings (no path) exactly the guest's size."""
+    pss = rss = 0
+    found = 0
+    cur_guest = False
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if not fields:
+                continue
+            if not fields[0].endswith(":"):  # a mapping header: start-end perms off dev inode [path]
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                anon = len(fields) < 6
+                cur_guest = anon and (hi - lo) // 1024 == guest_kib
+                found += cur_guest
+            elif not cur_guest and fields[0] == "Pss:":
+                pss += int(fields[1])
+            elif not cur_guest and fields[0] == "Rss:":
+                rss += int(fields[1])
+    return pss, rss, found
+
+
+def one_memory(cmd):
+    p = spawn(cmd)
+    try:
+        read_until(p, lambda b: b"lifecycle: hanging" in b, 30)
+        time.sleep(0.2)  # let the VMM finish whatever it does after the guest's line
+        pss, rss, found = smaps_outside_guest(p.pid, MEM * 1024)
+        if found != 1:
+            raise BootError("%s: %d anonymous mappings of %d MiB, want 1" % (cmd[0], found, MEM))
+        return pss, rss
+    finally:
+        stop(p)
+
+
+def bench_memory(v, a, rows, raw):
+    cl = "console=ttyS0 lifecycle=hang"
+    cmds = {"ember": v.ember_cmd(cl), "qemu": v.qemu_cmd(cl)}
+    s = alternate(cmds, max(2, min(a.runs, 5)), one_memory)
+    add_row(rows, raw, "memory: VMM Pss outside guest RAM", "KiB",
+            [x[0] for x in s["ember"]], [x[0] for x in s["qemu"]], lower_better=True)
+    add_row(rows, raw, "memory: VMM Rss outside guest RAM", "KiB",
+            [x[1] for x in s["ember"]], [x[1] for x in s["qemu"]], lower_better=True)
+
+
+# ---- 3. block I/O ----
+
+BLK_KEYS = [("seq1m MiB/s=", "seq 1 MiB qd1", "MiB/s"), ("seq1m qd32 MiB/s=", "seq 1 MiB qd32", "MiB/s"),
+            ("rand4k qd1 iops=", "rand 4 KiB qd1", "IOPS"), ("rand4k qd32 iops=", "rand 4 KiB qd32", "IOPS")]
+
+
+def parse_blk(out):
+    vals = {}
+    for line in out.splitlines():
+        if not line.startswith("# blk-bench "):
+            continue
+        rest = line[len("# blk-bench "):]
+        for key, label, _ in BLK_KEYS:
+            if rest.startswith(key):
+                vals[label] = float(rest[len(key):].split()[0])
+    return vals
+
+
+def one_blk(cmd, timeout):
+    out, rc = run_to_end(cmd, timeout)
+    vals = parse_blk(out)
+    if len(vals) != len(BLK_KEYS) or "\nok 1 - virtio_blk_bench" not in "\n" + out:
+        raise BootError("%s: the block probe failed (status %s):\n%s" % (cmd[0], rc, out[-1500:]))
+    return vals
+
+
+def host_read(img, ms):
+    """The host's own read speed of the image, through the page cache as the VMMs read it
+    (ember: buffered; QEMU: cache=writeback): seq 1 MiB MiB/s and rand 4 KiB pread IOPS (qd1)."""
+    fd = os.open(img, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        n, t0 = 0, time.perf_counter()
+        off = 0
+        while time.perf_counter() - t0 < ms / 1000:
+            b = os.pread(fd, 1 << 20, off)
+            n += len(b)
+            off = (off + (1 << 20)) % size
+        seq = n / (1 << 20) / (time.perf_counter() - t0)
+        rng, span, reqs, t0 = random.Random(1), size // 4096, 0, time.perf_counter()
+        while time.perf_counter() - t0 < ms / 1000:
+            for _ in range(256):
+                os.pread(fd, 4096, rng.randrange(span) * 4096)
+            reqs += 256
+        iops = reqs / (time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+    return {"seq 1 MiB qd1": seq, "rand 4 KiB qd1": iops}
+
+
+def bench_block(v, a, rows, raw):
+    ms = a.bench_ms
+    tmp = tempfile.mkdtemp(prefix="ember-bench-")
+    img = os.path.join(tmp, "bench.img")
+    try:
+        block = os.urandom(1 << 20)
+        with open(img, "wb") as f:
+            for _ in range(256):
+                f.write(block)
+        words = ("console=ttyS0 tests=virtio_blk_bench test.mem=%d test.cpus=%d test.virtio_mode=poll"
+                 " test.blk_bench=1 test.bench_ms=%d" % (MEM, VCPUS, ms))
+        timeout = 60 + 4 * ms // 1000 * 3
+        cases = {}
+        for t in ("pci", "mmio"):
+            for e in ("sync", "uring"):
+                cases["ember %s %s" % (t, e)] = v.ember_cmd(
+                    words + " test.virtio_blk=" + t, ["--disk", "%s,transport=%s,engine=%s" % (img, t, e)])
+        # QEMU: modern-only virtio-blk-pci (the guest's driver is virtio 1.x only; QEMU's
+        # default is a transitional 1af4:1001), page cache on (cache=writeback) like ember.
+        cases["qemu pci"] = v.qemu_cmd(
+            words + " test.virtio_blk=pci", "pcie=on",
+            ["-drive", "file=%s,if=none,id=d0,format=raw,cache=writeback,aio=threads" % img,
+             "-device", "virtio-blk-pci,drive=d0,disable-legacy=on"])
+        # virtio-mmio on QEMU: acpi=off so that QEMU appends virtio_mmio.device= (it does so
+        # only without ACPI), which is how the guest finds the slot; force-legacy=false for a
+        # version-2 (virtio 1.x) transport, QEMU's default being legacy version 1.
+        cases["qemu mmio"] = v.qemu_cmd(
+            words + " test.virtio_blk=mmio", "acpi=off",
+            ["-drive", "file=%s,if=none,id=d0,format=raw,cache=writeback,aio=threads" % img,
+             "-device", "virtio-blk-device,drive=d0", "-global", "virtio-mmio.force-legacy=false"])
+        host = {}
+        with open(img, "rb") as f:  # warm the page cache for everyone
+            while f.read(1 << 20):
+                pass
+        s = {k: [] for k in cases}
+        for i in range(a.blk_runs):
+            for k, c in cases.items():
+                s[k].append(one_blk(c, timeout))
+            for hk, hv in host_read(img, ms).items():
+                host.setdefault(hk, []).append(hv)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for _, label, unit in BLK_KEYS:
+        q_pci = [x[label] for x in s["qemu pci"]]
+        q_mmio = [x[label] for x in s["qemu mmio"]]
+        for k in cases:
+            if not k.startswith("ember"):
+                continue
+            q, qn = (q_pci, "qemu pci") if " pci " in k else (q_mmio, "qemu mmio")
+            add_row(rows, raw, "block %s: %s (vs %s)" % (label, k, qn), unit,
+                    [x[label] for x in s[k]], q, lower_better=False)
+        if label in host:
+            add_row(rows, raw, "block %s: host pread ceiling" % label, unit, host[label], None,
+                    lower_better=False)
+
+
+# ---- 4. density ----
+
+def one_density(mk_cmd, k):
+    """Start k VMs one after another, each to its first serial line, keeping the earlier ones
+    alive (stopped with SIGSTOP, so their spinning guests do not take the CPUs); VMs/s."""
+    procs = []
+    try:
+        t0 = time.perf_counter()
+        for _ in range(k):
+            p = spawn(mk_cmd())
+            procs.append(p)
+            read_until(p, first_line_pred, 60)
+            p.send_signal(signal.SIGSTOP)
+        dt = time.perf_counter() - t0
+        alive = sum(p.poll() is None for p in procs)
+        if alive != k:
+            raise BootError("only %d of %d VMs still alive" % (alive, k))
+        return k / dt
+    finally:
+        for p in procs:
+            stop(p)
+
+
+def bench_density(v, a, rows, raw):
+    cl = "console=ttyS0 lifecycle=hang"
+    cmds = {"ember": lambda: v.ember_cmd(cl), "qemu": lambda: v.qemu_cmd(cl)}
+    s = {"ember": [], "qemu": []}
+    for _ in range(max(2, min(a.runs, 5))):
+        for name, mk in cmds.items():
+            s[name].append(one_density(mk, a.density_k))
+    add_row(rows, raw, "density: VMs/s to first line, keeping %d alive" % a.density_k, "VM/s",
+            s["ember"], s["qemu"], lower_better=False)
+
+
+# ---- 5. exit cost ----
+
+def parse_exit(out):
+    for line in out.splitlines():
+        if line.startswith("# exit-bench "):
+            f = dict(w.split("=", 1) for w in line.split()[3:] if "=" in w)
+            return float(f["ns_per"]) / 1000, float(f["best_batch_ns_per"]) / 1000
+    return None
+
+
+def one_exit(cmd):
+    out, rc = run_to_end(cmd, 120)
+    r = parse_exit(out)
+    if r is None or "\nok 1 - bench_exit" not in "\n" + out:
+        raise BootError("%s: the exit probe failed (status %s):\n%s" % (cmd[0], rc, out[-1500:]))
+    return r
+
+
+def bench_exit(v, a, rows, raw):
+    cl = "console=ttyS0 tests=bench_exit test.exit_bench=mmio test.exit_reads=%d" % a.exit_reads
+    # One virtio-mmio device on each (an entropy device: nothing else uses its slot); the
+    # guest reads MagicValue at the slot's base, a KVM_EXIT_MMIO to userspace on both.
+    cmds = {"ember": v.ember_cmd(cl, ["--rng=transport=mmio"]),
+            "qemu": v.qemu_cmd(cl, "acpi=off", ["-device", "virtio-rng-device",
+                                                  "-global", "virtio-mmio.force-legacy=false"])}
+    s = alternate(cmds, max(2, min(a.runs, 5)), one_exit)
+    add_row(rows, raw, "exit: ring-3 MMIO read handled in VMM userspace", "us",
+            [x[0] for x in s["ember"]], [x[0] for x in s["qemu"]], lower_better=True)
+    rows.append({"name": "exit: bare KVM_RUN loop (the floor)", "unit": "us",
+                 "na": "n/a: not written yet"})
+
+
+# ---- table, files, plot ----
+
+def alternate(cmds, runs, fn):
+    s = {k: [] for k in cmds}
+    for _ in range(runs):
+        for k, c in cmds.items():
+            s[k].append(fn(c))
+    return s
+
+
+def add_row(rows, raw, name, unit, ember, qemu, lower_better):
+    rows.append({"name": name, "unit": unit, "ember": ember, "qemu": qemu,
+                 "lower_better": lower_better})
+    for vmm, vals in (("ember", ember), ("qemu", qemu)):
+        for i, x in enumerate(vals or []):
+            raw.append({"benchmark": name, "unit": unit, "vmm": vmm, "run": i, "value": x})
+
+
+def fmt(x):
+    if x >= 1000:
+        return "%.0f" % x
+    if x >= 10:
+        return "%.1f" % x
+    return "%.2f" % x
+
+
+def table(rows):
+    hdr = ("benchmark", "unit", "ember", "QEMU", "ember/QEMU", "ember min-max", "QEMU min-max")
+    lines = []
+    for r in rows:
+        if "na" in r:
+            lines.append((r["name"], r["unit"], r["na"], "", "", "", ""))
+            continue
+        e, q = r["ember"], r["qemu"]
+        em = statistics.median(e) if e else None
+        qm = statistics.median(q) if q else None
+        lines.append((r["name"], r["unit"], fmt(em) if e else "-", fmt(qm) if q else "-",
+                      "%.2f" % (em / qm) if e and q and qm else "-",
+                      "%s-%s" % (fmt(min(e)), fmt(max(e))) if e else "-",
+                      "%s-%s" % (fmt(min(q)), fmt(max(q))) if q else "-"))
+    w = [max(len(str(x[i])) for x in lines + [hdr]) for i in range(len(hdr))]
+    out = ["| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(hdr)) + " |",
+           "|" + "|".join("-" * (x + 2) for x in w) + "|"]
+    for x in lines:
+        out.append("| " + " | ".join(str(c).ljust(w[i]) for i, c in enumerate(x)) + " |")
+    return "\n".join(out)
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    qv = "?"
+    try:
+        qv = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                            text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = "%.1f GiB" % (int(f.readline().split()[1]) / 1024 / 1024)
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "memory": mem,
+            "qemu": qv, "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
+def plot(rows, path):
+    """A bar per benchmark: ember/QEMU ratio of medians (log scale; 1 = parity)."""
+    data = [(r["name"], statistics.median(r["ember"]) / statistics.median(r["qemu"]),
+             r["lower_better"]) for r in rows
+            if "na" not in r and r["ember"] and r["qemu"] and statistics.median(r["qemu"])]
+    if not data:
+        return None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return plot_gnuplot(data, path)
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(data) + 1.5))
+    names = [d[0] for d in data][::-1]
+    vals = [d[1] for d in data][::-1]
+    good = [(d[1] < 1) == d[2] for d in data][::-1]
+    ax.barh(names, vals, color=["tab:green" if g else "tab:red" for g in good])
+    ax.axvline(1, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("ember / QEMU (median); green = ember better, red = QEMU better")
+    for i, x in enumerate(vals):
+        ax.text(x, i, " %.2f" % x, va="center", fontsize=8)
+    ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_gnuplot(data, path):
+    if not shutil.which("gnuplot"):
+        return None
+    dat = path + ".dat"
+    with open(dat, "w") as f:
+        for i, (n, r, _) in enumerate(data):
+            f.write('%d "%s" %g\n' % (i, n.replace('"', "'"), r))
+    script = ('set terminal png size 1200,%d; set output "%s"; set logscale y; set style fill solid;'
+              'set xtics rotate by -30 font ",7"; set ylabel "ember/QEMU";'
+              'plot "%s" using 1:3:xtic(2) with boxes notitle, 1 notitle'
+              % (400 + 20 * len(data), path, dat))
+    subprocess.run(["gnuplot", "-e", script], check=False)
+    return path if os.path.exists(path) else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=None,
+                    help="runs per VMM for start-up (default 40; --short 3); the other "
+                         "benchmarks use at most 5 (block: --blk-runs)")
+    ap.add_argument("--short", action="store_true", help="CI form: few, short runs")
+    ap.add_argument("--only", default=",".join(BENCHES), help="comma list of " + ",".join(BENCHES))
+    ap.add_argument("--density-k", type=int, default=None, help="VMs kept alive (default 8; --short 3)")
+    ap.add_argument("--blk-runs", type=int, default=None, help="block runs per case (default 3; --short 1)")
+    ap.add_argument("--bench-ms", type=int, default=None,
+                    help="ms per block phase (default 2000; --short 300)")
+    ap.add_argument("--exit-reads", type=int, default=None, help="default 20000; --short 2000")
+    ap.add_argument("--ember", default=os.path.join(ROOT, "build/release/ember"))
+    ap.add_argument("--guest", default=os.path.join(ROOT, "build/guest/testguest.elf"))
+    ap.add_argument("--out", default=None, help="results folder (default results/<timestamp>)")
+    a = ap.parse_args()
+    d = {"runs": (3, 40), "density_k": (3, 8), "blk_runs": (1, 3), "bench_ms": (300, 2000),
+         "exit_reads": (2000, 20000)}
+    for k, (short, full) in d.items():
+        if getattr(a, k) is None:
+            setattr(a, k, short if a.short else full)
+    only = [b for b in a.only.split(",") if b]
+    for b in only:
+        if b not in BENCHES:
+            sys.exit("unknown benchmark %r (want %s)" % (b, ",".join(BENCHES)))
+    for path, what in ((a.ember, "ember (make release)"), (a.guest, "the test guest (make guest)")):
+        if not os.path.isfile(path):
+            sys.exit("%s does not exist: build %s" % (path, what))
+    v = Vmm(a)
+    if not v.qemu:
+        sys.exit("qemu-system-x86_64 not found (Debian package qemu-system-x86)")
+
+    out = a.out or os.path.join(ROOT, "results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
+    m = machine()
+    print("machine: %(nproc)s CPUs, %(cpu)s, %(memory)s, Linux %(kernel)s; %(qemu)s" % m)
+    print("settings: runs=%d density_k=%d blk_runs=%d bench_ms=%d exit_reads=%d%s"
+          % (a.runs, a.density_k, a.blk_runs, a.bench_ms, a.exit_reads, " (short)" if a.short else ""))
+    rows, raw, failures, durations = [], [], [], {}
+    fns = {"startup": bench_startup, "memory": bench_memory, "block": bench_block,
+           "density": bench_density, "exit": bench_exit}
+    for b in BENCHES:
+        if b not in only:
+            continue
+        t0 = time.monotonic()
+        print("running %s ..." % b, flush=True)
+        try:
+            fns[b](v, a, rows, raw)
+        except BootError as e:
+            failures.append("%s: %s" % (b, e))
+            rows.append({"name": b, "unit": "", "na": "FAILED (see below)"})
+        durations[b] = time.monotonic() - t0
+        print("  %s took %.1f s" % (b, durations[b]), flush=True)
+
+    t = table(rows)
+    print()
+    print(t)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(t + "\n")
+    with open(os.path.join(out, "samples.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["benchmark", "unit", "vmm", "run", "value"])
+        w.writeheader()
+        w.writerows(raw)
+    with open(os.path.join(out, "samples.json"), "w") as f:
+        json.dump({"machine": m, "settings": vars(a), "durations_s": durations,
+                   "rows": rows, "samples": raw, "failures": failures}, f, indent=1)
+    png = plot(rows, os.path.join(out, "bench.png"))
+    print("\nresults: %s (table.md, samples.csv, samples.json%s)"
+          % (out, ", " + os.path.basename(png) if png else "; no plot: neither matplotlib nor gnuplot"))
+    for fl in failures:
+        print("FAILED " + fl, file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
