@@ -13,14 +13,14 @@ static const struct {
 	int cap;
 	const char *name;
 } required_caps[] = {
-	{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-	{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
-	{KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
-	{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-	{KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-	{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
-	{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-	{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
 };
 
 int kvm_open(struct kvm *k, struct err *e)
@@ -36,12 +36,13 @@ int kvm_open(struct kvm *k, struct err *e)
 	r = ioctl(k->sys_fd, KVM_GET_API_VERSION, 0);
 	if (r != KVM_API_VERSION) {
 		err_set(e, ENOTSUP, "/dev/kvm speaks API version %d; ember needs %d", r,
-			KVM_API_VERSION);
+		        KVM_API_VERSION);
 		goto fail_sys;
 	}
 	for (i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++) {
 		if (ioctl(k->sys_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
-			err_set(e, ENOTSUP, "KVM lacks %s, which ember needs", required_caps[i].name);
+			err_set(e, ENOTSUP, "KVM lacks %s, which ember needs",
+			        required_caps[i].name);
 			goto fail_sys;
 		}
 	}
@@ -74,21 +75,35 @@ void kvm_close(struct kvm *k)
 	k->vm_fd = k->sys_fd = -1;
 }
 
-int kvm_add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e)
+static int add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, uint32_t flags,
+                       struct err *e)
 {
 	struct kvm_userspace_memory_region mr = {
-		.slot = k->next_slot,
-		.guest_phys_addr = gpa,
-		.memory_size = size,
-		.userspace_addr = (uint64_t)(uintptr_t)hva,
+	    .slot = k->next_slot,
+	    .flags = flags,
+	    .guest_phys_addr = gpa,
+	    .memory_size = size,
+	    .userspace_addr = (uint64_t)(uintptr_t)hva,
 	};
 
 	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0)
 		return err_sys(e, errno, "KVM_SET_USER_MEMORY_REGION slot %u at 0x%llx (%llu MiB)",
-			       mr.slot, (unsigned long long)gpa,
-			       (unsigned long long)(size >> 20));
+		               mr.slot, (unsigned long long)gpa, (unsigned long long)(size >> 20));
 	k->next_slot++;
 	return 0;
+}
+
+int kvm_add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e)
+{
+	return add_memslot(k, gpa, size, hva, 0, e);
+}
+
+int kvm_add_memslot_ro(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e)
+{
+	if (ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0)
+		return err_set(e, ENOTSUP,
+		               "KVM lacks KVM_CAP_READONLY_MEM, which firmware boot needs");
+	return add_memslot(k, gpa, size, hva, KVM_MEM_READONLY, e);
 }
 
 int kvm_create_irqchip_and_pit(struct kvm *k, uint64_t tss_gpa, struct err *e)
@@ -145,7 +160,7 @@ int kvm_get_supported_cpuid(struct kvm *k, struct kvm_cpuid2 **out, struct err *
 
 	for (;;) {
 		struct kvm_cpuid2 *c =
-			calloc(1, sizeof(*c) + nent * sizeof(struct kvm_cpuid_entry2));
+		    calloc(1, sizeof(*c) + nent * sizeof(struct kvm_cpuid_entry2));
 
 		if (!c)
 			return err_set(e, ENOMEM, "out of memory for CPUID entries");
@@ -164,9 +179,9 @@ int kvm_get_supported_cpuid(struct kvm *k, struct kvm_cpuid2 **out, struct err *
 int kvm_irqfd(struct kvm *k, int fd, uint32_t gsi, bool assign)
 {
 	struct kvm_irqfd req = {
-		.fd = (uint32_t)fd,
-		.gsi = gsi,
-		.flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
+	    .fd = (uint32_t)fd,
+	    .gsi = gsi,
+	    .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
 	};
 
 	return ioctl(k->vm_fd, KVM_IRQFD, &req) < 0 ? -errno : 0;
@@ -175,26 +190,26 @@ int kvm_irqfd(struct kvm *k, int fd, uint32_t gsi, bool assign)
 int kvm_ioeventfd(struct kvm *k, uint64_t addr, uint32_t len, bool pio, int fd, bool assign)
 {
 	struct kvm_ioeventfd req = {
-		.addr = addr,
-		.len = len,
-		.fd = fd,
-		.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
-			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	    .addr = addr,
+	    .len = len,
+	    .fd = fd,
+	    .flags =
+	        (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
 	};
 
 	return ioctl(k->vm_fd, KVM_IOEVENTFD, &req) < 0 ? -errno : 0;
 }
 
 int kvm_ioeventfd_dm(struct kvm *k, uint64_t addr, uint32_t len, bool pio, int fd, bool assign,
-		     uint64_t datamatch)
+                     uint64_t datamatch)
 {
 	struct kvm_ioeventfd req = {
-		.datamatch = datamatch,
-		.addr = addr,
-		.len = len,
-		.fd = fd,
-		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
-			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	    .datamatch = datamatch,
+	    .addr = addr,
+	    .len = len,
+	    .fd = fd,
+	    .flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+	             (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
 	};
 
 	return ioctl(k->vm_fd, KVM_IOEVENTFD, &req) < 0 ? -errno : 0;

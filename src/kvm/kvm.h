@@ -16,9 +16,9 @@
 #include "util/err.h"
 
 struct kvm {
-	int sys_fd;          /* /dev/kvm */
-	int vm_fd;           /* the VM */
-	int vcpu_mmap_size;  /* size of each vCPU's struct kvm_run mapping */
+	int sys_fd;         /* /dev/kvm */
+	int vm_fd;          /* the VM */
+	int vcpu_mmap_size; /* size of each vCPU's struct kvm_run mapping */
 	unsigned int max_vcpus;
 	unsigned int next_slot; /* next free memory slot number */
 };
@@ -41,6 +41,9 @@ void kvm_close(struct kvm *k);
 
 /* Map host memory [hva, hva+size) at guest physical gpa in a new slot. */
 int kvm_add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e);
+
+/* The same, read-only to the guest (KVM_MEM_READONLY: guest writes exit as MMIO). */
+int kvm_add_memslot_ro(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e);
 
 /*
  * Create the in-kernel PIC + IOAPIC + LAPICs and the PIT (KVM_PIT_SPEAKER_DUMMY
@@ -72,6 +75,6 @@ int kvm_ioeventfd(struct kvm *k, uint64_t addr, uint32_t len, bool pio, int fd, 
 
 /* Same, but only writes of exactly `datamatch` signal fd (KVM_IOEVENTFD_FLAG_DATAMATCH). */
 int kvm_ioeventfd_dm(struct kvm *k, uint64_t addr, uint32_t len, bool pio, int fd, bool assign,
-		     uint64_t datamatch);
+                     uint64_t datamatch);
 
 #endif

@@ -35,7 +35,7 @@ int vcpu_setup(struct vcpu *v, struct err *e)
 	r = ioctl(v->kf.fd, KVM_SET_MSRS, msrs);
 	if (r < 0 || (unsigned int)r != msrs->nmsrs) {
 		r = err_sys(e, r < 0 ? errno : EINVAL, "vCPU %u: KVM_SET_MSRS set %d of %u", id, r,
-			    msrs->nmsrs);
+		            msrs->nmsrs);
 		free(msrs);
 		return r;
 	}
@@ -47,7 +47,8 @@ int vcpu_setup(struct vcpu *v, struct err *e)
 	if (ioctl(v->kf.fd, KVM_SET_LAPIC, &lapic) < 0)
 		return err_sys(e, errno, "vCPU %u: KVM_SET_LAPIC", id);
 
-	if (id == 0) {
+	/* Firmware starts from KVM's reset state: real mode at the reset vector. */
+	if (id == 0 && !vm->cfg.firmware_path) {
 		bool pvh = vm->boot.entry_mode == BOOT_ENTRY_PVH;
 		struct kvm_sregs sregs;
 		struct kvm_regs regs;
@@ -94,18 +95,18 @@ static void dump_vcpu(struct vcpu *v, const char *what)
 	if (ioctl(v->kf.fd, KVM_GET_REGS, &r) == 0) {
 		log_error("  rip=%016llx rsp=%016llx rflags=%016llx", r.rip, r.rsp, r.rflags);
 		log_error("  rax=%016llx rbx=%016llx rcx=%016llx rdx=%016llx", r.rax, r.rbx, r.rcx,
-			  r.rdx);
+		          r.rdx);
 		log_error("  rsi=%016llx rdi=%016llx rbp=%016llx r8 =%016llx", r.rsi, r.rdi, r.rbp,
-			  r.r8);
+		          r.r8);
 		log_error("  r9 =%016llx r10=%016llx r11=%016llx r12=%016llx", r.r9, r.r10, r.r11,
-			  r.r12);
+		          r.r12);
 		log_error("  r13=%016llx r14=%016llx r15=%016llx", r.r13, r.r14, r.r15);
 	}
 	if (ioctl(v->kf.fd, KVM_GET_SREGS, &s) == 0) {
 		log_error("  cr0=%016llx cr2=%016llx cr3=%016llx cr4=%016llx efer=%llx", s.cr0,
-			  s.cr2, s.cr3, s.cr4, s.efer);
+		          s.cr2, s.cr3, s.cr4, s.efer);
 		log_error("  cs=%04x (base %llx, l=%u, db=%u) ss=%04x ds=%04x", s.cs.selector,
-			  s.cs.base, s.cs.l, s.cs.db, s.ss.selector, s.ds.selector);
+		          s.cs.base, s.cs.l, s.cs.db, s.ss.selector, s.ds.selector);
 	}
 }
 
@@ -121,7 +122,7 @@ static void dump_internal_error(struct vcpu *v)
 	buf[0] = '\0';
 	for (i = 0; i < n && off < (int)sizeof(buf) - 20; i++)
 		off += snprintf(buf + off, sizeof(buf) - (size_t)off, " %016llx",
-				(unsigned long long)run->internal.data[i]);
+		                (unsigned long long)run->internal.data[i]);
 	log_error("vCPU %u: internal error data (%u words):%s", v->kf.id, n, buf);
 }
 
@@ -139,13 +140,13 @@ static void handle_pio(struct vcpu *v)
 			memcpy(&val, data, size);
 			if (!bus_write(&v->vm->pio, v->rd, port, size, val))
 				log_guest(&v->rl_unclaimed, LOG_DEBUG,
-					  "vCPU %u: write of %u bytes to unclaimed port 0x%x",
-					  v->kf.id, size, port);
+				          "vCPU %u: write of %u bytes to unclaimed port 0x%x",
+				          v->kf.id, size, port);
 		} else {
 			if (!bus_read(&v->vm->pio, v->rd, port, size, &val))
 				log_guest(&v->rl_unclaimed, LOG_DEBUG,
-					  "vCPU %u: read of %u bytes from unclaimed port 0x%x",
-					  v->kf.id, size, port);
+				          "vCPU %u: read of %u bytes from unclaimed port 0x%x",
+				          v->kf.id, size, port);
 			memcpy(data, &val, size);
 		}
 	}
@@ -163,13 +164,13 @@ static void handle_mmio(struct vcpu *v)
 		memcpy(&val, run->mmio.data, len);
 		if (!bus_write(&v->vm->mmio, v->rd, addr, len, val))
 			log_guest(&v->rl_unclaimed, LOG_DEBUG,
-				  "vCPU %u: write of %u bytes to unclaimed MMIO 0x%llx", v->kf.id,
-				  len, (unsigned long long)addr);
+			          "vCPU %u: write of %u bytes to unclaimed MMIO 0x%llx", v->kf.id,
+			          len, (unsigned long long)addr);
 	} else {
 		if (!bus_read(&v->vm->mmio, v->rd, addr, len, &val))
 			log_guest(&v->rl_unclaimed, LOG_DEBUG,
-				  "vCPU %u: read of %u bytes from unclaimed MMIO 0x%llx", v->kf.id,
-				  len, (unsigned long long)addr);
+			          "vCPU %u: read of %u bytes from unclaimed MMIO 0x%llx", v->kf.id,
+			          len, (unsigned long long)addr);
 		memcpy(run->mmio.data, &val, len);
 	}
 }
@@ -189,22 +190,21 @@ static bool handle_exit(struct vcpu *v)
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		vm_request_stop(vm, VM_STOP_GUEST_SHUTDOWN, "guest triple fault on vCPU %u",
-				v->kf.id);
+		                v->kf.id);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		switch (run->system_event.type) {
 		case KVM_SYSTEM_EVENT_RESET:
-			vm_request_stop(vm, VM_STOP_GUEST_RESET, "guest reset (vCPU %u)",
-					v->kf.id);
+			vm_request_stop(vm, VM_STOP_GUEST_RESET, "guest reset (vCPU %u)", v->kf.id);
 			break;
 		case KVM_SYSTEM_EVENT_SHUTDOWN:
 			vm_request_stop(vm, VM_STOP_GUEST_SHUTDOWN, "guest shut down (vCPU %u)",
-					v->kf.id);
+			                v->kf.id);
 			break;
 		default:
 			dump_vcpu(v, "unexpected system event");
 			vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: unexpected system event %u",
-					v->kf.id, run->system_event.type);
+			                v->kf.id, run->system_event.type);
 			break;
 		}
 		return false;
@@ -212,21 +212,21 @@ static bool handle_exit(struct vcpu *v)
 		dump_vcpu(v, "KVM internal error");
 		dump_internal_error(v);
 		vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: KVM internal error, suberror %u%s",
-				v->kf.id, run->internal.suberror,
-				run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
-					? " (instruction emulation failed)"
-					: "");
+		                v->kf.id, run->internal.suberror,
+		                run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+		                    ? " (instruction emulation failed)"
+		                    : "");
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:
 		dump_vcpu(v, "VM entry failed");
 		vm_request_stop(vm, VM_STOP_FATAL,
-				"vCPU %u: VM entry failed, hardware reason 0x%llx", v->kf.id,
-				(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		                "vCPU %u: VM entry failed, hardware reason 0x%llx", v->kf.id,
+		                (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		return false;
 	default:
 		dump_vcpu(v, "unhandled exit");
 		vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: unhandled KVM exit reason %u",
-				v->kf.id, run->exit_reason);
+		                v->kf.id, run->exit_reason);
 		return false;
 	}
 }
@@ -249,7 +249,7 @@ void *vcpu_thread(void *arg)
 				continue;
 			}
 			vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: KVM_RUN failed: %s", v->kf.id,
-					strerror(errno));
+			                strerror(errno));
 			break;
 		}
 		if (!handle_exit(v))

@@ -28,6 +28,7 @@
 #define PORT_I8042_CMD  0x64
 #define PORT_CMOS       0x70
 #define PORT_COM1       0x3f8
+#define PORT_DEBUGCON   DEBUGCON_PORT
 
 /* ---- step: KVM ---------------------------------------------------------------------------- */
 
@@ -40,7 +41,7 @@ static int step_kvm(struct vm *vm, struct err *e)
 	if (vm->cfg.vcpus > vm->kvm.max_vcpus) {
 		kvm_close(&vm->kvm);
 		return err_set(e, EINVAL, "%u vCPUs requested; this host's KVM allows %u",
-			       vm->cfg.vcpus, vm->kvm.max_vcpus);
+		               vm->cfg.vcpus, vm->kvm.max_vcpus);
 	}
 	return 0;
 }
@@ -55,11 +56,11 @@ static void undo_kvm(struct vm *vm)
 static void *map_ram(uint64_t size, struct err *e, const char *what)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	if (p == MAP_FAILED) {
 		err_sys(e, errno, "cannot map %llu MiB of %s guest RAM",
-			(unsigned long long)(size >> 20), what);
+		        (unsigned long long)(size >> 20), what);
 		return NULL;
 	}
 	return p;
@@ -96,8 +97,8 @@ static int step_memory(struct vm *vm, struct err *e)
 		}
 		r = gmem_add(&vm->gm, MMIO_GAP_END, vm->ml.high_size, vm->ram_high);
 		if (r == 0)
-			r = kvm_add_memslot(&vm->kvm, MMIO_GAP_END, vm->ml.high_size,
-					    vm->ram_high, e);
+			r = kvm_add_memslot(&vm->kvm, MMIO_GAP_END, vm->ml.high_size, vm->ram_high,
+			                    e);
 		if (r < 0)
 			goto fail;
 	}
@@ -181,6 +182,7 @@ static void drop_irqfd(struct vm *vm, uint32_t gsi, int *fd)
 
 static void undo_legacy(struct vm *vm)
 {
+	bus_unregister(&vm->pio, PORT_DEBUGCON, NULL);
 	bus_unregister(&vm->pio, PORT_CMOS, NULL);
 	bus_unregister(&vm->pio, PORT_I8042_CMD, NULL);
 	bus_unregister(&vm->pio, PORT_I8042_DATA, NULL);
@@ -222,6 +224,9 @@ static int step_legacy(struct vm *vm, struct err *e)
 		r = bus_register(&vm->pio, PORT_I8042_CMD, 1, &i8042_cmd_ops, &vm->i8042, e);
 	if (r == 0)
 		r = bus_register(&vm->pio, PORT_CMOS, 2, &cmos_ops, &vm->cmos, e);
+	debugcon_init(&vm->debugcon, vm->cfg.console_out_fd);
+	if (r == 0)
+		r = bus_register(&vm->pio, PORT_DEBUGCON, 1, &debugcon_ops, &vm->debugcon, e);
 	if (r < 0)
 		goto fail;
 	return 0;
@@ -241,18 +246,18 @@ fail:
 static int step_pci(struct vm *vm, struct err *e)
 {
 	struct pci_host_layout lay = {
-		.ecam_base = PCI_ECAM_GPA,
-		.ecam_buses = PCI_ECAM_BUSES,
-		.io_base = PCI_IO_WIN_BASE,
-		.io_size = PCI_IO_WIN_SIZE,
-		.mem32_base = PCI_MEM32_GPA,
-		.mem32_size = PCI_MEM32_SIZE,
-		.mem64_base = mem_layout_mem64_base(&vm->ml),
-		.mem64_size = PCI_MEM64_SIZE,
-		.port_io_size = PCI_PORT_IO_SIZE,
-		.port_mem_size = PCI_PORT_MEM_SIZE,
-		.port_pref_size = PCI_PORT_PREF_SIZE,
-		.intx_gsi_base = PCI_INTX_GSI_BASE,
+	    .ecam_base = PCI_ECAM_GPA,
+	    .ecam_buses = PCI_ECAM_BUSES,
+	    .io_base = PCI_IO_WIN_BASE,
+	    .io_size = PCI_IO_WIN_SIZE,
+	    .mem32_base = PCI_MEM32_GPA,
+	    .mem32_size = PCI_MEM32_SIZE,
+	    .mem64_base = mem_layout_mem64_base(&vm->ml),
+	    .mem64_size = PCI_MEM64_SIZE,
+	    .port_io_size = PCI_PORT_IO_SIZE,
+	    .port_mem_size = PCI_PORT_MEM_SIZE,
+	    .port_pref_size = PCI_PORT_PREF_SIZE,
+	    .intx_gsi_base = PCI_INTX_GSI_BASE,
 	};
 	int r = gsi_router_init(&vm->gsi, &vm->kvm, &vm->loop, e);
 
@@ -394,7 +399,7 @@ static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
 	if (vv->transport == VM_TRANSPORT_PCI) {
 		if (vm->next_slot > 31)
 			return err_set(e, ENOSPC, "%s: no free device number left on PCI bus 0",
-				       vv->vdev->name);
+			               vv->vdev->name);
 		r = virtio_pci_init(&vv->pci, vv->vdev, &vm->venv, e);
 		if (r < 0)
 			return r;
@@ -407,11 +412,11 @@ static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
 	} else {
 		if (vm->nmmio >= sizeof(mmio_gsis) / sizeof(mmio_gsis[0]))
 			return err_set(e, ENOSPC, "%s: at most %zu virtio-mmio devices",
-				       vv->vdev->name, sizeof(mmio_gsis) / sizeof(mmio_gsis[0]));
+			               vv->vdev->name, sizeof(mmio_gsis) / sizeof(mmio_gsis[0]));
 		vv->mmio_base = PLATFORM_MMIO_GPA + (uint64_t)vm->nmmio * VIRTIO_MMIO_SIZE;
 		vv->mmio_gsi = mmio_gsis[vm->nmmio];
 		r = virtio_mmio_init(&vv->mmio, vv->vdev, &vm->mmio, vv->mmio_base, vv->mmio_gsi,
-				     &vm->venv, e);
+		                     &vm->venv, e);
 		if (r < 0)
 			return r;
 		vm->nmmio++;
@@ -431,11 +436,11 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 		const struct vm_disk_cfg *c = &d->disks[index];
 		char *id = vv->name;
 		struct virtio_blk_opts o = {
-			.path = c->path,
-			.drive_id = id,
-			.read_only = c->read_only,
-			.engine = c->engine == VM_ENGINE_URING ? BLOCKFILE_ENGINE_IO_URING
-								: BLOCKFILE_ENGINE_SYNC,
+		    .path = c->path,
+		    .drive_id = id,
+		    .read_only = c->read_only,
+		    .engine = c->engine == VM_ENGINE_URING ? BLOCKFILE_ENGINE_IO_URING
+		                                           : BLOCKFILE_ENGINE_SYNC,
 		};
 
 		vv->transport = c->transport;
@@ -446,11 +451,11 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 	case VM_VIRTIO_NET: {
 		const struct vm_net_cfg *c = &d->nets[index];
 		struct virtio_net_opts o = {
-			.id = vv->name,
-			.backend = c->tap ? VIRTIO_NET_BACKEND_TAP : VIRTIO_NET_BACKEND_SLIRP,
-			.tap_name = c->tap,
-			.has_mac = c->has_mac,
-			.index = index,
+		    .id = vv->name,
+		    .backend = c->tap ? VIRTIO_NET_BACKEND_TAP : VIRTIO_NET_BACKEND_SLIRP,
+		    .tap_name = c->tap,
+		    .has_mac = c->has_mac,
+		    .index = index,
 		};
 
 		memcpy(o.mac, c->mac, sizeof(o.mac));
@@ -460,7 +465,8 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 		break;
 	}
 	case VM_VIRTIO_VSOCK: {
-		struct virtio_vsock_opts o = {.guest_cid = d->vsock.cid, .uds_path = d->vsock.uds_path};
+		struct virtio_vsock_opts o = {.guest_cid = d->vsock.cid,
+		                              .uds_path = d->vsock.uds_path};
 
 		vv->transport = d->vsock.transport;
 		r = virtio_vsock_init(&vv->u.vsock, &o, &vm->venv, e);
@@ -487,7 +493,8 @@ static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, unsigned int inde
 	if (!vv)
 		return err_set(e, ENOMEM, "out of memory for a virtio device");
 	vv->kind = kind;
-	/* Names for logs: vda, vdb ... for disks (the order Linux gives them on one bus), net0 ... */
+	/* Names for logs: vda, vdb ... for disks (the order Linux gives them on one bus), net0 ...
+	 */
 	if (kind == VM_VIRTIO_BLK)
 		snprintf(vv->name, sizeof(vv->name), "vd%c", 'a' + index);
 	else if (kind == VM_VIRTIO_NET)
@@ -543,7 +550,7 @@ static const char *build_cmdline(struct vm *vm, struct err *e)
 		return user;
 	if (len >= sizeof(vm->cmdline)) {
 		err_set(e, E2BIG, "command line is %zu bytes; the limit is %u", len,
-			LAYOUT_CMDLINE_MAX - 1);
+		        LAYOUT_CMDLINE_MAX - 1);
 		return NULL;
 	}
 	memcpy(vm->cmdline, user, len + 1);
@@ -557,10 +564,11 @@ static const char *build_cmdline(struct vm *vm, struct err *e)
 			vm->cmdline[len++] = ' ';
 		n = virtio_mmio_cmdline(&vv->mmio, vm->cmdline + len, sizeof(vm->cmdline) - len);
 		if (n < 0) {
-			err_set(e, E2BIG,
-				"command line is over %zu bytes with the virtio_mmio.device= entries "
-				"ember appends; the limit is %u",
-				len, LAYOUT_CMDLINE_MAX - 1);
+			err_set(
+			    e, E2BIG,
+			    "command line is over %zu bytes with the virtio_mmio.device= entries "
+			    "ember appends; the limit is %u",
+			    len, LAYOUT_CMDLINE_MAX - 1);
 			return NULL;
 		}
 		len += (size_t)n;
@@ -583,37 +591,62 @@ static int step_acpi(struct vm *vm, struct err *e)
 {
 	struct acpi_mmio_dev mmio[VM_MAX_VIRTIO];
 	struct acpi_machine m = {
-		.vcpus = vm->cfg.vcpus,
-		.lapic_base = LAPIC_GPA,
-		.ioapic_id = (uint8_t)vm->cfg.vcpus, /* as in the MP table */
-		.ioapic_base = IOAPIC_GPA,
-		.ecam_base = PCI_ECAM_GPA,
-		.ecam_buses = PCI_ECAM_BUSES,
-		.io_base = PCI_IO_WIN_BASE,
-		.io_size = PCI_IO_WIN_SIZE,
-		.mem32_base = PCI_MEM32_GPA,
-		.mem32_size = PCI_MEM32_SIZE,
-		.mem64_base = mem_layout_mem64_base(&vm->ml),
-		.mem64_size = PCI_MEM64_SIZE,
-		.intx_gsi_base = PCI_INTX_GSI_BASE,
-		.mmio = mmio,
-		.com1 = true,
-		.rtc = true,
-		.reset_8042 = true,
+	    .vcpus = vm->cfg.vcpus,
+	    .lapic_base = LAPIC_GPA,
+	    .ioapic_id = (uint8_t)vm->cfg.vcpus, /* as in the MP table */
+	    .ioapic_base = IOAPIC_GPA,
+	    .ecam_base = PCI_ECAM_GPA,
+	    .ecam_buses = PCI_ECAM_BUSES,
+	    .io_base = PCI_IO_WIN_BASE,
+	    .io_size = PCI_IO_WIN_SIZE,
+	    .mem32_base = PCI_MEM32_GPA,
+	    .mem32_size = PCI_MEM32_SIZE,
+	    .mem64_base = mem_layout_mem64_base(&vm->ml),
+	    .mem64_size = PCI_MEM64_SIZE,
+	    .intx_gsi_base = PCI_INTX_GSI_BASE,
+	    .mmio = mmio,
+	    .com1 = true,
+	    .rtc = true,
+	    .reset_8042 = true,
 	};
 	unsigned int i;
 
 	vm->rsdp_gpa = 0;
-	if (vm->cfg.no_acpi || vm->cfg.build_only)
+	/* Firmware builds its own tables, and its shadow copy owns 0xE0000-0xFFFFF. */
+	if (vm->cfg.no_acpi || vm->cfg.build_only || vm->cfg.firmware_path)
 		return 0;
 	for (i = 0; i < vm->nvirtio; i++) {
 		struct vm_virtio *vv = vm->virtio[i];
 
 		if (vv->transport == VM_TRANSPORT_MMIO)
-			mmio[m.n_mmio++] = (struct acpi_mmio_dev){vv->mmio_base, VIRTIO_MMIO_SIZE,
-								  vv->mmio_gsi};
+			mmio[m.n_mmio++] =
+			    (struct acpi_mmio_dev){vv->mmio_base, VIRTIO_MMIO_SIZE, vv->mmio_gsi};
 	}
 	return acpi_build(&vm->gm, ACPI_TABLES_GPA, ACPI_TABLES_MAX, &m, &vm->rsdp_gpa, e);
+}
+
+/* ---- step: kernel (or firmware) ---------------------------------------------------------- */
+
+/* The BIOS image read-only below 4 GiB, its shadow in RAM (firmware.h); the boot vCPU starts
+ * at the reset vector.  The firmware finds memory size and CPU count in the CMOS. */
+static int load_firmware(struct vm *vm, struct err *e)
+{
+	int r = firmware_load(&vm->fw, vm->cfg.firmware_path, e);
+
+	if (r < 0)
+		return r;
+	r = kvm_add_memslot_ro(&vm->kvm, firmware_gpa(&vm->fw), vm->fw.size, vm->fw.image, e);
+	if (r == 0 && firmware_shadow(&vm->fw, &vm->gm) < 0)
+		r = err_set(e, EFAULT, "guest memory too small for the firmware's shadow copy");
+	if (r < 0)
+		firmware_unload(&vm->fw);
+	return r;
+}
+
+static void undo_kernel(struct vm *vm)
+{
+	/* KVM's slot for the image goes with the VM; nothing runs any more. */
+	firmware_unload(&vm->fw);
 }
 
 /* ---- step: kernel ------------------------------------------------------------------------- */
@@ -621,17 +654,19 @@ static int step_acpi(struct vm *vm, struct err *e)
 static int step_kernel(struct vm *vm, struct err *e)
 {
 	struct boot_request req = {
-		.kernel_path = vm->cfg.kernel_path,
-		.initrd_path = vm->cfg.initrd_path,
-		.cmdline = NULL, /* set below */
-		.pvh = vm->cfg.pvh,
-		.vcpus = vm->cfg.vcpus,
-		.rsdp_gpa = vm->rsdp_gpa,
+	    .kernel_path = vm->cfg.kernel_path,
+	    .initrd_path = vm->cfg.initrd_path,
+	    .cmdline = NULL, /* set below */
+	    .pvh = vm->cfg.pvh,
+	    .vcpus = vm->cfg.vcpus,
+	    .rsdp_gpa = vm->rsdp_gpa,
 	};
 	int r;
 
 	if (vm->cfg.build_only)
 		return 0;
+	if (vm->cfg.firmware_path)
+		return load_firmware(vm, e);
 	req.cmdline = build_cmdline(vm, e);
 	if (!req.cmdline)
 		return e->code;
@@ -709,7 +744,7 @@ static void on_signal(struct evloop_watch *w, uint32_t events)
 	if (read(vm->signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
 		return;
 	vm_request_stop(vm, VM_STOP_SIGNAL, "stopped by %s",
-			si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+	                si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 /* Offer buffered console input to the UART; true when all of it was taken. */
@@ -718,7 +753,7 @@ static bool console_flush(struct vm *vm)
 	size_t took;
 
 	took = serial_input(&vm->serial, vm->rx_pending + vm->rx_pending_off,
-			    vm->rx_pending_len - vm->rx_pending_off);
+	                    vm->rx_pending_len - vm->rx_pending_off);
 	vm->rx_pending_off += took;
 	if (vm->rx_pending_off < vm->rx_pending_len)
 		return false;
@@ -890,40 +925,41 @@ static const struct vm_step {
 	int (*run)(struct vm *vm, struct err *e);
 	void (*undo)(struct vm *vm);
 } vm_steps[] = {
-	{"kvm", step_kvm, undo_kvm},
-	{"memory", step_memory, undo_memory},
-	{"irqchip", step_irqchip, undo_nothing},
-	{"buses", step_buses, undo_buses},
-	{"event loop", step_loop, undo_loop},
-	{"legacy devices", step_legacy, undo_legacy},
-	{"pci", step_pci, undo_pci},
-	{"pci devices", step_pci_devices, undo_pci_devices},
-	{"virtio devices", step_virtio, undo_virtio},
-	{"acpi", step_acpi, undo_nothing},
-	{"kernel", step_kernel, undo_nothing},
-	{"vcpus", step_vcpus, undo_vcpus},
-	{"console", step_console, undo_console},
+    {"kvm", step_kvm, undo_kvm},
+    {"memory", step_memory, undo_memory},
+    {"irqchip", step_irqchip, undo_nothing},
+    {"buses", step_buses, undo_buses},
+    {"event loop", step_loop, undo_loop},
+    {"legacy devices", step_legacy, undo_legacy},
+    {"pci", step_pci, undo_pci},
+    {"pci devices", step_pci_devices, undo_pci_devices},
+    {"virtio devices", step_virtio, undo_virtio},
+    {"acpi", step_acpi, undo_nothing},
+    {"kernel", step_kernel, undo_kernel},
+    {"vcpus", step_vcpus, undo_vcpus},
+    {"console", step_console, undo_console},
 };
 
 #define VM_NSTEPS (sizeof(vm_steps) / sizeof(vm_steps[0]))
 
 static int check_config(const struct vm_config *cfg, struct err *e)
 {
-	if (!cfg->build_only && (!cfg->kernel_path || !*cfg->kernel_path))
+	if (!cfg->build_only && !cfg->firmware_path && (!cfg->kernel_path || !*cfg->kernel_path))
 		return err_set(e, EINVAL, "no kernel given (--kernel PATH)");
 	if (cfg->vcpus < 1 || cfg->vcpus > VM_MAX_VCPUS)
-		return err_set(e, EINVAL, "%u vCPUs requested; ember supports 1 to %u",
-			       cfg->vcpus, VM_MAX_VCPUS);
+		return err_set(e, EINVAL, "%u vCPUs requested; ember supports 1 to %u", cfg->vcpus,
+		               VM_MAX_VCPUS);
 	if (cfg->root_ports > VM_MAX_ROOT_PORTS)
 		return err_set(e, EINVAL, "%u PCIe root ports requested; ember supports 0 to %u",
-			       cfg->root_ports, VM_MAX_ROOT_PORTS);
+		               cfg->root_ports, VM_MAX_ROOT_PORTS);
 	if (cfg->pci_testdev_port > cfg->root_ports)
 		return err_set(e, EINVAL,
-			       "the PCI test device cannot go behind root port %u: there are %u",
-			       cfg->pci_testdev_port, cfg->root_ports);
+		               "the PCI test device cannot go behind root port %u: there are %u",
+		               cfg->pci_testdev_port, cfg->root_ports);
 	if (cfg->mem_mib < VM_MIN_MEM_MIB || cfg->mem_mib > VM_MAX_MEM_MIB)
-		return err_set(e, EINVAL, "%llu MiB of memory requested; ember supports %llu to %llu",
-			       (unsigned long long)cfg->mem_mib, VM_MIN_MEM_MIB, VM_MAX_MEM_MIB);
+		return err_set(e, EINVAL,
+		               "%llu MiB of memory requested; ember supports %llu to %llu",
+		               (unsigned long long)cfg->mem_mib, VM_MIN_MEM_MIB, VM_MAX_MEM_MIB);
 	return 0;
 }
 
@@ -1018,7 +1054,7 @@ int vm_run(struct vm *vm, struct vm_exit_info *info)
 		r = -pthread_create(&v->thread, NULL, vcpu_thread, v);
 		if (r < 0) {
 			vm_request_stop(vm, VM_STOP_FATAL, "cannot start vCPU %u's thread: %s", i,
-					strerror(-r));
+			                strerror(-r));
 			break;
 		}
 		v->started = true;

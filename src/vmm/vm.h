@@ -18,9 +18,11 @@
 #include <stdio.h>
 
 #include "boot/boot.h"
+#include "boot/firmware.h"
 #include "boot/layout.h"
 #include "bus/bus.h"
 #include "devices/legacy/cmos.h"
+#include "devices/legacy/debugcon.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
 #include "devices/pci/root_port.h"
@@ -45,7 +47,8 @@
 #define VM_MAX_ROOT_PORTS 14        /* each takes a 4 KiB slice of the 60 KiB I/O window */
 
 struct vm_config {
-	const char *kernel_path;
+	const char *kernel_path;   /* or NULL with firmware_path */
+	const char *firmware_path; /* boot a BIOS image from the reset vector instead of a kernel */
 	const char *initrd_path; /* NULL: none */
 	const char *cmdline;     /* NULL: "" */
 	uint64_t mem_mib;
@@ -120,6 +123,7 @@ struct vm {
 	struct serial serial;
 	struct i8042 i8042;
 	struct cmos cmos;
+	struct debugcon debugcon;
 	int serial_irqfd, i8042_irqfd;
 	bool legacy_ready; /* the three devices are initialised */
 
@@ -138,6 +142,7 @@ struct vm {
 	char cmdline[LAYOUT_CMDLINE_MAX + 512]; /* the user's command line + virtio_mmio.device= */
 
 	uint64_t rsdp_gpa; /* ACPI RSDP, 0 without ACPI */
+	struct firmware fw; /* with firmware_path */
 	struct boot_result boot;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	unsigned int nvcpus_created;
