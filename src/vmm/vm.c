@@ -224,7 +224,8 @@ static int step_legacy(struct vm *vm, struct err *e)
 		r = bus_register(&vm->pio, PORT_I8042_CMD, 1, &i8042_cmd_ops, &vm->i8042, e);
 	if (r == 0)
 		r = bus_register(&vm->pio, PORT_CMOS, 2, &cmos_ops, &vm->cmos, e);
-	debugcon_init(&vm->debugcon, vm->cfg.console_out_fd);
+	/* The firmware's debug log goes to ember's log (stderr), apart from the serial console. */
+	debugcon_init(&vm->debugcon, STDERR_FILENO);
 	if (r == 0)
 		r = bus_register(&vm->pio, PORT_DEBUGCON, 1, &debugcon_ops, &vm->debugcon, e);
 	if (r < 0)
@@ -627,6 +628,17 @@ static int step_acpi(struct vm *vm, struct err *e)
 
 /* ---- step: kernel (or firmware) ---------------------------------------------------------- */
 
+static void undo_kernel(struct vm *vm)
+{
+	if (vm->fwcfg_ready) {
+		bus_unregister(&vm->pio, FWCFG_PORT_SEL, NULL);
+		fwcfg_destroy(&vm->fwcfg);
+		vm->fwcfg_ready = false;
+	}
+	/* KVM's slot for the image goes with the VM; nothing runs any more. */
+	firmware_unload(&vm->fw);
+}
+
 /* The BIOS image read-only below 4 GiB, its shadow in RAM (firmware.h); the boot vCPU starts
  * at the reset vector.  The firmware finds memory size and CPU count in the CMOS. */
 static int load_firmware(struct vm *vm, struct err *e)
@@ -635,18 +647,21 @@ static int load_firmware(struct vm *vm, struct err *e)
 
 	if (r < 0)
 		return r;
-	r = kvm_add_memslot_ro(&vm->kvm, firmware_gpa(&vm->fw), vm->fw.size, vm->fw.image, e);
+	r = fwcfg_init(&vm->fwcfg, vm->cfg.vcpus);
+	if (r < 0) {
+		firmware_unload(&vm->fw);
+		return err_set(e, r, "cannot initialise fw_cfg");
+	}
+	vm->fwcfg_ready = true;
+	r = bus_register(&vm->pio, FWCFG_PORT_SEL, FWCFG_PORTS, &fwcfg_ops, &vm->fwcfg, e);
+	if (r == 0)
+		r = kvm_add_memslot_ro(&vm->kvm, firmware_gpa(&vm->fw), vm->fw.size, vm->fw.image,
+		                       e);
 	if (r == 0 && firmware_shadow(&vm->fw, &vm->gm) < 0)
 		r = err_set(e, EFAULT, "guest memory too small for the firmware's shadow copy");
 	if (r < 0)
-		firmware_unload(&vm->fw);
+		undo_kernel(vm);
 	return r;
-}
-
-static void undo_kernel(struct vm *vm)
-{
-	/* KVM's slot for the image goes with the VM; nothing runs any more. */
-	firmware_unload(&vm->fw);
 }
 
 /* ---- step: kernel ------------------------------------------------------------------------- */

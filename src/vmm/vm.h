@@ -23,6 +23,7 @@
 #include "bus/bus.h"
 #include "devices/legacy/cmos.h"
 #include "devices/legacy/debugcon.h"
+#include "devices/legacy/fwcfg.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
 #include "devices/pci/root_port.h"
@@ -143,6 +144,8 @@ struct vm {
 
 	uint64_t rsdp_gpa; /* ACPI RSDP, 0 without ACPI */
 	struct firmware fw; /* with firmware_path */
+	struct fwcfg fwcfg;
+	bool fwcfg_ready;
 	struct boot_result boot;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	unsigned int nvcpus_created;

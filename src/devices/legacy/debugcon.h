@@ -6,7 +6,8 @@
  * SeaBIOS (CONFIG_DEBUG_IO) and other firmware print their log one byte at a
  * time to I/O port 0x402 after checking that a read of it returns 0xE9 (the
  * Bochs "port E9 hack" signature).  ember answers the read and copies every
- * byte written to `out_fd` (ember's standard output, like `-debugcon stdio`).
+ * byte written to `out_fd` (ember's standard error, its log, so the firmware's
+ * log never interleaves with the guest's serial console on standard output).
  * A 1-byte range; wider accesses read 0xE9 in the low byte and write the low byte.
  */
 
