@@ -5,6 +5,7 @@
 #   make test       every test tier on a sanitizer build (installs missing packages first)
 #   make unit       unit tests only (ASan + UBSan)
 #   make guest      ember's test guest
+#   make linux-guest  a Linux guest from Debian packages (opt-in tier: EMBER_LINUX=1)
 #   make bench      benchmarks side by side with QEMU (bench-short: CI's quick form)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (make test runs 10 s each)
 #   make format     clang-format every C file in place
@@ -39,7 +40,7 @@ SAN_OBJS = $(SRCS:%.c=$(SAN_DIR)/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(SAN_DIR)/unit/%)
 
 .PHONY: all release asan unit guest test run deps format fuzz fuzz-build clean integration bench \
-	bench-short
+	bench-short linux-guest
 
 all: release
 release: $(REL_DIR)/ember
@@ -127,6 +128,11 @@ fuzz-build: $(FUZZ_BIN)
 
 fuzz: $(FUZZ_BIN) guest
 	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh $(FUZZ_BIN)
+
+# A Linux guest from Debian packages (docs/linux-guest.md): bzImage, vmlinux, initramfs.
+linux-guest: deps
+	$(Q)scripts/deps.sh linux
+	$(Q)scripts/linux-guest.sh build/linux
 
 # Benchmarks side by side with QEMU (docs/performance.md); bench-short is CI's quick form.
 bench: deps

@@ -4,6 +4,7 @@
 set -e
 PKGS="gcc make libc6-dev linux-libc-dev pkg-config liburing-dev libslirp-dev python3 python3-pytest clang libclang-rt-14-dev pciutils iproute2 acpica-tools seabios"
 [ "${1:-}" = bench ] && PKGS="qemu-system-x86 python3-matplotlib time"
+[ "${1:-}" = linux ] && PKGS="lz4 zstd xz-utils"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
