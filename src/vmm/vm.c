@@ -23,6 +23,7 @@
 
 #define GSI_I8042  1
 #define GSI_SERIAL 4
+#define GSI_GED    20 /* an IOAPIC pin no ISA device or PCI INTx (16-19) uses */
 
 #define PORT_I8042_DATA 0x60
 #define PORT_I8042_CMD  0x64
@@ -180,8 +181,14 @@ static void drop_irqfd(struct vm *vm, uint32_t gsi, int *fd)
 	*fd = -1;
 }
 
+static void guest_poweroff_cb(void *opaque)
+{
+	vm_request_stop(opaque, VM_STOP_GUEST_SHUTDOWN, "guest powered off (ACPI S5)");
+}
+
 static void undo_legacy(struct vm *vm)
 {
+	bus_unregister(&vm->pio, SLEEPCTL_PORT, NULL);
 	bus_unregister(&vm->pio, PORT_DEBUGCON, NULL);
 	bus_unregister(&vm->pio, PORT_CMOS, NULL);
 	bus_unregister(&vm->pio, PORT_I8042_CMD, NULL);
@@ -228,6 +235,10 @@ static int step_legacy(struct vm *vm, struct err *e)
 	debugcon_init(&vm->debugcon, STDERR_FILENO);
 	if (r == 0)
 		r = bus_register(&vm->pio, PORT_DEBUGCON, 1, &debugcon_ops, &vm->debugcon, e);
+	sleepctl_init(&vm->sleepctl, guest_poweroff_cb, vm);
+	if (r == 0)
+		r = bus_register(&vm->pio, SLEEPCTL_PORT, SLEEPCTL_PORTS, &sleepctl_ops,
+		                 &vm->sleepctl, e);
 	if (r < 0)
 		goto fail;
 	return 0;
@@ -265,8 +276,15 @@ static int step_pci(struct vm *vm, struct err *e)
 	if (r < 0)
 		return r;
 	gsi_router_platform(&vm->gsi, &vm->plat);
+	r = gsi_line_alloc(&vm->gsi, GSI_GED, &vm->ged_fd);
+	if (r < 0) {
+		gsi_router_destroy(&vm->gsi);
+		return err_sys(e, -r, "cannot bind the power button's line (GSI %u)", GSI_GED);
+	}
 	r = pci_host_init(&vm->pci, &vm->pio, &vm->mmio, &vm->plat, &lay, e);
 	if (r < 0) {
+		gsi_line_free(&vm->gsi, GSI_GED, vm->ged_fd);
+		vm->ged_fd = -1;
 		gsi_router_destroy(&vm->gsi);
 		return r;
 	}
@@ -276,6 +294,9 @@ static int step_pci(struct vm *vm, struct err *e)
 static void undo_pci(struct vm *vm)
 {
 	pci_host_destroy(&vm->pci);
+	if (vm->ged_fd >= 0)
+		gsi_line_free(&vm->gsi, GSI_GED, vm->ged_fd);
+	vm->ged_fd = -1;
 	gsi_router_destroy(&vm->gsi);
 }
 
@@ -758,6 +779,11 @@ static void on_signal(struct evloop_watch *w, uint32_t events)
 	(void)events;
 	if (read(vm->signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
 		return;
+	if (si.ssi_signo == SIGUSR2) {
+		/* Until the API has an action for it, SIGUSR2 asks the guest to shut down. */
+		vm_power_button(vm);
+		return;
+	}
 	vm_request_stop(vm, VM_STOP_SIGNAL, "stopped by %s",
 	                si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
 }
@@ -879,6 +905,7 @@ static int step_loop(struct vm *vm, struct err *e)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR2);
 	vm->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (vm->signal_fd < 0) {
 		r = err_sys(e, errno, "signalfd");
@@ -1006,6 +1033,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e)
 	if (!vm)
 		return err_set(e, ENOMEM, "out of memory");
 	vm->cfg = *cfg;
+	vm->ged_fd = -1;
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	for (vm->steps_done = 0; vm->steps_done < VM_NSTEPS; vm->steps_done++) {
 		r = vm_steps[vm->steps_done].run(vm, e);
@@ -1041,6 +1069,14 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt,
 		log_debug("stop eventfd write: %s", strerror(errno));
 }
 
+void vm_power_button(struct vm *vm)
+{
+	static const uint64_t one = 1;
+
+	if (vm->ged_fd >= 0 && write(vm->ged_fd, &one, sizeof(one)) < 0)
+		log_warn("power button: %s", strerror(errno));
+}
+
 static void sigusr1_noop(int sig)
 {
 	(void)sig; /* only interrupts KVM_RUN */
@@ -1061,6 +1097,7 @@ int vm_run(struct vm *vm, struct vm_exit_info *info)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	for (i = 0; i < vm->nvcpus_created; i++) {

@@ -24,6 +24,7 @@
 #include "devices/legacy/cmos.h"
 #include "devices/legacy/debugcon.h"
 #include "devices/legacy/fwcfg.h"
+#include "devices/legacy/sleepctl.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
 #include "devices/pci/root_port.h"
@@ -125,6 +126,8 @@ struct vm {
 	struct i8042 i8042;
 	struct cmos cmos;
 	struct debugcon debugcon;
+	struct sleepctl sleepctl;
+	int ged_fd; /* power button: an edge line on GSI_GED (ACPI Generic Event Device) */
 	int serial_irqfd, i8042_irqfd;
 	bool legacy_ready; /* the three devices are initialised */
 
@@ -176,6 +179,13 @@ int vm_run(struct vm *vm, struct vm_exit_info *info);
 
 /* Print every PCI function's configuration space in `lspci -xxxx` format (lspci -F reads it). */
 void vm_dump_pci(struct vm *vm, FILE *out);
+
+/*
+ * Press the ACPI power button (any thread): the GED interrupt makes an ACPI
+ * guest shut down and power off through the sleep control register.  No
+ * effect without ACPI or on a guest that ignores it.
+ */
+void vm_power_button(struct vm *vm);
 
 /* Undo every build step and free the VM.  NULL is fine. */
 void vm_destroy(struct vm *vm);

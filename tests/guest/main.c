@@ -168,7 +168,15 @@ void guest_reset(void)
  *   triplefault  triple-fault without touching the i8042
  *   mmio-exec    jump to unbacked memory in the MMIO gap: instruction fetch
  *                from MMIO, which KVM cannot emulate (a fatal exit)
+ *   poweroff     power off the ACPI way: SLP_TYP 5 | SLP_EN to the sleep
+ *                control register at port 0x600 (ember's FADT)
+ *   power-button wait for the ACPI power button (the GED's edge interrupt on
+ *                IOAPIC pin 20), then power off as above
  */
+#define LIFECYCLE_SLEEP_PORT 0x600
+#define LIFECYCLE_S5         0x34 /* SLP_TYP 5 << 2 | SLP_EN (ACPI 6.5 §4.8.3.7) */
+#define LIFECYCLE_GED_PIN    20
+#define LIFECYCLE_GED_VECTOR 0x60
 #define LIFECYCLE_MMIO_EXEC_GPA 0xd0000000ull
 
 static void lifecycle_run(const char *how, size_t len)
@@ -182,6 +190,20 @@ static void lifecycle_run(const char *how, size_t len)
 	if (len == 11 && !memcmp(how, "triplefault", 11)) {
 		printf("triple fault\n");
 		__asm__ volatile("hlt"); /* ring 0 (entry.S isr_gp) turns this into the triple fault */
+	}
+	if (len == 8 && !memcmp(how, "poweroff", 8)) {
+		printf("powering off\n");
+		outb(LIFECYCLE_SLEEP_PORT, LIFECYCLE_S5);
+	}
+	if (len == 12 && !memcmp(how, "power-button", 12)) {
+		lapic_enable();
+		ioapic_route(LIFECYCLE_GED_PIN, LIFECYCLE_GED_VECTOR, lapic_id());
+		irq_enable();
+		printf("waiting for the power button\n");
+		while (!irq_count[LIFECYCLE_GED_VECTOR])
+			cpu_relax();
+		printf("lifecycle: power button pressed, powering off\n");
+		outb(LIFECYCLE_SLEEP_PORT, LIFECYCLE_S5);
 	}
 	if (len == 9 && !memcmp(how, "mmio-exec", 9)) {
 		printf("executing from MMIO at 0x%llx\n", LIFECYCLE_MMIO_EXEC_GPA);

@@ -69,3 +69,31 @@ def test_fatal_exit_dumps_registers(guest_elf):
     assert any("rip=00000000d0000000" in l for l in lines), err
     assert any("cr0=" in l and "efer=" in l for l in lines), err
     assert any("internal error data" in l for l in lines), err
+
+
+def test_acpi_poweroff_ends_with_status_0(guest_elf):
+    """The guest writes S5 to the FADT's sleep control register (port 0x600)."""
+    rc, out, err = run_ember(["--kernel", guest_elf, "--cmdline", "lifecycle=poweroff"])
+    assert "lifecycle: powering off" in out
+    assert rc == 0, err
+    assert err.strip().splitlines()[-1] == "ember: guest powered off (ACPI S5)"
+
+
+@pytest.mark.parametrize("vcpus", [1, 4])
+def test_power_button_asks_the_guest_to_shut_down(guest_elf, vcpus):
+    """SIGUSR2 presses the ACPI power button (the GED's interrupt); the guest powers off."""
+    proc = subprocess.Popen([str(ember_path()), "--kernel", str(guest_elf), "--vcpus", str(vcpus),
+                             "--cmdline", "lifecycle=power-button"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+    line = proc.stdout.readline().decode(errors="replace")
+    assert "waiting for the power button" in line, line
+    proc.send_signal(signal.SIGUSR2)
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the guest never saw the power button")
+    assert "power button pressed" in out.decode()
+    assert proc.returncode == 0, err
+    assert err.decode().strip().splitlines()[-1] == "ember: guest powered off (ACPI S5)"
