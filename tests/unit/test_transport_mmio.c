@@ -10,86 +10,18 @@
 #include "bus/bus.h"
 #include "fake_platform.h"
 #include "test.h"
+#include "transport_fake.h"
 #include "transport/mmio.h"
 #include "util/evloop.h"
 #include "virtio/virtio.h"
 
-#define BASE      0xf0000000ull
-#define GSI       5u
-#define RAM_GPA   0x100000ull
-#define RAM_LEN   0x10000ull
-#define NQ        2
-#define QSIZE     256
-#define CFG_LEN   16
-#define FEAT_TEST 0 /* a device feature bit the fake offers */
-
-/* A fake device model: configuration bytes and counters of every op the core calls. */
-struct fdev {
-	struct virtio_dev v;
-	uint8_t cfg[CFG_LEN];
-	unsigned int activates, resets, cfg_reads, cfg_writes;
-	unsigned int notifies[VIRTIO_MAX_QUEUES];
-	int activate_rc;
-	struct evloop *stop; /* queue_notify stops this loop when set */
-};
-
-static void fd_config_read(struct virtio_dev *v, uint32_t off, void *buf, uint32_t len)
-{
-	struct fdev *d = v->opaque;
-
-	d->cfg_reads++;
-	memcpy(buf, d->cfg + off, len);
-}
-
-static void fd_config_write(struct virtio_dev *v, uint32_t off, const void *buf, uint32_t len)
-{
-	struct fdev *d = v->opaque;
-
-	d->cfg_writes++;
-	memcpy(d->cfg + off, buf, len);
-}
-
-static int fd_activate(struct virtio_dev *v)
-{
-	struct fdev *d = v->opaque;
-
-	d->activates++;
-	return d->activate_rc;
-}
-
-static void fd_reset(struct virtio_dev *v)
-{
-	struct fdev *d = v->opaque;
-
-	d->resets++;
-}
-
-static void fd_queue_notify(struct virtio_dev *v, unsigned int q)
-{
-	struct fdev *d = v->opaque;
-
-	d->notifies[q]++;
-	if (d->stop)
-		evloop_stop(d->stop);
-}
-
-static const struct virtio_dev_ops fd_ops = {
-    .config_read = fd_config_read,
-    .config_write = fd_config_write,
-    .activate = fd_activate,
-    .reset = fd_reset,
-    .queue_notify = fd_queue_notify,
-};
+#define BASE 0xf0000000ull
+#define GSI  5u
+#define NQ   2
 
 struct fix {
-	struct fake_plat fp;
-	struct virtio_env env;
-	struct evloop loop;
-	struct rcu rcu;
-	struct rcu_reader *rd;
+	struct tf_host host;
 	struct bus mmio;
-	struct gmem gm;
-	uint8_t ram[RAM_LEN];
 	struct fdev d;
 	struct virtio_mmio t;
 	struct err e;
@@ -103,20 +35,10 @@ static struct fix *fix_new_at(uint64_t base, int *rc)
 
 	if (!f)
 		abort();
-	fake_plat_init(&f->fp, &f->env.plat);
-	CHECK_EQ(evloop_init(&f->loop, &f->e), 0);
-	CHECK_EQ(rcu_init(&f->rcu), 0);
-	f->rd = rcu_reader_register(&f->rcu);
-	CHECK_EQ(bus_init(&f->mmio, "mmio", &f->rcu), 0);
-	CHECK_EQ(gmem_add(&f->gm, RAM_GPA, RAM_LEN, f->ram), 0);
-	f->env.gm = &f->gm;
-	f->env.loop = &f->loop;
-	CHECK_EQ(virtio_dev_init(&f->d.v, VIRTIO_ID_BLOCK, "test-blk", feats, NQ, QSIZE, CFG_LEN,
-	                         &fd_ops, &f->d, &f->env),
-	         0);
-	for (unsigned int i = 0; i < CFG_LEN; i++)
-		f->d.cfg[i] = (uint8_t)(0x10 + i);
-	*rc = virtio_mmio_init(&f->t, &f->d.v, &f->mmio, base, GSI, &f->env, &f->e);
+	tf_host_init(&f->host, &f->e);
+	CHECK_EQ(bus_init(&f->mmio, "mmio", &f->host.rcu), 0);
+	fdev_init(&f->d, VIRTIO_ID_BLOCK, "test-blk", feats, NQ, &f->host.env);
+	*rc = virtio_mmio_init(&f->t, &f->d.v, &f->mmio, base, GSI, &f->host.env, &f->e);
 	return f;
 }
 
@@ -134,9 +56,7 @@ static void fix_free(struct fix *f)
 	virtio_mmio_destroy(&f->t);
 	virtio_dev_destroy(&f->d.v);
 	bus_destroy(&f->mmio);
-	rcu_reader_unregister(&f->rcu, f->rd);
-	rcu_destroy(&f->rcu);
-	evloop_destroy(&f->loop);
+	tf_host_fini(&f->host);
 	free(f);
 }
 
@@ -145,14 +65,14 @@ static uint64_t rd(struct fix *f, uint64_t off, unsigned int size)
 {
 	uint64_t v = 0;
 
-	if (!bus_read(&f->mmio, f->rd, BASE + off, size, &v))
+	if (!bus_read(&f->mmio, f->host.rd, BASE + off, size, &v))
 		return size == 8 ? ~0ull : (1ull << (8 * size)) - 1;
 	return v;
 }
 
 static void wr(struct fix *f, uint64_t off, uint64_t v, unsigned int size)
 {
-	bus_write(&f->mmio, f->rd, BASE + off, size, v);
+	bus_write(&f->mmio, f->host.rd, BASE + off, size, v);
 }
 
 static uint32_t r32(struct fix *f, uint64_t off)
@@ -167,13 +87,7 @@ static void w32(struct fix *f, uint64_t off, uint32_t v)
 
 static int line_fd(struct fix *f)
 {
-	return f->fp.line_fd[GSI];
-}
-
-/* Queue q's rings: 4 KiB apart in RAM, q-th 16 KiB block. */
-static uint64_t ring(unsigned int q, unsigned int part)
-{
-	return RAM_GPA + q * 0x4000ull + part * 0x1000ull;
+	return f->host.fp.line_fd[GSI];
 }
 
 /* Set queue q up the way Linux's vm_setup_vq does, size 128. */
@@ -213,19 +127,12 @@ static void bring_up(struct fix *f)
 /* The recorded ioeventfd for queue q, or NULL. */
 static struct fake_ioevfd *ioevfd_for(struct fix *f, unsigned int q)
 {
-	for (unsigned int i = 0; i < FAKE_MAX_IOEVFD; i++)
-		if (f->fp.ioevfd[i].used && f->fp.ioevfd[i].fd == f->t.kicks.k[q].w.fd)
-			return &f->fp.ioevfd[i];
-	return NULL;
+	return tf_ioevfd_for(&f->host, &f->t.kicks, q);
 }
 
 static unsigned int ioevfd_live(const struct fix *f)
 {
-	unsigned int n = 0;
-
-	for (unsigned int i = 0; i < FAKE_MAX_IOEVFD; i++)
-		n += f->fp.ioevfd[i].used;
-	return n;
+	return tf_ioevfd_live(&f->host);
 }
 
 /* KVM caught a QueueNotify write for q: signal the eventfd as the ioeventfd would. */
@@ -237,9 +144,7 @@ static void kvm_kick(struct fix *f, unsigned int q)
 /* The VMM thread's loop found queue q's eventfd readable. */
 static void loop_fires(struct fix *f, unsigned int q)
 {
-	struct evloop_watch *w = &f->t.kicks.k[q].w;
-
-	w->cb(w, EPOLLIN);
+	tf_loop_fires(&f->t.kicks, q);
 }
 
 /* True when fd is no longer open. */
@@ -267,8 +172,8 @@ TEST(identification_registers)
 	CHECK_EQ(r32(f, VIRTIO_MMIO_SHM_BASE_HIGH), 0xffffffff);
 	CHECK_EQ(r32(f, VIRTIO_MMIO_QUEUE_RESET), 0);
 	/* The slot is exactly 4 KiB. */
-	CHECK(bus_read(&f->mmio, f->rd, BASE + VIRTIO_MMIO_SIZE - 4, 4, &(uint64_t){0}));
-	CHECK(!bus_read(&f->mmio, f->rd, BASE + VIRTIO_MMIO_SIZE, 4, &(uint64_t){0}));
+	CHECK(bus_read(&f->mmio, f->host.rd, BASE + VIRTIO_MMIO_SIZE - 4, 4, &(uint64_t){0}));
+	CHECK(!bus_read(&f->mmio, f->host.rd, BASE + VIRTIO_MMIO_SIZE, 4, &(uint64_t){0}));
 	fix_free(f);
 }
 
@@ -529,9 +434,9 @@ TEST(kick_through_the_event_loop)
 	struct fix *f = fix_new();
 
 	bring_up(f);
-	f->d.stop = &f->loop;
+	f->d.stop = &f->host.loop;
 	kvm_kick(f, 1);
-	CHECK_EQ(evloop_run(&f->loop), 0);
+	CHECK_EQ(evloop_run(&f->host.loop), 0);
 	CHECK_EQ(f->d.notifies[1], 1);
 	fix_free(f);
 }
@@ -542,7 +447,7 @@ TEST(interrupt_status_line_and_ack)
 {
 	struct fix *f = fix_new();
 
-	CHECK_EQ(f->fp.line_allocs, 1);
+	CHECK_EQ(f->host.fp.line_allocs, 1);
 	CHECK(line_fd(f) > 0);
 	bring_up(f);
 	CHECK_EQ(fake_count(line_fd(f)), 0);
@@ -594,14 +499,14 @@ TEST(destroy_releases_everything)
 	bring_up(f);
 	virtio_mmio_destroy(&f->t);
 	CHECK_EQ(ioevfd_live(f), 0);
-	CHECK_EQ(f->fp.line_frees, f->fp.line_allocs);
-	CHECK_EQ(f->fp.line_fd[GSI], 0);
-	CHECK(!bus_read(&f->mmio, f->rd, BASE, 4, &(uint64_t){0}));
+	CHECK_EQ(f->host.fp.line_frees, f->host.fp.line_allocs);
+	CHECK_EQ(f->host.fp.line_fd[GSI], 0);
+	CHECK(!bus_read(&f->mmio, f->host.rd, BASE, 4, &(uint64_t){0}));
 	CHECK(f->d.v.tops == NULL && f->d.v.topaque == NULL);
 	CHECK_EQ(fcntl_closed(kfd0), 1);
 	/* A second destroy does nothing; notifications after it go nowhere. */
 	virtio_mmio_destroy(&f->t);
-	CHECK_EQ(f->fp.line_frees, 1);
+	CHECK_EQ(f->host.fp.line_frees, 1);
 	virtio_config_changed(&f->d.v);
 	fix_free(f);
 }
@@ -614,17 +519,19 @@ TEST(init_failures_leave_nothing)
 	struct fix *f = fix_new_at(BASE + 0x800, &rc);
 
 	CHECK_EQ(rc, -EINVAL);
-	CHECK_EQ(f->fp.line_allocs, 0);
+	CHECK_EQ(f->host.fp.line_allocs, 0);
 	fix_free(f);
 
 	/* The slot is taken: -EEXIST, and the line and ioeventfds are given back. */
 	f = fix_new();
-	CHECK_EQ(virtio_dev_init(&d2.v, VIRTIO_ID_RNG, "rng2", 0, 1, 64, 0, &fd_ops, &d2, &f->env),
-	         0);
-	CHECK_EQ(virtio_mmio_init(&t2, &d2.v, &f->mmio, BASE, GSI + 1, &f->env, &f->e), -EEXIST);
+	CHECK_EQ(
+	    virtio_dev_init(&d2.v, VIRTIO_ID_RNG, "rng2", 0, 1, 64, 0, &fd_ops, &d2, &f->host.env),
+	    0);
+	CHECK_EQ(virtio_mmio_init(&t2, &d2.v, &f->mmio, BASE, GSI + 1, &f->host.env, &f->e),
+	         -EEXIST);
 	CHECK_STR_CONTAINS(f->e.msg, "rng2");
-	CHECK_EQ(f->fp.line_allocs, 2);
-	CHECK_EQ(f->fp.line_frees, 1);
+	CHECK_EQ(f->host.fp.line_allocs, 2);
+	CHECK_EQ(f->host.fp.line_frees, 1);
 	CHECK_EQ(ioevfd_live(f), NQ);
 	CHECK(d2.v.tops == NULL);
 	virtio_dev_destroy(&d2.v);

@@ -12,86 +12,22 @@
 #include "pci/msix.h"
 #include "pci/pci.h"
 #include "test.h"
+#include "transport_fake.h"
 #include "transport/pci.h"
 #include "util/evloop.h"
 #include "virtio/virtio.h"
 
-#define DEVFN     PCI_DEVFN(2, 0)
-#define RAM_GPA   0x100000ull
-#define RAM_LEN   0x10000ull
-#define MEM64     0x1000000000ull
-#define QSIZE     256
-#define CFG_LEN   16
-#define FEAT_TEST 0
+#define DEVFN PCI_DEVFN(2, 0)
+#define MEM64 0x1000000000ull
 
 /* Common configuration registers (BAR0 + 0). */
 #define C(x) (VIRTIO_PCI_COMMON_OFF + VIRTIO_PCI_COMMON_##x)
 
-/* A fake device model: configuration bytes and counters of every op the core calls. */
-struct fdev {
-	struct virtio_dev v;
-	uint8_t cfg[CFG_LEN];
-	unsigned int activates, resets, cfg_reads, cfg_writes;
-	unsigned int notifies[VIRTIO_MAX_QUEUES];
-};
-
-static void fd_config_read(struct virtio_dev *v, uint32_t off, void *buf, uint32_t len)
-{
-	struct fdev *d = v->opaque;
-
-	d->cfg_reads++;
-	memcpy(buf, d->cfg + off, len);
-}
-
-static void fd_config_write(struct virtio_dev *v, uint32_t off, const void *buf, uint32_t len)
-{
-	struct fdev *d = v->opaque;
-
-	d->cfg_writes++;
-	memcpy(d->cfg + off, buf, len);
-}
-
-static int fd_activate(struct virtio_dev *v)
-{
-	struct fdev *d = v->opaque;
-
-	d->activates++;
-	return 0;
-}
-
-static void fd_reset(struct virtio_dev *v)
-{
-	struct fdev *d = v->opaque;
-
-	d->resets++;
-}
-
-static void fd_queue_notify(struct virtio_dev *v, unsigned int q)
-{
-	struct fdev *d = v->opaque;
-
-	d->notifies[q]++;
-}
-
-static const struct virtio_dev_ops fd_ops = {
-    .config_read = fd_config_read,
-    .config_write = fd_config_write,
-    .activate = fd_activate,
-    .reset = fd_reset,
-    .queue_notify = fd_queue_notify,
-};
-
 /* A host on real buses, the device plugged at 00:02.0, 64 KiB of guest RAM at 1 MiB. */
 struct fix {
-	struct fake_plat fp;
-	struct virtio_env env;
-	struct evloop loop;
-	struct rcu rcu;
-	struct rcu_reader *rd;
+	struct tf_host host;
 	struct bus pio, mmio;
 	struct pci_host h;
-	struct gmem gm;
-	uint8_t ram[RAM_LEN];
 	struct fdev d;
 	struct virtio_pci t;
 	struct err e;
@@ -122,22 +58,12 @@ static struct fix *fix_new_dev(uint32_t type, unsigned int nq)
 	if (!f)
 		abort();
 	f->nq = nq;
-	fake_plat_init(&f->fp, &f->env.plat);
-	CHECK_EQ(evloop_init(&f->loop, &f->e), 0);
-	CHECK_EQ(rcu_init(&f->rcu), 0);
-	f->rd = rcu_reader_register(&f->rcu);
-	CHECK_EQ(bus_init(&f->pio, "pio", &f->rcu), 0);
-	CHECK_EQ(bus_init(&f->mmio, "mmio", &f->rcu), 0);
-	CHECK_EQ(pci_host_init(&f->h, &f->pio, &f->mmio, &f->env.plat, &lay, &f->e), 0);
-	CHECK_EQ(gmem_add(&f->gm, RAM_GPA, RAM_LEN, f->ram), 0);
-	f->env.gm = &f->gm;
-	f->env.loop = &f->loop;
-	CHECK_EQ(virtio_dev_init(&f->d.v, type, "test-virtio", feats, nq, QSIZE, CFG_LEN, &fd_ops,
-	                         &f->d, &f->env),
-	         0);
-	for (unsigned int i = 0; i < CFG_LEN; i++)
-		f->d.cfg[i] = (uint8_t)(0x10 + i);
-	CHECK_EQ(virtio_pci_init(&f->t, &f->d.v, &f->env, &f->e), 0);
+	tf_host_init(&f->host, &f->e);
+	CHECK_EQ(bus_init(&f->pio, "pio", &f->host.rcu), 0);
+	CHECK_EQ(bus_init(&f->mmio, "mmio", &f->host.rcu), 0);
+	CHECK_EQ(pci_host_init(&f->h, &f->pio, &f->mmio, &f->host.env.plat, &lay, &f->e), 0);
+	fdev_init(&f->d, type, "test-virtio", feats, nq, &f->host.env);
+	CHECK_EQ(virtio_pci_init(&f->t, &f->d.v, &f->host.env, &f->e), 0);
 	CHECK_EQ(pci_host_plug(&f->h, &f->t.dev, NULL, DEVFN, &f->e), 0);
 	f->plugged = true;
 	f->bar = (pci_host_cfg_read(&f->h, 0, DEVFN, PCI_BAR0, 4) & ~0xfull) |
@@ -163,9 +89,7 @@ static void fix_free(struct fix *f)
 	pci_host_destroy(&f->h);
 	bus_destroy(&f->mmio);
 	bus_destroy(&f->pio);
-	rcu_reader_unregister(&f->rcu, f->rd);
-	rcu_destroy(&f->rcu);
-	evloop_destroy(&f->loop);
+	tf_host_fini(&f->host);
 	free(f);
 }
 
@@ -189,19 +113,14 @@ static uint64_t br(struct fix *f, uint64_t off, unsigned int size)
 {
 	uint64_t v = 0;
 
-	if (!bus_read(&f->mmio, f->rd, f->bar + off, size, &v))
+	if (!bus_read(&f->mmio, f->host.rd, f->bar + off, size, &v))
 		return size == 8 ? ~0ull : (1ull << (8 * size)) - 1;
 	return v;
 }
 
 static void bw(struct fix *f, uint64_t off, uint64_t v, unsigned int size)
 {
-	bus_write(&f->mmio, f->rd, f->bar + off, size, v);
-}
-
-static uint64_t ring(unsigned int q, unsigned int part)
-{
-	return RAM_GPA + q * 0x4000ull + part * 0x1000ull;
+	bus_write(&f->mmio, f->host.rd, f->bar + off, size, v);
 }
 
 /* §3.1.1 through the common configuration, every queue at size 128, up to DRIVER_OK. */
@@ -231,26 +150,17 @@ static void bring_up(struct fix *f)
 
 static struct fake_ioevfd *ioevfd_for(struct fix *f, unsigned int q)
 {
-	for (unsigned int i = 0; i < FAKE_MAX_IOEVFD; i++)
-		if (f->fp.ioevfd[i].used && f->fp.ioevfd[i].fd == f->t.kicks.k[q].w.fd)
-			return &f->fp.ioevfd[i];
-	return NULL;
+	return tf_ioevfd_for(&f->host, &f->t.kicks, q);
 }
 
 static unsigned int ioevfd_live(const struct fix *f)
 {
-	unsigned int n = 0;
-
-	for (unsigned int i = 0; i < FAKE_MAX_IOEVFD; i++)
-		n += f->fp.ioevfd[i].used;
-	return n;
+	return tf_ioevfd_live(&f->host);
 }
 
 static void loop_fires(struct fix *f, unsigned int q)
 {
-	struct evloop_watch *w = &f->t.kicks.k[q].w;
-
-	w->cb(w, EPOLLIN);
+	tf_loop_fires(&f->t.kicks, q);
 }
 
 static int intx_fd(struct fix *f)
@@ -866,12 +776,12 @@ static void *race_notifier(void *arg)
 static void *race_bar_reader(void *arg)
 {
 	struct fix *f = arg;
-	struct rcu_reader *rd = rcu_reader_register(&f->rcu);
+	struct rcu_reader *rd = rcu_reader_register(&f->host.rcu);
 	uint64_t v;
 
 	for (unsigned int i = 0; i < RACE_ROUNDS; i++)
 		bus_read(&f->mmio, rd, f->bar + VIRTIO_PCI_ISR_OFF, 1, &v);
-	rcu_reader_unregister(&f->rcu, rd);
+	rcu_reader_unregister(&f->host.rcu, rd);
 	return NULL;
 }
 
@@ -916,21 +826,21 @@ TEST(destroy_releases_everything)
 {
 	struct fix *f = fix_new();
 
-	CHECK_EQ(f->fp.intx_allocs, 1);
-	CHECK_EQ(fake_watches_live(&f->fp), 1); /* the INTx resample fd */
+	CHECK_EQ(f->host.fp.intx_allocs, 1);
+	CHECK_EQ(fake_watches_live(&f->host.fp), 1); /* the INTx resample fd */
 	bring_up(f);
 	msix_enable(f, true);
 	msix_entry(f, 1, 0x41);
-	CHECK(f->fp.msi_live > 0);
+	CHECK(f->host.fp.msi_live > 0);
 	CHECK_EQ(ioevfd_live(f), 2);
 	pci_host_unplug(&f->h, &f->t.dev);
 	f->plugged = false;
 	CHECK_EQ(ioevfd_live(f), 0); /* bar_map(unmapped) on the way out */
 	virtio_pci_destroy(&f->t);
-	CHECK_EQ(f->fp.msi_live, 0);
-	CHECK_EQ(f->fp.msi_frees, f->fp.msi_allocs);
-	CHECK_EQ(f->fp.intx_frees, f->fp.intx_allocs);
-	CHECK_EQ(fake_watches_live(&f->fp), 0);
+	CHECK_EQ(f->host.fp.msi_live, 0);
+	CHECK_EQ(f->host.fp.msi_frees, f->host.fp.msi_allocs);
+	CHECK_EQ(f->host.fp.intx_frees, f->host.fp.intx_allocs);
+	CHECK_EQ(fake_watches_live(&f->host.fp), 0);
 	CHECK(f->d.v.tops == NULL);
 	CHECK_EQ(f->t.kicks.n, 0);
 	virtio_pci_destroy(&f->t); /* twice: nothing */

@@ -6,156 +6,38 @@
 #include "devices/virtio/rng.h"
 #include "test.h"
 #include "util/evloop.h"
-#include "util/gmem.h"
+#include "virtio_fake_driver.h"
 
-/* ---- a tiny in-test guest driver: RAM, split rings, bring-up (no shared helper exists) ---- */
+/* ---- the guest: the shared fake driver (virtio_fake_driver.h), one device's worth ---- */
 
-#define RAM_SIZE  (4u << 20)
-#define RING_BASE 0x10000u /* queue q's rings at RING_BASE + q * 0x4000 */
-#define BUF_BASE  0x100000u
-
-struct fq {
-	uint8_t *ram;
-	uint64_t desc, avail, used;
-	uint16_t size, avail_idx, used_seen, next_desc;
-};
-
-struct fake_transport {
-	unsigned int notified[8];
-	unsigned int config_changed;
-};
+#define RAM_SIZE (4u << 20)
+#define BUF_BASE 0x100000u /* above the rings fake_guest_alloc hands out */
 
 struct guest {
-	uint8_t *ram;
-	struct gmem gm;
-	struct evloop loop;
-	struct virtio_env env;
+	struct fake_guest fg;
 	struct fake_transport ft;
-	struct fq q[3];
+	struct fake_vq q[3];
 };
-
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
-static void ft_notify(void *t, unsigned int q)
-{
-	((struct fake_transport *)t)->notified[q]++;
-}
-
-static void ft_config_changed(void *t)
-{
-	((struct fake_transport *)t)->config_changed++;
-}
-
-static const struct virtio_transport_ops ft_ops = {ft_notify, ft_config_changed};
 
 static void guest_init(struct guest *g)
 {
 	memset(g, 0, sizeof(*g));
-	g->ram = aligned_alloc(4096, RAM_SIZE);
-	memset(g->ram, 0, RAM_SIZE);
-	gmem_add(&g->gm, 0, RAM_SIZE, g->ram);
-	evloop_init(&g->loop, NULL);
-	g->env.gm = &g->gm;
-	g->env.loop = &g->loop;
+	fake_guest_init(&g->fg, RAM_SIZE);
 }
 
 static void guest_fini(struct guest *g)
 {
-	evloop_destroy(&g->loop);
-	free(g->ram);
+	fake_guest_fini(&g->fg);
 }
 
-static void w16(uint8_t *ram, uint64_t gpa, uint16_t v)
-{
-	__atomic_store_n((uint16_t *)(ram + gpa), v, __ATOMIC_RELEASE);
-}
-
-static uint16_t r16(uint8_t *ram, uint64_t gpa)
-{
-	return __atomic_load_n((uint16_t *)(ram + gpa), __ATOMIC_ACQUIRE);
-}
-
-/* Attach the transport, negotiate every offered feature, set up nq queues, DRIVER_OK. */
+/* Attach the transport, negotiate every offered feature, set up nq fresh queues, DRIVER_OK. */
 static void guest_bring_up(struct guest *g, struct virtio_dev *v, unsigned int nq)
 {
 	unsigned int i;
 
-	v->tops = &ft_ops;
-	v->topaque = &g->ft;
-	pthread_mutex_lock(&v->lock);
-	virtio_set_status(v, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-	virtio_set_driver_features(v, 0, virtio_get_features(v, 0));
-	virtio_set_driver_features(v, 1, virtio_get_features(v, 1));
-	virtio_set_status(v, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-	                         VIRTIO_STATUS_FEATURES_OK);
-	for (i = 0; i < nq; i++) {
-		struct fq *f = &g->q[i];
-		uint64_t base = RING_BASE + i * 0x4000ull;
-
-		*f = (struct fq){.ram = g->ram,
-		                 .desc = base,
-		                 .avail = base + 0x1000,
-		                 .used = base + 0x2000,
-		                 .size = 256};
-		memset(g->ram + base, 0, 0x4000);
-		v->vq[i].size = f->size;
-		v->vq[i].desc_gpa = f->desc;
-		v->vq[i].avail_gpa = f->avail;
-		v->vq[i].used_gpa = f->used;
-		v->vq[i].ready = true;
-	}
-	virtio_set_status(v, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-	                         VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
-	pthread_mutex_unlock(&v->lock);
-}
-
-/* Make a chain available; returns its head. */
-static uint16_t fq_add(struct fq *f, const struct seg *s, unsigned int n)
-{
-	uint16_t head = f->next_desc, idx = head;
-	unsigned int i;
-
-	for (i = 0; i < n; i++) {
-		uint8_t *d = f->ram + f->desc + 16ull * idx;
-		uint16_t next = (uint16_t)((idx + 1) % f->size);
-		uint16_t flags = (uint16_t)((s[i].write ? VIRTQ_DESC_F_WRITE : 0) |
-		                            (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
-
-		memcpy(d, &s[i].gpa, 8);
-		memcpy(d + 8, &s[i].len, 4);
-		memcpy(d + 12, &flags, 2);
-		memcpy(d + 14, &next, 2);
-		idx = next;
-	}
-	f->next_desc = idx;
-	w16(f->ram, f->avail + 4 + 2ull * (f->avail_idx % f->size), head);
-	f->avail_idx++;
-	w16(f->ram, f->avail + 2, f->avail_idx);
-	return head;
-}
-
-/* Next used element: true and {id, len}, or false when none. Re-arms used_event (EVENT_IDX). */
-static bool fq_used(struct fq *f, uint32_t *id, uint32_t *len)
-{
-	uint8_t *e;
-
-	if (r16(f->ram, f->used + 2) == f->used_seen)
-		return false;
-	e = f->ram + f->used + 4 + 8ull * (f->used_seen % f->size);
-	memcpy(id, e, 4);
-	memcpy(len, e + 4, 4);
-	f->used_seen++;
-	w16(f->ram, f->avail + 4 + 2ull * f->size, f->used_seen);
-	return true;
-}
-
-static unsigned int fq_count_used(struct fq *f)
-{
-	return (uint16_t)(r16(f->ram, f->used + 2) - f->used_seen);
+	for (i = 0; i < nq; i++)
+		fake_vq_init(&g->q[i], &g->fg, 256);
+	fake_start(v, &g->ft, ~0ull, g->q, nq);
 }
 
 /* ---- tests ---- */
@@ -191,7 +73,7 @@ TEST(identity)
 	struct err e = {0};
 
 	guest_init(&g);
-	CHECK_EQ(virtio_rng_init(&r, NULL, &g.env, &e), 0);
+	CHECK_EQ(virtio_rng_init(&r, NULL, &g.fg.env, &e), 0);
 	CHECK_EQ(r.vdev.type, VIRTIO_ID_RNG);
 	CHECK_EQ(r.vdev.nqueues, 1);
 	CHECK_EQ(r.vdev.config_size, 0);
@@ -208,34 +90,34 @@ TEST(bytes_arrive)
 	struct guest g;
 	struct virtio_rng r;
 	struct err e = {0};
-	struct seg a = {BUF_BASE, 64, true};
-	struct seg b[2] = {{BUF_BASE + 0x1000, 100, true}, {BUF_BASE + 0x3000, 3996, true}};
-	struct seg c = {BUF_BASE + 0x8000, 1, true};
+	struct fake_seg a = {BUF_BASE, 64, true};
+	struct fake_seg b[2] = {{BUF_BASE + 0x1000, 100, true}, {BUF_BASE + 0x3000, 3996, true}};
+	struct fake_seg c = {BUF_BASE + 0x8000, 1, true};
 	uint32_t id, len;
-	uint16_t ha, hb, hc;
+	int ha, hb, hc;
 
 	guest_init(&g);
-	CHECK_EQ(virtio_rng_init(&r, NULL, &g.env, &e), 0);
+	CHECK_EQ(virtio_rng_init(&r, NULL, &g.fg.env, &e), 0);
 	guest_bring_up(&g, &r.vdev, 1);
-	ha = fq_add(&g.q[0], &a, 1);
-	hb = fq_add(&g.q[0], b, 2);
-	hc = fq_add(&g.q[0], &c, 1);
+	ha = fake_vq_add(&g.q[0], &a, 1);
+	hb = fake_vq_add(&g.q[0], b, 2);
+	hc = fake_vq_add(&g.q[0], &c, 1);
 	kick(&r);
-	CHECK(fq_used(&g.q[0], &id, &len));
+	CHECK(fake_vq_used(&g.q[0], &id, &len));
 	CHECK_EQ(id, ha);
 	CHECK_EQ(len, 64);
-	CHECK(fq_used(&g.q[0], &id, &len));
+	CHECK(fake_vq_used(&g.q[0], &id, &len));
 	CHECK_EQ(id, hb);
 	CHECK_EQ(len, 4096);
-	CHECK(fq_used(&g.q[0], &id, &len));
+	CHECK(fake_vq_used(&g.q[0], &id, &len));
 	CHECK_EQ(id, hc);
 	CHECK_EQ(len, 1);
-	CHECK(!fq_used(&g.q[0], &id, &len));
+	CHECK(!fake_vq_used(&g.q[0], &id, &len));
 	/* Not constant, and both segments of the split buffer were written. */
-	CHECK(!all_same(g.ram + BUF_BASE, 64));
-	CHECK(!all_same(g.ram + BUF_BASE + 0x1000, 100));
-	CHECK(!all_same(g.ram + BUF_BASE + 0x3000, 3996));
-	CHECK(memcmp(g.ram + BUF_BASE, g.ram + BUF_BASE + 0x1000, 64) != 0);
+	CHECK(!all_same(g.fg.ram + BUF_BASE, 64));
+	CHECK(!all_same(g.fg.ram + BUF_BASE + 0x1000, 100));
+	CHECK(!all_same(g.fg.ram + BUF_BASE + 0x3000, 3996));
+	CHECK(memcmp(g.fg.ram + BUF_BASE, g.fg.ram + BUF_BASE + 0x1000, 64) != 0);
 	CHECK(g.ft.notified[0] >= 1);
 	CHECK_EQ(r.requests, 3);
 	CHECK_EQ(r.bytes, 64 + 4096 + 1);
@@ -248,24 +130,24 @@ TEST(readable_segments_ignored)
 	struct guest g;
 	struct virtio_rng r;
 	struct err e = {0};
-	struct seg ro = {BUF_BASE, 32, false};
-	struct seg mixed[2] = {{BUF_BASE + 0x100, 16, false}, {BUF_BASE + 0x200, 16, true}};
+	struct fake_seg ro = {BUF_BASE, 32, false};
+	struct fake_seg mixed[2] = {{BUF_BASE + 0x100, 16, false}, {BUF_BASE + 0x200, 16, true}};
 	uint8_t zero[32] = {0};
 	uint32_t id, len;
 
 	guest_init(&g);
-	CHECK_EQ(virtio_rng_init(&r, NULL, &g.env, &e), 0);
+	CHECK_EQ(virtio_rng_init(&r, NULL, &g.fg.env, &e), 0);
 	guest_bring_up(&g, &r.vdev, 1);
-	fq_add(&g.q[0], &ro, 1);
-	fq_add(&g.q[0], mixed, 2);
+	fake_vq_add(&g.q[0], &ro, 1);
+	fake_vq_add(&g.q[0], mixed, 2);
 	kick(&r);
-	CHECK(fq_used(&g.q[0], &id, &len));
+	CHECK(fake_vq_used(&g.q[0], &id, &len));
 	CHECK_EQ(len, 0); /* nothing writable: answered with 0 bytes */
-	CHECK(fq_used(&g.q[0], &id, &len));
+	CHECK(fake_vq_used(&g.q[0], &id, &len));
 	CHECK_EQ(len, 16);
-	CHECK(memcmp(g.ram + BUF_BASE, zero, 32) == 0);
-	CHECK(memcmp(g.ram + BUF_BASE + 0x100, zero, 16) == 0);
-	CHECK(!all_same(g.ram + BUF_BASE + 0x200, 16));
+	CHECK(memcmp(g.fg.ram + BUF_BASE, zero, 32) == 0);
+	CHECK(memcmp(g.fg.ram + BUF_BASE + 0x100, zero, 16) == 0);
+	CHECK(!all_same(g.fg.ram + BUF_BASE + 0x200, 16));
 	CHECK(virtio_live(&r.vdev));
 	virtio_rng_destroy(&r);
 	guest_fini(&g);
@@ -276,15 +158,15 @@ TEST(large_request_capped)
 	struct guest g;
 	struct virtio_rng r;
 	struct err e = {0};
-	struct seg big = {BUF_BASE, 1u << 20, true};
+	struct fake_seg big = {BUF_BASE, 1u << 20, true};
 	uint32_t id, len;
 
 	guest_init(&g);
-	CHECK_EQ(virtio_rng_init(&r, NULL, &g.env, &e), 0);
+	CHECK_EQ(virtio_rng_init(&r, NULL, &g.fg.env, &e), 0);
 	guest_bring_up(&g, &r.vdev, 1);
-	fq_add(&g.q[0], &big, 1);
+	fake_vq_add(&g.q[0], &big, 1);
 	kick(&r);
-	CHECK(fq_used(&g.q[0], &id, &len));
+	CHECK(fake_vq_used(&g.q[0], &id, &len));
 	CHECK_EQ(len, VIRTIO_RNG_MAX_REQUEST); /* §5.4.6.2: MAY use less than the whole buffer */
 	virtio_rng_destroy(&r);
 	guest_fini(&g);
@@ -301,39 +183,39 @@ TEST(bandwidth_limit_blocks_then_resumes)
 	    .rate_limiter = {.bandwidth = {.size = 100, .refill_time_ms = 100}}, /* 1 B/ms */
 	    .clock = &clk,
 	};
-	struct seg s[3] = {
+	struct fake_seg s[3] = {
 	    {BUF_BASE, 64, true}, {BUF_BASE + 0x100, 64, true}, {BUF_BASE + 0x200, 64, true}};
 	uint32_t id, len;
 
 	guest_init(&g);
-	CHECK_EQ(virtio_rng_init(&r, &o, &g.env, &e), 0);
+	CHECK_EQ(virtio_rng_init(&r, &o, &g.fg.env, &e), 0);
 	CHECK(r.rl_watched);
 	/* The timer is on the loop: adding it again is refused. */
-	CHECK(evloop_add(&g.loop, &r.rl_watch, EPOLLIN) < 0);
+	CHECK(evloop_add(&g.fg.loop, &r.rl_watch, EPOLLIN) < 0);
 	guest_bring_up(&g, &r.vdev, 1);
-	fq_add(&g.q[0], &s[0], 1);
-	fq_add(&g.q[0], &s[1], 1);
-	fq_add(&g.q[0], &s[2], 1);
+	fake_vq_add(&g.q[0], &s[0], 1);
+	fake_vq_add(&g.q[0], &s[1], 1);
+	fake_vq_add(&g.q[0], &s[2], 1);
 	kick(&r);
-	CHECK_EQ(fq_count_used(&g.q[0]), 1); /* 100 - 64 = 36 left: the second waits */
+	CHECK_EQ(fake_vq_pending(&g.q[0]), 1); /* 100 - 64 = 36 left: the second waits */
 	CHECK(rate_limiter_blocked(&r.rl));
 	CHECK(r.held);
 	/* A kick before the tokens are there changes nothing. */
 	fc.now += 27000000;
 	kick(&r);
-	CHECK_EQ(fq_count_used(&g.q[0]), 1);
+	CHECK_EQ(fake_vq_pending(&g.q[0]), 1);
 	/* 28 ms after the first: the timer fires, the second goes, the third waits 64 ms. */
 	fc.now += 1000000;
 	r.rl_watch.cb(&r.rl_watch, EPOLLIN);
-	CHECK_EQ(fq_count_used(&g.q[0]), 2);
+	CHECK_EQ(fake_vq_pending(&g.q[0]), 2);
 	CHECK(rate_limiter_blocked(&r.rl));
 	fc.now += 63000000;
 	r.rl_watch.cb(&r.rl_watch, EPOLLIN);
-	CHECK_EQ(fq_count_used(&g.q[0]), 2);
+	CHECK_EQ(fake_vq_pending(&g.q[0]), 2);
 	fc.now += 1000000;
 	r.rl_watch.cb(&r.rl_watch, EPOLLIN);
-	CHECK_EQ(fq_count_used(&g.q[0]), 3);
-	while (fq_used(&g.q[0], &id, &len))
+	CHECK_EQ(fake_vq_pending(&g.q[0]), 3);
+	while (fake_vq_used(&g.q[0], &id, &len))
 		CHECK_EQ(len, 64);
 	CHECK_EQ(r.throttled >= 3, 1);
 	virtio_rng_destroy(&r);
@@ -351,21 +233,21 @@ TEST(ops_limit)
 	    .rate_limiter = {.ops = {.size = 1, .refill_time_ms = 1000}},
 	    .clock = &clk,
 	};
-	struct seg s[2] = {{BUF_BASE, 8, true}, {BUF_BASE + 0x100, 8, true}};
+	struct fake_seg s[2] = {{BUF_BASE, 8, true}, {BUF_BASE + 0x100, 8, true}};
 
 	guest_init(&g);
-	CHECK_EQ(virtio_rng_init(&r, &o, &g.env, &e), 0);
+	CHECK_EQ(virtio_rng_init(&r, &o, &g.fg.env, &e), 0);
 	guest_bring_up(&g, &r.vdev, 1);
-	fq_add(&g.q[0], &s[0], 1);
-	fq_add(&g.q[0], &s[1], 1);
+	fake_vq_add(&g.q[0], &s[0], 1);
+	fake_vq_add(&g.q[0], &s[1], 1);
 	kick(&r);
-	CHECK_EQ(fq_count_used(&g.q[0]), 1);
+	CHECK_EQ(fake_vq_pending(&g.q[0]), 1);
 	fc.now = 999999999;
 	r.rl_watch.cb(&r.rl_watch, EPOLLIN);
-	CHECK_EQ(fq_count_used(&g.q[0]), 1);
+	CHECK_EQ(fake_vq_pending(&g.q[0]), 1);
 	fc.now = 1000000000;
 	r.rl_watch.cb(&r.rl_watch, EPOLLIN);
-	CHECK_EQ(fq_count_used(&g.q[0]), 2);
+	CHECK_EQ(fake_vq_pending(&g.q[0]), 2);
 	virtio_rng_destroy(&r);
 	guest_fini(&g);
 }
@@ -378,7 +260,7 @@ TEST(bad_limiter_refused)
 	struct virtio_rng_opts o = {.rate_limiter = {.bandwidth = {1, 0, UINT64_MAX}}};
 
 	guest_init(&g);
-	CHECK(virtio_rng_init(&r, &o, &g.env, &e) < 0);
+	CHECK(virtio_rng_init(&r, &o, &g.fg.env, &e) < 0);
 	CHECK_STR_CONTAINS(e.msg, "virtio-rng");
 	CHECK_STR_CONTAINS(e.msg, "refill_time");
 	guest_fini(&g);
@@ -389,29 +271,29 @@ TEST(bad_chain_needs_reset_then_recovers)
 	struct guest g;
 	struct virtio_rng r;
 	struct err e = {0};
-	struct seg outside = {RAM_SIZE - 8, 64, true};
-	struct seg good = {BUF_BASE, 16, true};
+	struct fake_seg outside = {RAM_SIZE - 8, 64, true};
+	struct fake_seg good = {BUF_BASE, 16, true};
 	uint32_t id, len;
 
 	guest_init(&g);
-	CHECK_EQ(virtio_rng_init(&r, NULL, &g.env, &e), 0);
+	CHECK_EQ(virtio_rng_init(&r, NULL, &g.fg.env, &e), 0);
 	guest_bring_up(&g, &r.vdev, 1);
-	fq_add(&g.q[0], &outside, 1);
+	fake_vq_add(&g.q[0], &outside, 1);
 	kick(&r);
 	CHECK(!virtio_live(&r.vdev));
 	CHECK(r.vdev.status & VIRTIO_STATUS_NEEDS_RESET);
 	CHECK_EQ(g.ft.config_changed, 1); /* §2.1.2: the driver is told */
-	CHECK_EQ(fq_count_used(&g.q[0]), 0);
+	CHECK_EQ(fake_vq_pending(&g.q[0]), 0);
 	kick(&r); /* nothing happens while broken */
-	CHECK_EQ(fq_count_used(&g.q[0]), 0);
+	CHECK_EQ(fake_vq_pending(&g.q[0]), 0);
 	/* The driver resets and starts over. */
 	pthread_mutex_lock(&r.vdev.lock);
 	virtio_set_status(&r.vdev, 0);
 	pthread_mutex_unlock(&r.vdev.lock);
 	guest_bring_up(&g, &r.vdev, 1);
-	fq_add(&g.q[0], &good, 1);
+	fake_vq_add(&g.q[0], &good, 1);
 	kick(&r);
-	CHECK(fq_used(&g.q[0], &id, &len));
+	CHECK(fake_vq_used(&g.q[0], &id, &len));
 	CHECK_EQ(len, 16);
 	virtio_rng_destroy(&r);
 	guest_fini(&g);
@@ -426,13 +308,13 @@ TEST(reset_drops_held_request)
 	struct rl_clock clk = {fake_now, &fc};
 	struct virtio_rng_opts o = {.rate_limiter = {.ops = {.size = 1, .refill_time_ms = 1000}},
 	                            .clock = &clk};
-	struct seg s = {BUF_BASE, 8, true};
+	struct fake_seg s = {BUF_BASE, 8, true};
 
 	guest_init(&g);
-	CHECK_EQ(virtio_rng_init(&r, &o, &g.env, &e), 0);
+	CHECK_EQ(virtio_rng_init(&r, &o, &g.fg.env, &e), 0);
 	guest_bring_up(&g, &r.vdev, 1);
-	fq_add(&g.q[0], &s, 1);
-	fq_add(&g.q[0], &s, 1);
+	fake_vq_add(&g.q[0], &s, 1);
+	fake_vq_add(&g.q[0], &s, 1);
 	kick(&r);
 	CHECK(r.held);
 	pthread_mutex_lock(&r.vdev.lock);

@@ -14,96 +14,19 @@
 #include "devices/virtio/vsock.h"
 #include "test.h"
 #include "util/evloop.h"
-#include "util/gmem.h"
+#include "virtio_fake_driver.h"
 
 #define CID 42
 
-/* ---- guest RAM, split rings, bring-up (no shared fake driver exists yet) ---- */
+/* ---- guest RAM and split rings: the shared fake driver (virtio_fake_driver.h) ---- */
 
-#define RAM_SIZE    (8u << 20)
-#define RING_BASE   0x10000u  /* queue q's rings at RING_BASE + q * 0x4000 */
-#define RXBUF_BASE  0x100000u /* rx buffer i: header at +i*0x2000, data at +0x100 */
+#define RAM_SIZE (8u << 20)
+#define RXBUF_BASE                                                                                 \
+	0x100000u /* rx buffer i: header at +i*0x2000, data at +0x100 (above the rings) */
 #define RXBUF_DATA  4096u
 #define NRXBUF      32
 #define TXBUF_BASE  0x200000u /* tx slot i at +i*0x11000 */
 #define TXBUF_SLOTS 64
-
-struct fq {
-	uint8_t *ram;
-	uint64_t desc, avail, used;
-	uint16_t size, avail_idx, used_seen, next_desc;
-};
-
-struct fake_transport {
-	unsigned int notified[8];
-	unsigned int config_changed;
-};
-
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
-static void ft_notify(void *t, unsigned int q)
-{
-	((struct fake_transport *)t)->notified[q]++;
-}
-
-static void ft_config_changed(void *t)
-{
-	((struct fake_transport *)t)->config_changed++;
-}
-
-static const struct virtio_transport_ops ft_ops = {ft_notify, ft_config_changed};
-
-static void w16(uint8_t *ram, uint64_t gpa, uint16_t v)
-{
-	__atomic_store_n((uint16_t *)(ram + gpa), v, __ATOMIC_RELEASE);
-}
-
-static uint16_t r16(uint8_t *ram, uint64_t gpa)
-{
-	return __atomic_load_n((uint16_t *)(ram + gpa), __ATOMIC_ACQUIRE);
-}
-
-static uint16_t fq_add(struct fq *f, const struct seg *s, unsigned int n)
-{
-	uint16_t head = f->next_desc, idx = head;
-	unsigned int i;
-
-	for (i = 0; i < n; i++) {
-		uint8_t *d = f->ram + f->desc + 16ull * idx;
-		uint16_t next = (uint16_t)((idx + 1) % f->size);
-		uint16_t flags = (uint16_t)((s[i].write ? VIRTQ_DESC_F_WRITE : 0) |
-		                            (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
-
-		memcpy(d, &s[i].gpa, 8);
-		memcpy(d + 8, &s[i].len, 4);
-		memcpy(d + 12, &flags, 2);
-		memcpy(d + 14, &next, 2);
-		idx = next;
-	}
-	f->next_desc = idx;
-	w16(f->ram, f->avail + 4 + 2ull * (f->avail_idx % f->size), head);
-	f->avail_idx++;
-	w16(f->ram, f->avail + 2, f->avail_idx);
-	return head;
-}
-
-static bool fq_used(struct fq *f, uint32_t *id, uint32_t *len)
-{
-	uint8_t *e;
-
-	if (r16(f->ram, f->used + 2) == f->used_seen)
-		return false;
-	e = f->ram + f->used + 4 + 8ull * (f->used_seen % f->size);
-	memcpy(id, e, 4);
-	memcpy(len, e + 4, 4);
-	f->used_seen++;
-	w16(f->ram, f->avail + 4 + 2ull * f->size, f->used_seen); /* used_event */
-	return true;
-}
 
 /* ---- the guest-side vsock driver ---- */
 
@@ -121,12 +44,9 @@ struct pkt {
 };
 
 struct vg {
-	uint8_t *ram;
-	struct gmem gm;
-	struct evloop loop;
-	struct virtio_env env;
+	struct fake_guest g;
 	struct fake_transport ft;
-	struct fq q[3];
+	struct fake_vq q[3];
 	struct virtio_vsock s;
 	struct virtio_vsock_opts o;
 	uint64_t now; /* the device's clock */
@@ -196,44 +116,22 @@ static void kick(struct vg *v, unsigned int q)
 /* Make rx buffer i available: header and data in two descriptors (old Linux's layout). */
 static void rx_post(struct vg *v, int i)
 {
-	struct seg sg[2] = {{RXBUF_BASE + 0x2000ull * i, 44, true},
-	                    {RXBUF_BASE + 0x2000ull * i + 0x100, RXBUF_DATA, true}};
+	struct fake_seg sg[2] = {{RXBUF_BASE + 0x2000ull * i, 44, true},
+	                         {RXBUF_BASE + 0x2000ull * i + 0x100, RXBUF_DATA, true}};
 
-	v->rxbuf_of[fq_add(&v->q[0], sg, 2)] = i;
+	v->rxbuf_of[fake_vq_add(&v->q[0], sg, 2)] = i;
 }
 
+/* Negotiate every offered feature and set up three fresh queues, handed out in ring order. */
 static void vg_bring_up(struct vg *v)
 {
-	struct virtio_dev *d = &v->s.vdev;
 	unsigned int i;
 
-	d->tops = &ft_ops;
-	d->topaque = &v->ft;
-	pthread_mutex_lock(&d->lock);
-	virtio_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-	virtio_set_driver_features(d, 0, virtio_get_features(d, 0));
-	virtio_set_driver_features(d, 1, virtio_get_features(d, 1));
-	virtio_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-	                         VIRTIO_STATUS_FEATURES_OK);
 	for (i = 0; i < 3; i++) {
-		struct fq *f = &v->q[i];
-		uint64_t base = RING_BASE + i * 0x4000ull;
-
-		*f = (struct fq){.ram = v->ram,
-		                 .desc = base,
-		                 .avail = base + 0x1000,
-		                 .used = base + 0x2000,
-		                 .size = 256};
-		memset(v->ram + base, 0, 0x4000);
-		d->vq[i].size = f->size;
-		d->vq[i].desc_gpa = f->desc;
-		d->vq[i].avail_gpa = f->avail;
-		d->vq[i].used_gpa = f->used;
-		d->vq[i].ready = true;
+		fake_vq_init(&v->q[i], &v->g, 256);
+		v->q[i].round_robin = true;
 	}
-	virtio_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-	                         VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
-	pthread_mutex_unlock(&d->lock);
+	fake_start(&v->s.vdev, &v->ft, ~0ull, v->q, 3);
 }
 
 static void vg_post_all(struct vg *v)
@@ -265,12 +163,7 @@ static int vg_init_opts(struct vg *v, const struct virtio_vsock_opts *o, bool up
 	int r;
 
 	memset(v, 0, sizeof(*v));
-	v->ram = aligned_alloc(4096, RAM_SIZE);
-	memset(v->ram, 0, RAM_SIZE);
-	gmem_add(&v->gm, 0, RAM_SIZE, v->ram);
-	evloop_init(&v->loop, NULL);
-	v->env.gm = &v->gm;
-	v->env.loop = &v->loop;
+	fake_guest_init(&v->g, RAM_SIZE);
 	snprintf(v->dir, sizeof(v->dir), "/tmp/ember-vsock-XXXXXX");
 	if (!mkdtemp(v->dir))
 		return -errno;
@@ -282,7 +175,7 @@ static int vg_init_opts(struct vg *v, const struct virtio_vsock_opts *o, bool up
 		v->o.guest_cid = CID;
 	v->o.uds_path = v->path;
 	v->o.clock = &v->clk;
-	r = virtio_vsock_init(&v->s, &v->o, &v->env, &e);
+	r = virtio_vsock_init(&v->s, &v->o, &v->g.env, &e);
 	if (r < 0) {
 		printf("  init: %s\n", e.msg);
 		return r;
@@ -302,8 +195,7 @@ static int vg_init(struct vg *v)
 static void vg_fini(struct vg *v)
 {
 	virtio_vsock_destroy(&v->s);
-	evloop_destroy(&v->loop);
-	free(v->ram);
+	fake_guest_fini(&v->g);
 	rmdir(v->dir);
 }
 
@@ -313,7 +205,7 @@ static void pump(struct vg *v, int ms)
 	struct epoll_event evs[16];
 	int i, n, rounds = 0;
 
-	while ((n = epoll_wait(v->loop.epfd, evs, 16, rounds ? 0 : ms)) > 0 && rounds++ < 100) {
+	while ((n = epoll_wait(v->g.loop.epfd, evs, 16, rounds ? 0 : ms)) > 0 && rounds++ < 100) {
 		for (i = 0; i < n; i++) {
 			struct evloop_watch *w = evs[i].data.ptr;
 
@@ -328,17 +220,17 @@ static bool grecv_now(struct vg *v, struct pkt *p)
 	uint32_t id, len;
 	int b;
 
-	if (!fq_used(&v->q[0], &id, &len))
+	if (!fake_vq_used(&v->q[0], &id, &len))
 		return false;
 	b = v->rxbuf_of[id % 256];
 	memset(p, 0, sizeof(*p));
 	CHECK(len >= 44);
-	hdr_get(v->ram + RXBUF_BASE + 0x2000ull * b, &p->h);
+	hdr_get(v->g.ram + RXBUF_BASE + 0x2000ull * b, &p->h);
 	p->n = len > 44 ? len - 44 : 0;
 	CHECK_EQ(p->n, p->h.len);
 	if (p->n > RXBUF_DATA)
 		p->n = RXBUF_DATA;
-	memcpy(p->data, v->ram + RXBUF_BASE + 0x2000ull * b + 0x100, p->n);
+	memcpy(p->data, v->g.ram + RXBUF_BASE + 0x2000ull * b + 0x100, p->n);
 	rx_post(v, b);
 	kick(v, VIRTIO_VSOCK_RXQ);
 	return true;
@@ -360,10 +252,11 @@ static bool grecv(struct vg *v, struct pkt *p, int timeout_ms)
 static void gsend_raw(struct vg *v, const uint8_t *raw, uint32_t n)
 {
 	uint64_t gpa = TXBUF_BASE + 0x11000ull * (v->tx_slot++ % TXBUF_SLOTS);
-	struct seg sg[2] = {{gpa, n < 44 ? n : 44, false}, {gpa + 44, n > 44 ? n - 44 : 0, false}};
+	struct fake_seg sg[2] = {{gpa, n < 44 ? n : 44, false},
+	                         {gpa + 44, n > 44 ? n - 44 : 0, false}};
 
-	memcpy(v->ram + gpa, raw, n);
-	fq_add(&v->q[1], sg, n > 44 ? 2 : 1);
+	memcpy(v->g.ram + gpa, raw, n);
+	fake_vq_add(&v->q[1], sg, n > 44 ? 2 : 1);
 	kick(v, VIRTIO_VSOCK_TXQ);
 }
 
@@ -385,7 +278,7 @@ static unsigned int tx_used_all(struct vg *v)
 	uint32_t id, len;
 	unsigned int n = 0;
 
-	while (fq_used(&v->q[1], &id, &len)) {
+	while (fake_vq_used(&v->q[1], &id, &len)) {
 		CHECK_EQ(len, 0);
 		n++;
 	}
@@ -557,26 +450,26 @@ TEST(init_refusals)
 
 	CHECK_EQ(vg_init_opts(&v, NULL, false), 0);
 	/* §5.10.4 reserved CIDs. */
-	CHECK_EQ(virtio_vsock_init(&s, &o, &v.env, &e), -EINVAL);
+	CHECK_EQ(virtio_vsock_init(&s, &o, &v.g.env, &e), -EINVAL);
 	CHECK_STR_CONTAINS(e.msg, "guest_cid 2");
 	err_clear(&e);
 	o.guest_cid = 0xffffffffull;
-	CHECK_EQ(virtio_vsock_init(&s, &o, &v.env, &e), -EINVAL);
+	CHECK_EQ(virtio_vsock_init(&s, &o, &v.g.env, &e), -EINVAL);
 	err_clear(&e);
 	o.guest_cid = 1ull << 32;
-	CHECK_EQ(virtio_vsock_init(&s, &o, &v.env, &e), -EINVAL);
+	CHECK_EQ(virtio_vsock_init(&s, &o, &v.g.env, &e), -EINVAL);
 	err_clear(&e);
 	/* A path with no room for "_<port>". */
 	memset(longp, 'a', sizeof(longp) - 1);
 	longp[0] = '/';
 	longp[100] = '\0';
 	o = (struct virtio_vsock_opts){.guest_cid = 3, .uds_path = longp};
-	CHECK_EQ(virtio_vsock_init(&s, &o, &v.env, &e), -ENAMETOOLONG);
+	CHECK_EQ(virtio_vsock_init(&s, &o, &v.g.env, &e), -ENAMETOOLONG);
 	CHECK_STR_CONTAINS(e.msg, "too long");
 	err_clear(&e);
 	/* The live one of v: a server answers. */
 	o.uds_path = v.path;
-	CHECK_EQ(virtio_vsock_init(&s, &o, &v.env, &e), -EADDRINUSE);
+	CHECK_EQ(virtio_vsock_init(&s, &o, &v.g.env, &e), -EADDRINUSE);
 	CHECK_STR_CONTAINS(e.msg, "in use");
 	err_clear(&e);
 	vg_fini(&v);
@@ -587,7 +480,7 @@ TEST(init_refusals)
 	fd = open(v.path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	close(fd);
 	o.uds_path = v.path;
-	CHECK_EQ(virtio_vsock_init(&s, &o, &v.env, &e), -EEXIST);
+	CHECK_EQ(virtio_vsock_init(&s, &o, &v.g.env, &e), -EEXIST);
 	CHECK_STR_CONTAINS(e.msg, "not a socket");
 	err_clear(&e);
 	CHECK_EQ(access(v.path, F_OK), 0);
@@ -596,13 +489,12 @@ TEST(init_refusals)
 	/* A stale socket (its server died without unlinking) is replaced. */
 	fd = uds_listen(v.path);
 	close(fd);
-	CHECK_EQ(virtio_vsock_init(&s, &o, &v.env, &e), 0);
+	CHECK_EQ(virtio_vsock_init(&s, &o, &v.g.env, &e), 0);
 	fd = uds_connect(v.path);
 	CHECK(fd >= 0);
 	close(fd);
 	virtio_vsock_destroy(&s);
-	evloop_destroy(&v.loop);
-	free(v.ram);
+	fake_guest_fini(&v.g);
 	rmdir(v.dir);
 }
 
@@ -619,8 +511,7 @@ TEST(destroy_leaves_foreign_file)
 	virtio_vsock_destroy(&v.s);
 	CHECK_EQ(access(v.path, F_OK), 0);
 	unlink(v.path);
-	evloop_destroy(&v.loop);
-	free(v.ram);
+	fake_guest_fini(&v.g);
 	rmdir(v.dir);
 }
 
@@ -1348,10 +1239,10 @@ TEST(connection_limit)
 TEST(bad_ring_needs_reset)
 {
 	struct vg v;
-	struct seg out = {RAM_SIZE - 8, 64, false};
+	struct fake_seg out = {RAM_SIZE - 8, 64, false};
 
 	CHECK_EQ(vg_init(&v), 0);
-	fq_add(&v.q[1], &out, 1);
+	fake_vq_add(&v.q[1], &out, 1);
 	kick(&v, VIRTIO_VSOCK_TXQ);
 	CHECK(!virtio_live(&v.s.vdev));
 	CHECK_EQ(v.ft.config_changed, 1);

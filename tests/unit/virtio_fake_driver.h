@@ -22,6 +22,11 @@
  * it when their chain is seen in the used ring, so tests can run forever.
  * With EVENT_IDX the driver keeps used_event = the last used index it saw,
  * i.e. it wants an interrupt for every completion.  No global state.
+ *
+ * A queue with round_robin set instead hands descriptors out in ring order
+ * and never tracks them, the way a driver that assumes in-order completion
+ * would: tests may then add more chains than the ring holds without reaping
+ * the used ring (the oldest descriptors are simply reused).
  */
 
 #include <endian.h>
@@ -137,6 +142,7 @@ struct fake_vq {
 	uint16_t used_seen;         /* used entries consumed */
 	uint16_t free_head, nfree;  /* descriptor free list, chained through `next` */
 	bool event_idx;             /* keep used_event current */
+	bool round_robin;           /* no free list: descriptors in ring order (see above) */
 };
 
 static inline void fake_desc_write(struct fake_vq *fq, uint16_t i, uint64_t addr, uint32_t len,
@@ -231,7 +237,8 @@ static inline int fake_vq_chain(struct fake_vq *fq, const struct fake_seg *segs,
 	if (n == 0 || n > fq->nfree)
 		return -1;
 	for (k = 0; k < n; k++) {
-		uint16_t next = fake_desc_next(fq, i);
+		uint16_t next =
+		    fq->round_robin ? (uint16_t)((i + 1) % fq->size) : fake_desc_next(fq, i);
 		uint16_t flags = (uint16_t)((segs[k].write ? VIRTQ_DESC_F_WRITE : 0) |
 		                            (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
 
@@ -239,7 +246,8 @@ static inline int fake_vq_chain(struct fake_vq *fq, const struct fake_seg *segs,
 		fq->free_head = next;
 		i = next;
 	}
-	fq->nfree -= (uint16_t)n;
+	if (!fq->round_robin)
+		fq->nfree -= (uint16_t)n;
 	return head;
 }
 
@@ -279,8 +287,12 @@ static inline int fake_vq_add_indirect(struct fake_vq *fq, const struct fake_seg
 		memcpy(d + 12, &f, 2);
 		memcpy(d + 14, &nx, 2);
 	}
-	fq->free_head = fake_desc_next(fq, head);
-	fq->nfree--;
+	if (fq->round_robin) {
+		fq->free_head = (uint16_t)((head + 1) % fq->size);
+	} else {
+		fq->free_head = fake_desc_next(fq, head);
+		fq->nfree--;
+	}
 	fake_desc_write(fq, head, table, 16 * n, VIRTQ_DESC_F_INDIRECT, 0);
 	fake_vq_publish(fq, head);
 	return head;
@@ -310,7 +322,7 @@ static inline bool fake_vq_used(struct fake_vq *fq, uint32_t *id, uint32_t *len)
 	fq->used_seen++;
 	if (fq->event_idx)
 		fake_w16(fq->g, fq->avail + 4 + 2ull * fq->size, fq->used_seen);
-	if (*id < fq->size) {
+	if (*id < fq->size && !fq->round_robin) {
 		/* Give the chain back: walk NEXT from the head, then splice onto the free list. */
 		i = (uint16_t)*id;
 		while ((fake_desc_flags(fq, i) & VIRTQ_DESC_F_NEXT) && n < fq->size) {
