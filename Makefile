@@ -22,9 +22,9 @@ SAN_CFLAGS  = $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,u
 	      -fno-sanitize-recover=undefined
 # Debian libraries (docs/build.md says why each): liburing for the block engine, libslirp for
 # user-mode networking (linked directly: its header needs nothing, but its .pc file would
-# pull in glib's development package).
+# pull in glib's development package), http-parser and jansson for the API server.
 PKG_CFLAGS := $(shell pkg-config --cflags liburing 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs liburing 2>/dev/null) -lslirp
+PKG_LIBS   := $(shell pkg-config --libs liburing 2>/dev/null) -lslirp -lhttp_parser -ljansson
 LDLIBS      = $(PKG_LIBS) -pthread
 # Debian's interpreter, where python3-pytest lives (a PATH python3 may be another).
 PYTHON     ?= /usr/bin/python3
