@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "util/log.h"
+#include "vmm/ctl.h"
 #include "vmm/vm.h"
 
 #define EMBER_VERSION "0.1.0"
@@ -20,15 +23,42 @@
 #define EXIT_USAGE      2 /* bad command line */
 
 static const char usage_text[] =
-    "Usage: ember --kernel PATH [OPTIONS]\n"
-    "       ember --firmware PATH [OPTIONS]\n"
+    "Usage: ember --kernel PATH [OPTIONS]            boot a kernel now\n"
+    "       ember --firmware PATH [OPTIONS]          boot a BIOS image now\n"
+    "       ember --api-sock PATH [OPTIONS]          wait for Firecracker API requests\n"
+    "       ember --config-file FILE [--no-api] [OPTIONS]\n"
+    "                                                boot from a Firecracker config file\n"
     "       ember --dump-pci [OPTIONS]\n"
     "\n"
-    "Boot a KVM microVM from a kernel image: an ELF vmlinux (64-bit Linux boot\n"
-    "protocol entry, or its Xen PVH entry with --pvh) or a bzImage.\n"
+    "A KVM microVM monitor driven by Firecracker's REST API (docs/api.md).\n"
     "\n"
-    "Options:\n"
-    "  -k, --kernel PATH      kernel to boot (required unless --firmware)\n"
+    "Firecracker's options:\n"
+    "      --api-sock PATH    serve the API on the Unix socket PATH (mode 0600; a stale\n"
+    "                         socket file is replaced, a live server's is refused)\n"
+    "      --config-file FILE configure the VM from Firecracker's JSON config file and\n"
+    "                         start it at once; the API (if any) stays available\n"
+    "      --no-api           no API socket (needs --config-file or --kernel/--firmware)\n"
+    "      --id ID            the instance id in logs, metrics and GET / (default:\n"
+    "                         anonymous-instance)\n"
+    "      --log-path PATH    write the log to PATH (a file or a FIFO) in Firecracker's\n"
+    "                         format\n"
+    "      --level LEVEL      log level: Error, Warning, Info, Debug, Trace or Off\n"
+    "      --show-level       put the level in each log line\n"
+    "      --show-log-origin  put the source file and line in each log line\n"
+    "      --metrics-path PATH\n"
+    "                         write metrics to PATH (a file or a FIFO), one JSON object\n"
+    "                         per flush (every 60 s and on FlushMetrics)\n"
+    "      --http-api-max-payload-size BYTES\n"
+    "                         largest request body the API accepts (default: 51200)\n"
+    "      --boot-timer       log the time from InstanceStart to the guest's write of\n"
+    "                         123 to the boot timer (docs/api.md)\n"
+    "      --enable-pci       accepted for compatibility: ember always has PCI\n"
+    "      --no-seccomp       accepted for compatibility: ember installs no seccomp\n"
+    "                         filter yet\n"
+    "\n"
+    "ember's own options (the same configuration as the API's):\n"
+    "  -k, --kernel PATH      kernel to boot: an ELF vmlinux (64-bit Linux boot protocol\n"
+    "                         entry, or its Xen PVH entry with --pvh) or a bzImage\n"
     "      --firmware PATH    boot a BIOS image (64-256 KiB, e.g. SeaBIOS's bios.bin) from\n"
     "                         the reset vector instead of a kernel; its debug log\n"
     "                         (port 0x402) goes to standard output\n"
@@ -40,10 +70,12 @@ static const char usage_text[] =
     "      --no-acpi          no ACPI tables, the MP table only (for guests that do not\n"
     "                         parse ACPI, such as OSv)\n"
     "      --disk PATH[,ro][,transport=pci|mmio][,engine=sync|uring]\n"
-    "                         a virtio-blk disk backed by a raw image (repeatable, up to 8)\n"
+    "                         a virtio-blk disk backed by a raw image (repeatable, up to 8;\n"
+    "                         API ids vda, vdb, ...)\n"
     "      --net tap=NAME|slirp[,mac=MAC][,transport=pci|mmio]\n"
     "                         a virtio-net NIC on a tap device, or on user-mode\n"
-    "                         networking (slirp: 10.0.2.0/24, DHCP) (repeatable, up to 4)\n"
+    "                         networking (slirp: 10.0.2.0/24, DHCP) (repeatable, up to 4;\n"
+    "                         API ids net0, net1, ...)\n"
     "      --vsock cid=N,uds=PATH[,transport=pci|mmio]\n"
     "                         a virtio-vsock device; the host side is the Unix socket PATH\n"
     "      --rng[=transport=pci|mmio]\n"
@@ -51,7 +83,7 @@ static const char usage_text[] =
     "                         (virtio transport: PCI by default; MMIO devices are announced\n"
     "                         with virtio_mmio.device= on the kernel command line)\n"
     "      --root-ports N     PCIe root ports (hot-plug slots) on bus 0, 0 to 14\n"
-    "                         (default: 0)\n"
+    "                         (default: 0; the API's machine-config pcie_root_ports)\n"
     "      --pci-testdev      add ember's PCI test device (docs/pci-testdev.md)\n"
     "      --pci-testdev-port K\n"
     "                         put the test device behind root port K (1-based)\n"
@@ -60,12 +92,13 @@ static const char usage_text[] =
     "                         configuration space in 'lspci -xxxx' format and exit\n"
     "                         without running (no --kernel needed)\n"
     "                         (decode it with: lspci -F FILE -vvv)\n"
-    "      --log-level LEVEL  error, warning, info or debug (default: warning)\n"
+    "      --log-level LEVEL  error, warning, info or debug (default: warning), in ember's\n"
+    "                         own one-line format on standard error\n"
     "  -h, --help             show this help and exit\n"
     "  -V, --version          show the version and exit\n"
     "\n"
     "The guest's serial console (COM1) is ember's standard input and output.\n"
-    "Ctrl-C or SIGTERM stops the VM.\n"
+    "Ctrl-C or SIGTERM stops the VM; SIGUSR2 presses its ACPI power button.\n"
     "\n"
     "Exit status: 0 when the guest resets or shuts down, or a signal stops it;\n"
     "1 when the VM cannot be built or stops on a fatal error; 2 for a bad command line.\n";
@@ -111,7 +144,21 @@ enum {
 	OPT_PCI_TESTDEV,
 	OPT_PCI_TESTDEV_PORT,
 	OPT_DUMP_PCI,
-	OPT_LOG_LEVEL
+	OPT_LOG_LEVEL,
+	OPT_API_SOCK,
+	OPT_CONFIG_FILE,
+	OPT_NO_API,
+	OPT_ID,
+	OPT_LOG_PATH,
+	OPT_LEVEL,
+	OPT_SHOW_LEVEL,
+	OPT_SHOW_LOG_ORIGIN,
+	OPT_METRICS_PATH,
+	OPT_MAX_PAYLOAD,
+	OPT_BOOT_TIMER,
+	OPT_ENABLE_PCI,
+	OPT_NO_SECCOMP,
+	OPT_LAST
 };
 
 static const struct option long_opts[] = {
@@ -132,63 +179,89 @@ static const struct option long_opts[] = {
     {"pci-testdev-port", required_argument, NULL, OPT_PCI_TESTDEV_PORT},
     {"dump-pci", no_argument, NULL, OPT_DUMP_PCI},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"api-sock", required_argument, NULL, OPT_API_SOCK},
+    {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+    {"no-api", no_argument, NULL, OPT_NO_API},
+    {"id", required_argument, NULL, OPT_ID},
+    {"log-path", required_argument, NULL, OPT_LOG_PATH},
+    {"level", required_argument, NULL, OPT_LEVEL},
+    {"show-level", no_argument, NULL, OPT_SHOW_LEVEL},
+    {"show-log-origin", no_argument, NULL, OPT_SHOW_LOG_ORIGIN},
+    {"metrics-path", required_argument, NULL, OPT_METRICS_PATH},
+    {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
+    {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+    {"enable-pci", no_argument, NULL, OPT_ENABLE_PCI},
+    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
 
-static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *dump_pci, int *exit_now)
+/* The command line, before it becomes resources. */
+struct cli {
+	const char *kernel, *firmware, *initrd, *cmdline;
+	unsigned long long mem_mib;
+	unsigned int vcpus, root_ports, testdev_port;
+	bool mem_set, vcpus_set, pvh, no_acpi, testdev, dump_pci;
+	struct vm_devices_cfg dev;
+	const char *api_sock, *config_file, *id, *log_path, *level, *metrics_path;
+	bool no_api, show_level, show_origin, boot_timer;
+	unsigned long long max_payload;
+};
+
+static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 {
-	unsigned int seen[OPT_LOG_LEVEL + 1] = {0};
+	unsigned int seen[OPT_LAST] = {0};
 	unsigned long long v;
 	int opt;
 
 	*exit_now = -1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":k:i:c:m:n:hV", long_opts, NULL)) != -1) {
-		if (opt > 0 && opt <= OPT_LOG_LEVEL && opt != OPT_DISK && opt != OPT_NET &&
-		    seen[opt]++)
+		if (opt > 0 && opt < OPT_LAST && opt != OPT_DISK && opt != OPT_NET && seen[opt]++)
 			return usage_error("option '%s' given more than once", argv[optind - 1]);
 		switch (opt) {
 		case 'k':
-			cfg->kernel_path = optarg;
+			o->kernel = optarg;
 			break;
 		case 'i':
-			cfg->initrd_path = optarg;
+			o->initrd = optarg;
 			break;
 		case 'c':
-			cfg->cmdline = optarg;
+			o->cmdline = optarg;
 			break;
 		case 'm':
 			if (parse_uint(optarg, VM_MIN_MEM_MIB, VM_MAX_MEM_MIB, &v) < 0)
 				return usage_error("--mem '%s': expected MiB from 2 to 1048576",
 				                   optarg);
-			cfg->mem_mib = v;
+			o->mem_mib = v;
+			o->mem_set = true;
 			break;
 		case 'n':
 			if (parse_uint(optarg, 1, VM_MAX_VCPUS, &v) < 0)
 				return usage_error("--vcpus '%s': expected a number from 1 to 32",
 				                   optarg);
-			cfg->vcpus = (unsigned int)v;
+			o->vcpus = (unsigned int)v;
+			o->vcpus_set = true;
 			break;
 		case OPT_PVH:
-			cfg->pvh = true;
+			o->pvh = true;
 			break;
 		case OPT_NO_ACPI:
-			cfg->no_acpi = true;
+			o->no_acpi = true;
 			break;
 		case OPT_FIRMWARE:
-			cfg->firmware_path = optarg;
+			o->firmware = optarg;
 			break;
 		case OPT_DISK:
 		case OPT_NET:
 		case OPT_VSOCK:
 		case OPT_RNG: {
 			struct err e = {0};
-			int r = opt == OPT_DISK    ? devopts_disk(&cfg->dev, optarg, &e)
-			        : opt == OPT_NET   ? devopts_net(&cfg->dev, optarg, &e)
-			        : opt == OPT_VSOCK ? devopts_vsock(&cfg->dev, optarg, &e)
-			                           : devopts_rng(&cfg->dev, optarg, &e);
+			int r = opt == OPT_DISK    ? devopts_disk(&o->dev, optarg, &e)
+			        : opt == OPT_NET   ? devopts_net(&o->dev, optarg, &e)
+			        : opt == OPT_VSOCK ? devopts_vsock(&o->dev, optarg, &e)
+			                           : devopts_rng(&o->dev, optarg, &e);
 
 			if (r < 0)
 				return usage_error("%s", e.msg);
@@ -199,20 +272,20 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *dump_p
 				return usage_error(
 				    "--root-ports '%s': expected a number from 0 to %u", optarg,
 				    VM_MAX_ROOT_PORTS);
-			cfg->root_ports = (unsigned int)v;
+			o->root_ports = (unsigned int)v;
 			break;
 		case OPT_PCI_TESTDEV:
-			cfg->pci_testdev = true;
+			o->testdev = true;
 			break;
 		case OPT_PCI_TESTDEV_PORT:
 			if (parse_uint(optarg, 1, VM_MAX_ROOT_PORTS, &v) < 0)
 				return usage_error("--pci-testdev-port '%s': expected a root port "
 				                   "number from 1 to %u",
 				                   optarg, VM_MAX_ROOT_PORTS);
-			cfg->pci_testdev_port = (unsigned int)v;
+			o->testdev_port = (unsigned int)v;
 			break;
 		case OPT_DUMP_PCI:
-			*dump_pci = true;
+			o->dump_pci = true;
 			break;
 		case OPT_LOG_LEVEL:
 			if (!strcmp(optarg, "error"))
@@ -228,12 +301,66 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *dump_p
 				                   "info or debug",
 				                   optarg);
 			break;
+		case OPT_API_SOCK:
+			if (!*optarg)
+				return usage_error("%s", "--api-sock needs a path");
+			o->api_sock = optarg;
+			break;
+		case OPT_CONFIG_FILE:
+			o->config_file = optarg;
+			break;
+		case OPT_NO_API:
+			o->no_api = true;
+			break;
+		case OPT_ID: {
+			struct err e = {0};
+
+			if (res_check_id(optarg, &e) < 0)
+				return usage_error("--id '%s': %s", optarg, e.msg);
+			o->id = optarg;
+			break;
+		}
+		case OPT_LOG_PATH:
+			o->log_path = optarg;
+			break;
+		case OPT_LEVEL: {
+			enum log_level l;
+
+			if (log_level_parse(optarg, &l) < 0)
+				return usage_error("--level '%s': expected Error, Warning, Info, Debug, "
+				                   "Trace or Off",
+				                   optarg);
+			o->level = optarg;
+			break;
+		}
+		case OPT_SHOW_LEVEL:
+			o->show_level = true;
+			break;
+		case OPT_SHOW_LOG_ORIGIN:
+			o->show_origin = true;
+			break;
+		case OPT_METRICS_PATH:
+			o->metrics_path = optarg;
+			break;
+		case OPT_MAX_PAYLOAD:
+			if (parse_uint(optarg, 1, 1u << 30, &v) < 0)
+				return usage_error("--http-api-max-payload-size '%s': expected bytes "
+				                   "from 1 to 1073741824",
+				                   optarg);
+			o->max_payload = v;
+			break;
+		case OPT_BOOT_TIMER:
+			o->boot_timer = true;
+			break;
+		case OPT_ENABLE_PCI:
+		case OPT_NO_SECCOMP:
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			*exit_now = 0;
 			return 0;
 		case 'V':
-			printf("ember %s\n", EMBER_VERSION);
+			printf("ember %s (Firecracker API %s)\n", EMBER_VERSION, API_VERSION_STRING);
 			*exit_now = 0;
 			return 0;
 		case ':':
@@ -244,66 +371,199 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *dump_p
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (cfg->pci_testdev_port && !cfg->pci_testdev)
+	if (o->testdev_port && !o->testdev)
 		return usage_error("%s", "--pci-testdev-port needs --pci-testdev");
-	if (cfg->pci_testdev_port > cfg->root_ports)
+	if (o->testdev_port > o->root_ports)
 		return usage_error(
 		    "--pci-testdev-port %u: there are only %u root ports (--root-ports)",
-		    cfg->pci_testdev_port, cfg->root_ports);
-	if (cfg->firmware_path &&
-	    (cfg->kernel_path || cfg->initrd_path || cfg->cmdline || cfg->pvh))
+		    o->testdev_port, o->root_ports);
+	if (o->firmware && (o->kernel || o->initrd || o->cmdline || o->pvh))
 		return usage_error("%s",
 		                   "--firmware boots the firmware's own boot loader: it cannot "
 		                   "be combined with --kernel, --initrd, --cmdline or --pvh");
-	if (!cfg->kernel_path && !cfg->firmware_path && !*dump_pci)
-		return usage_error("%s", "no kernel given: use --kernel PATH (or --firmware PATH)");
-	cfg->build_only = *dump_pci;
+	if ((o->initrd || o->cmdline || o->pvh) && !o->kernel)
+		return usage_error("%s", "--initrd, --cmdline and --pvh need --kernel");
+	if (o->no_api && o->api_sock)
+		return usage_error("%s", "--no-api and --api-sock cannot be combined");
+	if (o->no_api && !o->config_file && !o->kernel && !o->firmware)
+		return usage_error("%s", "--no-api needs --config-file (or --kernel/--firmware)");
+	if (!o->kernel && !o->firmware && !o->dump_pci && !o->api_sock && !o->config_file)
+		return usage_error("%s", "no kernel given: use --kernel PATH (or --firmware PATH, "
+		                         "--api-sock PATH or --config-file FILE)");
+	if (o->dump_pci && (o->api_sock || o->config_file))
+		return usage_error("%s", "--dump-pci cannot be combined with --api-sock or "
+		                         "--config-file");
 	return 0;
+}
+
+static char *dup_or_die(const char *s)
+{
+	char *d = s ? strdup(s) : NULL;
+
+	if (s && !d) {
+		fputs("ember: out of memory\n", stderr);
+		exit(EXIT_FAILURE_VM);
+	}
+	return d;
+}
+
+/* The short flags, through the same setters as the API (vmm/resources.h). */
+static int cli_to_resources(const struct cli *o, struct ctl *c, struct err *e)
+{
+	struct resources *r = &c->res;
+	struct res_machine m = r->machine;
+	unsigned int i;
+	int ret = 0;
+
+	r->firmware_path = dup_or_die(o->firmware);
+	r->pvh = o->pvh;
+	r->no_acpi = o->no_acpi;
+	r->pci_testdev = o->testdev;
+	r->pci_testdev_port = o->testdev_port;
+	if (o->mem_set)
+		m.mem_size_mib = o->mem_mib;
+	if (o->vcpus_set)
+		m.vcpu_count = o->vcpus;
+	m.pcie_root_ports = o->root_ports;
+	ret = res_set_machine(r, &m, e);
+	if (ret == 0 && o->kernel) {
+		struct res_boot b = {.kernel_image_path = dup_or_die(o->kernel),
+		                     .initrd_path = dup_or_die(o->initrd),
+		                     .boot_args = dup_or_die(o->cmdline ? o->cmdline : "")};
+
+		ret = res_set_boot(r, &b, e);
+		res_boot_clear(&b);
+	}
+	for (i = 0; ret == 0 && i < o->dev.ndisks; i++) {
+		const struct vm_disk_cfg *dc = &o->dev.disks[i];
+		struct res_drive d = {
+		    .path_on_host = dup_or_die(dc->path),
+		    .is_read_only = dc->read_only,
+		    .cache_type = RES_CACHE_WRITEBACK,
+		    .io_engine = dc->engine,
+		    .transport = dc->transport,
+		};
+
+		snprintf(d.id, sizeof(d.id), "vd%c", 'a' + i);
+		ret = res_put_drive(r, &d, e);
+		res_drive_clear(&d);
+	}
+	for (i = 0; ret == 0 && i < o->dev.nnets; i++) {
+		const struct vm_net_cfg *nc = &o->dev.nets[i];
+		struct res_net n = {
+		    .host_dev_name = dup_or_die(nc->tap),
+		    .slirp = !nc->tap,
+		    .has_mac = nc->has_mac,
+		    .transport = nc->transport,
+		};
+
+		memcpy(n.mac, nc->mac, 6);
+		snprintf(n.id, sizeof(n.id), "net%u", i);
+		ret = res_put_net(r, &n, e);
+		res_net_clear(&n);
+	}
+	if (ret == 0 && o->dev.vsock.present) {
+		struct res_vsock vs = {.guest_cid = o->dev.vsock.cid,
+		                       .uds_path = dup_or_die(o->dev.vsock.uds_path),
+		                       .transport = o->dev.vsock.transport};
+
+		ret = res_set_vsock(r, &vs, e);
+		res_vsock_clear(&vs);
+	}
+	if (ret == 0 && o->dev.rng.present) {
+		struct res_entropy en = {.transport = o->dev.rng.transport};
+
+		ret = res_set_entropy(r, &en, e);
+	}
+	return ret;
+}
+
+/* --log-path/--level/--show-*: Firecracker's logger; --metrics-path: its metrics. */
+static int cli_logger_metrics(const struct cli *o, struct ctl *c, struct err *e)
+{
+	int r = 0;
+
+	if (o->log_path || o->level || o->show_level || o->show_origin) {
+		struct res_logger l = {.log_path = dup_or_die(o->log_path),
+		                       .show_level = o->show_level,
+		                       .show_log_origin = o->show_origin};
+
+		if (o->level) {
+			l.level_set = true;
+			l.level_off = !strcasecmp(o->level, "off");
+			log_level_parse(o->level, &l.level);
+		}
+		r = res_set_logger(&c->res, &l, e);
+		res_logger_clear(&l);
+		if (r == 0)
+			r = ctl_apply_logger(c, e);
+	}
+	if (r == 0 && o->metrics_path) {
+		struct res_metrics m = {.metrics_path = dup_or_die(o->metrics_path)};
+
+		r = res_set_metrics(&c->res, &m, e);
+		res_metrics_clear(&m);
+		if (r == 0)
+			r = ctl_apply_metrics(c, e);
+	}
+	return r;
 }
 
 int main(int argc, char **argv)
 {
-	struct vm_config cfg = {
-	    .mem_mib = 128,
-	    .vcpus = 1,
-	    .console_in_fd = STDIN_FILENO,
-	    .console_out_fd = STDOUT_FILENO,
-	};
-	struct vm_exit_info info = {0};
+	struct cli o = {0};
+	struct ctl c;
+	struct api api = {0};
 	struct err e = {0};
-	struct vm *vm;
 	sigset_t set;
-	bool dump_pci = false;
-	int exit_now, r;
+	int exit_now, r, status;
 
-	r = parse_args(argc, argv, &cfg, &dump_pci, &exit_now);
+	r = parse_args(argc, argv, &o, &exit_now);
 	if (r)
 		return r;
 	if (exit_now >= 0)
 		return exit_now;
 
-	/* From here on SIGINT/SIGTERM are read by the VMM thread through a signalfd. */
+	/* From here on SIGINT/SIGTERM/SIGUSR2 are read by the VMM thread through a signalfd. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-	r = vm_create(&vm, &cfg, &e);
+	r = ctl_init(&c, &e);
 	if (r < 0) {
 		fprintf(stderr, "ember: %s\n", e.msg[0] ? e.msg : strerror(-r));
 		return EXIT_FAILURE_VM;
 	}
-	if (dump_pci) {
-		vm_dump_pci(vm, stdout);
-		vm_destroy(vm);
+	if (o.id)
+		c.instance_id = o.id;
+	c.build_only = o.dump_pci;
+	c.boot_timer = o.boot_timer;
+	r = cli_logger_metrics(&o, &c, &e);
+	if (r == 0)
+		r = cli_to_resources(&o, &c, &e);
+	if (r == 0 && o.config_file)
+		r = api_apply_config_file(&c, o.config_file, &e);
+	if (r == 0 && o.api_sock)
+		r = api_init(&api, &c, o.api_sock, o.max_payload, &e);
+	if (r == 0 && (o.kernel || o.firmware || o.config_file || o.dump_pci))
+		r = ctl_start(&c, &e);
+	if (r < 0) {
+		api_destroy(&api);
+		ctl_destroy(&c);
+		fprintf(stderr, "ember: %s\n", e.msg[0] ? e.msg : strerror(-r));
+		return EXIT_FAILURE_VM;
+	}
+	if (o.dump_pci) {
+		vm_dump_pci(c.vm, stdout);
+		ctl_destroy(&c);
 		return fflush(stdout) == 0 ? EXIT_GUEST_DONE : EXIT_FAILURE_VM;
 	}
-	r = vm_run(vm, &info);
-	vm_destroy(vm);
+	status = ctl_run(&c);
+	api_destroy(&api);
+	ctl_destroy(&c);
 	fflush(stdout);
-	fprintf(stderr, "ember: %s\n", info.message[0] ? info.message : "stopped");
-	if (r < 0 || info.reason == VM_STOP_FATAL)
-		return EXIT_FAILURE_VM;
-	return EXIT_GUEST_DONE;
+	fprintf(stderr, "ember: %s\n", c.exit.message[0] ? c.exit.message : "stopped");
+	return status ? EXIT_FAILURE_VM : EXIT_GUEST_DONE;
 }

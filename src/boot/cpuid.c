@@ -14,17 +14,19 @@ static unsigned int order_bits(unsigned int n)
 	return b;
 }
 
-static void topology_leaf(struct kvm_cpuid_entry2 *ent, unsigned int vcpu_id, unsigned int nvcpus)
+static void topology_leaf(struct kvm_cpuid_entry2 *ent, unsigned int vcpu_id, unsigned int nvcpus,
+                          unsigned int threads)
 {
 	/*
-	 * Intel SDM vol. 2A, CPUID leaf 0Bh/1Fh: level 0 is SMT (1 thread per
+	 * Intel SDM vol. 2A, CPUID leaf 0Bh/1Fh: level 0 is SMT (`threads` per
 	 * core), level 1 is core (nvcpus per package), higher levels invalid.
+	 * EAX is the shift of the x2APIC ID to the next level's ID.
 	 */
 	ent->edx = vcpu_id;
 	switch (ent->index) {
 	case 0:
-		ent->eax = 0;
-		ent->ebx = 1;
+		ent->eax = order_bits(threads);
+		ent->ebx = threads;
 		ent->ecx = (1u << 8) | 0;
 		break;
 	case 1:
@@ -40,8 +42,10 @@ static void topology_leaf(struct kvm_cpuid_entry2 *ent, unsigned int vcpu_id, un
 	}
 }
 
-void cpuid_apply_policy(struct kvm_cpuid2 *c, unsigned int vcpu_id, unsigned int nvcpus)
+void cpuid_apply_policy(struct kvm_cpuid2 *c, unsigned int vcpu_id, unsigned int nvcpus, bool smt)
 {
+	unsigned int threads = smt && nvcpus > 1 ? 2 : 1;
+	unsigned int cores = nvcpus / threads;
 	unsigned int i;
 
 	for (i = 0; i < c->nent; i++) {
@@ -60,26 +64,30 @@ void cpuid_apply_policy(struct kvm_cpuid2 *c, unsigned int vcpu_id, unsigned int
 			break;
 		case 4: {
 			/* Deterministic cache parameters: EAX[31:26] cores per package - 1. */
+			/* EAX[25:14] logical processors sharing this cache - 1: a core's threads
+			 * share L1/L2, the package shares L3. */
 			unsigned int level = (ent->eax >> 5) & 7;
-			unsigned int sharing = level >= 3 ? nvcpus - 1 : 0;
+			unsigned int sharing = level >= 3 ? nvcpus - 1 : threads - 1;
 
 			if ((ent->eax & 0x1f) == 0)
 				break; /* no more caches */
-			ent->eax = (ent->eax & 0x3fffu) | (sharing << 14) | ((nvcpus - 1) << 26);
+			ent->eax = (ent->eax & 0x3fffu) | (sharing << 14) | ((cores - 1) << 26);
 			break;
 		}
 		case 0xb:
 		case 0x1f:
-			topology_leaf(ent, vcpu_id, nvcpus);
+			topology_leaf(ent, vcpu_id, nvcpus, threads);
 			break;
 		case 0x80000008:
 			/* AMD: ECX[7:0] number of physical cores - 1. */
 			ent->ecx = (ent->ecx & ~0xffu) | ((nvcpus - 1) & 0xff);
 			break;
 		case 0x8000001e:
-			/* AMD: extended APIC ID, one core per compute unit. */
+			/* AMD: extended APIC ID; EBX[15:8] threads per compute unit - 1, EBX[7:0]
+			 * compute unit ID. */
 			ent->eax = vcpu_id;
-			ent->ebx = (ent->ebx & ~0xffu) | (vcpu_id & 0xff);
+			ent->ebx = (ent->ebx & ~0xffffu) | ((threads - 1) << 8) |
+				   ((vcpu_id / threads) & 0xff);
 			break;
 		default:
 			break;

@@ -4,8 +4,9 @@
 
 /*
  * One function decides the CPUID table of every vCPU, starting from what KVM
- * supports (KVM_GET_SUPPORTED_CPUID): the topology (one package, `nvcpus`
- * cores, one thread per core, APIC ID = vCPU index), the hypervisor bit and
+ * supports (KVM_GET_SUPPORTED_CPUID): the topology (one package of `nvcpus`
+ * logical processors: one thread per core, or two with `smt` -- the API's
+ * machine-config smt -- APIC ID = vCPU index), the hypervisor bit and
  * KVM's paravirtual leaves (0x40000000, kept so guests find kvm-clock).
  *
  * Note: on the nested KVM ember is developed on, KVM_SET_CPUID2 is accepted
@@ -13,8 +14,9 @@
  */
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 
 /* Rewrite `c` (a copy of the supported table) in place for vCPU `vcpu_id` of `nvcpus`. */
-void cpuid_apply_policy(struct kvm_cpuid2 *c, unsigned int vcpu_id, unsigned int nvcpus);
+void cpuid_apply_policy(struct kvm_cpuid2 *c, unsigned int vcpu_id, unsigned int nvcpus, bool smt);
 
 #endif

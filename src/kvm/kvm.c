@@ -93,9 +93,10 @@ static int add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, ui
 	return 0;
 }
 
-int kvm_add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e)
+int kvm_add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, bool log_dirty,
+                    struct err *e)
 {
-	return add_memslot(k, gpa, size, hva, 0, e);
+	return add_memslot(k, gpa, size, hva, log_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0, e);
 }
 
 int kvm_add_memslot_ro(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e)

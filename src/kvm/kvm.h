@@ -40,7 +40,8 @@ int kvm_open(struct kvm *k, struct err *e);
 void kvm_close(struct kvm *k);
 
 /* Map host memory [hva, hva+size) at guest physical gpa in a new slot. */
-int kvm_add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e);
+int kvm_add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, bool log_dirty,
+                    struct err *e);
 
 /* The same, read-only to the guest (KVM_MEM_READONLY: guest writes exit as MMIO). */
 int kvm_add_memslot_ro(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e);

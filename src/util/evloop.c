@@ -61,5 +61,6 @@ int evloop_run(struct evloop *l)
 			w->cb(w, evs[i].events);
 		}
 	}
+	l->stop = false; /* the next evloop_run() runs again */
 	return 0;
 }

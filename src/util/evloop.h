@@ -35,7 +35,11 @@ int evloop_add(struct evloop *l, struct evloop_watch *w, uint32_t events);
 /* Stop watching; safe to call from a callback (also for the watch being run). */
 int evloop_del(struct evloop *l, struct evloop_watch *w);
 
-/* Dispatch events until evloop_stop() is called from a callback.  -errno on epoll failure. */
+/*
+ * Dispatch events until evloop_stop() is called from a callback (the rest of
+ * that batch is not dispatched; a later evloop_run() continues).  -errno on
+ * epoll failure.
+ */
 int evloop_run(struct evloop *l);
 void evloop_stop(struct evloop *l);
 

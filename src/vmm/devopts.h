@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "util/err.h"
+#include "util/ratelimit.h"
 
 #define VM_MAX_DISKS 8
 #define VM_MAX_NETS  4
@@ -23,14 +24,20 @@ enum vm_transport { VM_TRANSPORT_PCI = 0, VM_TRANSPORT_MMIO };
 enum vm_engine { VM_ENGINE_SYNC = 0, VM_ENGINE_URING };
 
 struct vm_disk_cfg {
+	const char *id; /* the API's drive_id; NULL: vda, vdb, ... */
 	const char *path;
 	bool read_only;
+	bool cache_unsafe; /* the API's cache_type "Unsafe": no VIRTIO_BLK_F_FLUSH */
+	struct rate_limiter_cfg rate_limiter;
 	enum vm_transport transport;
 	enum vm_engine engine;
 };
 
 struct vm_net_cfg {
+	const char *id;  /* the API's iface_id; NULL: net0, net1, ... */
 	const char *tap; /* interface name, or NULL for slirp */
+	uint16_t mtu;    /* 0: VIRTIO_NET_F_MTU not offered */
+	struct rate_limiter_cfg rx_rate_limiter, tx_rate_limiter;
 	bool has_mac;
 	uint8_t mac[6];
 	enum vm_transport transport;
@@ -45,6 +52,7 @@ struct vm_vsock_cfg {
 
 struct vm_rng_cfg {
 	bool present;
+	struct rate_limiter_cfg rate_limiter;
 	enum vm_transport transport;
 };
 

@@ -22,7 +22,7 @@ int vcpu_setup(struct vcpu *v, struct err *e)
 	r = kvm_get_supported_cpuid(&vm->kvm, &cpuid, e);
 	if (r < 0)
 		return r;
-	cpuid_apply_policy(cpuid, id, vm->cfg.vcpus);
+	cpuid_apply_policy(cpuid, id, vm->cfg.vcpus, vm->cfg.smt);
 	r = ioctl(v->kf.fd, KVM_SET_CPUID2, cpuid);
 	free(cpuid);
 	if (r < 0)

@@ -54,16 +54,26 @@ static void undo_kvm(struct vm *vm)
 
 /* ---- step: guest memory ------------------------------------------------------------------- */
 
-static void *map_ram(uint64_t size, struct err *e, const char *what)
+static void *map_ram(uint64_t size, enum vm_huge_pages hp, struct err *e, const char *what)
 {
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	void *p;
 
+	/* hugetlbfs pages are reserved at mmap time (no MAP_NORESERVE): a short pool fails here,
+	 * not with a SIGBUS when the guest first touches the page. */
+	if (hp == VM_HUGE_PAGES_2M)
+		flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
 	if (p == MAP_FAILED) {
-		err_sys(e, errno, "cannot map %llu MiB of %s guest RAM",
-		        (unsigned long long)(size >> 20), what);
+		err_sys(e, errno, "cannot map %llu MiB of %s guest RAM%s",
+		        (unsigned long long)(size >> 20), what,
+		        hp == VM_HUGE_PAGES_2M ? " in 2 MiB huge pages (is the hugetlbfs pool "
+		                                 "large enough? /proc/sys/vm/nr_hugepages)"
+		                               : "");
 		return NULL;
 	}
+	if (hp == VM_HUGE_PAGES_TRANSPARENT && madvise(p, size, MADV_HUGEPAGE) < 0)
+		log_warn("madvise(MADV_HUGEPAGE) on %s guest RAM: %s", what, strerror(errno));
 	return p;
 }
 
@@ -82,16 +92,17 @@ static int step_memory(struct vm *vm, struct err *e)
 	int r;
 
 	mem_layout_init(&vm->ml, vm->cfg.mem_mib << 20);
-	vm->ram_low = map_ram(vm->ml.low_size, e, "low");
+	vm->ram_low = map_ram(vm->ml.low_size, vm->cfg.huge_pages, e, "low");
 	if (!vm->ram_low)
 		return e->code;
 	r = gmem_add(&vm->gm, 0, vm->ml.low_size, vm->ram_low);
 	if (r == 0)
-		r = kvm_add_memslot(&vm->kvm, 0, vm->ml.low_size, vm->ram_low, e);
+		r = kvm_add_memslot(&vm->kvm, 0, vm->ml.low_size, vm->ram_low,
+		                    vm->cfg.track_dirty_pages, e);
 	if (r < 0)
 		goto fail;
 	if (vm->ml.high_size) {
-		vm->ram_high = map_ram(vm->ml.high_size, e, "high");
+		vm->ram_high = map_ram(vm->ml.high_size, vm->cfg.huge_pages, e, "high");
 		if (!vm->ram_high) {
 			r = e->code;
 			goto fail;
@@ -99,7 +110,7 @@ static int step_memory(struct vm *vm, struct err *e)
 		r = gmem_add(&vm->gm, MMIO_GAP_END, vm->ml.high_size, vm->ram_high);
 		if (r == 0)
 			r = kvm_add_memslot(&vm->kvm, MMIO_GAP_END, vm->ml.high_size, vm->ram_high,
-			                    e);
+			                    vm->cfg.track_dirty_pages, e);
 		if (r < 0)
 			goto fail;
 	}
@@ -217,7 +228,9 @@ static int step_legacy(struct vm *vm, struct err *e)
 	r = serial_init(&vm->serial, vm->cfg.console_out_fd, vm->serial_irqfd);
 	if (r < 0)
 		goto fail_init;
-	r = i8042_init(&vm->i8042, i8042_reset_cb, vm, vm->i8042_irqfd);
+	r = serial_set_out_limit(&vm->serial, &vm->cfg.serial_limit);
+	if (r == 0)
+		r = i8042_init(&vm->i8042, i8042_reset_cb, vm, vm->i8042_irqfd);
 	if (r < 0)
 		goto fail_serial;
 	r = cmos_init(&vm->cmos, &vm->ml, vm->cfg.vcpus);
@@ -271,7 +284,7 @@ static int step_pci(struct vm *vm, struct err *e)
 	    .port_pref_size = PCI_PORT_PREF_SIZE,
 	    .intx_gsi_base = PCI_INTX_GSI_BASE,
 	};
-	int r = gsi_router_init(&vm->gsi, &vm->kvm, &vm->loop, e);
+	int r = gsi_router_init(&vm->gsi, &vm->kvm, vm->loop, e);
 
 	if (r < 0)
 		return r;
@@ -517,8 +530,12 @@ static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, unsigned int inde
 	vv->kind = kind;
 	/* Names for logs: vda, vdb ... for disks (the order Linux gives them on one bus), net0 ...
 	 */
-	if (kind == VM_VIRTIO_BLK)
+	if (kind == VM_VIRTIO_BLK && vm->cfg.dev.disks[index].id)
+		snprintf(vv->name, sizeof(vv->name), "%s", vm->cfg.dev.disks[index].id);
+	else if (kind == VM_VIRTIO_BLK)
 		snprintf(vv->name, sizeof(vv->name), "vd%c", 'a' + index);
+	else if (kind == VM_VIRTIO_NET && vm->cfg.dev.nets[index].id)
+		snprintf(vv->name, sizeof(vv->name), "%s", vm->cfg.dev.nets[index].id);
 	else if (kind == VM_VIRTIO_NET)
 		snprintf(vv->name, sizeof(vv->name), "net%u", index);
 	r = virtio_create(vm, vv, index, e);
@@ -542,7 +559,7 @@ static int step_virtio(struct vm *vm, struct err *e)
 	unsigned int i;
 	int r = 0;
 
-	vm->venv = (struct virtio_env){.gm = &vm->gm, .loop = &vm->loop, .plat = vm->plat};
+	vm->venv = (struct virtio_env){.gm = &vm->gm, .loop = vm->loop, .plat = vm->plat};
 	for (i = 0; r == 0 && i < d->ndisks; i++)
 		r = virtio_add(vm, VM_VIRTIO_BLK, i, e);
 	for (i = 0; r == 0 && i < d->nnets; i++)
@@ -769,24 +786,7 @@ static void on_stop_fd(struct evloop_watch *w, uint32_t events)
 	(void)events;
 	if (read(vm->stop_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_debug("stop eventfd read: %s", strerror(errno));
-	evloop_stop(&vm->loop);
-}
-
-static void on_signal(struct evloop_watch *w, uint32_t events)
-{
-	struct vm *vm = w->opaque;
-	struct signalfd_siginfo si;
-
-	(void)events;
-	if (read(vm->signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
-		return;
-	if (si.ssi_signo == SIGUSR2) {
-		/* Until the API has an action for it, SIGUSR2 asks the guest to shut down. */
-		vm_power_button(vm);
-		return;
-	}
-	vm_request_stop(vm, VM_STOP_SIGNAL, "stopped by %s",
-	                si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+	evloop_stop(vm->loop);
 }
 
 /* Offer buffered console input to the UART; true when all of it was taken. */
@@ -815,7 +815,7 @@ static void on_stdin(struct evloop_watch *w, uint32_t events)
 		vm->rx_pending_off = 0;
 		if (!console_flush(vm)) {
 			/* The guest's FIFO is full: pause input until it drains (on_rx_drained). */
-			evloop_del(&vm->loop, w);
+			evloop_del(vm->loop, w);
 			vm->stdin_watched = false;
 		}
 		return;
@@ -823,7 +823,7 @@ static void on_stdin(struct evloop_watch *w, uint32_t events)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	/* EOF, error or hang-up: stop listening, the guest keeps running. */
-	evloop_del(&vm->loop, w);
+	evloop_del(vm->loop, w);
 	vm->stdin_watched = false;
 	vm->cfg.console_in_fd = -1;
 }
@@ -838,7 +838,7 @@ static void on_rx_drained(struct evloop_watch *w, uint32_t events)
 		return;
 	if (!console_flush(vm) || vm->stdin_watched || vm->cfg.console_in_fd < 0)
 		return;
-	if (evloop_add(&vm->loop, &vm->stdin_watch, EPOLLIN) == 0)
+	if (evloop_add(vm->loop, &vm->stdin_watch, EPOLLIN) == 0)
 		vm->stdin_watched = true;
 }
 
@@ -852,11 +852,11 @@ static void undo_console(struct vm *vm)
 		vm->termios_saved = false;
 	}
 	if (vm->stdin_watched)
-		evloop_del(&vm->loop, &vm->stdin_watch);
+		evloop_del(vm->loop, &vm->stdin_watch);
 	vm->stdin_watched = false;
 	serial_set_rx_notify(&vm->serial, -1);
 	if (vm->rx_notify_fd >= 0) {
-		evloop_del(&vm->loop, &vm->rx_watch);
+		evloop_del(vm->loop, &vm->rx_watch);
 		close(vm->rx_notify_fd);
 	}
 	vm->rx_notify_fd = -1;
@@ -864,12 +864,12 @@ static void undo_console(struct vm *vm)
 
 static void undo_loop(struct vm *vm)
 {
-	if (vm->signal_fd >= 0)
-		close(vm->signal_fd);
+	if (vm->stop_watched)
+		evloop_del(vm->loop, &vm->stop_watch);
+	vm->stop_watched = false;
 	if (vm->stop_fd >= 0)
 		close(vm->stop_fd);
-	vm->signal_fd = vm->stop_fd = -1;
-	evloop_destroy(&vm->loop);
+	vm->stop_fd = -1;
 }
 
 static int console_raw(struct vm *vm)
@@ -891,40 +891,21 @@ static int console_raw(struct vm *vm)
 
 static int step_loop(struct vm *vm, struct err *e)
 {
-	sigset_t set;
 	int r;
 
-	vm->signal_fd = vm->stop_fd = -1;
-	r = evloop_init(&vm->loop, e);
-	if (r < 0)
-		return r;
+	vm->loop = vm->cfg.loop;
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->stop_fd < 0) {
-		r = err_sys(e, errno, "eventfd");
-		goto fail;
-	}
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGUSR2);
-	vm->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (vm->signal_fd < 0) {
-		r = err_sys(e, errno, "signalfd");
-		goto fail;
-	}
+	if (vm->stop_fd < 0)
+		return err_sys(e, errno, "eventfd");
 	vm->stop_watch = (struct evloop_watch){vm->stop_fd, on_stop_fd, vm};
-	vm->signal_watch = (struct evloop_watch){vm->signal_fd, on_signal, vm};
-	r = evloop_add(&vm->loop, &vm->stop_watch, EPOLLIN);
-	if (r == 0)
-		r = evloop_add(&vm->loop, &vm->signal_watch, EPOLLIN);
+	r = evloop_add(vm->loop, &vm->stop_watch, EPOLLIN);
 	if (r < 0) {
 		err_sys(e, -r, "epoll_ctl");
-		goto fail;
+		undo_loop(vm);
+		return r;
 	}
+	vm->stop_watched = true;
 	return 0;
-fail:
-	undo_loop(vm);
-	return r;
 }
 
 static int step_console(struct vm *vm, struct err *e)
@@ -939,7 +920,7 @@ static int step_console(struct vm *vm, struct err *e)
 			goto fail;
 		}
 		vm->rx_watch = (struct evloop_watch){vm->rx_notify_fd, on_rx_drained, vm};
-		r = evloop_add(&vm->loop, &vm->rx_watch, EPOLLIN);
+		r = evloop_add(vm->loop, &vm->rx_watch, EPOLLIN);
 		if (r < 0) {
 			err_sys(e, -r, "epoll_ctl");
 			goto fail;
@@ -947,7 +928,7 @@ static int step_console(struct vm *vm, struct err *e)
 		serial_set_rx_notify(&vm->serial, vm->rx_notify_fd);
 		vm->stdin_watch = (struct evloop_watch){vm->cfg.console_in_fd, on_stdin, vm};
 		/* Regular files and /dev/null cannot be polled (EPERM): no console input then. */
-		if (evloop_add(&vm->loop, &vm->stdin_watch, EPOLLIN) == 0)
+		if (evloop_add(vm->loop, &vm->stdin_watch, EPOLLIN) == 0)
 			vm->stdin_watched = true;
 		r = console_raw(vm);
 		if (r < 0) {
@@ -989,6 +970,8 @@ static int check_config(const struct vm_config *cfg, struct err *e)
 {
 	if (!cfg->build_only && !cfg->firmware_path && (!cfg->kernel_path || !*cfg->kernel_path))
 		return err_set(e, EINVAL, "no kernel given (--kernel PATH)");
+	if (!cfg->loop)
+		return err_set(e, EINVAL, "no event loop for the VM");
 	if (cfg->vcpus < 1 || cfg->vcpus > VM_MAX_VCPUS)
 		return err_set(e, EINVAL, "%u vCPUs requested; ember supports 1 to %u", cfg->vcpus,
 		               VM_MAX_VCPUS);
@@ -999,6 +982,12 @@ static int check_config(const struct vm_config *cfg, struct err *e)
 		return err_set(e, EINVAL,
 		               "the PCI test device cannot go behind root port %u: there are %u",
 		               cfg->pci_testdev_port, cfg->root_ports);
+	if (cfg->smt && cfg->vcpus > 1 && cfg->vcpus % 2)
+		return err_set(e, EINVAL, "with SMT the vCPU count must be 1 or even, not %u",
+		               cfg->vcpus);
+	if (cfg->huge_pages == VM_HUGE_PAGES_2M && cfg->mem_mib % 2)
+		return err_set(e, EINVAL, "with 2 MiB huge pages the memory size must be even, not "
+		               "%llu MiB", (unsigned long long)cfg->mem_mib);
 	if (cfg->mem_mib < VM_MIN_MEM_MIB || cfg->mem_mib > VM_MAX_MEM_MIB)
 		return err_set(e, EINVAL,
 		               "%llu MiB of memory requested; ember supports %llu to %llu",
@@ -1083,7 +1072,7 @@ static void sigusr1_noop(int sig)
 	(void)sig; /* only interrupts KVM_RUN */
 }
 
-int vm_run(struct vm *vm, struct vm_exit_info *info)
+int vm_start(struct vm *vm)
 {
 	struct sigaction sa = {.sa_handler = sigusr1_noop};
 	sigset_t set;
@@ -1093,7 +1082,7 @@ int vm_run(struct vm *vm, struct vm_exit_info *info)
 	/* No SA_RESTART: the kick must make KVM_RUN return EINTR. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
-	/* SIGINT/SIGTERM go to the signalfd; threads inherit the blocked set. */
+	/* SIGINT/SIGTERM/SIGUSR2 belong to the VMM thread's signalfd; vCPU threads inherit the mask. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
@@ -1108,14 +1097,21 @@ int vm_run(struct vm *vm, struct vm_exit_info *info)
 		if (r < 0) {
 			vm_request_stop(vm, VM_STOP_FATAL, "cannot start vCPU %u's thread: %s", i,
 			                strerror(-r));
-			break;
+			return r;
 		}
 		v->started = true;
 	}
-	if (r == 0)
-		r = evloop_run(&vm->loop);
-	if (r < 0)
-		vm_request_stop(vm, VM_STOP_FATAL, "event loop failed: %s", strerror(-r));
+	return 0;
+}
+
+bool vm_stopping(struct vm *vm)
+{
+	return __atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE) != 0;
+}
+
+void vm_finish(struct vm *vm, struct vm_exit_info *info)
+{
+	unsigned int i;
 
 	for (i = 0; i < vm->nvcpus_created; i++)
 		vcpu_kick(&vm->vcpus[i]);
@@ -1131,5 +1127,16 @@ int vm_run(struct vm *vm, struct vm_exit_info *info)
 	pthread_mutex_lock(&vm->exit_lock);
 	*info = vm->exit;
 	pthread_mutex_unlock(&vm->exit_lock);
-	return r;
+}
+
+int vm_run(struct vm *vm, struct vm_exit_info *info)
+{
+	int r = vm_start(vm);
+
+	while (r == 0 && !vm_stopping(vm))
+		r = evloop_run(vm->loop);
+	if (r < 0 && !vm_stopping(vm))
+		vm_request_stop(vm, VM_STOP_FATAL, "event loop failed: %s", strerror(-r));
+	vm_finish(vm, info);
+	return r < 0 && info->reason == VM_STOP_FATAL ? r : 0;
 }

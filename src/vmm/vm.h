@@ -6,10 +6,11 @@
  * vm_create() builds a VM in an explicit sequence of steps (KVM, memory,
  * interrupt controllers, buses, legacy devices, kernel, vCPUs, event loop),
  * each with an undo; a failing step unwinds the ones before it, and
- * vm_destroy() runs every undo in reverse.  vm_run() starts one thread per
- * vCPU and runs the VMM event loop on the calling thread until something
- * stops the VM: a guest reset (i8042 or triple fault), a fatal exit, or
- * SIGINT/SIGTERM.
+ * vm_destroy() runs every undo in reverse.  vm_start() starts one thread per
+ * vCPU; the caller's event loop (cfg.loop, shared with the API server and
+ * the signal handling of vmm/ctl) runs on the calling thread until something
+ * stops the VM: a guest reset (i8042 or triple fault), a fatal exit, or a
+ * stop request (SIGINT/SIGTERM).
  */
 
 #include <pthread.h>
@@ -48,6 +49,12 @@
 #define VM_MAX_MEM_MIB (1ull << 20) /* 1 TiB */
 #define VM_MAX_ROOT_PORTS 14        /* each takes a 4 KiB slice of the 60 KiB I/O window */
 
+enum vm_huge_pages {
+	VM_HUGE_PAGES_NONE = 0,    /* 4 KiB pages */
+	VM_HUGE_PAGES_TRANSPARENT, /* madvise(MADV_HUGEPAGE) */
+	VM_HUGE_PAGES_2M,          /* hugetlbfs 2 MiB pages (MAP_HUGETLB) */
+};
+
 struct vm_config {
 	const char *kernel_path;   /* or NULL with firmware_path */
 	const char *firmware_path; /* boot a BIOS image from the reset vector instead of a kernel */
@@ -64,6 +71,11 @@ struct vm_config {
 	bool build_only;    /* build the devices only: no kernel, vCPUs or console (--dump-pci) */
 	int console_in_fd;  /* serial input; -1: none */
 	int console_out_fd; /* serial output */
+	struct evloop *loop; /* the VMM thread's event loop (required; owned by the caller) */
+	struct token_bucket_cfg serial_limit; /* console output limit; zeroed: none */
+	bool smt;            /* two threads per core in the CPUID topology (vcpus must be 1 or even) */
+	bool track_dirty_pages; /* KVM dirty-page logging on guest RAM */
+	enum vm_huge_pages huge_pages;
 };
 
 enum vm_stop_reason {
@@ -86,7 +98,7 @@ enum vm_virtio_kind { VM_VIRTIO_BLK, VM_VIRTIO_NET, VM_VIRTIO_VSOCK, VM_VIRTIO_R
 
 struct vm_virtio {
 	enum vm_virtio_kind kind;
-	char name[16]; /* "vda", "net0": names the device in logs */
+	char name[72]; /* the API id, or "vda", "net0": names the device in logs and metrics */
 	union {
 		struct virtio_blk blk;
 		struct virtio_net net;
@@ -153,10 +165,10 @@ struct vm {
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	unsigned int nvcpus_created;
 
-	struct evloop loop;
-	int stop_fd;   /* eventfd: a vCPU asks the VMM thread to stop */
-	int signal_fd; /* SIGINT, SIGTERM */
-	struct evloop_watch stop_watch, signal_watch, stdin_watch, rx_watch;
+	struct evloop *loop; /* cfg.loop */
+	int stop_fd;         /* eventfd: a vCPU asks the VMM thread to stop */
+	bool stop_watched;
+	struct evloop_watch stop_watch, stdin_watch, rx_watch;
 	bool stdin_watched;
 	int rx_notify_fd;          /* eventfd: the guest drained the serial receive FIFO */
 	uint8_t rx_pending[256];   /* console input the FIFO has not taken yet */
@@ -174,7 +186,18 @@ struct vm {
 /* Build a VM; on error nothing is left behind and `e` says why. */
 int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e);
 
-/* Run until the VM stops; fills `info`.  -errno if the event loop itself failed. */
+/*
+ * Start the vCPU threads.  The caller then runs cfg.loop: it returns
+ * (evloop_stop) when the VM stops, vm_stopping() then says so.  -errno
+ * (a stop request with the reason has been made).
+ */
+int vm_start(struct vm *vm);
+/* Has a stop been requested (any thread)? */
+bool vm_stopping(struct vm *vm);
+/* After the loop returned: kick and join the vCPUs, fill `info`. */
+void vm_finish(struct vm *vm, struct vm_exit_info *info);
+
+/* vm_start + run cfg.loop until the VM stops + vm_finish.  -errno if the loop itself failed. */
 int vm_run(struct vm *vm, struct vm_exit_info *info);
 
 /* Print every PCI function's configuration space in `lspci -xxxx` format (lspci -F reads it). */

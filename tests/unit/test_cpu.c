@@ -163,7 +163,7 @@ TEST(cpuid_topology)
 {
 	struct kvm_cpuid2 *c = fake_cpuid();
 
-	cpuid_apply_policy(c, 3, 4);
+	cpuid_apply_policy(c, 3, 4, false);
 	CHECK_EQ(c->entries[0].ebx >> 24, 3);
 	CHECK_EQ((c->entries[0].ebx >> 16) & 0xff, 4);
 	CHECK_EQ(c->entries[0].ebx & 0xffff, 0x0800); /* CLFLUSH size kept */
@@ -183,9 +183,30 @@ TEST(cpuid_topology)
 	free(c);
 
 	c = fake_cpuid();
-	cpuid_apply_policy(c, 0, 1);
+	cpuid_apply_policy(c, 0, 1, false);
 	CHECK(!(c->entries[0].edx & (1u << 28)));
 	CHECK_EQ(c->entries[5].eax, 0);
+	free(c);
+}
+
+TEST(cpuid_topology_smt)
+{
+	struct kvm_cpuid2 *c = fake_cpuid();
+
+	cpuid_apply_policy(c, 5, 4, true); /* 2 cores x 2 threads */
+	CHECK_EQ(c->entries[1].eax >> 26, 1);              /* cores per package - 1 */
+	CHECK_EQ((c->entries[1].eax >> 14) & 0xfff, 1);    /* L1 shared by 2 threads */
+	CHECK_EQ((c->entries[2].eax >> 14) & 0xfff, 3);    /* L3 shared by all */
+	CHECK_EQ(c->entries[4].eax, 1);                    /* SMT level: 1 bit */
+	CHECK_EQ(c->entries[4].ebx, 2);                    /* 2 threads per core */
+	CHECK_EQ(c->entries[5].eax, 2);
+	CHECK_EQ(c->entries[5].ebx, 4);
+	free(c);
+
+	c = fake_cpuid();
+	cpuid_apply_policy(c, 0, 1, true); /* one vCPU: nothing to share */
+	CHECK_EQ(c->entries[4].ebx, 1);
+	CHECK_EQ(c->entries[4].eax, 0);
 	free(c);
 }
 
@@ -199,5 +220,6 @@ int main(void)
 	RUN(msrs_and_fpu);
 	RUN(lapic_lints);
 	RUN(cpuid_topology);
+	RUN(cpuid_topology_smt);
 	return test_summary();
 }

@@ -182,6 +182,11 @@ static void transmit(struct serial *s, uint8_t b)
 	}
 	if (s->out_fd < 0)
 		return;
+	if (s->out_limit.enabled && !token_bucket_consume(&s->out_limit, 1, clock_ns(), NULL)) {
+		s->out_dropped++;
+		return;
+	}
+	s->out_bytes++;
 	do
 		n = write(s->out_fd, &b, 1);
 	while (n < 0 && errno == EINTR);
@@ -336,6 +341,11 @@ static void serial_write(void *opaque, uint64_t offset, uint64_t value, unsigned
 }
 
 const struct bus_ops serial_ops = {.read = serial_read, .write = serial_write};
+
+int serial_set_out_limit(struct serial *s, const struct token_bucket_cfg *cfg)
+{
+	return token_bucket_init(&s->out_limit, cfg, clock_ns());
+}
 
 int serial_init(struct serial *s, int out_fd, int irq_fd)
 {

@@ -53,6 +53,7 @@
 
 #include "bus/bus.h"
 #include "util/log.h"
+#include "util/ratelimit.h"
 
 #define SERIAL_COM1_BASE 0x3f8 /* I/O port */
 #define SERIAL_COM1_GSI  4     /* ISA IRQ 4 */
@@ -78,6 +79,11 @@ struct serial {
 	unsigned int rx_head, rx_count;
 
 	struct ratelimit rl;
+
+	/* Output limiter (the API's serial rate_limiter): bytes over it are dropped and counted. */
+	struct token_bucket out_limit;
+	uint64_t out_dropped; /* bytes dropped by out_limit */
+	uint64_t out_bytes;   /* bytes written to out_fd */
 };
 
 /*
@@ -92,6 +98,14 @@ int serial_init(struct serial *s, int out_fd, int irq_fd);
 
 /* Release the mutex.  No handler may be running (unregister the range first). */
 void serial_destroy(struct serial *s);
+
+/*
+ * Limit console output to a token bucket of bytes (the API's /serial
+ * rate_limiter); guest bytes over the limit are dropped, silently for the
+ * guest, and counted in out_dropped.  A zeroed bucket means no limit.
+ * -EINVAL for an invalid bucket.  Call before the vCPUs start.
+ */
+int serial_set_out_limit(struct serial *s, const struct token_bucket_cfg *cfg);
 
 /*
  * Ask for a write of 1 to eventfd `fd` (borrowed; -1 disables) each time the

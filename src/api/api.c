@@ -1,0 +1,770 @@
+/* api.c - ember's Firecracker-compatible REST API (api.h). */
+#include "api/api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/json.h"
+#include "pci/pci.h"
+#include "util/log.h"
+
+#define EMBER_VERSION "0.1.0"
+
+/* ---- answers ------------------------------------------------------------------------------ */
+
+static void reply_json(struct http_response *resp, int status, json_t *j)
+{
+	resp->status = status;
+	resp->body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!resp->body) {
+		resp->status = 500;
+		resp->body = http_fault_body("out of memory");
+	}
+}
+
+static void reply_fault(struct http_response *resp, const char *msg)
+{
+	resp->status = 400;
+	resp->body = http_fault_body(msg);
+	log_error("The API request failed (400 Bad Request): %s", msg);
+}
+
+static void reply_err(struct http_response *resp, const struct err *e)
+{
+	reply_fault(resp, e->msg[0] ? e->msg : strerror(e->code ? e->code : EINVAL));
+}
+
+static void reply_ok(struct http_response *resp, int r, const struct err *e)
+{
+	if (r < 0) {
+		reply_err(resp, e);
+		return;
+	}
+	resp->status = 204;
+	resp->body = NULL;
+}
+
+static const char *state_name(enum ctl_state s)
+{
+	return s == CTL_RUNNING ? "Running" : s == CTL_PAUSED ? "Paused" : "Not started";
+}
+
+/* ---- request context ---------------------------------------------------------------------- */
+
+#define API_MAX_TOKENS 4
+
+struct route {
+	const struct http_request *req;
+	const char *tok[API_MAX_TOKENS];
+	unsigned int ntok;
+	char buf[HTTP_MAX_PATH + 1];
+	struct ctl *ctl;
+	struct http_response *resp;
+};
+
+static void invalid_path(struct route *rt)
+{
+	char msg[HTTP_MAX_PATH + 96];
+
+	snprintf(msg, sizeof(msg), "Invalid request method and/or path: %s %s.",
+	         rt->req->method_name, rt->req->path);
+	reply_fault(rt->resp, msg);
+}
+
+/* Split "/a/b/c" into tokens; false (and 400) when there are too many. */
+static bool split_path(struct route *rt)
+{
+	char *p, *save = NULL;
+
+	snprintf(rt->buf, sizeof(rt->buf), "%s", rt->req->path);
+	rt->ntok = 0;
+	for (p = strtok_r(rt->buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+		if (rt->ntok == API_MAX_TOKENS) {
+			invalid_path(rt);
+			return false;
+		}
+		rt->tok[rt->ntok++] = p;
+	}
+	return true;
+}
+
+static bool is(const struct route *rt, unsigned int n, const char *a, const char *b)
+{
+	if (rt->ntok != n || strcmp(rt->tok[0], a))
+		return false;
+	return !b || (n > 1 && !strcmp(rt->tok[1], b));
+}
+
+/* Decode the body into a JSON object, or answer 400. */
+static json_t *body_json(struct route *rt)
+{
+	struct err e = {0};
+	json_t *j;
+
+	if (json_body(rt->req->body, rt->req->body_len, &j, &e) < 0) {
+		reply_err(rt->resp, &e);
+		return NULL;
+	}
+	return j;
+}
+
+static bool pre_boot(struct route *rt)
+{
+	if (rt->ctl->state == CTL_NOT_STARTED)
+		return true;
+	reply_fault(rt->resp, CTL_MSG_NOT_AFTER_BOOT);
+	return false;
+}
+
+static bool post_boot(struct route *rt)
+{
+	if (rt->ctl->state != CTL_NOT_STARTED)
+		return true;
+	reply_fault(rt->resp, CTL_MSG_NOT_BEFORE_BOOT);
+	return false;
+}
+
+/* The id in the path must be valid and match the body's. */
+static bool path_id(struct route *rt, const char *body_id)
+{
+	struct err e = {0};
+
+	if (rt->ntok < 2) {
+		reply_fault(rt->resp, "The ID cannot be empty.");
+		return false;
+	}
+	if (res_check_id(rt->tok[1], &e) < 0) {
+		reply_err(rt->resp, &e);
+		return false;
+	}
+	if (body_id && strcmp(body_id, rt->tok[1])) {
+		reply_fault(rt->resp, "The id from the path does not match the id from the body!");
+		return false;
+	}
+	return true;
+}
+
+/* ---- GET ---------------------------------------------------------------------------------- */
+
+static json_t *pci_topology(struct ctl *c)
+{
+	struct pci_host *h = &c->vm->pci;
+	json_t *arr = json_array();
+	unsigned int bus, devfn;
+	bool scan[256] = {[0] = true};
+	char *dump = NULL;
+	size_t dump_len = 0;
+	FILE *f;
+
+	for (bus = 0; bus < 256 && arr; bus++) {
+		if (!scan[bus])
+			continue;
+		for (devfn = 0; devfn < 256; devfn++) {
+			uint32_t id = pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 0, 4);
+			uint32_t cls, hdr;
+			struct pci_dev *d;
+			char bdf[16];
+
+			if ((id & 0xffff) == 0xffff)
+				continue;
+			cls = pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 8, 4) >> 8;
+			hdr = (pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 0xc, 4) >> 16) & 0x7f;
+			d = pci_host_find(h, (uint8_t)bus, (uint8_t)devfn);
+			snprintf(bdf, sizeof(bdf), "0000:%02x:%02x.%u", bus, devfn >> 3, devfn & 7);
+			json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "bdf", bdf, "name",
+			                      d && d->name ? d->name : "", "vendor_id", "", "device_id",
+			                      "", "class", "");
+			char hex[16];
+
+			snprintf(hex, sizeof(hex), "0x%04x", id & 0xffff);
+			json_object_set_new(o, "vendor_id", json_string(hex));
+			snprintf(hex, sizeof(hex), "0x%04x", id >> 16);
+			json_object_set_new(o, "device_id", json_string(hex));
+			snprintf(hex, sizeof(hex), "0x%06x", cls);
+			json_object_set_new(o, "class", json_string(hex));
+			if (hdr == 1) {
+				uint32_t buses = pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 0x18, 4);
+				unsigned int sec = (buses >> 8) & 0xff, sub = (buses >> 16) & 0xff, b;
+
+				json_object_set_new(o, "secondary_bus", json_integer(sec));
+				json_object_set_new(o, "subordinate_bus", json_integer(sub));
+				for (b = sec; b && b <= sub && b < 256; b++)
+					scan[b] = true;
+			}
+			json_array_append_new(arr, o);
+		}
+	}
+	f = open_memstream(&dump, &dump_len);
+	if (f) {
+		pci_host_dump(h, f);
+		fclose(f);
+	}
+	json_t *out = json_pack("{s:o, s:s}", "devices", arr ? arr : json_array(), "config_space",
+	                        dump ? dump : "");
+	free(dump);
+	return out;
+}
+
+static void handle_get(struct route *rt)
+{
+	struct ctl *c = rt->ctl;
+
+	if (rt->req->body_len) {
+		reply_fault(rt->resp, "GET request cannot have a body.");
+		return;
+	}
+	if (rt->ntok == 0) {
+		reply_json(rt->resp, 200,
+		           json_pack("{s:s, s:s, s:s, s:s}", "id", c->instance_id, "state",
+		                     state_name(c->state), "vmm_version", EMBER_VERSION, "app_name",
+		                     "ember"));
+	} else if (is(rt, 1, "version", NULL)) {
+		reply_json(rt->resp, 200,
+		           json_pack("{s:s, s:s}", "firecracker_version", API_VERSION_STRING,
+		                     "ember_version", EMBER_VERSION));
+	} else if (is(rt, 1, "machine-config", NULL)) {
+		reply_json(rt->resp, 200, json_from_machine(&c->res.machine));
+	} else if (is(rt, 2, "vm", "config")) {
+		reply_json(rt->resp, 200, json_from_full_config(&c->res));
+	} else if (is(rt, 1, "pci", NULL)) {
+		if (!c->vm) {
+			reply_fault(rt->resp, "The PCI topology exists once the microVM is built: "
+			                      "start it first (InstanceStart).");
+			return;
+		}
+		reply_json(rt->resp, 200, pci_topology(c));
+	} else if (!strcmp(rt->tok[0], "balloon") &&
+	           (rt->ntok == 1 || is(rt, 2, "balloon", "statistics") ||
+	            (rt->ntok == 3 && !strcmp(rt->tok[1], "hinting") &&
+	             !strcmp(rt->tok[2], "status")))) {
+		reply_fault(rt->resp, "ember does not support the balloon device yet.");
+	} else if (is(rt, 1, "mmds", NULL)) {
+		reply_fault(rt->resp, "ember does not support MMDS (the microVM metadata service) "
+		                      "yet.");
+	} else if (is(rt, 2, "hotplug", "memory")) {
+		reply_fault(rt->resp, "ember does not support memory hot plug yet.");
+	} else {
+		invalid_path(rt);
+	}
+}
+
+/* ---- PUT ---------------------------------------------------------------------------------- */
+
+static void put_actions(struct route *rt, json_t *j)
+{
+	struct ctl *c = rt->ctl;
+	enum json_action act;
+	struct err e = {0};
+	int r = json_to_action(j, &act, &e);
+
+	if (r < 0) {
+		reply_err(rt->resp, &e);
+		return;
+	}
+	switch (act) {
+	case JSON_ACTION_INSTANCE_START:
+		if (!pre_boot(rt))
+			return;
+		r = ctl_start(c, &e);
+		break;
+	case JSON_ACTION_SEND_CTRL_ALT_DEL:
+		r = ctl_send_ctrl_alt_del(c, &e);
+		break;
+	case JSON_ACTION_FLUSH_METRICS:
+		r = ctl_flush_metrics(c, &e);
+		break;
+	}
+	reply_ok(rt->resp, r, &e);
+}
+
+static void handle_put(struct route *rt)
+{
+	struct ctl *c = rt->ctl;
+	struct err e = {0};
+	json_t *j;
+	int r;
+
+	if (!rt->req->body_len) {
+		if (rt->ntok == 0)
+			invalid_path(rt);
+		else
+			reply_fault(rt->resp, "Empty PUT request.");
+		return;
+	}
+	if (rt->ntok == 0) {
+		invalid_path(rt);
+		return;
+	}
+	/* Features ember does not have: say so, whatever the body. */
+	if (is(rt, 1, "balloon", NULL)) {
+		reply_fault(rt->resp, "ember does not support the balloon device yet.");
+		return;
+	}
+	if (is(rt, 1, "cpu-config", NULL)) {
+		reply_fault(rt->resp, "ember does not support custom CPU templates (cpu-config) "
+		                      "yet.");
+		return;
+	}
+	if (is(rt, 1, "mmds", NULL) || is(rt, 2, "mmds", "config")) {
+		reply_fault(rt->resp, "ember does not support MMDS (the microVM metadata service) "
+		                      "yet.");
+		return;
+	}
+	if (is(rt, 2, "snapshot", "create") || is(rt, 2, "snapshot", "load")) {
+		reply_fault(rt->resp, "ember does not support snapshots yet.");
+		return;
+	}
+	if (is(rt, 2, "hotplug", "memory")) {
+		reply_fault(rt->resp, "ember does not support memory hot plug yet.");
+		return;
+	}
+	if (!strcmp(rt->tok[0], "pmem") && rt->ntok <= 2) {
+		reply_fault(rt->resp, "ember does not support virtio-pmem devices yet.");
+		return;
+	}
+	if (!(is(rt, 1, "actions", NULL) || is(rt, 1, "boot-source", NULL) ||
+	      is(rt, 1, "machine-config", NULL) || is(rt, 1, "logger", NULL) ||
+	      is(rt, 1, "metrics", NULL) || is(rt, 1, "serial", NULL) || is(rt, 1, "vsock", NULL) ||
+	      is(rt, 1, "entropy", NULL) ||
+	      (!strcmp(rt->tok[0], "drives") && rt->ntok <= 2) ||
+	      (!strcmp(rt->tok[0], "network-interfaces") && rt->ntok <= 2))) {
+		invalid_path(rt);
+		return;
+	}
+	j = body_json(rt);
+	if (!j)
+		return;
+	if (is(rt, 1, "actions", NULL)) {
+		put_actions(rt, j);
+		json_decref(j);
+		return;
+	}
+	if (!pre_boot(rt)) {
+		json_decref(j);
+		return;
+	}
+	if (is(rt, 1, "boot-source", NULL)) {
+		struct res_boot b;
+
+		r = json_to_boot(j, &b, &e);
+		if (r == 0)
+			r = res_set_boot(&c->res, &b, &e);
+		res_boot_clear(&b);
+	} else if (is(rt, 1, "machine-config", NULL)) {
+		struct res_machine m;
+
+		r = json_to_machine(j, &c->res.machine, false, &m, &e);
+		if (r == 0)
+			r = res_set_machine(&c->res, &m, &e);
+	} else if (!strcmp(rt->tok[0], "drives")) {
+		struct res_drive d;
+
+		r = json_to_drive(j, &d, &e);
+		if (r < 0) {
+			reply_err(rt->resp, &e);
+			json_decref(j);
+			return;
+		}
+		if (!path_id(rt, d.id)) {
+			res_drive_clear(&d);
+			json_decref(j);
+			return;
+		}
+		r = res_put_drive(&c->res, &d, &e);
+		res_drive_clear(&d);
+	} else if (!strcmp(rt->tok[0], "network-interfaces")) {
+		struct res_net n;
+
+		r = json_to_net(j, &n, &e);
+		if (r < 0) {
+			reply_err(rt->resp, &e);
+			json_decref(j);
+			return;
+		}
+		if (!path_id(rt, n.id)) {
+			res_net_clear(&n);
+			json_decref(j);
+			return;
+		}
+		r = res_put_net(&c->res, &n, &e);
+		res_net_clear(&n);
+	} else if (is(rt, 1, "vsock", NULL)) {
+		struct res_vsock v;
+
+		r = json_to_vsock(j, &v, &e);
+		if (r == 0)
+			r = res_set_vsock(&c->res, &v, &e);
+		res_vsock_clear(&v);
+	} else if (is(rt, 1, "entropy", NULL)) {
+		struct res_entropy en;
+
+		r = json_to_entropy(j, &en, &e);
+		if (r == 0)
+			r = res_set_entropy(&c->res, &en, &e);
+	} else if (is(rt, 1, "logger", NULL)) {
+		struct res_logger l, old = c->res.logger;
+
+		r = json_to_logger(j, &l, &e);
+		if (r == 0) {
+			/* Apply first: a log path that cannot be opened leaves the old logger. */
+			c->res.logger = l;
+			c->res.logger.present = true;
+			r = ctl_apply_logger(c, &e);
+			c->res.logger = old;
+			if (r == 0)
+				r = res_set_logger(&c->res, &l, &e);
+		}
+		res_logger_clear(&l);
+	} else if (is(rt, 1, "metrics", NULL)) {
+		struct res_metrics m;
+
+		r = json_to_metrics(j, &m, &e);
+		if (r == 0 && c->metrics_ready)
+			r = err_set(&e, EINVAL, "Reinitialization of metrics not allowed.");
+		if (r == 0)
+			r = res_set_metrics(&c->res, &m, &e);
+		if (r == 0) {
+			r = ctl_apply_metrics(c, &e);
+			if (r < 0)
+				res_metrics_clear(&c->res.metrics);
+		}
+		res_metrics_clear(&m);
+	} else {
+		struct res_serial s;
+
+		r = json_to_serial(j, &s, &e);
+		if (r == 0)
+			r = res_set_serial(&c->res, &s, &e);
+		res_serial_clear(&s);
+	}
+	json_decref(j);
+	reply_ok(rt->resp, r, &e);
+}
+
+/* ---- PATCH -------------------------------------------------------------------------------- */
+
+static void handle_patch(struct route *rt)
+{
+	struct ctl *c = rt->ctl;
+	struct err e = {0};
+	json_t *j;
+	int r;
+
+	if (!rt->req->body_len) {
+		if (rt->ntok == 0)
+			invalid_path(rt);
+		else
+			reply_fault(rt->resp, "Empty PATCH request.");
+		return;
+	}
+	if (rt->ntok == 0) {
+		invalid_path(rt);
+		return;
+	}
+	if (!strcmp(rt->tok[0], "balloon") &&
+	    (rt->ntok == 1 || is(rt, 2, "balloon", "statistics") ||
+	     (rt->ntok == 3 && !strcmp(rt->tok[1], "hinting") &&
+	      (!strcmp(rt->tok[2], "start") || !strcmp(rt->tok[2], "stop"))))) {
+		reply_fault(rt->resp, "ember does not support the balloon device yet.");
+		return;
+	}
+	if (is(rt, 1, "mmds", NULL)) {
+		reply_fault(rt->resp, "ember does not support MMDS (the microVM metadata service) "
+		                      "yet.");
+		return;
+	}
+	if (is(rt, 2, "hotplug", "memory")) {
+		reply_fault(rt->resp, "ember does not support memory hot plug yet.");
+		return;
+	}
+	if (!strcmp(rt->tok[0], "pmem") && rt->ntok <= 2) {
+		reply_fault(rt->resp, "ember does not support virtio-pmem devices yet.");
+		return;
+	}
+	if (!(is(rt, 1, "machine-config", NULL) || is(rt, 1, "vm", NULL) ||
+	      (!strcmp(rt->tok[0], "drives") && rt->ntok <= 2) ||
+	      (!strcmp(rt->tok[0], "network-interfaces") && rt->ntok <= 2))) {
+		invalid_path(rt);
+		return;
+	}
+	j = body_json(rt);
+	if (!j)
+		return;
+	if (is(rt, 1, "machine-config", NULL)) {
+		struct res_machine m;
+
+		if (!pre_boot(rt))
+			goto out;
+		r = json_to_machine(j, &c->res.machine, true, &m, &e);
+		if (r == 0)
+			r = res_set_machine(&c->res, &m, &e);
+	} else if (is(rt, 1, "vm", NULL)) {
+		bool paused;
+
+		r = json_to_vm_state(j, &paused, &e);
+		if (r == 0)
+			r = paused ? ctl_pause(c, &e) : ctl_resume(c, &e);
+	} else if (!strcmp(rt->tok[0], "drives")) {
+		char id[RES_ID_MAX + 1], *path;
+		struct res_limiter rl;
+
+		r = json_to_drive_patch(j, id, &path, &rl, &e);
+		if (r < 0) {
+			reply_err(rt->resp, &e);
+			goto out;
+		}
+		if (!path_id(rt, id) || !post_boot(rt)) {
+			free(path);
+			goto out;
+		}
+		r = ctl_patch_drive(c, id, path, rl.present ? &rl : NULL, &e);
+		free(path);
+	} else {
+		char id[RES_ID_MAX + 1];
+		struct res_limiter rx, tx;
+
+		r = json_to_net_patch(j, id, &rx, &tx, &e);
+		if (r < 0) {
+			reply_err(rt->resp, &e);
+			goto out;
+		}
+		if (!path_id(rt, id) || !post_boot(rt))
+			goto out;
+		r = ctl_patch_net(c, id, rx.present ? &rx : NULL, tx.present ? &tx : NULL, &e);
+	}
+	reply_ok(rt->resp, r, &e);
+out:
+	json_decref(j);
+}
+
+/* ---- entry points ------------------------------------------------------------------------- */
+
+void api_handle(void *opaque, const struct http_request *req, struct http_response *resp)
+{
+	struct route rt = {.req = req, .ctl = opaque, .resp = resp};
+
+	if (req->body_len)
+		log_info("The API server received a %s request on \"%s\" with body \"%.*s\".",
+		         req->method_name, req->path, (int)(req->body_len > 512 ? 512 : req->body_len),
+		         req->body);
+	else
+		log_info("The API server received a %s request on \"%s\".", req->method_name,
+		         req->path);
+	if (!split_path(&rt))
+		return;
+	switch (req->method) {
+	case HTTP_GET:
+		handle_get(&rt);
+		break;
+	case HTTP_PUT:
+		handle_put(&rt);
+		break;
+	case HTTP_PATCH:
+		handle_patch(&rt);
+		break;
+	default:
+		invalid_path(&rt);
+		break;
+	}
+}
+
+int api_init(struct api *a, struct ctl *c, const char *sock_path, size_t max_payload,
+             struct err *e)
+{
+	int r;
+
+	memset(a, 0, sizeof(*a));
+	a->ctl = c;
+	r = http_server_init(&a->http, sock_path, max_payload, api_handle, c, e);
+	if (r < 0)
+		return r;
+	a->http_ready = true;
+	r = http_server_start(&a->http, &c->loop, e);
+	if (r < 0)
+		api_destroy(a);
+	return r;
+}
+
+void api_destroy(struct api *a)
+{
+	if (a->http_ready)
+		http_server_destroy(&a->http);
+	a->http_ready = false;
+}
+
+/* ---- config file -------------------------------------------------------------------------- */
+
+/* Firecracker's config file keys, in the order it applies them. */
+static const char *const config_keys[] = {
+    "logger",  "metrics", "machine-config",     "boot-source", "drives",
+    "network-interfaces", "vsock",   "entropy",            "serial",      "balloon",
+    "mmds-config", "cpu-config", "pmem", "memory-hotplug", NULL};
+
+static int config_key(struct ctl *c, const char *key, json_t *v, struct err *e)
+{
+	size_t i;
+	int r = 0;
+
+	if (json_is_null(v))
+		return 0;
+	if (!strcmp(key, "logger")) {
+		struct res_logger l;
+
+		r = json_to_logger(v, &l, e);
+		if (r == 0)
+			r = res_set_logger(&c->res, &l, e);
+		res_logger_clear(&l);
+		if (r == 0)
+			r = ctl_apply_logger(c, e);
+	} else if (!strcmp(key, "metrics")) {
+		struct res_metrics m;
+
+		r = json_to_metrics(v, &m, e);
+		if (r == 0)
+			r = res_set_metrics(&c->res, &m, e);
+		res_metrics_clear(&m);
+		if (r == 0)
+			r = ctl_apply_metrics(c, e);
+	} else if (!strcmp(key, "machine-config")) {
+		struct res_machine m;
+
+		r = json_to_machine(v, &c->res.machine, false, &m, e);
+		if (r == 0)
+			r = res_set_machine(&c->res, &m, e);
+	} else if (!strcmp(key, "boot-source")) {
+		struct res_boot b;
+
+		r = json_to_boot(v, &b, e);
+		if (r == 0)
+			r = res_set_boot(&c->res, &b, e);
+		res_boot_clear(&b);
+	} else if (!strcmp(key, "drives") || !strcmp(key, "network-interfaces")) {
+		bool drives = key[0] == 'd';
+
+		if (!json_is_array(v))
+			return err_set(e, EINVAL, "\"%s\" must be an array", key);
+		for (i = 0; r == 0 && i < json_array_size(v); i++) {
+			if (drives) {
+				struct res_drive d;
+
+				r = json_to_drive(json_array_get(v, i), &d, e);
+				if (r == 0)
+					r = res_put_drive(&c->res, &d, e);
+				res_drive_clear(&d);
+			} else {
+				struct res_net n;
+
+				r = json_to_net(json_array_get(v, i), &n, e);
+				if (r == 0)
+					r = res_put_net(&c->res, &n, e);
+				res_net_clear(&n);
+			}
+		}
+	} else if (!strcmp(key, "vsock")) {
+		struct res_vsock vs;
+
+		r = json_to_vsock(v, &vs, e);
+		if (r == 0)
+			r = res_set_vsock(&c->res, &vs, e);
+		res_vsock_clear(&vs);
+	} else if (!strcmp(key, "entropy")) {
+		struct res_entropy en;
+
+		r = json_to_entropy(v, &en, e);
+		if (r == 0)
+			r = res_set_entropy(&c->res, &en, e);
+	} else if (!strcmp(key, "serial")) {
+		struct res_serial s;
+
+		r = json_to_serial(v, &s, e);
+		if (r == 0)
+			r = res_set_serial(&c->res, &s, e);
+		res_serial_clear(&s);
+	} else if (!strcmp(key, "pmem")) {
+		if (json_is_array(v) && json_array_size(v) == 0)
+			return 0;
+		r = err_set(e, ENOTSUP, "ember does not support virtio-pmem devices yet.");
+	} else {
+		r = err_set(e, ENOTSUP, "ember does not support \"%s\" yet.", key);
+	}
+	return r;
+}
+
+int api_apply_config_text(struct ctl *c, const char *text, size_t len, struct err *e)
+{
+	const char *key;
+	json_t *j, *v;
+	unsigned int i;
+	int r;
+
+	r = json_body(text, len, &j, e);
+	if (r < 0)
+		return r;
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return err_set(e, EINVAL, "the config file must hold a JSON object");
+	}
+	json_object_foreach(j, key, v) {
+		for (i = 0; config_keys[i] && strcmp(config_keys[i], key); i++)
+			;
+		if (!config_keys[i]) {
+			r = err_set(e, EINVAL, "unknown key \"%.64s\" in the config file", key);
+			json_decref(j);
+			return r;
+		}
+	}
+	for (i = 0; config_keys[i]; i++) {
+		v = json_object_get(j, config_keys[i]);
+		if (!v)
+			continue;
+		r = config_key(c, config_keys[i], v, e);
+		if (r < 0) {
+			char msg[sizeof(e->msg)];
+
+			snprintf(msg, sizeof(msg), "%s", e->msg);
+			err_set(e, -r > 0 ? -r : EINVAL, "config file, \"%s\": %s", config_keys[i],
+			        msg);
+			break;
+		}
+	}
+	json_decref(j);
+	return r;
+}
+
+int api_apply_config_file(struct ctl *c, const char *path, struct err *e)
+{
+	struct stat st;
+	char *text;
+	ssize_t n;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(e, errno, "cannot open the config file %s", path);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
+		close(fd);
+		return err_set(e, EINVAL, "the config file %s is not a regular file of at most 1 MiB",
+		               path);
+	}
+	text = malloc((size_t)st.st_size + 1);
+	if (!text) {
+		close(fd);
+		return err_set(e, ENOMEM, "out of memory");
+	}
+	n = read(fd, text, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		free(text);
+		return err_sys(e, n < 0 ? errno : EIO, "cannot read the config file %s", path);
+	}
+	text[n] = '\0';
+	r = api_apply_config_text(c, text, (size_t)n, e);
+	free(text);
+	return r;
+}

@@ -1,0 +1,834 @@
+/* json.c - Firecracker's JSON bodies to ember's resources and back (json.h). */
+#include "api/json.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- decoding helpers ------------------------------------------------------------------- */
+
+static int fail(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(struct err *e, const char *fmt, ...)
+{
+	char msg[sizeof(e->msg)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return err_set(e, EINVAL, JSON_ERR_PREFIX "%s.", msg);
+}
+
+int json_body(const char *body, size_t len, json_t **out, struct err *e)
+{
+	json_error_t je;
+	json_t *j;
+
+	*out = NULL;
+	if (!body || !len)
+		return fail(e, "EOF while parsing a value at line 1 column 0");
+	j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+	if (!j)
+		return fail(e, "%s at line %d column %d", je.text, je.line, je.column);
+	*out = j;
+	return 0;
+}
+
+/* serde's words for what a JSON value is, for "invalid type: X, expected Y". */
+static void describe(json_t *v, char *buf, size_t size)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		snprintf(buf, size, "map");
+		break;
+	case JSON_ARRAY:
+		snprintf(buf, size, "sequence");
+		break;
+	case JSON_STRING:
+		snprintf(buf, size, "string \"%.64s\"", json_string_value(v));
+		break;
+	case JSON_INTEGER:
+		snprintf(buf, size, "integer `%lld`", (long long)json_integer_value(v));
+		break;
+	case JSON_REAL:
+		snprintf(buf, size, "floating point `%g`", json_real_value(v));
+		break;
+	case JSON_TRUE:
+		snprintf(buf, size, "boolean `true`");
+		break;
+	case JSON_FALSE:
+		snprintf(buf, size, "boolean `false`");
+		break;
+	case JSON_NULL:
+	default:
+		snprintf(buf, size, "null");
+		break;
+	}
+}
+
+static int bad_type(json_t *v, const char *expected, struct err *e)
+{
+	char what[96];
+
+	describe(v, what, sizeof(what));
+	return fail(e, "invalid type: %s, expected %s", what, expected);
+}
+
+/* Every key of `o` must be in the NULL-terminated `fields`; the body must be an object. */
+static int check_object(json_t *o, const char *const *fields, const char *what, struct err *e)
+{
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(o))
+		return bad_type(o, what, e);
+	json_object_foreach(o, key, v) {
+		char expected[512] = "";
+		size_t len = 0;
+		unsigned int i;
+		bool known = false;
+
+		for (i = 0; fields[i]; i++)
+			if (!strcmp(fields[i], key))
+				known = true;
+		if (known)
+			continue;
+		for (i = 0; fields[i] && len < sizeof(expected); i++)
+			len += (size_t)snprintf(expected + len, sizeof(expected) - len, "%s`%s`",
+			                        i ? ", " : "", fields[i]);
+		return fail(e, "unknown field `%.64s`, expected %s%s", key,
+		            i > 1 ? "one of " : "", expected);
+	}
+	return 0;
+}
+
+/* A string field: *out malloc'd (NULL when absent and not required). */
+static int get_str(json_t *o, const char *key, bool required, char **out, struct err *e)
+{
+	json_t *v = json_object_get(o, key);
+
+	*out = NULL;
+	if (!v) {
+		if (required)
+			return fail(e, "missing field `%s`", key);
+		return 0;
+	}
+	if (!json_is_string(v))
+		return bad_type(v, "a string", e);
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return fail(e, "invalid value: string with a NUL byte, expected a string");
+	*out = strdup(json_string_value(v));
+	if (!*out)
+		return err_set(e, ENOMEM, "out of memory");
+	return 0;
+}
+
+/* A string into a fixed buffer (ids). */
+static int get_id(json_t *o, const char *key, char out[RES_ID_MAX + 1], struct err *e)
+{
+	char *s;
+	int r = get_str(o, key, true, &s, e);
+
+	if (r < 0)
+		return r;
+	r = res_check_id(s, e);
+	if (r == 0)
+		snprintf(out, RES_ID_MAX + 1, "%s", s);
+	free(s);
+	return r;
+}
+
+static int get_bool(json_t *o, const char *key, bool required, bool *out, bool *present,
+                    struct err *e)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (present)
+		*present = v != NULL;
+	if (!v)
+		return required ? fail(e, "missing field `%s`", key) : 0;
+	if (!json_is_boolean(v))
+		return bad_type(v, "a boolean", e);
+	*out = json_is_true(v);
+	return 0;
+}
+
+/* An unsigned integer field in [0, max]; `type` is serde's name for it (u32, u64, ...). */
+static int get_uint(json_t *o, const char *key, bool required, uint64_t max, const char *type,
+                    uint64_t *out, bool *present, struct err *e)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (present)
+		*present = v != NULL;
+	if (!v)
+		return required ? fail(e, "missing field `%s`", key) : 0;
+	if (!json_is_integer(v))
+		return bad_type(v, type, e);
+	if (json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
+		return fail(e, "invalid value: integer `%lld`, expected %s",
+		            (long long)json_integer_value(v), type);
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+/* An enum given as a string: index into the NULL-terminated `names` (case-sensitive). */
+static int get_enum(json_t *o, const char *key, const char *const *names, bool nocase,
+                    unsigned int *out, bool *present, struct err *e)
+{
+	json_t *v = json_object_get(o, key);
+	char expected[256] = "";
+	size_t len = 0;
+	unsigned int i;
+
+	if (present)
+		*present = v != NULL;
+	if (!v)
+		return 0;
+	if (!json_is_string(v))
+		return bad_type(v, "a string", e);
+	for (i = 0; names[i]; i++)
+		if (nocase ? !strcasecmp(names[i], json_string_value(v))
+		           : !strcmp(names[i], json_string_value(v))) {
+			*out = i;
+			return 0;
+		}
+	for (i = 0; names[i] && len < sizeof(expected); i++)
+		len += (size_t)snprintf(expected + len, sizeof(expected) - len, "%s`%s`",
+		                        i ? ", " : "", names[i]);
+	return fail(e, "unknown variant `%.64s`, expected one of %s", json_string_value(v),
+	            expected);
+}
+
+static int get_transport(json_t *o, enum vm_transport *t, struct err *e)
+{
+	static const char *const names[] = {"pci", "mmio", NULL};
+	unsigned int v = 0;
+	int r = get_enum(o, "transport", names, false, &v, NULL, e);
+
+	*t = v ? VM_TRANSPORT_MMIO : VM_TRANSPORT_PCI;
+	return r;
+}
+
+static int to_bucket(json_t *v, struct res_bucket *b, struct err *e)
+{
+	static const char *const fields[] = {"size", "one_time_burst", "refill_time", NULL};
+	int r;
+
+	memset(b, 0, sizeof(*b));
+	if (json_is_null(v))
+		return 0;
+	r = check_object(v, fields, "struct TokenBucket", e);
+	if (r == 0)
+		r = get_uint(v, "size", true, INT64_MAX, "u64", &b->size, NULL, e);
+	if (r == 0)
+		r = get_uint(v, "one_time_burst", false, INT64_MAX, "u64", &b->one_time_burst,
+		             &b->has_one_time_burst, e);
+	if (r == 0)
+		r = get_uint(v, "refill_time", true, INT64_MAX, "u64", &b->refill_time, NULL, e);
+	if (r == 0)
+		b->present = true;
+	return r;
+}
+
+/* An optional RateLimiter field; null is the same as absent. */
+static int get_limiter(json_t *o, const char *key, struct res_limiter *l, struct err *e)
+{
+	static const char *const fields[] = {"bandwidth", "ops", NULL};
+	json_t *v = json_object_get(o, key), *b;
+	int r;
+
+	memset(l, 0, sizeof(*l));
+	if (!v || json_is_null(v))
+		return 0;
+	r = check_object(v, fields, "struct RateLimiterConfig", e);
+	if (r < 0)
+		return r;
+	b = json_object_get(v, "bandwidth");
+	if (b && (r = to_bucket(b, &l->bandwidth, e)) < 0)
+		return r;
+	b = json_object_get(v, "ops");
+	if (b && (r = to_bucket(b, &l->ops, e)) < 0)
+		return r;
+	l->present = true;
+	return 0;
+}
+
+/* ---- decoders ----------------------------------------------------------------------------- */
+
+int json_to_boot(json_t *o, struct res_boot *out, struct err *e)
+{
+	static const char *const fields[] = {"kernel_image_path", "initrd_path", "boot_args",
+	                                     NULL};
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct BootSourceConfig", e);
+	if (r == 0)
+		r = get_str(o, "kernel_image_path", true, &out->kernel_image_path, e);
+	if (r == 0)
+		r = get_str(o, "initrd_path", false, &out->initrd_path, e);
+	if (r == 0)
+		r = get_str(o, "boot_args", false, &out->boot_args, e);
+	if (r < 0)
+		res_boot_clear(out);
+	return r;
+}
+
+static const char *const huge_names[] = {"None", "Transparent", "2M", NULL};
+static const char *const template_names[] = {"None", "C3", "T2", "T2S", "T2CL", "T2A", "V1N1",
+                                             NULL};
+
+int json_to_machine(json_t *o, const struct res_machine *base, bool patch,
+                    struct res_machine *out, struct err *e)
+{
+	static const char *const fields[] = {"vcpu_count",        "mem_size_mib", "smt",
+	                                     "track_dirty_pages", "huge_pages",   "cpu_template",
+	                                     "pcie_root_ports",   NULL};
+	uint64_t v;
+	unsigned int en;
+	bool present;
+	int r;
+
+	*out = patch ? *base : (struct res_machine){0};
+	if (!patch)
+		out->pcie_root_ports = base->pcie_root_ports;
+	r = check_object(o, fields, "struct MachineConfig", e);
+	if (r < 0)
+		return r;
+	r = get_uint(o, "vcpu_count", !patch, UINT8_MAX, "u8", &v, &present, e);
+	if (r < 0)
+		return r;
+	if (present)
+		out->vcpu_count = (unsigned int)v;
+	r = get_uint(o, "mem_size_mib", !patch, UINT64_MAX >> 20, "usize", &v, &present, e);
+	if (r < 0)
+		return r;
+	if (present)
+		out->mem_size_mib = v;
+	r = get_bool(o, "smt", false, &out->smt, NULL, e);
+	if (r == 0)
+		r = get_bool(o, "track_dirty_pages", false, &out->track_dirty_pages, NULL, e);
+	if (r < 0)
+		return r;
+	en = 0;
+	r = get_enum(o, "huge_pages", huge_names, false, &en, &present, e);
+	if (r < 0)
+		return r;
+	if (present)
+		out->huge_pages = (enum vm_huge_pages)en;
+	en = 0;
+	r = get_enum(o, "cpu_template", template_names, false, &en, &present, e);
+	if (r < 0)
+		return r;
+	if (present && en != 0)
+		return err_set(e, ENOTSUP,
+		               "ember does not implement CPU templates: cpu_template %s is not "
+		               "supported (only \"None\").",
+		               template_names[en]);
+	if (present)
+		out->cpu_template_set = true;
+	r = get_uint(o, "pcie_root_ports", false, UINT32_MAX, "u32", &v, &present, e);
+	if (r < 0)
+		return r;
+	if (present)
+		out->pcie_root_ports = (unsigned int)v;
+	return 0;
+}
+
+int json_to_drive(json_t *o, struct res_drive *out, struct err *e)
+{
+	static const char *const fields[] = {
+	    "drive_id",     "partuuid",     "is_root_device", "cache_type", "is_read_only",
+	    "path_on_host", "rate_limiter", "io_engine",      "socket",     "transport",
+	    NULL};
+	static const char *const cache_names[] = {"Unsafe", "Writeback", NULL};
+	static const char *const engine_names[] = {"Sync", "Async", NULL};
+	unsigned int en = 0;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct BlockDeviceConfig", e);
+	if (r == 0)
+		r = get_id(o, "drive_id", out->id, e);
+	if (r == 0)
+		r = get_bool(o, "is_root_device", true, &out->is_root_device, NULL, e);
+	if (r == 0)
+		r = get_str(o, "partuuid", false, &out->partuuid, e);
+	if (r == 0)
+		r = get_enum(o, "cache_type", cache_names, false, &en, &out->cache_type_set, e);
+	if (r < 0)
+		goto fail;
+	out->cache_type = en ? RES_CACHE_WRITEBACK : RES_CACHE_UNSAFE;
+	en = 0;
+	r = get_enum(o, "io_engine", engine_names, false, &en, &out->io_engine_set, e);
+	if (r < 0)
+		goto fail;
+	out->io_engine = en ? VM_ENGINE_URING : VM_ENGINE_SYNC;
+	if (json_object_get(o, "socket")) {
+		r = err_set(e, ENOTSUP,
+		            "ember does not support vhost-user block devices (\"socket\") yet.");
+		goto fail;
+	}
+	r = get_bool(o, "is_read_only", false, &out->is_read_only, NULL, e);
+	if (r == 0)
+		r = get_str(o, "path_on_host", true, &out->path_on_host, e);
+	if (r == 0)
+		r = get_limiter(o, "rate_limiter", &out->rate_limiter, e);
+	if (r == 0)
+		r = get_transport(o, &out->transport, e);
+	if (r == 0)
+		return 0;
+fail:
+	res_drive_clear(out);
+	return r;
+}
+
+int json_to_drive_patch(json_t *o, char id[RES_ID_MAX + 1], char **path, struct res_limiter *rl,
+                        struct err *e)
+{
+	static const char *const fields[] = {"drive_id", "path_on_host", "rate_limiter", NULL};
+	int r;
+
+	*path = NULL;
+	memset(rl, 0, sizeof(*rl));
+	r = check_object(o, fields, "struct BlockDeviceUpdateConfig", e);
+	if (r == 0)
+		r = get_id(o, "drive_id", id, e);
+	if (r == 0)
+		r = get_str(o, "path_on_host", false, path, e);
+	if (r == 0)
+		r = get_limiter(o, "rate_limiter", rl, e);
+	if (r < 0) {
+		free(*path);
+		*path = NULL;
+	}
+	return r;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned int b[6], i;
+	char tail;
+
+	if (strlen(s) != 17 || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
+	                              &b[4], &b[5], &tail) != 6)
+		return -EINVAL;
+	for (i = 0; i < 6; i++) {
+		if (s[i * 3 + 2] != ':' && i < 5)
+			return -EINVAL;
+		mac[i] = (uint8_t)b[i];
+	}
+	return 0;
+}
+
+int json_to_net(json_t *o, struct res_net *out, struct err *e)
+{
+	static const char *const fields[] = {"iface_id",        "host_dev_name",   "guest_mac",
+	                                     "mtu",             "rx_rate_limiter", "tx_rate_limiter",
+	                                     "backend",         "transport",       NULL};
+	static const char *const backends[] = {"tap", "slirp", NULL};
+	unsigned int be = 0;
+	char *mac = NULL;
+	uint64_t v = 0;
+	bool present;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct NetworkInterfaceConfig", e);
+	if (r == 0)
+		r = get_id(o, "iface_id", out->id, e);
+	if (r == 0)
+		r = get_enum(o, "backend", backends, false, &be, NULL, e);
+	if (r < 0)
+		goto fail;
+	out->slirp = be == 1;
+	r = get_str(o, "host_dev_name", !out->slirp, &out->host_dev_name, e);
+	if (r < 0)
+		goto fail;
+	if (out->slirp && out->host_dev_name) {
+		r = err_set(e, EINVAL,
+		            "Could not create the network device: \"backend\": \"slirp\" takes no "
+		            "host_dev_name.");
+		goto fail;
+	}
+	r = get_str(o, "guest_mac", false, &mac, e);
+	if (r < 0)
+		goto fail;
+	if (mac) {
+		if (parse_mac(mac, out->mac) < 0) {
+			r = fail(e, "invalid value: string \"%.32s\", expected a MAC address "
+			            "xx:xx:xx:xx:xx:xx",
+			         mac);
+			free(mac);
+			goto fail;
+		}
+		if (out->mac[0] & 1) {
+			r = err_set(e, EINVAL,
+			            "Could not create the network device: %s is a multicast address.",
+			            mac);
+			free(mac);
+			goto fail;
+		}
+		out->has_mac = true;
+		free(mac);
+	}
+	r = get_uint(o, "mtu", false, UINT16_MAX, "u16", &v, &present, e);
+	if (r < 0)
+		goto fail;
+	if (present && v < 68) {
+		r = err_set(e, EINVAL, "Could not create the network device: mtu %llu is below 68.",
+		            (unsigned long long)v);
+		goto fail;
+	}
+	out->mtu = (unsigned int)v;
+	r = get_limiter(o, "rx_rate_limiter", &out->rx_rate_limiter, e);
+	if (r == 0)
+		r = get_limiter(o, "tx_rate_limiter", &out->tx_rate_limiter, e);
+	if (r == 0)
+		r = get_transport(o, &out->transport, e);
+	if (r == 0)
+		return 0;
+fail:
+	res_net_clear(out);
+	return r;
+}
+
+int json_to_net_patch(json_t *o, char id[RES_ID_MAX + 1], struct res_limiter *rx,
+                      struct res_limiter *tx, struct err *e)
+{
+	static const char *const fields[] = {"iface_id", "rx_rate_limiter", "tx_rate_limiter",
+	                                     NULL};
+	int r = check_object(o, fields, "struct NetworkInterfaceUpdateConfig", e);
+
+	if (r == 0)
+		r = get_id(o, "iface_id", id, e);
+	if (r == 0)
+		r = get_limiter(o, "rx_rate_limiter", rx, e);
+	if (r == 0)
+		r = get_limiter(o, "tx_rate_limiter", tx, e);
+	return r;
+}
+
+int json_to_vsock(json_t *o, struct res_vsock *out, struct err *e)
+{
+	static const char *const fields[] = {"guest_cid", "uds_path", "vsock_id", "transport",
+	                                     NULL};
+	uint64_t cid = 0;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct VsockDeviceConfig", e);
+	if (r == 0)
+		r = get_uint(o, "guest_cid", true, UINT32_MAX, "u32", &cid, NULL, e);
+	if (r == 0)
+		r = get_str(o, "uds_path", true, &out->uds_path, e);
+	if (r == 0)
+		r = get_str(o, "vsock_id", false, &out->vsock_id, e);
+	if (r == 0)
+		r = get_transport(o, &out->transport, e);
+	if (r < 0) {
+		res_vsock_clear(out);
+		return r;
+	}
+	out->guest_cid = (uint32_t)cid;
+	return 0;
+}
+
+int json_to_entropy(json_t *o, struct res_entropy *out, struct err *e)
+{
+	static const char *const fields[] = {"rate_limiter", "transport", NULL};
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct EntropyDeviceConfig", e);
+	if (r == 0)
+		r = get_limiter(o, "rate_limiter", &out->rate_limiter, e);
+	if (r == 0)
+		r = get_transport(o, &out->transport, e);
+	return r;
+}
+
+int json_to_logger(json_t *o, struct res_logger *out, struct err *e)
+{
+	static const char *const fields[] = {"log_path", "level", "show_level", "show_log_origin",
+	                                     "module", NULL};
+	static const char *const levels[] = {"Error", "Warning", "Info", "Debug",
+	                                     "Trace", "Off",     "Warn", NULL};
+	static const enum log_level map[] = {LOG_ERROR, LOG_WARN,  LOG_INFO, LOG_DEBUG,
+	                                     LOG_TRACE, LOG_ERROR, LOG_WARN};
+	unsigned int en = 0;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct LoggerConfig", e);
+	if (r == 0)
+		r = get_str(o, "log_path", false, &out->log_path, e);
+	if (r == 0)
+		r = get_enum(o, "level", levels, true, &en, &out->level_set, e);
+	if (r == 0) {
+		out->level = map[en];
+		out->level_off = out->level_set && en == 5;
+		r = get_bool(o, "show_level", false, &out->show_level, NULL, e);
+	}
+	if (r == 0)
+		r = get_bool(o, "show_log_origin", false, &out->show_log_origin, NULL, e);
+	if (r == 0)
+		r = get_str(o, "module", false, &out->module, e);
+	if (r < 0)
+		res_logger_clear(out);
+	return r;
+}
+
+int json_to_metrics(json_t *o, struct res_metrics *out, struct err *e)
+{
+	static const char *const fields[] = {"metrics_path", "emit_id", "properties", NULL};
+	json_t *props, *v;
+	const char *key;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct MetricsConfig", e);
+	if (r == 0)
+		r = get_str(o, "metrics_path", true, &out->metrics_path, e);
+	if (r == 0)
+		r = get_bool(o, "emit_id", false, &out->emit_id, NULL, e);
+	if (r < 0)
+		goto fail;
+	props = json_object_get(o, "properties");
+	if (!props || json_is_null(props))
+		return 0;
+	if (!json_is_object(props)) {
+		r = bad_type(props, "a map", e);
+		goto fail;
+	}
+	out->prop_keys = calloc(json_object_size(props) + 1, sizeof(char *));
+	out->prop_values = calloc(json_object_size(props) + 1, sizeof(char *));
+	if (!out->prop_keys || !out->prop_values) {
+		r = err_set(e, ENOMEM, "out of memory");
+		goto fail;
+	}
+	json_object_foreach(props, key, v) {
+		if (!json_is_string(v)) {
+			r = bad_type(v, "a string", e);
+			goto fail;
+		}
+		out->prop_keys[out->nprops] = strdup(key);
+		out->prop_values[out->nprops] = strdup(json_string_value(v));
+		out->nprops++;
+		if (!out->prop_keys[out->nprops - 1] || !out->prop_values[out->nprops - 1]) {
+			r = err_set(e, ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	res_metrics_clear(out);
+	return r;
+}
+
+int json_to_serial(json_t *o, struct res_serial *out, struct err *e)
+{
+	static const char *const fields[] = {"serial_out_path", "rate_limiter", NULL};
+	json_t *b;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct SerialConfig", e);
+	if (r == 0)
+		r = get_str(o, "serial_out_path", false, &out->serial_out_path, e);
+	b = json_object_get(o, "rate_limiter");
+	if (r == 0 && b)
+		r = to_bucket(b, &out->rate_limiter, e);
+	if (r < 0)
+		res_serial_clear(out);
+	return r;
+}
+
+int json_to_action(json_t *o, enum json_action *out, struct err *e)
+{
+	static const char *const fields[] = {"action_type", NULL};
+	static const char *const names[] = {"InstanceStart", "SendCtrlAltDel", "FlushMetrics",
+	                                    NULL};
+	unsigned int en = 0;
+	bool present;
+	int r = check_object(o, fields, "struct ActionBody", e);
+
+	if (r == 0)
+		r = get_enum(o, "action_type", names, false, &en, &present, e);
+	if (r == 0 && !present)
+		r = fail(e, "missing field `action_type`");
+	*out = (enum json_action)en;
+	return r;
+}
+
+int json_to_vm_state(json_t *o, bool *paused, struct err *e)
+{
+	static const char *const fields[] = {"state", NULL};
+	static const char *const names[] = {"Paused", "Resumed", NULL};
+	unsigned int en = 0;
+	bool present;
+	int r = check_object(o, fields, "struct Vm", e);
+
+	if (r == 0)
+		r = get_enum(o, "state", names, false, &en, &present, e);
+	if (r == 0 && !present)
+		r = fail(e, "missing field `state`");
+	*paused = en == 0;
+	return r;
+}
+
+/* ---- encoders ----------------------------------------------------------------------------- */
+
+static json_t *str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static const char *transport_name(enum vm_transport t)
+{
+	return t == VM_TRANSPORT_MMIO ? "mmio" : "pci";
+}
+
+json_t *json_from_machine(const struct res_machine *m)
+{
+	return json_pack("{s:I, s:I, s:b, s:b, s:s, s:I}", "vcpu_count", (json_int_t)m->vcpu_count,
+	                 "mem_size_mib", (json_int_t)m->mem_size_mib, "smt", m->smt,
+	                 "track_dirty_pages", m->track_dirty_pages, "huge_pages",
+	                 huge_names[m->huge_pages], "pcie_root_ports",
+	                 (json_int_t)m->pcie_root_ports);
+}
+
+static json_t *from_bucket(const struct res_bucket *b)
+{
+	json_t *o;
+
+	if (!b->present)
+		return json_null();
+	o = json_pack("{s:I, s:I}", "size", (json_int_t)b->size, "refill_time",
+	              (json_int_t)b->refill_time);
+	if (o && b->has_one_time_burst)
+		json_object_set_new(o, "one_time_burst", json_integer((json_int_t)b->one_time_burst));
+	return o;
+}
+
+static json_t *from_limiter(const struct res_limiter *l)
+{
+	if (!l->present)
+		return json_null();
+	return json_pack("{s:o, s:o}", "bandwidth", from_bucket(&l->bandwidth), "ops",
+	                 from_bucket(&l->ops));
+}
+
+static json_t *from_drive(const struct res_drive *d)
+{
+	return json_pack("{s:s, s:o, s:b, s:s, s:b, s:s, s:o, s:s, s:n, s:s}", "drive_id", d->id,
+	                 "partuuid", str_or_null(d->partuuid), "is_root_device",
+	                 d->is_root_device, "cache_type",
+	                 d->cache_type == RES_CACHE_WRITEBACK ? "Writeback" : "Unsafe",
+	                 "is_read_only", d->is_read_only, "path_on_host", d->path_on_host,
+	                 "rate_limiter", from_limiter(&d->rate_limiter), "io_engine",
+	                 d->io_engine == VM_ENGINE_URING ? "Async" : "Sync", "socket",
+	                 "transport", transport_name(d->transport));
+}
+
+static json_t *from_net(const struct res_net *n)
+{
+	char mac[18];
+	json_t *o;
+
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
+	         n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+	o = json_pack("{s:s, s:o, s:o, s:o, s:o, s:s, s:s}", "iface_id", n->id, "host_dev_name",
+	              str_or_null(n->host_dev_name), "guest_mac",
+	              n->has_mac ? json_string(mac) : json_null(), "rx_rate_limiter",
+	              from_limiter(&n->rx_rate_limiter), "tx_rate_limiter",
+	              from_limiter(&n->tx_rate_limiter), "backend", n->slirp ? "slirp" : "tap",
+	              "transport", transport_name(n->transport));
+	if (o && n->mtu)
+		json_object_set_new(o, "mtu", json_integer(n->mtu));
+	return o;
+}
+
+json_t *json_from_full_config(const struct resources *r)
+{
+	json_t *o = json_object(), *drives = json_array(), *nets = json_array(), *v;
+	unsigned int i;
+
+	if (!o || !drives || !nets) {
+		json_decref(o);
+		json_decref(drives);
+		json_decref(nets);
+		return NULL;
+	}
+	json_object_set_new(o, "balloon", json_null());
+	for (i = 0; i < r->ndrives; i++)
+		json_array_append_new(drives, from_drive(&r->drives[i]));
+	json_object_set_new(o, "drives", drives);
+	if (r->boot.present)
+		v = json_pack("{s:s, s:o, s:o}", "kernel_image_path", r->boot.kernel_image_path,
+		              "initrd_path", str_or_null(r->boot.initrd_path), "boot_args",
+		              str_or_null(r->boot.boot_args));
+	else
+		v = json_null();
+	json_object_set_new(o, "boot-source", v);
+	json_object_set_new(o, "cpu-config", json_null());
+	if (r->logger.present) {
+		static const char *const names[] = {"Error", "Warning", "Info", "Debug", "Trace"};
+
+		v = json_pack("{s:o, s:s, s:b, s:b, s:o}", "log_path",
+		              str_or_null(r->logger.log_path), "level",
+		              r->logger.level_off ? "Off"
+		              : r->logger.level_set ? names[r->logger.level]
+		                                    : "Info",
+		              "show_level", r->logger.show_level, "show_log_origin",
+		              r->logger.show_log_origin, "module", str_or_null(r->logger.module));
+	} else {
+		v = json_null();
+	}
+	json_object_set_new(o, "logger", v);
+	json_object_set_new(o, "machine-config", json_from_machine(&r->machine));
+	if (r->metrics.present) {
+		json_t *props = json_object();
+
+		for (i = 0; props && i < r->metrics.nprops; i++)
+			json_object_set_new(props, r->metrics.prop_keys[i],
+			                    json_string(r->metrics.prop_values[i]));
+		v = json_pack("{s:s, s:b, s:o}", "metrics_path", r->metrics.metrics_path, "emit_id",
+		              r->metrics.emit_id, "properties", props ? props : json_null());
+	} else {
+		v = json_null();
+	}
+	json_object_set_new(o, "metrics", v);
+	json_object_set_new(o, "memory-hotplug", json_null());
+	json_object_set_new(o, "mmds-config", json_null());
+	for (i = 0; i < r->nnets; i++)
+		json_array_append_new(nets, from_net(&r->nets[i]));
+	json_object_set_new(o, "network-interfaces", nets);
+	json_object_set_new(o, "pmem", json_array());
+	if (r->vsock.present)
+		v = json_pack("{s:I, s:s, s:s}", "guest_cid", (json_int_t)r->vsock.guest_cid,
+		              "uds_path", r->vsock.uds_path, "transport",
+		              transport_name(r->vsock.transport));
+	else
+		v = json_null();
+	if (r->vsock.present && r->vsock.vsock_id && v)
+		json_object_set_new(v, "vsock_id", json_string(r->vsock.vsock_id));
+	json_object_set_new(o, "vsock", v);
+	if (r->entropy.present)
+		v = json_pack("{s:o, s:s}", "rate_limiter", from_limiter(&r->entropy.rate_limiter),
+		              "transport", transport_name(r->entropy.transport));
+	else
+		v = json_null();
+	json_object_set_new(o, "entropy", v);
+	if (r->serial.present)
+		v = json_pack("{s:o, s:o}", "serial_out_path", str_or_null(r->serial.serial_out_path),
+		              "rate_limiter", from_bucket(&r->serial.rate_limiter));
+	else
+		v = json_null();
+	json_object_set_new(o, "serial", v);
+	return o;
+}

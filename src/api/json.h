@@ -1,0 +1,61 @@
+/* json.h - Firecracker's JSON bodies to ember's resources and back (jansson). */
+#ifndef EMBER_API_JSON_H
+#define EMBER_API_JSON_H
+
+/*
+ * One decoder per API body (the PUT/PATCH schemas of firecracker-api.yaml),
+ * shared by the API and the config file.  Decoding is strict, as
+ * Firecracker's serde structs are: unknown fields, missing required fields,
+ * wrong JSON types, negative or too large integers and unknown enum variants
+ * are errors, and the message follows Firecracker's ("An error occurred when
+ * deserializing the json body of a request: unknown field `x`, expected one
+ * of ...").  A decoder checks types and ranges of single fields; rules that
+ * need the rest of the configuration are the setters' (vmm/resources.h).
+ * On error the output holds nothing that needs freeing.
+ *
+ * ember's additions, each documented in docs/api.md: "transport" ("pci" by
+ * default, or "mmio") on drives, network interfaces, vsock and entropy;
+ * "backend" ("tap" by default, or "slirp") on network interfaces; and
+ * "pcie_root_ports" in machine-config.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "util/err.h"
+#include "vmm/resources.h"
+
+/* Prefix of every decoding error message. */
+#define JSON_ERR_PREFIX "An error occurred when deserializing the json body of a request: "
+
+/* Parse a body into a JSON object (new reference in *out).  -EINVAL with `e`. */
+int json_body(const char *body, size_t len, json_t **out, struct err *e);
+
+int json_to_boot(json_t *o, struct res_boot *out, struct err *e);
+/* PUT (patch false: required fields required) or PATCH (fields default to `base`). */
+int json_to_machine(json_t *o, const struct res_machine *base, bool patch,
+                    struct res_machine *out, struct err *e);
+int json_to_drive(json_t *o, struct res_drive *out, struct err *e);
+/* PartialDrive: *path is malloc'd or NULL; *has_rl says whether rate_limiter was given. */
+int json_to_drive_patch(json_t *o, char id[RES_ID_MAX + 1], char **path, struct res_limiter *rl,
+                        struct err *e);
+int json_to_net(json_t *o, struct res_net *out, struct err *e);
+int json_to_net_patch(json_t *o, char id[RES_ID_MAX + 1], struct res_limiter *rx,
+                      struct res_limiter *tx, struct err *e);
+int json_to_vsock(json_t *o, struct res_vsock *out, struct err *e);
+int json_to_entropy(json_t *o, struct res_entropy *out, struct err *e);
+int json_to_logger(json_t *o, struct res_logger *out, struct err *e);
+int json_to_metrics(json_t *o, struct res_metrics *out, struct err *e);
+int json_to_serial(json_t *o, struct res_serial *out, struct err *e);
+
+enum json_action { JSON_ACTION_INSTANCE_START, JSON_ACTION_SEND_CTRL_ALT_DEL,
+	           JSON_ACTION_FLUSH_METRICS };
+int json_to_action(json_t *o, enum json_action *out, struct err *e);
+/* {"state": "Paused" | "Resumed"} */
+int json_to_vm_state(json_t *o, bool *paused, struct err *e);
+
+/* Encoders for GET answers (new references; NULL when out of memory). */
+json_t *json_from_machine(const struct res_machine *m);
+json_t *json_from_full_config(const struct resources *r);
+
+#endif

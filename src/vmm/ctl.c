@@ -1,0 +1,430 @@
+/* ctl.c - the VMM controller (ctl.h). */
+#include "vmm/ctl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+static uint64_t ts_us(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void on_signal(struct evloop_watch *w, uint32_t events)
+{
+	struct ctl *c = w->opaque;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	if (read(c->signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+		return;
+	if (si.ssi_signo == SIGUSR2) {
+		if (c->vm)
+			vm_power_button(c->vm);
+		return;
+	}
+	if (c->vm) {
+		vm_request_stop(c->vm, VM_STOP_SIGNAL, "stopped by %s",
+		                si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+		return;
+	}
+	c->exit.reason = VM_STOP_SIGNAL;
+	snprintf(c->exit.message, sizeof(c->exit.message), "stopped by %s before the VM started",
+	         si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+	c->quit = true;
+	evloop_stop(&c->loop);
+}
+
+int ctl_init(struct ctl *c, struct err *e)
+{
+	sigset_t set;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	c->signal_fd = c->serial_fd = c->log_fd = -1;
+	c->console_in_fd = STDIN_FILENO;
+	c->console_out_fd = STDOUT_FILENO;
+	c->instance_id = "anonymous-instance";
+	c->start_wall_us = ts_us(CLOCK_MONOTONIC);
+	c->start_cpu_us = ts_us(CLOCK_PROCESS_CPUTIME_ID);
+	res_init(&c->res);
+	r = evloop_init(&c->loop, e);
+	if (r < 0)
+		return r;
+	c->loop_ready = true;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR2);
+	c->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (c->signal_fd < 0) {
+		r = err_sys(e, errno, "signalfd");
+		ctl_destroy(c);
+		return r;
+	}
+	c->signal_watch = (struct evloop_watch){c->signal_fd, on_signal, c};
+	r = evloop_add(&c->loop, &c->signal_watch, EPOLLIN);
+	if (r < 0) {
+		err_sys(e, -r, "epoll_ctl");
+		ctl_destroy(c);
+		return r;
+	}
+	return 0;
+}
+
+static void metrics_stop(struct ctl *c)
+{
+	if (!c->metrics_ready)
+		return;
+	if (metrics_timer_fd(&c->metrics) >= 0)
+		evloop_del(&c->loop, &c->metrics_watch);
+	metrics_destroy(&c->metrics);
+	c->metrics_ready = false;
+}
+
+void ctl_destroy(struct ctl *c)
+{
+	if (c->vm) {
+		vm_destroy(c->vm);
+		c->vm = NULL;
+	}
+	metrics_stop(c);
+	if (c->signal_fd >= 0) {
+		if (c->loop_ready)
+			evloop_del(&c->loop, &c->signal_watch);
+		close(c->signal_fd);
+	}
+	c->signal_fd = -1;
+	if (c->loop_ready)
+		evloop_destroy(&c->loop);
+	c->loop_ready = false;
+	if (c->serial_fd >= 0)
+		close(c->serial_fd);
+	c->serial_fd = -1;
+	res_destroy(&c->res);
+	/* The log fd stays open: the logger may still print the last lines. */
+}
+
+int ctl_apply_logger(struct ctl *c, struct err *e)
+{
+	const struct res_logger *l = &c->res.logger;
+	struct log_config lc = {
+	    .fd = -1,
+	    .instance_id = c->instance_id,
+	    .level = l->level_set ? l->level : LOG_INFO,
+	    .off = l->level_off,
+	    .show_level = l->show_level,
+	    .show_log_origin = l->show_log_origin,
+	    .module = l->module,
+	};
+	int fd = -1, r;
+
+	if (l->log_path) {
+		r = log_open_path(l->log_path, &fd, e);
+		if (r < 0)
+			return r;
+		lc.fd = fd;
+	} else {
+		/* No path: Firecracker's format on stderr. */
+		lc.fd = STDERR_FILENO;
+	}
+	r = log_configure(&lc);
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		return err_set(e, -r, "cannot configure the logger");
+	}
+	if (c->log_fd >= 0)
+		close(c->log_fd);
+	c->log_fd = fd;
+	return 0;
+}
+
+static void on_metrics_timer(struct evloop_watch *w, uint32_t events)
+{
+	struct ctl *c = w->opaque;
+	struct err e = {0};
+
+	(void)events;
+	metrics_timer_event(&c->metrics);
+	if (ctl_flush_metrics(c, &e) < 0)
+		log_debug("periodic metrics flush: %s", e.msg);
+}
+
+int ctl_apply_metrics(struct ctl *c, struct err *e)
+{
+	const struct res_metrics *m = &c->res.metrics;
+	struct metrics_cfg mc = {
+	    .path = m->metrics_path,
+	    .emit_id = m->emit_id,
+	    .instance_id = c->instance_id,
+	    .prop_keys = (const char *const *)m->prop_keys,
+	    .prop_values = (const char *const *)m->prop_values,
+	    .nprops = m->nprops,
+	};
+	int r;
+
+	metrics_stop(c);
+	r = metrics_init(&c->metrics, &mc, e);
+	if (r < 0)
+		return r;
+	c->metrics_ready = true;
+	if (metrics_timer_fd(&c->metrics) >= 0) {
+		c->metrics_watch =
+		    (struct evloop_watch){metrics_timer_fd(&c->metrics), on_metrics_timer, c};
+		r = evloop_add(&c->loop, &c->metrics_watch, EPOLLIN);
+		if (r < 0) {
+			metrics_destroy(&c->metrics);
+			c->metrics_ready = false;
+			return err_sys(e, -r, "epoll_ctl");
+		}
+	}
+	return 0;
+}
+
+/* Open serial_out_path for the console: a file is appended to, a FIFO must have a reader. */
+static int open_serial_out(struct ctl *c, struct err *e)
+{
+	const char *path = c->res.serial.serial_out_path;
+	int fd;
+
+	if (!c->res.serial.present || !path)
+		return 0;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
+	if (fd < 0)
+		return err_sys(e, errno, "Cannot open the serial output %s", path);
+	/* Output to a regular file blocks the vCPU for a moment at most; to a FIFO it must not. */
+	c->serial_fd = fd;
+	c->console_out_fd = fd;
+	return 0;
+}
+
+int ctl_start(struct ctl *c, struct err *e)
+{
+	struct vm_config cfg = {0};
+	int r;
+
+	if (c->state != CTL_NOT_STARTED || c->vm)
+		return err_set(e, EINVAL, CTL_MSG_NOT_AFTER_BOOT);
+	r = res_to_vm_config(&c->res, &cfg, c->cmdline, sizeof(c->cmdline), e);
+	if (r < 0 && !(c->build_only && !c->res.boot.present))
+		return r;
+	r = open_serial_out(c, e);
+	if (r < 0)
+		return r;
+	cfg.loop = &c->loop;
+	cfg.console_in_fd = c->build_only ? -1 : c->console_in_fd;
+	cfg.console_out_fd = c->console_out_fd;
+	cfg.build_only = c->build_only;
+	cfg.serial_limit = c->res.serial.rate_limiter.present
+	                       ? (struct token_bucket_cfg){c->res.serial.rate_limiter.size,
+	                                                   c->res.serial.rate_limiter.one_time_burst,
+	                                                   c->res.serial.rate_limiter.refill_time}
+	                       : (struct token_bucket_cfg){0};
+	r = vm_create(&c->vm, &cfg, e);
+	if (r < 0)
+		goto fail;
+	if (c->build_only)
+		return 0;
+	r = vm_start(c->vm);
+	if (r < 0) {
+		err_set(e, -r, "cannot start the vCPUs");
+		vm_finish(c->vm, &c->exit);
+		vm_destroy(c->vm);
+		c->vm = NULL;
+		goto fail;
+	}
+	c->state = CTL_RUNNING;
+	log_info("the microVM started: %u vCPU(s), %llu MiB", cfg.vcpus,
+	         (unsigned long long)cfg.mem_mib);
+	return 0;
+fail:
+	if (c->serial_fd >= 0)
+		close(c->serial_fd);
+	c->serial_fd = -1;
+	c->console_out_fd = STDOUT_FILENO;
+	return r;
+}
+
+int ctl_run(struct ctl *c)
+{
+	int r = 0;
+
+	for (;;) {
+		if (c->quit)
+			return 0;
+		if (c->vm && vm_stopping(c->vm))
+			break;
+		r = evloop_run(&c->loop);
+		if (r < 0) {
+			if (!c->vm) {
+				snprintf(c->exit.message, sizeof(c->exit.message),
+				         "event loop failed: %s", strerror(-r));
+				c->exit.reason = VM_STOP_FATAL;
+				return 1;
+			}
+			vm_request_stop(c->vm, VM_STOP_FATAL, "event loop failed: %s",
+			                strerror(-r));
+		}
+	}
+	vm_finish(c->vm, &c->exit);
+	return c->exit.reason == VM_STOP_FATAL ? 1 : 0;
+}
+
+static int need_running(struct ctl *c, struct err *e)
+{
+	if (!c->vm || c->state == CTL_NOT_STARTED)
+		return err_set(e, EINVAL, CTL_MSG_NOT_BEFORE_BOOT);
+	return 0;
+}
+
+int ctl_send_ctrl_alt_del(struct ctl *c, struct err *e)
+{
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	r = i8042_send_ctrl_alt_del(&c->vm->i8042);
+	if (r < 0)
+		return err_set(e, -r, "SendCtrlAltDel: the keyboard controller's buffer is full");
+	return 0;
+}
+
+int ctl_flush_metrics(struct ctl *c, struct err *e)
+{
+	struct metrics_values v;
+
+	if (!c->metrics_ready)
+		return err_set(e, EINVAL,
+		               "The metrics system is not initialized: configure it with PUT "
+		               "/metrics first.");
+	v = c->api_counts;
+	v.process_startup_time_us = c->api_counts.process_startup_time_us;
+	if (c->vm)
+		metrics_collect_vm(c->vm, &v);
+	return metrics_flush(&c->metrics, &v, e);
+}
+
+int ctl_pause(struct ctl *c, struct err *e)
+{
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	r = vm_pause(c->vm, e);
+	if (r == 0)
+		c->state = CTL_PAUSED;
+	return r;
+}
+
+int ctl_resume(struct ctl *c, struct err *e)
+{
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	r = vm_resume(c->vm, e);
+	if (r == 0)
+		c->state = CTL_RUNNING;
+	return r;
+}
+
+static struct vm_virtio *find_virtio(struct ctl *c, enum vm_virtio_kind kind, const char *id)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->vm->nvirtio; i++) {
+		struct vm_virtio *vv = c->vm->virtio[i];
+
+		if (vv && vv->kind == kind && !strcmp(vv->name, id))
+			return vv;
+	}
+	return NULL;
+}
+
+int ctl_patch_drive(struct ctl *c, const char *id, const char *path,
+                    const struct res_limiter *rl, struct err *e)
+{
+	struct res_drive *d;
+	struct vm_virtio *vv;
+	char *newpath = NULL;
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	d = res_find_drive(&c->res, id);
+	vv = d ? find_virtio(c, VM_VIRTIO_BLK, id) : NULL;
+	if (!vv)
+		return err_set(e, ENOENT, "Invalid block device ID: %s", id);
+	if (path) {
+		newpath = strdup(path);
+		if (!newpath)
+			return err_set(e, ENOMEM, "out of memory");
+	}
+	if (rl) {
+		struct rate_limiter_cfg cfg;
+
+		res_limiter_cfg(rl, &cfg);
+		r = virtio_blk_set_rate_limiter(&vv->u.blk, &cfg, e);
+		if (r < 0) {
+			free(newpath);
+			return r;
+		}
+		d->rate_limiter = *rl;
+	}
+	if (path) {
+		r = virtio_blk_replace_file(&vv->u.blk, path, e);
+		if (r < 0) {
+			free(newpath);
+			return r;
+		}
+		/* The VM's configuration points into the resources: move it to the new string. */
+		for (unsigned int i = 0; i < c->vm->cfg.dev.ndisks; i++)
+			if (c->vm->cfg.dev.disks[i].path == d->path_on_host)
+				c->vm->cfg.dev.disks[i].path = newpath;
+		free(d->path_on_host);
+		d->path_on_host = newpath;
+	}
+	return 0;
+}
+
+int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
+                  const struct res_limiter *tx, struct err *e)
+{
+	struct rate_limiter_cfg rxc, txc;
+	struct res_net *n;
+	struct vm_virtio *vv;
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	n = res_find_net(&c->res, id);
+	vv = n ? find_virtio(c, VM_VIRTIO_NET, id) : NULL;
+	if (!vv)
+		return err_set(e, ENOENT, "Invalid network interface ID: %s", id);
+	if (rx)
+		res_limiter_cfg(rx, &rxc);
+	if (tx)
+		res_limiter_cfg(tx, &txc);
+	r = virtio_net_set_rate_limiters(&vv->u.net, rx ? &rxc : NULL, tx ? &txc : NULL, e);
+	if (r < 0)
+		return r;
+	if (rx)
+		n->rx_rate_limiter = *rx;
+	if (tx)
+		n->tx_rate_limiter = *tx;
+	return 0;
+}

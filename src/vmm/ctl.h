@@ -1,0 +1,97 @@
+/* ctl.h - the VMM controller: resources before boot, the running VM after, one event loop. */
+#ifndef EMBER_VMM_CTL_H
+#define EMBER_VMM_CTL_H
+
+/*
+ * The controller owns what lives for the whole process: the VMM thread's
+ * event loop (shared by the API server, the VM's devices and the signals),
+ * the configured resources, and -- after InstanceStart -- the VM.  Every
+ * change to the VM's configuration or state goes through it, on the VMM
+ * thread, so the API needs no lock and never blocks a vCPU.
+ *
+ * Signals (a signalfd on the loop): SIGINT and SIGTERM stop the VM (exit 0),
+ * or end ember before boot; SIGUSR2 presses the ACPI power button.
+ *
+ * Lifecycle: NOT_STARTED (resources may change) -> RUNNING <-> PAUSED, then
+ * the process ends when the VM stops: ember runs one microVM per process,
+ * as Firecracker does.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/err.h"
+#include "util/evloop.h"
+#include "vmm/metrics.h"
+#include "vmm/resources.h"
+#include "vmm/vm.h"
+
+enum ctl_state { CTL_NOT_STARTED, CTL_RUNNING, CTL_PAUSED };
+
+/* Messages Firecracker uses for requests made in the wrong state. */
+#define CTL_MSG_NOT_BEFORE_BOOT "The requested operation is not supported before starting the microVM."
+#define CTL_MSG_NOT_AFTER_BOOT  "The requested operation is not supported after starting the microVM."
+
+struct ctl {
+	struct evloop loop;
+	bool loop_ready;
+	int signal_fd;
+	struct evloop_watch signal_watch;
+
+	struct resources res;
+	const char *instance_id; /* --id; "anonymous-instance" by default */
+	bool build_only;         /* --dump-pci: build the devices, do not run */
+	bool boot_timer;         /* --boot-timer */
+	int console_in_fd, console_out_fd;
+	int serial_fd; /* serial_out_path opened at start; -1: none */
+	int log_fd;    /* logger's log_path; -1: stderr */
+
+	struct metrics metrics;
+	bool metrics_ready;
+	struct evloop_watch metrics_watch;
+	struct metrics_values api_counts; /* the API's own counters, merged into each flush */
+	uint64_t start_wall_us, start_cpu_us; /* process start (Firecracker's startup metric) */
+
+	struct vm *vm;
+	char cmdline[LAYOUT_CMDLINE_MAX + 64];
+	enum ctl_state state;
+	bool quit; /* stop before boot (signal) */
+	struct vm_exit_info exit;
+};
+
+/*
+ * Set up the loop and the signalfd (SIGINT/SIGTERM/SIGUSR2 must already be
+ * blocked in every thread).  Resources start at their defaults.  -errno.
+ */
+int ctl_init(struct ctl *c, struct err *e);
+/* Stop and free the VM (if any), close everything.  Safe after a failed init. */
+void ctl_destroy(struct ctl *c);
+
+/* Apply the logger configuration (res.logger) now.  -errno with `e`. */
+int ctl_apply_logger(struct ctl *c, struct err *e);
+/* Apply the metrics configuration (res.metrics) now: open the sink, arm the 60 s flush. */
+int ctl_apply_metrics(struct ctl *c, struct err *e);
+
+/* InstanceStart: build the VM from the resources and start its vCPUs.  -errno with `e`. */
+int ctl_start(struct ctl *c, struct err *e);
+
+/*
+ * Run the loop until the VM stops (or, before boot, until a signal ends
+ * ember).  Returns the exit status: 0 when the guest reset or shut down or
+ * a signal stopped it, 1 on a fatal error.  ctl->exit says how it ended.
+ */
+int ctl_run(struct ctl *c);
+
+/* Post-boot actions (-errno with `e`; CTL_MSG_* when the state does not allow it). */
+int ctl_send_ctrl_alt_del(struct ctl *c, struct err *e);
+int ctl_flush_metrics(struct ctl *c, struct err *e);
+int ctl_pause(struct ctl *c, struct err *e);
+int ctl_resume(struct ctl *c, struct err *e);
+/* PATCH /drives: a new backing file and/or rate limiter (NULL: unchanged). */
+int ctl_patch_drive(struct ctl *c, const char *id, const char *path,
+                    const struct res_limiter *rl, struct err *e);
+/* PATCH /network-interfaces: new rate limiters (NULL: unchanged). */
+int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
+                  const struct res_limiter *tx, struct err *e);
+
+#endif

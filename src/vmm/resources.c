@@ -1,0 +1,486 @@
+/* resources.c - the microVM's configured resources: checks, ownership, VM config (resources.h). */
+#include "vmm/resources.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void res_init(struct resources *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->machine.vcpu_count = 1;
+	r->machine.mem_size_mib = 128;
+}
+
+void res_boot_clear(struct res_boot *b)
+{
+	free(b->kernel_image_path);
+	free(b->initrd_path);
+	free(b->boot_args);
+	memset(b, 0, sizeof(*b));
+}
+
+void res_drive_clear(struct res_drive *d)
+{
+	free(d->path_on_host);
+	free(d->partuuid);
+	memset(d, 0, sizeof(*d));
+}
+
+void res_net_clear(struct res_net *n)
+{
+	free(n->host_dev_name);
+	memset(n, 0, sizeof(*n));
+}
+
+void res_vsock_clear(struct res_vsock *v)
+{
+	free(v->uds_path);
+	free(v->vsock_id);
+	memset(v, 0, sizeof(*v));
+}
+
+void res_logger_clear(struct res_logger *l)
+{
+	free(l->log_path);
+	free(l->module);
+	memset(l, 0, sizeof(*l));
+}
+
+void res_metrics_clear(struct res_metrics *m)
+{
+	unsigned int i;
+
+	for (i = 0; i < m->nprops; i++) {
+		free(m->prop_keys[i]);
+		free(m->prop_values[i]);
+	}
+	free(m->prop_keys);
+	free(m->prop_values);
+	free(m->metrics_path);
+	memset(m, 0, sizeof(*m));
+}
+
+void res_serial_clear(struct res_serial *s)
+{
+	free(s->serial_out_path);
+	memset(s, 0, sizeof(*s));
+}
+
+void res_destroy(struct resources *r)
+{
+	unsigned int i;
+
+	res_boot_clear(&r->boot);
+	for (i = 0; i < r->ndrives; i++)
+		res_drive_clear(&r->drives[i]);
+	for (i = 0; i < r->nnets; i++)
+		res_net_clear(&r->nets[i]);
+	res_vsock_clear(&r->vsock);
+	res_logger_clear(&r->logger);
+	res_metrics_clear(&r->metrics);
+	res_serial_clear(&r->serial);
+	free(r->firmware_path);
+	memset(r, 0, sizeof(*r));
+}
+
+int res_check_id(const char *id, struct err *e)
+{
+	const char *p;
+
+	if (!id || !*id)
+		return err_set(e, EINVAL, "The ID cannot be empty.");
+	for (p = id; *p; p++)
+		if (*p != '_' && !isalnum((unsigned char)*p))
+			return err_set(e, EINVAL, "API Resource IDs can only contain alphanumeric "
+			                          "characters and underscores.");
+	if (p - id > RES_ID_MAX)
+		return err_set(e, EINVAL, "API Resource IDs can be at most %d characters long.",
+		               RES_ID_MAX);
+	return 0;
+}
+
+/* Can `path` be opened with `flags`?  Fills `e` with "<what> cannot be opened: <reason>". */
+static int check_open(const char *path, int flags, const char *what, struct err *e)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+
+	if (fd < 0)
+		return err_set(e, errno, "%s cannot be opened: %s: %s (os error %d)", what, path,
+		               strerror(errno), errno);
+	close(fd);
+	return 0;
+}
+
+int res_set_boot(struct resources *r, struct res_boot *b, struct err *e)
+{
+	int ret;
+
+	if (!b->kernel_image_path)
+		return err_set(e, EINVAL, "missing field `kernel_image_path`");
+	ret = check_open(b->kernel_image_path, O_RDONLY, "The kernel file", e);
+	if (ret == 0 && b->initrd_path)
+		ret = check_open(b->initrd_path, O_RDONLY, "The initrd file", e);
+	if (ret == 0 && b->boot_args && strlen(b->boot_args) >= LAYOUT_CMDLINE_MAX)
+		ret = err_set(e, EINVAL,
+		              "The kernel command line is invalid: it is %zu bytes long; at most "
+		              "%d fit",
+		              strlen(b->boot_args), LAYOUT_CMDLINE_MAX - 1);
+	if (ret < 0)
+		return ret;
+	res_boot_clear(&r->boot);
+	r->boot = *b;
+	r->boot.present = true;
+	memset(b, 0, sizeof(*b));
+	return 0;
+}
+
+int res_set_machine(struct resources *r, const struct res_machine *m, struct err *e)
+{
+	if (m->vcpu_count < 1 || m->vcpu_count > VM_MAX_VCPUS)
+		return err_set(e, EINVAL,
+		               "The vCPU number is invalid! The vCPU number can only be 1 or an "
+		               "even number when SMT is enabled.");
+	if (m->smt && m->vcpu_count > 1 && m->vcpu_count % 2)
+		return err_set(e, EINVAL,
+		               "The vCPU number is invalid! The vCPU number can only be 1 or an "
+		               "even number when SMT is enabled.");
+	if (m->mem_size_mib < VM_MIN_MEM_MIB || m->mem_size_mib > VM_MAX_MEM_MIB)
+		return err_set(e, EINVAL,
+		               "The memory size (MiB) is invalid: ember supports %llu to %llu MiB.",
+		               VM_MIN_MEM_MIB, VM_MAX_MEM_MIB);
+	if (m->huge_pages == VM_HUGE_PAGES_2M && m->mem_size_mib % 2)
+		return err_set(e, EINVAL,
+		               "The memory size (MiB) is invalid: with 2M huge pages it must be a "
+		               "multiple of 2.");
+	if (m->pcie_root_ports > VM_MAX_ROOT_PORTS)
+		return err_set(e, EINVAL, "pcie_root_ports: ember supports 0 to %u root ports.",
+		               VM_MAX_ROOT_PORTS);
+	if (r->pci_testdev_port > m->pcie_root_ports)
+		return err_set(e, EINVAL,
+		               "pcie_root_ports: the PCI test device sits behind root port %u.",
+		               r->pci_testdev_port);
+	r->machine = *m;
+	return 0;
+}
+
+static unsigned int find_drive_index(const struct resources *r, const char *id)
+{
+	unsigned int i;
+
+	for (i = 0; i < r->ndrives; i++)
+		if (!strcmp(r->drives[i].id, id))
+			return i;
+	return r->ndrives;
+}
+
+struct res_drive *res_find_drive(struct resources *r, const char *id)
+{
+	unsigned int i = find_drive_index(r, id);
+
+	return i < r->ndrives ? &r->drives[i] : NULL;
+}
+
+static int check_bucket(const struct res_bucket *b, const char *what, struct err *e)
+{
+	/* ratelimit.c turns refill_time into nanoseconds. */
+	if (b->present && b->refill_time > UINT64_MAX / 1000000)
+		return err_set(e, EINVAL, "Cannot create RateLimiter: %s refill_time %llu ms is too "
+		                          "large.",
+		               what, (unsigned long long)b->refill_time);
+	return 0;
+}
+
+static int check_limiter(const struct res_limiter *l, struct err *e)
+{
+	int r = check_bucket(&l->bandwidth, "bandwidth", e);
+
+	return r < 0 ? r : check_bucket(&l->ops, "ops", e);
+}
+
+void res_limiter_cfg(const struct res_limiter *l, struct rate_limiter_cfg *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!l->present)
+		return;
+	if (l->bandwidth.present)
+		out->bandwidth = (struct token_bucket_cfg){l->bandwidth.size,
+		                                           l->bandwidth.one_time_burst,
+		                                           l->bandwidth.refill_time};
+	if (l->ops.present)
+		out->ops = (struct token_bucket_cfg){l->ops.size, l->ops.one_time_burst,
+		                                     l->ops.refill_time};
+}
+
+int res_put_drive(struct resources *r, struct res_drive *d, struct err *e)
+{
+	unsigned int i = find_drive_index(r, d->id), j;
+	int ret;
+
+	ret = res_check_id(d->id, e);
+	if (ret < 0)
+		return ret;
+	if (!d->path_on_host)
+		return err_set(e, EINVAL, "missing field `path_on_host`");
+	if (i == r->ndrives && r->ndrives >= VM_MAX_DISKS)
+		return err_set(e, ENOSPC, "Unable to add the drive: ember supports at most %u drives.",
+		               VM_MAX_DISKS);
+	if (d->is_root_device)
+		for (j = 0; j < r->ndrives; j++)
+			if (j != i && r->drives[j].is_root_device)
+				return err_set(e, EINVAL, "A root block device already exists!");
+	ret = check_limiter(&d->rate_limiter, e);
+	if (ret < 0)
+		return ret;
+	ret = check_open(d->path_on_host, d->is_read_only ? O_RDONLY : O_RDWR,
+	                 "Unable to create the block device: the backing file", e);
+	if (ret < 0)
+		return ret;
+	if (i < r->ndrives) {
+		res_drive_clear(&r->drives[i]);
+	} else {
+		i = r->ndrives++;
+	}
+	r->drives[i] = *d;
+	memset(d, 0, sizeof(*d));
+	/* Firecracker puts the root device first, so the guest sees it as /dev/vda. */
+	if (r->drives[i].is_root_device && i > 0) {
+		struct res_drive root = r->drives[i];
+
+		memmove(&r->drives[1], &r->drives[0], i * sizeof(r->drives[0]));
+		r->drives[0] = root;
+	}
+	return 0;
+}
+
+static unsigned int find_net_index(const struct resources *r, const char *id)
+{
+	unsigned int i;
+
+	for (i = 0; i < r->nnets; i++)
+		if (!strcmp(r->nets[i].id, id))
+			return i;
+	return r->nnets;
+}
+
+struct res_net *res_find_net(struct resources *r, const char *id)
+{
+	unsigned int i = find_net_index(r, id);
+
+	return i < r->nnets ? &r->nets[i] : NULL;
+}
+
+int res_put_net(struct resources *r, struct res_net *n, struct err *e)
+{
+	unsigned int i = find_net_index(r, n->id), j;
+	int ret;
+
+	ret = res_check_id(n->id, e);
+	if (ret < 0)
+		return ret;
+	if (!n->slirp && !n->host_dev_name)
+		return err_set(e, EINVAL, "missing field `host_dev_name`");
+	if (i == r->nnets && r->nnets >= VM_MAX_NETS)
+		return err_set(e, ENOSPC,
+		               "Unable to add the network interface: ember supports at most %u.",
+		               VM_MAX_NETS);
+	for (j = 0; j < r->nnets; j++) {
+		if (j == i)
+			continue;
+		if (n->has_mac && r->nets[j].has_mac && !memcmp(n->mac, r->nets[j].mac, 6))
+			return err_set(e, EINVAL,
+			               "The MAC address is already in use: "
+			               "%02x:%02x:%02x:%02x:%02x:%02x",
+			               n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4],
+			               n->mac[5]);
+		if (n->host_dev_name && r->nets[j].host_dev_name &&
+		    !strcmp(n->host_dev_name, r->nets[j].host_dev_name))
+			return err_set(e, EINVAL,
+			               "Could not create the network device: the host device %s is "
+			               "already in use by %s.",
+			               n->host_dev_name, r->nets[j].id);
+	}
+	if (n->host_dev_name && strlen(n->host_dev_name) >= 16)
+		return err_set(e, EINVAL,
+		               "Could not create the network device: the tap name %s is longer "
+		               "than 15 characters.",
+		               n->host_dev_name);
+	ret = check_limiter(&n->rx_rate_limiter, e);
+	if (ret == 0)
+		ret = check_limiter(&n->tx_rate_limiter, e);
+	if (ret < 0)
+		return ret;
+	if (i < r->nnets)
+		res_net_clear(&r->nets[i]);
+	else
+		i = r->nnets++;
+	r->nets[i] = *n;
+	memset(n, 0, sizeof(*n));
+	return 0;
+}
+
+int res_set_vsock(struct resources *r, struct res_vsock *v, struct err *e)
+{
+	if (v->guest_cid < 3)
+		return err_set(e, EINVAL, "Cannot create backend for vsock device: the guest CID "
+		                          "must be at least 3.");
+	if (!v->uds_path || !*v->uds_path)
+		return err_set(e, EINVAL, "missing field `uds_path`");
+	if (strlen(v->uds_path) >= 108)
+		return err_set(e, ENAMETOOLONG,
+		               "Cannot create backend for vsock device: the socket path is longer "
+		               "than 107 bytes.");
+	res_vsock_clear(&r->vsock);
+	r->vsock = *v;
+	r->vsock.present = true;
+	memset(v, 0, sizeof(*v));
+	return 0;
+}
+
+int res_set_entropy(struct resources *r, const struct res_entropy *en, struct err *e)
+{
+	int ret = check_limiter(&en->rate_limiter, e);
+
+	if (ret < 0)
+		return ret;
+	r->entropy = *en;
+	r->entropy.present = true;
+	return 0;
+}
+
+int res_set_logger(struct resources *r, struct res_logger *l, struct err *e)
+{
+	(void)e;
+	res_logger_clear(&r->logger);
+	r->logger = *l;
+	r->logger.present = true;
+	memset(l, 0, sizeof(*l));
+	return 0;
+}
+
+int res_set_metrics(struct resources *r, struct res_metrics *m, struct err *e)
+{
+	if (!m->metrics_path || !*m->metrics_path)
+		return err_set(e, EINVAL, "missing field `metrics_path`");
+	res_metrics_clear(&r->metrics);
+	r->metrics = *m;
+	r->metrics.present = true;
+	memset(m, 0, sizeof(*m));
+	return 0;
+}
+
+int res_set_serial(struct resources *r, struct res_serial *s, struct err *e)
+{
+	int ret = check_bucket(&s->rate_limiter, "serial", e);
+
+	if (ret < 0)
+		return ret;
+	res_serial_clear(&r->serial);
+	r->serial = *s;
+	r->serial.present = true;
+	memset(s, 0, sizeof(*s));
+	return 0;
+}
+
+/* Append " <s>" (or "<s>" at the start) to the command line; -ENOSPC when it does not fit. */
+static int cmdline_add(char *buf, size_t size, const char *s)
+{
+	size_t len = strlen(buf);
+	int n = snprintf(buf + len, size - len, "%s%s", len ? " " : "", s);
+
+	return n < 0 || (size_t)n >= size - len ? -ENOSPC : 0;
+}
+
+int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmdline,
+                     size_t cmdline_size, struct err *e)
+{
+	const struct res_drive *root = NULL;
+	unsigned int i;
+	int ret = 0;
+
+	if (!r->boot.present && !r->firmware_path)
+		return err_set(e, EINVAL, "Cannot start microvm without kernel configuration.");
+	cfg->kernel_path = r->boot.present ? r->boot.kernel_image_path : NULL;
+	cfg->firmware_path = r->firmware_path;
+	cfg->initrd_path = r->boot.initrd_path;
+	cfg->vcpus = r->machine.vcpu_count;
+	cfg->mem_mib = r->machine.mem_size_mib;
+	cfg->smt = r->machine.smt;
+	cfg->track_dirty_pages = r->machine.track_dirty_pages;
+	cfg->huge_pages = r->machine.huge_pages;
+	cfg->root_ports = r->machine.pcie_root_ports;
+	cfg->pvh = r->pvh;
+	cfg->no_acpi = r->no_acpi;
+	cfg->pci_testdev = r->pci_testdev;
+	cfg->pci_testdev_port = r->pci_testdev_port;
+
+	memset(&cfg->dev, 0, sizeof(cfg->dev));
+	for (i = 0; i < r->ndrives; i++) {
+		const struct res_drive *d = &r->drives[i];
+		struct vm_disk_cfg *c = &cfg->dev.disks[i];
+
+		c->id = d->id;
+		c->path = d->path_on_host;
+		c->read_only = d->is_read_only;
+		c->cache_unsafe = d->cache_type == RES_CACHE_UNSAFE;
+		c->transport = d->transport;
+		c->engine = d->io_engine;
+		res_limiter_cfg(&d->rate_limiter, &c->rate_limiter);
+		if (d->is_root_device)
+			root = d;
+	}
+	cfg->dev.ndisks = r->ndrives;
+	for (i = 0; i < r->nnets; i++) {
+		const struct res_net *n = &r->nets[i];
+		struct vm_net_cfg *c = &cfg->dev.nets[i];
+
+		c->id = n->id;
+		c->tap = n->slirp ? NULL : n->host_dev_name;
+		c->has_mac = n->has_mac;
+		memcpy(c->mac, n->mac, 6);
+		c->mtu = (uint16_t)n->mtu;
+		c->transport = n->transport;
+		res_limiter_cfg(&n->rx_rate_limiter, &c->rx_rate_limiter);
+		res_limiter_cfg(&n->tx_rate_limiter, &c->tx_rate_limiter);
+	}
+	cfg->dev.nnets = r->nnets;
+	if (r->vsock.present) {
+		cfg->dev.vsock.present = true;
+		cfg->dev.vsock.cid = r->vsock.guest_cid;
+		cfg->dev.vsock.uds_path = r->vsock.uds_path;
+		cfg->dev.vsock.transport = r->vsock.transport;
+	}
+	if (r->entropy.present) {
+		cfg->dev.rng.present = true;
+		cfg->dev.rng.transport = r->entropy.transport;
+		res_limiter_cfg(&r->entropy.rate_limiter, &cfg->dev.rng.rate_limiter);
+	}
+
+	cmdline[0] = '\0';
+	cfg->cmdline = NULL;
+	if (r->boot.present) {
+		ret = cmdline_add(cmdline, cmdline_size,
+		                  r->boot.boot_args ? r->boot.boot_args : RES_DEFAULT_BOOT_ARGS);
+		/* Firecracker's root= for the root drive: its PARTUUID, or the first virtio disk. */
+		if (ret == 0 && root && root->partuuid) {
+			char opt[128];
+
+			snprintf(opt, sizeof(opt), "root=PARTUUID=%s", root->partuuid);
+			ret = cmdline_add(cmdline, cmdline_size, opt);
+		} else if (ret == 0 && root) {
+			ret = cmdline_add(cmdline, cmdline_size, "root=/dev/vda");
+		}
+		if (ret == 0 && root)
+			ret = cmdline_add(cmdline, cmdline_size, root->is_read_only ? "ro" : "rw");
+		if (ret < 0)
+			return err_set(e, EINVAL,
+			               "The kernel command line is invalid: too long with the root "
+			               "device's options.");
+		cfg->cmdline = cmdline;
+	}
+	return 0;
+}

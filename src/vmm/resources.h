@@ -1,0 +1,193 @@
+/* resources.h - what a microVM is configured with: Firecracker's resources, checked and kept. */
+#ifndef EMBER_VMM_RESOURCES_H
+#define EMBER_VMM_RESOURCES_H
+
+/*
+ * The one configuration model behind every way of configuring ember: the API
+ * (PUT/PATCH bodies), the config file (--config-file, the same bodies under
+ * kebab-case keys) and ember's short command-line flags (--kernel, --disk,
+ * ...) all end in the res_* setters below, so each rule is checked in one
+ * place and `GET /vm/config` shows exactly what was configured.
+ *
+ * Every string is owned (copied in, freed by res_destroy).  A setter either
+ * applies the whole change or changes nothing and fills `e` with the message
+ * the API returns as its fault_message.  Presence flags keep "absent" apart
+ * from "zero" so that a configuration reads back as it was written.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/err.h"
+#include "util/ratelimit.h"
+#include "vmm/devopts.h"
+#include "vmm/vm.h"
+
+#define RES_ID_MAX 64 /* drive and interface ids: [A-Za-z0-9_]{1,64} */
+
+/* A TokenBucket as the API wrote it. */
+struct res_bucket {
+	bool present;
+	uint64_t size, one_time_burst, refill_time;
+	bool has_one_time_burst;
+};
+
+/* A RateLimiter as the API wrote it (present: the object was given, even if empty). */
+struct res_limiter {
+	bool present;
+	struct res_bucket bandwidth, ops;
+};
+
+struct res_boot {
+	bool present;
+	char *kernel_image_path;
+	char *initrd_path; /* NULL: none */
+	char *boot_args;   /* NULL: ember's default command line (RES_DEFAULT_BOOT_ARGS) */
+};
+
+/* Firecracker's default, less 8250.nr_uarts=0 (ember's console is the UART). */
+#define RES_DEFAULT_BOOT_ARGS "reboot=k panic=1 nomodule i8042.noaux i8042.nomux i8042.dumbkbd"
+
+enum res_cpu_template { RES_CPU_TEMPLATE_NONE = 0 };
+
+struct res_machine {
+	unsigned int vcpu_count;
+	uint64_t mem_size_mib;
+	bool smt;
+	bool track_dirty_pages;
+	enum vm_huge_pages huge_pages;
+	bool cpu_template_set; /* "cpu_template": "None" was given */
+	unsigned int pcie_root_ports; /* ember: hot-plug slots */
+};
+
+enum res_cache { RES_CACHE_UNSAFE = 0, RES_CACHE_WRITEBACK };
+
+struct res_drive {
+	char id[RES_ID_MAX + 1];
+	char *path_on_host;
+	bool is_root_device;
+	bool is_read_only;
+	char *partuuid; /* NULL: none */
+	enum res_cache cache_type;
+	bool cache_type_set;
+	enum vm_engine io_engine; /* "Sync" / "Async" */
+	bool io_engine_set;
+	struct res_limiter rate_limiter;
+	enum vm_transport transport;
+};
+
+struct res_net {
+	char id[RES_ID_MAX + 1];
+	char *host_dev_name; /* tap name; NULL with slirp */
+	bool slirp;          /* ember: "backend": "slirp" */
+	bool has_mac;
+	uint8_t mac[6];
+	unsigned int mtu; /* 0: not given */
+	struct res_limiter rx_rate_limiter, tx_rate_limiter;
+	enum vm_transport transport;
+};
+
+struct res_vsock {
+	bool present;
+	uint32_t guest_cid;
+	char *uds_path;
+	char *vsock_id; /* deprecated, kept for GET /vm/config */
+	enum vm_transport transport;
+};
+
+struct res_entropy {
+	bool present;
+	struct res_limiter rate_limiter;
+	enum vm_transport transport;
+};
+
+struct res_logger {
+	bool present;
+	char *log_path; /* NULL: stderr */
+	enum log_level level;
+	bool level_off;
+	bool level_set;
+	bool show_level, show_log_origin;
+	char *module; /* NULL: all */
+};
+
+struct res_metrics {
+	bool present;
+	char *metrics_path;
+	bool emit_id;
+	unsigned int nprops;
+	char **prop_keys, **prop_values;
+};
+
+struct res_serial {
+	bool present;
+	char *serial_out_path; /* NULL: standard output */
+	struct res_bucket rate_limiter;
+};
+
+struct resources {
+	struct res_boot boot;
+	struct res_machine machine;
+	struct res_drive drives[VM_MAX_DISKS];
+	unsigned int ndrives;
+	struct res_net nets[VM_MAX_NETS];
+	unsigned int nnets;
+	struct res_vsock vsock;
+	struct res_entropy entropy;
+	struct res_logger logger;
+	struct res_metrics metrics;
+	struct res_serial serial;
+	/* ember's own: firmware boot, no ACPI, the PCI test device (command line only). */
+	char *firmware_path;
+	bool pvh, no_acpi, pci_testdev;
+	unsigned int pci_testdev_port;
+};
+
+/* Defaults: 1 vCPU, 128 MiB, nothing else. */
+void res_init(struct resources *r);
+void res_destroy(struct resources *r);
+
+/* An API id: 1..RES_ID_MAX characters from [A-Za-z0-9_]; Firecracker's messages otherwise. */
+int res_check_id(const char *id, struct err *e);
+
+/*
+ * Setters: the struct passed in is the new value, parsed and range-checked
+ * field by field (api/json.c); these check what needs the rest of the
+ * configuration (duplicates, limits, cross-field rules), then take over its
+ * strings (the caller's copy is cleared) or leave everything as it was.
+ */
+int res_set_boot(struct resources *r, struct res_boot *b, struct err *e);
+int res_set_machine(struct resources *r, const struct res_machine *m, struct err *e);
+int res_put_drive(struct resources *r, struct res_drive *d, struct err *e);
+int res_put_net(struct resources *r, struct res_net *n, struct err *e);
+int res_set_vsock(struct resources *r, struct res_vsock *v, struct err *e);
+int res_set_entropy(struct resources *r, const struct res_entropy *en, struct err *e);
+int res_set_logger(struct resources *r, struct res_logger *l, struct err *e);
+int res_set_metrics(struct resources *r, struct res_metrics *m, struct err *e);
+int res_set_serial(struct resources *r, struct res_serial *s, struct err *e);
+
+/* Free the strings of a value that was not taken. */
+void res_boot_clear(struct res_boot *b);
+void res_drive_clear(struct res_drive *d);
+void res_net_clear(struct res_net *n);
+void res_vsock_clear(struct res_vsock *v);
+void res_logger_clear(struct res_logger *l);
+void res_metrics_clear(struct res_metrics *m);
+void res_serial_clear(struct res_serial *s);
+
+struct res_drive *res_find_drive(struct resources *r, const char *id);
+struct res_net *res_find_net(struct resources *r, const char *id);
+
+/* The limiter's token buckets for the device (absent buckets: disabled). */
+void res_limiter_cfg(const struct res_limiter *l, struct rate_limiter_cfg *out);
+
+/*
+ * Fill a VM configuration from the resources (strings point into `r`, which
+ * must outlive the VM).  `cmdline` receives the kernel command line: the boot
+ * arguments plus the root device's root= option, as Firecracker adds it.
+ * -errno with `e`: no boot source, or one that cannot be used.
+ */
+int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmdline,
+                     size_t cmdline_size, struct err *e);
+
+#endif
