@@ -107,7 +107,8 @@ int res_check_id(const char *id, struct err *e)
 /* Can `path` be opened with `flags`?  Fills `e` with "<what> cannot be opened: <reason>". */
 static int check_open(const char *path, int flags, const char *what, struct err *e)
 {
-	int fd = open(path, flags | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must not hold the VMM thread until someone opens its other end. */
+	int fd = open(path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 
 	if (fd < 0)
 		return err_set(e, errno, "%s cannot be opened: %s: %s (os error %d)", what, path,

@@ -1,0 +1,344 @@
+/* test_api.c - the API's routes, JSON decoding and the resources they fill (no socket, no VM). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "api/json.h"
+#include "test.h"
+#include "vmm/resources.h"
+
+static char image[64];
+
+/* Run one request through api_handle(); the answer's body is returned (caller frees). */
+static int call(struct ctl *c, enum http_method m, const char *path, const char *body,
+                char **out)
+{
+	static const char *const names[] = {"GET", "PUT", "PATCH", "DELETE", "POST"};
+	struct http_request req = {.method = m, .method_name = names[m], .path = path,
+	                           .body = body, .body_len = body ? strlen(body) : 0};
+	struct http_response resp = {0};
+
+	api_handle(c, &req, &resp);
+	if (out)
+		*out = resp.body;
+	else
+		free(resp.body);
+	return resp.status;
+}
+
+static void expect_fault(struct ctl *c, enum http_method m, const char *path, const char *body,
+                         const char *needle)
+{
+	char *out = NULL;
+	int st = call(c, m, path, body, &out);
+
+	CHECK_EQ(st, 400);
+	CHECK_STR_CONTAINS(out, "\"fault_message\"");
+	CHECK_STR_CONTAINS(out, needle);
+	free(out);
+}
+
+static json_t *get_json(struct ctl *c, const char *path)
+{
+	char *out = NULL;
+	json_t *j;
+
+	CHECK_EQ(call(c, HTTP_GET, path, NULL, &out), 200);
+	j = out ? json_loads(out, 0, NULL) : NULL;
+	free(out);
+	CHECK(j != NULL);
+	return j;
+}
+
+TEST(instance_info_and_version)
+{
+	struct ctl c;
+	struct err e = {0};
+	json_t *j;
+
+	CHECK_EQ(ctl_init(&c, &e), 0);
+	j = get_json(&c, "/");
+	CHECK(!strcmp(json_string_value(json_object_get(j, "state")), "Not started"));
+	CHECK(!strcmp(json_string_value(json_object_get(j, "id")), "anonymous-instance"));
+	json_decref(j);
+	j = get_json(&c, "/version");
+	CHECK(!strcmp(json_string_value(json_object_get(j, "firecracker_version")),
+	              API_VERSION_STRING));
+	json_decref(j);
+	ctl_destroy(&c);
+}
+
+TEST(machine_config_put_patch_get)
+{
+	struct ctl c;
+	struct err e = {0};
+	json_t *j;
+
+	ctl_init(&c, &e);
+	CHECK_EQ(call(&c, HTTP_PUT, "/machine-config",
+	              "{\"vcpu_count\": 4, \"mem_size_mib\": 512, \"smt\": true}", NULL),
+	         204);
+	CHECK_EQ(call(&c, HTTP_PATCH, "/machine-config", "{\"mem_size_mib\": 1024}", NULL), 204);
+	j = get_json(&c, "/machine-config");
+	CHECK_EQ(json_integer_value(json_object_get(j, "vcpu_count")), 4);
+	CHECK_EQ(json_integer_value(json_object_get(j, "mem_size_mib")), 1024);
+	CHECK(json_is_true(json_object_get(j, "smt")));
+	CHECK(!strcmp(json_string_value(json_object_get(j, "huge_pages")), "None"));
+	json_decref(j);
+
+	/* Refused changes leave the configuration as it was. */
+	expect_fault(&c, HTTP_PUT, "/machine-config", "{\"vcpu_count\": 3, \"mem_size_mib\": 64, "
+	             "\"smt\": true}", "The vCPU number is invalid");
+	expect_fault(&c, HTTP_PUT, "/machine-config", "{\"vcpu_count\": 0, \"mem_size_mib\": 64}",
+	             "The vCPU number is invalid");
+	expect_fault(&c, HTTP_PUT, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 0}",
+	             "The memory size (MiB) is invalid");
+	expect_fault(&c, HTTP_PUT, "/machine-config", "{\"vcpu_count\": 1}",
+	             "missing field `mem_size_mib`");
+	expect_fault(&c, HTTP_PUT, "/machine-config",
+	             "{\"vcpu_count\": \"2\", \"mem_size_mib\": 64}",
+	             "invalid type: string \"2\", expected u8");
+	expect_fault(&c, HTTP_PUT, "/machine-config",
+	             "{\"vcpu_count\": 2, \"mem_size_mib\": 64, \"foo\": 1}",
+	             "unknown field `foo`, expected one of `vcpu_count`");
+	expect_fault(&c, HTTP_PUT, "/machine-config",
+	             "{\"vcpu_count\": 2, \"mem_size_mib\": 64, \"cpu_template\": \"T2\"}",
+	             "CPU templates");
+	expect_fault(&c, HTTP_PUT, "/machine-config",
+	             "{\"vcpu_count\": 2, \"mem_size_mib\": 64, \"huge_pages\": \"1G\"}",
+	             "unknown variant `1G`");
+	expect_fault(&c, HTTP_PATCH, "/machine-config", "{\"vcpu_count\": -1}",
+	             "invalid value: integer `-1`");
+	expect_fault(&c, HTTP_PUT, "/machine-config", "{\"vcpu_count\": 2,", "at line 1");
+	j = get_json(&c, "/machine-config");
+	CHECK_EQ(json_integer_value(json_object_get(j, "vcpu_count")), 4);
+	CHECK_EQ(json_integer_value(json_object_get(j, "mem_size_mib")), 1024);
+	json_decref(j);
+	ctl_destroy(&c);
+}
+
+TEST(routing_errors)
+{
+	struct ctl c;
+	struct err e = {0};
+
+	ctl_init(&c, &e);
+	expect_fault(&c, HTTP_GET, "/nope", NULL, "Invalid request method and/or path: GET /nope.");
+	expect_fault(&c, HTTP_OTHER, "/drives/a", NULL,
+	             "Invalid request method and/or path: POST /drives/a.");
+	expect_fault(&c, HTTP_GET, "/machine-config", "{}", "GET request cannot have a body.");
+	expect_fault(&c, HTTP_PUT, "/machine-config", NULL, "Empty PUT request.");
+	expect_fault(&c, HTTP_PATCH, "/machine-config", NULL, "Empty PATCH request.");
+	expect_fault(&c, HTTP_PUT, "/drives",
+	             "{\"drive_id\": \"a\", \"path_on_host\": \"/dev/null\", \"is_root_device\": "
+	             "false}",
+	             "The ID cannot be empty.");
+	expect_fault(&c, HTTP_PUT, "/drives/a-b",
+	             "{\"drive_id\": \"a-b\", \"path_on_host\": \"/dev/null\", "
+	             "\"is_root_device\": false}",
+	             "API Resource IDs can only contain alphanumeric characters and underscores.");
+	expect_fault(&c, HTTP_PUT, "/drives/a",
+	             "{\"drive_id\": \"b\", \"path_on_host\": \"/dev/null\", \"is_root_device\": "
+	             "false}",
+	             "The id from the path does not match the id from the body!");
+	expect_fault(&c, HTTP_PATCH, "/drives/a", "{\"drive_id\": \"a\"}",
+	             "not supported before starting the microVM");
+	expect_fault(&c, HTTP_PUT, "/actions", "{\"action_type\": \"SendCtrlAltDel\"}",
+	             "not supported before starting the microVM");
+	expect_fault(&c, HTTP_PUT, "/actions", "{\"action_type\": \"FlushMetrics\"}",
+	             "metrics");
+	expect_fault(&c, HTTP_PUT, "/actions", "{\"action_type\": \"InstanceStart\"}",
+	             "Cannot start microvm without kernel configuration.");
+	expect_fault(&c, HTTP_PUT, "/actions", "{\"action_type\": \"Reboot\"}",
+	             "unknown variant `Reboot`");
+	expect_fault(&c, HTTP_GET, "/pci", NULL, "start it first");
+	ctl_destroy(&c);
+}
+
+TEST(not_yet_features_say_so)
+{
+	static const struct {
+		enum http_method m;
+		const char *path;
+	} cases[] = {
+	    {HTTP_GET, "/balloon"},          {HTTP_PUT, "/balloon"},
+	    {HTTP_PATCH, "/balloon"},        {HTTP_GET, "/balloon/statistics"},
+	    {HTTP_PATCH, "/balloon/statistics"}, {HTTP_PATCH, "/balloon/hinting/start"},
+	    {HTTP_GET, "/balloon/hinting/status"}, {HTTP_PATCH, "/balloon/hinting/stop"},
+	    {HTTP_GET, "/mmds"},             {HTTP_PUT, "/mmds"},
+	    {HTTP_PATCH, "/mmds"},           {HTTP_PUT, "/mmds/config"},
+	    {HTTP_PUT, "/snapshot/create"},  {HTTP_PUT, "/snapshot/load"},
+	    {HTTP_PUT, "/hotplug/memory"},   {HTTP_PATCH, "/hotplug/memory"},
+	    {HTTP_GET, "/hotplug/memory"},   {HTTP_PUT, "/pmem/p0"},
+	    {HTTP_PATCH, "/pmem/p0"},        {HTTP_PUT, "/cpu-config"},
+	};
+	struct ctl c;
+	struct err e = {0};
+	unsigned int i;
+
+	ctl_init(&c, &e);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		expect_fault(&c, cases[i].m, cases[i].path,
+		             cases[i].m == HTTP_GET ? NULL : "{}", "ember does not support");
+	ctl_destroy(&c);
+}
+
+TEST(drives_and_full_config)
+{
+	struct ctl c;
+	struct err e = {0};
+	json_t *j, *d;
+	char body[512], cmdline[512];
+	struct vm_config cfg = {0};
+
+	ctl_init(&c, &e);
+	snprintf(body, sizeof(body),
+	         "{\"drive_id\": \"data\", \"path_on_host\": \"%s\", \"is_root_device\": false, "
+	         "\"is_read_only\": true, \"io_engine\": \"Async\", \"transport\": \"mmio\", "
+	         "\"rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}}",
+	         image);
+	CHECK_EQ(call(&c, HTTP_PUT, "/drives/data", body, NULL), 204);
+	snprintf(body, sizeof(body),
+	         "{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", \"is_root_device\": true, "
+	         "\"partuuid\": \"1234-01\"}",
+	         image);
+	CHECK_EQ(call(&c, HTTP_PUT, "/drives/rootfs", body, NULL), 204);
+	snprintf(body, sizeof(body),
+	         "{\"drive_id\": \"other\", \"path_on_host\": \"%s\", \"is_root_device\": true}",
+	         image);
+	expect_fault(&c, HTTP_PUT, "/drives/other", body, "A root block device already exists!");
+	expect_fault(&c, HTTP_PUT, "/drives/x",
+	             "{\"drive_id\": \"x\", \"path_on_host\": \"/nonexistent/img\", "
+	             "\"is_root_device\": false}",
+	             "/nonexistent/img");
+	CHECK_EQ(call(&c, HTTP_PUT, "/boot-source",
+	              "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": \"console=ttyS0\"}",
+	              NULL),
+	         204);
+	CHECK_EQ(call(&c, HTTP_PUT, "/network-interfaces/eth0",
+	              "{\"iface_id\": \"eth0\", \"backend\": \"slirp\", \"guest_mac\": "
+	              "\"02:00:00:00:00:07\", \"mtu\": 1400}",
+	              NULL),
+	         204);
+	expect_fault(&c, HTTP_PUT, "/network-interfaces/eth1",
+	             "{\"iface_id\": \"eth1\", \"backend\": \"slirp\", \"guest_mac\": "
+	             "\"02:00:00:00:00:07\"}",
+	             "already in use");
+	expect_fault(&c, HTTP_PUT, "/vsock", "{\"guest_cid\": 2, \"uds_path\": \"/tmp/v.sock\"}",
+	             "at least 3");
+	CHECK_EQ(call(&c, HTTP_PUT, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}",
+	              NULL),
+	         204);
+	CHECK_EQ(call(&c, HTTP_PUT, "/entropy",
+	              "{\"rate_limiter\": {\"ops\": {\"size\": 10, \"refill_time\": 1000, "
+	              "\"one_time_burst\": 5}}}",
+	              NULL),
+	         204);
+
+	j = get_json(&c, "/vm/config");
+	d = json_array_get(json_object_get(j, "drives"), 0);
+	CHECK(!strcmp(json_string_value(json_object_get(d, "drive_id")), "rootfs")); /* first */
+	CHECK(!strcmp(json_string_value(json_object_get(d, "partuuid")), "1234-01"));
+	CHECK(!strcmp(json_string_value(json_object_get(d, "cache_type")), "Unsafe"));
+	d = json_array_get(json_object_get(j, "drives"), 1);
+	CHECK(!strcmp(json_string_value(json_object_get(d, "io_engine")), "Async"));
+	CHECK(!strcmp(json_string_value(json_object_get(d, "transport")), "mmio"));
+	CHECK(json_is_true(json_object_get(d, "is_read_only")));
+	CHECK_EQ(json_integer_value(json_object_get(
+	             json_object_get(json_object_get(d, "rate_limiter"), "bandwidth"), "size")),
+	         1000);
+	d = json_array_get(json_object_get(j, "network-interfaces"), 0);
+	CHECK(!strcmp(json_string_value(json_object_get(d, "guest_mac")), "02:00:00:00:00:07"));
+	CHECK_EQ(json_integer_value(json_object_get(d, "mtu")), 1400);
+	CHECK_EQ(json_integer_value(json_object_get(json_object_get(j, "vsock"), "guest_cid")), 3);
+	CHECK_EQ(json_integer_value(json_object_get(
+	             json_object_get(json_object_get(json_object_get(j, "entropy"), "rate_limiter"),
+	                             "ops"),
+	             "one_time_burst")),
+	         5);
+	CHECK(json_is_null(json_object_get(j, "balloon")));
+	json_decref(j);
+
+	/* The VM configuration the resources give: root= from the PARTUUID, devices in order. */
+	CHECK_EQ(res_to_vm_config(&c.res, &cfg, cmdline, sizeof(cmdline), &e), 0);
+	CHECK(!strcmp(cmdline, "console=ttyS0 root=PARTUUID=1234-01 rw"));
+	CHECK_EQ(cfg.dev.ndisks, 2);
+	CHECK(!strcmp(cfg.dev.disks[0].id, "rootfs"));
+	CHECK(cfg.dev.disks[0].cache_unsafe);
+	CHECK_EQ(cfg.dev.disks[1].engine, VM_ENGINE_URING);
+	CHECK_EQ(cfg.dev.disks[1].rate_limiter.bandwidth.size, 1000);
+	CHECK_EQ(cfg.dev.disks[1].rate_limiter.bandwidth.refill_time_ms, 100);
+	CHECK_EQ(cfg.dev.nets[0].mtu, 1400);
+	CHECK(cfg.dev.nets[0].tap == NULL);
+	CHECK(cfg.dev.rng.present);
+	CHECK_EQ(cfg.dev.rng.rate_limiter.ops.one_time_burst, 5);
+	ctl_destroy(&c);
+}
+
+TEST(config_text)
+{
+	struct ctl c;
+	struct err e = {0};
+	char text[1024];
+
+	ctl_init(&c, &e);
+	snprintf(text, sizeof(text),
+	         "{\"boot-source\": {\"kernel_image_path\": \"/dev/null\"}, "
+	         "\"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256}, "
+	         "\"drives\": [{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+	         "\"is_root_device\": true, \"is_read_only\": false}], "
+	         "\"network-interfaces\": [], \"balloon\": null}",
+	         image);
+	CHECK_EQ(api_apply_config_text(&c, text, strlen(text), &e), 0);
+	CHECK_EQ(c.res.machine.vcpu_count, 2);
+	CHECK_EQ(c.res.ndrives, 1);
+	CHECK(c.res.boot.present);
+
+	CHECK(api_apply_config_text(&c, "{\"bogus\": {}}", 13, &e) < 0);
+	CHECK_STR_CONTAINS(e.msg, "bogus");
+	CHECK(api_apply_config_text(&c, "{\"machine-config\": {\"vcpu_count\": 99, "
+	                                "\"mem_size_mib\": 1}}",
+	                            53, &e) < 0);
+	CHECK_STR_CONTAINS(e.msg, "machine-config");
+	CHECK(api_apply_config_text(&c, "{\"balloon\": {\"amount_mib\": 1, \"deflate_on_oom\": "
+	                                "true}}",
+	                            55, &e) < 0);
+	CHECK_STR_CONTAINS(e.msg, "does not support");
+	CHECK_EQ(c.res.machine.vcpu_count, 2);
+	ctl_destroy(&c);
+}
+
+TEST(ids)
+{
+	struct err e = {0};
+	char longid[80];
+
+	CHECK_EQ(res_check_id("rootfs_1", &e), 0);
+	CHECK(res_check_id("", &e) < 0);
+	CHECK_STR_CONTAINS(e.msg, "cannot be empty");
+	CHECK(res_check_id("a b", &e) < 0);
+	memset(longid, 'a', sizeof(longid) - 1);
+	longid[sizeof(longid) - 1] = '\0';
+	CHECK(res_check_id(longid, &e) < 0);
+}
+
+int main(void)
+{
+	int fd;
+
+	snprintf(image, sizeof(image), "/tmp/ember-test-api-XXXXXX");
+	fd = mkstemp(image);
+	if (fd < 0 || ftruncate(fd, 1 << 20) < 0)
+		return 1;
+	close(fd);
+	RUN(instance_info_and_version);
+	RUN(machine_config_put_patch_get);
+	RUN(routing_errors);
+	RUN(not_yet_features_say_so);
+	RUN(drives_and_full_config);
+	RUN(config_text);
+	RUN(ids);
+	unlink(image);
+	return test_summary();
+}
