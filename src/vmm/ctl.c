@@ -229,6 +229,7 @@ int ctl_start(struct ctl *c, struct err *e)
 	cfg.console_in_fd = c->build_only ? -1 : c->console_in_fd;
 	cfg.console_out_fd = c->console_out_fd;
 	cfg.build_only = c->build_only;
+	cfg.boot_timer = c->boot_timer;
 	cfg.serial_limit = c->res.serial.rate_limiter.present
 	                       ? (struct token_bucket_cfg){c->res.serial.rate_limiter.size,
 	                                                   c->res.serial.rate_limiter.one_time_burst,

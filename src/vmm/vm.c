@@ -199,6 +199,8 @@ static void guest_poweroff_cb(void *opaque)
 
 static void undo_legacy(struct vm *vm)
 {
+	if (vm->cfg.boot_timer)
+		bus_unregister(&vm->mmio, BOOTTIMER_GPA, NULL);
 	bus_unregister(&vm->pio, SLEEPCTL_PORT, NULL);
 	bus_unregister(&vm->pio, PORT_DEBUGCON, NULL);
 	bus_unregister(&vm->pio, PORT_CMOS, NULL);
@@ -252,6 +254,11 @@ static int step_legacy(struct vm *vm, struct err *e)
 	if (r == 0)
 		r = bus_register(&vm->pio, SLEEPCTL_PORT, SLEEPCTL_PORTS, &sleepctl_ops,
 		                 &vm->sleepctl, e);
+	if (r == 0 && vm->cfg.boot_timer) {
+		boottimer_init(&vm->boottimer);
+		r = bus_register(&vm->mmio, BOOTTIMER_GPA, BOOTTIMER_SIZE, &boottimer_ops,
+		                 &vm->boottimer, e);
+	}
 	if (r < 0)
 		goto fail;
 	return 0;

@@ -22,6 +22,7 @@
 #include "boot/firmware.h"
 #include "boot/layout.h"
 #include "bus/bus.h"
+#include "devices/legacy/boottimer.h"
 #include "devices/legacy/cmos.h"
 #include "devices/legacy/debugcon.h"
 #include "devices/legacy/fwcfg.h"
@@ -73,6 +74,7 @@ struct vm_config {
 	int console_out_fd; /* serial output */
 	struct evloop *loop; /* the VMM thread's event loop (required; owned by the caller) */
 	struct token_bucket_cfg serial_limit; /* console output limit; zeroed: none */
+	bool boot_timer;                      /* Firecracker's boot timer device (boottimer.h) */
 	bool smt;            /* two threads per core in the CPUID topology (vcpus must be 1 or even) */
 	bool track_dirty_pages; /* KVM dirty-page logging on guest RAM */
 	enum vm_huge_pages huge_pages;
@@ -139,6 +141,7 @@ struct vm {
 	struct cmos cmos;
 	struct debugcon debugcon;
 	struct sleepctl sleepctl;
+	struct boottimer boottimer; /* with cfg.boot_timer */
 	int ged_fd; /* power button: an edge line on GSI_GED (ACPI Generic Event Device) */
 	int serial_irqfd, i8042_irqfd;
 	bool legacy_ready; /* the three devices are initialised */
