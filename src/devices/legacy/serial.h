@@ -78,7 +78,20 @@ struct serial {
 	unsigned int rx_head, rx_count;
 
 	struct ratelimit rl;
+
+	/* Statistics (under lock): see struct serial_stats. */
+	uint64_t read_count, write_count, missed_write_count;
 };
+
+/* Counters since serial_init() (Firecracker's "uart" metrics). */
+struct serial_stats {
+	uint64_t read_count;  /* bytes the guest took from the receive FIFO (RBR) */
+	uint64_t write_count; /* bytes the guest transmitted (THR) that left: out_fd or none */
+	uint64_t missed_write_count; /* transmitted bytes out_fd could not take (dropped) */
+};
+
+/* Read the counters (takes the lock; any thread). */
+void serial_get_stats(struct serial *s, struct serial_stats *out);
 
 /*
  * Initialise `s` in its reset state (Table II "reset" column).  `out_fd` and
