@@ -1,4 +1,4 @@
-/* vcpu.c - vCPU set-up, the KVM_RUN loop and exit dispatch to the PIO and MMIO buses. */
+/* vcpu.c - vCPU set-up, the KVM_RUN loop, exit dispatch to the buses, exit counters, pause. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -71,6 +71,21 @@ int vcpu_setup(struct vcpu *v, struct err *e)
 	 * in-kernel LAPIC handles INIT/SIPI; MP spec 1.4 appendix B.4).
 	 */
 	return 0;
+}
+
+/* One more on a counter only this thread writes: a plain load and a relaxed store, no RMW. */
+static inline void stat_inc(uint64_t *c)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
+void vcpu_stats_read(const struct vcpu *v, struct vcpu_stats *out)
+{
+	out->exit_io_in = __atomic_load_n(&v->stats.exit_io_in, __ATOMIC_RELAXED);
+	out->exit_io_out = __atomic_load_n(&v->stats.exit_io_out, __ATOMIC_RELAXED);
+	out->exit_mmio_read = __atomic_load_n(&v->stats.exit_mmio_read, __ATOMIC_RELAXED);
+	out->exit_mmio_write = __atomic_load_n(&v->stats.exit_mmio_write, __ATOMIC_RELAXED);
+	out->failures = __atomic_load_n(&v->stats.failures, __ATOMIC_RELAXED);
 }
 
 void vcpu_kick(struct vcpu *v)
@@ -183,9 +198,12 @@ static bool handle_exit(struct vcpu *v)
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
+		stat_inc(run->io.direction == KVM_EXIT_IO_OUT ? &v->stats.exit_io_out
+		                                              : &v->stats.exit_io_in);
 		handle_pio(v);
 		return true;
 	case KVM_EXIT_MMIO:
+		stat_inc(run->mmio.is_write ? &v->stats.exit_mmio_write : &v->stats.exit_mmio_read);
 		handle_mmio(v);
 		return true;
 	case KVM_EXIT_SHUTDOWN:
@@ -202,6 +220,7 @@ static bool handle_exit(struct vcpu *v)
 			                v->kf.id);
 			break;
 		default:
+			stat_inc(&v->stats.failures);
 			dump_vcpu(v, "unexpected system event");
 			vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: unexpected system event %u",
 			                v->kf.id, run->system_event.type);
@@ -209,6 +228,7 @@ static bool handle_exit(struct vcpu *v)
 		}
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
+		stat_inc(&v->stats.failures);
 		dump_vcpu(v, "KVM internal error");
 		dump_internal_error(v);
 		vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: KVM internal error, suberror %u%s",
@@ -218,12 +238,14 @@ static bool handle_exit(struct vcpu *v)
 		                    : "");
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:
+		stat_inc(&v->stats.failures);
 		dump_vcpu(v, "VM entry failed");
 		vm_request_stop(vm, VM_STOP_FATAL,
 		                "vCPU %u: VM entry failed, hardware reason 0x%llx", v->kf.id,
 		                (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		return false;
 	default:
+		stat_inc(&v->stats.failures);
 		dump_vcpu(v, "unhandled exit");
 		vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: unhandled KVM exit reason %u",
 		                v->kf.id, run->exit_reason);
@@ -231,23 +253,114 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
+/* ---- pause ----------------------------------------------------------------------------- */
+
+/*
+ * Ordering: vm_pause() stores pause_requested, then kicks (a seq_cst store of
+ * immediate_exit, then the signal).  A vCPU that sees EINTR clears
+ * immediate_exit with a seq_cst store and then loads pause_requested with a
+ * seq_cst load.  In the single order of those four operations, either the
+ * clear comes after the kick's store, and the load then sees the request, or
+ * it comes before, and immediate_exit stays set for the next KVM_RUN.  A
+ * vCPU cannot slip back into the guest with the request unseen.
+ */
+
+bool vcpu_pause_point(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	bool stop;
+
+	if (__atomic_load_n(&vm->stopping, __ATOMIC_SEQ_CST))
+		return false;
+	if (!__atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST))
+		return true;
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->nparked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (__atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST) &&
+	       !__atomic_load_n(&vm->stopping, __ATOMIC_SEQ_CST))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->nparked--;
+	stop = __atomic_load_n(&vm->stopping, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return !stop;
+}
+
+void vcpu_thread_exit(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->nexited++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+int vm_pause(struct vm *vm, struct err *e)
+{
+	unsigned int i, n = 0;
+	bool was;
+
+	if (__atomic_load_n(&vm->stopping, __ATOMIC_SEQ_CST))
+		return err_set(e, ESHUTDOWN, "cannot pause: the VM is stopping");
+	pthread_mutex_lock(&vm->pause_lock);
+	was = __atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&vm->pause_requested, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (i = 0; i < vm->nvcpus_created; i++) {
+		if (!vm->vcpus[i].started)
+			continue;
+		n++;
+		if (!was)
+			vcpu_kick(&vm->vcpus[i]);
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->nparked + vm->nexited < n)
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+int vm_resume(struct vm *vm, struct err *e)
+{
+	(void)e;
+	pthread_mutex_lock(&vm->pause_lock);
+	__atomic_store_n(&vm->pause_requested, 0, __ATOMIC_SEQ_CST);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+bool vm_paused(struct vm *vm)
+{
+	return __atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST) != 0;
+}
+
+/* ---- the vCPU thread --------------------------------------------------------------------- */
+
 void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
 	struct vm *vm = v->vm;
+	char name[16];
 	sigset_t set;
+
+	snprintf(name, sizeof(name), "vcpu %u", v->kf.id);
+	log_set_thread_name(name);
 
 	/* The VMM thread takes SIGINT/SIGTERM through a signalfd; vCPUs take only the kick. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	while (!__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE)) {
+	while (vcpu_pause_point(v)) {
 		if (ioctl(v->kf.fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
-				__atomic_store_n(&v->kf.run->immediate_exit, 0, __ATOMIC_RELAXED);
+				/* seq_cst: see the ordering note above vcpu_pause_point(). */
+				__atomic_store_n(&v->kf.run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 				continue;
 			}
+			stat_inc(&v->stats.failures);
 			vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: KVM_RUN failed: %s", v->kf.id,
 			                strerror(errno));
 			break;
@@ -255,5 +368,6 @@ void *vcpu_thread(void *arg)
 		if (!handle_exit(v))
 			break;
 	}
+	vcpu_thread_exit(v);
 	return NULL;
 }

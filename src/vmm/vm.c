@@ -1014,6 +1014,8 @@ void vm_destroy(struct vm *vm)
 	while (vm->steps_done > 0)
 		vm_steps[--vm->steps_done].undo(vm);
 	pthread_mutex_destroy(&vm->exit_lock);
+	pthread_cond_destroy(&vm->pause_cond);
+	pthread_mutex_destroy(&vm->pause_lock);
 	free(vm);
 }
 
@@ -1032,6 +1034,8 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e)
 	vm->cfg = *cfg;
 	vm->ged_fd = -1;
 	pthread_mutex_init(&vm->exit_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	for (vm->steps_done = 0; vm->steps_done < VM_NSTEPS; vm->steps_done++) {
 		r = vm_steps[vm->steps_done].run(vm, e);
 		if (r < 0) {
@@ -1060,8 +1064,12 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(vm->exit.message, sizeof(vm->exit.message), fmt, ap);
 	va_end(ap);
-	__atomic_store_n(&vm->stopping, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&vm->stopping, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&vm->exit_lock);
+	/* Parked vCPUs (vm_pause) wake up, see `stopping` and return. */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	if (write(vm->stop_fd, &one, sizeof(one)) < 0)
 		log_debug("stop eventfd write: %s", strerror(errno));
 }

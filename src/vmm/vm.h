@@ -118,6 +118,18 @@ struct vm_virtio {
 
 #define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 2)
 
+/*
+ * Exit counters of one vCPU (Firecracker's "vcpu" metrics).  Written only by
+ * the vCPU's own thread, with relaxed atomic stores (no lock, no
+ * read-modify-write on the exit path); any thread may read them with relaxed
+ * atomic loads (vcpu_stats_read()).
+ */
+struct vcpu_stats {
+	uint64_t exit_io_in, exit_io_out;         /* KVM_EXIT_IO, by direction */
+	uint64_t exit_mmio_read, exit_mmio_write; /* KVM_EXIT_MMIO, by direction */
+	uint64_t failures; /* KVM_RUN errors, entry failures, internal errors, unhandled exits */
+};
+
 struct vcpu {
 	struct vm *vm;
 	struct kvm_vcpu_fd kf;
@@ -125,6 +137,7 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	struct ratelimit rl_unclaimed;
+	struct vcpu_stats stats;
 };
 
 struct vm {
@@ -184,6 +197,12 @@ struct vm {
 	int stopping; /* atomic: set once the VM is stopping */
 	pthread_mutex_t exit_lock;
 	struct vm_exit_info exit;
+
+	/* Pause (vcpu.c): vCPUs park at the top of their loop while pause_requested. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;     /* a vCPU parked or exited; a pause ended; a stop */
+	int pause_requested;           /* atomic (seq_cst); changed under pause_lock */
+	unsigned int nparked, nexited; /* vCPU threads parked / returned; under pause_lock */
 };
 
 /* Build a VM; on error nothing is left behind and `e` says why. */
@@ -223,7 +242,45 @@ void vm_destroy(struct vm *vm);
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* vCPU thread body (vcpu.c). */
+/*
+ * Pause and resume (PATCH /vm {"state": "Paused"|"Resumed"}).
+ *
+ * vm_pause() asks every vCPU to park, kicks each started one out of KVM_RUN
+ * and returns once each started vCPU thread is parked (or has returned,
+ * when the VM stops meanwhile).  A vCPU parks at the top of its loop, after
+ * finishing the exit it was handling, so no device access is cut in half.
+ * vm_resume() lets them run again and does not wait.  Both are idempotent.
+ * Pausing before vm_run() starts the vCPUs makes them park before their
+ * first KVM_RUN.  A stop request (vm_request_stop) wakes parked vCPUs and
+ * they return, so a paused VM shuts down without being resumed.
+ *
+ * Only the vCPUs stop: the VMM thread keeps serving devices while the VM is
+ * paused (backend I/O in flight completes, a NIC may still write received
+ * frames into guest buffers and raise interrupts the guest sees on resume),
+ * as Firecracker does.
+ *
+ * Call both from the VMM thread (the one that runs vm_run()), which is the
+ * only writer of vcpu.started.  vm_pause() returns -ESHUTDOWN with `e` set
+ * if the VM is already stopping; vm_resume() always succeeds.
+ */
+int vm_pause(struct vm *vm, struct err *e);
+int vm_resume(struct vm *vm, struct err *e);
+/* True between vm_pause() and vm_resume(). */
+bool vm_paused(struct vm *vm);
+
+/*
+ * The vCPU loop's pause point, called at the top of each iteration by the
+ * vCPU's own thread: false when the VM is stopping (leave the loop);
+ * otherwise parks while a pause is requested and returns true when the vCPU
+ * may run (or false if a stop came while parked).
+ */
+bool vcpu_pause_point(struct vcpu *v);
+/* The vCPU thread's last call before it returns: counted for vm_pause(). */
+void vcpu_thread_exit(struct vcpu *v);
+/* A relaxed snapshot of `v`'s exit counters (any thread). */
+void vcpu_stats_read(const struct vcpu *v, struct vcpu_stats *out);
+
+/* vCPU thread body (vcpu.c): names the thread "vcpu N", runs until the VM stops. */
 void *vcpu_thread(void *arg);
 /* Configure vCPU registers, CPUID, MSRs, FPU and LAPIC before the first run (vcpu.c). */
 int vcpu_setup(struct vcpu *v, struct err *e);

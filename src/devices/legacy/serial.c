@@ -161,6 +161,7 @@ static uint8_t rx_pop(struct serial *s)
 
 	if (!s->rx_count)
 		return 0; /* empty RBR: the value is undefined on the chip */
+	s->read_count++;
 	b = s->rx[s->rx_head];
 	s->rx_head = (s->rx_head + 1) % SERIAL_RX_FIFO;
 	if (--s->rx_count == 0)
@@ -180,16 +181,21 @@ static void transmit(struct serial *s, uint8_t b)
 			rx_push(s, b);
 		return;
 	}
-	if (s->out_fd < 0)
+	if (s->out_fd < 0) {
+		s->write_count++;
 		return;
+	}
 	if (s->out_limit.enabled && !token_bucket_consume(&s->out_limit, 1, clock_ns(), NULL)) {
 		s->out_dropped++;
 		return;
 	}
-	s->out_bytes++;
 	do
 		n = write(s->out_fd, &b, 1);
 	while (n < 0 && errno == EINTR);
+	if (n == 1)
+		s->write_count++;
+	else
+		s->missed_write_count++;
 	if (n != 1 && ratelimit_allow(&s->rl))
 		log_warn("serial: console output not ready (%s): dropping output",
 		         n < 0 ? strerror(errno) : "short write");
@@ -392,4 +398,14 @@ size_t serial_input(struct serial *s, const uint8_t *buf, size_t len)
 	update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+void serial_get_stats(struct serial *s, struct serial_stats *out)
+{
+	pthread_mutex_lock(&s->lock);
+	out->read_count = s->read_count;
+	out->write_count = s->write_count;
+	out->missed_write_count = s->missed_write_count;
+	out->rate_limiter_dropped_bytes = s->out_dropped;
+	pthread_mutex_unlock(&s->lock);
 }

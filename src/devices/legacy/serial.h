@@ -80,11 +80,24 @@ struct serial {
 
 	struct ratelimit rl;
 
+	/* Statistics (under lock): see struct serial_stats. */
+	uint64_t read_count, write_count, missed_write_count;
+
 	/* Output limiter (the API's serial rate_limiter): bytes over it are dropped and counted. */
 	struct token_bucket out_limit;
-	uint64_t out_dropped; /* bytes dropped by out_limit */
-	uint64_t out_bytes;   /* bytes written to out_fd */
+	uint64_t out_dropped; /* bytes dropped by out_limit (uart rate_limiter_dropped_bytes) */
 };
+
+/* Counters since serial_init() (Firecracker's "uart" metrics). */
+struct serial_stats {
+	uint64_t read_count;  /* bytes the guest took from the receive FIFO (RBR) */
+	uint64_t write_count; /* bytes the guest transmitted (THR) that left: out_fd or none */
+	uint64_t missed_write_count; /* transmitted bytes out_fd could not take (dropped) */
+	uint64_t rate_limiter_dropped_bytes; /* bytes over the output limiter */
+};
+
+/* Read the counters (takes the lock; any thread). */
+void serial_get_stats(struct serial *s, struct serial_stats *out);
 
 /*
  * Initialise `s` in its reset state (Table II "reset" column).  `out_fd` and
