@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "api/json.h"
+#include "pci/dump.h"
 #include "pci/pci.h"
 #include "util/log.h"
 
@@ -545,6 +546,58 @@ out:
 
 /* ---- entry points ------------------------------------------------------------------------- */
 
+/* Firecracker's get/put/patch_api_requests counters. */
+static void count_request(struct ctl *c, const struct http_request *req, const char *p0,
+                          const char *p1, bool failed)
+{
+	static const struct {
+		const char *path;
+		enum metrics_api_endpoint ep;
+	} eps[] = {
+	    {"actions", METRICS_EP_ACTIONS},
+	    {"boot-source", METRICS_EP_BOOT_SOURCE},
+	    {"drives", METRICS_EP_DRIVE},
+	    {"logger", METRICS_EP_LOGGER},
+	    {"machine-config", METRICS_EP_MACHINE_CFG},
+	    {"cpu-config", METRICS_EP_CPU_CFG},
+	    {"metrics", METRICS_EP_METRICS},
+	    {"network-interfaces", METRICS_EP_NETWORK},
+	    {"mmds", METRICS_EP_MMDS},
+	    {"vsock", METRICS_EP_VSOCK},
+	    {"pmem", METRICS_EP_PMEM},
+	    {"serial", METRICS_EP_SERIAL},
+	    {"hotplug", METRICS_EP_HOTPLUG_MEMORY},
+	    {"", METRICS_EP_INSTANCE_INFO},
+	    {"version", METRICS_EP_VMM_VERSION},
+	    {"entropy", METRICS_EP_ENTROPY},
+	    {"balloon", METRICS_EP_BALLOON},
+	    {"vm", METRICS_EP_VM},
+	};
+	enum metrics_api_method m;
+	unsigned int i;
+
+	if (req->method == HTTP_GET)
+		m = METRICS_API_GET;
+	else if (req->method == HTTP_PUT)
+		m = METRICS_API_PUT;
+	else if (req->method == HTTP_PATCH)
+		m = METRICS_API_PATCH;
+	else
+		return;
+	if (!strcmp(p0, "snapshot")) {
+		if (!strcmp(p1, "create"))
+			metrics_api_record(&c->api_counts.api, m, METRICS_EP_SNAPSHOT_CREATE, failed);
+		else if (!strcmp(p1, "load"))
+			metrics_api_record(&c->api_counts.api, m, METRICS_EP_SNAPSHOT_LOAD, failed);
+		return;
+	}
+	for (i = 0; i < sizeof(eps) / sizeof(eps[0]); i++)
+		if (!strcmp(eps[i].path, p0)) {
+			metrics_api_record(&c->api_counts.api, m, eps[i].ep, failed);
+			return;
+		}
+}
+
 void api_handle(void *opaque, const struct http_request *req, struct http_response *resp)
 {
 	struct route rt = {.req = req, .ctl = opaque, .resp = resp};
@@ -557,7 +610,7 @@ void api_handle(void *opaque, const struct http_request *req, struct http_respon
 		log_info("The API server received a %s request on \"%s\".", req->method_name,
 		         req->path);
 	if (!split_path(&rt))
-		return;
+		goto count;
 	switch (req->method) {
 	case HTTP_GET:
 		handle_get(&rt);
@@ -572,6 +625,9 @@ void api_handle(void *opaque, const struct http_request *req, struct http_respon
 		invalid_path(&rt);
 		break;
 	}
+count:
+	count_request(rt.ctl, req, rt.ntok ? rt.tok[0] : "", rt.ntok > 1 ? rt.tok[1] : "",
+	              resp->status >= 400);
 }
 
 int api_init(struct api *a, struct ctl *c, const char *sock_path, size_t max_payload,
@@ -586,9 +642,12 @@ int api_init(struct api *a, struct ctl *c, const char *sock_path, size_t max_pay
 		return r;
 	a->http_ready = true;
 	r = http_server_start(&a->http, &c->loop, e);
-	if (r < 0)
+	if (r < 0) {
 		api_destroy(a);
-	return r;
+		return r;
+	}
+	ctl_note_startup(c);
+	return 0;
 }
 
 void api_destroy(struct api *a)

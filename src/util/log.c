@@ -22,6 +22,7 @@ static enum log_level log_threshold = LOG_WARN;
 static int log_fd = -1;
 static bool log_show_level, log_show_origin;
 static char log_instance[128] = DEFAULT_INSTANCE_ID;
+static char log_module[128]; /* "src/<module>": only lines from there; empty: all */
 static uint64_t log_missed, log_fails;
 
 /* The calling thread's name for log lines ("" until log_set_thread_name()). */
@@ -69,6 +70,22 @@ int log_configure(const struct log_config *c)
 	log_show_origin = c->show_log_origin;
 	snprintf(log_instance, sizeof(log_instance), "%s",
 	         c->instance_id && *c->instance_id ? c->instance_id : DEFAULT_INSTANCE_ID);
+	log_module[0] = '\0';
+	if (c->module && *c->module) {
+		/* Firecracker names modules "a::b"; ember's are source folders: src/a/b. */
+		size_t o = (size_t)snprintf(log_module, sizeof(log_module), "src/");
+		const char *p;
+
+		for (p = c->module; *p && o < sizeof(log_module) - 1; p++) {
+			if (p[0] == ':' && p[1] == ':') {
+				log_module[o++] = '/';
+				p++;
+			} else {
+				log_module[o++] = *p;
+			}
+		}
+		log_module[o] = '\0';
+	}
 	return 0;
 }
 
@@ -220,6 +237,8 @@ void log_vmsg_at(enum log_level level, const char *file, int line, const char *f
 	size_t len, off = 0;
 
 	if (level < LOG_ERROR || level > LOG_TRACE || level > log_threshold)
+		return;
+	if (log_module[0] && (!file || strncmp(file, log_module, strlen(log_module))))
 		return;
 	buf[0] = '\0';
 	if (log_fd < 0) {

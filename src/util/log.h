@@ -78,6 +78,12 @@ struct log_config {
 	enum log_level level;    /* threshold (LOG_OFF: nothing) */
 	bool show_level;         /* ":LEVEL" in the prefix */
 	bool show_log_origin;    /* ":file:line" in the prefix */
+	/*
+	 * Only lines from this module (NULL: all): Firecracker's "a::b" module
+	 * paths name ember's source folders, so "api" keeps src/api/..., and
+	 * "devices::virtio" keeps src/devices/virtio/...
+	 */
+	const char *module;
 };
 
 /*

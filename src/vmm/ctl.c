@@ -85,6 +85,12 @@ int ctl_init(struct ctl *c, struct err *e)
 	return 0;
 }
 
+void ctl_note_startup(struct ctl *c)
+{
+	c->api_counts.process_startup_time_us = ts_us(CLOCK_MONOTONIC) - c->start_wall_us;
+	c->api_counts.process_startup_time_cpu_us = ts_us(CLOCK_PROCESS_CPUTIME_ID);
+}
+
 static void metrics_stop(struct ctl *c)
 {
 	if (!c->metrics_ready)
@@ -124,8 +130,7 @@ int ctl_apply_logger(struct ctl *c, struct err *e)
 	struct log_config lc = {
 	    .fd = -1,
 	    .instance_id = c->instance_id,
-	    .level = l->level_set ? l->level : LOG_INFO,
-	    .off = l->level_off,
+	    .level = l->level_off ? LOG_OFF : l->level_set ? l->level : LOG_INFO,
 	    .show_level = l->show_level,
 	    .show_log_origin = l->show_log_origin,
 	    .module = l->module,
@@ -313,7 +318,6 @@ int ctl_flush_metrics(struct ctl *c, struct err *e)
 		               "The metrics system is not initialized: configure it with PUT "
 		               "/metrics first.");
 	v = c->api_counts;
-	v.process_startup_time_us = c->api_counts.process_startup_time_us;
 	if (c->vm)
 		metrics_collect_vm(c->vm, &v);
 	return metrics_flush(&c->metrics, &v, e);

@@ -72,6 +72,9 @@ int ctl_apply_logger(struct ctl *c, struct err *e);
 /* Apply the metrics configuration (res.metrics) now: open the sink, arm the 60 s flush. */
 int ctl_apply_metrics(struct ctl *c, struct err *e);
 
+/* Record Firecracker's process_startup_time_us/_cpu_us: now, the API is about to answer. */
+void ctl_note_startup(struct ctl *c);
+
 /* InstanceStart: build the VM from the resources and start its vCPUs.  -errno with `e`. */
 int ctl_start(struct ctl *c, struct err *e);
 

@@ -64,7 +64,7 @@
 
 #define METRICS_MAX_BLOCK       16 /* drives reported per line */
 #define METRICS_MAX_NET         16 /* NICs reported per line */
-#define METRICS_ID_MAX          65 /* drive/iface id (64 characters) + NUL */
+#define METRICS_ID_MAX          72 /* drive/iface id: vm_virtio.name */
 #define METRICS_FLUSH_PERIOD_MS 60000u
 
 /* API request counters, by method and endpoint (filled by the API server). */
