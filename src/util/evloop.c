@@ -28,6 +28,13 @@ int evloop_add(struct evloop *l, struct evloop_watch *w, uint32_t events)
 	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, w->fd, &ev) < 0 ? -errno : 0;
 }
 
+int evloop_mod(struct evloop *l, struct evloop_watch *w, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = w};
+
+	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0 ? -errno : 0;
+}
+
 int evloop_del(struct evloop *l, struct evloop_watch *w)
 {
 	return epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL) < 0 ? -errno : 0;
@@ -38,29 +45,42 @@ void evloop_stop(struct evloop *l)
 	l->stop = true;
 }
 
+#define EVLOOP_BATCH 16
+
+/* One epoll_wait and its callbacks: events dispatched, 0 on timeout/EINTR, or -errno. */
+static int evloop_batch(struct evloop *l, int timeout_ms)
+{
+	struct epoll_event evs[EVLOOP_BATCH];
+	int i, n = epoll_wait(l->epfd, evs, EVLOOP_BATCH, timeout_ms);
+
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	/*
+	 * A callback may delete a later watch of this batch; epoll keeps
+	 * no reference, so callers delete only watches they own and
+	 * never free one from inside another's callback.
+	 */
+	for (i = 0; i < n && !l->stop; i++) {
+		struct evloop_watch *w = evs[i].data.ptr;
+
+		w->cb(w, evs[i].events);
+	}
+	return i;
+}
+
 int evloop_run(struct evloop *l)
 {
-	struct epoll_event evs[16];
-
 	while (!l->stop) {
-		int i, n = epoll_wait(l->epfd, evs, 16, -1);
+		int r = evloop_batch(l, -1);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		/*
-		 * A callback may delete a later watch of this batch; epoll keeps
-		 * no reference, so callers delete only watches they own and
-		 * never free one from inside another's callback.
-		 */
-		for (i = 0; i < n && !l->stop; i++) {
-			struct evloop_watch *w = evs[i].data.ptr;
-
-			w->cb(w, evs[i].events);
-		}
+		if (r < 0)
+			return r;
 	}
 	l->stop = false; /* the next evloop_run() runs again */
 	return 0;
+}
+
+int evloop_run_once(struct evloop *l, int timeout_ms)
+{
+	return evloop_batch(l, timeout_ms);
 }

@@ -32,6 +32,8 @@ void evloop_destroy(struct evloop *l);
 
 /* Watch w->fd for `events` (EPOLLIN, ...).  -errno. */
 int evloop_add(struct evloop *l, struct evloop_watch *w, uint32_t events);
+/* Change the events a watched w->fd is watched for (EPOLLIN <-> EPOLLOUT, ...).  -errno. */
+int evloop_mod(struct evloop *l, struct evloop_watch *w, uint32_t events);
 /* Stop watching; safe to call from a callback (also for the watch being run). */
 int evloop_del(struct evloop *l, struct evloop_watch *w);
 
@@ -41,6 +43,12 @@ int evloop_del(struct evloop *l, struct evloop_watch *w);
  * epoll failure.
  */
 int evloop_run(struct evloop *l);
+/*
+ * Wait at most timeout_ms (-1: forever) for ready fds and dispatch that one
+ * batch.  Returns how many events were dispatched (0 on timeout or EINTR) or
+ * -errno.  For tests and callers that interleave the loop with other work.
+ */
+int evloop_run_once(struct evloop *l, int timeout_ms);
 void evloop_stop(struct evloop *l);
 
 #endif

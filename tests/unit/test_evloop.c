@@ -75,9 +75,80 @@ TEST(delete_from_callback)
 	close(fa);
 }
 
+struct mod_ctx {
+	int in_calls, out_calls;
+	uint32_t last;
+};
+
+static void on_any(struct evloop_watch *w, uint32_t events)
+{
+	struct mod_ctx *c = w->opaque;
+
+	c->last = events;
+	if (events & EPOLLIN)
+		c->in_calls++;
+	if (events & EPOLLOUT)
+		c->out_calls++;
+}
+
+TEST(mod_switches_events)
+{
+	struct evloop l;
+	struct mod_ctx c = {0};
+	struct evloop_watch a;
+	int fa = eventfd(0, EFD_NONBLOCK);
+
+	CHECK_EQ(evloop_init(&l, NULL), 0);
+	a = (struct evloop_watch){fa, on_any, &c};
+	/* An empty eventfd is writable, not readable. */
+	CHECK_EQ(evloop_add(&l, &a, EPOLLIN), 0);
+	CHECK_EQ(evloop_run_once(&l, 0), 0);
+	CHECK_EQ(c.in_calls + c.out_calls, 0);
+	CHECK_EQ(evloop_mod(&l, &a, EPOLLOUT), 0);
+	CHECK_EQ(evloop_run_once(&l, 0), 1);
+	CHECK_EQ(c.out_calls, 1);
+	CHECK_EQ(c.in_calls, 0);
+	CHECK_EQ(c.last, EPOLLOUT);
+	CHECK_EQ(evloop_mod(&l, &a, EPOLLIN), 0);
+	CHECK_EQ(evloop_run_once(&l, 0), 0);
+	CHECK_EQ(c.out_calls, 1);
+	CHECK_EQ(evloop_del(&l, &a), 0);
+	CHECK(evloop_mod(&l, &a, EPOLLIN) < 0); /* no longer watched */
+	evloop_destroy(&l);
+	close(fa);
+}
+
+TEST(run_once_dispatches_one_batch)
+{
+	struct evloop l;
+	struct mod_ctx c = {0};
+	struct evloop_watch a, b;
+	uint64_t one = 1;
+	int fa = eventfd(0, EFD_NONBLOCK), fb = eventfd(0, EFD_NONBLOCK);
+
+	CHECK_EQ(evloop_init(&l, NULL), 0);
+	a = (struct evloop_watch){fa, on_any, &c};
+	b = (struct evloop_watch){fb, on_any, &c};
+	CHECK_EQ(evloop_add(&l, &a, EPOLLIN), 0);
+	CHECK_EQ(evloop_add(&l, &b, EPOLLIN), 0);
+	CHECK_EQ(evloop_run_once(&l, 10), 0); /* nothing ready: times out */
+	CHECK_EQ(write(fa, &one, 8), 8);
+	CHECK_EQ(write(fb, &one, 8), 8);
+	CHECK_EQ(evloop_run_once(&l, -1), 2);
+	CHECK_EQ(c.in_calls, 2);
+	/* Level-triggered: still readable, dispatched again. */
+	CHECK_EQ(evloop_run_once(&l, 0), 2);
+	CHECK_EQ(c.in_calls, 4);
+	evloop_destroy(&l);
+	close(fa);
+	close(fb);
+}
+
 int main(void)
 {
 	RUN(dispatch_and_stop);
 	RUN(delete_from_callback);
+	RUN(mod_switches_events);
+	RUN(run_once_dispatches_one_batch);
 	return test_summary();
 }
