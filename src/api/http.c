@@ -2,6 +2,7 @@
 #include "api/http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -72,6 +73,8 @@ int http_server_init(struct http_server *s, const char *path, size_t max_payload
 
 	memset(s, 0, sizeof(*s));
 	s->listen_fd = -1;
+	/* A descriptor held in reserve: see listen_event(). */
+	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	s->max_payload = max_payload ? max_payload : HTTP_DEFAULT_MAX_PAYLOAD;
 	s->handler = handler;
 	s->opaque = opaque;
@@ -322,6 +325,23 @@ static void listen_event(struct evloop_watch *w, uint32_t events)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
+			if ((errno == EMFILE || errno == ENFILE) && s->spare_fd >= 0) {
+				/*
+				 * Out of descriptors: the pending connection would keep the
+				 * level-triggered listen socket ready forever.  Free the
+				 * spare, take the connection and close it, keep the spare.
+				 */
+				close(s->spare_fd);
+				fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0)
+					close(fd);
+				s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				log_guest(&s->log_rl, LOG_WARN,
+				          "API socket %s: out of file descriptors: a connection was "
+				          "refused",
+				          s->path);
+				continue;
+			}
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_guest(&s->log_rl, LOG_WARN, "API socket %s: accept: %s",
 				          s->path, strerror(errno));
@@ -362,6 +382,9 @@ void http_server_destroy(struct http_server *s)
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	s->listen_fd = -1;
+	if (s->spare_fd >= 0)
+		close(s->spare_fd);
+	s->spare_fd = -1;
 	/* Unlink only the file this server made, not one a later server put in its place. */
 	if (s->path[0] && lstat(s->path, &st) == 0 && st.st_dev == s->path_dev &&
 	    st.st_ino == s->path_ino)
