@@ -457,13 +457,6 @@ static void handle_patch(struct route *rt)
 	json_t *j;
 	int r;
 
-	if (!rt->req->body_len) {
-		if (rt->ntok == 0)
-			invalid_path(rt);
-		else
-			reply_fault(rt->resp, "Empty PATCH request.");
-		return;
-	}
 	if (rt->ntok == 0) {
 		invalid_path(rt);
 		return;
@@ -486,6 +479,10 @@ static void handle_patch(struct route *rt)
 	}
 	if (!strcmp(rt->tok[0], "pmem") && rt->ntok <= 2) {
 		reply_fault(rt->resp, "ember does not support virtio-pmem devices yet.");
+		return;
+	}
+	if (!rt->req->body_len) {
+		reply_fault(rt->resp, "Empty PATCH request.");
 		return;
 	}
 	if (!(is(rt, 1, "machine-config", NULL) || is(rt, 1, "vm", NULL) ||
@@ -763,8 +760,14 @@ int api_apply_config_text(struct ctl *c, const char *text, size_t len, struct er
 	int r;
 
 	r = json_body(text, len, &j, e);
-	if (r < 0)
-		return r;
+	if (r < 0) {
+		json_error_t je;
+
+		j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+		json_decref(j);
+		return err_set(e, EINVAL, "the config file is not valid JSON: %s at line %d column %d",
+		               je.text, je.line, je.column);
+	}
 	if (!json_is_object(j)) {
 		json_decref(j);
 		return err_set(e, EINVAL, "the config file must hold a JSON object");
@@ -784,11 +787,7 @@ int api_apply_config_text(struct ctl *c, const char *text, size_t len, struct er
 			continue;
 		r = config_key(c, config_keys[i], v, e);
 		if (r < 0) {
-			char msg[sizeof(e->msg)];
-
-			snprintf(msg, sizeof(msg), "%s", e->msg);
-			err_set(e, -r > 0 ? -r : EINVAL, "config file, \"%s\": %s", config_keys[i],
-			        msg);
+			err_prefix(e, "config file, \"%s\"", config_keys[i]);
 			break;
 		}
 	}

@@ -225,8 +225,9 @@ int ctl_start(struct ctl *c, struct err *e)
 	if (c->state != CTL_NOT_STARTED || c->vm)
 		return err_set(e, EINVAL, CTL_MSG_NOT_AFTER_BOOT);
 	r = res_to_vm_config(&c->res, &cfg, c->cmdline, sizeof(c->cmdline), e);
-	if (r < 0 && !(c->build_only && !c->res.boot.present))
+	if (r < 0 && !c->build_only)
 		return r;
+	err_clear(e); /* --dump-pci builds the devices without a kernel */
 	r = open_serial_out(c, e);
 	if (r < 0)
 		return r;

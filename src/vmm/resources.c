@@ -403,8 +403,6 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 	unsigned int i;
 	int ret = 0;
 
-	if (!r->boot.present && !r->firmware_path)
-		return err_set(e, EINVAL, "Cannot start microvm without kernel configuration.");
 	cfg->kernel_path = r->boot.present ? r->boot.kernel_image_path : NULL;
 	cfg->firmware_path = r->firmware_path;
 	cfg->initrd_path = r->boot.initrd_path;
@@ -483,5 +481,7 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 			               "device's options.");
 		cfg->cmdline = cmdline;
 	}
+	if (!r->boot.present && !r->firmware_path)
+		return err_set(e, EINVAL, "Cannot start microvm without kernel configuration.");
 	return 0;
 }
