@@ -483,6 +483,8 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 		    .read_only = c->read_only,
 		    .engine = c->engine == VM_ENGINE_URING ? BLOCKFILE_ENGINE_IO_URING
 		                                           : BLOCKFILE_ENGINE_SYNC,
+		    .rate_limiter = c->rate_limiter,
+		    .cache_unsafe = c->cache_unsafe,
 		};
 
 		vv->transport = c->transport;
@@ -498,6 +500,9 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 		    .tap_name = c->tap,
 		    .has_mac = c->has_mac,
 		    .index = index,
+		    .mtu = c->mtu,
+		    .rx_rate_limiter = c->rx_rate_limiter,
+		    .tx_rate_limiter = c->tx_rate_limiter,
 		};
 
 		memcpy(o.mac, c->mac, sizeof(o.mac));
@@ -516,7 +521,7 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 		break;
 	}
 	case VM_VIRTIO_RNG: {
-		struct virtio_rng_opts o = {0};
+		struct virtio_rng_opts o = {.rate_limiter = d->rng.rate_limiter};
 
 		vv->transport = d->rng.transport;
 		r = virtio_rng_init(&vv->u.rng, &o, &vm->venv, e);
