@@ -2,6 +2,7 @@
 #include "util/ratelimit.h"
 
 #include <errno.h>
+#include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -264,4 +265,86 @@ bool rate_limiter_timer_event(struct rate_limiter *rl)
 bool rate_limiter_blocked(const struct rate_limiter *rl)
 {
 	return rl->armed;
+}
+
+int rl_watched_init(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                    const struct rl_clock *clock, struct evloop *loop, evloop_cb cb, void *opaque,
+                    struct err *e)
+{
+	int r;
+
+	*s = (struct rl_watched){.loop = loop};
+	s->w[0] = s->w[1] = (struct evloop_watch){.fd = -1, .cb = cb, .opaque = opaque};
+	r = rate_limiter_init(&s->rl, cfg, clock, e);
+	if (r < 0)
+		return r;
+	if (cfg)
+		s->cfg = *cfg;
+	s->enabled = rate_limiter_enabled(&s->rl);
+	if (!s->enabled)
+		return 0;
+	if (!loop) {
+		rate_limiter_destroy(&s->rl);
+		return err_set(e, EINVAL, "rate limiter: needs the VMM event loop");
+	}
+	s->w[0].fd = rate_limiter_fd(&s->rl);
+	r = evloop_add(loop, &s->w[0], EPOLLIN);
+	if (r < 0) {
+		rate_limiter_destroy(&s->rl);
+		return err_sys(e, -r, "rate limiter: watching its timer");
+	}
+	s->watched = true;
+	return 0;
+}
+
+int rl_watched_replace(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                       pthread_mutex_t *lock, struct err *e)
+{
+	static const struct rate_limiter_cfg none;
+	unsigned int old_cur = s->cur, next = s->cur ^ 1;
+	bool old_watched = s->watched, on;
+	struct rate_limiter fresh, old;
+	struct rl_clock clock = s->rl.clock;
+	int r;
+
+	if (!cfg)
+		cfg = &none;
+	r = rate_limiter_init(&fresh, cfg, &clock, e);
+	if (r < 0)
+		return r;
+	on = rate_limiter_enabled(&fresh);
+	if (on) {
+		if (!s->loop) {
+			rate_limiter_destroy(&fresh);
+			return err_set(e, EINVAL, "rate limiter: needs the VMM event loop");
+		}
+		s->w[next].fd = rate_limiter_fd(&fresh);
+		r = evloop_add(s->loop, &s->w[next], EPOLLIN);
+		if (r < 0) {
+			rate_limiter_destroy(&fresh);
+			return err_sys(e, -r, "rate limiter: watching its timer");
+		}
+	}
+	pthread_mutex_lock(lock);
+	old = s->rl;
+	s->rl = fresh;
+	s->cfg = *cfg;
+	s->enabled = on;
+	s->watched = on;
+	if (on)
+		s->cur = next;
+	pthread_mutex_unlock(lock);
+	if (old_watched)
+		evloop_del(s->loop, &s->w[old_cur]);
+	rate_limiter_destroy(&old);
+	return 0;
+}
+
+void rl_watched_destroy(struct rl_watched *s)
+{
+	if (s->watched && s->loop)
+		evloop_del(s->loop, &s->w[s->cur]);
+	s->watched = false;
+	rate_limiter_destroy(&s->rl);
+	s->enabled = false;
 }

@@ -336,7 +336,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	fake_kick(&f->b.vdev, 0);
 	reap(f);
-	if (f->b.nfree != VIRTQ_MAX_SIZE || f->b.file.inflight)
+	if (f->b.nfree != VIRTQ_MAX_SIZE || f->b.file->inflight)
 		abort(); /* the sync engine finishes everything it starts */
 	return 0;
 }
