@@ -297,46 +297,72 @@ int rl_watched_init(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
 	return 0;
 }
 
-int rl_watched_replace(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
-                       pthread_mutex_t *lock, struct err *e)
+int rl_watched_prepare(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                       struct rl_next *next, struct err *e)
 {
-	static const struct rate_limiter_cfg none;
-	unsigned int old_cur = s->cur, next = s->cur ^ 1;
-	bool old_watched = s->watched, on;
-	struct rate_limiter fresh, old;
+	struct evloop_watch *w = &s->w[s->cur ^ 1];
 	struct rl_clock clock = s->rl.clock;
 	int r;
 
-	if (!cfg)
-		cfg = &none;
-	r = rate_limiter_init(&fresh, cfg, &clock, e);
+	*next = (struct rl_next){0};
+	if (cfg)
+		next->cfg = *cfg;
+	r = rate_limiter_init(&next->rl, &next->cfg, &clock, e);
 	if (r < 0)
 		return r;
-	on = rate_limiter_enabled(&fresh);
-	if (on) {
-		if (!s->loop) {
-			rate_limiter_destroy(&fresh);
-			return err_set(e, EINVAL, "rate limiter: needs the VMM event loop");
-		}
-		s->w[next].fd = rate_limiter_fd(&fresh);
-		r = evloop_add(s->loop, &s->w[next], EPOLLIN);
-		if (r < 0) {
-			rate_limiter_destroy(&fresh);
-			return err_sys(e, -r, "rate limiter: watching its timer");
-		}
+	if (!rate_limiter_enabled(&next->rl))
+		return 0;
+	if (!s->loop) {
+		rate_limiter_destroy(&next->rl);
+		return err_set(e, EINVAL, "rate limiter: needs the VMM event loop");
 	}
+	/* The spare slot: the current timer stays watched until commit. */
+	w->fd = rate_limiter_fd(&next->rl);
+	r = evloop_add(s->loop, w, EPOLLIN);
+	if (r < 0) {
+		rate_limiter_destroy(&next->rl);
+		return err_sys(e, -r, "rate limiter: watching its timer");
+	}
+	return 0;
+}
+
+void rl_watched_commit(struct rl_watched *s, struct rl_next *next, pthread_mutex_t *lock)
+{
+	unsigned int old_cur = s->cur;
+	bool old_watched = s->watched, on = rate_limiter_enabled(&next->rl);
+	struct rate_limiter old;
+
 	pthread_mutex_lock(lock);
 	old = s->rl;
-	s->rl = fresh;
-	s->cfg = *cfg;
+	s->rl = next->rl;
+	s->cfg = next->cfg;
 	s->enabled = on;
 	s->watched = on;
 	if (on)
-		s->cur = next;
+		s->cur = old_cur ^ 1;
 	pthread_mutex_unlock(lock);
 	if (old_watched)
 		evloop_del(s->loop, &s->w[old_cur]);
 	rate_limiter_destroy(&old);
+	next->rl.timer_fd = -1; /* owned by s now */
+}
+
+void rl_watched_abort(struct rl_watched *s, struct rl_next *next)
+{
+	if (rate_limiter_fd(&next->rl) >= 0)
+		evloop_del(s->loop, &s->w[s->cur ^ 1]);
+	rate_limiter_destroy(&next->rl);
+}
+
+int rl_watched_replace(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                       pthread_mutex_t *lock, struct err *e)
+{
+	struct rl_next next;
+	int r = rl_watched_prepare(s, cfg, &next, e);
+
+	if (r < 0)
+		return r;
+	rl_watched_commit(s, &next, lock);
 	return 0;
 }
 

@@ -172,11 +172,24 @@ int rl_watched_init(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
                     struct err *e);
 
 /*
- * Replace the limiter with a new one built from `cfg` (buckets full, same
- * clock): the new timer is watched first, then the two are swapped with
- * `lock` held, then the old timer is unwatched and closed.  -errno with `e`
- * filled (bad bucket, timerfd, epoll, no loop): the old limiter stays.
+ * A replacement in two steps, so that a device can replace several limiters
+ * all or nothing: prepare builds the new limiter from `cfg` (NULL: unlimited;
+ * buckets full, the same clock) and watches its timer in the spare slot;
+ * then either commit swaps it in with `lock` held and unwatches and closes
+ * the old one, or abort drops it.  Prepare: -errno with `e` filled (bad
+ * bucket, timerfd, epoll, no loop), nothing changed.  One prepared
+ * replacement per rl_watched at a time.
  */
+struct rl_next {
+	struct rate_limiter rl;
+	struct rate_limiter_cfg cfg;
+};
+int rl_watched_prepare(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                       struct rl_next *next, struct err *e);
+void rl_watched_commit(struct rl_watched *s, struct rl_next *next, pthread_mutex_t *lock);
+void rl_watched_abort(struct rl_watched *s, struct rl_next *next);
+
+/* prepare + commit: on error the old limiter stays. */
 int rl_watched_replace(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
                        pthread_mutex_t *lock, struct err *e);
 

@@ -744,7 +744,8 @@ int virtio_blk_set_rate_limiter(struct virtio_blk *b, const struct rate_limiter_
 		err_prefix(e, "%s", b->name);
 		return r;
 	}
-	log_info("%s: rate limiter %s", b->name, b->limiter.enabled ? "replaced" : "removed");
+	log_info("%s: rate limiter replaced: %s", b->name,
+	         b->limiter.enabled ? "limited" : "unlimited");
 	/* A queue the old limiter held back goes on under the new one (full buckets). */
 	pthread_mutex_lock(&b->vdev.lock);
 	process(b);
