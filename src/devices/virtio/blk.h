@@ -195,7 +195,7 @@ struct virtio_blk {
 	uint16_t free_slots[VIRTQ_MAX_SIZE];
 	unsigned int nfree;
 	uint32_t epoch;           /* bumped at reset: completions of older requests touch nothing */
-	bool writethrough;        /* VIRTIO_BLK_F_FLUSH not negotiated */
+	bool writethrough;        /* FLUSH offered (not cache_unsafe) but not negotiated */
 	bool stalled;             /* every slot busy: resume from the completion path */
 	bool pushed;              /* used entries not yet signalled */
 	struct virtq_chain chain; /* virtq_pop scratch */
