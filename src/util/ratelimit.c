@@ -2,6 +2,7 @@
 #include "util/ratelimit.h"
 
 #include <errno.h>
+#include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -264,4 +265,112 @@ bool rate_limiter_timer_event(struct rate_limiter *rl)
 bool rate_limiter_blocked(const struct rate_limiter *rl)
 {
 	return rl->armed;
+}
+
+int rl_watched_init(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                    const struct rl_clock *clock, struct evloop *loop, evloop_cb cb, void *opaque,
+                    struct err *e)
+{
+	int r;
+
+	*s = (struct rl_watched){.loop = loop};
+	s->w[0] = s->w[1] = (struct evloop_watch){.fd = -1, .cb = cb, .opaque = opaque};
+	r = rate_limiter_init(&s->rl, cfg, clock, e);
+	if (r < 0)
+		return r;
+	if (cfg)
+		s->cfg = *cfg;
+	s->enabled = rate_limiter_enabled(&s->rl);
+	if (!s->enabled)
+		return 0;
+	if (!loop) {
+		rate_limiter_destroy(&s->rl);
+		return err_set(e, EINVAL, "rate limiter: needs the VMM event loop");
+	}
+	s->w[0].fd = rate_limiter_fd(&s->rl);
+	r = evloop_add(loop, &s->w[0], EPOLLIN);
+	if (r < 0) {
+		rate_limiter_destroy(&s->rl);
+		return err_sys(e, -r, "rate limiter: watching its timer");
+	}
+	s->watched = true;
+	return 0;
+}
+
+int rl_watched_prepare(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                       struct rl_next *next, struct err *e)
+{
+	struct evloop_watch *w = &s->w[s->cur ^ 1];
+	struct rl_clock clock = s->rl.clock;
+	int r;
+
+	*next = (struct rl_next){0};
+	if (cfg)
+		next->cfg = *cfg;
+	r = rate_limiter_init(&next->rl, &next->cfg, &clock, e);
+	if (r < 0)
+		return r;
+	if (!rate_limiter_enabled(&next->rl))
+		return 0;
+	if (!s->loop) {
+		rate_limiter_destroy(&next->rl);
+		return err_set(e, EINVAL, "rate limiter: needs the VMM event loop");
+	}
+	/* The spare slot: the current timer stays watched until commit. */
+	w->fd = rate_limiter_fd(&next->rl);
+	r = evloop_add(s->loop, w, EPOLLIN);
+	if (r < 0) {
+		rate_limiter_destroy(&next->rl);
+		return err_sys(e, -r, "rate limiter: watching its timer");
+	}
+	return 0;
+}
+
+void rl_watched_commit(struct rl_watched *s, struct rl_next *next, pthread_mutex_t *lock)
+{
+	unsigned int old_cur = s->cur;
+	bool old_watched = s->watched, on = rate_limiter_enabled(&next->rl);
+	struct rate_limiter old;
+
+	pthread_mutex_lock(lock);
+	old = s->rl;
+	s->rl = next->rl;
+	s->cfg = next->cfg;
+	s->enabled = on;
+	s->watched = on;
+	if (on)
+		s->cur = old_cur ^ 1;
+	pthread_mutex_unlock(lock);
+	if (old_watched)
+		evloop_del(s->loop, &s->w[old_cur]);
+	rate_limiter_destroy(&old);
+	next->rl.timer_fd = -1; /* owned by s now */
+}
+
+void rl_watched_abort(struct rl_watched *s, struct rl_next *next)
+{
+	if (rate_limiter_fd(&next->rl) >= 0)
+		evloop_del(s->loop, &s->w[s->cur ^ 1]);
+	rate_limiter_destroy(&next->rl);
+}
+
+int rl_watched_replace(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                       pthread_mutex_t *lock, struct err *e)
+{
+	struct rl_next next;
+	int r = rl_watched_prepare(s, cfg, &next, e);
+
+	if (r < 0)
+		return r;
+	rl_watched_commit(s, &next, lock);
+	return 0;
+}
+
+void rl_watched_destroy(struct rl_watched *s)
+{
+	if (s->watched && s->loop)
+		evloop_del(s->loop, &s->w[s->cur]);
+	s->watched = false;
+	rate_limiter_destroy(&s->rl);
+	s->enabled = false;
 }

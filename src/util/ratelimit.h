@@ -28,10 +28,12 @@
  * state; any number of limiters may exist in one process.
  */
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "util/err.h"
+#include "util/evloop.h"
 
 /* A clock in nanoseconds; now == NULL means CLOCK_MONOTONIC (clock_ns() in util/log.h). */
 struct rl_clock {
@@ -132,5 +134,66 @@ bool rate_limiter_timer_event(struct rate_limiter *rl);
 
 /* Has a refused request armed the timer and not been handled yet? */
 bool rate_limiter_blocked(const struct rate_limiter *rl);
+
+/*
+ * A device's limiter together with the watch of its timer on the VMM evloop,
+ * replaceable while the device runs (the API's PATCH of a drive or NIC).
+ * The timer's callback is the device's: `cb` with w->opaque = `opaque`; it
+ * calls rate_limiter_timer_event(&s->rl) under the device's lock and retries.
+ *
+ * There are two watch slots so that a replacement watches the new timer
+ * before it drops the old one: every failure happens before anything
+ * changed, and the old limiter stays.  If epoll had already reported the old
+ * timer in the batch being dispatched, its callback still runs after the
+ * replacement and acts on the current limiter: a spurious timer event, which
+ * is harmless (retry, refused again, timer re-armed).
+ *
+ * `rl`, `cfg` and `enabled` belong to the device's lock; init, replace and
+ * destroy run on the evloop's thread.
+ */
+struct rl_watched {
+	struct rate_limiter rl;
+	struct rate_limiter_cfg cfg; /* what rl was built from (for reports and merges) */
+	bool enabled;                /* rate_limiter_enabled(&rl), for one-branch fast paths */
+	struct evloop *loop;
+	struct evloop_watch w[2];
+	unsigned int cur; /* w[cur] watches rl's timerfd when `watched` */
+	bool watched;
+};
+
+/*
+ * Build the limiter (`cfg` NULL or zeroed: unlimited; `clock` as in
+ * rate_limiter_init) and, when it limits, watch its timer on `loop`.  `loop`
+ * may be NULL only while unlimited; it is kept for replacements.  -errno
+ * with `e` filled ("rate limiter: ..."); nothing is left to undo.
+ */
+int rl_watched_init(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                    const struct rl_clock *clock, struct evloop *loop, evloop_cb cb, void *opaque,
+                    struct err *e);
+
+/*
+ * A replacement in two steps, so that a device can replace several limiters
+ * all or nothing: prepare builds the new limiter from `cfg` (NULL: unlimited;
+ * buckets full, the same clock) and watches its timer in the spare slot;
+ * then either commit swaps it in with `lock` held and unwatches and closes
+ * the old one, or abort drops it.  Prepare: -errno with `e` filled (bad
+ * bucket, timerfd, epoll, no loop), nothing changed.  One prepared
+ * replacement per rl_watched at a time.
+ */
+struct rl_next {
+	struct rate_limiter rl;
+	struct rate_limiter_cfg cfg;
+};
+int rl_watched_prepare(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                       struct rl_next *next, struct err *e);
+void rl_watched_commit(struct rl_watched *s, struct rl_next *next, pthread_mutex_t *lock);
+void rl_watched_abort(struct rl_watched *s, struct rl_next *next);
+
+/* prepare + commit: on error the old limiter stays. */
+int rl_watched_replace(struct rl_watched *s, const struct rate_limiter_cfg *cfg,
+                       pthread_mutex_t *lock, struct err *e);
+
+/* Unwatch and close.  Safe on a zeroed struct whose rl.timer_fd is -1, and twice. */
+void rl_watched_destroy(struct rl_watched *s);
 
 #endif

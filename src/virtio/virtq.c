@@ -309,7 +309,23 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
 	if (r < 0)
 		return r; /* nothing consumed: the queue is broken until reset */
 	q->last_avail++;
+	q->can_unpop = true;
 	return 1;
+}
+
+bool virtq_unpop(struct virtq *q)
+{
+	if (!q->can_unpop)
+		return false;
+	/*
+	 * Only the device's index moves back: the driver sees no used entry, so
+	 * for it the chain was never taken.  A stale avail_event can only cause
+	 * an early kick; devices re-arm kicks (virtq_set_kicks or an empty pop)
+	 * before they sleep.
+	 */
+	q->last_avail--;
+	q->can_unpop = false;
+	return true;
 }
 
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len)

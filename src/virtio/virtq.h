@@ -86,6 +86,7 @@ struct virtq {
 	uint16_t signalled_used; /* used_idx at the last virtq_needs_interrupt */
 	bool signalled_valid;    /* false until then, or after 2^15 pushes without one */
 	bool kicks_off;          /* virtq_set_kicks(q, false) in effect */
+	bool can_unpop;          /* the last virtq_pop returned a chain; no virtq_unpop since */
 	const char *err;         /* why the last virtq_pop failed (static string, for logs) */
 
 	const struct gmem *gm;
@@ -128,6 +129,18 @@ int virtq_check_rings(const struct virtq *q);
  * segments point into guest memory and stay valid while the VM runs.
  */
 int virtq_pop(struct virtq *q, struct virtq_chain *c);
+
+/*
+ * Give back the chain the last virtq_pop() returned, unused: the next pop
+ * returns the same avail ring entry again (its descriptors are read and
+ * validated anew then; the driver still owns them, §2.7.13.1, since nothing
+ * was put in the used ring).  For a device that pops a request and only then
+ * finds it cannot serve it yet (a rate limiter); order is preserved.  The
+ * device must not have pushed that chain.  Only one chain can be given back
+ * per pop: false (nothing changed) when no pop returned a chain since the
+ * last unpop or reset.
+ */
+bool virtq_unpop(struct virtq *q);
 
 /*
  * Return a chain: used element {head, len written}, then publish used->idx

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -13,7 +14,10 @@
 /*
  * Input: byte 0 picks the driver's features (bit 0 FLUSH, 1 DISCARD,
  * 2 WRITE_ZEROES, 3 EVENT_IDX, 4 INDIRECT_DESC) and bits 5-7 the queue size
- * (256 >> n); byte 1 whether the drive is read-only (bit 0).  Then records,
+ * (256 >> n); byte 1 whether the drive is read-only (bit 0) or, with bit 1, a
+ * read-write drive with a rate limiter (small ops and bandwidth buckets on a
+ * fake clock that each kick advances by 250 us, firing the limiter's timer
+ * first, so requests are refused, given back and taken again).  Then records,
  * each starting with an opcode byte (% 4):
  *   0 chain: u8 nseg (1..8), u8 flags (bit 0: through an indirect table), then
  *     per segment a kind byte (% 5):
@@ -53,6 +57,9 @@ struct fz {
 	struct fake_vq q;
 	struct virtio_blk b;
 	bool ro;
+	bool limited;
+	uint64_t now; /* the limiter's fake clock, ns */
+	struct rl_clock clk;
 	bool tainted; /* a raw writable segment points into RAM: it may scribble anywhere */
 	struct chain_info info[VIRTQ_MAX_SIZE];
 	char path[64];
@@ -95,7 +102,12 @@ static uint64_t u64(struct in *in)
 	return lo | (uint64_t)u32(in) << 32;
 }
 
-static struct fz *fz_new(bool ro)
+static uint64_t fz_now(void *ctx)
+{
+	return ((struct fz *)ctx)->now;
+}
+
+static struct fz *fz_new(bool ro, bool limited)
 {
 	struct fz *f = calloc(1, sizeof(*f));
 	struct virtio_blk_opts o = {.drive_id = "fuzz", .read_only = ro};
@@ -117,6 +129,14 @@ static struct fz *fz_new(bool ro)
 		abort();
 	o.path = f->path;
 	f->ro = ro;
+	f->limited = limited;
+	f->clk = (struct rl_clock){fz_now, f};
+	if (limited) {
+		o.rate_limiter =
+		    (struct rate_limiter_cfg){.bandwidth = {.size = 8192, .refill_time_ms = 1},
+		                              .ops = {.size = 3, .refill_time_ms = 1}};
+		o.clock = &f->clk;
+	}
 	if (virtio_blk_init(&f->b, &o, &f->g.env, &e) < 0) {
 		fprintf(stderr, "virtio_blk_init: %s\n", e.msg);
 		abort();
@@ -284,7 +304,7 @@ static void reap(struct fz *f)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct fz *devs[2];
+	static struct fz *devs[3];
 	struct in in = {data, size};
 	uint8_t feat, opt;
 	uint64_t want;
@@ -296,12 +316,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (!devs[0]) {
 		log_set_level(LOG_ERROR); /* guest-error warnings would flood the fuzzer's output */
-		devs[0] = fz_new(false);
-		devs[1] = fz_new(true);
+		devs[0] = fz_new(false, false);
+		devs[1] = fz_new(true, false);
+		devs[2] = fz_new(false, true);
 	}
 	feat = u8(&in);
 	opt = u8(&in);
-	f = devs[opt & 1];
+	f = devs[opt & 2 ? 2 : opt & 1];
 	want = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_BLK_F_SEG_MAX |
 	       1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_RO;
 	if (feat & 1)
@@ -323,6 +344,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			add_chain(f, &in);
 			break;
 		case 1:
+			if (f->limited) {
+				struct evloop_watch *w = &f->b.limiter.w[f->b.limiter.cur];
+
+				f->now += 250000;
+				w->cb(w, EPOLLIN);
+			}
 			fake_kick(&f->b.vdev, 0);
 			break;
 		case 2:
@@ -336,7 +363,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	fake_kick(&f->b.vdev, 0);
 	reap(f);
-	if (f->b.nfree != VIRTQ_MAX_SIZE || f->b.file.inflight)
+	if (f->b.nfree != VIRTQ_MAX_SIZE || f->b.file->inflight)
 		abort(); /* the sync engine finishes everything it starts */
 	return 0;
 }

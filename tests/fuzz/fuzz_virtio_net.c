@@ -14,7 +14,10 @@
 /*
  * Input: byte 0 picks the driver's features and the backend kind
  *   bit 0 MRG_RXBUF, bit 1 EVENT_IDX, bit 2 INDIRECT_DESC, bit 3 GUEST_CSUM,
- *   bit 4 backend without header (slirp-like), bits 5-7 log2 of the rx ring size / 8;
+ *   bit 4 backend without header (slirp-like), bits 5-7 log2 of the rx ring size / 8
+ *   (modulo 6; the values 6 and 7 also rate-limit both directions: small ops and
+ *   bandwidth buckets on a fake clock that each loop run (5) advances by 1 ms,
+ *   firing both limiters' timers);
  * then a program of operations (first byte of each: opcode % 10):
  *   0 tx chain   1 rx chain     (n segs, each: u16 offset, u16 len, flags)
  *   2 tx kick    3 rx kick      4 host frame (u16 len, bytes)   5 run the loop
@@ -118,8 +121,27 @@ struct ctx {
 	unsigned int frame_left; /* rx used entries still owed to the current frame */
 	uint32_t rx_brk;         /* next free byte of the rx buffer area */
 	bool corrupted;
+	bool limited;
+	uint64_t now; /* the limiters' fake clock, ns */
 	const uint8_t *p, *end;
 };
+
+static uint64_t fake_now(void *ctx)
+{
+	return ((struct ctx *)ctx)->now;
+}
+
+/* The limiters' clock moves on and their timers fire, as the VMM loop would see it. */
+static void tick(struct ctx *c)
+{
+	struct rl_watched *l[2] = {&c->n.rx_limiter, &c->n.tx_limiter};
+	unsigned int i;
+
+	c->now += 1000000;
+	for (i = 0; i < 2; i++)
+		if (l[i]->watched)
+			l[i]->w[l[i]->cur].cb(&l[i]->w[l[i]->cur], EPOLLIN);
+}
 
 static uint8_t u8(struct ctx *c)
 {
@@ -267,6 +289,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct ctx c;
 	static uint8_t frame[NET_MAX_PACKET + 64];
 	struct virtio_net_opts o = {.id = "fuzz", .backend = VIRTIO_NET_BACKEND_CUSTOM};
+	struct rl_clock clk = {fake_now, &c};
+	struct rate_limiter_cfg lim = {.bandwidth = {.size = 16384, .refill_time_ms = 2},
+	                               .ops = {.size = 4, .refill_time_ms = 2}};
 	struct err e = {0};
 	uint8_t sel;
 	unsigned int ops = 0;
@@ -287,6 +312,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                               .hdr_len = (sel & 16) ? 0 : VNET_HDR_LEN,
 	                               .offloads = (sel & 16) ? 0 : 0x3fffull};
 	o.custom = &c.be.nb;
+	c.limited = (sel >> 5) >= 6;
+	if (c.limited) {
+		o.rx_rate_limiter = lim;
+		o.tx_rate_limiter = lim;
+		o.clock = &clk;
+	}
 	if (virtio_net_init(&c.n, &o, &c.g.env, &e) < 0)
 		abort();
 	c.want = ~0ull;
@@ -330,6 +361,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		case 5:
+			if (c.limited)
+				tick(&c);
 			pump(&c);
 			break;
 		case 6:

@@ -1,6 +1,8 @@
 /* test_ratelimit.c - unit tests for token buckets and the rate limiter, on an injected clock. */
+#include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 
 #include "test.h"
 #include "util/ratelimit.h"
@@ -248,6 +250,71 @@ TEST(limiter_timer_really_fires)
 	rate_limiter_destroy(&rl);
 }
 
+/* A limiter whose timer is watched on a loop: init, replace both ways, prepare + abort. */
+static void count_cb(struct evloop_watch *w, uint32_t events)
+{
+	(void)events;
+	(*(int *)w->opaque)++;
+}
+
+TEST(watched_limiter_replace_and_abort)
+{
+	struct fake_clock fc = {.now = 0};
+	struct rl_clock clk = {fake_now, &fc};
+	struct rate_limiter_cfg lim = {.ops = {.size = 1, .refill_time_ms = 1}};
+	struct rate_limiter_cfg bad = {.ops = {1, 0, UINT64_MAX}};
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	struct rl_watched s;
+	struct rl_next next;
+	struct evloop loop;
+	struct err e = {0};
+	int fired = 0, fd;
+
+	CHECK_EQ(evloop_init(&loop, NULL), 0);
+	/* Limited without a loop: refused; unlimited without one: fine. */
+	CHECK_EQ(rl_watched_init(&s, &lim, &clk, NULL, count_cb, &fired, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "event loop");
+	CHECK_EQ(rl_watched_init(&s, NULL, &clk, NULL, count_cb, &fired, &e), 0);
+	CHECK(!s.enabled && !s.watched);
+	rl_watched_destroy(&s);
+
+	CHECK_EQ(rl_watched_init(&s, NULL, &clk, &loop, count_cb, &fired, &e), 0);
+	CHECK_EQ(rl_watched_replace(&s, &lim, &lock, &e), 0);
+	CHECK(s.enabled && s.watched);
+	CHECK_EQ(s.cfg.ops.size, 1);
+	CHECK(s.rl.clock.now == fake_now); /* the clock is kept across replacements */
+	fd = rate_limiter_fd(&s.rl);
+	CHECK(fd >= 0);
+	CHECK(evloop_add(&loop, &s.w[s.cur], EPOLLIN) < 0); /* watched */
+	/* The watched timer really reaches the callback through the loop. */
+	CHECK(rate_limiter_consume(&s.rl, 1, 0));
+	CHECK(!rate_limiter_consume(&s.rl, 1, 0)); /* arms the real timer for ~1 ms */
+	{
+		struct epoll_event ev;
+
+		CHECK_EQ(epoll_wait(loop.epfd, &ev, 1, 1000), 1);
+		((struct evloop_watch *)ev.data.ptr)->cb(ev.data.ptr, ev.events);
+		CHECK_EQ(fired, 1);
+	}
+	/* A bad replacement changes nothing. */
+	CHECK_EQ(rl_watched_replace(&s, &bad, &lock, &e), -EINVAL);
+	CHECK_EQ(rate_limiter_fd(&s.rl), fd);
+	CHECK(s.watched);
+	/* Prepared, then aborted: the spare slot is free again. */
+	CHECK_EQ(rl_watched_prepare(&s, &lim, &next, &e), 0);
+	CHECK(evloop_add(&loop, &s.w[s.cur ^ 1], EPOLLIN) < 0);
+	rl_watched_abort(&s, &next);
+	CHECK_EQ(rate_limiter_fd(&s.rl), fd);
+	/* Unlimited: the watch and the timer go. */
+	CHECK_EQ(rl_watched_replace(&s, NULL, &lock, &e), 0);
+	CHECK(!s.enabled && !s.watched);
+	CHECK_EQ(rate_limiter_fd(&s.rl), -1);
+	CHECK(rate_limiter_consume(&s.rl, 1000, 1000));
+	rl_watched_destroy(&s);
+	rl_watched_destroy(&s); /* twice is fine */
+	evloop_destroy(&loop);
+}
+
 int main(void)
 {
 	RUN(disabled_bucket_allows_everything);
@@ -263,5 +330,6 @@ int main(void)
 	RUN(limiter_both_or_neither);
 	RUN(limiter_over_consumption_blocks);
 	RUN(limiter_timer_really_fires);
+	RUN(watched_limiter_replace_and_abort);
 	return test_summary();
 }

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,18 +89,35 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
-/* Image, guest, device, ring, DRIVER_OK with (offered & want).  NULL on failure. */
-static struct env *setup_full(enum blockfile_engine eng, bool ro, uint64_t want, const char *serial,
-                              uint64_t img_size)
+static bool all_same_byte(const uint8_t *p, uint8_t v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+/*
+ * Image, guest, device (options from `tmpl`, or defaults; drive "vda", the
+ * image's path and `eng` filled in), ring, DRIVER_OK with (offered & want).
+ * NULL on failure.
+ */
+static struct env *setup_opts(enum blockfile_engine eng, const struct virtio_blk_opts *tmpl,
+                              uint64_t want, uint64_t img_size)
 {
 	struct env *x = calloc(1, sizeof(*x));
-	struct virtio_blk_opts o = {
-	    .drive_id = "vda", .read_only = ro, .engine = eng, .serial = serial};
+	struct virtio_blk_opts o = {0};
 	struct err e = {0};
 	uint8_t st;
 
 	if (!x)
 		return NULL;
+	if (tmpl)
+		o = *tmpl;
+	o.drive_id = "vda";
+	o.engine = eng;
 	x->eng = eng;
 	if (make_image(x->path, sizeof(x->path), img_size) < 0 ||
 	    fake_guest_init(&x->g, RAM_SIZE) < 0)
@@ -121,6 +139,15 @@ fail:
 	unlink(x->path);
 	free(x);
 	return NULL;
+}
+
+/* Image, guest, device, ring, DRIVER_OK with (offered & want).  NULL on failure. */
+static struct env *setup_full(enum blockfile_engine eng, bool ro, uint64_t want, const char *serial,
+                              uint64_t img_size)
+{
+	struct virtio_blk_opts o = {.read_only = ro, .serial = serial};
+
+	return setup_opts(eng, &o, want, img_size);
 }
 
 static struct env *setup(enum blockfile_engine eng, bool ro)
@@ -454,7 +481,19 @@ TEST(bad_options)
 	err_clear(&e);
 	CHECK_EQ(virtio_blk_init(b, &o, &g.env, &e), -EINVAL);
 	CHECK_STR_CONTAINS(e.msg, "event loop");
+	/* A limiter needs the loop for its timer, and valid buckets. */
+	o.engine = BLOCKFILE_ENGINE_SYNC;
+	o.rate_limiter.ops = (struct token_bucket_cfg){.size = 10, .refill_time_ms = 100};
+	err_clear(&e);
+	CHECK_EQ(virtio_blk_init(b, &o, &g.env, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "virtio-blk rootfs");
+	CHECK_STR_CONTAINS(e.msg, "event loop");
+	virtio_blk_destroy(b);
 	g.env.loop = &g.loop;
+	o.rate_limiter.ops.refill_time_ms = UINT64_MAX;
+	err_clear(&e);
+	CHECK_EQ(virtio_blk_init(b, &o, &g.env, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "refill_time");
 	unlink(path);
 	free(b);
 	fake_guest_fini(&g);
@@ -841,9 +880,9 @@ TEST(reset_with_io_in_flight)
 	}
 	fake_kick(&x->b.vdev, 0);
 	CHECK_EQ(x->b.nfree, VIRTQ_MAX_SIZE - N); /* all handed to io_uring, none reaped */
-	CHECK_EQ(x->b.file.inflight, N);
+	CHECK_EQ(x->b.file->inflight, N);
 	fake_set_status(&x->b.vdev, 0);
-	CHECK_EQ(x->b.file.inflight, 0);
+	CHECK_EQ(x->b.file->inflight, 0);
 	CHECK_EQ(x->b.nfree, VIRTQ_MAX_SIZE);
 	CHECK_EQ(fake_vq_pending(&x->q), 0); /* used->idx untouched */
 	for (k = 0; k < N; k++)
@@ -892,7 +931,7 @@ TEST(slots_exhausted_resume)
 		fake_vq_publish(&x->q, (uint16_t)head);
 	fake_kick(&x->b.vdev, 0);
 	CHECK(x->b.stalled);
-	CHECK_EQ(x->b.file.inflight, VIRTQ_MAX_SIZE);
+	CHECK_EQ(x->b.file->inflight, VIRTQ_MAX_SIZE);
 	/* Completions arrive on the evloop; they free slots and the last 10 go. */
 	x->t.stop_on_notify = &x->g.loop;
 	while (seen < N) {
@@ -981,6 +1020,510 @@ TEST(resize_before_driver_ok)
 	fake_guest_fini(&g);
 }
 
+/* ---- rate limiting, cache type, image replacement ---- */
+
+struct fake_clock {
+	uint64_t now;
+};
+
+static uint64_t fake_now(void *ctx)
+{
+	return ((struct fake_clock *)ctx)->now;
+}
+
+#define MS 1000000ull
+
+/* The limiter's timer fired: run its callback as the VMM loop would. */
+static void fire(struct env *x)
+{
+	struct evloop_watch *w = &x->b.limiter.w[x->b.limiter.cur];
+
+	w->cb(w, EPOLLIN);
+}
+
+/* Make a read of `len` bytes at `sector` available (no kick).  Its head; *st = status GPA. */
+static int add_read(struct env *x, uint64_t sector, uint64_t buf, uint32_t len, uint64_t *st)
+{
+	*st = fake_guest_alloc(&x->g, 1, 1);
+	*(uint8_t *)fake_guest_ptr(&x->g, *st) = 0xff;
+	return fake_vq_add(&x->q,
+	                   (struct fake_seg[]){{put_hdr(x, VIRTIO_BLK_T_IN, sector), 16, false},
+	                                       {buf, len, true},
+	                                       {*st, 1, true}},
+	                   3);
+}
+
+/* A flush, available, not kicked. */
+static int add_flush(struct env *x, uint64_t *st)
+{
+	*st = fake_guest_alloc(&x->g, 1, 1);
+	*(uint8_t *)fake_guest_ptr(&x->g, *st) = 0xff;
+	return fake_vq_add(
+	    &x->q,
+	    (struct fake_seg[]){{put_hdr(x, VIRTIO_BLK_T_FLUSH, 0), 16, false}, {*st, 1, true}}, 2);
+}
+
+/* The next used element must be `head`, complete (status OK, `len` bytes). */
+static void expect_used(struct env *x, int head, uint32_t len, uint64_t st)
+{
+	uint32_t id = 0, l = 0;
+
+	CHECK(fake_vq_used(&x->q, &id, &l));
+	CHECK_EQ(id, head);
+	CHECK_EQ(l, len);
+	CHECK_EQ(*(uint8_t *)fake_guest_ptr(&x->g, st), VIRTIO_BLK_S_OK);
+}
+
+/*
+ * An ops limit of 2 per second: the third read waits in the ring (given back,
+ * not lost), kicks change nothing, the timer lets one more through per half
+ * second, in order, with the right data; both engines.
+ */
+TEST(rate_limit_ops_throttles_in_order)
+{
+	int i;
+
+	for (i = 0; i < NENG; i++) {
+		enum { N = 6 };
+		struct fake_clock fc = {.now = 1000 * MS};
+		struct rl_clock clk = {fake_now, &fc};
+		struct virtio_blk_opts o = {
+		    .rate_limiter = {.ops = {.size = 2, .refill_time_ms = 1000}}, .clock = &clk};
+		struct env *x = setup_opts(engines[i], &o, ~0ull, IMG_SIZE);
+		uint64_t buf[N], st[N];
+		int head[N], k;
+
+		CHECK(x != NULL);
+		if (!x)
+			continue;
+		CHECK(x->b.limiter.watched);
+		CHECK(evloop_add(&x->g.loop, &x->b.limiter.w[x->b.limiter.cur], EPOLLIN) < 0);
+		for (k = 0; k < N; k++) {
+			buf[k] = fake_guest_alloc(&x->g, 1024, 512);
+			head[k] = add_read(x, 10ull * k, buf[k], 1024, &st[k]);
+		}
+		fake_kick(&x->b.vdev, 0);
+		settle(x);
+		CHECK_EQ(fake_vq_pending(&x->q), 2);
+		CHECK(rate_limiter_blocked(&x->b.limiter.rl));
+		CHECK_EQ(x->b.vdev.vq[0].last_avail, 2); /* the third was given back */
+		CHECK_EQ(x->b.rate_limiter_throttled_events, 1);
+		CHECK(x->b.vdev.vq[0].kicks_off);
+		/* A kick while throttled is only counted. */
+		fake_kick(&x->b.vdev, 0);
+		settle(x);
+		CHECK_EQ(fake_vq_pending(&x->q), 2);
+		CHECK_EQ(x->b.rate_limiter_throttled_events, 2);
+		/* The timer fires early (the clock has not moved): still refused, re-armed. */
+		fire(x);
+		settle(x);
+		CHECK_EQ(fake_vq_pending(&x->q), 2);
+		CHECK(rate_limiter_blocked(&x->b.limiter.rl));
+		/* Half a second: one op. */
+		fc.now += 500 * MS;
+		fire(x);
+		settle(x);
+		CHECK_EQ(fake_vq_pending(&x->q), 3);
+		/* A second and a half more: the bucket holds at most 2. */
+		fc.now += 1500 * MS;
+		fire(x);
+		settle(x);
+		CHECK_EQ(fake_vq_pending(&x->q), 5);
+		fc.now += 500 * MS;
+		fire(x);
+		settle(x);
+		CHECK_EQ(fake_vq_pending(&x->q), N);
+		CHECK(!x->b.vdev.vq[0].kicks_off); /* the ring ran dry: kicks are back on */
+		for (k = 0; k < N; k++) {
+			expect_used(x, head[k], 1025, st[k]);
+			CHECK(is_pattern(fake_guest_ptr(&x->g, buf[k]), 10ull * 512 * k, 1024));
+		}
+		CHECK_EQ(x->b.reads, N);
+		CHECK_EQ(x->b.nfree, VIRTQ_MAX_SIZE);
+		CHECK(virtio_live(&x->b.vdev));
+		teardown(x);
+	}
+}
+
+/*
+ * A bandwidth limit of 4 KiB per 100 ms: reads are charged their bytes, a
+ * flush only an op, and the flush behind a throttled read waits its turn.
+ */
+TEST(rate_limit_bandwidth_throttles_then_resumes)
+{
+	struct fake_clock fc = {.now = 5 * MS};
+	struct rl_clock clk = {fake_now, &fc};
+	struct virtio_blk_opts o = {
+	    .rate_limiter = {.bandwidth = {.size = 4096, .refill_time_ms = 100}}, .clock = &clk};
+	struct env *x = setup_opts(BLOCKFILE_ENGINE_SYNC, &o, ~0ull, IMG_SIZE);
+	uint64_t b1, b2, s1, s2, s3, s4;
+	int h1, h2, h3, h4;
+
+	CHECK(x != NULL);
+	if (!x)
+		return;
+	b1 = fake_guest_alloc(&x->g, 4096, 512);
+	b2 = fake_guest_alloc(&x->g, 4096, 512);
+	h1 = add_read(x, 0, b1, 4096, &s1);
+	h2 = add_read(x, 8, b2, 4096, &s2);
+	h3 = add_flush(x, &s3);
+	fake_kick(&x->b.vdev, 0);
+	CHECK_EQ(fake_vq_pending(&x->q), 1); /* the bucket is empty: the second read waits */
+	CHECK_EQ(*(uint8_t *)fake_guest_ptr(&x->g, s3), 0xff); /* and the flush behind it */
+	fc.now += 50 * MS;                                     /* 2 KiB: not enough */
+	fire(x);
+	CHECK_EQ(fake_vq_pending(&x->q), 1);
+	fc.now += 50 * MS;
+	fire(x);
+	CHECK_EQ(fake_vq_pending(&x->q), 3); /* the read, then the flush (no bytes) */
+	expect_used(x, h1, 4097, s1);
+	expect_used(x, h2, 4097, s2);
+	expect_used(x, h3, 1, s3);
+	CHECK(is_pattern(fake_guest_ptr(&x->g, b2), 8 * 512, 4096));
+	/* With the bucket empty, a flush still goes: it costs no bytes. */
+	h4 = add_flush(x, &s4);
+	fake_kick(&x->b.vdev, 0);
+	expect_used(x, h4, 1, s4);
+	CHECK_EQ(x->b.flushes, 2);
+	CHECK_EQ(x->b.bytes_read, 8192);
+	teardown(x);
+}
+
+/* A reset while throttled: the timer afterwards touches nothing; the limiter keeps its state. */
+TEST(rate_limit_reset_while_throttled)
+{
+	struct fake_clock fc = {.now = 0};
+	struct rl_clock clk = {fake_now, &fc};
+	struct virtio_blk_opts o = {.rate_limiter = {.ops = {.size = 1, .refill_time_ms = 1000}},
+	                            .clock = &clk};
+	struct env *x = setup_opts(BLOCKFILE_ENGINE_SYNC, &o, ~0ull, IMG_SIZE);
+	uint64_t buf, st;
+	int head;
+
+	CHECK(x != NULL);
+	if (!x)
+		return;
+	buf = fake_guest_alloc(&x->g, 512, 512);
+	add_read(x, 1, buf, 512, &st);
+	add_read(x, 2, buf, 512, &st);
+	fake_kick(&x->b.vdev, 0);
+	CHECK_EQ(fake_vq_pending(&x->q), 1);
+	fake_set_status(&x->b.vdev, 0);
+	fc.now += 5000 * MS;
+	fire(x);
+	CHECK_EQ(fake_vq_pending(&x->q), 1);
+	CHECK_EQ(x->b.reads, 1);
+	/* A new bring-up is served (the bucket refilled with time, not with the reset). */
+	CHECK_EQ(fake_vq_init(&x->q, &x->g, 64), 0);
+	CHECK(fake_start(&x->b.vdev, &x->t, ~0ull, &x->q, 1) & VIRTIO_STATUS_DRIVER_OK);
+	head = add_read(x, 3, buf, 512, &st);
+	fake_kick(&x->b.vdev, 0);
+	expect_used(x, head, 513, st);
+	CHECK(is_pattern(fake_guest_ptr(&x->g, buf), 3 * 512, 512));
+	teardown(x);
+}
+
+/* PATCH-style changes: unlimited -> limited -> unlimited (resumes) -> limited; errors keep it. */
+TEST(set_rate_limiter_at_run_time)
+{
+	struct fake_clock fc = {.now = 77 * MS};
+	struct rl_clock clk = {fake_now, &fc};
+	struct virtio_blk_opts o = {.clock = &clk};
+	struct rate_limiter_cfg one_per_s = {.ops = {.size = 1, .refill_time_ms = 1000}};
+	struct rate_limiter_cfg bad = {.bandwidth = {1, 0, UINT64_MAX}};
+	struct env *x = setup_opts(BLOCKFILE_ENGINE_SYNC, &o, ~0ull, IMG_SIZE);
+	struct evloop_watch *old_w;
+	struct err e = {0};
+	uint64_t buf, st[4];
+	int head[4], k;
+
+	CHECK(x != NULL);
+	if (!x)
+		return;
+	/* Unlimited: no timer, no watch. */
+	CHECK(!x->b.limiter.enabled);
+	CHECK(!x->b.limiter.watched);
+	CHECK_EQ(rate_limiter_fd(&x->b.limiter.rl), -1);
+	buf = fake_guest_alloc(&x->g, 512, 512);
+
+	CHECK_EQ(virtio_blk_set_rate_limiter(&x->b, &one_per_s, &e), 0);
+	CHECK(x->b.limiter.enabled);
+	CHECK(x->b.limiter.watched);
+	CHECK(rate_limiter_fd(&x->b.limiter.rl) >= 0);
+	CHECK(evloop_add(&x->g.loop, &x->b.limiter.w[x->b.limiter.cur], EPOLLIN) < 0);
+	for (k = 0; k < 4; k++)
+		head[k] = add_read(x, (uint64_t)k, buf, 512, &st[k]);
+	fake_kick(&x->b.vdev, 0);
+	CHECK_EQ(fake_vq_pending(&x->q), 1);
+	CHECK(rate_limiter_blocked(&x->b.limiter.rl));
+
+	/* An invalid limiter is refused with the drive's name; the old one stays. */
+	CHECK_EQ(virtio_blk_set_rate_limiter(&x->b, &bad, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "virtio-blk vda");
+	CHECK_STR_CONTAINS(e.msg, "refill_time");
+	CHECK_EQ(x->b.limiter.cfg.ops.size, 1);
+	CHECK(rate_limiter_blocked(&x->b.limiter.rl));
+	CHECK_EQ(fake_vq_pending(&x->q), 1);
+
+	/* Unlimited again: the throttled queue is resumed at once, the watch goes. */
+	old_w = &x->b.limiter.w[x->b.limiter.cur];
+	CHECK_EQ(virtio_blk_set_rate_limiter(&x->b, NULL, &e), 0);
+	CHECK(!x->b.limiter.enabled);
+	CHECK(!x->b.limiter.watched);
+	CHECK_EQ(fake_vq_pending(&x->q), 4);
+	for (k = 0; k < 4; k++)
+		expect_used(x, head[k], 513, st[k]);
+	/* The old timer's event, already reported in the loop's batch, is harmless. */
+	old_w->cb(old_w, EPOLLIN);
+	CHECK(virtio_live(&x->b.vdev));
+
+	/* Limited again: fresh full buckets (one op passes at once), a new watch. */
+	CHECK_EQ(virtio_blk_set_rate_limiter(&x->b, &one_per_s, &e), 0);
+	CHECK(x->b.limiter.watched);
+	CHECK(evloop_add(&x->g.loop, &x->b.limiter.w[x->b.limiter.cur], EPOLLIN) < 0);
+	head[0] = add_read(x, 5, buf, 512, &st[0]);
+	head[1] = add_read(x, 6, buf, 512, &st[1]);
+	fake_kick(&x->b.vdev, 0);
+	expect_used(x, head[0], 513, st[0]);
+	CHECK_EQ(fake_vq_pending(&x->q), 0);
+	/* A replacement while throttled resumes under the new limits (full buckets). */
+	CHECK_EQ(virtio_blk_set_rate_limiter(&x->b, &one_per_s, &e), 0);
+	expect_used(x, head[1], 513, st[1]);
+	CHECK(is_pattern(fake_guest_ptr(&x->g, buf), 6 * 512, 512));
+	teardown(x);
+}
+
+TEST(cache_unsafe_features)
+{
+	struct virtio_blk_opts o = {.cache_unsafe = true};
+	struct env *x = setup_opts(BLOCKFILE_ENGINE_SYNC, &o, ~0ull, IMG_SIZE);
+	uint64_t buf;
+	uint8_t file[512];
+	struct done d;
+
+	CHECK(x != NULL);
+	if (!x)
+		return;
+	/* §5.2.6.2: FLUSH not offered; writes are not forced stable (no writethrough). */
+	CHECK(!(feature_bits(x) & 1ull << VIRTIO_BLK_F_FLUSH));
+	CHECK(!(x->b.vdev.driver_features & 1ull << VIRTIO_BLK_F_FLUSH));
+	CHECK(feature_bits(x) & 1ull << VIRTIO_BLK_F_SEG_MAX);
+	CHECK(!x->b.writethrough);
+	buf = fake_guest_alloc(&x->g, 512, 512);
+	memset(fake_guest_ptr(&x->g, buf), 0x42, 512);
+	d = req(x, VIRTIO_BLK_T_OUT, 3, buf, 512, 1, false);
+	CHECK_EQ(d.status, VIRTIO_BLK_S_OK);
+	CHECK_EQ(file_bytes(x->path, 3 * 512, file, 512), 0);
+	CHECK(!memcmp(file, fake_guest_ptr(&x->g, buf), 512));
+	/* A flush sent anyway is still served. */
+	d = req(x, VIRTIO_BLK_T_FLUSH, 0, 0, 0, 0, false);
+	CHECK_EQ(d.status, VIRTIO_BLK_S_OK);
+	teardown(x);
+
+	/* The default offers FLUSH; without it negotiated, writes go writethrough. */
+	x = setup_full(BLOCKFILE_ENGINE_SYNC, false, ~(1ull << VIRTIO_BLK_F_FLUSH), NULL, IMG_SIZE);
+	CHECK(x != NULL);
+	if (!x)
+		return;
+	CHECK(feature_bits(x) & 1ull << VIRTIO_BLK_F_FLUSH);
+	CHECK(x->b.writethrough);
+	teardown(x);
+}
+
+/* Fill `path` (already IMG-patterned) with `val` at byte `off` for `len` bytes. */
+static int poke_file(const char *path, uint64_t off, uint8_t val, size_t len)
+{
+	uint8_t buf[4096];
+	int fd = open(path, O_WRONLY);
+	ssize_t n;
+
+	if (fd < 0 || len > sizeof(buf))
+		return -1;
+	memset(buf, val, len);
+	n = pwrite(fd, buf, len, (off_t)off);
+	close(fd);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+/*
+ * Replace the image with requests in flight: they finish on the old image and
+ * complete to the guest; then capacity, GET_ID, data and the config interrupt
+ * follow the new image, writes land in it, and the old one is left alone.
+ */
+TEST(replace_file)
+{
+	int i;
+
+	for (i = 0; i < NENG; i++) {
+		enum { N = 8 };
+		struct env *x = setup(engines[i], false);
+		struct virtio_blk_config c;
+		struct err e = {0};
+		char path2[64], want[80];
+		uint64_t buf[N], st[N], rbuf;
+		uint8_t gen, old_sector[512], file[512];
+		struct stat sb;
+		struct done d;
+		int head[N], k;
+
+		CHECK(x != NULL);
+		if (!x)
+			continue;
+		CHECK_EQ(make_image(path2, sizeof(path2), 3u << 20), 0); /* 6144 sectors */
+		CHECK_EQ(poke_file(path2, 5 * 512, 0xc3, 512), 0);
+		for (k = 0; k < N; k++) {
+			buf[k] = fake_guest_alloc(&x->g, 4096, 512);
+			head[k] = add_read(x, 8ull * k, buf[k], 4096, &st[k]);
+		}
+		fake_kick(&x->b.vdev, 0);
+		if (engines[i] == BLOCKFILE_ENGINE_IO_URING)
+			CHECK_EQ(x->b.file->inflight, N); /* handed to io_uring, not reaped */
+		gen = x->b.vdev.config_generation;
+		CHECK_EQ(virtio_blk_replace_file(&x->b, path2, &e), 0);
+		/* Everything in flight completed to the guest, from the old image. */
+		for (k = 0; k < N; k++) {
+			expect_used(x, head[k], 4097, st[k]);
+			CHECK(is_pattern(fake_guest_ptr(&x->g, buf[k]), 4096ull * k, 4096));
+		}
+		CHECK_EQ(x->b.nfree, VIRTQ_MAX_SIZE);
+		CHECK_EQ(x->t.config_changed, 1);
+		CHECK(x->b.vdev.config_generation != gen);
+		fake_config_read(&x->b.vdev, 0, &c, sizeof(c));
+		CHECK_EQ(le64toh(c.capacity), 6144);
+		CHECK_EQ(virtio_blk_capacity(&x->b), 6144);
+		CHECK(!strcmp(x->b.file->path, path2));
+		/* Reads come from the new image, also past the old capacity. */
+		rbuf = fake_guest_alloc(&x->g, 512, 512);
+		d = req(x, VIRTIO_BLK_T_IN, 5, rbuf, 512, 1, false);
+		CHECK_EQ(d.status, VIRTIO_BLK_S_OK);
+		CHECK(all_same_byte(fake_guest_ptr(&x->g, rbuf), 0xc3, 512));
+		d = req(x, VIRTIO_BLK_T_IN, 6143, rbuf, 512, 1, false);
+		CHECK_EQ(d.status, VIRTIO_BLK_S_OK);
+		CHECK(is_pattern(fake_guest_ptr(&x->g, rbuf), 6143ull * 512, 512));
+		/* Writes land in the new image; the old one keeps its bytes. */
+		CHECK_EQ(file_bytes(x->path, 7 * 512, old_sector, 512), 0);
+		memset(fake_guest_ptr(&x->g, rbuf), 0x9d, 512);
+		d = req(x, VIRTIO_BLK_T_OUT, 7, rbuf, 512, 1, false);
+		CHECK_EQ(d.status, VIRTIO_BLK_S_OK);
+		CHECK_EQ(file_bytes(path2, 7 * 512, file, 512), 0);
+		CHECK(all_same_byte(file, 0x9d, 512));
+		CHECK_EQ(file_bytes(x->path, 7 * 512, file, 512), 0);
+		CHECK(!memcmp(file, old_sector, 512));
+		CHECK(is_pattern(file, 7 * 512, 512));
+		/* GET_ID derived from the image follows it. */
+		CHECK_EQ(stat(path2, &sb), 0);
+		snprintf(want, sizeof(want), "%llu%llu%llu", (unsigned long long)sb.st_dev,
+		         (unsigned long long)sb.st_rdev, (unsigned long long)sb.st_ino);
+		want[20] = 0;
+		d = req(x, VIRTIO_BLK_T_GET_ID, 0, rbuf, 20, 1, false);
+		CHECK_EQ(d.status, VIRTIO_BLK_S_OK);
+		CHECK(!strncmp((char *)fake_guest_ptr(&x->g, rbuf), want, 20));
+		/* And back to the first image: the spare slot is reused. */
+		CHECK_EQ(virtio_blk_replace_file(&x->b, x->path, &e), 0);
+		CHECK_EQ(virtio_blk_capacity(&x->b), IMG_SECTS);
+		CHECK_EQ(x->t.config_changed, 2);
+		d = req(x, VIRTIO_BLK_T_IN, 7, rbuf, 512, 1, false);
+		CHECK_EQ(d.status, VIRTIO_BLK_S_OK);
+		CHECK(is_pattern(fake_guest_ptr(&x->g, rbuf), 7 * 512, 512));
+		CHECK(virtio_live(&x->b.vdev));
+		unlink(path2);
+		teardown(x);
+	}
+}
+
+/* A user-given serial stays across a replacement. */
+TEST(replace_file_keeps_serial)
+{
+	struct env *x = setup_full(BLOCKFILE_ENGINE_SYNC, false, ~0ull, "my-serial", IMG_SIZE);
+	struct err e = {0};
+	char path2[64];
+	uint64_t buf;
+	struct done d;
+
+	CHECK(x != NULL);
+	if (!x)
+		return;
+	CHECK_EQ(make_image(path2, sizeof(path2), 4096), 0);
+	CHECK_EQ(virtio_blk_replace_file(&x->b, path2, &e), 0);
+	CHECK_EQ(virtio_blk_capacity(&x->b), 8);
+	buf = fake_guest_alloc(&x->g, 20, 8);
+	d = req(x, VIRTIO_BLK_T_GET_ID, 0, buf, 20, 1, false);
+	CHECK_EQ(d.status, VIRTIO_BLK_S_OK);
+	CHECK(!memcmp(fake_guest_ptr(&x->g, buf), "my-serial\0", 10));
+	unlink(path2);
+	teardown(x);
+}
+
+/* A replacement that cannot open its image changes nothing and says why. */
+TEST(replace_file_failure_keeps_old)
+{
+	int i;
+
+	for (i = 0; i < NENG; i++) {
+		struct env *x = setup(engines[i], false);
+		struct err e = {0};
+		uint8_t gen;
+		uint64_t buf;
+		struct done d;
+
+		CHECK(x != NULL);
+		if (!x)
+			continue;
+		gen = x->b.vdev.config_generation;
+		CHECK_EQ(virtio_blk_replace_file(&x->b, "/nonexistent/other.img", &e), -ENOENT);
+		CHECK_STR_CONTAINS(e.msg, "virtio-blk vda");
+		CHECK_STR_CONTAINS(e.msg, "/nonexistent/other.img");
+		CHECK_STR_CONTAINS(e.msg, x->path);
+		err_clear(&e);
+		CHECK_EQ(virtio_blk_replace_file(&x->b, "/dev/null", &e), -EINVAL);
+		CHECK_STR_CONTAINS(e.msg, "not a regular file");
+		err_clear(&e);
+		CHECK_EQ(virtio_blk_replace_file(&x->b, "", &e), -EINVAL);
+		CHECK_STR_CONTAINS(e.msg, "virtio-blk vda");
+		CHECK_EQ(x->t.config_changed, 0);
+		CHECK_EQ(x->b.vdev.config_generation, gen);
+		CHECK_EQ(virtio_blk_capacity(&x->b), IMG_SECTS);
+		CHECK(!strcmp(x->b.file->path, x->path));
+		buf = fake_guest_alloc(&x->g, 512, 512);
+		d = req(x, VIRTIO_BLK_T_IN, 9, buf, 512, 1, false);
+		CHECK_EQ(d.status, VIRTIO_BLK_S_OK);
+		CHECK(is_pattern(fake_guest_ptr(&x->g, buf), 9 * 512, 512));
+		memset(fake_guest_ptr(&x->g, buf), 0x11, 512);
+		d = req(x, VIRTIO_BLK_T_OUT, 9, buf, 512, 1, false);
+		CHECK_EQ(d.status, VIRTIO_BLK_S_OK);
+		teardown(x);
+	}
+}
+
+/* Before DRIVER_OK a replacement only bumps the generation (no interrupt, §2.1.2). */
+TEST(replace_file_before_driver_ok)
+{
+	struct fake_guest g;
+	struct fake_transport t;
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+	struct virtio_blk_opts o = {0};
+	struct err e = {0};
+	char path[64], path2[64];
+	uint8_t gen;
+
+	CHECK_EQ(fake_guest_init(&g, 1 << 20), 0);
+	CHECK_EQ(make_image(path, sizeof(path), 4096), 0);
+	CHECK_EQ(make_image(path2, sizeof(path2), 8192), 0);
+	o.path = path;
+	CHECK_EQ(virtio_blk_init(b, &o, &g.env, &e), 0);
+	fake_transport_attach(&t, &b->vdev);
+	gen = b->vdev.config_generation;
+	CHECK_EQ(virtio_blk_replace_file(b, path2, &e), 0);
+	CHECK_EQ(virtio_blk_capacity(b), 16);
+	CHECK(b->vdev.config_generation != gen);
+	CHECK_EQ(t.config_changed, 0);
+	virtio_blk_destroy(b);
+	free(b);
+	unlink(path);
+	unlink(path2);
+	fake_guest_fini(&g);
+}
+
 int main(void)
 {
 	alarm(120);               /* a lost completion fails the run instead of hanging it */
@@ -1001,5 +1544,14 @@ int main(void)
 	RUN(slots_exhausted_resume);
 	RUN(resize);
 	RUN(resize_before_driver_ok);
+	RUN(rate_limit_ops_throttles_in_order);
+	RUN(rate_limit_bandwidth_throttles_then_resumes);
+	RUN(rate_limit_reset_while_throttled);
+	RUN(set_rate_limiter_at_run_time);
+	RUN(cache_unsafe_features);
+	RUN(replace_file);
+	RUN(replace_file_keeps_serial);
+	RUN(replace_file_failure_keeps_old);
+	RUN(replace_file_before_driver_ok);
 	return test_summary();
 }

@@ -947,6 +947,356 @@ TEST(reset_and_restart)
 	world_fini(&w);
 }
 
+/* ---- rate limiting, MTU bounds ---- */
+
+struct fake_clock {
+	uint64_t now;
+};
+
+static uint64_t fake_now(void *ctx)
+{
+	return ((struct fake_clock *)ctx)->now;
+}
+
+#define MS 1000000ull
+
+/* A limiter's timer fired: run its callback as the VMM loop would. */
+static void fire(struct rl_watched *l)
+{
+	struct evloop_watch *wt = &l->w[l->cur];
+
+	wt->cb(wt, EPOLLIN);
+}
+
+/* A tx chain: zero header + an Ethernet frame of `len` bytes seeded `seed`.  Its head. */
+static int add_tx(struct world *w, uint32_t len, uint8_t seed)
+{
+	uint64_t gpa = fake_guest_alloc(&w->g, 12 + len, 16);
+	uint8_t *p = fake_guest_ptr(&w->g, gpa);
+
+	memset(p, 0, 12);
+	fill_frame(p + 12, len, seed);
+	return fake_vq_add(&w->q[1], (struct fake_seg[]){{gpa, 12 + len, false}}, 1);
+}
+
+/* The host must receive exactly the frames seeded seeds[0..n) (header + len bytes), in order. */
+static void expect_host_frames(struct world *w, const uint8_t *seeds, unsigned int n, uint32_t len)
+{
+	uint8_t buf[2048], want[2048];
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		CHECK_EQ(host_recv(w, buf, sizeof(buf)), 12 + len);
+		fill_frame(want, len, seeds[i]);
+		CHECK_EQ(memcmp(buf + 12, want, len), 0);
+	}
+	CHECK(host_recv(w, buf, sizeof(buf)) < 0);
+}
+
+/*
+ * TX, 2 ops per second: a runt is dropped free of charge, two frames go, the
+ * third is given back and transmitq kicks are suppressed; kicks only count;
+ * the timer sends the rest in order as the clock advances.
+ */
+TEST(tx_rate_limit_ops_throttles_and_resumes)
+{
+	struct fake_clock fc = {.now = 10 * MS};
+	struct rl_clock clk = {fake_now, &fc};
+	struct virtio_net_opts o = {.id = "net0",
+	                            .tx_rate_limiter = {.ops = {.size = 2, .refill_time_ms = 1000}},
+	                            .clock = &clk};
+	static const uint8_t seeds[5] = {1, 2, 3, 4, 5};
+	struct world w;
+	uint32_t id, len;
+	int heads[5], i;
+
+	if (!world_init(&w, 12, 0, &o))
+		return;
+	world_start(&w, ALL);
+	CHECK(w.n.tx_limiter.watched);
+	CHECK(!w.n.rx_limiter.watched);
+	CHECK(evloop_add(&w.g.loop, &w.n.tx_limiter.w[w.n.tx_limiter.cur], EPOLLIN) < 0);
+	add_tx(&w, 4, 0xee); /* a runt: dropped, not charged */
+	for (i = 0; i < 5; i++)
+		heads[i] = add_tx(&w, 100, seeds[i]);
+	fake_kick(&w.n.vdev, VIRTIO_NET_TXQ);
+	CHECK_EQ(w.n.st.tx_dropped, 1);
+	CHECK_EQ(w.n.st.tx_frames, 2);
+	expect_host_frames(&w, seeds, 2, 100);
+	CHECK_EQ(fake_vq_pending(&w.q[1]), 3);
+	CHECK_EQ(w.n.vdev.vq[VIRTIO_NET_TXQ].last_avail, 3); /* the fourth chain was given back */
+	CHECK(w.n.vdev.vq[VIRTIO_NET_TXQ].kicks_off);
+	CHECK_EQ(w.n.st.tx_rate_limiter_throttled, 1);
+	/* Kicks while throttled are counted, nothing else. */
+	fake_kick(&w.n.vdev, VIRTIO_NET_TXQ);
+	CHECK_EQ(w.n.st.tx_rate_limiter_throttled, 2);
+	CHECK_EQ(w.n.st.tx_frames, 2);
+	/* Half a second: one op. */
+	fc.now += 500 * MS;
+	fire(&w.n.tx_limiter);
+	expect_host_frames(&w, seeds + 2, 1, 100);
+	/* A second more: two; the ring is empty, kicks are back on. */
+	fc.now += 1000 * MS;
+	fire(&w.n.tx_limiter);
+	expect_host_frames(&w, seeds + 3, 2, 100);
+	CHECK(!w.n.vdev.vq[VIRTIO_NET_TXQ].kicks_off);
+	CHECK_EQ(w.n.st.tx_frames, 5);
+	CHECK_EQ(fake_vq_pending(&w.q[1]), 6);
+	CHECK(fake_vq_used(&w.q[1], &id, &len)); /* the runt */
+	for (i = 0; i < 5; i++) {
+		CHECK(fake_vq_used(&w.q[1], &id, &len));
+		CHECK_EQ(id, (uint32_t)heads[i]);
+		CHECK_EQ(len, 0);
+	}
+	/* The receive side was never limited. */
+	CHECK_EQ(w.n.st.rx_rate_limiter_throttled, 0);
+	world_fini(&w);
+}
+
+/* TX bandwidth: frames are charged header + frame bytes. */
+TEST(tx_rate_limit_bandwidth)
+{
+	struct fake_clock fc = {.now = 0};
+	struct rl_clock clk = {fake_now, &fc};
+	struct virtio_net_opts o = {
+	    .id = "net0",
+	    .tx_rate_limiter = {.bandwidth = {.size = 3 * 112, .refill_time_ms = 300}},
+	    .clock = &clk};
+	static const uint8_t seeds[4] = {7, 8, 9, 10};
+	struct world w;
+	int i;
+
+	if (!world_init(&w, 0, 0, &o)) /* a bare-frame backend: the header is still charged */
+		return;
+	world_start(&w, ALL);
+	for (i = 0; i < 4; i++)
+		add_tx(&w, 100, seeds[i]);
+	fake_kick(&w.n.vdev, VIRTIO_NET_TXQ);
+	CHECK_EQ(w.n.st.tx_frames, 3);
+	fc.now += 90 * MS; /* 100.8 bytes: short of 112 */
+	fire(&w.n.tx_limiter);
+	CHECK_EQ(w.n.st.tx_frames, 3);
+	fc.now += 11 * MS;
+	fire(&w.n.tx_limiter);
+	CHECK_EQ(w.n.st.tx_frames, 4);
+	for (i = 0; i < 4; i++) {
+		uint8_t buf[256], want[100];
+
+		CHECK_EQ(host_recv(&w, buf, sizeof(buf)), 100);
+		fill_frame(want, 100, seeds[i]);
+		CHECK_EQ(memcmp(buf, want, 100), 0);
+	}
+	world_fini(&w);
+}
+
+/*
+ * RX, 1 op per second: the first frame is delivered, the second is held (not
+ * dropped) while the backend is left alone; kicks only count; each timer
+ * tick delivers one more, in order.  Both backend kinds, with and without
+ * MRG_RXBUF (the held frame moves to the bounce buffer either way).
+ */
+TEST(rx_rate_limit_holds_frames_and_resumes)
+{
+	int v;
+
+	for (v = 0; v < 2; v++) {
+		struct fake_clock fc = {.now = 3 * MS};
+		struct rl_clock clk = {fake_now, &fc};
+		struct virtio_net_opts o = {
+		    .id = "net0",
+		    .rx_rate_limiter = {.ops = {.size = 1, .refill_time_ms = 1000}},
+		    .clock = &clk};
+		unsigned int hdr = v == 0 ? 12 : 0, skip = 12 - hdr;
+		uint8_t pkt[12 + 300];
+		struct world w;
+		uint64_t b[3];
+		uint32_t id, len;
+		int heads[3], i;
+
+		if (!world_init(&w, hdr, 0, &o))
+			return;
+		world_start(&w, v == 0 ? ALL : NO_MRG);
+		for (i = 0; i < 3; i++) {
+			b[i] = fake_guest_alloc(&w.g, 1526, 16);
+			heads[i] = fake_vq_add(&w.q[0], (struct fake_seg[]){{b[i], 1526, true}}, 1);
+		}
+		fake_kick(&w.n.vdev, VIRTIO_NET_RXQ);
+		memset(pkt, 0, sizeof(pkt));
+		for (i = 0; i < 3; i++) {
+			fill_frame(pkt + 12, 300, (uint8_t)(40 + i));
+			host_send(&w, pkt + skip, hdr + 300);
+		}
+		pump(&w, 10);
+		CHECK_EQ(w.n.st.rx_frames, 1);
+		CHECK_EQ(w.n.rx_pending, 312); /* the second frame, held */
+		CHECK(!w.n.rx_watched);
+		CHECK(w.n.st.rx_rate_limiter_throttled >= 1);
+		CHECK(rate_limiter_blocked(&w.n.rx_limiter.rl));
+		fake_kick(&w.n.vdev, VIRTIO_NET_RXQ);
+		pump(&w, 10);
+		CHECK_EQ(w.n.st.rx_frames, 1);
+		/* Too early: still held. */
+		fc.now += 999 * MS;
+		fire(&w.n.rx_limiter);
+		CHECK_EQ(w.n.st.rx_frames, 1);
+		fc.now += 1 * MS;
+		fire(&w.n.rx_limiter);
+		CHECK_EQ(w.n.st.rx_frames, 2);
+		CHECK_EQ(w.n.rx_pending, 312); /* the third, read and held */
+		fc.now += 1000 * MS;
+		fire(&w.n.rx_limiter);
+		CHECK_EQ(w.n.st.rx_frames, 3);
+		CHECK_EQ(w.n.rx_pending, 0);
+		CHECK_EQ(w.n.st.rx_dropped, 0);
+		for (i = 0; i < 3; i++) {
+			uint8_t want[300];
+
+			CHECK(fake_vq_used(&w.q[0], &id, &len));
+			CHECK_EQ(id, (uint32_t)heads[i]);
+			CHECK_EQ(len, 312);
+			CHECK_EQ(guest_hdr(&w, b[i]).num_buffers, 1);
+			fill_frame(want, 300, (uint8_t)(40 + i));
+			CHECK_EQ(memcmp((uint8_t *)fake_guest_ptr(&w.g, b[i]) + 12, want, 300), 0);
+		}
+		/* No buffers left and nothing held: the device waits for a kick as before. */
+		CHECK(!w.n.rx_watched);
+		world_fini(&w);
+	}
+}
+
+/* RX bandwidth counts the header; a reset drops the held frame, the timer then does nothing. */
+TEST(rx_rate_limit_bandwidth_and_reset)
+{
+	struct fake_clock fc = {.now = 0};
+	struct rl_clock clk = {fake_now, &fc};
+	struct virtio_net_opts o = {
+	    .id = "net0",
+	    .rx_rate_limiter = {.bandwidth = {.size = 2 * 212, .refill_time_ms = 1000}},
+	    .clock = &clk};
+	uint8_t pkt[12 + 200] = {0};
+	struct world w;
+	uint64_t b;
+	int i;
+
+	if (!world_init(&w, 12, 0, &o))
+		return;
+	world_start(&w, ALL);
+	for (i = 0; i < 4; i++) {
+		b = fake_guest_alloc(&w.g, 2048, 16);
+		fake_vq_add(&w.q[0], (struct fake_seg[]){{b, 2048, true}}, 1);
+	}
+	fake_kick(&w.n.vdev, VIRTIO_NET_RXQ);
+	fill_frame(pkt + 12, 200, 3);
+	for (i = 0; i < 3; i++)
+		host_send(&w, pkt, sizeof(pkt));
+	pump(&w, 10);
+	CHECK_EQ(w.n.st.rx_frames, 2);
+	CHECK_EQ(w.n.rx_pending, 212);
+	fake_set_status(&w.n.vdev, 0);
+	CHECK_EQ(w.n.rx_pending, 0);
+	CHECK_EQ(w.n.st.rx_dropped, 1); /* a reset loses what the device held */
+	fc.now += 5000 * MS;
+	fire(&w.n.rx_limiter);
+	CHECK_EQ(w.n.st.rx_frames, 2);
+	world_fini(&w);
+}
+
+/* PATCH-style changes: per direction, NULL = unchanged, all or nothing, throttled work resumes. */
+TEST(set_rate_limiters_at_run_time)
+{
+	struct fake_clock fc = {.now = 0};
+	struct rl_clock clk = {fake_now, &fc};
+	struct virtio_net_opts o = {.id = "net0", .clock = &clk};
+	struct rate_limiter_cfg one = {.ops = {.size = 1, .refill_time_ms = 1000}};
+	struct rate_limiter_cfg none = {0};
+	struct rate_limiter_cfg bad = {.ops = {1, 0, UINT64_MAX}};
+	struct world w;
+	struct err e = {0};
+	int i;
+
+	if (!world_init(&w, 12, 0, &o))
+		return;
+	world_start(&w, ALL);
+	CHECK(!w.n.tx_limiter.enabled && !w.n.rx_limiter.enabled);
+	CHECK(!w.n.tx_limiter.watched && !w.n.rx_limiter.watched);
+	/* Transmit limited, receive left alone. */
+	CHECK_EQ(virtio_net_set_rate_limiters(&w.n, NULL, &one, &e), 0);
+	CHECK(w.n.tx_limiter.enabled && w.n.tx_limiter.watched);
+	CHECK(!w.n.rx_limiter.enabled && !w.n.rx_limiter.watched);
+	for (i = 0; i < 3; i++)
+		add_tx(&w, 60, (uint8_t)i);
+	fake_kick(&w.n.vdev, VIRTIO_NET_TXQ);
+	CHECK_EQ(w.n.st.tx_frames, 1);
+	/* A valid receive limiter with an invalid transmit one: nothing changes. */
+	CHECK_EQ(virtio_net_set_rate_limiters(&w.n, &one, &bad, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "virtio-net net0");
+	CHECK_STR_CONTAINS(e.msg, "transmit");
+	CHECK(!w.n.rx_limiter.enabled && !w.n.rx_limiter.watched);
+	CHECK(w.n.tx_limiter.enabled);
+	CHECK_EQ(w.n.tx_limiter.cfg.ops.size, 1);
+	CHECK_EQ(w.n.st.tx_frames, 1);
+	err_clear(&e);
+	CHECK_EQ(virtio_net_set_rate_limiters(&w.n, &bad, NULL, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "receive");
+	/* Transmit unlimited again: the two waiting frames go at once; the watch goes. */
+	CHECK_EQ(virtio_net_set_rate_limiters(&w.n, NULL, &none, &e), 0);
+	CHECK(!w.n.tx_limiter.enabled && !w.n.tx_limiter.watched);
+	CHECK_EQ(w.n.st.tx_frames, 3);
+	CHECK(!w.n.vdev.vq[VIRTIO_NET_TXQ].kicks_off);
+	/* Both limited: fresh, full buckets. */
+	CHECK_EQ(virtio_net_set_rate_limiters(&w.n, &one, &one, &e), 0);
+	CHECK(w.n.rx_limiter.watched && w.n.tx_limiter.watched);
+	CHECK(evloop_add(&w.g.loop, &w.n.rx_limiter.w[w.n.rx_limiter.cur], EPOLLIN) < 0);
+	add_tx(&w, 60, 9);
+	fake_kick(&w.n.vdev, VIRTIO_NET_TXQ);
+	CHECK_EQ(w.n.st.tx_frames, 4);
+	world_fini(&w);
+}
+
+/* §5.1.4: mtu is offered with VIRTIO_NET_F_MTU, 68..65535. */
+TEST(mtu_bounds)
+{
+	static const uint16_t ok[2] = {68, 65535};
+	struct virtio_net_opts o = {.id = "net0", .mtu = 67};
+	struct world w;
+	struct err e = {0};
+	struct virtio_net n;
+	uint8_t cfg[12];
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		o.mtu = ok[i];
+		if (!world_init(&w, 12, 0, &o))
+			return;
+		CHECK(w.n.vdev.features & F(VIRTIO_NET_F_MTU));
+		fake_config_read(&w.n.vdev, 0, cfg, sizeof(cfg));
+		CHECK_EQ(cfg[10] | cfg[11] << 8, ok[i]);
+		world_start(&w, ALL);
+		CHECK(w.n.mtu_neg);
+		if (i == 0) {
+			o.mtu = 67;
+			o.backend = VIRTIO_NET_BACKEND_CUSTOM;
+			o.custom = &w.be.nb;
+			CHECK_EQ(virtio_net_init(&n, &o, &w.g.env, &e), -EINVAL);
+			CHECK_STR_CONTAINS(e.msg, "mtu 67");
+			err_clear(&e);
+			/* A bad limiter fails cleanly too. */
+			o.mtu = 1500;
+			o.rx_rate_limiter.bandwidth = (struct token_bucket_cfg){1, 0, UINT64_MAX};
+			CHECK_EQ(virtio_net_init(&n, &o, &w.g.env, &e), -EINVAL);
+			CHECK_STR_CONTAINS(e.msg, "receive");
+			err_clear(&e);
+			o.rx_rate_limiter = (struct rate_limiter_cfg){0};
+			o.tx_rate_limiter.ops = (struct token_bucket_cfg){1, 0, UINT64_MAX};
+			CHECK_EQ(virtio_net_init(&n, &o, &w.g.env, &e), -EINVAL);
+			CHECK_STR_CONTAINS(e.msg, "transmit");
+			err_clear(&e);
+			o = (struct virtio_net_opts){.id = "net0"};
+		}
+		world_fini(&w);
+	}
+}
+
 /* ---- the real slirp backend ---- */
 
 TEST(slirp_arp_round_trip)
@@ -1044,6 +1394,12 @@ int main(void)
 	RUN(rx_backend_error_retried_on_kick);
 	RUN(rx_bad_chain_needs_reset);
 	RUN(reset_and_restart);
+	RUN(tx_rate_limit_ops_throttles_and_resumes);
+	RUN(tx_rate_limit_bandwidth);
+	RUN(rx_rate_limit_holds_frames_and_resumes);
+	RUN(rx_rate_limit_bandwidth_and_reset);
+	RUN(set_rate_limiters_at_run_time);
+	RUN(mtu_bounds);
 	RUN(slirp_arp_round_trip);
 	return test_summary();
 }

@@ -638,6 +638,55 @@ TEST(avail_idx_wrap)
 	teardown(f);
 }
 
+/* A popped chain given back comes out again, in order; only one per pop; a reset forgets it. */
+TEST(unpop)
+{
+	struct fix *f = setup(4);
+	unsigned int i;
+
+	for (i = 0; i < 3; i++)
+		desc(f, DESC, (uint16_t)i, BUF + 16 * i, 16, F_W, 0);
+	CHECK(!virtq_unpop(&f->q)); /* nothing popped yet */
+	f->q.last_avail = 65535;    /* across the index wrap */
+	f->q.used_idx = 65535;
+	put16(f, USED + 2, 65535);
+	set_avail_idx(f, 65535);
+	for (i = 0; i < 3; i++)
+		avail_add(f, (uint16_t)(2 - i)); /* heads 2, 1, 0 */
+	CHECK_EQ(virtq_pop(&f->q, &f->c), 1);
+	CHECK_EQ(f->c.head, 2);
+	CHECK(virtq_unpop(&f->q));
+	CHECK_EQ(f->q.last_avail, 65535);
+	CHECK(!virtq_unpop(&f->q)); /* one per pop */
+	CHECK_EQ(f->q.last_avail, 65535);
+	CHECK(virtq_has_work(&f->q));
+	/* The same chain again, re-read: the driver changed its length meanwhile. */
+	desc(f, DESC, 2, BUF + 32, 8, F_W, 0);
+	CHECK_EQ(virtq_pop(&f->q, &f->c), 1);
+	CHECK_EQ(f->c.head, 2);
+	CHECK_EQ(f->c.in_len, 8);
+	virtq_push(&f->q, f->c.head, 8);
+	CHECK_EQ(virtq_pop(&f->q, &f->c), 1);
+	CHECK_EQ(f->c.head, 1);
+	CHECK(virtq_unpop(&f->q));
+	CHECK_EQ(virtq_pop(&f->q, &f->c), 1);
+	CHECK_EQ(f->c.head, 1);
+	CHECK_EQ(virtq_pop(&f->q, &f->c), 1);
+	CHECK_EQ(f->c.head, 0);
+	CHECK_EQ(virtq_pop(&f->q, &f->c), 0);
+	CHECK_EQ(f->q.last_avail, 2);
+	/* The used ring holds only what was pushed. */
+	CHECK_EQ(used_idx(f), 0);
+	CHECK_EQ(get32(f, USED + 4 + 8 * 3), 2);
+	/* An empty pop in between does not matter: the last chain returned goes back, once. */
+	CHECK(virtq_unpop(&f->q));
+	CHECK_EQ(f->q.last_avail, 1);
+	CHECK(!virtq_unpop(&f->q));
+	virtq_reset(&f->q, VIRTQ_MAX_SIZE, &f->gm);
+	CHECK(!virtq_unpop(&f->q));
+	teardown(f);
+}
+
 TEST(avail_idx_too_far_ahead)
 {
 	struct fix *f = setup(4);
@@ -1126,6 +1175,7 @@ int main(void)
 	RUN(zero_length_segments);
 	RUN(total_length_over_4g);
 	RUN(avail_idx_wrap);
+	RUN(unpop);
 	RUN(avail_idx_too_far_ahead);
 	RUN(ring_outside_ram);
 	RUN(bad_queue_size);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "util/log.h"
 
@@ -184,11 +185,24 @@ static void submit(struct virtio_blk *b, uint16_t head, uint8_t *status, uint32_
 		r->br.iov = r->iov;
 		r->br.iovcnt = chain_iov(c, write, skip, len, r->iov);
 	}
-	blockfile_submit(&b->file, &r->br); /* may complete (blk_done) before returning */
+	blockfile_submit(b->file, &r->br); /* may complete (blk_done) before returning */
 }
 
-/* Lock held.  DISCARD / WRITE_ZEROES (§5.2.6): one segment {le64 sector, le32 num, le32 flags}. */
-static void handle_dwz(struct virtio_blk *b, const struct virtq_chain *c, uint8_t *status,
+/*
+ * Lock held.  Charge a request the device is about to execute: one op and
+ * `bytes` (blk.h).  False: the limiter refused, nothing was taken, its timer
+ * is armed; the caller gives the chain back untouched.
+ */
+static bool admit(struct virtio_blk *b, uint64_t bytes)
+{
+	return !b->limiter.enabled || rate_limiter_consume(&b->limiter.rl, 1, bytes);
+}
+
+/*
+ * Lock held.  DISCARD / WRITE_ZEROES (§5.2.6): one segment {le64 sector, le32 num, le32 flags}.
+ * False when the rate limiter refused it (nothing done).
+ */
+static bool handle_dwz(struct virtio_blk *b, const struct virtq_chain *c, uint8_t *status,
                        uint32_t type)
 {
 	bool wz = type == VIRTIO_BLK_T_WRITE_ZEROES;
@@ -199,17 +213,17 @@ static void handle_dwz(struct virtio_blk *b, const struct virtq_chain *c, uint8_
 
 	if (!virtio_has_feature(&b->vdev, wz ? VIRTIO_BLK_F_WRITE_ZEROES : VIRTIO_BLK_F_DISCARD)) {
 		refuse(b, c->head, status, VIRTIO_BLK_S_UNSUPP, "feature not negotiated", type, 0);
-		return;
+		return true;
 	}
 	/* §5.2.6.1: the data is a multiple of 16 bytes, readable; only the status is writable. */
 	if (c->in_len != 1 || data_out == 0 || data_out % DWZ_SIZE) {
 		refuse(b, c->head, status, VIRTIO_BLK_S_IOERR, "malformed segment list", type, 0);
-		return;
+		return true;
 	}
 	/* More segments than max_discard_seg / max_write_zeroes_seg (1): not supported. */
 	if (data_out / DWZ_SIZE > VIRTIO_BLK_MAX_DWZ_SEG) {
 		refuse(b, c->head, status, VIRTIO_BLK_S_UNSUPP, "more than one segment", type, 0);
-		return;
+		return true;
 	}
 	virtq_copy_from_chain(c, HDR_SIZE, seg, DWZ_SIZE); /* copied once, then checked */
 	memcpy(&sector, seg, 8);
@@ -223,13 +237,13 @@ static void handle_dwz(struct virtio_blk *b, const struct virtq_chain *c, uint8_
 	 */
 	if (flags & ~(wz ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0u)) {
 		refuse(b, c->head, status, VIRTIO_BLK_S_UNSUPP, "unsupported flags", type, sector);
-		return;
+		return true;
 	}
 	if (num > VIRTIO_BLK_MAX_DWZ_SECTORS ||
 	    !range_ok(b, sector, (uint64_t)num * VIRTIO_BLK_SECTOR)) {
 		refuse(b, c->head, status, VIRTIO_BLK_S_IOERR, "range beyond capacity or limit",
 		       type, sector);
-		return;
+		return true;
 	}
 	t.op = wz ? BLOCKFILE_OP_WRITE_ZEROES : BLOCKFILE_OP_DISCARD;
 	t.offset = sector * VIRTIO_BLK_SECTOR;
@@ -238,11 +252,18 @@ static void handle_dwz(struct virtio_blk *b, const struct virtq_chain *c, uint8_
 		t.flags |= BLOCKFILE_F_UNMAP; /* §5.2.6.2: "the device MAY deallocate" */
 	if (b->writethrough)
 		t.flags |= BLOCKFILE_F_DSYNC;
+	if (!admit(b, 0))
+		return false;
 	submit(b, c->head, status, type, sector, &t, c, false, 0, 0);
+	return true;
 }
 
-/* Lock held, a free slot exists.  Serve one popped chain. */
-static void handle(struct virtio_blk *b, const struct virtq_chain *c)
+/*
+ * Lock held, a free slot exists.  Serve one popped chain.  False when the
+ * rate limiter refused it: nothing was written or completed, the caller
+ * gives the chain back.
+ */
+static bool handle(struct virtio_blk *b, const struct virtq_chain *c)
 {
 	uint8_t *status = status_byte(c), hdr[HDR_SIZE];
 	struct blockfile_req t = {0};
@@ -256,11 +277,11 @@ static void handle(struct virtio_blk *b, const struct virtq_chain *c)
 		b->errors++;
 		virtq_push(&b->vdev.vq[0], c->head, 0);
 		b->pushed = true;
-		return;
+		return true;
 	}
 	if (c->out_len < HDR_SIZE) {
 		refuse(b, c->head, status, VIRTIO_BLK_S_IOERR, "request without a header", 0, 0);
-		return;
+		return true;
 	}
 	virtq_copy_from_chain(c, 0, hdr, HDR_SIZE); /* copied once: the guest may rewrite it */
 	memcpy(&type, hdr, 4);
@@ -279,11 +300,13 @@ static void handle(struct virtio_blk *b, const struct virtq_chain *c)
 			refuse(b, c->head, status, VIRTIO_BLK_S_IOERR,
 			       "read beyond capacity or not whole sectors", type, sector);
 		} else {
+			if (!admit(b, data_in))
+				return false;
 			t.op = BLOCKFILE_OP_READ;
 			t.offset = sector * VIRTIO_BLK_SECTOR;
 			submit(b, c->head, status, type, sector, &t, c, true, 0, data_in);
 		}
-		return;
+		return true;
 	case VIRTIO_BLK_T_OUT:
 		if (data_in) {
 			refuse(b, c->head, status, VIRTIO_BLK_S_IOERR, "write with writable data",
@@ -298,18 +321,22 @@ static void handle(struct virtio_blk *b, const struct virtq_chain *c)
 			refuse(b, c->head, status, VIRTIO_BLK_S_IOERR,
 			       "write beyond capacity or not whole sectors", type, sector);
 		} else {
+			if (!admit(b, data_out))
+				return false;
 			t.op = BLOCKFILE_OP_WRITE;
 			t.offset = sector * VIRTIO_BLK_SECTOR;
 			if (b->writethrough)
 				t.flags = BLOCKFILE_F_DSYNC; /* §5.2.6.2 stable-write case 1 */
 			submit(b, c->head, status, type, sector, &t, c, false, HDR_SIZE, data_out);
 		}
-		return;
+		return true;
 	case VIRTIO_BLK_T_FLUSH:
 		/* §5.2.6.1: sector 0 and no data (SHOULD NOT): both are ignored if present. */
+		if (!admit(b, 0))
+			return false;
 		t.op = BLOCKFILE_OP_FLUSH;
 		submit(b, c->head, status, type, 0, &t, c, false, 0, 0);
-		return;
+		return true;
 	case VIRTIO_BLK_T_GET_ID: {
 		/* §5.2.6: the ID string, NUL-padded to 20 bytes; the driver's buffer is 20. */
 		uint32_t n = data_in < VIRTIO_BLK_ID_BYTES ? data_in : VIRTIO_BLK_ID_BYTES;
@@ -317,28 +344,31 @@ static void handle(struct virtio_blk *b, const struct virtq_chain *c)
 		if (data_out) {
 			refuse(b, c->head, status, VIRTIO_BLK_S_IOERR, "GET_ID with readable data",
 			       type, sector);
-			return;
+			return true;
 		}
+		if (!admit(b, 0))
+			return false;
 		n = virtq_copy_to_chain(c, 0, b->id, n);
 		complete_now(b, c->head, status, VIRTIO_BLK_S_OK, n);
-		return;
+		return true;
 	}
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
-		handle_dwz(b, c, status, type);
-		return;
+		return handle_dwz(b, c, status, type);
 	default:
 		/* GET_LIFETIME, SECURE_ERASE, zoned commands, legacy SCSI, unknown (§5.2.6.2). */
 		refuse(b, c->head, status, VIRTIO_BLK_S_UNSUPP, "unsupported request type", type,
 		       sector);
-		return;
+		return true;
 	}
 }
 
 /*
- * Lock held.  Pop and start requests until the ring is empty or every slot is
- * busy.  Kicks are off while working and re-enabled (with a re-check) before
- * leaving; when slots run out they stay off and the completion path resumes.
+ * Lock held.  Pop and start requests until the ring is empty, every slot is
+ * busy, or the rate limiter refuses one.  Kicks are off while working and
+ * re-enabled (with a re-check) before leaving; when slots run out they stay
+ * off and the completion path resumes, and when the limiter refuses they
+ * stay off and its timer resumes.
  */
 static void process(struct virtio_blk *b)
 {
@@ -347,7 +377,7 @@ static void process(struct virtio_blk *b)
 
 	if (!virtio_live(&b->vdev) || !q->ready)
 		return;
-	blockfile_plug(&b->file);
+	blockfile_plug(b->file);
 	for (;;) {
 		virtq_set_kicks(q, false);
 		while (b->nfree > 0) {
@@ -359,7 +389,12 @@ static void process(struct virtio_blk *b)
 				                   q->err ? q->err : "bad descriptor chain");
 				goto out;
 			}
-			handle(b, &b->chain);
+			if (!handle(b, &b->chain)) {
+				/* Throttled: back to the ring, in order (nothing was done). */
+				virtq_unpop(q);
+				b->rate_limiter_throttled_events++;
+				goto out;
+			}
 		}
 		if (b->nfree == 0) {
 			b->stalled = true;
@@ -369,7 +404,7 @@ static void process(struct virtio_blk *b)
 			break;
 	}
 out:
-	blockfile_unplug(&b->file);
+	blockfile_unplug(b->file);
 }
 
 /* Lock held.  Whether used entries were added since the last call. */
@@ -398,9 +433,27 @@ static void blk_queue_notify(struct virtio_dev *v, unsigned int q)
 	if (q != 0)
 		return; /* the core only kicks queues that exist */
 	pthread_mutex_lock(&v->lock);
-	process(b);
+	if (b->limiter.enabled && rate_limiter_blocked(&b->limiter.rl))
+		b->rate_limiter_throttled_events++; /* the limiter's timer resumes the queue */
+	else
+		process(b);
 	pushed = take_pushed(b);
 	pthread_mutex_unlock(&v->lock);
+	signal_guest(b, pushed);
+}
+
+/* The rate limiter's timer fired (VMM thread): take the queue up again. */
+static void blk_rl_timer(struct evloop_watch *w, uint32_t events)
+{
+	struct virtio_blk *b = w->opaque;
+	bool pushed;
+
+	(void)events;
+	pthread_mutex_lock(&b->vdev.lock);
+	rate_limiter_timer_event(&b->limiter.rl);
+	process(b);
+	pushed = take_pushed(b);
+	pthread_mutex_unlock(&b->vdev.lock);
 	signal_guest(b, pushed);
 }
 
@@ -411,7 +464,7 @@ static void blk_io_ready(void *opaque)
 	bool pushed;
 
 	pthread_mutex_lock(&b->vdev.lock);
-	blockfile_reap(&b->file);
+	blockfile_reap(b->file);
 	if (b->stalled && b->nfree > 0) {
 		b->stalled = false;
 		process(b);
@@ -443,17 +496,21 @@ static int blk_activate(struct virtio_dev *v)
 {
 	struct virtio_blk *b = v->opaque;
 
-	b->writethrough = !virtio_has_feature(v, VIRTIO_BLK_F_FLUSH);
+	/* §5.2.6.2 stable-write case 1 needs FLUSH offered; cache_unsafe does not offer it. */
+	b->writethrough = !b->cache_unsafe && !virtio_has_feature(v, VIRTIO_BLK_F_FLUSH);
 	return 0;
 }
 
-/* Lock held (status write 0).  Wait for the backend, completing nothing to the guest. */
+/*
+ * Lock held (status write 0).  Wait for the backend, completing nothing to the
+ * guest.  The rate limiter keeps its state: a reset must not refill it.
+ */
 static void blk_reset(struct virtio_dev *v)
 {
 	struct virtio_blk *b = v->opaque;
 
 	b->epoch++;
-	blockfile_drain(&b->file);
+	blockfile_drain(b->file);
 	b->stalled = false;
 	b->pushed = false;
 }
@@ -473,8 +530,8 @@ static int set_id(struct virtio_blk *b, const char *serial, struct err *e)
 	size_t i, n;
 
 	if (!serial) {
-		snprintf(buf, sizeof(buf), "%llu%llu%llu", (unsigned long long)b->file.dev,
-		         (unsigned long long)b->file.rdev, (unsigned long long)b->file.ino);
+		snprintf(buf, sizeof(buf), "%llu%llu%llu", (unsigned long long)b->file->dev,
+		         (unsigned long long)b->file->rdev, (unsigned long long)b->file->ino);
 		serial = buf;
 	} else {
 		n = strlen(serial);
@@ -497,19 +554,19 @@ static int set_id(struct virtio_blk *b, const char *serial, struct err *e)
 static void config_init(struct virtio_blk *b)
 {
 	struct virtio_blk_config *c = &b->cfg;
-	uint32_t align = b->file.block_size / VIRTIO_BLK_SECTOR;
+	uint32_t align = b->file->block_size / VIRTIO_BLK_SECTOR;
 
 	memset(c, 0, sizeof(*c)); /* §5.2.5.2: unused0/unused1 (and all unoffered fields) 0 */
-	c->capacity = htole64(blockfile_size(&b->file) / VIRTIO_BLK_SECTOR);
+	c->capacity = htole64(blockfile_size(b->file) / VIRTIO_BLK_SECTOR);
 	c->seg_max = htole32(VIRTIO_BLK_SEG_MAX);
 	c->blk_size = htole32(VIRTIO_BLK_SECTOR);
-	if (blockfile_can_discard(&b->file)) {
+	if (blockfile_can_discard(b->file)) {
 		c->max_discard_sectors = htole32(VIRTIO_BLK_MAX_DWZ_SECTORS);
 		c->max_discard_seg = htole32(VIRTIO_BLK_MAX_DWZ_SEG);
 		/* Holes are punched in whole filesystem blocks; partial ones are zeroed. */
 		c->discard_sector_alignment = htole32(align ? align : 1);
 	}
-	if (blockfile_can_write_zeroes(&b->file)) {
+	if (blockfile_can_write_zeroes(b->file)) {
 		c->max_write_zeroes_sectors = htole32(VIRTIO_BLK_MAX_DWZ_SECTORS);
 		c->max_write_zeroes_seg = htole32(VIRTIO_BLK_MAX_DWZ_SEG);
 		/* §5.2.6.2: set iff write zeroes can deallocate: UNMAP punches a hole. */
@@ -521,19 +578,23 @@ int virtio_blk_init(struct virtio_blk *b, const struct virtio_blk_opts *o,
                     const struct virtio_env *env, struct err *e)
 {
 	uint64_t features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE |
-	                    1ull << VIRTIO_BLK_F_FLUSH | 1ull << VIRTIO_F_INDIRECT_DESC |
-	                    1ull << VIRTIO_F_EVENT_IDX;
+	                    1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX;
 	const char *drive = o && o->drive_id && *o->drive_id ? o->drive_id : "blk";
+	struct evloop *loop = env ? env->loop : NULL;
 	unsigned int i;
 	int r;
 
 	memset(b, 0, sizeof(*b));
-	b->file.fd = -1;
-	b->file.efd = -1;
+	for (i = 0; i < 2; i++) {
+		b->files[i].fd = -1;
+		b->files[i].efd = -1;
+	}
+	b->file = &b->files[0];
+	b->limiter.rl.timer_fd = -1; /* so virtio_blk_destroy() after a failure closes nothing */
 	snprintf(b->name, sizeof(b->name), "virtio-blk %s", drive);
 	if (!o || !o->path || !*o->path)
 		return err_set(e, EINVAL, "%s: no image path", b->name);
-	if (o->engine == BLOCKFILE_ENGINE_IO_URING && (!env || !env->loop))
+	if (o->engine == BLOCKFILE_ENGINE_IO_URING && !loop)
 		return err_set(e, EINVAL, "%s: the io_uring engine needs the VMM event loop",
 		               b->name);
 	if (o->serial) {
@@ -542,13 +603,20 @@ int virtio_blk_init(struct virtio_blk *b, const struct virtio_blk_opts *o,
 			return r;
 	}
 	b->read_only = o->read_only;
-	r = blockfile_open(&b->file, o->path, o->read_only, o->engine, env ? env->loop : NULL, e);
+	b->cache_unsafe = o->cache_unsafe;
+	b->id_from_file = !o->serial;
+	r = rl_watched_init(&b->limiter, &o->rate_limiter, o->clock, loop, blk_rl_timer, b, e);
 	if (r < 0) {
 		err_prefix(e, "%s", b->name);
 		return r;
 	}
-	blockfile_set_reaper(&b->file, blk_io_ready, b);
-	if (!o->serial)
+	r = blockfile_open(b->file, o->path, o->read_only, o->engine, loop, e);
+	if (r < 0) {
+		err_prefix(e, "%s", b->name);
+		goto fail_rl;
+	}
+	blockfile_set_reaper(b->file, blk_io_ready, b);
+	if (b->id_from_file)
 		set_id(b, NULL, e);
 
 	b->reqs = calloc(VIRTQ_MAX_SIZE, sizeof(*b->reqs));
@@ -563,11 +631,14 @@ int virtio_blk_init(struct virtio_blk *b, const struct virtio_blk_opts *o,
 	}
 	b->nfree = VIRTQ_MAX_SIZE;
 
+	/* §5.2.3: FLUSH is what makes writes volatile until flushed; cache_unsafe goes without. */
+	if (!o->cache_unsafe)
+		features |= 1ull << VIRTIO_BLK_F_FLUSH;
 	if (o->read_only)
 		features |= 1ull << VIRTIO_BLK_F_RO;
-	if (blockfile_can_discard(&b->file))
+	if (blockfile_can_discard(b->file))
 		features |= 1ull << VIRTIO_BLK_F_DISCARD;
-	if (blockfile_can_write_zeroes(&b->file))
+	if (blockfile_can_write_zeroes(b->file))
 		features |= 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
 	r = virtio_dev_init(&b->vdev, VIRTIO_ID_BLOCK, b->name, features, 1, VIRTQ_MAX_SIZE,
 	                    sizeof(struct virtio_blk_config), &blk_ops, b, env);
@@ -576,18 +647,20 @@ int virtio_blk_init(struct virtio_blk *b, const struct virtio_blk_opts *o,
 		goto fail_reqs;
 	}
 	config_init(b);
-	if (blockfile_size(&b->file) % VIRTIO_BLK_SECTOR)
+	if (blockfile_size(b->file) % VIRTIO_BLK_SECTOR)
 		log_warn("%s: %s is %llu bytes, not whole 512-byte sectors: the last %llu bytes "
 		         "are not visible to the guest",
-		         b->name, o->path, (unsigned long long)blockfile_size(&b->file),
-		         (unsigned long long)(blockfile_size(&b->file) % VIRTIO_BLK_SECTOR));
+		         b->name, o->path, (unsigned long long)blockfile_size(b->file),
+		         (unsigned long long)(blockfile_size(b->file) % VIRTIO_BLK_SECTOR));
 	return 0;
 
 fail_reqs:
 	free(b->reqs);
 	b->reqs = NULL;
 fail_file:
-	blockfile_close(&b->file);
+	blockfile_close(b->file);
+fail_rl:
+	rl_watched_destroy(&b->limiter);
 	return r;
 }
 
@@ -595,9 +668,11 @@ void virtio_blk_destroy(struct virtio_blk *b)
 {
 	pthread_mutex_lock(&b->vdev.lock);
 	b->epoch++; /* the guest is gone: complete nothing */
-	blockfile_drain(&b->file);
+	blockfile_drain(b->file);
 	pthread_mutex_unlock(&b->vdev.lock);
-	blockfile_close(&b->file);
+	blockfile_close(&b->files[0]);
+	blockfile_close(&b->files[1]);
+	rl_watched_destroy(&b->limiter);
 	virtio_dev_destroy(&b->vdev);
 	free(b->reqs);
 	b->reqs = NULL;
@@ -610,8 +685,8 @@ int virtio_blk_resize(struct virtio_blk *b, struct err *e)
 
 	pthread_mutex_lock(&b->vdev.lock);
 	old = capacity(b);
-	r = blockfile_refresh(&b->file, e);
-	cap = blockfile_size(&b->file) / VIRTIO_BLK_SECTOR;
+	r = blockfile_refresh(b->file, e);
+	cap = blockfile_size(b->file) / VIRTIO_BLK_SECTOR;
 	if (r == 0 && cap != old) {
 		b->cfg.capacity = htole64(cap);
 		/*
@@ -642,7 +717,7 @@ void virtio_blk_drain(struct virtio_blk *b)
 	bool pushed;
 
 	pthread_mutex_lock(&b->vdev.lock);
-	blockfile_drain(&b->file);
+	blockfile_drain(b->file);
 	pushed = take_pushed(b);
 	pthread_mutex_unlock(&b->vdev.lock);
 	signal_guest(b, pushed);
@@ -656,4 +731,76 @@ uint64_t virtio_blk_capacity(struct virtio_blk *b)
 	cap = capacity(b);
 	pthread_mutex_unlock(&b->vdev.lock);
 	return cap;
+}
+
+int virtio_blk_set_rate_limiter(struct virtio_blk *b, const struct rate_limiter_cfg *cfg,
+                                struct err *e)
+{
+	bool pushed;
+	int r;
+
+	r = rl_watched_replace(&b->limiter, cfg, &b->vdev.lock, e);
+	if (r < 0) {
+		err_prefix(e, "%s", b->name);
+		return r;
+	}
+	log_info("%s: rate limiter replaced: %s", b->name,
+	         b->limiter.enabled ? "limited" : "unlimited");
+	/* A queue the old limiter held back goes on under the new one (full buckets). */
+	pthread_mutex_lock(&b->vdev.lock);
+	process(b);
+	pushed = take_pushed(b);
+	pthread_mutex_unlock(&b->vdev.lock);
+	signal_guest(b, pushed);
+	return 0;
+}
+
+int virtio_blk_replace_file(struct virtio_blk *b, const char *path, struct err *e)
+{
+	struct blockfile *old = b->file, *nf = old == &b->files[0] ? &b->files[1] : &b->files[0];
+	uint64_t old_cap, cap;
+	bool pushed;
+	int r;
+
+	if (!path || !*path)
+		return err_set(e, EINVAL, "%s: no image path given; still using %s", b->name,
+		               old->path);
+	/* The spare slot is closed; open in place, so an io_uring watch points at its home. */
+	r = blockfile_open(nf, path, b->read_only, old->engine,
+	                   b->vdev.env ? b->vdev.env->loop : NULL, e);
+	if (r < 0) {
+		err_prefix(e, "%s: cannot switch to %s, still using %s", b->name, path, old->path);
+		return r;
+	}
+	blockfile_set_reaper(nf, blk_io_ready, b);
+	if (blockfile_can_discard(nf) != blockfile_can_discard(old))
+		log_warn("%s: %s %s punch holes, %s %s: DISCARD and WRITE_ZEROES stay as offered",
+		         b->name, path, blockfile_can_discard(nf) ? "can" : "cannot", old->path,
+		         blockfile_can_discard(old) ? "could" : "could not");
+
+	pthread_mutex_lock(&b->vdev.lock);
+	/* Everything in flight on the old image finishes and completes to the guest first. */
+	blockfile_drain(old);
+	b->file = nf;
+	old_cap = capacity(b);
+	cap = blockfile_size(nf) / VIRTIO_BLK_SECTOR;
+	b->cfg.capacity = htole64(cap);
+	b->vdev.config_generation++; /* with the capacity, as in virtio_blk_resize() */
+	if (b->id_from_file)
+		set_id(b, NULL, NULL);
+	/* Slots the drain freed may let a stalled queue go on, now on the new image. */
+	if (b->stalled && b->nfree > 0) {
+		b->stalled = false;
+		process(b);
+	}
+	pushed = take_pushed(b);
+	pthread_mutex_unlock(&b->vdev.lock);
+
+	log_info("%s: image %s -> %s, capacity %llu -> %llu sectors", b->name, old->path, path,
+	         (unsigned long long)old_cap, (unsigned long long)cap);
+	blockfile_close(old); /* nothing in flight: closes at once */
+	signal_guest(b, pushed);
+	/* §5.2.6.2: capacity (and the medium) changed: tell a live driver. */
+	virtio_config_changed(&b->vdev);
+	return 0;
 }

@@ -56,8 +56,27 @@ static void net_resched(struct virtio_net *n)
 
 /* ---------------------------------------------------------------- transmit */
 
-/* Lock held.  One popped tx chain: check its size, hand header+frame or frame to the backend. */
-static void tx_one(struct virtio_net *n, const struct virtq_chain *c)
+/*
+ * Lock held.  Charge one frame of `bytes` to a direction's limiter (net.h).
+ * False: refused, nothing taken, the limiter's timer is armed.
+ */
+static bool admit(struct rl_watched *l, uint64_t bytes)
+{
+	return !l->enabled || rate_limiter_consume(&l->rl, 1, bytes);
+}
+
+/* Lock held.  Is this direction waiting for its limiter's timer? */
+static bool throttled(const struct rl_watched *l)
+{
+	return l->enabled && rate_limiter_blocked(&l->rl);
+}
+
+/*
+ * Lock held.  One popped tx chain: check its size, charge the transmit
+ * limiter, hand header+frame or frame to the backend.  False when the limiter
+ * refused it (nothing done: the caller gives the chain back).
+ */
+static bool tx_one(struct virtio_net *n, const struct virtq_chain *c)
 {
 	uint32_t skip = VNET_HDR_LEN - n->be->hdr_len, off = 0;
 	unsigned int i;
@@ -72,8 +91,10 @@ static void tx_one(struct virtio_net *n, const struct virtq_chain *c)
 		n->st.tx_dropped++;
 		log_guest(&n->rl, LOG_WARN, "%s: tx packet of %u bytes (%u to %u): dropped",
 		          n->name, c->out_len, VNET_HDR_LEN + ETH_HDR_LEN, NET_MAX_PACKET);
-		return;
+		return true;
 	}
+	if (!admit(&n->tx_limiter, c->out_len))
+		return false;
 	for (i = 0; i < c->nseg; i++) {
 		const struct virtq_seg *s = &c->seg[i];
 		uint32_t cut;
@@ -97,9 +118,15 @@ static void tx_one(struct virtio_net *n, const struct virtq_chain *c)
 		n->st.tx_frames++;
 		n->st.tx_bytes += c->out_len - VNET_HDR_LEN;
 	}
+	return true;
 }
 
-/* Lock held.  Returns true when the driver may need an interrupt (pushes or NEEDS_RESET). */
+/*
+ * Lock held.  Send frames until the ring is empty, the budget is spent or the
+ * transmit limiter refuses one (then transmitq kicks stay off until the
+ * limiter's timer brings the device back and it finds the ring empty).
+ * Returns true when the driver may need an interrupt (pushes or NEEDS_RESET).
+ */
 static bool tx_run_locked(struct virtio_net *n)
 {
 	struct virtq *q = &n->vdev.vq[VIRTIO_NET_TXQ];
@@ -119,9 +146,18 @@ static bool tx_run_locked(struct virtio_net *n)
 			kick = true;
 			break;
 		}
-		if (r == 0)
+		if (r == 0) {
+			/* Kicks were off while throttled: back on, and look again (§2.7.10). */
+			if (q->kicks_off && virtq_set_kicks(q, true))
+				continue;
 			break;
-		tx_one(n, &n->chain);
+		}
+		if (!tx_one(n, &n->chain)) {
+			virtq_unpop(q); /* back to the ring, in order */
+			n->st.tx_rate_limiter_throttled++;
+			virtq_set_kicks(q, false); /* the limiter's timer resumes transmission */
+			break;
+		}
 		virtq_push(q, n->chain.head, 0); /* §5.1.6.2: nothing written to tx buffers */
 		kick = true;
 	}
@@ -385,6 +421,10 @@ again:
 				starved = true;
 				break;
 			}
+			if (!admit(&n->rx_limiter, n->rx_pending)) {
+				n->st.rx_rate_limiter_throttled++; /* held; the timer delivers it */
+				break;
+			}
 			rx_commit(n, n->rx_pending, true);
 			n->rx_pending = 0;
 			kick = true;
@@ -418,16 +458,25 @@ again:
 			n->st.rx_dropped++; /* a runt, or over the MTU the driver accepted */
 			continue;
 		}
-		if (len <= usable) {
+		if (len <= usable && admit(&n->rx_limiter, len)) {
 			rx_commit(n, len, false);
 			kick = true;
 			continue;
 		}
-		/* It spilled into the bounce buffer: gather it there for the pending path. */
-		rx_space_copy(n, skip, n->rx_bounce + skip, usable - skip, false);
+		/*
+		 * It spilled into the bounce buffer, or the receive limiter refused it:
+		 * gather it there for the pending path, which waits for buffers or for
+		 * the limiter's timer.
+		 */
+		rx_space_copy(n, skip, n->rx_bounce + skip, (len < usable ? len : usable) - skip,
+		              false);
 		if (skip)
 			memset(n->rx_bounce, 0, VNET_HDR_LEN);
 		n->rx_pending = len;
+		if (len <= usable) {
+			n->st.rx_rate_limiter_throttled++;
+			break;
+		}
 	}
 
 	/*
@@ -459,15 +508,22 @@ again:
 	return kick;
 }
 
-/* VMM thread, lock not held. */
+/*
+ * VMM thread, lock not held.  A direction whose limiter is blocked is left
+ * to its timer (the run is only counted).
+ */
 static void net_run(struct virtio_net *n, bool tx, bool rx)
 {
 	bool ktx = false, krx = false;
 
 	pthread_mutex_lock(&n->vdev.lock);
-	if (tx)
+	if (tx && throttled(&n->tx_limiter))
+		n->st.tx_rate_limiter_throttled++;
+	else if (tx)
 		ktx = tx_run_locked(n);
-	if (rx)
+	if (rx && throttled(&n->rx_limiter))
+		n->st.rx_rate_limiter_throttled++;
+	else if (rx)
 		krx = rx_run_locked(n);
 	pthread_mutex_unlock(&n->vdev.lock);
 	if (ktx)
@@ -480,6 +536,31 @@ static void on_rx_ready(struct evloop_watch *w, uint32_t events)
 {
 	(void)events;
 	net_run(w->opaque, false, true);
+}
+
+/* A limiter's timer fired: take its direction up again. */
+static void on_limiter(struct virtio_net *n, struct rl_watched *l, bool tx)
+{
+	pthread_mutex_lock(&n->vdev.lock);
+	rate_limiter_timer_event(&l->rl);
+	pthread_mutex_unlock(&n->vdev.lock);
+	net_run(n, tx, !tx);
+}
+
+static void on_tx_limiter(struct evloop_watch *w, uint32_t events)
+{
+	struct virtio_net *n = w->opaque;
+
+	(void)events;
+	on_limiter(n, &n->tx_limiter, true);
+}
+
+static void on_rx_limiter(struct evloop_watch *w, uint32_t events)
+{
+	struct virtio_net *n = w->opaque;
+
+	(void)events;
+	on_limiter(n, &n->rx_limiter, false);
 }
 
 static void on_resched(struct evloop_watch *w, uint32_t events)
@@ -633,6 +714,8 @@ int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
 
 	memset(n, 0, sizeof(*n));
 	n->resched_fd = -1;
+	n->rx_limiter.rl.timer_fd = -1;
+	n->tx_limiter.rl.timer_fd = -1;
 	snprintf(n->name, sizeof(n->name), "virtio-net %s", o->id ? o->id : "net");
 	if (!env || !env->loop || !env->gm)
 		return err_set(e, EINVAL, "%s: needs guest memory and the VMM event loop", n->name);
@@ -649,9 +732,23 @@ int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
 		virtio_net_default_mac(o->index, n->mac);
 	}
 	n->mtu = o->mtu;
+	r = rl_watched_init(&n->rx_limiter, &o->rx_rate_limiter, o->clock, env->loop, on_rx_limiter,
+	                    n, e);
+	if (r < 0) {
+		err_prefix(e, "%s: receive", n->name);
+		return r;
+	}
+	r = rl_watched_init(&n->tx_limiter, &o->tx_rate_limiter, o->clock, env->loop, on_tx_limiter,
+	                    n, e);
+	if (r < 0) {
+		err_prefix(e, "%s: transmit", n->name);
+		goto fail;
+	}
 	n->rx_bounce = malloc(NET_MAX_PACKET);
-	if (!n->rx_bounce)
-		return err_set(e, ENOMEM, "%s: out of memory", n->name);
+	if (!n->rx_bounce) {
+		r = err_set(e, ENOMEM, "%s: out of memory", n->name);
+		goto fail;
+	}
 	n->resched_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (n->resched_fd < 0) {
 		r = err_sys(e, errno, "%s: eventfd", n->name);
@@ -692,6 +789,8 @@ fail:
 	n->resched_fd = -1;
 	free(n->rx_bounce);
 	n->rx_bounce = NULL;
+	rl_watched_destroy(&n->tx_limiter);
+	rl_watched_destroy(&n->rx_limiter);
 	return r;
 }
 
@@ -711,7 +810,50 @@ void virtio_net_destroy(struct virtio_net *n)
 	if (n->resched_fd >= 0)
 		close(n->resched_fd);
 	n->resched_fd = -1;
+	rl_watched_destroy(&n->tx_limiter);
+	rl_watched_destroy(&n->rx_limiter);
 	virtio_dev_destroy(&n->vdev);
 	free(n->rx_bounce);
 	n->rx_bounce = NULL;
+}
+
+/* For the log line of a replacement. */
+static const char *limiter_state(const struct rate_limiter_cfg *asked, const struct rl_watched *l)
+{
+	if (!asked)
+		return "unchanged";
+	return l->enabled ? "limited" : "unlimited";
+}
+
+int virtio_net_set_rate_limiters(struct virtio_net *n, const struct rate_limiter_cfg *rx,
+                                 const struct rate_limiter_cfg *tx, struct err *e)
+{
+	struct rl_next nrx, ntx;
+	int r;
+
+	if (rx) {
+		r = rl_watched_prepare(&n->rx_limiter, rx, &nrx, e);
+		if (r < 0) {
+			err_prefix(e, "%s: receive", n->name);
+			return r;
+		}
+	}
+	if (tx) {
+		r = rl_watched_prepare(&n->tx_limiter, tx, &ntx, e);
+		if (r < 0) {
+			err_prefix(e, "%s: transmit", n->name);
+			if (rx)
+				rl_watched_abort(&n->rx_limiter, &nrx);
+			return r;
+		}
+	}
+	if (rx)
+		rl_watched_commit(&n->rx_limiter, &nrx, &n->vdev.lock);
+	if (tx)
+		rl_watched_commit(&n->tx_limiter, &ntx, &n->vdev.lock);
+	log_info("%s: rate limiters: receive %s, transmit %s", n->name,
+	         limiter_state(rx, &n->rx_limiter), limiter_state(tx, &n->tx_limiter));
+	/* A direction the old limiter held back goes on under the new one (full buckets). */
+	net_run(n, tx != NULL, rx != NULL);
+	return 0;
 }

@@ -52,6 +52,22 @@
  * may set DATA_VALID, which a 2024 erratum allows, but 1.2 drivers may not
  * expect it).
  *
+ * Rate limiting (Firecracker's rx_rate_limiter and tx_rate_limiter;
+ * util/ratelimit.h): every frame costs one op and its bytes as they cross
+ * the queue, the 12-byte virtio-net header included (as in Firecracker).
+ * Transmit: the charge is taken after the size checks (a dropped frame costs
+ * nothing) and before the frame goes to the backend; when refused, the chain
+ * goes back to the ring (virtq_unpop: nothing lost or reordered), transmitq
+ * kicks are suppressed and transmission stops until the transmit limiter's
+ * timer fires on the VMM evloop.  Receive: a frame is read from the backend
+ * into the stashed buffers as usual and charged before it is returned to the
+ * driver; when refused, it is held in the bounce buffer as the pending frame
+ * (never dropped for the limiter), the backend's fd is not watched, and the
+ * receive limiter's timer delivers it and resumes.  While a limiter is
+ * blocked, kicks and wake-ups of its direction are only counted
+ * (tx/rx_rate_limiter_throttled).  Unlimited directions have no timer and no
+ * watch and pay one branch per frame.  A reset keeps the limiters' state.
+ *
  * Flow control: while the device holds receive buffers, it watches the
  * backend's rx fd on the VMM evloop and asks the driver not to kick
  * receiveq; when it runs out, it stops watching (frames wait in the tap's
@@ -72,6 +88,7 @@
 #include "backends/slirp.h"
 #include "util/err.h"
 #include "util/evloop.h"
+#include "util/ratelimit.h"
 #include "virtio/virtio.h"
 
 #define VIRTIO_NET_RXQ        0
@@ -102,6 +119,9 @@ struct virtio_net_opts {
 	unsigned int
 	    index;    /* NIC number: default MAC 06:00:AC:10:00:(index+2), Firecracker style */
 	uint16_t mtu; /* 0: VIRTIO_NET_F_MTU not offered; else 68..65535 */
+	struct rate_limiter_cfg rx_rate_limiter; /* zeroed: unlimited */
+	struct rate_limiter_cfg tx_rate_limiter; /* zeroed: unlimited */
+	const struct rl_clock *clock;            /* NULL: monotonic (tests inject a fake one) */
 };
 
 struct virtio_net_stats {
@@ -112,6 +132,9 @@ struct virtio_net_stats {
 	uint64_t tx_frames, tx_bytes; /* handed to the backend */
 	uint64_t tx_dropped;          /* bad size, or the backend had no room (-EAGAIN) */
 	uint64_t tx_errors;           /* backend send failures (e.g. tun refusing a bad header) */
+	uint64_t
+	    tx_rate_limiter_throttled; /* frames refused + transmit runs skipped while blocked */
+	uint64_t rx_rate_limiter_throttled; /* frames held + receive runs skipped while blocked */
 };
 
 /* A popped receive chain in the stash; its writable segments are in rx_seg order. */
@@ -153,6 +176,8 @@ struct virtio_net {
 	struct evloop_watch resched_w;
 	bool resched_watched;
 
+	struct rl_watched rx_limiter, tx_limiter; /* rate limiters and their timer watches */
+
 	struct virtio_net_stats st;
 };
 
@@ -161,13 +186,26 @@ struct virtio_net {
  * opts->custom), build the feature set from it, register the device with
  * the virtio core (VIRTIO_ID_NET, 2 queues).  The transport then attaches
  * to n->vdev.  env->loop is required.  -errno with `e` filled (the tap's
- * errors are spelled out in backends/tap.h); nothing is left to undo.
+ * errors are spelled out in backends/tap.h; an mtu below 68; an invalid
+ * rate limiter); nothing is left to undo.
  */
 int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
                     const struct virtio_env *env, struct err *e);
 
 /* Undo virtio_net_init (after the transport has detached; VMM thread or loop stopped). */
 void virtio_net_destroy(struct virtio_net *n);
+
+/*
+ * Replace the receive and/or transmit rate limiter (the API's PATCH
+ * /network-interfaces): NULL leaves that direction's limiter as it is; a
+ * zeroed cfg makes it unlimited.  New buckets start full; timer watches are
+ * added or removed as needed; a direction that was throttled resumes at once
+ * under the new limits.  All or nothing: -errno with `e` naming the NIC and
+ * direction (invalid bucket, timerfd or evloop failure), and both old
+ * limiters stay.  Call on the VMM thread, without vdev.lock.
+ */
+int virtio_net_set_rate_limiters(struct virtio_net *n, const struct rate_limiter_cfg *rx,
+                                 const struct rate_limiter_cfg *tx, struct err *e);
 
 /* The default MAC of NIC number `index`: 06:00:AC:10:(index+2)>>8:(index+2)&0xff. */
 void virtio_net_default_mac(unsigned int index, uint8_t mac[6]);
