@@ -765,6 +765,7 @@ int api_apply_config_text(struct ctl *c, const char *text, size_t len, struct er
 
 		j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 		json_decref(j);
+		err_clear(e);
 		return err_set(e, EINVAL, "the config file is not valid JSON: %s at line %d column %d",
 		               je.text, je.line, je.column);
 	}

@@ -348,6 +348,24 @@ int ctl_resume(struct ctl *c, struct err *e)
 	return r;
 }
 
+/*
+ * A PATCH updates the buckets it names and keeps the others (Firecracker's
+ * RateLimiterUpdate); a bucket given with size 0 or refill_time 0 turns
+ * that limit off.
+ */
+static struct res_limiter merge_limiter(const struct res_limiter *old,
+                                        const struct res_limiter *upd)
+{
+	struct res_limiter m = *old;
+
+	m.present = true;
+	if (upd->bandwidth.present)
+		m.bandwidth = upd->bandwidth;
+	if (upd->ops.present)
+		m.ops = upd->ops;
+	return m;
+}
+
 static struct vm_virtio *find_virtio(struct ctl *c, enum vm_virtio_kind kind, const char *id)
 {
 	unsigned int i;
@@ -381,15 +399,16 @@ int ctl_patch_drive(struct ctl *c, const char *id, const char *path,
 			return err_set(e, ENOMEM, "out of memory");
 	}
 	if (rl) {
+		struct res_limiter m = merge_limiter(&d->rate_limiter, rl);
 		struct rate_limiter_cfg cfg;
 
-		res_limiter_cfg(rl, &cfg);
+		res_limiter_cfg(&m, &cfg);
 		r = virtio_blk_set_rate_limiter(&vv->u.blk, &cfg, e);
 		if (r < 0) {
 			free(newpath);
 			return r;
 		}
-		d->rate_limiter = *rl;
+		d->rate_limiter = m;
 	}
 	if (path) {
 		r = virtio_blk_replace_file(&vv->u.blk, path, e);
@@ -421,16 +440,15 @@ int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
 	vv = n ? find_virtio(c, VM_VIRTIO_NET, id) : NULL;
 	if (!vv)
 		return err_set(e, ENOENT, "Invalid network interface ID: %s", id);
-	if (rx)
-		res_limiter_cfg(rx, &rxc);
-	if (tx)
-		res_limiter_cfg(tx, &txc);
+	struct res_limiter mrx = rx ? merge_limiter(&n->rx_rate_limiter, rx) : n->rx_rate_limiter;
+	struct res_limiter mtx = tx ? merge_limiter(&n->tx_rate_limiter, tx) : n->tx_rate_limiter;
+
+	res_limiter_cfg(&mrx, &rxc);
+	res_limiter_cfg(&mtx, &txc);
 	r = virtio_net_set_rate_limiters(&vv->u.net, rx ? &rxc : NULL, tx ? &txc : NULL, e);
 	if (r < 0)
 		return r;
-	if (rx)
-		n->rx_rate_limiter = *rx;
-	if (tx)
-		n->tx_rate_limiter = *tx;
+	n->rx_rate_limiter = mrx;
+	n->tx_rate_limiter = mtx;
 	return 0;
 }

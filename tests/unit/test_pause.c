@@ -71,7 +71,6 @@ static struct vm *fake_vm(void)
 		abort();
 	fk->vm = vm;
 	vm->stop_fd = -1;
-	vm->signal_fd = -1;
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
