@@ -327,9 +327,10 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 			enum log_level l;
 
 			if (log_level_parse(optarg, &l) < 0)
-				return usage_error("--level '%s': expected Error, Warning, Info, Debug, "
-				                   "Trace or Off",
-				                   optarg);
+				return usage_error(
+				    "--level '%s': expected Error, Warning, Info, Debug, "
+				    "Trace or Off",
+				    optarg);
 			o->level = optarg;
 			break;
 		}
@@ -344,9 +345,10 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 			break;
 		case OPT_MAX_PAYLOAD:
 			if (parse_uint(optarg, 1, 1u << 30, &v) < 0)
-				return usage_error("--http-api-max-payload-size '%s': expected bytes "
-				                   "from 1 to 1073741824",
-				                   optarg);
+				return usage_error(
+				    "--http-api-max-payload-size '%s': expected bytes "
+				    "from 1 to 1073741824",
+				    optarg);
 			o->max_payload = v;
 			break;
 		case OPT_BOOT_TIMER:
@@ -360,7 +362,8 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 			*exit_now = 0;
 			return 0;
 		case 'V':
-			printf("ember %s (Firecracker API %s)\n", EMBER_VERSION, API_VERSION_STRING);
+			printf("ember %s (Firecracker API %s)\n", EMBER_VERSION,
+			       API_VERSION_STRING);
 			*exit_now = 0;
 			return 0;
 		case ':':

@@ -175,12 +175,13 @@ static json_t *pci_topology(struct ctl *c)
 			if ((id & 0xffff) == 0xffff)
 				continue;
 			cls = pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 8, 4) >> 8;
-			hdr = (pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 0xc, 4) >> 16) & 0x7f;
+			hdr = (pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 0xc, 4) >> 16) &
+			      0x7f;
 			d = pci_host_find(h, (uint8_t)bus, (uint8_t)devfn);
 			snprintf(bdf, sizeof(bdf), "0000:%02x:%02x.%u", bus, devfn >> 3, devfn & 7);
 			json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "bdf", bdf, "name",
-			                      d && d->name ? d->name : "", "vendor_id", "", "device_id",
-			                      "", "class", "");
+			                      d && d->name ? d->name : "", "vendor_id", "",
+			                      "device_id", "", "class", "");
 			char hex[16];
 
 			snprintf(hex, sizeof(hex), "0x%04x", id & 0xffff);
@@ -190,8 +191,10 @@ static json_t *pci_topology(struct ctl *c)
 			snprintf(hex, sizeof(hex), "0x%06x", cls);
 			json_object_set_new(o, "class", json_string(hex));
 			if (hdr == 1) {
-				uint32_t buses = pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 0x18, 4);
-				unsigned int sec = (buses >> 8) & 0xff, sub = (buses >> 16) & 0xff, b;
+				uint32_t buses =
+				    pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 0x18, 4);
+				unsigned int sec = (buses >> 8) & 0xff, sub = (buses >> 16) & 0xff,
+				             b;
 
 				json_object_set_new(o, "secondary_bus", json_integer(sec));
 				json_object_set_new(o, "subordinate_bus", json_integer(sub));
@@ -210,6 +213,31 @@ static json_t *pci_topology(struct ctl *c)
 	                        dump ? dump : "");
 	free(dump);
 	return out;
+}
+
+/* ---- features ember does not have ------------------------------------------------------- */
+
+/* True (and 400 saying so) when the path names a feature ember does not have yet. */
+static bool not_yet(struct route *rt)
+{
+	const char *t0 = rt->tok[0], *msg = NULL;
+
+	if (!strcmp(t0, "balloon") && (rt->ntok == 1 || is(rt, 2, "balloon", "statistics") ||
+	                               (rt->ntok == 3 && !strcmp(rt->tok[1], "hinting"))))
+		msg = "ember does not support the balloon device yet.";
+	else if (is(rt, 1, "cpu-config", NULL))
+		msg = "ember does not support custom CPU templates (cpu-config) yet.";
+	else if (is(rt, 1, "mmds", NULL) || is(rt, 2, "mmds", "config"))
+		msg = "ember does not support MMDS (the microVM metadata service) yet.";
+	else if (is(rt, 2, "snapshot", "create") || is(rt, 2, "snapshot", "load"))
+		msg = "ember does not support snapshots yet.";
+	else if (is(rt, 2, "hotplug", "memory"))
+		msg = "ember does not support memory hot plug yet.";
+	else if (!strcmp(t0, "pmem") && rt->ntok <= 2)
+		msg = "ember does not support virtio-pmem devices yet.";
+	if (msg)
+		reply_fault(rt->resp, msg);
+	return msg != NULL;
 }
 
 static void handle_get(struct route *rt)
@@ -240,17 +268,7 @@ static void handle_get(struct route *rt)
 			return;
 		}
 		reply_json(rt->resp, 200, pci_topology(c));
-	} else if (!strcmp(rt->tok[0], "balloon") &&
-	           (rt->ntok == 1 || is(rt, 2, "balloon", "statistics") ||
-	            (rt->ntok == 3 && !strcmp(rt->tok[1], "hinting") &&
-	             !strcmp(rt->tok[2], "status")))) {
-		reply_fault(rt->resp, "ember does not support the balloon device yet.");
-	} else if (is(rt, 1, "mmds", NULL)) {
-		reply_fault(rt->resp, "ember does not support MMDS (the microVM metadata service) "
-		                      "yet.");
-	} else if (is(rt, 2, "hotplug", "memory")) {
-		reply_fault(rt->resp, "ember does not support memory hot plug yet.");
-	} else {
+	} else if (!not_yet(rt)) {
 		invalid_path(rt);
 	}
 }
@@ -284,57 +302,136 @@ static void put_actions(struct route *rt, json_t *j)
 	reply_ok(rt->resp, r, &e);
 }
 
+/* The id in a request's path must match the body's (Firecracker's check). */
+static int same_id(const char *path_id, const char *body_id, struct err *e)
+{
+	if (path_id && strcmp(path_id, body_id))
+		return err_set(e, EINVAL,
+		               "The id from the path does not match the id from the body!");
+	return 0;
+}
+
+/*
+ * Apply one pre-boot resource body: `what` is the API path's first part,
+ * which is also the config file's key ("drives" and "network-interfaces"
+ * take one element).  `path_id` is the id in the request's path (NULL from
+ * the config file).  Nothing changes on error.
+ */
+static int apply_put(struct ctl *c, const char *what, json_t *j, const char *path_id, struct err *e)
+{
+	int r;
+
+	if (!strcmp(what, "boot-source")) {
+		struct res_boot b;
+
+		r = json_to_boot(j, &b, e);
+		if (r == 0)
+			r = res_set_boot(&c->res, &b, e);
+		res_boot_clear(&b);
+	} else if (!strcmp(what, "machine-config")) {
+		struct res_machine m;
+
+		r = json_to_machine(j, &c->res.machine, false, &m, e);
+		if (r == 0)
+			r = res_set_machine(&c->res, &m, e);
+	} else if (!strcmp(what, "drives")) {
+		struct res_drive d;
+
+		r = json_to_drive(j, &d, e);
+		if (r == 0)
+			r = same_id(path_id, d.id, e);
+		if (r == 0)
+			r = res_put_drive(&c->res, &d, e);
+		res_drive_clear(&d);
+	} else if (!strcmp(what, "network-interfaces")) {
+		struct res_net n;
+
+		r = json_to_net(j, &n, e);
+		if (r == 0)
+			r = same_id(path_id, n.id, e);
+		if (r == 0)
+			r = res_put_net(&c->res, &n, e);
+		res_net_clear(&n);
+	} else if (!strcmp(what, "vsock")) {
+		struct res_vsock v;
+
+		r = json_to_vsock(j, &v, e);
+		if (r == 0)
+			r = res_set_vsock(&c->res, &v, e);
+		res_vsock_clear(&v);
+	} else if (!strcmp(what, "entropy")) {
+		struct res_entropy en;
+
+		r = json_to_entropy(j, &en, e);
+		if (r == 0)
+			r = res_set_entropy(&c->res, &en, e);
+	} else if (!strcmp(what, "logger")) {
+		struct res_logger l, old = c->res.logger;
+
+		r = json_to_logger(j, &l, e);
+		if (r == 0) {
+			/* Apply first: a log path that cannot be opened leaves the old logger. */
+			c->res.logger = l;
+			c->res.logger.present = true;
+			r = ctl_apply_logger(c, e);
+			c->res.logger = old;
+			if (r == 0)
+				r = res_set_logger(&c->res, &l, e);
+		}
+		res_logger_clear(&l);
+	} else if (!strcmp(what, "metrics")) {
+		struct res_metrics m;
+
+		r = json_to_metrics(j, &m, e);
+		if (r == 0 && c->metrics_ready)
+			r = err_set(e, EINVAL, "Reinitialization of metrics not allowed.");
+		if (r == 0)
+			r = res_set_metrics(&c->res, &m, e);
+		if (r == 0) {
+			r = ctl_apply_metrics(c, e);
+			if (r < 0)
+				res_metrics_clear(&c->res.metrics);
+		}
+		res_metrics_clear(&m);
+	} else if (!strcmp(what, "serial")) {
+		struct res_serial sr;
+
+		r = json_to_serial(j, &sr, e);
+		if (r == 0)
+			r = res_set_serial(&c->res, &sr, e);
+		res_serial_clear(&sr);
+	} else {
+		r = err_set(e, ENOTSUP, "ember does not support \"%s\" yet.", what);
+	}
+	return r;
+}
+
 static void handle_put(struct route *rt)
 {
-	struct ctl *c = rt->ctl;
+	static const char *const singles[] = {"boot-source", "machine-config", "logger",  "metrics",
+	                                      "serial",      "vsock",          "entropy", NULL};
 	struct err e = {0};
+	bool known = false;
+	unsigned int i;
 	json_t *j;
 	int r;
 
-	if (!rt->req->body_len) {
-		if (rt->ntok == 0)
-			invalid_path(rt);
-		else
-			reply_fault(rt->resp, "Empty PUT request.");
-		return;
-	}
 	if (rt->ntok == 0) {
 		invalid_path(rt);
 		return;
 	}
-	/* Features ember does not have: say so, whatever the body. */
-	if (is(rt, 1, "balloon", NULL)) {
-		reply_fault(rt->resp, "ember does not support the balloon device yet.");
+	if (not_yet(rt))
+		return;
+	if (!rt->req->body_len) {
+		reply_fault(rt->resp, "Empty PUT request.");
 		return;
 	}
-	if (is(rt, 1, "cpu-config", NULL)) {
-		reply_fault(rt->resp, "ember does not support custom CPU templates (cpu-config) "
-		                      "yet.");
-		return;
-	}
-	if (is(rt, 1, "mmds", NULL) || is(rt, 2, "mmds", "config")) {
-		reply_fault(rt->resp, "ember does not support MMDS (the microVM metadata service) "
-		                      "yet.");
-		return;
-	}
-	if (is(rt, 2, "snapshot", "create") || is(rt, 2, "snapshot", "load")) {
-		reply_fault(rt->resp, "ember does not support snapshots yet.");
-		return;
-	}
-	if (is(rt, 2, "hotplug", "memory")) {
-		reply_fault(rt->resp, "ember does not support memory hot plug yet.");
-		return;
-	}
-	if (!strcmp(rt->tok[0], "pmem") && rt->ntok <= 2) {
-		reply_fault(rt->resp, "ember does not support virtio-pmem devices yet.");
-		return;
-	}
-	if (!(is(rt, 1, "actions", NULL) || is(rt, 1, "boot-source", NULL) ||
-	      is(rt, 1, "machine-config", NULL) || is(rt, 1, "logger", NULL) ||
-	      is(rt, 1, "metrics", NULL) || is(rt, 1, "serial", NULL) || is(rt, 1, "vsock", NULL) ||
-	      is(rt, 1, "entropy", NULL) ||
-	      (!strcmp(rt->tok[0], "drives") && rt->ntok <= 2) ||
-	      (!strcmp(rt->tok[0], "network-interfaces") && rt->ntok <= 2))) {
+	for (i = 0; singles[i]; i++)
+		known |= is(rt, 1, singles[i], NULL);
+	known |= is(rt, 1, "actions", NULL);
+	known |= (!strcmp(rt->tok[0], "drives") || !strcmp(rt->tok[0], "network-interfaces")) &&
+	         rt->ntok <= 2;
+	if (!known) {
 		invalid_path(rt);
 		return;
 	}
@@ -343,112 +440,17 @@ static void handle_put(struct route *rt)
 		return;
 	if (is(rt, 1, "actions", NULL)) {
 		put_actions(rt, j);
-		json_decref(j);
-		return;
-	}
-	if (!pre_boot(rt)) {
-		json_decref(j);
-		return;
-	}
-	if (is(rt, 1, "boot-source", NULL)) {
-		struct res_boot b;
-
-		r = json_to_boot(j, &b, &e);
-		if (r == 0)
-			r = res_set_boot(&c->res, &b, &e);
-		res_boot_clear(&b);
-	} else if (is(rt, 1, "machine-config", NULL)) {
-		struct res_machine m;
-
-		r = json_to_machine(j, &c->res.machine, false, &m, &e);
-		if (r == 0)
-			r = res_set_machine(&c->res, &m, &e);
-	} else if (!strcmp(rt->tok[0], "drives")) {
-		struct res_drive d;
-
-		r = json_to_drive(j, &d, &e);
-		if (r < 0) {
-			reply_err(rt->resp, &e);
-			json_decref(j);
-			return;
+	} else if (pre_boot(rt) && (rt->ntok == 1 || path_id(rt, NULL))) {
+		if (rt->ntok == 1 &&
+		    (!strcmp(rt->tok[0], "drives") || !strcmp(rt->tok[0], "network-interfaces")))
+			reply_fault(rt->resp, "The ID cannot be empty.");
+		else {
+			r = apply_put(rt->ctl, rt->tok[0], j, rt->ntok > 1 ? rt->tok[1] : NULL, &e);
+			reply_ok(rt->resp, r, &e);
 		}
-		if (!path_id(rt, d.id)) {
-			res_drive_clear(&d);
-			json_decref(j);
-			return;
-		}
-		r = res_put_drive(&c->res, &d, &e);
-		res_drive_clear(&d);
-	} else if (!strcmp(rt->tok[0], "network-interfaces")) {
-		struct res_net n;
-
-		r = json_to_net(j, &n, &e);
-		if (r < 0) {
-			reply_err(rt->resp, &e);
-			json_decref(j);
-			return;
-		}
-		if (!path_id(rt, n.id)) {
-			res_net_clear(&n);
-			json_decref(j);
-			return;
-		}
-		r = res_put_net(&c->res, &n, &e);
-		res_net_clear(&n);
-	} else if (is(rt, 1, "vsock", NULL)) {
-		struct res_vsock v;
-
-		r = json_to_vsock(j, &v, &e);
-		if (r == 0)
-			r = res_set_vsock(&c->res, &v, &e);
-		res_vsock_clear(&v);
-	} else if (is(rt, 1, "entropy", NULL)) {
-		struct res_entropy en;
-
-		r = json_to_entropy(j, &en, &e);
-		if (r == 0)
-			r = res_set_entropy(&c->res, &en, &e);
-	} else if (is(rt, 1, "logger", NULL)) {
-		struct res_logger l, old = c->res.logger;
-
-		r = json_to_logger(j, &l, &e);
-		if (r == 0) {
-			/* Apply first: a log path that cannot be opened leaves the old logger. */
-			c->res.logger = l;
-			c->res.logger.present = true;
-			r = ctl_apply_logger(c, &e);
-			c->res.logger = old;
-			if (r == 0)
-				r = res_set_logger(&c->res, &l, &e);
-		}
-		res_logger_clear(&l);
-	} else if (is(rt, 1, "metrics", NULL)) {
-		struct res_metrics m;
-
-		r = json_to_metrics(j, &m, &e);
-		if (r == 0 && c->metrics_ready)
-			r = err_set(&e, EINVAL, "Reinitialization of metrics not allowed.");
-		if (r == 0)
-			r = res_set_metrics(&c->res, &m, &e);
-		if (r == 0) {
-			r = ctl_apply_metrics(c, &e);
-			if (r < 0)
-				res_metrics_clear(&c->res.metrics);
-		}
-		res_metrics_clear(&m);
-	} else {
-		struct res_serial s;
-
-		r = json_to_serial(j, &s, &e);
-		if (r == 0)
-			r = res_set_serial(&c->res, &s, &e);
-		res_serial_clear(&s);
 	}
 	json_decref(j);
-	reply_ok(rt->resp, r, &e);
 }
-
-/* ---- PATCH -------------------------------------------------------------------------------- */
 
 static void handle_patch(struct route *rt)
 {
@@ -461,26 +463,8 @@ static void handle_patch(struct route *rt)
 		invalid_path(rt);
 		return;
 	}
-	if (!strcmp(rt->tok[0], "balloon") &&
-	    (rt->ntok == 1 || is(rt, 2, "balloon", "statistics") ||
-	     (rt->ntok == 3 && !strcmp(rt->tok[1], "hinting") &&
-	      (!strcmp(rt->tok[2], "start") || !strcmp(rt->tok[2], "stop"))))) {
-		reply_fault(rt->resp, "ember does not support the balloon device yet.");
+	if (not_yet(rt))
 		return;
-	}
-	if (is(rt, 1, "mmds", NULL)) {
-		reply_fault(rt->resp, "ember does not support MMDS (the microVM metadata service) "
-		                      "yet.");
-		return;
-	}
-	if (is(rt, 2, "hotplug", "memory")) {
-		reply_fault(rt->resp, "ember does not support memory hot plug yet.");
-		return;
-	}
-	if (!strcmp(rt->tok[0], "pmem") && rt->ntok <= 2) {
-		reply_fault(rt->resp, "ember does not support virtio-pmem devices yet.");
-		return;
-	}
 	if (!rt->req->body_len) {
 		reply_fault(rt->resp, "Empty PATCH request.");
 		return;
@@ -583,7 +567,8 @@ static void count_request(struct ctl *c, const struct http_request *req, const c
 		return;
 	if (!strcmp(p0, "snapshot")) {
 		if (!strcmp(p1, "create"))
-			metrics_api_record(&c->api_counts.api, m, METRICS_EP_SNAPSHOT_CREATE, failed);
+			metrics_api_record(&c->api_counts.api, m, METRICS_EP_SNAPSHOT_CREATE,
+			                   failed);
 		else if (!strcmp(p1, "load"))
 			metrics_api_record(&c->api_counts.api, m, METRICS_EP_SNAPSHOT_LOAD, failed);
 		return;
@@ -601,8 +586,8 @@ void api_handle(void *opaque, const struct http_request *req, struct http_respon
 
 	if (req->body_len)
 		log_info("The API server received a %s request on \"%s\" with body \"%.*s\".",
-		         req->method_name, req->path, (int)(req->body_len > 512 ? 512 : req->body_len),
-		         req->body);
+		         req->method_name, req->path,
+		         (int)(req->body_len > 512 ? 512 : req->body_len), req->body);
 	else
 		log_info("The API server received a %s request on \"%s\".", req->method_name,
 		         req->path);
@@ -627,8 +612,7 @@ count:
 	              resp->status >= 400);
 }
 
-int api_init(struct api *a, struct ctl *c, const char *sock_path, size_t max_payload,
-             struct err *e)
+int api_init(struct api *a, struct ctl *c, const char *sock_path, size_t max_payload, struct err *e)
 {
 	int r;
 
@@ -657,10 +641,11 @@ void api_destroy(struct api *a)
 /* ---- config file -------------------------------------------------------------------------- */
 
 /* Firecracker's config file keys, in the order it applies them. */
-static const char *const config_keys[] = {
-    "logger",  "metrics", "machine-config",     "boot-source", "drives",
-    "network-interfaces", "vsock",   "entropy",            "serial",      "balloon",
-    "mmds-config", "cpu-config", "pmem", "memory-hotplug", NULL};
+static const char *const config_keys[] = {"logger",      "metrics",        "machine-config",
+                                          "boot-source", "drives",         "network-interfaces",
+                                          "vsock",       "entropy",        "serial",
+                                          "balloon",     "mmds-config",    "cpu-config",
+                                          "pmem",        "memory-hotplug", NULL};
 
 static int config_key(struct ctl *c, const char *key, json_t *v, struct err *e)
 {
@@ -669,86 +654,16 @@ static int config_key(struct ctl *c, const char *key, json_t *v, struct err *e)
 
 	if (json_is_null(v))
 		return 0;
-	if (!strcmp(key, "logger")) {
-		struct res_logger l;
-
-		r = json_to_logger(v, &l, e);
-		if (r == 0)
-			r = res_set_logger(&c->res, &l, e);
-		res_logger_clear(&l);
-		if (r == 0)
-			r = ctl_apply_logger(c, e);
-	} else if (!strcmp(key, "metrics")) {
-		struct res_metrics m;
-
-		r = json_to_metrics(v, &m, e);
-		if (r == 0)
-			r = res_set_metrics(&c->res, &m, e);
-		res_metrics_clear(&m);
-		if (r == 0)
-			r = ctl_apply_metrics(c, e);
-	} else if (!strcmp(key, "machine-config")) {
-		struct res_machine m;
-
-		r = json_to_machine(v, &c->res.machine, false, &m, e);
-		if (r == 0)
-			r = res_set_machine(&c->res, &m, e);
-	} else if (!strcmp(key, "boot-source")) {
-		struct res_boot b;
-
-		r = json_to_boot(v, &b, e);
-		if (r == 0)
-			r = res_set_boot(&c->res, &b, e);
-		res_boot_clear(&b);
-	} else if (!strcmp(key, "drives") || !strcmp(key, "network-interfaces")) {
-		bool drives = key[0] == 'd';
-
-		if (!json_is_array(v))
-			return err_set(e, EINVAL, "\"%s\" must be an array", key);
-		for (i = 0; r == 0 && i < json_array_size(v); i++) {
-			if (drives) {
-				struct res_drive d;
-
-				r = json_to_drive(json_array_get(v, i), &d, e);
-				if (r == 0)
-					r = res_put_drive(&c->res, &d, e);
-				res_drive_clear(&d);
-			} else {
-				struct res_net n;
-
-				r = json_to_net(json_array_get(v, i), &n, e);
-				if (r == 0)
-					r = res_put_net(&c->res, &n, e);
-				res_net_clear(&n);
-			}
-		}
-	} else if (!strcmp(key, "vsock")) {
-		struct res_vsock vs;
-
-		r = json_to_vsock(v, &vs, e);
-		if (r == 0)
-			r = res_set_vsock(&c->res, &vs, e);
-		res_vsock_clear(&vs);
-	} else if (!strcmp(key, "entropy")) {
-		struct res_entropy en;
-
-		r = json_to_entropy(v, &en, e);
-		if (r == 0)
-			r = res_set_entropy(&c->res, &en, e);
-	} else if (!strcmp(key, "serial")) {
-		struct res_serial s;
-
-		r = json_to_serial(v, &s, e);
-		if (r == 0)
-			r = res_set_serial(&c->res, &s, e);
-		res_serial_clear(&s);
-	} else if (!strcmp(key, "pmem")) {
-		if (json_is_array(v) && json_array_size(v) == 0)
-			return 0;
-		r = err_set(e, ENOTSUP, "ember does not support virtio-pmem devices yet.");
-	} else {
-		r = err_set(e, ENOTSUP, "ember does not support \"%s\" yet.", key);
-	}
+	if (strcmp(key, "drives") && strcmp(key, "network-interfaces") && strcmp(key, "pmem"))
+		return apply_put(c, key, v, NULL, e);
+	if (!json_is_array(v))
+		return err_set(e, EINVAL, "\"%s\" must be an array", key);
+	if (!strcmp(key, "pmem"))
+		return json_array_size(v) == 0
+		           ? 0
+		           : err_set(e, ENOTSUP, "ember does not support virtio-pmem devices yet.");
+	for (i = 0; r == 0 && i < json_array_size(v); i++)
+		r = apply_put(c, key, json_array_get(v, i), NULL, e);
 	return r;
 }
 
@@ -766,14 +681,16 @@ int api_apply_config_text(struct ctl *c, const char *text, size_t len, struct er
 		j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 		json_decref(j);
 		err_clear(e);
-		return err_set(e, EINVAL, "the config file is not valid JSON: %s at line %d column %d",
+		return err_set(e, EINVAL,
+		               "the config file is not valid JSON: %s at line %d column %d",
 		               je.text, je.line, je.column);
 	}
 	if (!json_is_object(j)) {
 		json_decref(j);
 		return err_set(e, EINVAL, "the config file must hold a JSON object");
 	}
-	json_object_foreach(j, key, v) {
+	json_object_foreach(j, key, v)
+	{
 		for (i = 0; config_keys[i] && strcmp(config_keys[i], key); i++)
 			;
 		if (!config_keys[i]) {
@@ -808,8 +725,8 @@ int api_apply_config_file(struct ctl *c, const char *path, struct err *e)
 		return err_sys(e, errno, "cannot open the config file %s", path);
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
 		close(fd);
-		return err_set(e, EINVAL, "the config file %s is not a regular file of at most 1 MiB",
-		               path);
+		return err_set(e, EINVAL,
+		               "the config file %s is not a regular file of at most 1 MiB", path);
 	}
 	text = malloc((size_t)st.st_size + 1);
 	if (!text) {

@@ -336,10 +336,11 @@ static void listen_event(struct evloop_watch *w, uint32_t events)
 				if (fd >= 0)
 					close(fd);
 				s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-				log_guest(&s->log_rl, LOG_WARN,
-				          "API socket %s: out of file descriptors: a connection was "
-				          "refused",
-				          s->path);
+				log_guest(
+				    &s->log_rl, LOG_WARN,
+				    "API socket %s: out of file descriptors: a connection was "
+				    "refused",
+				    s->path);
 				continue;
 			}
 			if (errno != EAGAIN && errno != EWOULDBLOCK)

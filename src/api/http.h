@@ -72,7 +72,7 @@ struct http_conn; /* one accepted connection: socket, watch, protocol state (htt
 struct http_server {
 	struct evloop *loop; /* NULL until http_server_start() */
 	int listen_fd;
-	int spare_fd; /* /dev/null, given up to refuse a connection when out of descriptors */
+	int spare_fd;   /* /dev/null, given up to refuse a connection when out of descriptors */
 	char path[108]; /* sun_path; "" when the server did not create the socket file */
 	dev_t path_dev; /* the socket file it created: destroy unlinks only that one */
 	ino_t path_ino;

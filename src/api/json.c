@@ -85,7 +85,8 @@ static int check_object(json_t *o, const char *const *fields, const char *what, 
 
 	if (!json_is_object(o))
 		return bad_type(o, what, e);
-	json_object_foreach(o, key, v) {
+	json_object_foreach(o, key, v)
+	{
 		char expected[512] = "";
 		size_t len = 0;
 		unsigned int i;
@@ -99,8 +100,8 @@ static int check_object(json_t *o, const char *const *fields, const char *what, 
 		for (i = 0; fields[i] && len < sizeof(expected); i++)
 			len += (size_t)snprintf(expected + len, sizeof(expected) - len, "%s`%s`",
 			                        i ? ", " : "", fields[i]);
-		return fail(e, "unknown field `%.64s`, expected %s%s", key,
-		            i > 1 ? "one of " : "", expected);
+		return fail(e, "unknown field `%.64s`, expected %s%s", key, i > 1 ? "one of " : "",
+		            expected);
 	}
 	return 0;
 }
@@ -261,8 +262,7 @@ static int get_limiter(json_t *o, const char *key, struct res_limiter *l, struct
 
 int json_to_boot(json_t *o, struct res_boot *out, struct err *e)
 {
-	static const char *const fields[] = {"kernel_image_path", "initrd_path", "boot_args",
-	                                     NULL};
+	static const char *const fields[] = {"kernel_image_path", "initrd_path", "boot_args", NULL};
 	int r;
 
 	memset(out, 0, sizeof(*out));
@@ -279,15 +279,15 @@ int json_to_boot(json_t *o, struct res_boot *out, struct err *e)
 }
 
 static const char *const huge_names[] = {"None", "Transparent", "2M", NULL};
-static const char *const template_names[] = {"None", "C3", "T2", "T2S", "T2CL", "T2A", "V1N1",
-                                             NULL};
+static const char *const template_names[] = {"None", "C3",  "T2",   "T2S",
+                                             "T2CL", "T2A", "V1N1", NULL};
 
-int json_to_machine(json_t *o, const struct res_machine *base, bool patch,
-                    struct res_machine *out, struct err *e)
+int json_to_machine(json_t *o, const struct res_machine *base, bool patch, struct res_machine *out,
+                    struct err *e)
 {
-	static const char *const fields[] = {"vcpu_count",        "mem_size_mib", "smt",
-	                                     "track_dirty_pages", "huge_pages",   "cpu_template",
-	                                     "pcie_root_ports",   NULL};
+	static const char *const fields[] = {
+	    "vcpu_count",   "mem_size_mib",    "smt", "track_dirty_pages", "huge_pages",
+	    "cpu_template", "pcie_root_ports", NULL};
 	uint64_t v;
 	unsigned int en;
 	bool present;
@@ -341,10 +341,17 @@ int json_to_machine(json_t *o, const struct res_machine *base, bool patch,
 
 int json_to_drive(json_t *o, struct res_drive *out, struct err *e)
 {
-	static const char *const fields[] = {
-	    "drive_id",     "partuuid",     "is_root_device", "cache_type", "is_read_only",
-	    "path_on_host", "rate_limiter", "io_engine",      "socket",     "transport",
-	    NULL};
+	static const char *const fields[] = {"drive_id",
+	                                     "partuuid",
+	                                     "is_root_device",
+	                                     "cache_type",
+	                                     "is_read_only",
+	                                     "path_on_host",
+	                                     "rate_limiter",
+	                                     "io_engine",
+	                                     "socket",
+	                                     "transport",
+	                                     NULL};
 	static const char *const cache_names[] = {"Unsafe", "Writeback", NULL};
 	static const char *const engine_names[] = {"Sync", "Async", NULL};
 	unsigned int en = 0;
@@ -427,9 +434,9 @@ static int parse_mac(const char *s, uint8_t mac[6])
 
 int json_to_net(json_t *o, struct res_net *out, struct err *e)
 {
-	static const char *const fields[] = {"iface_id",        "host_dev_name",   "guest_mac",
-	                                     "mtu",             "rx_rate_limiter", "tx_rate_limiter",
-	                                     "backend",         "transport",       NULL};
+	static const char *const fields[] = {"iface_id", "host_dev_name",   "guest_mac",
+	                                     "mtu",      "rx_rate_limiter", "tx_rate_limiter",
+	                                     "backend",  "transport",       NULL};
 	static const char *const backends[] = {"tap", "slirp", NULL};
 	unsigned int be = 0;
 	char *mac = NULL;
@@ -460,16 +467,17 @@ int json_to_net(json_t *o, struct res_net *out, struct err *e)
 		goto fail;
 	if (mac) {
 		if (parse_mac(mac, out->mac) < 0) {
-			r = fail(e, "invalid value: string \"%.32s\", expected a MAC address "
-			            "xx:xx:xx:xx:xx:xx",
+			r = fail(e,
+			         "invalid value: string \"%.32s\", expected a MAC address "
+			         "xx:xx:xx:xx:xx:xx",
 			         mac);
 			free(mac);
 			goto fail;
 		}
 		if (out->mac[0] & 1) {
-			r = err_set(e, EINVAL,
-			            "Could not create the network device: %s is a multicast address.",
-			            mac);
+			r = err_set(
+			    e, EINVAL,
+			    "Could not create the network device: %s is a multicast address.", mac);
 			free(mac);
 			goto fail;
 		}
@@ -554,8 +562,8 @@ int json_to_entropy(json_t *o, struct res_entropy *out, struct err *e)
 
 int json_to_logger(json_t *o, struct res_logger *out, struct err *e)
 {
-	static const char *const fields[] = {"log_path", "level", "show_level", "show_log_origin",
-	                                     "module", NULL};
+	static const char *const fields[] = {"log_path",        "level",  "show_level",
+	                                     "show_log_origin", "module", NULL};
 	static const char *const levels[] = {"Error", "Warning", "Info", "Debug",
 	                                     "Trace", "Off",     "Warn", NULL};
 	static const enum log_level map[] = {LOG_ERROR, LOG_WARN,  LOG_INFO, LOG_DEBUG,
@@ -611,7 +619,8 @@ int json_to_metrics(json_t *o, struct res_metrics *out, struct err *e)
 		r = err_set(e, ENOMEM, "out of memory");
 		goto fail;
 	}
-	json_object_foreach(props, key, v) {
+	json_object_foreach(props, key, v)
+	{
 		if (!json_is_string(v)) {
 			r = bad_type(v, "a string", e);
 			goto fail;
@@ -711,7 +720,8 @@ static json_t *from_bucket(const struct res_bucket *b)
 	o = json_pack("{s:I, s:I}", "size", (json_int_t)b->size, "refill_time",
 	              (json_int_t)b->refill_time);
 	if (o && b->has_one_time_burst)
-		json_object_set_new(o, "one_time_burst", json_integer((json_int_t)b->one_time_burst));
+		json_object_set_new(o, "one_time_burst",
+		                    json_integer((json_int_t)b->one_time_burst));
 	return o;
 }
 
@@ -726,13 +736,13 @@ static json_t *from_limiter(const struct res_limiter *l)
 static json_t *from_drive(const struct res_drive *d)
 {
 	return json_pack("{s:s, s:o, s:b, s:s, s:b, s:s, s:o, s:s, s:n, s:s}", "drive_id", d->id,
-	                 "partuuid", str_or_null(d->partuuid), "is_root_device",
-	                 d->is_root_device, "cache_type",
+	                 "partuuid", str_or_null(d->partuuid), "is_root_device", d->is_root_device,
+	                 "cache_type",
 	                 d->cache_type == RES_CACHE_WRITEBACK ? "Writeback" : "Unsafe",
 	                 "is_read_only", d->is_read_only, "path_on_host", d->path_on_host,
 	                 "rate_limiter", from_limiter(&d->rate_limiter), "io_engine",
-	                 d->io_engine == VM_ENGINE_URING ? "Async" : "Sync", "socket",
-	                 "transport", transport_name(d->transport));
+	                 d->io_engine == VM_ENGINE_URING ? "Async" : "Sync", "socket", "transport",
+	                 transport_name(d->transport));
 }
 
 static json_t *from_net(const struct res_net *n)
@@ -740,8 +750,8 @@ static json_t *from_net(const struct res_net *n)
 	char mac[18];
 	json_t *o;
 
-	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
-	         n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1], n->mac[2],
+	         n->mac[3], n->mac[4], n->mac[5]);
 	o = json_pack("{s:s, s:o, s:o, s:o, s:o, s:s, s:s}", "iface_id", n->id, "host_dev_name",
 	              str_or_null(n->host_dev_name), "guest_mac",
 	              n->has_mac ? json_string(mac) : json_null(), "rx_rate_limiter",
@@ -781,7 +791,7 @@ json_t *json_from_full_config(const struct resources *r)
 
 		v = json_pack("{s:o, s:s, s:b, s:b, s:o}", "log_path",
 		              str_or_null(r->logger.log_path), "level",
-		              r->logger.level_off ? "Off"
+		              r->logger.level_off   ? "Off"
 		              : r->logger.level_set ? names[r->logger.level]
 		                                    : "Info",
 		              "show_level", r->logger.show_level, "show_log_origin",
@@ -825,8 +835,9 @@ json_t *json_from_full_config(const struct resources *r)
 		v = json_null();
 	json_object_set_new(o, "entropy", v);
 	if (r->serial.present)
-		v = json_pack("{s:o, s:o}", "serial_out_path", str_or_null(r->serial.serial_out_path),
-		              "rate_limiter", from_bucket(&r->serial.rate_limiter));
+		v = json_pack("{s:o, s:o}", "serial_out_path",
+		              str_or_null(r->serial.serial_out_path), "rate_limiter",
+		              from_bucket(&r->serial.rate_limiter));
 	else
 		v = json_null();
 	json_object_set_new(o, "serial", v);

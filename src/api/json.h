@@ -33,8 +33,8 @@ int json_body(const char *body, size_t len, json_t **out, struct err *e);
 
 int json_to_boot(json_t *o, struct res_boot *out, struct err *e);
 /* PUT (patch false: required fields required) or PATCH (fields default to `base`). */
-int json_to_machine(json_t *o, const struct res_machine *base, bool patch,
-                    struct res_machine *out, struct err *e);
+int json_to_machine(json_t *o, const struct res_machine *base, bool patch, struct res_machine *out,
+                    struct err *e);
 int json_to_drive(json_t *o, struct res_drive *out, struct err *e);
 /* PartialDrive: *path is malloc'd or NULL; *has_rl says whether rate_limiter was given. */
 int json_to_drive_patch(json_t *o, char id[RES_ID_MAX + 1], char **path, struct res_limiter *rl,
@@ -48,8 +48,11 @@ int json_to_logger(json_t *o, struct res_logger *out, struct err *e);
 int json_to_metrics(json_t *o, struct res_metrics *out, struct err *e);
 int json_to_serial(json_t *o, struct res_serial *out, struct err *e);
 
-enum json_action { JSON_ACTION_INSTANCE_START, JSON_ACTION_SEND_CTRL_ALT_DEL,
-	           JSON_ACTION_FLUSH_METRICS };
+enum json_action {
+	JSON_ACTION_INSTANCE_START,
+	JSON_ACTION_SEND_CTRL_ALT_DEL,
+	JSON_ACTION_FLUSH_METRICS
+};
 int json_to_action(json_t *o, enum json_action *out, struct err *e);
 /* {"state": "Paused" | "Resumed"} */
 int json_to_vm_state(json_t *o, bool *paused, struct err *e);

@@ -54,8 +54,8 @@ void cpuid_apply_policy(struct kvm_cpuid2 *c, unsigned int vcpu_id, unsigned int
 		switch (ent->function) {
 		case 1:
 			/* EBX[31:24] initial APIC ID, EBX[23:16] logical processors per package. */
-			ent->ebx = (ent->ebx & 0x0000ffffu) | (vcpu_id << 24) |
-				   ((nvcpus & 0xffu) << 16);
+			ent->ebx =
+			    (ent->ebx & 0x0000ffffu) | (vcpu_id << 24) | ((nvcpus & 0xffu) << 16);
 			ent->ecx |= CPUID_1_ECX_HYPERVISOR;
 			if (nvcpus > 1)
 				ent->edx |= CPUID_1_EDX_HTT;
@@ -87,7 +87,7 @@ void cpuid_apply_policy(struct kvm_cpuid2 *c, unsigned int vcpu_id, unsigned int
 			 * compute unit ID. */
 			ent->eax = vcpu_id;
 			ent->ebx = (ent->ebx & ~0xffffu) | ((threads - 1) << 8) |
-				   ((vcpu_id / threads) & 0xff);
+			           ((vcpu_id / threads) & 0xff);
 			break;
 		default:
 			break;

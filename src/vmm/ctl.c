@@ -130,7 +130,9 @@ int ctl_apply_logger(struct ctl *c, struct err *e)
 	struct log_config lc = {
 	    .fd = -1,
 	    .instance_id = c->instance_id,
-	    .level = l->level_off ? LOG_OFF : l->level_set ? l->level : LOG_INFO,
+	    .level = l->level_off   ? LOG_OFF
+	             : l->level_set ? l->level
+	                            : LOG_INFO,
 	    .show_level = l->show_level,
 	    .show_log_origin = l->show_log_origin,
 	    .module = l->module,
@@ -236,11 +238,12 @@ int ctl_start(struct ctl *c, struct err *e)
 	cfg.console_out_fd = c->console_out_fd;
 	cfg.build_only = c->build_only;
 	cfg.boot_timer = c->boot_timer;
-	cfg.serial_limit = c->res.serial.rate_limiter.present
-	                       ? (struct token_bucket_cfg){c->res.serial.rate_limiter.size,
-	                                                   c->res.serial.rate_limiter.one_time_burst,
-	                                                   c->res.serial.rate_limiter.refill_time}
-	                       : (struct token_bucket_cfg){0};
+	cfg.serial_limit =
+	    c->res.serial.rate_limiter.present
+	        ? (struct token_bucket_cfg){c->res.serial.rate_limiter.size,
+	                                    c->res.serial.rate_limiter.one_time_burst,
+	                                    c->res.serial.rate_limiter.refill_time}
+	        : (struct token_bucket_cfg){0};
 	r = vm_create(&c->vm, &cfg, e);
 	if (r < 0)
 		goto fail;
@@ -379,8 +382,8 @@ static struct vm_virtio *find_virtio(struct ctl *c, enum vm_virtio_kind kind, co
 	return NULL;
 }
 
-int ctl_patch_drive(struct ctl *c, const char *id, const char *path,
-                    const struct res_limiter *rl, struct err *e)
+int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struct res_limiter *rl,
+                    struct err *e)
 {
 	struct res_drive *d;
 	struct vm_virtio *vv;

@@ -29,8 +29,10 @@
 enum ctl_state { CTL_NOT_STARTED, CTL_RUNNING, CTL_PAUSED };
 
 /* Messages Firecracker uses for requests made in the wrong state. */
-#define CTL_MSG_NOT_BEFORE_BOOT "The requested operation is not supported before starting the microVM."
-#define CTL_MSG_NOT_AFTER_BOOT  "The requested operation is not supported after starting the microVM."
+#define CTL_MSG_NOT_BEFORE_BOOT                                                                    \
+	"The requested operation is not supported before starting the microVM."
+#define CTL_MSG_NOT_AFTER_BOOT                                                                     \
+	"The requested operation is not supported after starting the microVM."
 
 struct ctl {
 	struct evloop loop;
@@ -49,7 +51,7 @@ struct ctl {
 	struct metrics metrics;
 	bool metrics_ready;
 	struct evloop_watch metrics_watch;
-	struct metrics_values api_counts; /* the API's own counters, merged into each flush */
+	struct metrics_values api_counts;     /* the API's own counters, merged into each flush */
 	uint64_t start_wall_us, start_cpu_us; /* process start (Firecracker's startup metric) */
 
 	struct vm *vm;
@@ -91,8 +93,8 @@ int ctl_flush_metrics(struct ctl *c, struct err *e);
 int ctl_pause(struct ctl *c, struct err *e);
 int ctl_resume(struct ctl *c, struct err *e);
 /* PATCH /drives: a new backing file and/or rate limiter (NULL: unchanged). */
-int ctl_patch_drive(struct ctl *c, const char *id, const char *path,
-                    const struct res_limiter *rl, struct err *e);
+int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struct res_limiter *rl,
+                    struct err *e);
 /* PATCH /network-interfaces: new rate limiters (NULL: unchanged). */
 int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
                   const struct res_limiter *tx, struct err *e);

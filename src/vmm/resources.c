@@ -96,8 +96,9 @@ int res_check_id(const char *id, struct err *e)
 		return err_set(e, EINVAL, "The ID cannot be empty.");
 	for (p = id; *p; p++)
 		if (*p != '_' && !isalnum((unsigned char)*p))
-			return err_set(e, EINVAL, "API Resource IDs can only contain alphanumeric "
-			                          "characters and underscores.");
+			return err_set(e, EINVAL,
+			               "API Resource IDs can only contain alphanumeric "
+			               "characters and underscores.");
 	if (p - id > RES_ID_MAX)
 		return err_set(e, EINVAL, "API Resource IDs can be at most %d characters long.",
 		               RES_ID_MAX);
@@ -190,8 +191,9 @@ static int check_bucket(const struct res_bucket *b, const char *what, struct err
 {
 	/* ratelimit.c turns refill_time into nanoseconds. */
 	if (b->present && b->refill_time > UINT64_MAX / 1000000)
-		return err_set(e, EINVAL, "Cannot create RateLimiter: %s refill_time %llu ms is too "
-		                          "large.",
+		return err_set(e, EINVAL,
+		               "Cannot create RateLimiter: %s refill_time %llu ms is too "
+		               "large.",
 		               what, (unsigned long long)b->refill_time);
 	return 0;
 }
@@ -209,9 +211,8 @@ void res_limiter_cfg(const struct res_limiter *l, struct rate_limiter_cfg *out)
 	if (!l->present)
 		return;
 	if (l->bandwidth.present)
-		out->bandwidth = (struct token_bucket_cfg){l->bandwidth.size,
-		                                           l->bandwidth.one_time_burst,
-		                                           l->bandwidth.refill_time};
+		out->bandwidth = (struct token_bucket_cfg){
+		    l->bandwidth.size, l->bandwidth.one_time_burst, l->bandwidth.refill_time};
 	if (l->ops.present)
 		out->ops = (struct token_bucket_cfg){l->ops.size, l->ops.one_time_burst,
 		                                     l->ops.refill_time};
@@ -228,7 +229,8 @@ int res_put_drive(struct resources *r, struct res_drive *d, struct err *e)
 	if (!d->path_on_host)
 		return err_set(e, EINVAL, "missing field `path_on_host`");
 	if (i == r->ndrives && r->ndrives >= VM_MAX_DISKS)
-		return err_set(e, ENOSPC, "Unable to add the drive: ember supports at most %u drives.",
+		return err_set(e, ENOSPC,
+		               "Unable to add the drive: ember supports at most %u drives.",
 		               VM_MAX_DISKS);
 	if (d->is_root_device)
 		for (j = 0; j < r->ndrives; j++)
@@ -327,8 +329,9 @@ int res_put_net(struct resources *r, struct res_net *n, struct err *e)
 int res_set_vsock(struct resources *r, struct res_vsock *v, struct err *e)
 {
 	if (v->guest_cid < 3)
-		return err_set(e, EINVAL, "Cannot create backend for vsock device: the guest CID "
-		                          "must be at least 3.");
+		return err_set(e, EINVAL,
+		               "Cannot create backend for vsock device: the guest CID "
+		               "must be at least 3.");
 	if (!v->uds_path || !*v->uds_path)
 		return err_set(e, EINVAL, "missing field `uds_path`");
 	if (strlen(v->uds_path) >= 108)
@@ -464,7 +467,8 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 	if (r->boot.present) {
 		ret = cmdline_add(cmdline, cmdline_size,
 		                  r->boot.boot_args ? r->boot.boot_args : RES_DEFAULT_BOOT_ARGS);
-		/* Firecracker's root= for the root drive: its PARTUUID, or the first virtio disk. */
+		/* Firecracker's root= for the root drive: its PARTUUID, or the first virtio disk.
+		 */
 		if (ret == 0 && root && root->partuuid) {
 			char opt[128];
 

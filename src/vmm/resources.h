@@ -56,7 +56,7 @@ struct res_machine {
 	bool smt;
 	bool track_dirty_pages;
 	enum vm_huge_pages huge_pages;
-	bool cpu_template_set; /* "cpu_template": "None" was given */
+	bool cpu_template_set;        /* "cpu_template": "None" was given */
 	unsigned int pcie_root_ports; /* ember: hot-plug slots */
 };
 

@@ -998,8 +998,10 @@ static int check_config(const struct vm_config *cfg, struct err *e)
 		return err_set(e, EINVAL, "with SMT the vCPU count must be 1 or even, not %u",
 		               cfg->vcpus);
 	if (cfg->huge_pages == VM_HUGE_PAGES_2M && cfg->mem_mib % 2)
-		return err_set(e, EINVAL, "with 2 MiB huge pages the memory size must be even, not "
-		               "%llu MiB", (unsigned long long)cfg->mem_mib);
+		return err_set(e, EINVAL,
+		               "with 2 MiB huge pages the memory size must be even, not "
+		               "%llu MiB",
+		               (unsigned long long)cfg->mem_mib);
 	if (cfg->mem_mib < VM_MIN_MEM_MIB || cfg->mem_mib > VM_MAX_MEM_MIB)
 		return err_set(e, EINVAL,
 		               "%llu MiB of memory requested; ember supports %llu to %llu",
@@ -1102,7 +1104,8 @@ int vm_start(struct vm *vm)
 	/* No SA_RESTART: the kick must make KVM_RUN return EINTR. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
-	/* SIGINT/SIGTERM/SIGUSR2 belong to the VMM thread's signalfd; vCPU threads inherit the mask. */
+	/* SIGINT/SIGTERM/SIGUSR2 belong to the VMM thread's signalfd; vCPU threads inherit the
+	 * mask. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);

@@ -1,4 +1,5 @@
-/* vm.h - the VM object: build from a config, run until the guest or the host stops it, tear down. */
+/* vm.h - the VM object: build from a config, run until the guest or the host stops it, tear down.
+ */
 #ifndef EMBER_VMM_VM_H
 #define EMBER_VMM_VM_H
 
@@ -45,10 +46,10 @@
 #include "util/gmem.h"
 #include "util/log.h"
 
-#define VM_MAX_VCPUS 32
-#define VM_MIN_MEM_MIB 2ull
-#define VM_MAX_MEM_MIB (1ull << 20) /* 1 TiB */
-#define VM_MAX_ROOT_PORTS 14        /* each takes a 4 KiB slice of the 60 KiB I/O window */
+#define VM_MAX_VCPUS      32
+#define VM_MIN_MEM_MIB    2ull
+#define VM_MAX_MEM_MIB    (1ull << 20) /* 1 TiB */
+#define VM_MAX_ROOT_PORTS 14           /* each takes a 4 KiB slice of the 60 KiB I/O window */
 
 enum vm_huge_pages {
 	VM_HUGE_PAGES_NONE = 0,    /* 4 KiB pages */
@@ -59,8 +60,8 @@ enum vm_huge_pages {
 struct vm_config {
 	const char *kernel_path;   /* or NULL with firmware_path */
 	const char *firmware_path; /* boot a BIOS image from the reset vector instead of a kernel */
-	const char *initrd_path; /* NULL: none */
-	const char *cmdline;     /* NULL: "" */
+	const char *initrd_path;   /* NULL: none */
+	const char *cmdline;       /* NULL: "" */
 	uint64_t mem_mib;
 	unsigned int vcpus;
 	bool pvh;
@@ -68,14 +69,14 @@ struct vm_config {
 	bool pci_testdev;              /* ember's PCI test device */
 	unsigned int pci_testdev_port; /* 0: on bus 0; k: behind root port k (1-based) */
 	struct vm_devices_cfg dev;     /* virtio devices (devopts.h) */
-	bool no_acpi;       /* no ACPI tables: the MP table only (for guests such as OSv) */
-	bool build_only;    /* build the devices only: no kernel, vCPUs or console (--dump-pci) */
-	int console_in_fd;  /* serial input; -1: none */
-	int console_out_fd; /* serial output */
+	bool no_acpi;        /* no ACPI tables: the MP table only (for guests such as OSv) */
+	bool build_only;     /* build the devices only: no kernel, vCPUs or console (--dump-pci) */
+	int console_in_fd;   /* serial input; -1: none */
+	int console_out_fd;  /* serial output */
 	struct evloop *loop; /* the VMM thread's event loop (required; owned by the caller) */
 	struct token_bucket_cfg serial_limit; /* console output limit; zeroed: none */
 	bool boot_timer;                      /* Firecracker's boot timer device (boottimer.h) */
-	bool smt;            /* two threads per core in the CPUID topology (vcpus must be 1 or even) */
+	bool smt; /* two threads per core in the CPUID topology (vcpus must be 1 or even) */
 	bool track_dirty_pages; /* KVM dirty-page logging on guest RAM */
 	enum vm_huge_pages huge_pages;
 };
@@ -173,7 +174,7 @@ struct vm {
 	unsigned int nvirtio, nmmio;
 	char cmdline[LAYOUT_CMDLINE_MAX + 512]; /* the user's command line + virtio_mmio.device= */
 
-	uint64_t rsdp_gpa; /* ACPI RSDP, 0 without ACPI */
+	uint64_t rsdp_gpa;  /* ACPI RSDP, 0 without ACPI */
 	struct firmware fw; /* with firmware_path */
 	struct fwcfg fwcfg;
 	bool fwcfg_ready;
@@ -186,8 +187,8 @@ struct vm {
 	bool stop_watched;
 	struct evloop_watch stop_watch, stdin_watch, rx_watch;
 	bool stdin_watched;
-	int rx_notify_fd;          /* eventfd: the guest drained the serial receive FIFO */
-	uint8_t rx_pending[256];   /* console input the FIFO has not taken yet */
+	int rx_notify_fd;        /* eventfd: the guest drained the serial receive FIFO */
+	uint8_t rx_pending[256]; /* console input the FIFO has not taken yet */
 	size_t rx_pending_off, rx_pending_len;
 	bool termios_saved;
 	unsigned char saved_termios[64]; /* struct termios, opaque here */
@@ -240,7 +241,7 @@ void vm_destroy(struct vm *vm);
  * reason; later ones are ignored.
  */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * Pause and resume (PATCH /vm {"state": "Paused"|"Resumed"}).

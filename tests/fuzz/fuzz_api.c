@@ -110,7 +110,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			decode_all(j);
 			if (json_is_object(j))
-				json_object_foreach(j, key, v) {
+				json_object_foreach(j, key, v)
+				{
 					decode_all(v);
 					if (json_is_array(v))
 						json_array_foreach(v, i, item) decode_all(item);
@@ -125,7 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	{
 		struct ctl c;
 		char *b = NULL;
-		struct http_request req = {.method = methods[data[0] % 4], .method_name = names[data[0] % 4],
+		struct http_request req = {.method = methods[data[0] % 4],
+		                           .method_name = names[data[0] % 4],
 		                           .path = path};
 		struct http_response resp = {0};
 

@@ -11,12 +11,14 @@
 static char image[64];
 
 /* Run one request through api_handle(); the answer's body is returned (caller frees). */
-static int call(struct ctl *c, enum http_method m, const char *path, const char *body,
-                char **out)
+static int call(struct ctl *c, enum http_method m, const char *path, const char *body, char **out)
 {
 	static const char *const names[] = {"GET", "PUT", "PATCH", "DELETE", "POST"};
-	struct http_request req = {.method = m, .method_name = names[m], .path = path,
-	                           .body = body, .body_len = body ? strlen(body) : 0};
+	struct http_request req = {.method = m,
+	                           .method_name = names[m],
+	                           .path = path,
+	                           .body = body,
+	                           .body_len = body ? strlen(body) : 0};
 	struct http_response resp = {0};
 
 	api_handle(c, &req, &resp);
@@ -88,8 +90,10 @@ TEST(machine_config_put_patch_get)
 	json_decref(j);
 
 	/* Refused changes leave the configuration as it was. */
-	expect_fault(&c, HTTP_PUT, "/machine-config", "{\"vcpu_count\": 3, \"mem_size_mib\": 64, "
-	             "\"smt\": true}", "The vCPU number is invalid");
+	expect_fault(&c, HTTP_PUT, "/machine-config",
+	             "{\"vcpu_count\": 3, \"mem_size_mib\": 64, "
+	             "\"smt\": true}",
+	             "The vCPU number is invalid");
 	expect_fault(&c, HTTP_PUT, "/machine-config", "{\"vcpu_count\": 0, \"mem_size_mib\": 64}",
 	             "The vCPU number is invalid");
 	expect_fault(&c, HTTP_PUT, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 0}",
@@ -146,8 +150,7 @@ TEST(routing_errors)
 	             "not supported before starting the microVM");
 	expect_fault(&c, HTTP_PUT, "/actions", "{\"action_type\": \"SendCtrlAltDel\"}",
 	             "not supported before starting the microVM");
-	expect_fault(&c, HTTP_PUT, "/actions", "{\"action_type\": \"FlushMetrics\"}",
-	             "metrics");
+	expect_fault(&c, HTTP_PUT, "/actions", "{\"action_type\": \"FlushMetrics\"}", "metrics");
 	expect_fault(&c, HTTP_PUT, "/actions", "{\"action_type\": \"InstanceStart\"}",
 	             "Cannot start microvm without kernel configuration.");
 	expect_fault(&c, HTTP_PUT, "/actions", "{\"action_type\": \"Reboot\"}",
@@ -162,16 +165,26 @@ TEST(not_yet_features_say_so)
 		enum http_method m;
 		const char *path;
 	} cases[] = {
-	    {HTTP_GET, "/balloon"},          {HTTP_PUT, "/balloon"},
-	    {HTTP_PATCH, "/balloon"},        {HTTP_GET, "/balloon/statistics"},
-	    {HTTP_PATCH, "/balloon/statistics"}, {HTTP_PATCH, "/balloon/hinting/start"},
-	    {HTTP_GET, "/balloon/hinting/status"}, {HTTP_PATCH, "/balloon/hinting/stop"},
-	    {HTTP_GET, "/mmds"},             {HTTP_PUT, "/mmds"},
-	    {HTTP_PATCH, "/mmds"},           {HTTP_PUT, "/mmds/config"},
-	    {HTTP_PUT, "/snapshot/create"},  {HTTP_PUT, "/snapshot/load"},
-	    {HTTP_PUT, "/hotplug/memory"},   {HTTP_PATCH, "/hotplug/memory"},
-	    {HTTP_GET, "/hotplug/memory"},   {HTTP_PUT, "/pmem/p0"},
-	    {HTTP_PATCH, "/pmem/p0"},        {HTTP_PUT, "/cpu-config"},
+	    {HTTP_GET, "/balloon"},
+	    {HTTP_PUT, "/balloon"},
+	    {HTTP_PATCH, "/balloon"},
+	    {HTTP_GET, "/balloon/statistics"},
+	    {HTTP_PATCH, "/balloon/statistics"},
+	    {HTTP_PATCH, "/balloon/hinting/start"},
+	    {HTTP_GET, "/balloon/hinting/status"},
+	    {HTTP_PATCH, "/balloon/hinting/stop"},
+	    {HTTP_GET, "/mmds"},
+	    {HTTP_PUT, "/mmds"},
+	    {HTTP_PATCH, "/mmds"},
+	    {HTTP_PUT, "/mmds/config"},
+	    {HTTP_PUT, "/snapshot/create"},
+	    {HTTP_PUT, "/snapshot/load"},
+	    {HTTP_PUT, "/hotplug/memory"},
+	    {HTTP_PATCH, "/hotplug/memory"},
+	    {HTTP_GET, "/hotplug/memory"},
+	    {HTTP_PUT, "/pmem/p0"},
+	    {HTTP_PATCH, "/pmem/p0"},
+	    {HTTP_PUT, "/cpu-config"},
 	};
 	struct ctl c;
 	struct err e = {0};
@@ -179,8 +192,8 @@ TEST(not_yet_features_say_so)
 
 	ctl_init(&c, &e);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		expect_fault(&c, cases[i].m, cases[i].path,
-		             cases[i].m == HTTP_GET ? NULL : "{}", "ember does not support");
+		expect_fault(&c, cases[i].m, cases[i].path, cases[i].m == HTTP_GET ? NULL : "{}",
+		             "ember does not support");
 	ctl_destroy(&c);
 }
 
@@ -227,9 +240,9 @@ TEST(drives_and_full_config)
 	             "already in use");
 	expect_fault(&c, HTTP_PUT, "/vsock", "{\"guest_cid\": 2, \"uds_path\": \"/tmp/v.sock\"}",
 	             "at least 3");
-	CHECK_EQ(call(&c, HTTP_PUT, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}",
-	              NULL),
-	         204);
+	CHECK_EQ(
+	    call(&c, HTTP_PUT, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}", NULL),
+	    204);
 	CHECK_EQ(call(&c, HTTP_PUT, "/entropy",
 	              "{\"rate_limiter\": {\"ops\": {\"size\": 10, \"refill_time\": 1000, "
 	              "\"one_time_burst\": 5}}}",
@@ -298,12 +311,14 @@ TEST(config_text)
 	CHECK(api_apply_config_text(&c, "{\"bogus\": {}}", 13, &e) < 0);
 	CHECK_STR_CONTAINS(e.msg, "bogus");
 	err_clear(&e);
-	snprintf(text, sizeof(text), "{\"machine-config\": {\"vcpu_count\": 99, "
-	                             "\"mem_size_mib\": 1}}");
+	snprintf(text, sizeof(text),
+	         "{\"machine-config\": {\"vcpu_count\": 99, "
+	         "\"mem_size_mib\": 1}}");
 	CHECK(api_apply_config_text(&c, text, strlen(text), &e) < 0);
 	CHECK_STR_CONTAINS(e.msg, "machine-config");
 	err_clear(&e);
-	snprintf(text, sizeof(text), "{\"balloon\": {\"amount_mib\": 1, \"deflate_on_oom\": true}}");
+	snprintf(text, sizeof(text),
+	         "{\"balloon\": {\"amount_mib\": 1, \"deflate_on_oom\": true}}");
 	CHECK(api_apply_config_text(&c, text, strlen(text), &e) < 0);
 	CHECK_STR_CONTAINS(e.msg, "does not support");
 	err_clear(&e);

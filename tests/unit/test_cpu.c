@@ -1,4 +1,5 @@
-/* test_cpu.c - unit tests for the boot CPU state: tables in guest memory, registers, CPUID policy. */
+/* test_cpu.c - unit tests for the boot CPU state: tables in guest memory, registers, CPUID policy.
+ */
 #include <stdlib.h>
 
 #include "boot/cpu.h"
@@ -70,8 +71,8 @@ TEST(sregs_long_mode)
 	CHECK_EQ(s.ss.db, 1);
 	CHECK_EQ(s.cr3, LAYOUT_PML4_GPA);
 	CHECK_EQ(s.cr0 & 0x80000001u, 0x80000001u); /* PG | PE */
-	CHECK_EQ(s.cr4 & 0x20, 0x20);                /* PAE */
-	CHECK_EQ(s.efer & 0x500, 0x500);             /* LME | LMA */
+	CHECK_EQ(s.cr4 & 0x20, 0x20);               /* PAE */
+	CHECK_EQ(s.efer & 0x500, 0x500);            /* LME | LMA */
 	CHECK_EQ(s.gdt.base, LAYOUT_GDT_GPA);
 	CHECK_EQ(s.gdt.limit, 39);
 	CHECK_EQ(s.tr.selector, 0x20);
@@ -143,14 +144,14 @@ TEST(lapic_lints)
 static struct kvm_cpuid2 *fake_cpuid(void)
 {
 	static const struct kvm_cpuid_entry2 ents[] = {
-		{.function = 1, .ebx = 0x00010800, .ecx = 0, .edx = 1u << 28},
-		{.function = 4, .index = 0, .eax = 0x121}, /* L1 data */
-		{.function = 4, .index = 3, .eax = 0x163}, /* L3 unified */
-		{.function = 4, .index = 4, .eax = 0},
-		{.function = 0xb, .index = 0},
-		{.function = 0xb, .index = 1},
-		{.function = 0xb, .index = 2},
-		{.function = 0x40000000, .ebx = 0x4b4d564b},
+	    {.function = 1, .ebx = 0x00010800, .ecx = 0, .edx = 1u << 28},
+	    {.function = 4, .index = 0, .eax = 0x121}, /* L1 data */
+	    {.function = 4, .index = 3, .eax = 0x163}, /* L3 unified */
+	    {.function = 4, .index = 4, .eax = 0},
+	    {.function = 0xb, .index = 0},
+	    {.function = 0xb, .index = 1},
+	    {.function = 0xb, .index = 2},
+	    {.function = 0x40000000, .ebx = 0x4b4d564b},
 	};
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + sizeof(ents));
 
@@ -167,8 +168,8 @@ TEST(cpuid_topology)
 	CHECK_EQ(c->entries[0].ebx >> 24, 3);
 	CHECK_EQ((c->entries[0].ebx >> 16) & 0xff, 4);
 	CHECK_EQ(c->entries[0].ebx & 0xffff, 0x0800); /* CLFLUSH size kept */
-	CHECK(c->entries[0].ecx & (1u << 31));       /* hypervisor */
-	CHECK(c->entries[0].edx & (1u << 28));       /* HTT */
+	CHECK(c->entries[0].ecx & (1u << 31));        /* hypervisor */
+	CHECK(c->entries[0].edx & (1u << 28));        /* HTT */
 	CHECK_EQ(c->entries[1].eax >> 26, 3);
 	CHECK_EQ((c->entries[1].eax >> 14) & 0xfff, 0);
 	CHECK_EQ((c->entries[2].eax >> 14) & 0xfff, 3); /* L3 shared by all */
@@ -193,12 +194,12 @@ TEST(cpuid_topology_smt)
 {
 	struct kvm_cpuid2 *c = fake_cpuid();
 
-	cpuid_apply_policy(c, 5, 4, true); /* 2 cores x 2 threads */
-	CHECK_EQ(c->entries[1].eax >> 26, 1);              /* cores per package - 1 */
-	CHECK_EQ((c->entries[1].eax >> 14) & 0xfff, 1);    /* L1 shared by 2 threads */
-	CHECK_EQ((c->entries[2].eax >> 14) & 0xfff, 3);    /* L3 shared by all */
-	CHECK_EQ(c->entries[4].eax, 1);                    /* SMT level: 1 bit */
-	CHECK_EQ(c->entries[4].ebx, 2);                    /* 2 threads per core */
+	cpuid_apply_policy(c, 5, 4, true);              /* 2 cores x 2 threads */
+	CHECK_EQ(c->entries[1].eax >> 26, 1);           /* cores per package - 1 */
+	CHECK_EQ((c->entries[1].eax >> 14) & 0xfff, 1); /* L1 shared by 2 threads */
+	CHECK_EQ((c->entries[2].eax >> 14) & 0xfff, 3); /* L3 shared by all */
+	CHECK_EQ(c->entries[4].eax, 1);                 /* SMT level: 1 bit */
+	CHECK_EQ(c->entries[4].ebx, 2);                 /* 2 threads per core */
 	CHECK_EQ(c->entries[5].eax, 2);
 	CHECK_EQ(c->entries[5].ebx, 4);
 	free(c);

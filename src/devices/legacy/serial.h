@@ -92,7 +92,7 @@ struct serial {
 struct serial_stats {
 	uint64_t read_count;  /* bytes the guest took from the receive FIFO (RBR) */
 	uint64_t write_count; /* bytes the guest transmitted (THR) that left: out_fd or none */
-	uint64_t missed_write_count; /* transmitted bytes out_fd could not take (dropped) */
+	uint64_t missed_write_count;         /* transmitted bytes out_fd could not take (dropped) */
 	uint64_t rate_limiter_dropped_bytes; /* bytes over the output limiter */
 };
 
