@@ -31,8 +31,29 @@
  *
  * Presence: root_port_set_presence() sets Slot Status.Presence Detect State
  * and Link Status.Data Link Layer Link Active together (a device in the slot
- * means its link is up).  Raising Presence Detect Changed / Data Link Layer
- * State Changed and the interrupt is the hot-plug state machine's job (later).
+ * means its link is up), silently: for devices present at boot.
+ *
+ * Hot plug (PCIe Base 6.0 §6.7, the slot registers of §7.5.3.9-11):
+ *   - root_port_hot_add(): a device was just plugged behind the port:
+ *     Presence Detect State and DLL Link Active set, Presence Detect Changed
+ *     and Data Link Layer State Changed set.
+ *   - root_port_request_removal(): ember wants the device back (orderly
+ *     unplug): Presence Detect State and DLL Link Active cleared, Presence
+ *     Detect Changed and DLL State Changed set.  The device stays reachable
+ *     (ember keeps it plugged) until the guest powers the slot off or ember
+ *     gives up waiting; then ember unplugs it and calls root_port_set_presence
+ *     (p, false) -- no new event.
+ *   - Slot Control.Power Controller Control (0 on, 1 off) is the guest's: a
+ *     change is reported through the hp ops (power_changed), on the vCPU
+ *     thread doing the config write, with the PCI host lock held -- the
+ *     callback only takes note (e.g. writes an eventfd for the VMM thread).
+ *   - The slot interrupt (MSI vector 0) follows §6.7.3.4: its condition is
+ *     Hot-Plug Interrupt Enable AND (any event bit in Slot Status whose
+ *     enable is set in Slot Control: PDC/PDCE, DLLSC/DLLSCE, and the others
+ *     ember never raises); a message is sent each time the condition goes
+ *     from false to true -- when ember sets an event, when the guest sets an
+ *     enable, or when the guest clears the status and a new event follows.
+ *     Clearing event bits (RW1C) never sends one.
  *
  * Locking: configuration space belongs to the PCI host, whose mutex
  * serialises guest config accesses; root_port_set_presence() takes that mutex
@@ -60,6 +81,9 @@ struct root_port {
 	unsigned int exp;         /* offset of the PCI Express capability */
 	bool msi_ready;           /* msi initialised (for destroy) */
 	bool present;             /* a device is in the slot */
+	const struct root_port_hp_ops *hp_ops;
+	void *hp_opaque;
+	bool irq_level; /* the §6.7.3.4 interrupt condition as last computed (host lock) */
 };
 
 /*
@@ -84,5 +108,25 @@ void root_port_set_presence(struct root_port *p, bool present);
 
 /* Whether the slot is occupied, as last set. */
 bool root_port_present(const struct root_port *p);
+
+struct root_port_hp_ops {
+	/*
+	 * The guest changed Slot Control.Power Controller Control: `on` is the
+	 * new state.  vCPU thread, PCI host lock held: record it, do not unplug.
+	 */
+	void (*power_changed)(void *opaque, struct root_port *p, bool on);
+};
+
+/* Set the hot-plug callbacks (before the guest runs).  `ops` may be NULL. */
+void root_port_set_hp_ops(struct root_port *p, const struct root_port_hp_ops *ops, void *opaque);
+
+/* A device was plugged behind the port (see above).  Any thread, not with the host lock held. */
+void root_port_hot_add(struct root_port *p);
+
+/* Ask the guest to release the device behind the port (see above).  Same rules. */
+void root_port_request_removal(struct root_port *p);
+
+/* Slot Control.Power Controller Control says "on" (reset value: on). */
+bool root_port_powered(struct root_port *p);
 
 #endif
