@@ -384,3 +384,14 @@ void gsi_router_platform(struct gsi_router *g, struct pci_platform *out)
 	out->ops = &gsi_platform_ops;
 	out->ctx = g;
 }
+
+unsigned int gsi_msi_count(struct gsi_router *g)
+{
+	unsigned int i, n = 0;
+
+	pthread_mutex_lock(&g->lock);
+	for (i = 0; i < GSI_MAX; i++)
+		n += g->msi[i].used;
+	pthread_mutex_unlock(&g->lock);
+	return n;
+}
