@@ -218,16 +218,17 @@ static json_t *pci_topology(struct ctl *c)
 	for (i = 0; slots && i < c->vm->nports; i++) {
 		static const char *const states[] = {"empty", "occupied", "removing"};
 		const struct vm_slot *sl = &c->vm->slots[i];
-		char bdf[16];
+		char bdf[32];
 
 		snprintf(bdf, sizeof(bdf), "0000:00:%02x.0", i + 1);
 		json_array_append_new(
-		    slots, json_pack("{s:I, s:s, s:s, s:o}", "port", (json_int_t)(i + 1), "bdf", bdf,
-		                     "state",
-		                     sl->state == VM_SLOT_EMPTY && root_port_present(&c->vm->ports[i])
-		                         ? "occupied"
-		                         : states[sl->state],
-		                     "device", sl->vv ? json_string(sl->vv->name) : json_null()));
+		    slots,
+		    json_pack("{s:I, s:s, s:s, s:o}", "port", (json_int_t)(i + 1), "bdf", bdf,
+		              "state",
+		              sl->state == VM_SLOT_EMPTY && root_port_present(&c->vm->ports[i])
+		                  ? "occupied"
+		                  : states[sl->state],
+		              "device", sl->vv ? json_string(sl->vv->name) : json_null()));
 	}
 	if (out) {
 		json_object_set_new(out, "slots", slots ? slots : json_array());
@@ -342,8 +343,8 @@ static bool hot_pluggable(const char *what)
 /*
  * Apply one resource body (before boot; after boot, devices are hot
  * plugged): `what` is the API path's first part, which is also the config
- * file's key ("drives" and "network-interfaces" take one element).  `path_id` is the id in the request's path (NULL from
- * the config file).  Nothing changes on error.
+ * file's key ("drives" and "network-interfaces" take one element).  `path_id` is the id in the
+ * request's path (NULL from the config file).  Nothing changes on error.
  */
 static int apply_put(struct ctl *c, const char *what, json_t *j, const char *path_id, struct err *e)
 {

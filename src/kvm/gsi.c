@@ -358,7 +358,7 @@ static int op_ioeventfd(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd
 }
 
 static int op_ioeventfd_dm(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd, bool assign,
-			   uint64_t datamatch)
+                           uint64_t datamatch)
 {
 	struct gsi_router *g = ctx;
 

@@ -558,14 +558,13 @@ int ctl_plug_entropy(struct ctl *c, const struct res_entropy *en, struct err *e)
 	return r;
 }
 
-int ctl_remove(struct ctl *c, enum vm_virtio_kind kind, const char *id, bool force,
-               struct err *e)
+int ctl_remove(struct ctl *c, enum vm_virtio_kind kind, const char *id, bool force, struct err *e)
 {
 	static const char *const what[] = {"drive", "network interface", "vsock device",
 	                                   "entropy device"};
 	const char *name = id ? id : kind == VM_VIRTIO_VSOCK ? "vsock" : "entropy";
-	bool known = kind == VM_VIRTIO_BLK   ? res_find_drive(&c->res, name) != NULL
-	             : kind == VM_VIRTIO_NET ? res_find_net(&c->res, name) != NULL
+	bool known = kind == VM_VIRTIO_BLK     ? res_find_drive(&c->res, name) != NULL
+	             : kind == VM_VIRTIO_NET   ? res_find_net(&c->res, name) != NULL
 	             : kind == VM_VIRTIO_VSOCK ? c->res.vsock.present
 	                                       : c->res.entropy.present;
 

@@ -106,8 +106,7 @@ int ctl_plug_entropy(struct ctl *c, const struct res_entropy *en, struct err *e)
  * device is unplugged (orderly, or at once with `force`), and leaves the
  * configuration when it has gone.  `id` is NULL for vsock and entropy.
  */
-int ctl_remove(struct ctl *c, enum vm_virtio_kind kind, const char *id, bool force,
-               struct err *e);
+int ctl_remove(struct ctl *c, enum vm_virtio_kind kind, const char *id, bool force, struct err *e);
 
 /* PATCH /drives: a new backing file and/or rate limiter (NULL: unchanged). */
 int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struct res_limiter *rl,

@@ -305,7 +305,7 @@ static int step_pci(struct vm *vm, struct err *e)
 	if (r < 0) {
 		gsi_line_free(&vm->gsi, GSI_GED, vm->ged_fd);
 		vm->ged_fd = -1;
-	vm->hp_fd = vm->hp_timer_fd = -1;
+		vm->hp_fd = vm->hp_timer_fd = -1;
 		gsi_router_destroy(&vm->gsi);
 		return r;
 	}
@@ -1076,8 +1076,8 @@ static void slots_check(struct vm *vm)
 			continue;
 		if (slot_released(vm, i)) {
 			if (sl->state == VM_SLOT_OCCUPIED)
-				log_info("slot %u: the guest powered the slot off: removing %s", i + 1,
-				         sl->vv->name);
+				log_info("slot %u: the guest powered the slot off: removing %s",
+				         i + 1, sl->vv->name);
 			slot_teardown(vm, i);
 		} else if (sl->state == VM_SLOT_REMOVING && now >= sl->deadline_ns) {
 			log_warn("slot %u: the guest did not release %s within %u ms: removing it",
@@ -1232,8 +1232,7 @@ fail_dev:
 	return r;
 }
 
-int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force,
-              struct err *e)
+int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force, struct err *e)
 {
 	struct vm_virtio *vv = vm_find_virtio(vm, kind, name);
 	unsigned int i;

@@ -132,8 +132,6 @@ struct vm_slot {
 	uint64_t deadline_ns;    /* removal: forced after this (CLOCK_MONOTONIC) */
 };
 
-
-
 /*
  * Exit counters of one vCPU (Firecracker's "vcpu" metrics).  Written only by
  * the vCPU's own thread, with relaxed atomic stores (no lock, no
@@ -185,7 +183,7 @@ struct vm {
 	unsigned int nports;
 	struct testdev testdev;
 	bool testdev_ready;
-	unsigned int next_slot; /* next free device number on bus 0 */
+	unsigned int next_slot;                  /* next free device number on bus 0 */
 	struct vm_slot slots[VM_MAX_ROOT_PORTS]; /* hot plug, one per port */
 	int hp_fd;                               /* eventfd: a guest powered a slot off */
 	int hp_timer_fd;                         /* timerfd: an orderly removal's deadline */
@@ -278,8 +276,7 @@ void vm_power_button(struct vm *vm);
  */
 int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigned int *slot,
                struct err *e);
-int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force,
-              struct err *e);
+int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force, struct err *e);
 /* The callback for vm_unplug's completion (and for a guest that powers a slot off itself). */
 void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque);
 /* The device `name` of `kind`, or NULL. */

@@ -1500,9 +1500,10 @@ def test_config_file_with_api(ember_bin, guest_elf, tmp_path):
                      "vsock": {"guest_cid": 42, "uds_path": str(tmp_path / "v.sock"),
                                "transport": "pci", "vsock_id": None}})
         assert_matches(got, want, "GET /vm/config after --config-file")
+        # After boot a drive PUT is hot plug: an id in use is refused.
         assert fault_of(e.request("PUT", "/drives/rootfs", {
             "drive_id": "rootfs", "path_on_host": str(img), "is_root_device": True})) == \
-            NOT_AFTER_BOOT
+            "A drive with id rootfs already exists."
         e.ok("PATCH", "/vm", {"state": "Paused"})
         e.ok("PATCH", "/vm", {"state": "Resumed"})
     finally:
