@@ -983,6 +983,11 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t unplug_timeout_ms(const struct vm *vm)
+{
+	return vm->cfg.unplug_timeout_ms ? vm->cfg.unplug_timeout_ms : VM_UNPLUG_TIMEOUT_MS;
+}
+
 /* Root port callback: vCPU thread, PCI host lock held -- count and wake the VMM thread. */
 static void slot_power_changed(void *opaque, struct root_port *p, bool on)
 {
@@ -1080,8 +1085,9 @@ static void slots_check(struct vm *vm)
 				         i + 1, sl->vv->name);
 			slot_teardown(vm, i);
 		} else if (sl->state == VM_SLOT_REMOVING && now >= sl->deadline_ns) {
-			log_warn("slot %u: the guest did not release %s within %u ms: removing it",
-			         i + 1, sl->vv->name, VM_UNPLUG_TIMEOUT_MS);
+			log_warn(
+			    "slot %u: the guest did not release %s within %llu ms: removing it",
+			    i + 1, sl->vv->name, (unsigned long long)unplug_timeout_ms(vm));
 			slot_teardown(vm, i);
 		}
 	}
@@ -1123,7 +1129,7 @@ static int step_hotplug(struct vm *vm, struct err *e)
 	int r;
 
 	vm->hp_fd = vm->hp_timer_fd = -1;
-	if (vm->nports == 0 || vm->cfg.build_only)
+	if (vm->nports == 0)
 		return 0;
 	vm->hp_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->hp_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -1253,7 +1259,7 @@ int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool fo
 		return 0;
 	}
 	vm->slots[i].state = VM_SLOT_REMOVING;
-	vm->slots[i].deadline_ns = mono_ns() + (uint64_t)VM_UNPLUG_TIMEOUT_MS * 1000000u;
+	vm->slots[i].deadline_ns = mono_ns() + unplug_timeout_ms(vm) * 1000000u;
 	slot_mark(vm, i);
 	root_port_request_removal(&vm->ports[i]);
 	/* A slot the guest never powered on (or already powered off) has nothing to release. */

@@ -76,6 +76,7 @@ struct vm_config {
 	struct evloop *loop; /* the VMM thread's event loop (required; owned by the caller) */
 	struct token_bucket_cfg serial_limit; /* console output limit; zeroed: none */
 	bool boot_timer;                      /* Firecracker's boot timer device (boottimer.h) */
+	unsigned int unplug_timeout_ms;       /* orderly unplug's wait; 0: VM_UNPLUG_TIMEOUT_MS */
 	bool smt; /* two threads per core in the CPUID topology (vcpus must be 1 or even) */
 	bool track_dirty_pages; /* KVM dirty-page logging on guest RAM */
 	enum vm_huge_pages huge_pages;
