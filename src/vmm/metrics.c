@@ -119,6 +119,7 @@ static const struct field vcpu_fields[] = {
 
 static const struct field uart_fields[] = {
     COUNTER(struct metrics_uart_values, missed_write_count),
+    COUNTER(struct metrics_uart_values, rate_limiter_dropped_bytes),
     COUNTER(struct metrics_uart_values, read_count),
     COUNTER(struct metrics_uart_values, write_count),
 };
@@ -667,6 +668,7 @@ void metrics_collect_vm(struct vm *vm, struct metrics_values *v)
 		v->uart.read_count = st.read_count;
 		v->uart.write_count = st.write_count;
 		v->uart.missed_write_count = st.missed_write_count;
+		v->uart.rate_limiter_dropped_bytes = st.rate_limiter_dropped_bytes;
 	}
 	for (i = 0; i < vm->nvcpus_created; i++) {
 		struct vcpu_stats st;

@@ -131,7 +131,7 @@ struct metrics_vcpu_values {
 };
 
 struct metrics_uart_values {
-	uint64_t read_count, write_count, missed_write_count;
+	uint64_t read_count, write_count, missed_write_count, rate_limiter_dropped_bytes;
 };
 
 struct metrics_vsock_values {

@@ -1549,3 +1549,46 @@ def test_bad_config_file(ember_bin, guest_elf, tmp_path, content, needles):
         f"want one clear line, got {err!r}"
     for n in needles:
         assert fill(n, ctx) in lines[0], (fill(n, ctx), lines[0])
+
+
+# =============================================================================================
+# The serial device: output to a file, limited by a token bucket
+# =============================================================================================
+
+def test_serial_out_path_and_rate_limiter(tmp_path, guest_elf):
+    """PUT /serial: the console goes to serial_out_path, and bytes over the bucket are dropped
+    and counted (uart.rate_limiter_dropped_bytes); unlimited, the whole boot banner arrives."""
+    outs = {}
+    for name, limiter in (("free", None), ("limited", {"size": 40, "refill_time": 100000})):
+        d = tmp_path / name
+        d.mkdir()
+        out, metrics = d / "console.txt", d / "metrics.json"
+        metrics.touch()
+        e = Ember(d).start()
+        try:
+            e.ok("PUT", "/metrics", {"metrics_path": str(metrics)})
+            body = {"serial_out_path": str(out)}
+            if limiter:
+                body["rate_limiter"] = limiter
+            e.ok("PUT", "/serial", body)
+            e.ok("PUT", "/boot-source", {"kernel_image_path": str(guest_elf),
+                                         "boot_args": "console=ttyS0 lifecycle=hang"})
+            e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if limiter or (out.exists() and "lifecycle: hanging" in out.read_text()):
+                    break
+                time.sleep(0.05)
+            time.sleep(0.3)
+            e.ok("PUT", "/actions", {"action_type": "FlushMetrics"})
+            line = json.loads(metrics.read_text().splitlines()[-1])
+            outs[name] = (out.read_text(errors="replace"), line["uart"])
+        finally:
+            e.stop()
+    free, free_uart = outs["free"]
+    limited, lim_uart = outs["limited"]
+    assert "lifecycle: hanging" in free and free_uart["rate_limiter_dropped_bytes"] == 0
+    # 40 bytes of bucket (refilled at 40 bytes per 100 s): the rest is dropped and counted.
+    assert len(limited) <= 41, limited
+    assert free.startswith(limited[:20]), (free[:60], limited)
+    assert lim_uart["rate_limiter_dropped_bytes"] >= len(free) - 41, lim_uart
