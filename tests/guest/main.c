@@ -41,6 +41,11 @@ bool expect(bool cond, const char *fmt, ...)
 	return false;
 }
 
+bool test_failed(void)
+{
+	return cur.failed;
+}
+
 void skip(const char *fmt, ...)
 {
 	va_list ap;
@@ -173,10 +178,10 @@ void guest_reset(void)
  *   power-button wait for the ACPI power button (the GED's edge interrupt on
  *                IOAPIC pin 20), then power off as above
  */
-#define LIFECYCLE_SLEEP_PORT 0x600
-#define LIFECYCLE_S5         0x34 /* SLP_TYP 5 << 2 | SLP_EN (ACPI 6.5 §4.8.3.7) */
-#define LIFECYCLE_GED_PIN    20
-#define LIFECYCLE_GED_VECTOR 0x60
+#define LIFECYCLE_SLEEP_PORT    0x600
+#define LIFECYCLE_S5            0x34 /* SLP_TYP 5 << 2 | SLP_EN (ACPI 6.5 §4.8.3.7) */
+#define LIFECYCLE_GED_PIN       20
+#define LIFECYCLE_GED_VECTOR    0x60
 #define LIFECYCLE_MMIO_EXEC_GPA 0xd0000000ull
 
 static void lifecycle_run(const char *how, size_t len)
@@ -189,7 +194,8 @@ static void lifecycle_run(const char *how, size_t len)
 	}
 	if (len == 11 && !memcmp(how, "triplefault", 11)) {
 		printf("triple fault\n");
-		__asm__ volatile("hlt"); /* ring 0 (entry.S isr_gp) turns this into the triple fault */
+		__asm__ volatile(
+		    "hlt"); /* ring 0 (entry.S isr_gp) turns this into the triple fault */
 	}
 	if (len == 8 && !memcmp(how, "poweroff", 8)) {
 		printf("powering off\n");

@@ -45,7 +45,8 @@ class HotplugEmber(Ember):
 
     def start(self, timeout=10.0):
         err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(self.cmd(), stdin=subprocess.DEVNULL,
+        # stdin: the console's input; a byte there ends the guest's test (release()).
+        self.proc = subprocess.Popen(self.cmd(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
         err.close()
         api_client._STARTED.append(self)
@@ -91,8 +92,20 @@ class HotplugEmber(Ember):
                                          f"{timeout} s\n{self.describe()}")
                 self.cond.wait(min(left, 0.5))
 
+    def release(self):
+        """Let the guest end its test: it waits, after "# hotplug: done", for a console byte
+        so that the host can look at ember first."""
+        try:
+            self.proc.stdin.write(b"\n")
+            self.proc.stdin.flush()
+        except OSError:  # ember already gone: finish() says why
+            pass
+
     def finish(self, timeout=30.0):
-        """The guest ends its tests and resets: ember exits; check TAP and a clean exit."""
+        """Release the guest; it ends its tests and resets, ember exits: check TAP, a clean
+        exit and no sanitizer report (leaks included)."""
+        self.wait_line(r"^# hotplug: done$")
+        self.release()
         rc, out, err = self.wait_exit(timeout)
         self.reader.join(timeout=5)
         out = self.out()
@@ -371,7 +384,7 @@ def test_hotplug_force(ember_bin, guest_elf, vms, tmp_path):
     assert e.drives() == []
     assert e.get("/pci")["gsi_routes"] == routes
     refused(e, "DELETE", "/drives/data")
-    e.wait_line(r"^# hotplug: gone port=1 ")
+    m, _ = e.wait_line(r"^# hotplug: gone port=1 slot_status=0x([0-9a-f]{4}) irqs=(\d+)$")
     e.finish()
 
 
@@ -395,8 +408,7 @@ def test_hotplug_timeout(ember_bin, guest_elf, vms, tmp_path):
     took = time.monotonic() - t0
     assert 4.5 <= took <= 8.0, f"removed {took:.2f} s after the DELETE, want about 5 s"
     assert e.drives() == []
-    m, _ = e.wait_line(r"^# hotplug: gone port=1 after=(\d+) ms$")
-    assert 4000 <= int(m.group(1)) <= 8000, m.group(0)
+    e.wait_line(r"^# hotplug: gone port=1 after=\d+ guest-ms$")
     out = e.finish()
     reads = re.search(r"^# hotplug: (\d+) reads while removal was pending$", out, re.MULTILINE)
     assert reads and int(reads.group(1)) > 0, out
@@ -422,7 +434,7 @@ def test_hotplug_cycles(ember_bin, guest_elf, vms, tmp_path):
         if r:
             e.wait_line(rf"^# hotplug: waiting port=1 cycle={r}$")
         e.ok("PUT", "/drives/disk", drive_body("disk", img))
-        e.wait_line(rf"^# hotplug: ready port=1 cycle={r} setup_us=\d+$")
+        e.wait_line(rf"^# hotplug: ready port=1 cycle={r}$")
         e.ok("DELETE", "/drives/disk")
         e.wait_line(rf"^# hotplug: removed port=1 cycle={r}$")
         e.wait_slot(1, "empty")
@@ -433,6 +445,9 @@ def test_hotplug_cycles(ember_bin, guest_elf, vms, tmp_path):
     assert fd_count(e.proc.pid) == fds, "file descriptors leaked over the rounds"
     assert e.get("/pci")["gsi_routes"] == routes, "GSI routes leaked over the rounds"
     assert e.drives() == []
+    # ember exits with a device still plugged (the guest no longer watches the slot): that
+    # teardown must be clean too.
+    e.ok("PUT", "/drives/last", drive_body("last", img))
     out = e.finish()
     irq_line(out, 1, 2 * rounds)
     print(f"{rounds} rounds in {took:.1f} s")
