@@ -211,7 +211,29 @@ static json_t *pci_topology(struct ctl *c)
 	}
 	json_t *out = json_pack("{s:o, s:s}", "devices", arr ? arr : json_array(), "config_space",
 	                        dump ? dump : "");
+	json_t *slots = json_array();
+	unsigned int i;
+
 	free(dump);
+	for (i = 0; slots && i < c->vm->nports; i++) {
+		static const char *const states[] = {"empty", "occupied", "removing"};
+		const struct vm_slot *sl = &c->vm->slots[i];
+		char bdf[32];
+
+		snprintf(bdf, sizeof(bdf), "0000:00:%02x.0", i + 1);
+		json_array_append_new(
+		    slots,
+		    json_pack("{s:I, s:s, s:s, s:o}", "port", (json_int_t)(i + 1), "bdf", bdf,
+		              "state",
+		              sl->state == VM_SLOT_EMPTY && root_port_present(&c->vm->ports[i])
+		                  ? "occupied"
+		                  : states[sl->state],
+		              "device", sl->vv ? json_string(sl->vv->name) : json_null()));
+	}
+	if (out) {
+		json_object_set_new(out, "slots", slots ? slots : json_array());
+		json_object_set_new(out, "gsi_routes", json_integer(gsi_msi_count(&c->vm->gsi)));
+	}
 	return out;
 }
 
@@ -311,14 +333,22 @@ static int same_id(const char *path_id, const char *body_id, struct err *e)
 	return 0;
 }
 
+/* Resources a running microVM takes through PUT: hot-pluggable devices. */
+static bool hot_pluggable(const char *what)
+{
+	return !strcmp(what, "drives") || !strcmp(what, "network-interfaces") ||
+	       !strcmp(what, "vsock") || !strcmp(what, "entropy");
+}
+
 /*
- * Apply one pre-boot resource body: `what` is the API path's first part,
- * which is also the config file's key ("drives" and "network-interfaces"
- * take one element).  `path_id` is the id in the request's path (NULL from
- * the config file).  Nothing changes on error.
+ * Apply one resource body (before boot; after boot, devices are hot
+ * plugged): `what` is the API path's first part, which is also the config
+ * file's key ("drives" and "network-interfaces" take one element).  `path_id` is the id in the
+ * request's path (NULL from the config file).  Nothing changes on error.
  */
 static int apply_put(struct ctl *c, const char *what, json_t *j, const char *path_id, struct err *e)
 {
+	bool booted = c->state != CTL_NOT_STARTED; /* devices: hot plug */
 	int r;
 
 	if (!strcmp(what, "boot-source")) {
@@ -341,7 +371,7 @@ static int apply_put(struct ctl *c, const char *what, json_t *j, const char *pat
 		if (r == 0)
 			r = same_id(path_id, d.id, e);
 		if (r == 0)
-			r = res_put_drive(&c->res, &d, e);
+			r = booted ? ctl_plug_drive(c, &d, e) : res_put_drive(&c->res, &d, e);
 		res_drive_clear(&d);
 	} else if (!strcmp(what, "network-interfaces")) {
 		struct res_net n;
@@ -350,21 +380,21 @@ static int apply_put(struct ctl *c, const char *what, json_t *j, const char *pat
 		if (r == 0)
 			r = same_id(path_id, n.id, e);
 		if (r == 0)
-			r = res_put_net(&c->res, &n, e);
+			r = booted ? ctl_plug_net(c, &n, e) : res_put_net(&c->res, &n, e);
 		res_net_clear(&n);
 	} else if (!strcmp(what, "vsock")) {
 		struct res_vsock v;
 
 		r = json_to_vsock(j, &v, e);
 		if (r == 0)
-			r = res_set_vsock(&c->res, &v, e);
+			r = booted ? ctl_plug_vsock(c, &v, e) : res_set_vsock(&c->res, &v, e);
 		res_vsock_clear(&v);
 	} else if (!strcmp(what, "entropy")) {
 		struct res_entropy en;
 
 		r = json_to_entropy(j, &en, e);
 		if (r == 0)
-			r = res_set_entropy(&c->res, &en, e);
+			r = booted ? ctl_plug_entropy(c, &en, e) : res_set_entropy(&c->res, &en, e);
 	} else if (!strcmp(what, "logger")) {
 		struct res_logger l, old = c->res.logger;
 
@@ -440,7 +470,8 @@ static void handle_put(struct route *rt)
 		return;
 	if (is(rt, 1, "actions", NULL)) {
 		put_actions(rt, j);
-	} else if (pre_boot(rt) && (rt->ntok == 1 || path_id(rt, NULL))) {
+	} else if ((hot_pluggable(rt->tok[0]) || pre_boot(rt)) &&
+	           (rt->ntok == 1 || path_id(rt, NULL))) {
 		if (rt->ntok == 1 &&
 		    (!strcmp(rt->tok[0], "drives") || !strcmp(rt->tok[0], "network-interfaces")))
 			reply_fault(rt->resp, "The ID cannot be empty.");
@@ -525,6 +556,53 @@ out:
 	json_decref(j);
 }
 
+/* ---- DELETE (hot unplug) ------------------------------------------------------------------ */
+
+static void handle_delete(struct route *rt)
+{
+	enum vm_virtio_kind kind;
+	struct err e = {0};
+	bool force = false;
+	const char *id = NULL;
+	int r;
+
+	if (rt->ntok == 2 && !strcmp(rt->tok[0], "drives"))
+		kind = VM_VIRTIO_BLK;
+	else if (rt->ntok == 2 && !strcmp(rt->tok[0], "network-interfaces"))
+		kind = VM_VIRTIO_NET;
+	else if (is(rt, 1, "vsock", NULL))
+		kind = VM_VIRTIO_VSOCK;
+	else if (is(rt, 1, "entropy", NULL))
+		kind = VM_VIRTIO_RNG;
+	else {
+		if ((!strcmp(rt->tok[0], "drives") || !strcmp(rt->tok[0], "network-interfaces")) &&
+		    rt->ntok == 1)
+			reply_fault(rt->resp, "The ID cannot be empty.");
+		else
+			invalid_path(rt);
+		return;
+	}
+	if (rt->ntok == 2) {
+		if (!path_id(rt, NULL))
+			return;
+		id = rt->tok[1];
+	}
+	if (rt->req->body_len) {
+		json_t *j = body_json(rt);
+
+		if (!j)
+			return;
+		r = json_to_delete(j, &force, &e);
+		json_decref(j);
+		if (r < 0) {
+			reply_err(rt->resp, &e);
+			return;
+		}
+	}
+	r = ctl_remove(rt->ctl, kind, id, force, &e);
+	reply_ok(rt->resp, r, &e);
+}
+
 /* ---- entry points ------------------------------------------------------------------------- */
 
 /* Firecracker's get/put/patch_api_requests counters. */
@@ -602,6 +680,12 @@ void api_handle(void *opaque, const struct http_request *req, struct http_respon
 		break;
 	case HTTP_PATCH:
 		handle_patch(&rt);
+		break;
+	case HTTP_DELETE:
+		if (rt.ntok == 0)
+			invalid_path(&rt);
+		else
+			handle_delete(&rt);
 		break;
 	default:
 		invalid_path(&rt);

@@ -674,6 +674,17 @@ int json_to_action(json_t *o, enum json_action *out, struct err *e)
 	return r;
 }
 
+int json_to_delete(json_t *o, bool *force, struct err *e)
+{
+	static const char *const fields[] = {"force", NULL};
+	int r = check_object(o, fields, "struct DeviceRemoval", e);
+
+	*force = false;
+	if (r == 0)
+		r = get_bool(o, "force", false, force, NULL, e);
+	return r;
+}
+
 int json_to_vm_state(json_t *o, bool *paused, struct err *e)
 {
 	static const char *const fields[] = {"state", NULL};

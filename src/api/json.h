@@ -54,6 +54,8 @@ enum json_action {
 	JSON_ACTION_FLUSH_METRICS
 };
 int json_to_action(json_t *o, enum json_action *out, struct err *e);
+/* DELETE's optional body: {"force": bool} (ember). */
+int json_to_delete(json_t *o, bool *force, struct err *e);
 /* {"state": "Paused" | "Resumed"} */
 int json_to_vm_state(json_t *o, bool *paused, struct err *e);
 

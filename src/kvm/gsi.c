@@ -358,7 +358,7 @@ static int op_ioeventfd(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd
 }
 
 static int op_ioeventfd_dm(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd, bool assign,
-			   uint64_t datamatch)
+                           uint64_t datamatch)
 {
 	struct gsi_router *g = ctx;
 
@@ -383,4 +383,15 @@ void gsi_router_platform(struct gsi_router *g, struct pci_platform *out)
 {
 	out->ops = &gsi_platform_ops;
 	out->ctx = g;
+}
+
+unsigned int gsi_msi_count(struct gsi_router *g)
+{
+	unsigned int i, n = 0;
+
+	pthread_mutex_lock(&g->lock);
+	for (i = 0; i < GSI_MAX; i++)
+		n += g->msi[i].used;
+	pthread_mutex_unlock(&g->lock);
+	return n;
 }

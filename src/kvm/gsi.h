@@ -98,6 +98,8 @@ int gsi_msi_route(struct gsi_router *g, uint32_t gsi, uint64_t addr, uint32_t da
 
 /* Unbind and close `fd`, release `gsi` and remove its route.  Unknown GSIs are ignored. */
 void gsi_msi_free(struct gsi_router *g, uint32_t gsi, int fd);
+/* MSI routes allocated now (diagnostics: GET /pci, leak checks). */
+unsigned int gsi_msi_count(struct gsi_router *g);
 
 /*
  * Bind a new eventfd as a level-triggered irqfd on legacy `gsi` (< 24) with

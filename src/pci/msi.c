@@ -154,6 +154,24 @@ static void sync_pending(struct pci_msi *m)
 	pci_cfg_set32(&m->dev->cfg, m->cap + MSI_PENDING, m->pending);
 }
 
+/*
+ * Send vector `vec` or hold it back, deciding on the current registers.
+ * m->lock held, and the host lock too when the vector may be masked
+ * (Pending Bits live in configuration space).
+ */
+static void notify_held(struct pci_msi *m, unsigned int vec)
+{
+	if (!m->enabled || vec >= m->nen) {
+		/* §6.8.1.3: disabled, or beyond the vectors software enabled: nothing is sent. */
+	} else if (m->mask >> vec & 1) {
+		/* §6.8.1.8: a masked vector's message is held back and its Pending bit set. */
+		m->pending |= 1u << vec;
+		sync_pending(m);
+	} else {
+		send(m, vec);
+	}
+}
+
 void pci_msi_notify(struct pci_msi *m, unsigned int vec)
 {
 	struct pci_host *h;
@@ -183,18 +201,19 @@ void pci_msi_notify(struct pci_msi *m, unsigned int vec)
 	if (h)
 		pthread_mutex_lock(&h->lock);
 	pthread_mutex_lock(&m->lock);
-	if (!m->enabled || vec >= m->nen) {
-		/* Disabled meanwhile: dropped, as above. */
-	} else if (m->mask >> vec & 1) {
-		/* §6.8.1.8: a masked vector's message is held back and its Pending bit set. */
-		m->pending |= 1u << vec;
-		sync_pending(m);
-	} else {
-		send(m, vec);
-	}
+	notify_held(m, vec);
 	pthread_mutex_unlock(&m->lock);
 	if (h)
 		pthread_mutex_unlock(&h->lock);
+}
+
+void pci_msi_notify_locked(struct pci_msi *m, unsigned int vec)
+{
+	if (vec >= PCI_MSI_MAX_VECTORS)
+		return;
+	pthread_mutex_lock(&m->lock);
+	notify_held(m, vec);
+	pthread_mutex_unlock(&m->lock);
 }
 
 bool pci_msi_enabled(struct pci_msi *m)

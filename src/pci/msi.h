@@ -27,7 +27,8 @@
  * (host lock, then this one).  pci_msi_notify() takes only the instance lock
  * on its fast path; for a masked vector it takes the host lock first to
  * update Pending Bits, so callers must not hold a lock that code running
- * under the host lock (a device's config-space hooks) may take.
+ * under the host lock (a device's config-space hooks) may take -- nor the
+ * host lock itself: code that holds it (a hook) uses pci_msi_notify_locked().
  */
 
 #include <pthread.h>
@@ -79,6 +80,14 @@ void pci_msi_destroy(struct pci_msi *m);
  * vec >= the enabled count.
  */
 void pci_msi_notify(struct pci_msi *m, unsigned int vec);
+
+/*
+ * The same, for a caller that already holds the host lock (a device's
+ * config-space hooks, or code that took it to change the device's registers
+ * and signal atomically); with the device unplugged, no lock.  Never with the
+ * instance lock held.
+ */
+void pci_msi_notify_locked(struct pci_msi *m, unsigned int vec);
 
 /* True when MSI Enable is set. */
 bool pci_msi_enabled(struct pci_msi *m);

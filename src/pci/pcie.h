@@ -84,14 +84,22 @@
 #define SLTCAP_HPC    (1u << 6)  /* Hot-Plug Capable */
 #define SLTCAP_NCCS   (1u << 18) /* No Command Completed Support */
 #define SLTCAP_PSN(n) ((uint32_t)(n) << 19)
+#define SLTCTL_ABPE   (1u << 0)  /* Attention Button Pressed Enable */
 #define SLTCTL_PFDE   (1u << 1)  /* Power Fault Detected Enable */
+#define SLTCTL_MRLSCE (1u << 2)  /* MRL Sensor Changed Enable */
 #define SLTCTL_PDCE   (1u << 3)  /* Presence Detect Changed Enable */
 #define SLTCTL_CCIE   (1u << 4)  /* Command Completed Interrupt Enable */
 #define SLTCTL_HPIE   (1u << 5)  /* Hot-Plug Interrupt Enable */
 #define SLTCTL_PCC    (1u << 10) /* Power Controller Control: 0 = on */
 #define SLTCTL_DLLSCE (1u << 12) /* Data Link Layer State Changed Enable */
-#define SLTSTA_EVENTS 0x011fu    /* ABP, PFD, MRLSC, PDC, CC, DLLSC: RW1C */
+#define SLTSTA_ABP    (1u << 0)  /* Attention Button Pressed */
+#define SLTSTA_PFD    (1u << 1)  /* Power Fault Detected */
+#define SLTSTA_MRLSC  (1u << 2)  /* MRL Sensor Changed */
+#define SLTSTA_PDC    (1u << 3)  /* Presence Detect Changed */
+#define SLTSTA_CC     (1u << 4)  /* Command Completed */
 #define SLTSTA_PDS    (1u << 6)  /* Presence Detect State */
+#define SLTSTA_DLLSC  (1u << 8)  /* Data Link Layer State Changed */
+#define SLTSTA_EVENTS 0x011fu    /* ABP, PFD, MRLSC, PDC, CC, DLLSC: RW1C */
 
 /* Root Control / Status. */
 #define RTCTL_EN  0x000fu    /* SECEE, SENFEE, SEFEE, PME Interrupt Enable */

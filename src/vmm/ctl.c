@@ -219,6 +219,27 @@ static int open_serial_out(struct ctl *c, struct err *e)
 	return 0;
 }
 
+/* A hot-plugged device has gone from the VM: it leaves the configuration too. */
+static void on_unplugged(void *opaque, enum vm_virtio_kind kind, const char *name)
+{
+	struct ctl *c = opaque;
+
+	switch (kind) {
+	case VM_VIRTIO_BLK:
+		res_remove_drive(&c->res, name);
+		break;
+	case VM_VIRTIO_NET:
+		res_remove_net(&c->res, name);
+		break;
+	case VM_VIRTIO_VSOCK:
+		res_vsock_clear(&c->res.vsock);
+		break;
+	case VM_VIRTIO_RNG:
+		memset(&c->res.entropy, 0, sizeof(c->res.entropy));
+		break;
+	}
+}
+
 int ctl_start(struct ctl *c, struct err *e)
 {
 	struct vm_config cfg = {0};
@@ -247,6 +268,7 @@ int ctl_start(struct ctl *c, struct err *e)
 	r = vm_create(&c->vm, &cfg, e);
 	if (r < 0)
 		goto fail;
+	vm_set_unplugged_cb(c->vm, on_unplugged, c);
 	if (c->build_only)
 		return 0;
 	r = vm_start(c->vm);
@@ -454,4 +476,104 @@ int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
 	n->rx_rate_limiter = mrx;
 	n->tx_rate_limiter = mtx;
 	return 0;
+}
+
+/* ---- hot plug ------------------------------------------------------------------------------ */
+
+int ctl_plug_drive(struct ctl *c, struct res_drive *d, struct err *e)
+{
+	struct vm_disk_cfg cfg;
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	if (res_find_drive(&c->res, d->id))
+		return err_set(e, EEXIST, "A drive with id %s already exists.", d->id);
+	if (d->is_root_device)
+		return err_set(e, EINVAL, "A hot-plugged drive cannot be the root device.");
+	r = res_put_drive(&c->res, d, e);
+	if (r < 0)
+		return r;
+	res_drive_to_cfg(&c->res.drives[c->res.ndrives - 1], &cfg);
+	r = vm_hotplug(c->vm, VM_VIRTIO_BLK, &cfg, NULL, e);
+	if (r < 0)
+		res_remove_drive(&c->res, cfg.id);
+	return r;
+}
+
+int ctl_plug_net(struct ctl *c, struct res_net *n, struct err *e)
+{
+	struct vm_net_cfg cfg;
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	if (res_find_net(&c->res, n->id))
+		return err_set(e, EEXIST, "A network interface with id %s already exists.", n->id);
+	r = res_put_net(&c->res, n, e);
+	if (r < 0)
+		return r;
+	res_net_to_cfg(&c->res.nets[c->res.nnets - 1], &cfg);
+	r = vm_hotplug(c->vm, VM_VIRTIO_NET, &cfg, NULL, e);
+	if (r < 0)
+		res_remove_net(&c->res, cfg.id);
+	return r;
+}
+
+int ctl_plug_vsock(struct ctl *c, struct res_vsock *v, struct err *e)
+{
+	struct vm_vsock_cfg cfg;
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	if (c->res.vsock.present)
+		return err_set(e, EEXIST, "The microVM already has a vsock device.");
+	r = res_set_vsock(&c->res, v, e);
+	if (r < 0)
+		return r;
+	res_vsock_to_cfg(&c->res.vsock, &cfg);
+	r = vm_hotplug(c->vm, VM_VIRTIO_VSOCK, &cfg, NULL, e);
+	if (r < 0)
+		res_vsock_clear(&c->res.vsock);
+	return r;
+}
+
+int ctl_plug_entropy(struct ctl *c, const struct res_entropy *en, struct err *e)
+{
+	struct vm_rng_cfg cfg;
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	if (c->res.entropy.present)
+		return err_set(e, EEXIST, "The microVM already has an entropy device.");
+	r = res_set_entropy(&c->res, en, e);
+	if (r < 0)
+		return r;
+	res_entropy_to_cfg(&c->res.entropy, &cfg);
+	r = vm_hotplug(c->vm, VM_VIRTIO_RNG, &cfg, NULL, e);
+	if (r < 0)
+		memset(&c->res.entropy, 0, sizeof(c->res.entropy));
+	return r;
+}
+
+int ctl_remove(struct ctl *c, enum vm_virtio_kind kind, const char *id, bool force, struct err *e)
+{
+	static const char *const what[] = {"drive", "network interface", "vsock device",
+	                                   "entropy device"};
+	const char *name = id ? id : kind == VM_VIRTIO_VSOCK ? "vsock" : "entropy";
+	bool known = kind == VM_VIRTIO_BLK     ? res_find_drive(&c->res, name) != NULL
+	             : kind == VM_VIRTIO_NET   ? res_find_net(&c->res, name) != NULL
+	             : kind == VM_VIRTIO_VSOCK ? c->res.vsock.present
+	                                       : c->res.entropy.present;
+
+	if (!known)
+		return err_set(e, ENOENT, "There is no %s%s%s.", what[kind], id ? " with id " : "",
+		               id ? id : "");
+	if (c->state == CTL_NOT_STARTED) {
+		on_unplugged(c, kind, name);
+		return 0;
+	}
+	return vm_unplug(c->vm, kind, name, force, e);
 }

@@ -390,6 +390,72 @@ int res_set_serial(struct resources *r, struct res_serial *s, struct err *e)
 	return 0;
 }
 
+void res_drive_to_cfg(const struct res_drive *d, struct vm_disk_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->id = d->id;
+	c->path = d->path_on_host;
+	c->read_only = d->is_read_only;
+	c->cache_unsafe = d->cache_type == RES_CACHE_UNSAFE;
+	c->transport = d->transport;
+	c->engine = d->io_engine;
+	res_limiter_cfg(&d->rate_limiter, &c->rate_limiter);
+}
+
+void res_net_to_cfg(const struct res_net *n, struct vm_net_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->id = n->id;
+	c->tap = n->slirp ? NULL : n->host_dev_name;
+	c->has_mac = n->has_mac;
+	memcpy(c->mac, n->mac, 6);
+	c->mtu = (uint16_t)n->mtu;
+	c->transport = n->transport;
+	res_limiter_cfg(&n->rx_rate_limiter, &c->rx_rate_limiter);
+	res_limiter_cfg(&n->tx_rate_limiter, &c->tx_rate_limiter);
+}
+
+void res_vsock_to_cfg(const struct res_vsock *v, struct vm_vsock_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->present = true;
+	c->cid = v->guest_cid;
+	c->uds_path = v->uds_path;
+	c->transport = v->transport;
+}
+
+void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->present = true;
+	c->transport = en->transport;
+	res_limiter_cfg(&en->rate_limiter, &c->rate_limiter);
+}
+
+int res_remove_drive(struct resources *r, const char *id)
+{
+	unsigned int i = find_drive_index(r, id);
+
+	if (i == r->ndrives)
+		return -ENOENT;
+	res_drive_clear(&r->drives[i]);
+	memmove(&r->drives[i], &r->drives[i + 1], (r->ndrives - i - 1) * sizeof(r->drives[0]));
+	memset(&r->drives[--r->ndrives], 0, sizeof(r->drives[0]));
+	return 0;
+}
+
+int res_remove_net(struct resources *r, const char *id)
+{
+	unsigned int i = find_net_index(r, id);
+
+	if (i == r->nnets)
+		return -ENOENT;
+	res_net_clear(&r->nets[i]);
+	memmove(&r->nets[i], &r->nets[i + 1], (r->nnets - i - 1) * sizeof(r->nets[0]));
+	memset(&r->nets[--r->nnets], 0, sizeof(r->nets[0]));
+	return 0;
+}
+
 /* Append " <s>" (or "<s>" at the start) to the command line; -ENOSPC when it does not fit. */
 static int cmdline_add(char *buf, size_t size, const char *s)
 {
@@ -422,45 +488,18 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 
 	memset(&cfg->dev, 0, sizeof(cfg->dev));
 	for (i = 0; i < r->ndrives; i++) {
-		const struct res_drive *d = &r->drives[i];
-		struct vm_disk_cfg *c = &cfg->dev.disks[i];
-
-		c->id = d->id;
-		c->path = d->path_on_host;
-		c->read_only = d->is_read_only;
-		c->cache_unsafe = d->cache_type == RES_CACHE_UNSAFE;
-		c->transport = d->transport;
-		c->engine = d->io_engine;
-		res_limiter_cfg(&d->rate_limiter, &c->rate_limiter);
-		if (d->is_root_device)
-			root = d;
+		res_drive_to_cfg(&r->drives[i], &cfg->dev.disks[i]);
+		if (r->drives[i].is_root_device)
+			root = &r->drives[i];
 	}
 	cfg->dev.ndisks = r->ndrives;
-	for (i = 0; i < r->nnets; i++) {
-		const struct res_net *n = &r->nets[i];
-		struct vm_net_cfg *c = &cfg->dev.nets[i];
-
-		c->id = n->id;
-		c->tap = n->slirp ? NULL : n->host_dev_name;
-		c->has_mac = n->has_mac;
-		memcpy(c->mac, n->mac, 6);
-		c->mtu = (uint16_t)n->mtu;
-		c->transport = n->transport;
-		res_limiter_cfg(&n->rx_rate_limiter, &c->rx_rate_limiter);
-		res_limiter_cfg(&n->tx_rate_limiter, &c->tx_rate_limiter);
-	}
+	for (i = 0; i < r->nnets; i++)
+		res_net_to_cfg(&r->nets[i], &cfg->dev.nets[i]);
 	cfg->dev.nnets = r->nnets;
-	if (r->vsock.present) {
-		cfg->dev.vsock.present = true;
-		cfg->dev.vsock.cid = r->vsock.guest_cid;
-		cfg->dev.vsock.uds_path = r->vsock.uds_path;
-		cfg->dev.vsock.transport = r->vsock.transport;
-	}
-	if (r->entropy.present) {
-		cfg->dev.rng.present = true;
-		cfg->dev.rng.transport = r->entropy.transport;
-		res_limiter_cfg(&r->entropy.rate_limiter, &cfg->dev.rng.rate_limiter);
-	}
+	if (r->vsock.present)
+		res_vsock_to_cfg(&r->vsock, &cfg->dev.vsock);
+	if (r->entropy.present)
+		res_entropy_to_cfg(&r->entropy, &cfg->dev.rng);
 
 	cmdline[0] = '\0';
 	cfg->cmdline = NULL;

@@ -178,6 +178,16 @@ void res_serial_clear(struct res_serial *s);
 struct res_drive *res_find_drive(struct resources *r, const char *id);
 struct res_net *res_find_net(struct resources *r, const char *id);
 
+/* One entry as the VM's device configuration (strings point into the entry). */
+void res_drive_to_cfg(const struct res_drive *d, struct vm_disk_cfg *c);
+void res_net_to_cfg(const struct res_net *n, struct vm_net_cfg *c);
+void res_vsock_to_cfg(const struct res_vsock *v, struct vm_vsock_cfg *c);
+void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c);
+
+/* Forget a drive or interface (its strings are freed).  -ENOENT. */
+int res_remove_drive(struct resources *r, const char *id);
+int res_remove_net(struct resources *r, const char *id);
+
 /* The limiter's token buckets for the device (absent buckets: disabled). */
 void res_limiter_cfg(const struct res_limiter *l, struct rate_limiter_cfg *out);
 

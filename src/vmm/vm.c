@@ -10,7 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -305,6 +305,7 @@ static int step_pci(struct vm *vm, struct err *e)
 	if (r < 0) {
 		gsi_line_free(&vm->gsi, GSI_GED, vm->ged_fd);
 		vm->ged_fd = -1;
+		vm->hp_fd = vm->hp_timer_fd = -1;
 		gsi_router_destroy(&vm->gsi);
 		return r;
 	}
@@ -467,15 +468,17 @@ static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
 	return 0;
 }
 
-/* Create the device model of one entry of the configuration. */
-static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index, struct err *e)
+/*
+ * Create the device model of one configuration entry: `cfg` is a struct
+ * vm_disk_cfg, vm_net_cfg, vm_vsock_cfg or vm_rng_cfg as `vv->kind` says.
+ */
+static int virtio_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
 {
-	const struct vm_devices_cfg *d = &vm->cfg.dev;
 	int r = 0;
 
 	switch (vv->kind) {
 	case VM_VIRTIO_BLK: {
-		const struct vm_disk_cfg *c = &d->disks[index];
+		const struct vm_disk_cfg *c = cfg;
 		char *id = vv->name;
 		struct virtio_blk_opts o = {
 		    .path = c->path,
@@ -493,13 +496,13 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 		break;
 	}
 	case VM_VIRTIO_NET: {
-		const struct vm_net_cfg *c = &d->nets[index];
+		const struct vm_net_cfg *c = cfg;
 		struct virtio_net_opts o = {
 		    .id = vv->name,
 		    .backend = c->tap ? VIRTIO_NET_BACKEND_TAP : VIRTIO_NET_BACKEND_SLIRP,
 		    .tap_name = c->tap,
 		    .has_mac = c->has_mac,
-		    .index = index,
+		    .index = vm->net_count,
 		    .mtu = c->mtu,
 		    .rx_rate_limiter = c->rx_rate_limiter,
 		    .tx_rate_limiter = c->tx_rate_limiter,
@@ -508,22 +511,25 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 		memcpy(o.mac, c->mac, sizeof(o.mac));
 		vv->transport = c->transport;
 		r = virtio_net_init(&vv->u.net, &o, &vm->venv, e);
+		if (r == 0)
+			vm->net_count++;
 		vv->vdev = &vv->u.net.vdev;
 		break;
 	}
 	case VM_VIRTIO_VSOCK: {
-		struct virtio_vsock_opts o = {.guest_cid = d->vsock.cid,
-		                              .uds_path = d->vsock.uds_path};
+		const struct vm_vsock_cfg *c = cfg;
+		struct virtio_vsock_opts o = {.guest_cid = c->cid, .uds_path = c->uds_path};
 
-		vv->transport = d->vsock.transport;
+		vv->transport = c->transport;
 		r = virtio_vsock_init(&vv->u.vsock, &o, &vm->venv, e);
 		vv->vdev = &vv->u.vsock.vdev;
 		break;
 	}
 	case VM_VIRTIO_RNG: {
-		struct virtio_rng_opts o = {.rate_limiter = d->rng.rate_limiter};
+		const struct vm_rng_cfg *c = cfg;
+		struct virtio_rng_opts o = {.rate_limiter = c->rate_limiter};
 
-		vv->transport = d->rng.transport;
+		vv->transport = c->transport;
 		r = virtio_rng_init(&vv->u.rng, &o, &vm->venv, e);
 		vv->vdev = &vv->u.rng.vdev;
 		break;
@@ -532,7 +538,29 @@ static int virtio_create(struct vm *vm, struct vm_virtio *vv, unsigned int index
 	return r;
 }
 
-static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, unsigned int index, struct err *e)
+/* The device's name in logs, metrics and the API: its id, else vda.., net0.., vsock, entropy. */
+static void virtio_name(struct vm_virtio *vv, const void *cfg, unsigned int index)
+{
+	const char *id = NULL;
+
+	if (vv->kind == VM_VIRTIO_BLK)
+		id = ((const struct vm_disk_cfg *)cfg)->id;
+	else if (vv->kind == VM_VIRTIO_NET)
+		id = ((const struct vm_net_cfg *)cfg)->id;
+	if (id)
+		snprintf(vv->name, sizeof(vv->name), "%s", id);
+	else if (vv->kind == VM_VIRTIO_BLK)
+		snprintf(vv->name, sizeof(vv->name), "vd%c", 'a' + index);
+	else if (vv->kind == VM_VIRTIO_NET)
+		snprintf(vv->name, sizeof(vv->name), "net%u", index);
+	else if (vv->kind == VM_VIRTIO_VSOCK)
+		snprintf(vv->name, sizeof(vv->name), "vsock");
+	else
+		snprintf(vv->name, sizeof(vv->name), "entropy");
+}
+
+static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigned int index,
+                      struct err *e)
 {
 	struct vm_virtio *vv = calloc(1, sizeof(*vv));
 	int r;
@@ -540,17 +568,8 @@ static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, unsigned int inde
 	if (!vv)
 		return err_set(e, ENOMEM, "out of memory for a virtio device");
 	vv->kind = kind;
-	/* Names for logs: vda, vdb ... for disks (the order Linux gives them on one bus), net0 ...
-	 */
-	if (kind == VM_VIRTIO_BLK && vm->cfg.dev.disks[index].id)
-		snprintf(vv->name, sizeof(vv->name), "%s", vm->cfg.dev.disks[index].id);
-	else if (kind == VM_VIRTIO_BLK)
-		snprintf(vv->name, sizeof(vv->name), "vd%c", 'a' + index);
-	else if (kind == VM_VIRTIO_NET && vm->cfg.dev.nets[index].id)
-		snprintf(vv->name, sizeof(vv->name), "%s", vm->cfg.dev.nets[index].id);
-	else if (kind == VM_VIRTIO_NET)
-		snprintf(vv->name, sizeof(vv->name), "net%u", index);
-	r = virtio_create(vm, vv, index, e);
+	virtio_name(vv, cfg, index);
+	r = virtio_create(vm, vv, cfg, e);
 	if (r < 0) {
 		free(vv);
 		return r;
@@ -573,13 +592,13 @@ static int step_virtio(struct vm *vm, struct err *e)
 
 	vm->venv = (struct virtio_env){.gm = &vm->gm, .loop = vm->loop, .plat = vm->plat};
 	for (i = 0; r == 0 && i < d->ndisks; i++)
-		r = virtio_add(vm, VM_VIRTIO_BLK, i, e);
+		r = virtio_add(vm, VM_VIRTIO_BLK, &d->disks[i], i, e);
 	for (i = 0; r == 0 && i < d->nnets; i++)
-		r = virtio_add(vm, VM_VIRTIO_NET, i, e);
+		r = virtio_add(vm, VM_VIRTIO_NET, &d->nets[i], i, e);
 	if (r == 0 && d->vsock.present)
-		r = virtio_add(vm, VM_VIRTIO_VSOCK, 0, e);
+		r = virtio_add(vm, VM_VIRTIO_VSOCK, &d->vsock, 0, e);
 	if (r == 0 && d->rng.present)
-		r = virtio_add(vm, VM_VIRTIO_RNG, 0, e);
+		r = virtio_add(vm, VM_VIRTIO_RNG, &d->rng, 0, e);
 	if (r < 0)
 		undo_virtio(vm);
 	return r;
@@ -954,6 +973,302 @@ fail:
 	return r;
 }
 
+/* ---- step: hot plug through the root ports' slots (docs/hotplug.md) ----------------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t unplug_timeout_ms(const struct vm *vm)
+{
+	return vm->cfg.unplug_timeout_ms ? vm->cfg.unplug_timeout_ms : VM_UNPLUG_TIMEOUT_MS;
+}
+
+/* Root port callback: vCPU thread, PCI host lock held -- count and wake the VMM thread. */
+static void slot_power_changed(void *opaque, struct root_port *p, bool on)
+{
+	struct vm *vm = opaque;
+	static const uint64_t one = 1;
+
+	if (on)
+		return;
+	__atomic_add_fetch(&vm->slots[p - vm->ports].power_offs, 1, __ATOMIC_RELEASE);
+	if (write(vm->hp_fd, &one, sizeof(one)) < 0)
+		log_debug("hot-plug eventfd: %s", strerror(errno));
+}
+
+static const struct root_port_hp_ops slot_hp_ops = {.power_changed = slot_power_changed};
+
+/* Remember the slot's power-off count now: only a later power-off releases the device. */
+static void slot_mark(struct vm *vm, unsigned int i)
+{
+	pthread_mutex_lock(&vm->pci.lock);
+	vm->slots[i].mark = __atomic_load_n(&vm->slots[i].power_offs, __ATOMIC_ACQUIRE);
+	pthread_mutex_unlock(&vm->pci.lock);
+}
+
+static bool slot_released(struct vm *vm, unsigned int i)
+{
+	return __atomic_load_n(&vm->slots[i].power_offs, __ATOMIC_ACQUIRE) != vm->slots[i].mark;
+}
+
+/* Arm the timer for the earliest removal deadline (or disarm it). */
+static void slot_timer_arm(struct vm *vm)
+{
+	struct itimerspec its = {0};
+	uint64_t first = 0;
+	unsigned int i;
+
+	for (i = 0; i < vm->nports; i++)
+		if (vm->slots[i].state == VM_SLOT_REMOVING &&
+		    (!first || vm->slots[i].deadline_ns < first))
+			first = vm->slots[i].deadline_ns;
+	if (first) {
+		its.it_value.tv_sec = (time_t)(first / 1000000000u);
+		its.it_value.tv_nsec = (long)(first % 1000000000u);
+	}
+	if (timerfd_settime(vm->hp_timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+		log_warn("hot-plug timer: %s", strerror(errno));
+}
+
+/*
+ * Tear the device in slot i down: requests in flight complete to the guest
+ * first (so nothing it was told is lost, and a flush it issued reached the
+ * disk), then the exact undo of the plug.
+ */
+static void slot_teardown(struct vm *vm, unsigned int i)
+{
+	struct vm_slot *sl = &vm->slots[i];
+	struct vm_virtio *vv = sl->vv;
+	enum vm_virtio_kind kind = vv->kind;
+	char name[sizeof(vv->name)];
+	unsigned int j;
+
+	snprintf(name, sizeof(name), "%s", vv->name);
+	if (kind == VM_VIRTIO_BLK)
+		virtio_blk_drain(&vv->u.blk);
+	virtio_undo_one(vm, vv);
+	for (j = 0; j < vm->nvirtio && vm->virtio[j] != vv; j++)
+		;
+	if (j < vm->nvirtio) {
+		memmove(&vm->virtio[j], &vm->virtio[j + 1],
+		        (vm->nvirtio - j - 1) * sizeof(vm->virtio[0]));
+		vm->virtio[--vm->nvirtio] = NULL;
+	}
+	free(vv);
+	root_port_set_presence(&vm->ports[i], false);
+	sl->vv = NULL;
+	sl->state = VM_SLOT_EMPTY;
+	log_info("slot %u: %s removed", i + 1, name);
+	if (vm->unplugged)
+		vm->unplugged(vm->unplugged_opaque, kind, name);
+}
+
+/* The VMM thread's look at every slot: released by the guest, or past the deadline. */
+static void slots_check(struct vm *vm)
+{
+	uint64_t now = mono_ns();
+	unsigned int i;
+
+	for (i = 0; i < vm->nports; i++) {
+		struct vm_slot *sl = &vm->slots[i];
+
+		if (sl->state == VM_SLOT_EMPTY)
+			continue;
+		if (slot_released(vm, i)) {
+			if (sl->state == VM_SLOT_OCCUPIED)
+				log_info("slot %u: the guest powered the slot off: removing %s",
+				         i + 1, sl->vv->name);
+			slot_teardown(vm, i);
+		} else if (sl->state == VM_SLOT_REMOVING && now >= sl->deadline_ns) {
+			log_warn(
+			    "slot %u: the guest did not release %s within %llu ms: removing it",
+			    i + 1, sl->vv->name, (unsigned long long)unplug_timeout_ms(vm));
+			slot_teardown(vm, i);
+		}
+	}
+	slot_timer_arm(vm);
+}
+
+static void on_hp_event(struct evloop_watch *w, uint32_t events)
+{
+	struct vm *vm = w->opaque;
+	uint64_t v;
+
+	(void)events;
+	if (read(w->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_debug("hot-plug fd read: %s", strerror(errno));
+	slots_check(vm);
+}
+
+static void undo_hotplug(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nports; i++)
+		root_port_set_hp_ops(&vm->ports[i], NULL, NULL);
+	if (vm->hp_ready) {
+		evloop_del(vm->loop, &vm->hp_watch);
+		evloop_del(vm->loop, &vm->hp_timer_watch);
+	}
+	vm->hp_ready = false;
+	if (vm->hp_fd >= 0)
+		close(vm->hp_fd);
+	if (vm->hp_timer_fd >= 0)
+		close(vm->hp_timer_fd);
+	vm->hp_fd = vm->hp_timer_fd = -1;
+}
+
+static int step_hotplug(struct vm *vm, struct err *e)
+{
+	unsigned int i;
+	int r;
+
+	vm->hp_fd = vm->hp_timer_fd = -1;
+	if (vm->nports == 0)
+		return 0;
+	vm->hp_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->hp_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (vm->hp_fd < 0 || vm->hp_timer_fd < 0) {
+		r = err_sys(e, errno, "cannot set up hot plug");
+		goto fail;
+	}
+	vm->hp_watch = (struct evloop_watch){vm->hp_fd, on_hp_event, vm};
+	vm->hp_timer_watch = (struct evloop_watch){vm->hp_timer_fd, on_hp_event, vm};
+	r = evloop_add(vm->loop, &vm->hp_watch, EPOLLIN);
+	if (r == 0) {
+		r = evloop_add(vm->loop, &vm->hp_timer_watch, EPOLLIN);
+		if (r < 0)
+			evloop_del(vm->loop, &vm->hp_watch);
+	}
+	if (r < 0) {
+		err_sys(e, -r, "epoll_ctl");
+		goto fail;
+	}
+	vm->hp_ready = true;
+	for (i = 0; i < vm->nports; i++) {
+		vm->slots[i] = (struct vm_slot){.state = VM_SLOT_EMPTY};
+		/* A slot the test device occupies from boot is not a hot-plug slot. */
+		root_port_set_hp_ops(&vm->ports[i], &slot_hp_ops, vm);
+	}
+	return 0;
+fail:
+	undo_hotplug(vm);
+	return r;
+}
+
+void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque)
+{
+	vm->unplugged = cb;
+	vm->unplugged_opaque = opaque;
+}
+
+struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nvirtio; i++)
+		if (vm->virtio[i]->kind == kind && !strcmp(vm->virtio[i]->name, name))
+			return vm->virtio[i];
+	return NULL;
+}
+
+int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigned int *slot,
+               struct err *e)
+{
+	struct vm_virtio *vv;
+	struct root_port *p;
+	unsigned int i;
+	int r;
+
+	if (!vm->hp_ready)
+		return err_set(e, ENOSPC, "this microVM has no hot-plug slots (pcie_root_ports)");
+	for (i = 0; i < vm->nports; i++)
+		if (vm->slots[i].state == VM_SLOT_EMPTY && !root_port_present(&vm->ports[i]))
+			break;
+	if (i == vm->nports)
+		return err_set(e, ENOSPC, "no free hot-plug slot: all %u root ports are in use",
+		               vm->nports);
+	if (vm->nvirtio >= VM_MAX_VIRTIO)
+		return err_set(e, ENOSPC, "at most %u virtio devices", VM_MAX_VIRTIO);
+	p = &vm->ports[i];
+	vv = calloc(1, sizeof(*vv));
+	if (!vv)
+		return err_set(e, ENOMEM, "out of memory for a virtio device");
+	vv->kind = kind;
+	virtio_name(vv, cfg, kind == VM_VIRTIO_NET ? vm->net_count : vm->nvirtio);
+	r = virtio_create(vm, vv, cfg, e);
+	if (r < 0) {
+		free(vv);
+		return r;
+	}
+	if (vv->transport != VM_TRANSPORT_PCI) {
+		r = err_set(e, EINVAL,
+		            "%s: virtio-mmio devices cannot be hot plugged (use \"transport\": "
+		            "\"pci\")",
+		            vv->name);
+		goto fail_dev;
+	}
+	r = virtio_pci_init(&vv->pci, vv->vdev, &vm->venv, e);
+	if (r < 0)
+		goto fail_dev;
+	/* Device 0 of the port's secondary bus; its BARs come from the port's windows. */
+	r = pci_host_plug(&vm->pci, &vv->pci.dev, &p->dev, PCI_DEVFN(0, 0), e);
+	if (r < 0) {
+		virtio_pci_destroy(&vv->pci);
+		goto fail_dev;
+	}
+	vv->transport_ready = true;
+	vm->virtio[vm->nvirtio++] = vv;
+	vm->slots[i].vv = vv;
+	vm->slots[i].state = VM_SLOT_OCCUPIED;
+	slot_mark(vm, i);
+	root_port_hot_add(p);
+	log_info("slot %u: %s plugged", i + 1, vv->name);
+	if (slot)
+		*slot = i + 1;
+	return 0;
+fail_dev:
+	virtio_undo_one(vm, vv);
+	free(vv);
+	return r;
+}
+
+int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force, struct err *e)
+{
+	struct vm_virtio *vv = vm_find_virtio(vm, kind, name);
+	unsigned int i;
+
+	for (i = 0; vv && i < vm->nports; i++)
+		if (vm->slots[i].vv == vv)
+			break;
+	if (!vv || i == vm->nports)
+		return err_set(e, ENOENT,
+		               "%s is not in a hot-plug slot: only devices plugged after boot can "
+		               "be unplugged",
+		               name);
+	if (vm->slots[i].state == VM_SLOT_REMOVING && !force)
+		return err_set(e, EBUSY, "%s is already being removed", name);
+	if (force) {
+		slot_teardown(vm, i);
+		slot_timer_arm(vm);
+		return 0;
+	}
+	vm->slots[i].state = VM_SLOT_REMOVING;
+	vm->slots[i].deadline_ns = mono_ns() + unplug_timeout_ms(vm) * 1000000u;
+	slot_mark(vm, i);
+	root_port_request_removal(&vm->ports[i]);
+	/* A slot the guest never powered on (or already powered off) has nothing to release. */
+	if (!root_port_powered(&vm->ports[i]))
+		slot_teardown(vm, i);
+	slot_timer_arm(vm);
+	return 0;
+}
+
 /* ---- the sequence ------------------------------------------------------------------------- */
 
 static const struct vm_step {
@@ -970,6 +1285,7 @@ static const struct vm_step {
     {"pci", step_pci, undo_pci},
     {"pci devices", step_pci_devices, undo_pci_devices},
     {"virtio devices", step_virtio, undo_virtio},
+    {"hot plug", step_hotplug, undo_hotplug},
     {"acpi", step_acpi, undo_nothing},
     {"kernel", step_kernel, undo_kernel},
     {"vcpus", step_vcpus, undo_vcpus},

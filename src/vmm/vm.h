@@ -76,6 +76,7 @@ struct vm_config {
 	struct evloop *loop; /* the VMM thread's event loop (required; owned by the caller) */
 	struct token_bucket_cfg serial_limit; /* console output limit; zeroed: none */
 	bool boot_timer;                      /* Firecracker's boot timer device (boottimer.h) */
+	unsigned int unplug_timeout_ms;       /* orderly unplug's wait; 0: VM_UNPLUG_TIMEOUT_MS */
 	bool smt; /* two threads per core in the CPUID topology (vcpus must be 1 or even) */
 	bool track_dirty_pages; /* KVM dirty-page logging on guest RAM */
 	enum vm_huge_pages huge_pages;
@@ -119,6 +120,19 @@ struct vm_virtio {
 
 #define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 2)
 
+#define VM_UNPLUG_TIMEOUT_MS 5000 /* orderly unplug: how long the guest has to power off */
+
+/* A hot-plug slot: one per root port. */
+enum vm_slot_state { VM_SLOT_EMPTY, VM_SLOT_OCCUPIED, VM_SLOT_REMOVING };
+
+struct vm_slot {
+	struct vm_virtio *vv; /* the device behind the port, or NULL */
+	enum vm_slot_state state;
+	unsigned int power_offs; /* atomic: guest power-off writes seen (hp callback) */
+	unsigned int mark;       /* power_offs when plugged or removal was requested */
+	uint64_t deadline_ns;    /* removal: forced after this (CLOCK_MONOTONIC) */
+};
+
 /*
  * Exit counters of one vCPU (Firecracker's "vcpu" metrics).  Written only by
  * the vCPU's own thread, with relaxed atomic stores (no lock, no
@@ -130,6 +144,9 @@ struct vcpu_stats {
 	uint64_t exit_mmio_read, exit_mmio_write; /* KVM_EXIT_MMIO, by direction */
 	uint64_t failures; /* KVM_RUN errors, entry failures, internal errors, unhandled exits */
 };
+
+/* Told when a hot-plugged device has gone (VMM thread): `name` is its id. */
+typedef void (*vm_unplugged_cb)(void *opaque, enum vm_virtio_kind kind, const char *name);
 
 struct vcpu {
 	struct vm *vm;
@@ -167,7 +184,15 @@ struct vm {
 	unsigned int nports;
 	struct testdev testdev;
 	bool testdev_ready;
-	unsigned int next_slot; /* next free device number on bus 0 */
+	unsigned int next_slot;                  /* next free device number on bus 0 */
+	struct vm_slot slots[VM_MAX_ROOT_PORTS]; /* hot plug, one per port */
+	int hp_fd;                               /* eventfd: a guest powered a slot off */
+	int hp_timer_fd;                         /* timerfd: an orderly removal's deadline */
+	struct evloop_watch hp_watch, hp_timer_watch;
+	bool hp_ready;
+	unsigned int net_count; /* NICs made so far (default MACs stay unique) */
+	vm_unplugged_cb unplugged;
+	void *unplugged_opaque;
 
 	struct virtio_env venv;
 	struct vm_virtio *virtio[VM_MAX_VIRTIO];
@@ -232,6 +257,31 @@ void vm_dump_pci(struct vm *vm, FILE *out);
  * effect without ACPI or on a guest that ignores it.
  */
 void vm_power_button(struct vm *vm);
+
+/*
+ * Hot plug (docs/hotplug.md).  On the VMM thread.
+ *
+ * vm_hotplug() builds a virtio-pci device of `kind` from `cfg` (a struct
+ * vm_disk_cfg, vm_net_cfg, vm_vsock_cfg or vm_rng_cfg; its strings must
+ * outlive the device), plugs it as device 0 behind the lowest-numbered empty
+ * root port (BARs inside that port's windows) and raises the slot event.
+ * -ENOSPC (no free slot), -errno from the device; the VM is unchanged on
+ * error.  *slot (if not NULL) is the port number (1-based).
+ *
+ * vm_unplug() asks the guest to release the device named `name` (orderly:
+ * the slot event; ember tears it down once the guest powers the slot off,
+ * or after VM_UNPLUG_TIMEOUT_MS), or, with `force`, tears it down now.
+ * Either way in-flight requests complete (to the guest) before the backend
+ * closes.  -ENOENT (no such hot-plugged device), -EBUSY (removal already
+ * under way).  The unplugged callback runs when the device has gone.
+ */
+int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigned int *slot,
+               struct err *e);
+int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force, struct err *e);
+/* The callback for vm_unplug's completion (and for a guest that powers a slot off itself). */
+void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque);
+/* The device `name` of `kind`, or NULL. */
+struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const char *name);
 
 /* Undo every build step and free the VM.  NULL is fine. */
 void vm_destroy(struct vm *vm);

@@ -110,7 +110,8 @@ static void rig_down(struct rig *r)
 /*
  * Records of 8 bytes: op, bus/devfn selector, offset (2 bytes), value (4 bytes).
  * Ops: ECAM read/write, CF8 latch + CFC read/write, and reads/writes anywhere
- * in the 32-bit BAR window and the first 64-bit window, where BARs land.
+ * in the 32-bit BAR window and the first 64-bit window, where BARs land; a
+ * watch firing, or a root port's hot-add / removal request.
  */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -178,9 +179,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				bus_read(&r->pio, r->rd, PCI_IO_WIN_BASE + (val & 0x3fff),
 				         sz > 4 ? 4 : sz, &got);
 			break;
-		default: /* let the VMM thread run a watch, as after an EOI */
-			if (r->fp.watches[sel % FAKE_MAX_WATCHES].used)
+		default:
+			if (op & 0x40) {
+				/* a slot event from the VMM thread, between guest accesses */
+				if (sel & 2)
+					root_port_hot_add(&r->ports[sel & 1]);
+				else
+					root_port_request_removal(&r->ports[sel & 1]);
+			} else if (r->fp.watches[sel % FAKE_MAX_WATCHES].used) {
+				/* let the VMM thread run a watch, as after an EOI */
 				fake_fire(&r->fp, r->fp.watches[sel % FAKE_MAX_WATCHES].fd);
+			}
 			break;
 		}
 	}

@@ -177,12 +177,15 @@ void guest_reset(void)
  *                control register at port 0x600 (ember's FADT)
  *   power-button wait for the ACPI power button (the GED's edge interrupt on
  *                IOAPIC pin 20), then power off as above
+ *   boot-timer   write 123 to the boot timer (Firecracker's "booted" signal,
+ *                ember's at 0xf0fff000 with --boot-timer), then hang
  */
 #define LIFECYCLE_SLEEP_PORT    0x600
 #define LIFECYCLE_S5            0x34 /* SLP_TYP 5 << 2 | SLP_EN (ACPI 6.5 §4.8.3.7) */
 #define LIFECYCLE_GED_PIN       20
 #define LIFECYCLE_GED_VECTOR    0x60
 #define LIFECYCLE_MMIO_EXEC_GPA 0xd0000000ull
+#define LIFECYCLE_BOOT_TIMER_GPA 0xf0fff000ull
 
 static void lifecycle_run(const char *how, size_t len)
 {
@@ -210,6 +213,12 @@ static void lifecycle_run(const char *how, size_t len)
 			cpu_relax();
 		printf("lifecycle: power button pressed, powering off\n");
 		outb(LIFECYCLE_SLEEP_PORT, LIFECYCLE_S5);
+	}
+	if (len == 10 && !memcmp(how, "boot-timer", 10)) {
+		*(volatile uint8_t *)(uintptr_t)LIFECYCLE_BOOT_TIMER_GPA = 123;
+		printf("boot timer signalled, hanging\n");
+		for (;;)
+			cpu_relax();
 	}
 	if (len == 9 && !memcmp(how, "mmio-exec", 9)) {
 		printf("executing from MMIO at 0x%llx\n", LIFECYCLE_MMIO_EXEC_GPA);

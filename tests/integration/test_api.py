@@ -767,7 +767,8 @@ BAD_REQUESTS = [
     case("patch-boot-source", "PATCH", "/boot-source", {"kernel_image_path": "@KERNEL@"},
          "exact", INVALID + "PATCH /boot-source."),
     case("post", "POST", "/machine-config", MC, "exact", INVALID + "POST /machine-config."),
-    case("delete", "DELETE", "/drives/rootfs", None, "exact", INVALID + "DELETE /drives/rootfs."),
+    case("delete", "DELETE", "/machine-config", None, "exact", INVALID + "DELETE /machine-config."),
+    case("delete-unknown", "DELETE", "/drives/nosuch", None, "exact", "There is no drive with id nosuch."),
     # post-boot requests before boot
     case("patch-drive-before-boot", "PATCH", "/drives/rootfs",
          {"drive_id": "rootfs", "path_on_host": "@IMG@"}, "exact", NOT_BEFORE_BOOT),
@@ -1137,6 +1138,16 @@ AFTER_BOOT = [
     ("PUT", "/boot-source", {"kernel_image_path": "@KERNEL@"}),
     ("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}),
     ("PATCH", "/machine-config", {"mem_size_mib": 128}),
+    ("PUT", "/logger", {"level": "Info"}),
+    ("PUT", "/metrics", {"metrics_path": "@TMP@/m.json"}),
+    ("PUT", "/serial", {}),
+    ("PUT", "/actions", {"action_type": "InstanceStart"}),
+]
+
+
+# After boot, device PUTs are hot plug (docs/hotplug.md): this VM has no root ports, or
+# already has the device, so each is refused and nothing changes.
+HOTPLUG_REFUSED = [
     ("PUT", "/drives/rootfs", {"drive_id": "rootfs", "path_on_host": "@IMG@",
                                "is_root_device": True}),
     ("PUT", "/drives/extra", {"drive_id": "extra", "path_on_host": "@IMG@",
@@ -1145,14 +1156,16 @@ AFTER_BOOT = [
     ("PUT", "/network-interfaces/eth1", {"iface_id": "eth1", "backend": "slirp"}),
     ("PUT", "/vsock", {"guest_cid": 9, "uds_path": "@TMP@/other.sock"}),
     ("PUT", "/entropy", {}),
-    ("PUT", "/logger", {"level": "Info"}),
-    ("PUT", "/metrics", {"metrics_path": "@TMP@/m.json"}),
-    ("PUT", "/serial", {}),
-    ("PUT", "/actions", {"action_type": "InstanceStart"}),
 ]
+HOTPLUG_REFUSAL_RE = r"already exists|already has|hot-plug slots|cannot be the root device"
 
 
 class TestAfterBoot:
+    @pytest.mark.parametrize("method,path,body", HOTPLUG_REFUSED,
+                             ids=[f"{m} {p}" for m, p, _ in HOTPLUG_REFUSED])
+    def test_device_put_is_hot_plug(self, booted, method, path, body):
+        refused_and_unchanged(booted, method, path, body, ("search", HOTPLUG_REFUSAL_RE))
+
     def test_running(self, booted):
         info = booted.get("/")
         assert (info["state"], info["app_name"], info["id"]) == ("Running", "ember",
@@ -1487,9 +1500,10 @@ def test_config_file_with_api(ember_bin, guest_elf, tmp_path):
                      "vsock": {"guest_cid": 42, "uds_path": str(tmp_path / "v.sock"),
                                "transport": "pci", "vsock_id": None}})
         assert_matches(got, want, "GET /vm/config after --config-file")
+        # After boot a drive PUT is hot plug: an id in use is refused.
         assert fault_of(e.request("PUT", "/drives/rootfs", {
             "drive_id": "rootfs", "path_on_host": str(img), "is_root_device": True})) == \
-            NOT_AFTER_BOOT
+            "A drive with id rootfs already exists."
         e.ok("PATCH", "/vm", {"state": "Paused"})
         e.ok("PATCH", "/vm", {"state": "Resumed"})
     finally:

@@ -1,4 +1,5 @@
 """How a VM ends: signals, guest triple fault, a fatal exit, and what ember says each time."""
+import re
 import signal
 import subprocess
 import time
@@ -97,3 +98,54 @@ def test_power_button_asks_the_guest_to_shut_down(guest_elf, vcpus):
     assert "power button pressed" in out.decode()
     assert proc.returncode == 0, err
     assert err.decode().strip().splitlines()[-1] == "ember: guest powered off (ACPI S5)"
+
+
+def test_boot_timer_logs_the_guest_boot_time(guest_elf, tmp_path):
+    """--boot-timer: the guest's write of 123 to the boot timer gives Firecracker's line."""
+    log = tmp_path / "ember.log"
+    log.touch()
+    proc = subprocess.Popen([str(ember_path()), "--kernel", str(guest_elf), "--boot-timer",
+                             "--log-path", str(log), "--level", "Info", "--cmdline",
+                             "lifecycle=boot-timer"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        line = b""
+        deadline = time.monotonic() + 30
+        while b"boot timer signalled" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+        assert b"boot timer signalled" in line, line
+        text = ""
+        while "Guest-boot-time" not in text and time.monotonic() < deadline:
+            time.sleep(0.05)
+            text = log.read_text()
+        m = re.search(r"Guest-boot-time = (\d+) us (\d+) ms, (\d+) CPU us (\d+) CPU ms", text)
+        assert m, text
+        us, ms = int(m.group(1)), int(m.group(2))
+        assert ms == us // 1000 and 0 < us < 30_000_000, m.group(0)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_no_boot_timer_without_the_option(guest_elf, tmp_path):
+    """Without --boot-timer the address is unclaimed: no boot-time line."""
+    log = tmp_path / "ember.log"
+    log.touch()
+    proc = subprocess.Popen([str(ember_path()), "--kernel", str(guest_elf), "--log-path",
+                             str(log), "--level", "Info", "--cmdline", "lifecycle=boot-timer"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        line = b""
+        while b"boot timer signalled" not in line:
+            line = proc.stdout.readline()
+            assert line, "the guest stopped before signalling"
+        time.sleep(0.2)
+        assert "Guest-boot-time" not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

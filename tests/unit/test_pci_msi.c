@@ -353,6 +353,42 @@ TEST(notify_without_host_lock_owner)
 	teardown(f);
 }
 
+TEST(notify_locked_under_host_lock)
+{
+	/* A config-space hook holds the host lock: the locked variant must not take it again. */
+	struct fix *f = setup(2);
+	unsigned int cap = f->m.cap;
+
+	/* Disabled: dropped, nothing pending. */
+	pthread_mutex_lock(&f->host.lock);
+	pci_msi_notify_locked(&f->m, 0);
+	pthread_mutex_unlock(&f->host.lock);
+	CHECK_EQ(vec_count(f, 0), 0);
+	CHECK_EQ(cfgr(f, cap + PENDING, 4), 0);
+
+	enable(f, 0xfee00000, 0x40, 1);
+	/* Unmasked: one message each. */
+	pthread_mutex_lock(&f->host.lock);
+	pci_msi_notify_locked(&f->m, 0);
+	pci_msi_notify_locked(&f->m, 1);
+	pci_msi_notify_locked(&f->m, 2);  /* beyond the enabled count */
+	pci_msi_notify_locked(&f->m, 32); /* out of range */
+	pthread_mutex_unlock(&f->host.lock);
+	CHECK_EQ(vec_count(f, 0), 1);
+	CHECK_EQ(vec_count(f, 1), 1);
+	/* Masked: the Pending bit is set (would deadlock if it took the host lock). */
+	cfgw(f, cap + MASK, 0x1, 4);
+	pthread_mutex_lock(&f->host.lock);
+	pci_msi_notify_locked(&f->m, 0);
+	pthread_mutex_unlock(&f->host.lock);
+	CHECK_EQ(vec_count(f, 0), 0);
+	CHECK_EQ(cfgr(f, cap + PENDING, 4), 0x1);
+	cfgw(f, cap + MASK, 0, 4);
+	CHECK_EQ(vec_count(f, 0), 1);
+	CHECK_EQ(cfgr(f, cap + PENDING, 4), 0);
+	teardown(f);
+}
+
 struct racer {
 	struct fix *f;
 	int n;
@@ -486,6 +522,7 @@ int main(void)
 	RUN(mme_above_capable_is_clamped);
 	RUN(routes_follow_address_and_data);
 	RUN(notify_without_host_lock_owner);
+	RUN(notify_locked_under_host_lock);
 	RUN(concurrent_notify_and_masking);
 	RUN(destroy_frees_everything);
 	RUN(through_the_core);

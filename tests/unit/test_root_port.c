@@ -1,4 +1,4 @@
-/* test_root_port.c - unit tests for the PCIe root port: header, PCIe capability masks, presence. */
+/* test_root_port.c - unit tests for the PCIe root port: header, capability masks, hot-plug slot. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -30,6 +30,19 @@
 
 #define SLTSTA_PDS   0x0040
 #define LNKSTA_DLLLA 0x2000
+
+/* Slot Control (§7.5.3.10) and Slot Status (§7.5.3.11) bits, spelled out for the tests. */
+#define CTL_PDCE   0x0008
+#define CTL_HPIE   0x0020
+#define CTL_PCC    0x0400
+#define CTL_DLLSCE 0x1000
+#define STA_ABP    0x0001
+#define STA_PFD    0x0002
+#define STA_MRLSC  0x0004
+#define STA_PDC    0x0008
+#define STA_CC     0x0010
+#define STA_DLLSC  0x0100
+#define STA_EVENTS 0x011f
 
 /* A host on real buses with fake interrupts, for the tests that plug ports. */
 struct fix {
@@ -237,8 +250,8 @@ TEST(pcie_capability_masks)
 	gw(p, x + DEVCTL, 0, 2);
 	CHECK_EQ(gr(p, x + DEVCTL, 2), 0);
 	CHECK_EQ(ones(p, x + LNKCTL, 2), 0x00db); /* Retrain Link reads 0 */
-	CHECK_EQ(ones(p, x + SLTCTL, 2), 0x143a);
-	gw(p, x + SLTCTL, 0x0400, 2); /* power off, events off */
+	CHECK_EQ(ones(p, x + SLTCTL, 2), 0x142a); /* no CCIE: No Command Completed Support */
+	gw(p, x + SLTCTL, 0x0400, 2);             /* power off, events off */
 	CHECK_EQ(gr(p, x + SLTCTL, 2), 0x0400);
 	CHECK_EQ(ones(p, x + RTCTL, 2), 0x000f);
 	CHECK_EQ(ones(p, x + DEVCTL2, 2), 0);
@@ -414,6 +427,447 @@ TEST(msi_vector_reaches_platform)
 	free(p);
 }
 
+/* ---- hot plug: slot events, the interrupt rule, power control ------------------------------ */
+
+#define PORT_DEVFN PCI_DEVFN(1, 0)
+
+/* What power_changed reported. */
+struct hprec {
+	unsigned int calls;
+	bool last_on;
+	struct root_port *last_port;
+};
+
+static void rec_power(void *opaque, struct root_port *p, bool on)
+{
+	struct hprec *r = opaque;
+
+	r->calls++;
+	r->last_on = on;
+	r->last_port = p;
+}
+
+static const struct root_port_hp_ops rec_ops = {.power_changed = rec_power};
+
+/* A plugged port at 00:01.0 with recording hp ops and (optionally) MSI enabled. */
+struct hp {
+	struct fix *f;
+	struct root_port *p;
+	struct hprec rec;
+	unsigned int msi; /* MSI capability offset */
+};
+
+/* Guest config accesses through the host (so the port's hook runs), absolute offsets. */
+static void cw(struct hp *t, unsigned int off, uint32_t v, unsigned int size)
+{
+	pci_host_cfg_write(&t->f->h, 0, PORT_DEVFN, off, v, size);
+}
+
+static uint32_t cr(struct hp *t, unsigned int off, unsigned int size)
+{
+	return pci_host_cfg_read(&t->f->h, 0, PORT_DEVFN, off, size);
+}
+
+/* The same, at an offset inside the PCI Express capability. */
+static void sw(struct hp *t, unsigned int reg, uint32_t v, unsigned int size)
+{
+	cw(t, t->p->exp + reg, v, size);
+}
+
+static uint32_t sr(struct hp *t, unsigned int reg, unsigned int size)
+{
+	return cr(t, t->p->exp + reg, size);
+}
+
+static void msi_enable(struct hp *t, bool on)
+{
+	cw(t, t->msi + 2, on ? 1 : 0, 2);
+}
+
+/* MSI messages the port sent since the last call (vector 0's irqfd counter). */
+static uint64_t sent(struct hp *t)
+{
+	return fake_count(t->p->msi.fd[0]);
+}
+
+static struct hp *hp_new(bool msi_on)
+{
+	struct hp *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		abort();
+	t->f = fix_new();
+	t->p = calloc(1, sizeof(*t->p));
+	if (!t->p)
+		abort();
+	CHECK_EQ(root_port_init(t->p, 1, &t->f->plat), 0);
+	CHECK_EQ(pci_host_plug(&t->f->h, &t->p->dev, NULL, PORT_DEVFN, &t->f->e), 0);
+	root_port_set_hp_ops(t->p, &rec_ops, &t->rec);
+	t->msi = pci_cap_find(&t->p->dev.cfg, PCI_CAP_ID_MSI);
+	CHECK(t->msi != 0);
+	cw(t, t->msi + 4, 0xfee00000, 4);
+	cw(t, t->msi + 8, 0, 4);
+	cw(t, t->msi + 12, 0x41, 2);
+	if (msi_on)
+		msi_enable(t, true);
+	return t;
+}
+
+static void hp_free(struct hp *t)
+{
+	pci_host_unplug(&t->f->h, &t->p->dev);
+	root_port_destroy(t->p);
+	fix_free(t->f);
+	free(t->p);
+	free(t);
+}
+
+TEST(slot_events_w1c_each)
+{
+	static const uint16_t ev[] = {STA_ABP, STA_PFD, STA_MRLSC, STA_PDC, STA_CC, STA_DLLSC};
+	struct hp *t = hp_new(true);
+	struct pci_cfg *c = &t->p->dev.cfg;
+	unsigned int x = t->p->exp, i;
+
+	for (i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
+		uint16_t e = ev[i];
+
+		/* Word write of just this bit: it alone clears. */
+		pci_cfg_set16(c, x + SLTSTA, STA_EVENTS | SLTSTA_PDS);
+		sw(t, SLTSTA, e, 2);
+		CHECK_EQ(sr(t, SLTSTA, 2), (STA_EVENTS & ~e) | SLTSTA_PDS);
+		/* Byte write to the byte holding it: the same. */
+		pci_cfg_set16(c, x + SLTSTA, STA_EVENTS | SLTSTA_PDS);
+		if (e & 0xff)
+			sw(t, SLTSTA, e, 1);
+		else
+			sw(t, SLTSTA + 1, (uint32_t)e >> 8, 1);
+		CHECK_EQ(sr(t, SLTSTA, 2), (STA_EVENTS & ~e) | SLTSTA_PDS);
+		/* Writing 0 clears nothing. */
+		sw(t, SLTSTA, 0, 2);
+		CHECK_EQ(sr(t, SLTSTA, 2), (STA_EVENTS & ~e) | SLTSTA_PDS);
+	}
+	/* Everything W1C goes at once; Presence Detect State stays. */
+	pci_cfg_set16(c, x + SLTSTA, STA_EVENTS | SLTSTA_PDS);
+	sw(t, SLTSTA, 0xffff, 2);
+	CHECK_EQ(sr(t, SLTSTA, 2), SLTSTA_PDS);
+	/* No interrupt along the way: Hot-Plug Interrupt Enable is clear. */
+	CHECK_EQ(sent(t), 0);
+	hp_free(t);
+}
+
+TEST(presence_and_link_read_only_to_guest)
+{
+	struct hp *t = hp_new(true);
+
+	/* Empty slot: writing 1s does not set PDS or DLLLA. */
+	sw(t, SLTSTA, 0xffff, 2);
+	sw(t, LNKSTA, 0xffff, 2);
+	CHECK_EQ(sr(t, SLTSTA, 2), 0);
+	CHECK_EQ(sr(t, LNKSTA, 2), 0x1011);
+	/* Occupied (hot add): neither word, byte nor dword writes clear them. */
+	root_port_hot_add(t->p);
+	sw(t, SLTSTA, 0xffff, 2); /* clears the events only */
+	CHECK_EQ(sr(t, SLTSTA, 2), SLTSTA_PDS);
+	sw(t, SLTSTA, 0, 1);
+	sw(t, SLTCTL, 0, 4);
+	CHECK_EQ(sr(t, SLTSTA, 2), SLTSTA_PDS);
+	sw(t, LNKSTA, 0, 2);
+	sw(t, LNKSTA + 1, 0, 1);
+	sw(t, LNKCTL, 0xffff0000u, 4);
+	CHECK_EQ(sr(t, LNKSTA, 2), 0x1011 | LNKSTA_DLLLA);
+	hp_free(t);
+}
+
+TEST(hot_add_sets_bits_and_sends_one)
+{
+	struct hp *t = hp_new(true);
+
+	sw(t, SLTCTL, CTL_HPIE | CTL_PDCE, 2);
+	CHECK_EQ(sent(t), 0);
+	CHECK(!root_port_present(t->p));
+	root_port_hot_add(t->p);
+	CHECK_EQ(sr(t, SLTSTA, 2), SLTSTA_PDS | STA_PDC | STA_DLLSC);
+	CHECK_EQ(sr(t, LNKSTA, 2), 0x1011 | LNKSTA_DLLLA);
+	CHECK(root_port_present(t->p));
+	CHECK_EQ(sent(t), 1);
+	CHECK(t->p->irq_level);
+	CHECK_EQ(t->f->fp.msi[0].data, 0x41); /* vector 0's message */
+	hp_free(t);
+
+	/* Both enables set: still one message for the two events. */
+	t = hp_new(true);
+	sw(t, SLTCTL, CTL_HPIE | CTL_PDCE | CTL_DLLSCE, 2);
+	root_port_hot_add(t->p);
+	CHECK_EQ(sent(t), 1);
+	hp_free(t);
+
+	/* Only DLLSCE (as a guest that ignores presence would): one message. */
+	t = hp_new(true);
+	sw(t, SLTCTL, CTL_HPIE | CTL_DLLSCE, 2);
+	root_port_hot_add(t->p);
+	CHECK_EQ(sent(t), 1);
+	hp_free(t);
+}
+
+TEST(no_msi_without_hpie_then_enable_sends_one)
+{
+	struct hp *t = hp_new(true);
+
+	sw(t, SLTCTL, CTL_PDCE | CTL_DLLSCE, 2);
+	root_port_hot_add(t->p);
+	CHECK_EQ(sr(t, SLTSTA, 2), SLTSTA_PDS | STA_PDC | STA_DLLSC);
+	CHECK_EQ(sent(t), 0);
+	CHECK(!t->p->irq_level);
+	/* Enabling HPIE with an enabled event pending sends one ... */
+	sw(t, SLTCTL, CTL_HPIE | CTL_PDCE | CTL_DLLSCE, 2);
+	CHECK_EQ(sent(t), 1);
+	/* ... and rewriting the same value none. */
+	sw(t, SLTCTL, CTL_HPIE | CTL_PDCE | CTL_DLLSCE, 2);
+	CHECK_EQ(sent(t), 0);
+	/* Dropping HPIE sends nothing; raising it again while pending sends one. */
+	sw(t, SLTCTL, CTL_PDCE | CTL_DLLSCE, 2);
+	CHECK_EQ(sent(t), 0);
+	sw(t, SLTCTL, CTL_HPIE | CTL_PDCE, 1); /* byte write: the high byte (DLLSCE) kept */
+	CHECK_EQ(sr(t, SLTCTL, 2), CTL_HPIE | CTL_PDCE | CTL_DLLSCE);
+	CHECK_EQ(sent(t), 1);
+	hp_free(t);
+
+	/* HPIE alone does not interrupt; enabling an event's enable later does. */
+	t = hp_new(true);
+	sw(t, SLTCTL, CTL_HPIE, 2);
+	root_port_hot_add(t->p);
+	CHECK_EQ(sent(t), 0);
+	sw(t, SLTCTL + 1, CTL_DLLSCE >> 8, 1); /* DLLSCE by a byte write to the high byte */
+	CHECK_EQ(sr(t, SLTCTL, 2), CTL_HPIE | CTL_DLLSCE);
+	CHECK_EQ(sent(t), 1);
+	hp_free(t);
+}
+
+TEST(one_message_until_status_cleared)
+{
+	struct hp *t = hp_new(true);
+
+	sw(t, SLTCTL, CTL_HPIE | CTL_PDCE | CTL_DLLSCE, 2);
+	root_port_hot_add(t->p);
+	CHECK_EQ(sent(t), 1);
+	/* A second event while the first is uncleared: no message. */
+	root_port_request_removal(t->p);
+	CHECK_EQ(sr(t, SLTSTA, 2), STA_PDC | STA_DLLSC);
+	CHECK_EQ(sent(t), 0);
+	/* Clearing part of it sends nothing; an event now still sends nothing (DLLSC pending). */
+	sw(t, SLTSTA, STA_PDC, 2);
+	CHECK_EQ(sent(t), 0);
+	root_port_hot_add(t->p);
+	CHECK_EQ(sent(t), 0);
+	CHECK(t->p->irq_level);
+	/* Clearing all sends nothing, and the condition falls. */
+	sw(t, SLTSTA, STA_PDC | STA_DLLSC, 2);
+	CHECK_EQ(sr(t, SLTSTA, 2), SLTSTA_PDS);
+	CHECK_EQ(sent(t), 0);
+	CHECK(!t->p->irq_level);
+	/* The next event sends one. */
+	root_port_request_removal(t->p);
+	CHECK_EQ(sent(t), 1);
+	/* Clearing an event whose enable is off does not matter for the rule. */
+	sw(t, SLTCTL, CTL_HPIE | CTL_DLLSCE, 2);
+	sw(t, SLTSTA, STA_DLLSC, 2);
+	CHECK_EQ(sr(t, SLTSTA, 2), STA_PDC);
+	CHECK(!t->p->irq_level);
+	root_port_hot_add(t->p);
+	CHECK_EQ(sent(t), 1);
+	hp_free(t);
+}
+
+TEST(request_removal_semantics)
+{
+	struct hp *t = hp_new(true);
+
+	root_port_set_presence(t->p, true); /* present at boot: silent */
+	CHECK_EQ(sr(t, SLTSTA, 2), SLTSTA_PDS);
+	CHECK_EQ(sent(t), 0);
+	sw(t, SLTCTL, CTL_HPIE | CTL_PDCE | CTL_DLLSCE, 2);
+	CHECK_EQ(sent(t), 0);
+	root_port_request_removal(t->p);
+	CHECK_EQ(sr(t, SLTSTA, 2), STA_PDC | STA_DLLSC);
+	CHECK_EQ(sr(t, LNKSTA, 2), 0x1011);
+	CHECK(!root_port_present(t->p));
+	CHECK_EQ(sent(t), 1);
+	/* Power is the guest's: removal does not change it, and reports nothing. */
+	CHECK(root_port_powered(t->p));
+	CHECK_EQ(t->rec.calls, 0);
+	/* After ember unplugs the device it records absence silently. */
+	sw(t, SLTSTA, STA_EVENTS, 2);
+	root_port_set_presence(t->p, false);
+	CHECK_EQ(sr(t, SLTSTA, 2), 0);
+	CHECK_EQ(sent(t), 0);
+	hp_free(t);
+}
+
+TEST(msi_disabled_does_not_replay)
+{
+	struct hp *t = hp_new(false);
+
+	sw(t, SLTCTL, CTL_HPIE | CTL_PDCE, 2);
+	root_port_hot_add(t->p);
+	CHECK(t->p->irq_level); /* the condition is tracked ... */
+	CHECK_EQ(sent(t), 0);   /* ... but the message was dropped */
+	msi_enable(t, true);
+	CHECK_EQ(sent(t), 0); /* enabling MSI does not replay it */
+	/* The guest clears the status; the next event goes out. */
+	sw(t, SLTSTA, STA_PDC | STA_DLLSC, 2);
+	CHECK_EQ(sent(t), 0);
+	root_port_request_removal(t->p);
+	CHECK_EQ(sent(t), 1);
+	hp_free(t);
+}
+
+TEST(masked_vector_keeps_pending)
+{
+	struct hp *t = hp_new(true);
+
+	cw(t, t->msi + 16, 1, 4); /* mask vector 0 */
+	sw(t, SLTCTL, CTL_HPIE | CTL_PDCE | CTL_DLLSCE, 2);
+	root_port_hot_add(t->p);
+	CHECK_EQ(sent(t), 0);
+	CHECK_EQ(cr(t, t->msi + 20, 4), 1); /* Pending */
+	cw(t, t->msi + 16, 0, 4);
+	CHECK_EQ(sent(t), 1);
+	CHECK_EQ(cr(t, t->msi + 20, 4), 0);
+	/*
+	 * The rise inside the config hook (the guest sets HPIE) with the vector
+	 * masked: the Pending bit is set under the host lock, no deadlock.
+	 */
+	sw(t, SLTSTA, STA_EVENTS, 2);
+	sw(t, SLTCTL, CTL_PDCE | CTL_DLLSCE, 2);
+	root_port_request_removal(t->p);
+	cw(t, t->msi + 16, 1, 4);
+	sw(t, SLTCTL, CTL_HPIE | CTL_PDCE | CTL_DLLSCE, 2);
+	CHECK_EQ(sent(t), 0);
+	CHECK_EQ(cr(t, t->msi + 20, 4), 1);
+	cw(t, t->msi + 16, 0, 4);
+	CHECK_EQ(sent(t), 1);
+	hp_free(t);
+}
+
+TEST(power_changed_once_per_change)
+{
+	struct hp *t = hp_new(true);
+
+	/* Reset: power on, nothing reported. */
+	CHECK_EQ(sr(t, SLTCTL, 2) & CTL_PCC, 0);
+	CHECK(root_port_powered(t->p));
+	CHECK_EQ(t->rec.calls, 0);
+	/* Word write: off. */
+	sw(t, SLTCTL, CTL_PCC, 2);
+	CHECK_EQ(t->rec.calls, 1);
+	CHECK(!t->rec.last_on);
+	CHECK(t->rec.last_port == t->p);
+	CHECK(!root_port_powered(t->p));
+	/* Writes that keep PCC report nothing. */
+	sw(t, SLTCTL, CTL_PCC, 2);
+	sw(t, SLTCTL, CTL_PCC | CTL_HPIE | CTL_PDCE | CTL_DLLSCE, 2);
+	sw(t, SLTCTL, CTL_HPIE, 1); /* low byte only */
+	sw(t, SLTCTL + 1, CTL_PCC >> 8, 1);
+	sw(t, SLTSTA, 0xffff, 2);
+	sw(t, SLTSTA + 1, 0xff, 1);
+	sw(t, LNKCTL, 0, 2);
+	sw(t, SLTCAP, 0, 4); /* the dword before */
+	sw(t, RTCTL, 0, 4);  /* the dword after */
+	CHECK_EQ(t->rec.calls, 1);
+	/* Byte write to the high byte: on. */
+	sw(t, SLTCTL + 1, 0, 1);
+	CHECK_EQ(t->rec.calls, 2);
+	CHECK(t->rec.last_on);
+	CHECK(root_port_powered(t->p));
+	/* Dword write at Slot Control (covering Slot Status): off, then kept, then on. */
+	sw(t, SLTCTL, CTL_PCC | CTL_HPIE, 4);
+	CHECK_EQ(t->rec.calls, 3);
+	CHECK(!t->rec.last_on);
+	CHECK(!root_port_powered(t->p));
+	sw(t, SLTCTL, CTL_PCC | (uint32_t)STA_EVENTS << 16, 4);
+	CHECK_EQ(t->rec.calls, 3);
+	sw(t, SLTCTL, 0, 4);
+	CHECK_EQ(t->rec.calls, 4);
+	CHECK(t->rec.last_on);
+	CHECK(root_port_powered(t->p));
+	/* Without ops the bit still works and nothing is called. */
+	root_port_set_hp_ops(t->p, NULL, NULL);
+	sw(t, SLTCTL, CTL_PCC, 2);
+	CHECK(!root_port_powered(t->p));
+	CHECK_EQ(t->rec.calls, 4);
+	/* Power changes never raise an interrupt (no event bits). */
+	CHECK_EQ(sr(t, SLTSTA, 2), 0);
+	CHECK_EQ(sent(t), 0);
+	hp_free(t);
+}
+
+TEST(dword_slot_write_clears_status_and_keeps_rule)
+{
+	struct hp *t = hp_new(true);
+	const uint32_t en = CTL_HPIE | CTL_PDCE | CTL_DLLSCE;
+
+	sw(t, SLTCTL, en, 2);
+	root_port_hot_add(t->p);
+	CHECK_EQ(sent(t), 1);
+	/* Slot Control rewritten and both events cleared in one dword: no message. */
+	sw(t, SLTCTL, en | (uint32_t)(STA_PDC | STA_DLLSC) << 16, 4);
+	CHECK_EQ(sr(t, SLTCTL, 2), en);
+	CHECK_EQ(sr(t, SLTSTA, 2), SLTSTA_PDS);
+	CHECK_EQ(sent(t), 0);
+	CHECK(!t->p->irq_level);
+	root_port_request_removal(t->p);
+	CHECK_EQ(sent(t), 1);
+	/* HPIE off and status cleared together: nothing; an event then: nothing. */
+	sw(t, SLTCTL, CTL_PDCE | CTL_DLLSCE | (uint32_t)STA_EVENTS << 16, 4);
+	CHECK_EQ(sr(t, SLTSTA, 2), 0);
+	CHECK_EQ(sent(t), 0);
+	root_port_hot_add(t->p);
+	CHECK_EQ(sent(t), 0);
+	/* HPIE on and every event cleared in the same write: the rule sees the result, no message.
+	 */
+	sw(t, SLTCTL, en | (uint32_t)STA_EVENTS << 16, 4);
+	CHECK_EQ(sr(t, SLTSTA, 2), SLTSTA_PDS);
+	CHECK_EQ(sent(t), 0);
+	/* HPIE off again, a new event, then HPIE on while clearing only PDC: DLLSC remains, one. */
+	sw(t, SLTCTL, CTL_PDCE | CTL_DLLSCE, 4);
+	root_port_request_removal(t->p);
+	CHECK_EQ(sent(t), 0);
+	sw(t, SLTCTL, en | (uint32_t)STA_PDC << 16, 4);
+	CHECK_EQ(sr(t, SLTSTA, 2), STA_DLLSC);
+	CHECK_EQ(sent(t), 1);
+	/* Clearing the rest: nothing; a dword write of zeros to the status half: nothing. */
+	sw(t, SLTCTL, en | (uint32_t)STA_DLLSC << 16, 4);
+	sw(t, SLTCTL, en, 4);
+	CHECK_EQ(sr(t, SLTSTA, 2), 0);
+	CHECK_EQ(sent(t), 0);
+	hp_free(t);
+}
+
+TEST(events_on_an_unplugged_port)
+{
+	struct fake_plat fp;
+	struct pci_platform plat;
+	struct root_port *p = calloc(1, sizeof(*p));
+	struct hprec rec = {0};
+
+	fake_plat_init(&fp, &plat);
+	CHECK_EQ(root_port_init(p, 4, &plat), 0);
+	root_port_set_hp_ops(p, &rec_ops, &rec); /* no host: no lock */
+	CHECK(root_port_powered(p));
+	pci_cfg_set16(&p->dev.cfg, p->exp + SLTCTL, CTL_HPIE | CTL_PDCE);
+	root_port_hot_add(p);
+	CHECK_EQ(gr(p, p->exp + SLTSTA, 2), SLTSTA_PDS | STA_PDC | STA_DLLSC);
+	CHECK(p->irq_level);
+	CHECK_EQ(fp.msi_allocs, 0); /* MSI never enabled: nothing sent */
+	root_port_request_removal(p);
+	CHECK_EQ(gr(p, p->exp + SLTSTA, 2), STA_PDC | STA_DLLSC);
+	CHECK(!root_port_present(p));
+	CHECK_EQ(rec.calls, 0);
+	root_port_destroy(p);
+	free(p);
+}
+
 int main(void)
 {
 	RUN(header);
@@ -425,5 +879,16 @@ int main(void)
 	RUN(presence_reflected);
 	RUN(enumerates_empty_and_populated);
 	RUN(msi_vector_reaches_platform);
+	RUN(slot_events_w1c_each);
+	RUN(presence_and_link_read_only_to_guest);
+	RUN(hot_add_sets_bits_and_sends_one);
+	RUN(no_msi_without_hpie_then_enable_sends_one);
+	RUN(one_message_until_status_cleared);
+	RUN(request_removal_semantics);
+	RUN(msi_disabled_does_not_replay);
+	RUN(masked_vector_keeps_pending);
+	RUN(power_changed_once_per_change);
+	RUN(dword_slot_write_clears_status_and_keeps_rule);
+	RUN(events_on_an_unplugged_port);
 	return test_summary();
 }

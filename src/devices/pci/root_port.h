@@ -23,8 +23,10 @@
  *     every register's value and which bits are RO, RW or RW1C.  The link is
  *     2.5 GT/s x1 (the simplest consistent pair: one speed, one width, so no
  *     bandwidth notification).  The slot is Hot-Plug Capable with Presence
- *     Detect, a Power Controller, No Command Completed Support, and no
- *     Attention Button, MRL sensor, indicators or interlock.
+ *     Detect, a Power Controller, No Command Completed Support (so Command
+ *     Completed Interrupt Enable is hardwired 0 and Command Completed is
+ *     never set), and no Attention Button, MRL sensor, indicators or
+ *     interlock.
  *   - MSI with 1 vector, for port events (hot-plug, PME); its number is the
  *     PCIe capability's Interrupt Message Number (0).  The port has no INTx
  *     pin: a guest without MSI polls (Linux pciehp.pciehp_poll_mode).
@@ -43,21 +45,37 @@
  *     (ember keeps it plugged) until the guest powers the slot off or ember
  *     gives up waiting; then ember unplugs it and calls root_port_set_presence
  *     (p, false) -- no new event.
- *   - Slot Control.Power Controller Control (0 on, 1 off) is the guest's: a
- *     change is reported through the hp ops (power_changed), on the vCPU
- *     thread doing the config write, with the PCI host lock held -- the
- *     callback only takes note (e.g. writes an eventfd for the VMM thread).
+ *   - Slot Control.Power Controller Control (0 on, 1 off; reset: on) is the
+ *     guest's: a change is reported through the hp ops (power_changed), on
+ *     the vCPU thread doing the config write, with the PCI host lock held --
+ *     the callback only takes note (e.g. writes an eventfd for the VMM
+ *     thread).  Writes that leave the bit as it was report nothing, whatever
+ *     their size or offset.  Power does not touch presence or the link:
+ *     Linux powers an empty slot off when it binds the port and on again
+ *     when a device arrives, and finds the link already up.
  *   - The slot interrupt (MSI vector 0) follows §6.7.3.4: its condition is
  *     Hot-Plug Interrupt Enable AND (any event bit in Slot Status whose
  *     enable is set in Slot Control: PDC/PDCE, DLLSC/DLLSCE, and the others
  *     ember never raises); a message is sent each time the condition goes
  *     from false to true -- when ember sets an event, when the guest sets an
  *     enable, or when the guest clears the status and a new event follows.
- *     Clearing event bits (RW1C) never sends one.
+ *     Clearing event bits (RW1C) never sends one, and neither does an event
+ *     while an enabled one is still uncleared: software must clear every
+ *     enabled event before another message can be sent (Linux's pciehp
+ *     re-reads Slot Status until it reads no events, for this reason).  The
+ *     condition is tracked whatever the MSI capability's state: a message
+ *     due while MSI is disabled is lost, and enabling MSI later does not
+ *     replay it (a masked vector, by contrast, keeps its Pending bit, §6.8.1.8).
+ *     The guest's write is applied first (write mask, RW1C) and the rule
+ *     evaluated once on the result, so a dword write at Slot Control that
+ *     also clears Slot Status acts as one update.
  *
  * Locking: configuration space belongs to the PCI host, whose mutex
- * serialises guest config accesses; root_port_set_presence() takes that mutex
- * when the port is plugged, so it must not be called with it held.
+ * serialises guest config accesses; root_port_set_presence(), root_port_set_hp_ops(),
+ * root_port_hot_add(), root_port_request_removal() and root_port_powered()
+ * take that mutex when the port is plugged, so they must not be called with
+ * it held (in particular not from power_changed).  The slot interrupt is
+ * signalled under it (host lock, then the MSI instance's lock).
  */
 
 #include <stdbool.h>
@@ -84,6 +102,7 @@ struct root_port {
 	const struct root_port_hp_ops *hp_ops;
 	void *hp_opaque;
 	bool irq_level; /* the §6.7.3.4 interrupt condition as last computed (host lock) */
+	bool power_on;  /* Slot Control.Power Controller Control as last reported (host lock) */
 };
 
 /*
@@ -101,18 +120,19 @@ void root_port_destroy(struct root_port *p);
 /*
  * Record whether a device is in the slot: Slot Status.Presence Detect State
  * (bit 6) and Link Status.Data Link Layer Link Active (bit 13) follow
- * `present`.  No event bits, no interrupt (hot plug comes later).  Any
+ * `present`.  No event bits, no interrupt (root_port_hot_add() raises them).  Any
  * thread, but not with the host's mutex held.
  */
 void root_port_set_presence(struct root_port *p, bool present);
 
-/* Whether the slot is occupied, as last set. */
+/* Whether the slot is occupied (Presence Detect State), as last set here or by hot plug. */
 bool root_port_present(const struct root_port *p);
 
 struct root_port_hp_ops {
 	/*
 	 * The guest changed Slot Control.Power Controller Control: `on` is the
-	 * new state.  vCPU thread, PCI host lock held: record it, do not unplug.
+	 * new state.  vCPU thread, PCI host lock held: record it, do not unplug,
+	 * do not call back into the port or the host.
 	 */
 	void (*power_changed)(void *opaque, struct root_port *p, bool on);
 };
@@ -126,7 +146,7 @@ void root_port_hot_add(struct root_port *p);
 /* Ask the guest to release the device behind the port (see above).  Same rules. */
 void root_port_request_removal(struct root_port *p);
 
-/* Slot Control.Power Controller Control says "on" (reset value: on). */
+/* Slot Control.Power Controller Control says "on" (reset value: on).  Not with the host lock. */
 bool root_port_powered(struct root_port *p);
 
 #endif

@@ -1,0 +1,110 @@
+"""Linux tier, hot plug: the Debian cloud kernel's pciehp sees a disk appear behind an ember
+root port, virtio_blk binds, the guest reads it; then it is unplugged in order and the slot
+empties (docs/hotplug.md).  Opt-in like the rest of tests/linux (EMBER_LINUX=1).
+"""
+
+import json
+import os
+import select
+import socket
+import subprocess
+import time
+
+import pytest
+
+from test_linux import CMDLINE, EMBER, GUEST, TIMEOUT
+
+# Run by the guest's /init (ember.test=/dev/vda): wait for a hot-plugged disk, read its
+# first sector, wait for it to go.  Each step prints a line the host waits for.
+SCRIPT = r"""
+echo "EMBER-HP ready"
+i=0
+while [ ! -e /sys/block/vdb ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+[ -e /sys/block/vdb ] || { echo "EMBER-HP no disk"; exit 1; }
+drv=$(basename "$(readlink /sys/block/vdb/device/driver)")
+echo "EMBER-HP plugged sectors $(cat /sys/block/vdb/size) driver $drv"
+echo "EMBER-HP read $(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -c 24)"
+i=0
+while [ -e /sys/block/vdb ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+[ -e /sys/block/vdb ] && { echo "EMBER-HP still there"; exit 1; }
+echo "EMBER-HP removed"
+dmesg | grep -i pciehp | sed 's/^/EMBER-HP dmesg /'
+"""
+
+MARK = b"ember hot-plugged disk!!"
+
+
+def api(sock, method, path, body=None):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(sock))
+    data = json.dumps(body).encode() if body is not None else b""
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n"
+              "Connection: close\r\n\r\n".encode() + data)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    head, _, payload = out.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(payload) if payload else None
+
+
+def wait_line(p, buf, needle, timeout):
+    end = time.monotonic() + timeout
+    while needle not in buf[0]:
+        left = end - time.monotonic()
+        if left <= 0 or p.poll() is not None:
+            pytest.fail(f"no {needle!r} within {timeout} s; console tail:\n" +
+                        "\n".join(buf[0].splitlines()[-30:]))
+        r, _, _ = select.select([p.stdout], [], [], left)
+        if r:
+            buf[0] += os.read(p.stdout.fileno(), 65536).decode(errors="replace")
+    return buf[0]
+
+
+def test_linux_pciehp_plug_and_unplug(tmp_path):
+    for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
+        if not f.is_file():
+            pytest.fail(f"{f} does not exist: run make release linux-guest first")
+    script = tmp_path / "script.img"
+    with open(script, "wb") as f:
+        f.write(SCRIPT.encode())
+        f.truncate(1 << 20)
+    disk = tmp_path / "hot.img"
+    with open(disk, "wb") as f:
+        f.write(MARK)
+        f.truncate(8 << 20)
+    sock = tmp_path / "api.sock"
+    p = subprocess.Popen(
+        [str(a) for a in (EMBER, "--api-sock", sock, "--kernel", GUEST / "bzImage",
+                          "--initrd", GUEST / "initramfs.cpio.gz", "--mem", "512",
+                          "--root-ports", "2", "--disk", f"{script},ro",
+                          "--cmdline", CMDLINE.strip() + " ember.test=/dev/vda ember.rw=0")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    buf = [""]
+    try:
+        wait_line(p, buf, "EMBER-HP ready", TIMEOUT)
+        st, body = api(sock, "PUT", "/drives/hot", {"drive_id": "hot", "path_on_host": str(disk),
+                                                   "is_root_device": False,
+                                                   "is_read_only": True})
+        assert st == 204, body
+        text = wait_line(p, buf, "EMBER-HP read", 30)
+        assert "EMBER-HP plugged sectors 16384 driver virtio_blk" in text, text
+        assert "EMBER-HP read " + MARK.decode() in text, text
+        st, body = api(sock, "DELETE", "/drives/hot")
+        assert st == 204, body
+        text = wait_line(p, buf, "EMBER-END", 30)
+        assert "EMBER-HP removed" in text, text
+        assert "Card present" in text and "Card not present" in text, text
+        st, pci = api(sock, "GET", "/pci")
+        assert st == 200 and pci["slots"][0]["state"] == "empty", pci
+        st, cfg = api(sock, "GET", "/vm/config")
+        assert [d["drive_id"] for d in cfg["drives"]] == ["vda"], cfg
+    finally:
+        p.kill()
+        p.wait()
+        err = p.stderr.read().decode(errors="replace")
+        print(err[-2000:])
+    assert "did not release" not in err, "the guest never powered the slot off:\n" + err

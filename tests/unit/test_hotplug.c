@@ -1,0 +1,270 @@
+/* test_hotplug.c - hot plug on a real VM's PCI bus (KVM, no vCPUs): slots, teardown, leaks. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pci/pcie.h"
+#include "test.h"
+#include "vmm/vm.h"
+
+/*
+ * The VM is built without a kernel (build_only: KVM, memory, buses, PCI with
+ * two root ports, the hot-plug step) and driven from this thread as the VMM
+ * thread: guest config accesses are made with pci_host_cfg_write(), as a
+ * vCPU's handler would, and the event loop is run by hand.  It needs
+ * /dev/kvm, like every tier that builds a VM.
+ */
+
+static char image[64];
+static unsigned int unplugged_calls;
+static char unplugged_name[80];
+
+static void on_unplugged(void *opaque, enum vm_virtio_kind kind, const char *name)
+{
+	(void)opaque;
+	(void)kind;
+	unplugged_calls++;
+	snprintf(unplugged_name, sizeof(unplugged_name), "%s", name);
+}
+
+static unsigned int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	unsigned int n = 0;
+
+	while (d && (de = readdir(d)))
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static struct vm *make_vm(struct evloop *loop)
+{
+	struct vm_config cfg = {
+	    .mem_mib = 64,
+	    .vcpus = 1,
+	    .root_ports = 2,
+	    .build_only = true,
+	    .console_in_fd = -1,
+	    .console_out_fd = -1,
+	    .loop = loop,
+	    .unplug_timeout_ms = 50,
+	};
+	struct err e = {0};
+	struct vm *vm = NULL;
+
+	if (vm_create(&vm, &cfg, &e) < 0) {
+		printf("  vm_create: %s\n", e.msg);
+		return NULL;
+	}
+	vm_set_unplugged_cb(vm, on_unplugged, NULL);
+	return vm;
+}
+
+static uint16_t slot_status(struct vm *vm, unsigned int port)
+{
+	struct root_port *p = &vm->ports[port - 1];
+
+	return (uint16_t)pci_host_cfg_read(&vm->pci, 0, PCI_DEVFN(port, 0), p->exp + EXP_SLTSTA, 2);
+}
+
+static const struct vm_disk_cfg disk = {.id = "hot0", .path = image};
+
+TEST(plug_behind_first_free_port)
+{
+	struct evloop loop;
+	struct err e = {0};
+	struct vm *vm;
+	unsigned int slot = 0;
+	struct vm_disk_cfg d2 = disk, d3 = disk, mm = disk;
+
+	evloop_init(&loop, &e);
+	vm = make_vm(&loop);
+	CHECK(vm != NULL);
+	if (!vm)
+		return;
+	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &disk, &slot, &e), 0);
+	CHECK_EQ(slot, 1);
+	CHECK_EQ(vm->slots[0].state, VM_SLOT_OCCUPIED);
+	/* Device 0 of the port's secondary bus (1), a virtio-blk (1af4:1042). */
+	CHECK(pci_host_find(&vm->pci, 1, PCI_DEVFN(0, 0)) != NULL);
+	CHECK_EQ(pci_host_cfg_read(&vm->pci, 1, PCI_DEVFN(0, 0), 0, 4), 0x10421af4);
+	/* Presence, link and both change bits. */
+	CHECK_EQ(slot_status(vm, 1) & (SLTSTA_PDS | SLTSTA_PDC | SLTSTA_DLLSC),
+	         SLTSTA_PDS | SLTSTA_PDC | SLTSTA_DLLSC);
+
+	d2.id = "hot1";
+	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &d2, &slot, &e), 0);
+	CHECK_EQ(slot, 2);
+	d3.id = "hot2";
+	err_clear(&e);
+	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &d3, &slot, &e), -ENOSPC);
+	CHECK_STR_CONTAINS(e.msg, "no free hot-plug slot");
+
+	/* A virtio-mmio device is refused and leaves nothing behind. */
+	CHECK_EQ(vm_unplug(vm, VM_VIRTIO_BLK, "hot1", true, &e), 0);
+	mm.id = "mm";
+	mm.transport = VM_TRANSPORT_MMIO;
+	err_clear(&e);
+	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &mm, &slot, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "cannot be hot plugged");
+	CHECK_EQ(vm->slots[1].state, VM_SLOT_EMPTY);
+	CHECK_EQ(vm->nvirtio, 1);
+
+	/* Unknown names and a second orderly request. */
+	err_clear(&e);
+	CHECK_EQ(vm_unplug(vm, VM_VIRTIO_BLK, "nosuch", false, &e), -ENOENT);
+	CHECK_EQ(vm_unplug(vm, VM_VIRTIO_BLK, "hot0", false, &e), 0);
+	CHECK_EQ(vm->slots[0].state, VM_SLOT_REMOVING);
+	CHECK_EQ(vm_unplug(vm, VM_VIRTIO_BLK, "hot0", false, &e), -EBUSY);
+	vm_destroy(vm);
+	evloop_destroy(&loop);
+}
+
+TEST(orderly_unplug_on_power_off)
+{
+	struct evloop loop;
+	struct err e = {0};
+	struct vm *vm;
+	struct root_port *p;
+	uint16_t ctl;
+
+	evloop_init(&loop, &e);
+	vm = make_vm(&loop);
+	if (!vm)
+		return;
+	p = &vm->ports[0];
+	/* Like Linux's pciehp at probe: the empty slot is powered off, then on for the plug. */
+	ctl = (uint16_t)pci_host_cfg_read(&vm->pci, 0, PCI_DEVFN(1, 0), p->exp + EXP_SLTCTL, 2);
+	pci_host_cfg_write(&vm->pci, 0, PCI_DEVFN(1, 0), p->exp + EXP_SLTCTL, ctl | SLTCTL_PCC, 2);
+	evloop_run_once(&loop, 0);
+	unplugged_calls = 0;
+	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &disk, NULL, &e), 0);
+	evloop_run_once(&loop, 0);
+	CHECK_EQ(vm->slots[0].state, VM_SLOT_OCCUPIED); /* an earlier power-off does not count */
+	pci_host_cfg_write(&vm->pci, 0, PCI_DEVFN(1, 0), p->exp + EXP_SLTCTL, ctl & ~SLTCTL_PCC, 2);
+
+	CHECK_EQ(vm_unplug(vm, VM_VIRTIO_BLK, "hot0", false, &e), 0);
+	CHECK_EQ(slot_status(vm, 1) & (SLTSTA_PDS | SLTSTA_PDC), SLTSTA_PDC);
+	evloop_run_once(&loop, 0);
+	CHECK_EQ(vm->slots[0].state, VM_SLOT_REMOVING); /* still the guest's */
+	CHECK(pci_host_find(&vm->pci, 1, PCI_DEVFN(0, 0)) != NULL);
+	/* The guest powers the slot off: the device goes. */
+	pci_host_cfg_write(&vm->pci, 0, PCI_DEVFN(1, 0), p->exp + EXP_SLTCTL, ctl | SLTCTL_PCC, 2);
+	evloop_run_once(&loop, 100);
+	CHECK_EQ(vm->slots[0].state, VM_SLOT_EMPTY);
+	CHECK(pci_host_find(&vm->pci, 1, PCI_DEVFN(0, 0)) == NULL);
+	CHECK_EQ(unplugged_calls, 1);
+	CHECK(!strcmp(unplugged_name, "hot0"));
+	CHECK_EQ(vm->nvirtio, 0);
+	vm_destroy(vm);
+	evloop_destroy(&loop);
+}
+
+TEST(orderly_unplug_times_out)
+{
+	struct evloop loop;
+	struct err e = {0};
+	struct vm *vm;
+	int i;
+
+	evloop_init(&loop, &e);
+	vm = make_vm(&loop);
+	if (!vm)
+		return;
+	unplugged_calls = 0;
+	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &disk, NULL, &e), 0);
+	CHECK_EQ(vm_unplug(vm, VM_VIRTIO_BLK, "hot0", false, &e), 0);
+	/* The guest never answers: the 50 ms deadline's timer removes it. */
+	for (i = 0; i < 20 && vm->slots[0].state != VM_SLOT_EMPTY; i++)
+		evloop_run_once(&loop, 20);
+	CHECK_EQ(vm->slots[0].state, VM_SLOT_EMPTY);
+	CHECK_EQ(unplugged_calls, 1);
+	vm_destroy(vm);
+	evloop_destroy(&loop);
+}
+
+TEST(guest_powers_off_on_its_own)
+{
+	struct evloop loop;
+	struct err e = {0};
+	struct vm *vm;
+	uint16_t ctl;
+
+	evloop_init(&loop, &e);
+	vm = make_vm(&loop);
+	if (!vm)
+		return;
+	unplugged_calls = 0;
+	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &disk, NULL, &e), 0);
+	ctl = (uint16_t)pci_host_cfg_read(&vm->pci, 0, PCI_DEVFN(1, 0),
+	                                  vm->ports[0].exp + EXP_SLTCTL, 2);
+	pci_host_cfg_write(&vm->pci, 0, PCI_DEVFN(1, 0), vm->ports[0].exp + EXP_SLTCTL,
+	                   ctl | SLTCTL_PCC, 2);
+	evloop_run_once(&loop, 100);
+	CHECK_EQ(vm->slots[0].state, VM_SLOT_EMPTY);
+	CHECK_EQ(unplugged_calls, 1);
+	vm_destroy(vm);
+	evloop_destroy(&loop);
+}
+
+TEST(hundred_cycles_leak_nothing)
+{
+	struct evloop loop;
+	struct err e = {0};
+	struct vm *vm;
+	unsigned int fds, routes, i;
+
+	evloop_init(&loop, &e);
+	vm = make_vm(&loop);
+	if (!vm)
+		return;
+	fds = count_fds();
+	routes = gsi_msi_count(&vm->gsi);
+	for (i = 0; i < 100; i++) {
+		CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &disk, NULL, &e), 0);
+		CHECK_EQ(vm_unplug(vm, VM_VIRTIO_BLK, "hot0", i % 2 == 0, &e), 0);
+		if (i % 2) {
+			uint16_t ctl = (uint16_t)pci_host_cfg_read(
+			    &vm->pci, 0, PCI_DEVFN(1, 0), vm->ports[0].exp + EXP_SLTCTL, 2);
+
+			pci_host_cfg_write(&vm->pci, 0, PCI_DEVFN(1, 0),
+			                   vm->ports[0].exp + EXP_SLTCTL, ctl | SLTCTL_PCC, 2);
+			evloop_run_once(&loop, 100);
+			pci_host_cfg_write(&vm->pci, 0, PCI_DEVFN(1, 0),
+			                   vm->ports[0].exp + EXP_SLTCTL, ctl & ~SLTCTL_PCC, 2);
+		}
+		CHECK_EQ(vm->slots[0].state, VM_SLOT_EMPTY);
+	}
+	CHECK_EQ(count_fds(), fds);
+	CHECK_EQ(gsi_msi_count(&vm->gsi), routes);
+	CHECK_EQ(vm->nvirtio, 0);
+	vm_destroy(vm);
+	evloop_destroy(&loop);
+}
+
+int main(void)
+{
+	int fd;
+
+	if (access("/dev/kvm", R_OK | W_OK) < 0) {
+		printf("not ok - /dev/kvm is missing: the hot-plug unit tests build a real VM\n");
+		return 1;
+	}
+	snprintf(image, sizeof(image), "/tmp/ember-test-hp-XXXXXX");
+	fd = mkstemp(image);
+	if (fd < 0 || ftruncate(fd, 1 << 20) < 0)
+		return 1;
+	close(fd);
+	RUN(plug_behind_first_free_port);
+	RUN(orderly_unplug_on_power_off);
+	RUN(orderly_unplug_times_out);
+	RUN(guest_powers_off_on_its_own);
+	RUN(hundred_cycles_leak_nothing);
+	unlink(image);
+	return test_summary();
+}
