@@ -25,6 +25,7 @@
  *   test.hp_seed=S, test.hp_sector=N, test.hp_count=C
  *                         block data: C sectors from N, pattern from seed S
  *   test.hp_cycles=N      hotplug_cycles: plug/unplug rounds
+ *   test.hp_force=1       hotplug_unplug_io: the host removes the device by force
  *   test.virtio_mode=...  as for the virtio tests (default msix)
  *   test.net=..., test.vsock_*=...   as for the virtio tests
  */
@@ -323,11 +324,29 @@ static void seq_fill(u64 *w, u64 seed, u64 seq)
 	w[1] = seq;
 }
 
+/* The slot's state once the device has gone without a power-off: what the guest was told. */
+static void report_gone(struct hp_port *p, u32 irqs_before)
+{
+	u16 st;
+	u32 irqs = 0;
+
+	udelay(100000); /* room for a late interrupt */
+	st = hp_slot_status(p);
+	if (p->vector)
+		irqs = irq_count[p->vector] - irqs_before;
+	printf("# hotplug: gone port=%u slot_status=0x%04x irqs=%u\n", p->num, st, irqs);
+	expect(!(st & SLTSTA_PDS), "port %u: Presence Detect State set after the removal", p->num);
+	pci_write16(p->bdf, p->exp + EXP_SLTSTA, st & SLTSTA_EVENTS);
+	p->occupied = false;
+}
+
 /*
  * Write sequence-numbered sectors, IO_DEPTH in flight, round the ring of
- * test.hp_count sectors from test.hp_sector, until the host asks for the
- * device back; then stop submitting, wait for what is in flight, and say how
- * many writes completed (all of 0..N-1: the host checks its file for them).
+ * test.hp_count sectors from test.hp_sector, until the device is asked back
+ * (orderly: a removal event; then stop submitting and wait for what is in
+ * flight) or, with test.hp_force=1, until it vanishes (then collect what
+ * still completes).  Prints "writes completed=N submitted=S": writes 0..N-1
+ * all completed (the host checks its file for them), S were queued.
  */
 GUEST_TEST(hotplug_unplug_io)
 {
@@ -335,10 +354,11 @@ GUEST_TEST(hotplug_unplug_io)
 	static struct vblk b;
 	u64 mark = dma_mark(), seed = cmdline_num("test.hp_seed", 1);
 	u64 first = cmdline_num("test.hp_sector", 0), count = cmdline_num("test.hp_count", 4096);
-	u64 seq = 0, done = 0, end, after_event = 0;
+	u64 seq = 0, done = 0, end, after = 0, tag_seq[IO_DEPTH], prefix;
+	bool force = cmdline_num("test.hp_force", 0), stop = false, gone = false;
 	unsigned int inflight = 0, tag, n = 0;
+	u32 irqs = 0;
 	u64 *buf;
-	bool stop = false;
 	u16 bdf;
 	u8 st;
 
@@ -359,6 +379,8 @@ GUEST_TEST(hotplug_unplug_io)
 	buf = dma_alloc(IO_DEPTH * SECTOR, 4096);
 	if (!buf)
 		goto out;
+	if (p.vector)
+		irqs = irq_count[p.vector];
 	printf("# hotplug: writing port=%u\n", p.num);
 	end = deadline_ms(IO_MAX_MS);
 	while (!stop || inflight) {
@@ -370,23 +392,37 @@ GUEST_TEST(hotplug_unplug_io)
 			                        buf + tag * (SECTOR / 8), SECTOR, 1, false),
 			            "cannot queue write %llu", seq))
 				goto out;
-			seq++;
+			tag_seq[tag] = seq++;
 			inflight++;
 		}
-		vq_kick(b.q);
-		if (!expect(vblk_complete(&b, &tag, &st, 5000),
-		            "no completion in 5 s (%u in flight, %llu done%s)", inflight, done,
-		            stop ? ", removal requested" : ""))
-			goto out;
+		if (!gone)
+			vq_kick(b.q);
+		if (!vblk_complete(&b, &tag, &st, force ? 200 : 5000)) {
+			/* Forced: what ember never took up before it tore the device down stays. */
+			if (force && (gone || !hp_dev_present(bdf))) {
+				stop = gone = true;
+				if (!inflight || !vblk_complete(&b, &tag, &st, 300))
+					break;
+			} else {
+				fail("no completion in 5 s (%u in flight, %llu done%s)", inflight,
+				     done, stop ? ", removal requested" : "");
+				goto out;
+			}
+		}
 		inflight--;
-		if (!expect(st == VIRTIO_BLK_S_OK, "write completed with status 0x%x", st))
+		if (!expect(st == VIRTIO_BLK_S_OK, "write %llu completed with status 0x%x",
+		            tag_seq[tag], st))
 			goto out;
 		done++;
+		after += stop;
 		if (stop)
-			after_event++;
-		/* A removal request: the slot interrupt moved (cheap), or every 256 writes, a poll.
-		 */
-		if (!stop && ((p.vector && irq_count[p.vector] != p.irq_seen) || !(++n & 255))) {
+			continue;
+		if (force) {
+			/* The device vanishes under us: look every 16 writes. */
+			if (!(++n & 15) && !hp_dev_present(bdf))
+				stop = gone = true;
+		} else if ((p.vector && irq_count[p.vector] != p.irq_seen) || !(++n & 255)) {
+			/* A removal request: the slot interrupt moved (cheap), or a poll. */
 			enum hp_event e = hp_wait_event(&p, 0, NULL, NULL);
 
 			if (!expect(e == HP_NONE || e == HP_REMOVED, "unexpected event %s",
@@ -395,19 +431,34 @@ GUEST_TEST(hotplug_unplug_io)
 			stop = e == HP_REMOVED;
 		}
 		if (!stop && rdtsc() >= end) {
-			fail("no removal request within %u ms (%llu writes)", IO_MAX_MS, done);
+			fail("the device was not taken away within %u ms (%llu writes)", IO_MAX_MS,
+			     done);
 			goto out;
 		}
 	}
-	printf("# hotplug: writes completed=%llu port=%u (%llu finished after the removal request)"
-	       "\n",
-	       done, p.num, after_event);
+	/* Every write below the oldest one still in flight completed. */
+	prefix = seq;
+	for (tag = 0; tag < IO_DEPTH; tag++)
+		if (b.busy[tag] && tag_seq[tag] < prefix)
+			prefix = tag_seq[tag];
+	printf("# hotplug: writes completed=%llu submitted=%llu port=%u (%llu finished after the "
+	       "%s, %u never)\n",
+	       prefix, seq, p.num, after, force ? "device vanished" : "removal request", inflight);
 	vq_expect_clean(b.q);
-	release(&p, &b.dev);
-	expect_gone(&p, bdf, 2000);
-	irq_summary(&p);
+	if (force) {
+		report_gone(&p, irqs);
+		virtio_forget(&b.dev);
+		hp_power(&p, false); /* as pciehp does after a surprise removal */
+	} else {
+		expect(!inflight, "%u writes never completed", inflight);
+		release(&p, &b.dev);
+		expect_gone(&p, bdf, 2000);
+		irq_summary(&p);
+	}
 out:
-	virtio_close(&b.dev);
+	if (b.dev.open && hp_dev_present(b.dev.bdf))
+		virtio_close(&b.dev);
+	virtio_forget(&b.dev);
 	hp_port_close(&p);
 	dma_release(mark);
 	host_done();
@@ -577,55 +628,6 @@ GUEST_TEST(hotplug_ignore)
 	expect(!(hp_slot_status(&p) & SLTSTA_PDS), "Presence Detect State set after the removal");
 	expect(hp_powered(&p), "the slot was powered off, though this guest never did");
 	irq_summary(&p);
-out:
-	if (b.dev.open && hp_dev_present(b.dev.bdf))
-		virtio_close(&b.dev);
-	virtio_forget(&b.dev);
-	hp_port_close(&p);
-	dma_release(mark);
-	host_done();
-}
-
-/*
- * Forced removal: the device vanishes at once, with or without a slot event.
- * Watch it go, report what the slot said (status bits, interrupts), and let
- * go without touching the device.
- */
-GUEST_TEST(hotplug_force)
-{
-	static struct hp_port p;
-	static struct vblk b;
-	u64 mark = dma_mark(), end;
-	u32 irqs = 0;
-	u16 st, bdf;
-
-	if (!driven() || !hp_port_open(&p, port_num(), irq_mode()))
-		return;
-	waiting(&p);
-	if (!await(&p, HP_ADDED, WAIT_MS, "waiting for the plug") || !bring_up(&p, &b.dev, false) ||
-	    !vblk_start(&b, 0))
-		goto out;
-	bdf = b.dev.bdf;
-	ready(&p, &b.dev);
-	if (p.vector)
-		irqs = irq_count[p.vector];
-	printf("# hotplug: idle port=%u\n", p.num);
-	end = deadline_ms(WAIT_MS);
-	irq_enable();
-	while (hp_dev_present(bdf) && rdtsc() < end)
-		udelay(500);
-	if (!expect(!hp_dev_present(bdf), "port %u: the device still answers", p.num))
-		goto out;
-	udelay(100000); /* room for a late interrupt */
-	st = hp_slot_status(&p);
-	if (p.vector)
-		irqs = irq_count[p.vector] - irqs;
-	printf("# hotplug: gone port=%u slot_status=0x%04x irqs=%u\n", p.num, st, irqs);
-	expect(!(st & SLTSTA_PDS), "Presence Detect State set after the removal");
-	pci_write16(p.bdf, p.exp + EXP_SLTSTA, st & SLTSTA_EVENTS);
-	p.occupied = false;
-	virtio_forget(&b.dev);
-	hp_power(&p, false); /* as pciehp does after a surprise removal */
 out:
 	if (b.dev.open && hp_dev_present(b.dev.bdf))
 		virtio_close(&b.dev);

@@ -217,7 +217,8 @@ def test_hotplug_blk(ember_bin, guest_elf, vms, tmp_path, mode):
     routes = e.get("/pci")["gsi_routes"]
 
     # Refusals while a slot is free: nothing may change.
-    refused(e, "PUT", "/drives/data", drive_body("data", img, transport="mmio"))
+    msg = refused(e, "PUT", "/drives/data", drive_body("data", img, transport="mmio"))
+    assert "mmio" in msg, msg
     refused(e, "DELETE", "/drives/nosuch")
     refused(e, "DELETE", "/drives/data")
     refused(e, "PUT", "/drives/data", drive_body("data", tmp_path / "missing.img"))
@@ -251,39 +252,82 @@ def test_hotplug_blk(ember_bin, guest_elf, vms, tmp_path, mode):
 
 # ---- unplug under I/O ----
 
-def test_hotplug_unplug_while_writing(ember_bin, guest_elf, vms, tmp_path):
-    """An orderly unplug while the guest writes sequence-numbered sectors: every write the
-    guest saw complete is in the file, and nothing else changed."""
-    img = disk(tmp_path)
-    seed, first, ring = secrets.randbits(63), 64, 4096
-    e = boot(vms, tmp_path, "hotplug_unplug_io", blk_words(seed, first, ring))
-    e.wait_line(r"^# hotplug: waiting port=1$")
-    e.ok("PUT", "/drives/data", drive_body("data", img))
-    e.wait_line(r"^# hotplug: writing port=1$")
-    time.sleep(0.3)
-    e.ok("DELETE", "/drives/data")
-    m, _ = e.wait_line(r"^# hotplug: writes completed=(\d+) port=1 ")
-    done = int(m.group(1))
-    e.wait_line(r"^# hotplug: removed port=1$")
-    e.wait_slot(1, "empty")
-    out = e.finish()
-    irq_line(out, 1, 2)
-    assert done > 0
+def seq_record(seed, seq):
+    """What t_hotplug.c's hotplug_unplug_io writes for write number `seq`."""
+    return struct.pack("<QQ", HP_MAGIC, seq) + blk_pattern(seed, seq)[16:]
 
-    got = img.read_bytes()
-    base = base_image(DISK_SECTORS)
+
+def check_seq_image(img, seed, first, ring, done, submitted):
+    """Writes 0..done-1 (round a ring of `ring` sectors from `first`) are all in the file;
+    writes done..submitted-1 may or may not be; nothing else changed."""
+    got, base = img.read_bytes(), base_image(DISK_SECTORS)
     for s in range(DISK_SECTORS):
         sector = got[s * SECTOR:(s + 1) * SECTOR]
         idx = s - first
-        if 0 <= idx < ring and idx < done:
-            seq = idx + ((done - 1 - idx) // ring) * ring  # the last write to this sector
-            want = struct.pack("<QQ", HP_MAGIC, seq) + blk_pattern(seed, seq)[16:]
-            assert sector == want, (f"sector {s}: write {seq} (of {done} completed) is not in "
-                                    f"the file; it holds seq "
-                                    f"{struct.unpack_from('<QQ', sector)}")
-        else:
-            assert sector == base[s * SECTOR:(s + 1) * SECTOR], \
-                f"sector {s} changed, though no completed write went there ({done} completed)"
+        seqs = range(idx, submitted, ring) if 0 <= idx < ring else range(0)
+        sure = [q for q in seqs if q < done]
+        maybe = [q for q in seqs if q >= done]
+        want = seq_record(seed, sure[-1]) if sure else base[s * SECTOR:(s + 1) * SECTOR]
+        allowed = [want] + [seq_record(seed, q) for q in maybe]
+        if sector not in allowed:
+            found = struct.unpack_from("<QQ", sector)
+            pytest.fail(f"sector {s}: want write {sure[-1] if sure else 'none (base)'}"
+                        f"{f' or one of {list(maybe)}' if maybe else ''} ({done} of "
+                        f"{submitted} writes completed); it holds (magic, seq) {found}")
+
+
+def unplug_under_io(vms, tmp_path, force):
+    img = disk(tmp_path)
+    seed, first, ring = secrets.randbits(63), 64, 4096
+    words = blk_words(seed, first, ring) + (" test.hp_force=1" if force else "")
+    e = boot(vms, tmp_path, "hotplug_unplug_io", words)
+    e.wait_line(r"^# hotplug: waiting port=1$")
+    routes = e.get("/pci")["gsi_routes"]
+    e.ok("PUT", "/drives/data", drive_body("data", img))
+    e.wait_line(r"^# hotplug: writing port=1$")
+    time.sleep(0.3)
+    e.ok("DELETE", "/drives/data", {"force": True} if force else None)
+    if force:
+        # At once: the slot is empty when the 204 comes, the routes are given back.
+        s = e.slot(1)
+        assert (s["state"], s["device"]) == ("empty", None), \
+            f"right after a forced DELETE answered 204, slot 1 is {s}"
+        assert e.drives() == []
+        assert e.get("/pci")["gsi_routes"] == routes
+        refused(e, "DELETE", "/drives/data")
+    m, _ = e.wait_line(r"^# hotplug: writes completed=(\d+) submitted=(\d+) port=1 ")
+    done, submitted = int(m.group(1)), int(m.group(2))
+    if force:
+        gone, _ = e.wait_line(r"^# hotplug: gone port=1 slot_status=0x([0-9a-f]{4}) "
+                              r"irqs=(\d+)$")
+    else:
+        e.wait_line(r"^# hotplug: removed port=1$")
+        e.wait_slot(1, "empty")
+        assert e.get("/pci")["gsi_routes"] == routes
+    out = e.finish()
+    assert done > 0 and submitted - done <= 4, m.group(0)
+    if not force:
+        assert done == submitted, m.group(0)
+        irq_line(out, 1, 2)
+    check_seq_image(img, seed, first, ring, done, submitted)
+    return out, gone if force else None
+
+
+def test_hotplug_unplug_while_writing(ember_bin, guest_elf, vms, tmp_path):
+    """An orderly unplug while the guest writes sequence-numbered sectors: the guest stops,
+    every write in flight completes, every write the guest saw complete is in the file, and
+    nothing else changed."""
+    unplug_under_io(vms, tmp_path, force=False)
+
+
+def test_hotplug_force(ember_bin, guest_elf, vms, tmp_path):
+    """DELETE with {"force": true} while the guest writes: the device is gone when the 204
+    comes, without the guest's consent; what ember had taken up still completed to the guest
+    and is in the file, and a second DELETE is refused."""
+    _, gone = unplug_under_io(vms, tmp_path, force=True)
+    # Forced removal says nothing to the guest's slot driver (ember raises no slot event):
+    # shown here, not required (docs/hotplug.md leaves it open).
+    print(f"forced removal: Slot Status 0x{gone.group(1)}, {gone.group(2)} slot interrupts")
 
 
 # ---- net and vsock ----
@@ -351,7 +395,8 @@ def test_hotplug_two_slots(ember_bin, guest_elf, vms, tmp_path):
         "unknown id": refused(e, "DELETE", "/drives/more"),
         "mmio": refused(e, "PUT", "/drives/more", drive_body("more", other, transport="mmio")),
     }
-    print(msgs)
+    assert "slot" in msgs["no free slot"], msgs
+    assert "data" in msgs["duplicate id"] and "more" in msgs["unknown id"], msgs
 
     e.ok("DELETE", "/drives/data")
     e.ok("DELETE", "/entropy")
@@ -368,25 +413,6 @@ def test_hotplug_two_slots(ember_bin, guest_elf, vms, tmp_path):
 
 
 # ---- removal without the guest ----
-
-def test_hotplug_force(ember_bin, guest_elf, vms, tmp_path):
-    """DELETE with {"force": true}: the device is gone at once, without the guest's consent."""
-    img = disk(tmp_path)
-    e = boot(vms, tmp_path, "hotplug_force")
-    e.wait_line(r"^# hotplug: waiting port=1$")
-    routes = e.get("/pci")["gsi_routes"]
-    e.ok("PUT", "/drives/data", drive_body("data", img))
-    e.wait_line(r"^# hotplug: idle port=1$")
-    e.ok("DELETE", "/drives/data", {"force": True})
-    s = e.slot(1)
-    assert (s["state"], s["device"]) == ("empty", None), \
-        f"right after a forced DELETE answered 204, slot 1 is {s}"
-    assert e.drives() == []
-    assert e.get("/pci")["gsi_routes"] == routes
-    refused(e, "DELETE", "/drives/data")
-    m, _ = e.wait_line(r"^# hotplug: gone port=1 slot_status=0x([0-9a-f]{4}) irqs=(\d+)$")
-    e.finish()
-
 
 def test_hotplug_timeout(ember_bin, guest_elf, vms, tmp_path):
     """A guest that never powers the slot off: the device keeps working meanwhile, a second
@@ -417,7 +443,13 @@ def test_hotplug_timeout(ember_bin, guest_elf, vms, tmp_path):
 # ---- many rounds, no leaks ----
 
 def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """ember's open file descriptors, at rest: the least seen over 0.2 s (the API server
+    closes a finished connection's descriptor a moment after the client)."""
+    counts = []
+    for _ in range(5):
+        counts.append(len(os.listdir(f"/proc/{pid}/fd")))
+        time.sleep(0.05)
+    return min(counts)
 
 
 def test_hotplug_cycles(ember_bin, guest_elf, vms, tmp_path):
@@ -439,9 +471,6 @@ def test_hotplug_cycles(ember_bin, guest_elf, vms, tmp_path):
         e.wait_line(rf"^# hotplug: removed port=1 cycle={r}$")
         e.wait_slot(1, "empty")
     took = time.monotonic() - t0
-    deadline = time.monotonic() + 2  # the API server closes our last connection's fd
-    while fd_count(e.proc.pid) != fds and time.monotonic() < deadline:
-        time.sleep(0.05)
     assert fd_count(e.proc.pid) == fds, "file descriptors leaked over the rounds"
     assert e.get("/pci")["gsi_routes"] == routes, "GSI routes leaked over the rounds"
     assert e.drives() == []
