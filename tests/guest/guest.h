@@ -150,6 +150,8 @@ struct guest_test {
 /* Record a failure (first reason goes on the "not ok" line, all are printed as diagnostics). */
 bool expect(bool cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define fail(...) ((void)expect(false, __VA_ARGS__))
+/* Whether the running test has recorded a failure so far. */
+bool test_failed(void);
 /* Mark the running test skipped with a reason; its verdict becomes "ok # SKIP reason". */
 void skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -41,6 +41,11 @@ bool expect(bool cond, const char *fmt, ...)
 	return false;
 }
 
+bool test_failed(void)
+{
+	return cur.failed;
+}
+
 void skip(const char *fmt, ...)
 {
 	va_list ap;

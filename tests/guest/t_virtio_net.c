@@ -25,7 +25,7 @@
 #define TIMEOUT_MS 3000
 
 struct net {
-	struct virtio_dev dev;
+	struct virtio_dev *dev;
 	struct vq *rx, *tx;
 	u8 *rxbuf, *txbuf;
 	u16 rx_head_buf[VQ_MAX_SIZE]; /* rx buffer index of an in-flight head */
@@ -475,47 +475,44 @@ static void net_tap(struct net *n)
 	       "no \"ember-pong\" frame from the responder");
 }
 
-GUEST_TEST(virtio_net)
+void virtio_net_exercise(struct virtio_dev *d)
 {
 	static struct net n;
 	static const u8 fallback_mac[6] = {0x52, 0x54, 0x00, 0xeb, 0x00, 0x01};
-	u64 mark = dma_mark();
 	size_t len;
 	const char *mode = cmdline_value("test.net", &len);
 	unsigned int i;
 
-	if (!virtio_open(&n.dev, VIRTIO_ID_NET, "net", 0))
-		return;
+	memset(&n, 0, sizeof(n));
+	n.dev = d;
 	if (!expect(mode && ((len == 5 && !memcmp(mode, "slirp", 5)) ||
 	                     (len == 3 && !memcmp(mode, "tap", 3))),
 	            "test.net=slirp|tap missing"))
-		goto out;
+		return;
 	n.rxbuf = dma_alloc((u64)(RX_BUFS + TX_BUFS) * RX_BUF_LEN, 4096);
 	if (!n.rxbuf)
-		goto out;
+		return;
 	n.txbuf = n.rxbuf + (u64)RX_BUFS * RX_BUF_LEN;
-	memset(n.tx_busy, 0, sizeof(n.tx_busy));
-	n.rx_frames = n.rx_ignored = n.tx_frames = n.rx_bad_len = 0;
-	if (!virtio_start(&n.dev, BIT64(VIRTIO_NET_F_MAC) | BIT64(VIRTIO_NET_F_STATUS)))
-		goto out;
-	if (!(n.rx = virtio_queue(&n.dev, 0, 0, 4)) || !(n.tx = virtio_queue(&n.dev, 1, 0, 4)))
-		goto out;
-	if (virtio_has(&n.dev, VIRTIO_NET_F_MAC))
+	if (!virtio_start(n.dev, BIT64(VIRTIO_NET_F_MAC) | BIT64(VIRTIO_NET_F_STATUS)))
+		return;
+	if (!(n.rx = virtio_queue(n.dev, 0, 0, 4)) || !(n.tx = virtio_queue(n.dev, 1, 0, 4)))
+		return;
+	if (virtio_has(n.dev, VIRTIO_NET_F_MAC))
 		for (i = 0; i < 6; i++)
-			n.mac[i] = virtio_cfg8(&n.dev, i);
+			n.mac[i] = virtio_cfg8(n.dev, i);
 	else
 		memcpy(n.mac, fallback_mac, 6);
-	if (!virtio_ready(&n.dev))
-		goto out;
-	virtio_describe(&n.dev);
+	if (!virtio_ready(n.dev))
+		return;
+	virtio_describe(n.dev);
 	printf("# MAC %02x:%02x:%02x:%02x:%02x:%02x%s\n", n.mac[0], n.mac[1], n.mac[2], n.mac[3],
-	       n.mac[4], n.mac[5], virtio_has(&n.dev, VIRTIO_NET_F_MAC) ? "" : " (ours: no F_MAC)");
-	if (virtio_has(&n.dev, VIRTIO_NET_F_STATUS))
-		expect(virtio_cfg16(&n.dev, 6) & 1, "link down (config status 0x%x)",
-		       virtio_cfg16(&n.dev, 6));
+	       n.mac[4], n.mac[5], virtio_has(n.dev, VIRTIO_NET_F_MAC) ? "" : " (ours: no F_MAC)");
+	if (virtio_has(n.dev, VIRTIO_NET_F_STATUS))
+		expect(virtio_cfg16(n.dev, 6) & 1, "link down (config status 0x%x)",
+		       virtio_cfg16(n.dev, 6));
 	for (i = 0; i < RX_BUFS; i++)
 		if (!expect(rx_post(&n, i), "cannot post receive buffer %u", i))
-			goto out;
+			return;
 	vq_kick(n.rx);
 
 	if (mode[0] == 's')
@@ -528,8 +525,17 @@ GUEST_TEST(virtio_net)
 	expect(!n.rx_bad_len, "%u received buffers with a bad used length", n.rx_bad_len);
 	vq_expect_clean(n.rx);
 	vq_expect_clean(n.tx);
-	expect(!(virtio_get_status(&n.dev) & VIRTIO_STATUS_NEEDS_RESET), "NEEDS_RESET set");
-out:
-	virtio_close(&n.dev);
+	expect(!(virtio_get_status(n.dev) & VIRTIO_STATUS_NEEDS_RESET), "NEEDS_RESET set");
+}
+
+GUEST_TEST(virtio_net)
+{
+	static struct virtio_dev d;
+	u64 mark = dma_mark();
+
+	if (!virtio_open(&d, VIRTIO_ID_NET, "net", 0))
+		return;
+	virtio_net_exercise(&d);
+	virtio_close(&d);
 	dma_release(mark);
 }

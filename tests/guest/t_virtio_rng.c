@@ -34,23 +34,19 @@ static u32 rng_read(struct vq *q, u8 *buf, u32 len, unsigned int nseg, bool indi
 	return used;
 }
 
-GUEST_TEST(virtio_rng)
+void virtio_rng_exercise(struct virtio_dev *d)
 {
-	static struct virtio_dev d;
-	u64 mark = dma_mark();
 	struct vq *q;
 	u8 *a, *b;
 	u32 la, lb, n, total = 0;
 	unsigned int i;
 	char hex[3 * 16 + 1];
 
-	if (!virtio_open(&d, VIRTIO_ID_RNG, "rng", 0))
-		return;
 	a = dma_alloc(2 * 4096, 4096);
 	b = a ? a + 4096 : NULL;
-	if (!a || !virtio_start(&d, 0) || !(q = virtio_queue(&d, 0, 0, 4)) || !virtio_ready(&d))
-		goto out;
-	virtio_describe(&d);
+	if (!a || !virtio_start(d, 0) || !(q = virtio_queue(d, 0, 0, 4)) || !virtio_ready(d))
+		return;
+	virtio_describe(d);
 
 	la = rng_read(q, a, LEN, 1, false, "first read");
 	lb = rng_read(q, b, LEN, q->indirect ? 3 : 2, q->indirect, "second read");
@@ -73,8 +69,17 @@ GUEST_TEST(virtio_rng)
 	printf("# 8 reads of 4 KiB: %u bytes; kicks %u, interrupts %u\n", total, q->kicks,
 	       vq_irqs(q));
 	vq_expect_clean(q);
-	expect(!(virtio_get_status(&d) & VIRTIO_STATUS_NEEDS_RESET), "NEEDS_RESET set");
-out:
+	expect(!(virtio_get_status(d) & VIRTIO_STATUS_NEEDS_RESET), "NEEDS_RESET set");
+}
+
+GUEST_TEST(virtio_rng)
+{
+	static struct virtio_dev d;
+	u64 mark = dma_mark();
+
+	if (!virtio_open(&d, VIRTIO_ID_RNG, "rng", 0))
+		return;
+	virtio_rng_exercise(&d);
 	virtio_close(&d);
 	dma_release(mark);
 }

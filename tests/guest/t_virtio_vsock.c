@@ -57,7 +57,7 @@ struct conn {
 };
 
 struct vsock {
-	struct virtio_dev dev;
+	struct virtio_dev *dev;
 	struct vq *rx, *tx, *ev;
 	u8 *rxbuf, *txbuf, *evbuf;
 	u16 rx_head_buf[VQ_MAX_SIZE];
@@ -326,17 +326,17 @@ static void host_connect(struct vsock *v, u32 port, const char *token)
 			send_pkt(v, &c, OP_RST, 0, NULL, 0);
 }
 
-GUEST_TEST(virtio_vsock)
+void virtio_vsock_exercise(struct virtio_dev *d)
 {
 	static struct vsock v;
-	u64 mark = dma_mark(), want_cid, port;
+	u64 want_cid, port;
 	size_t tlen;
 	const char *token = cmdline_value("test.vsock_token", &tlen);
 	char tok[64];
 	unsigned int i;
 
-	if (!virtio_open(&v.dev, VIRTIO_ID_VSOCK, "vsock", 0))
-		return;
+	memset(&v, 0, sizeof(v));
+	v.dev = d;
 	if (!token) {
 		token = "none";
 		tlen = 4;
@@ -345,25 +345,24 @@ GUEST_TEST(virtio_vsock)
 		tlen = sizeof(tok) - 1;
 	memcpy(tok, token, tlen);
 	tok[tlen] = '\0';
-	v.rx_pkts = v.tx_pkts = v.stray = 0;
 	v.rxbuf = dma_alloc((u64)RX_BUFS * RX_LEN + 2 * RX_LEN + EV_BUFS * 8, 4096);
-	if (!v.rxbuf || !virtio_start(&v.dev, 0))
-		goto out;
+	if (!v.rxbuf || !virtio_start(v.dev, 0))
+		return;
 	v.txbuf = v.rxbuf + (u64)RX_BUFS * RX_LEN;
 	v.evbuf = v.txbuf + 2 * RX_LEN;
-	if (!(v.rx = virtio_queue(&v.dev, 0, 0, 4)) || !(v.tx = virtio_queue(&v.dev, 1, 0, 4)) ||
-	    !(v.ev = virtio_queue(&v.dev, 2, 0, 0)))
-		goto out;
-	v.cid = virtio_cfg64(&v.dev, 0);
-	if (!virtio_ready(&v.dev))
-		goto out;
-	virtio_describe(&v.dev);
+	if (!(v.rx = virtio_queue(v.dev, 0, 0, 4)) || !(v.tx = virtio_queue(v.dev, 1, 0, 4)) ||
+	    !(v.ev = virtio_queue(v.dev, 2, 0, 0)))
+		return;
+	v.cid = virtio_cfg64(v.dev, 0);
+	if (!virtio_ready(v.dev))
+		return;
+	virtio_describe(v.dev);
 	printf("# vsock: guest cid %llu\n", v.cid);
 	if (cmdline_u64("test.vsock_cid", &want_cid))
 		expect(v.cid == want_cid, "guest_cid %llu, want %llu", v.cid, want_cid);
 	for (i = 0; i < RX_BUFS; i++)
 		if (!expect(rx_post(&v, i), "cannot post receive buffer %u", i))
-			goto out;
+			return;
 	for (i = 0; i < EV_BUFS; i++) {
 		struct vbuf e = {pa(v.evbuf) + 8 * i, 8, true};
 
@@ -381,8 +380,17 @@ GUEST_TEST(virtio_vsock)
 	       v.rx_pkts, v.tx_pkts, v.stray, vq_irqs(v.rx), vq_irqs(v.tx));
 	vq_expect_clean(v.rx);
 	vq_expect_clean(v.tx);
-	expect(!(virtio_get_status(&v.dev) & VIRTIO_STATUS_NEEDS_RESET), "NEEDS_RESET set");
-out:
-	virtio_close(&v.dev);
+	expect(!(virtio_get_status(v.dev) & VIRTIO_STATUS_NEEDS_RESET), "NEEDS_RESET set");
+}
+
+GUEST_TEST(virtio_vsock)
+{
+	static struct virtio_dev d;
+	u64 mark = dma_mark();
+
+	if (!virtio_open(&d, VIRTIO_ID_VSOCK, "vsock", 0))
+		return;
+	virtio_vsock_exercise(&d);
+	virtio_close(&d);
 	dma_release(mark);
 }

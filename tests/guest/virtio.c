@@ -351,16 +351,46 @@ static bool pci_setup(struct virtio_dev *d)
 	return true;
 }
 
+/* Fill the pci part of d for the function at d->bdf, of type d->type. */
+static bool pci_attach(struct virtio_dev *d)
+{
+	snprintf(d->name, sizeof(d->name), "virtio-%s pci %02x:%02x.%x", virtio_type_name(d->type),
+	         BDF_BUS(d->bdf), BDF_DEV(d->bdf), BDF_FN(d->bdf));
+	return pci_setup(d);
+}
+
+static void dev_init(struct virtio_dev *d, enum virtio_transport t, const struct virtio_opts *o)
+{
+	memset(d, 0, sizeof(*d));
+	d->slot = -1;
+	d->opts = *o;
+	d->opts.transport = t;
+	d->transport = t;
+}
+
+bool virtio_attach(struct virtio_dev *d, u16 bdf, const struct virtio_opts *o)
+{
+	u32 id = pci_read32(bdf, PCI_VENDOR_ID);
+	u16 vendor = (u16)id, device = (u16)(id >> 16);
+
+	dev_init(d, VT_PCI, o);
+	if (!expect(vendor == VIRTIO_PCI_VENDOR && device >= VIRTIO_PCI_DEVICE_BASE &&
+	                device <= VIRTIO_PCI_DEVICE_BASE + 0x3f,
+	            "%02x:%02x.%x is %04x:%04x, not a modern virtio-pci device", BDF_BUS(bdf),
+	            BDF_DEV(bdf), BDF_FN(bdf), vendor, device))
+		return false;
+	d->bdf = bdf;
+	d->type = device - VIRTIO_PCI_DEVICE_BASE;
+	return pci_attach(d);
+}
+
 bool virtio_find(struct virtio_dev *d, u32 type, enum virtio_transport t, unsigned int nth,
                  const struct virtio_opts *o)
 {
 	struct virtio_loc loc[VIRTIO_MAX_DEVS];
 	unsigned int n = virtio_scan(t, loc, VIRTIO_MAX_DEVS), i, want = nth;
 
-	memset(d, 0, sizeof(*d));
-	d->slot = -1;
-	d->opts = *o;
-	d->opts.transport = t;
+	dev_init(d, t, o);
 	for (i = 0; i < n; i++)
 		if (loc[i].type == type && nth-- == 0)
 			break;
@@ -369,13 +399,10 @@ bool virtio_find(struct virtio_dev *d, u32 type, enum virtio_transport t, unsign
 		     virtio_type_name(type), want, virtio_transport_name(t), n, n == 1 ? "" : "s");
 		return false;
 	}
-	d->transport = t;
 	d->type = type;
 	if (t == VT_PCI) {
 		d->bdf = loc[i].bdf;
-		snprintf(d->name, sizeof(d->name), "virtio-%s pci %02x:%02x.%x",
-		         virtio_type_name(type), BDF_BUS(d->bdf), BDF_DEV(d->bdf), BDF_FN(d->bdf));
-		return pci_setup(d);
+		return pci_attach(d);
 	}
 	d->base = loc[i].base;
 	d->gsi = loc[i].gsi;
@@ -759,6 +786,18 @@ bool virtio_ready(struct virtio_dev *d)
 	return true;
 }
 
+/* Give back the vector block (and the IOAPIC pin) d held. */
+static void irq_release(struct virtio_dev *d)
+{
+	if (d->transport == VT_PCI && d->opts.mode == VM_INTX && d->slot >= 0)
+		ioapic_mask(d->intx_line);
+	else if (d->transport == VT_MMIO && d->opts.mode == VM_LINE && d->slot >= 0)
+		ioapic_mask(d->gsi);
+	if (d->slot >= 0)
+		slot_used[d->slot] = false;
+	d->slot = -1;
+}
+
 void virtio_close(struct virtio_dev *d)
 {
 	unsigned int i;
@@ -776,15 +815,18 @@ void virtio_close(struct virtio_dev *d)
 				    d->msix_table + (u64)i * MSIX_ENTRY_SIZE + MSIX_ENTRY_CTRL, 1);
 			msix_ctrl(d, 0);
 		}
-		if (d->opts.mode == VM_INTX && d->slot >= 0)
-			ioapic_mask(d->intx_line);
 		pci_write16(d->bdf, PCI_COMMAND, d->command);
-	} else if (d->opts.mode == VM_LINE && d->slot >= 0) {
-		ioapic_mask(d->gsi);
 	}
-	if (d->slot >= 0)
-		slot_used[d->slot] = false;
-	d->slot = -1;
+	irq_release(d);
+}
+
+void virtio_forget(struct virtio_dev *d)
+{
+	if (!d->open)
+		return;
+	d->open = false;
+	irq_disable();
+	irq_release(d);
 }
 
 void virtio_describe(const struct virtio_dev *d)

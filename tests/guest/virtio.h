@@ -260,6 +260,14 @@ bool virtio_open(struct virtio_dev *d, u32 type, const char *key, unsigned int n
 /* The same without the announcement: nth device of `type` on `t`, with options `o`. */
 bool virtio_find(struct virtio_dev *d, u32 type, enum virtio_transport t, unsigned int nth,
                  const struct virtio_opts *o);
+/*
+ * The virtio-pci function at `bdf` wherever it sits (bus 0, or behind a root
+ * port it was hot-plugged into), with options `o`: its type from the device
+ * ID, BARs it needs assigned (inside its port's window), capabilities.  Fills
+ * *d (not yet started); false with a failure recorded if it is not a usable
+ * modern virtio-pci device.
+ */
+bool virtio_attach(struct virtio_dev *d, u16 bdf, const struct virtio_opts *o);
 /* Options from the command line (transport left as given). */
 void virtio_opts_parse(struct virtio_opts *o);
 
@@ -275,6 +283,11 @@ struct vq *virtio_queue(struct virtio_dev *d, unsigned int qi, u16 size, unsigne
 bool virtio_ready(struct virtio_dev *d);
 /* Reset the device and undo the interrupt set-up and COMMAND. */
 void virtio_close(struct virtio_dev *d);
+/*
+ * Forget a device that is gone (surprise-removed): give back its interrupt
+ * vectors without touching its registers, which no longer answer.
+ */
+void virtio_forget(struct virtio_dev *d);
 
 static inline bool virtio_has(const struct virtio_dev *d, unsigned int bit)
 {
@@ -410,6 +423,16 @@ bool vblk_complete(struct vblk *b, unsigned int *tag, u8 *status, u64 ms);
 /* One synchronous request (tag 0); the status byte (VBLK_STATUS_TIMEOUT if none came). */
 u8 vblk_io(struct vblk *b, u32 type, u64 sector, void *buf, u32 len, unsigned int nseg,
            bool indirect);
+
+/*
+ * ---- the device tests' bodies (t_virtio_<dev>.c), for a device found by
+ * virtio_open() or virtio_attach() and not yet started: each starts it, runs
+ * its exchange with the host side, checks it, and leaves it open (the caller
+ * closes it and releases the DMA memory it used) ----
+ */
+void virtio_net_exercise(struct virtio_dev *d);   /* test.net=slirp|tap and its words */
+void virtio_vsock_exercise(struct virtio_dev *d); /* test.vsock_* words */
+void virtio_rng_exercise(struct virtio_dev *d);
 
 /* ---- virtio-net (§5.1) ---- */
 

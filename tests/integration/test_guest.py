@@ -15,8 +15,11 @@ ALL_GUEST_TESTS = sorted(
 )
 # The virtio tests need devices and host-side peers (images, sockets, taps):
 # tests/integration/test_virtio.py runs them on every transport and mode.
-GUEST_TESTS = [t for t in ALL_GUEST_TESTS if not t.startswith("virtio_")]
+# The hot-plug tests need a host script plugging devices through the API while they run:
+# tests/integration/test_hotplug.py.
+GUEST_TESTS = [t for t in ALL_GUEST_TESTS if not t.startswith(("virtio_", "hotplug_"))]
 VIRTIO_TESTS = [t for t in ALL_GUEST_TESTS if t.startswith("virtio_")]
+HOTPLUG_TESTS = [t for t in ALL_GUEST_TESTS if t.startswith("hotplug_")]
 
 
 def no_skips(results, allowed=()):
@@ -85,6 +88,13 @@ def test_virtio_tests_run_elsewhere():
     assert VIRTIO_TESTS, "no virtio guest tests found"
     for t in VIRTIO_TESTS:
         assert f'"{t}"' in text, f"{t} is run by neither test_guest.py nor test_virtio.py"
+
+
+def test_hotplug_tests_run_elsewhere():
+    text = (ROOT / "tests/integration/test_hotplug.py").read_text()
+    assert HOTPLUG_TESTS, "no hot-plug guest tests found"
+    for t in HOTPLUG_TESTS:
+        assert f'"{t}"' in text, f"{t} is run by neither test_guest.py nor test_hotplug.py"
 
 
 def test_guest_tests_found():
