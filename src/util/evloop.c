@@ -8,6 +8,7 @@
 int evloop_init(struct evloop *l, struct err *e)
 {
 	l->stop = false;
+	l->batch_n = l->batch_next = 0;
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (l->epfd < 0)
 		return err_sys(e, errno, "epoll_create1");
@@ -37,6 +38,16 @@ int evloop_mod(struct evloop *l, struct evloop_watch *w, uint32_t events)
 
 int evloop_del(struct evloop *l, struct evloop_watch *w)
 {
+	int i;
+
+	/*
+	 * Deleted from inside a callback: forget its events still waiting in
+	 * this batch, so the watch may be freed at once (a device torn down by
+	 * an API request while its own fds were ready too).
+	 */
+	for (i = l->batch_next; i < l->batch_n; i++)
+		if (l->batch[i].data.ptr == w)
+			l->batch[i].data.ptr = NULL;
 	return epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL) < 0 ? -errno : 0;
 }
 
@@ -45,26 +56,23 @@ void evloop_stop(struct evloop *l)
 	l->stop = true;
 }
 
-#define EVLOOP_BATCH 16
-
 /* One epoll_wait and its callbacks: events dispatched, 0 on timeout/EINTR, or -errno. */
 static int evloop_batch(struct evloop *l, int timeout_ms)
 {
-	struct epoll_event evs[EVLOOP_BATCH];
-	int i, n = epoll_wait(l->epfd, evs, EVLOOP_BATCH, timeout_ms);
+	int i, n = epoll_wait(l->epfd, l->batch, EVLOOP_BATCH, timeout_ms);
 
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
-	/*
-	 * A callback may delete a later watch of this batch; epoll keeps
-	 * no reference, so callers delete only watches they own and
-	 * never free one from inside another's callback.
-	 */
+	/* A callback may delete any watch, even a later one of this batch (evloop_del). */
+	l->batch_n = n;
 	for (i = 0; i < n && !l->stop; i++) {
-		struct evloop_watch *w = evs[i].data.ptr;
+		struct evloop_watch *w = l->batch[i].data.ptr;
 
-		w->cb(w, evs[i].events);
+		l->batch_next = i + 1;
+		if (w)
+			w->cb(w, l->batch[i].events);
 	}
+	l->batch_n = l->batch_next = 0;
 	return i;
 }
 

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 
 #include "util/err.h"
 
@@ -22,9 +23,14 @@ struct evloop_watch {
 	void *opaque;
 };
 
+#define EVLOOP_BATCH 16
+
 struct evloop {
 	int epfd;
 	bool stop;
+	/* The batch being dispatched: evloop_del() forgets a deleted watch's pending events. */
+	struct epoll_event batch[EVLOOP_BATCH];
+	int batch_n, batch_next;
 };
 
 int evloop_init(struct evloop *l, struct err *e);
@@ -34,7 +40,11 @@ void evloop_destroy(struct evloop *l);
 int evloop_add(struct evloop *l, struct evloop_watch *w, uint32_t events);
 /* Change the events a watched w->fd is watched for (EPOLLIN <-> EPOLLOUT, ...).  -errno. */
 int evloop_mod(struct evloop *l, struct evloop_watch *w, uint32_t events);
-/* Stop watching; safe to call from a callback (also for the watch being run). */
+/*
+ * Stop watching; safe to call from a callback, for any watch (the one being
+ * run or another): its events still pending in the current batch are
+ * dropped, so the caller may free the watch right after.
+ */
 int evloop_del(struct evloop *l, struct evloop_watch *w);
 
 /*

@@ -1185,6 +1185,16 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 	unsigned int i;
 	int r;
 
+	enum vm_transport t = kind == VM_VIRTIO_BLK   ? ((const struct vm_disk_cfg *)cfg)->transport
+	                      : kind == VM_VIRTIO_NET ? ((const struct vm_net_cfg *)cfg)->transport
+	                      : kind == VM_VIRTIO_VSOCK
+	                          ? ((const struct vm_vsock_cfg *)cfg)->transport
+	                          : ((const struct vm_rng_cfg *)cfg)->transport;
+
+	if (t != VM_TRANSPORT_PCI)
+		return err_set(
+		    e, EINVAL,
+		    "virtio-mmio devices cannot be hot plugged (use \"transport\": \"pci\")");
 	if (!vm->hp_ready)
 		return err_set(e, ENOSPC, "this microVM has no hot-plug slots (pcie_root_ports)");
 	for (i = 0; i < vm->nports; i++)
@@ -1205,13 +1215,6 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 	if (r < 0) {
 		free(vv);
 		return r;
-	}
-	if (vv->transport != VM_TRANSPORT_PCI) {
-		r = err_set(e, EINVAL,
-		            "%s: virtio-mmio devices cannot be hot plugged (use \"transport\": "
-		            "\"pci\")",
-		            vv->name);
-		goto fail_dev;
 	}
 	r = virtio_pci_init(&vv->pci, vv->vdev, &vm->venv, e);
 	if (r < 0)
@@ -1254,6 +1257,10 @@ int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool fo
 	if (vm->slots[i].state == VM_SLOT_REMOVING && !force)
 		return err_set(e, EBUSY, "%s is already being removed", name);
 	if (force) {
+		/* A surprise removal: the guest is told (presence gone, events, interrupt) as the
+		 * device goes, not asked. */
+		if (vm->slots[i].state == VM_SLOT_OCCUPIED)
+			root_port_request_removal(&vm->ports[i]);
 		slot_teardown(vm, i);
 		slot_timer_arm(vm);
 		return 0;

@@ -325,9 +325,11 @@ def test_hotplug_force(ember_bin, guest_elf, vms, tmp_path):
     comes, without the guest's consent; what ember had taken up still completed to the guest
     and is in the file, and a second DELETE is refused."""
     _, gone = unplug_under_io(vms, tmp_path, force=True)
-    # Forced removal says nothing to the guest's slot driver (ember raises no slot event):
-    # shown here, not required (docs/hotplug.md leaves it open).
-    print(f"forced removal: Slot Status 0x{gone.group(1)}, {gone.group(2)} slot interrupts")
+    # A surprise removal is announced as one (docs/hotplug.md): Presence Detect State and
+    # Link Active gone, Presence Detect Changed and DLL State Changed set.
+    status = int(gone.group(1), 16)
+    assert status & 0x0108 == 0x0108 and not status & 0x0040, \
+        f"forced removal: Slot Status 0x{status:04x}, {gone.group(2)} slot interrupts"
 
 
 # ---- net and vsock ----

@@ -1,4 +1,5 @@
 /* test_evloop.c - unit tests for the VMM thread's epoll loop. */
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -75,6 +76,53 @@ TEST(delete_from_callback)
 	close(fa);
 }
 
+/* Both watches are ready in one batch; whichever runs first deletes and frees the other. */
+struct pair_ctx {
+	struct evloop *loop;
+	struct evloop_watch *w[2];
+	int calls;
+};
+
+static void on_kill_other(struct evloop_watch *w, uint32_t events)
+{
+	struct pair_ctx *c = w->opaque;
+	struct evloop_watch *other = c->w[0] == w ? c->w[1] : c->w[0];
+	uint64_t v;
+
+	(void)events;
+	c->calls++;
+	CHECK_EQ(read(w->fd, &v, sizeof(v)), (ssize_t)sizeof(v));
+	CHECK_EQ(evloop_del(c->loop, other), 0);
+	close(other->fd);
+	free(other); /* ASan: a later call through it would be a use-after-free */
+	c->w[c->w[0] == w ? 1 : 0] = NULL;
+}
+
+TEST(delete_and_free_another_ready_watch)
+{
+	struct evloop l;
+	struct pair_ctx c = {.loop = &l};
+	uint64_t one = 1;
+	int i;
+
+	CHECK_EQ(evloop_init(&l, NULL), 0);
+	for (i = 0; i < 2; i++) {
+		c.w[i] = malloc(sizeof(*c.w[i]));
+		*c.w[i] = (struct evloop_watch){eventfd(0, EFD_NONBLOCK), on_kill_other, &c};
+		CHECK_EQ(evloop_add(&l, c.w[i], EPOLLIN), 0);
+		CHECK_EQ(write(c.w[i]->fd, &one, 8), 8);
+	}
+	CHECK_EQ(evloop_run_once(&l, 100), 2); /* both events came in one batch ... */
+	CHECK_EQ(c.calls, 1);                  /* ... and only the first ran */
+	for (i = 0; i < 2; i++)
+		if (c.w[i]) {
+			evloop_del(&l, c.w[i]);
+			close(c.w[i]->fd);
+			free(c.w[i]);
+		}
+	evloop_destroy(&l);
+}
+
 struct mod_ctx {
 	int in_calls, out_calls;
 	uint32_t last;
@@ -148,6 +196,7 @@ int main(void)
 {
 	RUN(dispatch_and_stop);
 	RUN(delete_from_callback);
+	RUN(delete_and_free_another_ready_watch);
 	RUN(mod_switches_events);
 	RUN(run_once_dispatches_one_batch);
 	return test_summary();

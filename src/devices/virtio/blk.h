@@ -220,8 +220,8 @@ int virtio_blk_init(struct virtio_blk *b, const struct virtio_blk_opts *o,
 /*
  * Undo virtio_blk_init after the transport has detached: waits for the I/O in
  * flight (completing none of it to the guest), closes the image.  Also safe
- * after a failed virtio_blk_init.  Not from inside another evloop callback
- * that could be followed, in the same batch, by this drive's completion watch.
+ * after a failed virtio_blk_init, and from inside any evloop callback (the
+ * loop drops the drive's events still pending in that batch).
  */
 void virtio_blk_destroy(struct virtio_blk *b);
 
