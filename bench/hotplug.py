@@ -119,13 +119,12 @@ class Vm:
         return status == 200 and json.loads(raw)["slots"][0]["state"] == "empty"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ember", default=os.path.join(ROOT, "build/release/ember"))
-    ap.add_argument("--guest", default=os.path.join(ROOT, "build/guest/testguest.elf"))
-    ap.add_argument("--runs", type=int, default=20)
-    a = ap.parse_args()
-    names = ["put_rtt", "put_to_ready", "delete_rtt", "delete_to_off", "delete_to_gone"]
+NAMES = ["put_rtt", "put_to_ready", "delete_rtt", "delete_to_off", "delete_to_gone"]
+
+
+def measure(a):
+    """Samples in ms per step name (a.ember, a.guest, a.runs); RuntimeError on failure."""
+    names = NAMES
     samples = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="ember-hp-bench-") as d:
         img = os.path.join(d, "disk.img")
@@ -161,13 +160,26 @@ def main():
             vm.proc.kill()
             vm.proc.wait()
             vm.err.seek(0)
-            print(f"hotplug bench failed: {e}\n{vm.err.read().decode(errors='replace')[-2000:]}",
-                  file=sys.stderr)
-            return 1
+            raise RuntimeError(f"hotplug bench failed: {e}\n"
+                               f"{vm.err.read().decode(errors='replace')[-2000:]}") from e
         out = "\n".join(l for _, l in vm.lines)
         if rc != 0 or "not ok" in out:
-            print(f"ember exited {rc}\n{out[-2000:]}", file=sys.stderr)
-            return 1
+            raise RuntimeError(f"ember exited {rc}\n{out[-2000:]}")
+    return samples
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ember", default=os.path.join(ROOT, "build/release/ember"))
+    ap.add_argument("--guest", default=os.path.join(ROOT, "build/guest/testguest.elf"))
+    ap.add_argument("--runs", type=int, default=20)
+    a = ap.parse_args()
+    names = NAMES
+    try:
+        samples = measure(a)
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return 1
     print(f"hot plug of a virtio-blk disk, {a.runs} rounds (+1 warm-up), {a.ember}")
     print(f"{'step':<16}{'median ms':>10}{'min':>9}{'max':>9}")
     for n in names:

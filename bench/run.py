@@ -7,7 +7,7 @@ ember and QEMU run by run; the table gives medians, the ember/QEMU ratio and the
 (min-max) of each side.  Raw samples (CSV and JSON), the table and a plot go to
 results/<timestamp>/.  See docs/performance.md.
 
-    bench/run.py [--runs N] [--short] [--only startup,memory,block,density,exit]
+    bench/run.py [--runs N] [--short] [--only startup,memory,block,density,exit,hotplug]
                  [--density-k K] [--out DIR]
 
 Exit status: 0, or 1 if a VMM failed to boot or a guest probe failed.  No timing is asserted.
@@ -29,9 +29,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
 MEM = 128
 VCPUS = 1
-BENCHES = ["startup", "memory", "block", "density", "exit"]
+BENCHES = ["startup", "memory", "block", "density", "exit", "hotplug"]
 
 
 class BootError(Exception):
@@ -393,6 +394,26 @@ def bench_exit(v, a, rows, raw):
             [x[0] for x in s["floor"]], [x[0] for x in s["ember"]], lower_better=True)
 
 
+# ---- 6. hot plug (ember only: QEMU microvm has no PCIe root ports) ----
+
+def bench_hotplug(v, a, rows, raw):
+    """bench/hotplug.py's rounds: API call to the slot event, and to a disk the test guest
+    has enumerated, started and read from; then the orderly unplug."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("hotplug", os.path.join(HERE, "hotplug.py"))
+    hp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hp)
+    hpa = argparse.Namespace(ember=a.ember, guest=a.guest, runs=5 if a.short else 20)
+    try:
+        s = hp.measure(hpa)
+    except RuntimeError as e:
+        raise BootError(str(e)) from e
+    for key, name in (("put_rtt", "hot plug: PUT /drives to slot event raised (API answer)"),
+                      ("put_to_ready", "hot plug: PUT /drives to disk ready in the guest"),
+                      ("delete_to_gone", "hot plug: DELETE to slot empty (guest released it)")):
+        add_row(rows, raw, name + " (ember only)", "ms", s[key], None, lower_better=True)
+
+
 def build_floor():
     """Compile bench/kvm-floor.c (50 lines: KVM_RUN and return) into build/bench/."""
     src = os.path.join(ROOT, "bench", "kvm-floor.c")
@@ -572,7 +593,7 @@ def main():
           % (a.runs, a.density_k, a.blk_runs, a.bench_ms, a.exit_reads, " (short)" if a.short else ""))
     rows, raw, failures, durations = [], [], [], {}
     fns = {"startup": bench_startup, "memory": bench_memory, "block": bench_block,
-           "density": bench_density, "exit": bench_exit}
+           "density": bench_density, "exit": bench_exit, "hotplug": bench_hotplug}
     for b in BENCHES:
         if b not in only:
             continue
