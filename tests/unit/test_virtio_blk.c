@@ -901,6 +901,57 @@ TEST(reset_with_io_in_flight)
 }
 
 /*
+ * Hot unplug's guarantee (docs/hotplug.md): virtio_blk_drain() completes every
+ * request in flight to the guest -- a write and the flush after it -- before
+ * the backend may close; the write is in the image and the flush ran.
+ */
+TEST(drain_completes_write_and_flush)
+{
+	struct env *x = setup(BLOCKFILE_ENGINE_IO_URING, false);
+	uint64_t buf, st[2];
+	uint32_t id, len;
+	unsigned int used = 0, k;
+	uint8_t sector[512];
+	FILE *f;
+
+	CHECK(x != NULL);
+	if (!x)
+		return;
+	buf = fake_guest_alloc(&x->g, 512, 512);
+	memset(fake_guest_ptr(&x->g, buf), 0x5a, 512);
+	for (k = 0; k < 2; k++) {
+		st[k] = fake_guest_alloc(&x->g, 1, 1);
+		*(uint8_t *)fake_guest_ptr(&x->g, st[k]) = 0xff;
+	}
+	CHECK(fake_vq_add(&x->q,
+	                  (struct fake_seg[]){{put_hdr(x, VIRTIO_BLK_T_OUT, 9), 16, false},
+	                                      {buf, 512, false},
+	                                      {st[0], 1, true}},
+	                  3) >= 0);
+	CHECK(fake_vq_add(&x->q,
+	                  (struct fake_seg[]){{put_hdr(x, VIRTIO_BLK_T_FLUSH, 0), 16, false},
+	                                      {st[1], 1, true}},
+	                  2) >= 0);
+	fake_kick(&x->b.vdev, 0);
+	virtio_blk_drain(&x->b); /* what hot unplug does before tearing the device down */
+	CHECK_EQ(x->b.file->inflight, 0);
+	while (fake_vq_used(&x->q, &id, &len))
+		used++;
+	CHECK_EQ(used, 2);
+	CHECK_EQ(*(uint8_t *)fake_guest_ptr(&x->g, st[0]), VIRTIO_BLK_S_OK);
+	CHECK_EQ(*(uint8_t *)fake_guest_ptr(&x->g, st[1]), VIRTIO_BLK_S_OK);
+	CHECK_EQ(x->b.flushes, 1);
+	f = fopen(x->path, "rb");
+	CHECK(f && fseek(f, 9 * 512, SEEK_SET) == 0 && fread(sector, 1, 512, f) == 512);
+	if (f)
+		fclose(f);
+	for (k = 0; k < 512 && sector[k] == 0x5a; k++)
+		;
+	CHECK_EQ(k, 512);
+	teardown(x);
+}
+
+/*
  * A driver that re-publishes one head runs the device out of request slots:
  * it stops popping and resumes from the completion path.
  */
@@ -1541,6 +1592,7 @@ int main(void)
 	RUN(negotiation_changes_behaviour);
 	RUN(uring_many_in_flight_via_evloop);
 	RUN(reset_with_io_in_flight);
+	RUN(drain_completes_write_and_flush);
 	RUN(slots_exhausted_resume);
 	RUN(resize);
 	RUN(resize_before_driver_ok);
