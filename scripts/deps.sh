@@ -2,7 +2,7 @@
 # Install the Debian packages ember's build and tests need, if any is missing.
 # `deps.sh bench` adds what the benchmarks need (QEMU to compare with, matplotlib to plot).
 set -e
-PKGS="gcc make libc6-dev linux-libc-dev pkg-config liburing-dev libslirp-dev libhttp-parser-dev libjansson-dev curl python3 python3-pytest clang libclang-rt-14-dev pciutils iproute2 acpica-tools seabios"
+PKGS="gcc make libc6-dev linux-libc-dev pkg-config liburing-dev libslirp-dev libslirp0 libhttp-parser-dev libjansson-dev curl python3 python3-pytest clang libclang-rt-14-dev pciutils iproute2 acpica-tools seabios"
 [ "${1:-}" = bench ] && PKGS="qemu-system-x86 python3-matplotlib time"
 [ "${1:-}" = linux ] && PKGS="lz4 zstd xz-utils"
 missing=""

@@ -1,6 +1,7 @@
 /* slirp.c - libslirp backend: callbacks, guest-bound frame queue, fds and timers on the evloop. */
 #include "backends/slirp.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <slirp/libslirp.h>
@@ -12,6 +13,23 @@
 #include <unistd.h>
 
 #include "util/log.h"
+
+#define SLIRP_SONAME "libslirp.so.0"
+
+/*
+ * libslirp as this backend loaded it (slirp.h says why at run time): the
+ * dlopen() handle and every libslirp function the backend calls, typed from
+ * <slirp/libslirp.h> so the compiler checks each call.
+ */
+struct slirp_lib {
+	void *handle;
+	typeof(&slirp_new) new;
+	typeof(&slirp_cleanup) cleanup;
+	typeof(&slirp_input) input;
+	typeof(&slirp_pollfds_fill) pollfds_fill;
+	typeof(&slirp_pollfds_poll) pollfds_poll;
+	typeof(&slirp_handle_timer) handle_timer;
+};
 
 struct slirp_frame {
 	uint32_t len;
@@ -35,6 +53,7 @@ struct slirp_timer {
 
 struct net_slirp {
 	struct net_backend nb; /* first */
+	struct slirp_lib lib;
 	Slirp *slirp;
 	struct evloop *loop;
 	struct ratelimit rl;
@@ -284,7 +303,7 @@ static void slirp_refill(struct net_slirp *s)
 	uint32_t timeout = UINT32_MAX;
 
 	s->npfd = 0;
-	slirp_pollfds_fill(s->slirp, &timeout, cb_add_poll, s);
+	s->lib.pollfds_fill(s->slirp, &timeout, cb_add_poll, s);
 	slirp_sync_epoll(s);
 	if (timeout != UINT32_MAX)
 		poll_timer_within(s, timeout);
@@ -300,7 +319,7 @@ void net_slirp_poll(struct net_slirp *s)
 			for (unsigned int i = 0; i < s->npfd; i++)
 				s->pfd[i].revents = 0;
 	}
-	slirp_pollfds_poll(s->slirp, r < 0, cb_get_revents, s);
+	s->lib.pollfds_poll(s->slirp, r < 0, cb_get_revents, s);
 	slirp_refill(s);
 }
 
@@ -335,7 +354,7 @@ static void on_slirp_timer(struct evloop_watch *w, uint32_t events)
 	if (t->cb)
 		t->cb(t->cb_opaque);
 	else
-		slirp_handle_timer(t->s->slirp, t->id, t->cb_opaque);
+		t->s->lib.handle_timer(t->s->slirp, t->id, t->cb_opaque);
 }
 
 static void *timer_create_common(struct net_slirp *s, SlirpTimerCb cb, SlirpTimerId id,
@@ -444,6 +463,42 @@ static const SlirpCb slirp_callbacks = {
     .timer_new_opaque = cb_timer_new_opaque,
 };
 
+/* ---- loading libslirp ---- */
+
+/* dlopen libslirp and look up every function in l.  0, or -ENOENT with a message in e. */
+static int slirp_lib_load(struct slirp_lib *l, struct err *e)
+{
+	const char *missing;
+
+	l->handle = dlopen(SLIRP_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!l->handle)
+		return err_set(e, -ENOENT,
+		               "slirp: %s (the slirp backend needs Debian's libslirp0 package)",
+		               dlerror());
+#define SLIRP_SYM(f)                                                                               \
+	do {                                                                                       \
+		l->f = (typeof(l->f))dlsym(l->handle, "slirp_" #f);                                \
+		if (!l->f) {                                                                       \
+			missing = "slirp_" #f;                                                     \
+			goto fail;                                                                 \
+		}                                                                                  \
+	} while (0)
+	SLIRP_SYM(new);
+	SLIRP_SYM(cleanup);
+	SLIRP_SYM(input);
+	SLIRP_SYM(pollfds_fill);
+	SLIRP_SYM(pollfds_poll);
+	SLIRP_SYM(handle_timer);
+#undef SLIRP_SYM
+	return 0;
+fail:
+	err_set(e, -ENOENT, "slirp: %s has no %s (the slirp backend needs libslirp 4.7 or later)",
+	        SLIRP_SONAME, missing);
+	dlclose(l->handle);
+	l->handle = NULL;
+	return -ENOENT;
+}
+
 /* ---- backend ops ---- */
 
 static ssize_t slirp_send(struct net_backend *b, const struct iovec *iov, int iovcnt)
@@ -459,7 +514,7 @@ static ssize_t slirp_send(struct net_backend *b, const struct iovec *iov, int io
 		len += iov[i].iov_len;
 	}
 	/* May call send_packet (ARP, DHCP, ICMP replies) and open sockets: refill afterwards. */
-	slirp_input(s->slirp, s->txbuf, (int)len);
+	s->lib.input(s->slirp, s->txbuf, (int)len);
 	slirp_refill(s);
 	return (ssize_t)len;
 }
@@ -511,6 +566,9 @@ int net_slirp_open(const struct net_slirp_opts *o, struct evloop *loop, struct n
 		r = err_sys(e, errno, "slirp: eventfd/epoll/timerfd");
 		goto fail;
 	}
+	r = slirp_lib_load(&s->lib, e);
+	if (r < 0)
+		goto fail;
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.version = 4;
@@ -524,7 +582,7 @@ int net_slirp_open(const struct net_slirp_opts *o, struct evloop *loop, struct n
 	cfg.in6_enabled = false;
 	cfg.disable_host_loopback = o->disable_host_loopback;
 	cfg.enable_emu = false; /* libslirp: "this code isn't safe" */
-	s->slirp = slirp_new(&cfg, &slirp_callbacks, s);
+	s->slirp = s->lib.new(&cfg, &slirp_callbacks, s);
 	if (!s->slirp) {
 		r = err_set(e, -ENOMEM, "slirp: slirp_new failed");
 		goto fail;
@@ -564,7 +622,7 @@ void net_slirp_close(struct net_slirp *s)
 	if (!s)
 		return;
 	if (s->slirp)
-		slirp_cleanup(s->slirp); /* frees its timers through cb_timer_free */
+		s->lib.cleanup(s->slirp); /* frees its timers through cb_timer_free */
 	if (s->ep_watched)
 		evloop_del(s->loop, &s->ep_w);
 	if (s->t_watched)
@@ -584,6 +642,8 @@ void net_slirp_close(struct net_slirp *s)
 	free(s->reg);
 	free(s->want);
 	free(s->txbuf);
+	if (s->lib.handle)
+		dlclose(s->lib.handle); /* after slirp_cleanup: nothing of libslirp's is left */
 	free(s);
 }
 

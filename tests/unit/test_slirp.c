@@ -261,6 +261,52 @@ static bool readable(int fd)
 	return poll(&p, 1, 0) == 1;
 }
 
+/* Whether a file whose name contains `lib` is mapped into this process. */
+static bool mapped(const char *lib)
+{
+	char line[4096];
+	bool found = false;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, lib) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* Runs first: nothing has opened a slirp backend yet, so none of its libraries is mapped. */
+TEST(nothing_mapped_before_first_open)
+{
+	CHECK(!mapped("/libslirp.so"));
+	CHECK(!mapped("/libglib-2.0.so"));
+	CHECK(!mapped("/libpcre2-8.so"));
+}
+
+/*
+ * Each backend holds its own reference to libslirp: it stays loaded while
+ * one is open and is unloaded by the last close.  glib is marked NODELETE,
+ * so it (and pcre2) stay once loaded.
+ */
+TEST(loaded_while_open_unloaded_after_last_close)
+{
+	struct fixture a, b;
+
+	if (!fixture_init(&a, true))
+		return;
+	CHECK(mapped("/libslirp.so"));
+	CHECK(mapped("/libglib-2.0.so"));
+	if (!fixture_init(&b, true)) {
+		fixture_fini(&a);
+		return;
+	}
+	fixture_fini(&a);
+	CHECK(mapped("/libslirp.so"));
+	fixture_fini(&b);
+	CHECK(!mapped("/libslirp.so"));
+}
+
 TEST(backend_shape)
 {
 	struct fixture fx;
@@ -558,6 +604,8 @@ TEST(tcp_through_evloop)
 
 int main(void)
 {
+	RUN(nothing_mapped_before_first_open);
+	RUN(loaded_while_open_unloaded_after_last_close);
 	RUN(backend_shape);
 	RUN(arp_for_gateway_and_dns);
 	RUN(dhcp_discover_offer_request_ack);
