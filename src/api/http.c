@@ -202,16 +202,17 @@ static void conn_pump(struct http_conn *c)
 			break;
 		case HTTP_PROTO_REFUSED:
 			s->bad_requests++;
-			log_guest(&s->log_rl, LOG_WARN, "API request refused: %s",
-			          http_proto_fault(c->proto));
+			log_limited(&s->log_rl, LOG_WARN, "API request refused: %s",
+			            http_proto_fault(c->proto));
 			break;
 		case HTTP_PROTO_CONTINUE:
 			break;
 		case HTTP_PROTO_NEED_INPUT:
 			if (c->eof) {
 				if (http_proto_mid_request(c->proto))
-					log_guest(&s->log_rl, LOG_DEBUG,
-					          "API client hung up in the middle of a request");
+					log_limited(
+					    &s->log_rl, LOG_DEBUG,
+					    "API client hung up in the middle of a request");
 				conn_close(c);
 			} else if (conn_watch(c, EPOLLIN) < 0) {
 				conn_close(c);
@@ -271,8 +272,8 @@ static void refuse_conn(struct http_server *s, int fd)
 		(void)sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	free(body);
 	close(fd);
-	log_guest(&s->log_rl, LOG_WARN, "API socket %s: %u connections open; refused another",
-	          s->path, HTTP_MAX_CONNS);
+	log_limited(&s->log_rl, LOG_WARN, "API socket %s: %u connections open; refused another",
+	            s->path, HTTP_MAX_CONNS);
 }
 
 static void conn_open(struct http_server *s, int fd)
@@ -290,8 +291,8 @@ static void conn_open(struct http_server *s, int fd)
 	if (c)
 		c->proto = http_proto_new(s->max_payload);
 	if (!c || !c->proto) {
-		log_guest(&s->log_rl, LOG_WARN, "API socket %s: out of memory for a connection",
-		          s->path);
+		log_limited(&s->log_rl, LOG_WARN, "API socket %s: out of memory for a connection",
+		            s->path);
 		goto fail;
 	}
 	c->s = s;
@@ -300,8 +301,8 @@ static void conn_open(struct http_server *s, int fd)
 	c->events = EPOLLIN;
 	c->watch = (struct evloop_watch){.fd = fd, .cb = conn_event, .opaque = c};
 	if (evloop_add(s->loop, &c->watch, EPOLLIN) < 0) {
-		log_guest(&s->log_rl, LOG_WARN, "API socket %s: cannot watch a connection",
-		          s->path);
+		log_limited(&s->log_rl, LOG_WARN, "API socket %s: cannot watch a connection",
+		            s->path);
 		goto fail;
 	}
 	s->conns[i] = c;
@@ -336,7 +337,7 @@ static void listen_event(struct evloop_watch *w, uint32_t events)
 				if (fd >= 0)
 					close(fd);
 				s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-				log_guest(
+				log_limited(
 				    &s->log_rl, LOG_WARN,
 				    "API socket %s: out of file descriptors: a connection was "
 				    "refused",
@@ -344,8 +345,8 @@ static void listen_event(struct evloop_watch *w, uint32_t events)
 				continue;
 			}
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_guest(&s->log_rl, LOG_WARN, "API socket %s: accept: %s",
-				          s->path, strerror(errno));
+				log_limited(&s->log_rl, LOG_WARN, "API socket %s: accept: %s",
+				            s->path, strerror(errno));
 			return;
 		}
 		conn_open(s, fd);

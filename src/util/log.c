@@ -341,22 +341,39 @@ bool ratelimit_allow(struct ratelimit *rl)
 	}
 }
 
-void log_guest_at(struct ratelimit *rl, enum log_level level, const char *file, int line,
-                  const char *fmt, ...)
+static void limited_vmsg(struct ratelimit *rl, enum log_level level, const char *file, int line,
+                         const char *prefix, const char *fmt, va_list ap)
 {
 	char msg[768];
 	uint32_t dropped;
-	va_list ap;
 
 	if (level > log_threshold || !ratelimit_allow(rl))
 		return;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	dropped = __atomic_exchange_n(&rl->suppressed, 0, __ATOMIC_RELAXED);
 	if (dropped)
-		log_msg_at(level, file, line, "guest: %s (%u similar messages suppressed)", msg,
+		log_msg_at(level, file, line, "%s%s (%u similar messages suppressed)", prefix, msg,
 		           dropped);
 	else
-		log_msg_at(level, file, line, "guest: %s", msg);
+		log_msg_at(level, file, line, "%s%s", prefix, msg);
+}
+
+void log_guest_at(struct ratelimit *rl, enum log_level level, const char *file, int line,
+                  const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	limited_vmsg(rl, level, file, line, "guest: ", fmt, ap);
+	va_end(ap);
+}
+
+void log_limited_at(struct ratelimit *rl, enum log_level level, const char *file, int line,
+                    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	limited_vmsg(rl, level, file, line, "", fmt, ap);
+	va_end(ap);
 }

@@ -161,6 +161,11 @@ bool ratelimit_allow(struct ratelimit *rl);
 void log_guest_at(struct ratelimit *rl, enum log_level level, const char *file, int line,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* The same without the "guest: " prefix: for API clients and other outside causes. */
+#define log_limited(rl, level, ...) log_limited_at(rl, level, __FILE__, __LINE__, __VA_ARGS__)
+void log_limited_at(struct ratelimit *rl, enum log_level level, const char *file, int line,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* Monotonic clock in nanoseconds. */
 uint64_t clock_ns(void);
 

@@ -121,7 +121,9 @@ def test_boot_timer_logs_the_guest_boot_time(guest_elf, tmp_path):
         while "Guest-boot-time" not in text and time.monotonic() < deadline:
             time.sleep(0.05)
             text = log.read_text()
-        m = re.search(r"Guest-boot-time = (\d+) us (\d+) ms, (\d+) CPU us (\d+) CPU ms", text)
+        # Firecracker's line: the message follows the "[id:thread] " prefix as is.
+        m = re.search(r"\] Guest-boot-time = (\d+) us (\d+) ms, (\d+) CPU us (\d+) CPU ms",
+                      text)
         assert m, text
         us, ms = int(m.group(1)), int(m.group(2))
         assert ms == us // 1000 and 0 < us < 30_000_000, m.group(0)

@@ -30,9 +30,9 @@ static void boottimer_write(void *opaque, uint64_t offset, uint64_t value, unsig
 	cpu_us = (now_ns(CLOCK_PROCESS_CPUTIME_ID) - t->start_cpu_ns) / 1000u;
 	__atomic_add_fetch(&t->signals, 1, __ATOMIC_RELAXED);
 	/* The guest decides how often this runs: rate limited like any guest-caused message. */
-	log_guest(&t->rl, LOG_INFO, "Guest-boot-time = %llu us %llu ms, %llu CPU us %llu CPU ms",
-	          (unsigned long long)us, (unsigned long long)(us / 1000),
-	          (unsigned long long)cpu_us, (unsigned long long)(cpu_us / 1000));
+	log_limited(&t->rl, LOG_INFO, "Guest-boot-time = %llu us %llu ms, %llu CPU us %llu CPU ms",
+	            (unsigned long long)us, (unsigned long long)(us / 1000),
+	            (unsigned long long)cpu_us, (unsigned long long)(cpu_us / 1000));
 }
 
 static uint64_t boottimer_read(void *opaque, uint64_t offset, unsigned int size)
