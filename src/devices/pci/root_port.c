@@ -163,7 +163,12 @@ void root_port_destroy(struct root_port *p)
 	p->msi_ready = false;
 }
 
-void root_port_set_presence(struct root_port *p, bool present)
+/*
+ * Presence Detect State and Data Link Layer Link Active follow `present`;
+ * with `event`, Presence Detect Changed and DLL State Changed are set too
+ * and the interrupt rule runs.  Takes the host lock (when plugged).
+ */
+static void set_presence(struct root_port *p, bool present, bool event)
 {
 	struct pci_host *h = p->dev.host;
 	struct pci_cfg *c = &p->dev.cfg;
@@ -173,6 +178,8 @@ void root_port_set_presence(struct root_port *p, bool present)
 		pthread_mutex_lock(&h->lock);
 	slt = pci_cfg_get16(c, p->exp + EXP_SLTSTA);
 	lnk = pci_cfg_get16(c, p->exp + EXP_LNKSTA);
+	if (event)
+		slt |= SLTSTA_PDC | SLTSTA_DLLSC;
 	if (present) {
 		slt |= SLTSTA_PDS;
 		lnk |= LNKSTA_DLLLA;
@@ -183,8 +190,15 @@ void root_port_set_presence(struct root_port *p, bool present)
 	pci_cfg_set16(c, p->exp + EXP_SLTSTA, slt);
 	pci_cfg_set16(c, p->exp + EXP_LNKSTA, lnk);
 	__atomic_store_n(&p->present, present, __ATOMIC_RELEASE);
+	if (event)
+		slot_irq_update(p);
 	if (h)
 		pthread_mutex_unlock(&h->lock);
+}
+
+void root_port_set_presence(struct root_port *p, bool present)
+{
+	set_presence(p, present, false);
 }
 
 bool root_port_present(const struct root_port *p)
@@ -214,27 +228,7 @@ void root_port_set_hp_ops(struct root_port *p, const struct root_port_hp_ops *op
  */
 static void slot_event(struct root_port *p, bool present)
 {
-	struct pci_host *h = p->dev.host;
-	struct pci_cfg *c = &p->dev.cfg;
-	uint16_t slt, lnk;
-
-	if (h)
-		pthread_mutex_lock(&h->lock);
-	slt = pci_cfg_get16(c, p->exp + EXP_SLTSTA) | SLTSTA_PDC | SLTSTA_DLLSC;
-	lnk = pci_cfg_get16(c, p->exp + EXP_LNKSTA);
-	if (present) {
-		slt |= SLTSTA_PDS;
-		lnk |= LNKSTA_DLLLA;
-	} else {
-		slt &= (uint16_t)~SLTSTA_PDS;
-		lnk &= (uint16_t)~LNKSTA_DLLLA;
-	}
-	pci_cfg_set16(c, p->exp + EXP_SLTSTA, slt);
-	pci_cfg_set16(c, p->exp + EXP_LNKSTA, lnk);
-	__atomic_store_n(&p->present, present, __ATOMIC_RELEASE);
-	slot_irq_update(p);
-	if (h)
-		pthread_mutex_unlock(&h->lock);
+	set_presence(p, present, true);
 }
 
 void root_port_hot_add(struct root_port *p)
