@@ -418,24 +418,18 @@ int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struc
 	vv = d ? find_virtio(c, VM_VIRTIO_BLK, id) : NULL;
 	if (!vv)
 		return err_set(e, ENOENT, "Invalid block device ID: %s", id);
+	/* Everything that can be refused is checked before anything changes. */
+	if (rl) {
+		struct res_limiter m = merge_limiter(&d->rate_limiter, rl);
+
+		r = res_check_limiter(&m, e);
+		if (r < 0)
+			return r;
+	}
 	if (path) {
 		newpath = strdup(path);
 		if (!newpath)
 			return err_set(e, ENOMEM, "out of memory");
-	}
-	if (rl) {
-		struct res_limiter m = merge_limiter(&d->rate_limiter, rl);
-		struct rate_limiter_cfg cfg;
-
-		res_limiter_cfg(&m, &cfg);
-		r = virtio_blk_set_rate_limiter(&vv->u.blk, &cfg, e);
-		if (r < 0) {
-			free(newpath);
-			return r;
-		}
-		d->rate_limiter = m;
-	}
-	if (path) {
 		r = virtio_blk_replace_file(&vv->u.blk, path, e);
 		if (r < 0) {
 			free(newpath);
@@ -447,6 +441,16 @@ int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struc
 				c->vm->cfg.dev.disks[i].path = newpath;
 		free(d->path_on_host);
 		d->path_on_host = newpath;
+	}
+	if (rl) {
+		struct res_limiter m = merge_limiter(&d->rate_limiter, rl);
+		struct rate_limiter_cfg cfg;
+
+		res_limiter_cfg(&m, &cfg);
+		r = virtio_blk_set_rate_limiter(&vv->u.blk, &cfg, e);
+		if (r < 0)
+			return r;
+		d->rate_limiter = m;
 	}
 	return 0;
 }

@@ -198,7 +198,7 @@ static int check_bucket(const struct res_bucket *b, const char *what, struct err
 	return 0;
 }
 
-static int check_limiter(const struct res_limiter *l, struct err *e)
+int res_check_limiter(const struct res_limiter *l, struct err *e)
 {
 	int r = check_bucket(&l->bandwidth, "bandwidth", e);
 
@@ -236,7 +236,7 @@ int res_put_drive(struct resources *r, struct res_drive *d, struct err *e)
 		for (j = 0; j < r->ndrives; j++)
 			if (j != i && r->drives[j].is_root_device)
 				return err_set(e, EINVAL, "A root block device already exists!");
-	ret = check_limiter(&d->rate_limiter, e);
+	ret = res_check_limiter(&d->rate_limiter, e);
 	if (ret < 0)
 		return ret;
 	ret = check_open(d->path_on_host, d->is_read_only ? O_RDONLY : O_RDWR,
@@ -312,9 +312,9 @@ int res_put_net(struct resources *r, struct res_net *n, struct err *e)
 		               "Could not create the network device: the tap name %s is longer "
 		               "than 15 characters.",
 		               n->host_dev_name);
-	ret = check_limiter(&n->rx_rate_limiter, e);
+	ret = res_check_limiter(&n->rx_rate_limiter, e);
 	if (ret == 0)
-		ret = check_limiter(&n->tx_rate_limiter, e);
+		ret = res_check_limiter(&n->tx_rate_limiter, e);
 	if (ret < 0)
 		return ret;
 	if (i < r->nnets)
@@ -347,7 +347,7 @@ int res_set_vsock(struct resources *r, struct res_vsock *v, struct err *e)
 
 int res_set_entropy(struct resources *r, const struct res_entropy *en, struct err *e)
 {
-	int ret = check_limiter(&en->rate_limiter, e);
+	int ret = res_check_limiter(&en->rate_limiter, e);
 
 	if (ret < 0)
 		return ret;

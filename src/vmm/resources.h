@@ -188,6 +188,9 @@ void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c);
 int res_remove_drive(struct resources *r, const char *id);
 int res_remove_net(struct resources *r, const char *id);
 
+/* Can the device build this limiter (refill times in range)?  -EINVAL with Firecracker's text. */
+int res_check_limiter(const struct res_limiter *l, struct err *e);
+
 /* The limiter's token buckets for the device (absent buckets: disabled). */
 void res_limiter_cfg(const struct res_limiter *l, struct rate_limiter_cfg *out);
 
