@@ -343,6 +343,10 @@ bool ratelimit_allow(struct ratelimit *rl)
 
 static void limited_vmsg(struct ratelimit *rl, enum log_level level, const char *file, int line,
                          const char *prefix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+
+static void limited_vmsg(struct ratelimit *rl, enum log_level level, const char *file, int line,
+                         const char *prefix, const char *fmt, va_list ap)
 {
 	char msg[768];
 	uint32_t dropped;
