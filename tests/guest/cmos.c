@@ -31,7 +31,11 @@ static bool rtc_snapshot(u8 regs[6])
 	static const u8 which[6] = {RTC_SEC, RTC_MIN, RTC_HOUR, RTC_DAY, RTC_MONTH, RTC_YEAR};
 	unsigned int i;
 
-	if (!wait_until(!(cmos_read(RTC_REG_A) & RTC_A_UIP), 20))
+	/*
+	 * UIP is up for 244 us a second; the generous timeout is for a host
+	 * that deschedules this vCPU (a loaded CI machine), not for the RTC.
+	 */
+	if (!wait_until(!(cmos_read(RTC_REG_A) & RTC_A_UIP), 1000))
 		return false;
 	for (i = 0; i < 6; i++)
 		regs[i] = cmos_read(which[i]);
@@ -44,9 +48,14 @@ bool rtc_read(struct rtc_time *t)
 	unsigned int tries;
 	bool binary, pm;
 
-	/* Two equal snapshots mean no update happened in between. */
+	/*
+	 * Two equal snapshots mean no update happened in between.  A snapshot is
+	 * a dozen trapped port accesses; a descheduled vCPU can see a second go
+	 * by in the middle of one, so allow a few more tries than a busy host
+	 * will need.
+	 */
 	for (tries = 0;; tries++) {
-		if (tries == 5 || !rtc_snapshot(a) || !rtc_snapshot(b))
+		if (tries == 20 || !rtc_snapshot(a) || !rtc_snapshot(b))
 			return false;
 		if (!memcmp(a, b, sizeof(a)))
 			break;
