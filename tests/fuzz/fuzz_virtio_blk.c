@@ -271,7 +271,9 @@ static void add_chain(struct fz *f, struct in *in)
 		}
 	}
 	head = indirect ? fake_vq_add_indirect(&f->q, s, n) : fake_vq_add(&f->q, s, n);
-	if (head < 0)
+	/* The fake driver keeps its free list in guest memory: once the device was pointed
+	 * at the rings (tainted), its answer is no better than the memory. */
+	if (head < 0 || head >= (int)VIRTQ_MAX_SIZE)
 		return;
 	f->info[head] =
 	    (struct chain_info){.live = true, .writable = writable, .status = raw ? 0 : status};
