@@ -416,22 +416,6 @@ int json_to_drive_patch(json_t *o, char id[RES_ID_MAX + 1], char **path, struct 
 	return r;
 }
 
-static int parse_mac(const char *s, uint8_t mac[6])
-{
-	unsigned int b[6], i;
-	char tail;
-
-	if (strlen(s) != 17 || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
-	                              &b[4], &b[5], &tail) != 6)
-		return -EINVAL;
-	for (i = 0; i < 6; i++) {
-		if (s[i * 3 + 2] != ':' && i < 5)
-			return -EINVAL;
-		mac[i] = (uint8_t)b[i];
-	}
-	return 0;
-}
-
 int json_to_net(json_t *o, struct res_net *out, struct err *e)
 {
 	static const char *const fields[] = {"iface_id", "host_dev_name",   "guest_mac",
@@ -466,7 +450,7 @@ int json_to_net(json_t *o, struct res_net *out, struct err *e)
 	if (r < 0)
 		goto fail;
 	if (mac) {
-		if (parse_mac(mac, out->mac) < 0) {
+		if (devopts_parse_mac(mac, out->mac) < 0) {
 			r = fail(e,
 			         "invalid value: string \"%.32s\", expected a MAC address "
 			         "xx:xx:xx:xx:xx:xx",

@@ -48,20 +48,18 @@ static int parse_transport(const char *opt, const char *v, enum vm_transport *t,
 	return 0;
 }
 
-static int parse_mac(const char *v, uint8_t mac[6])
+int devopts_parse_mac(const char *s, uint8_t mac[6])
 {
 	unsigned int b[6], i;
 	char tail;
 
-	if (!v ||
-	    sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
-	           &tail) != 6 ||
-	    strlen(v) != 17)
+	if (!s || strlen(s) != 17 ||
+	    sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+	           &tail) != 6)
 		return -EINVAL;
 	for (i = 0; i < 6; i++)
 		mac[i] = (uint8_t)b[i];
-	/* A multicast address cannot be a NIC's own (IEEE 802: bit 0 of the first octet). */
-	return (mac[0] & 1) ? -EINVAL : 0;
+	return 0;
 }
 
 /* Reject a key given twice: `seen` is a bit per key index. */
@@ -145,7 +143,9 @@ int devopts_net(struct vm_devices_cfg *d, char *spec, struct err *e)
 		split_kv(item, &k, &v);
 		if (!strcmp(k, "mac")) {
 			r = once(&seen, 0, "--net", k, e);
-			if (!r && parse_mac(v, c.mac) < 0)
+			/* A multicast address cannot be a NIC's own (IEEE 802: bit 0 of octet 0).
+			 */
+			if (!r && (devopts_parse_mac(v, c.mac) < 0 || (c.mac[0] & 1)))
 				r = err_set(e, EINVAL,
 				            "--net: mac '%s' is not a unicast address like "
 				            "06:00:ac:10:00:02",

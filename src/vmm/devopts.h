@@ -65,6 +65,10 @@ struct vm_devices_cfg {
 	struct vm_rng_cfg rng;
 };
 
+/* "xx:xx:xx:xx:xx:xx" (hex) into `mac`; -EINVAL for anything else.  Unicast is the caller's check.
+ */
+int devopts_parse_mac(const char *s, uint8_t mac[6]);
+
 /* `spec` is modified in place (commas become NULs); it must outlive the config.  -errno. */
 int devopts_disk(struct vm_devices_cfg *d, char *spec, struct err *e);
 int devopts_net(struct vm_devices_cfg *d, char *spec, struct err *e);

@@ -975,14 +975,6 @@ fail:
 
 /* ---- step: hot plug through the root ports' slots (docs/hotplug.md) ----------------------- */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t unplug_timeout_ms(const struct vm *vm)
 {
 	return vm->cfg.unplug_timeout_ms ? vm->cfg.unplug_timeout_ms : VM_UNPLUG_TIMEOUT_MS;
@@ -1071,7 +1063,7 @@ static void slot_teardown(struct vm *vm, unsigned int i)
 /* The VMM thread's look at every slot: released by the guest, or past the deadline. */
 static void slots_check(struct vm *vm)
 {
-	uint64_t now = mono_ns();
+	uint64_t now = clock_ns();
 	unsigned int i;
 
 	for (i = 0; i < vm->nports; i++) {
@@ -1266,7 +1258,7 @@ int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool fo
 		return 0;
 	}
 	vm->slots[i].state = VM_SLOT_REMOVING;
-	vm->slots[i].deadline_ns = mono_ns() + unplug_timeout_ms(vm) * 1000000u;
+	vm->slots[i].deadline_ns = clock_ns() + unplug_timeout_ms(vm) * 1000000u;
 	slot_mark(vm, i);
 	root_port_request_removal(&vm->ports[i]);
 	/* A slot the guest never powered on (or already powered off) has nothing to release. */
