@@ -3,9 +3,17 @@
 #   make            release build: build/release/ember
 #   make run        boot the demo guest (installs missing Debian packages first)
 #   make test       every test tier on a sanitizer build (installs missing packages first)
-#   make unit       unit tests only (ASan + UBSan)
+#   make unit       unit tests only (ASan + UBSan; no /dev/kvm needed)
+#   make kvm-vm-test  the KVM test VM runner's own tests (tests/runner)
+#   make kvm-unit   unit tests that need a real VM (tests/kvm)
+#   make integration  ember's test guest, the CLI, the API, hot plug (pytest)
+#   make linux      the Linux tier: Debian's kernel on ember (tests/linux)
 #   make guest      ember's test guest
-#   make linux-guest  a Linux guest from Debian packages (opt-in tier: EMBER_LINUX=1)
+#   make linux-guest  a Linux guest from Debian packages
+#
+# Every target that needs /dev/kvm runs it through scripts/kvm-vm: on this machine's /dev/kvm
+# when it has one, otherwise inside the KVM test VM (QEMU TCG with emulated AMD SVM;
+# docs/testing.md).  EMBER_KVM_VM=auto|always|never chooses.
 #   make bench      benchmarks side by side with QEMU (bench-short: CI's quick form)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (make test runs 10 s each)
 #   make format     clang-format every C file in place
@@ -32,6 +40,7 @@ PYTHON     ?= /usr/bin/python3
 
 SRCS     := $(shell find src -name '*.c' -not -name main.c | sort)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+KVM_UNIT_SRC := $(sort $(wildcard tests/kvm/test_*.c))
 
 REL_DIR  = build/release
 SAN_DIR  = build/asan
@@ -39,9 +48,15 @@ SAN_DIR  = build/asan
 REL_OBJS = $(SRCS:%.c=$(REL_DIR)/%.o)
 SAN_OBJS = $(SRCS:%.c=$(SAN_DIR)/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(SAN_DIR)/unit/%)
+KVM_UNIT_BIN = $(KVM_UNIT_SRC:tests/kvm/%.c=$(SAN_DIR)/kvm/%)
 
-.PHONY: all release asan unit guest test run deps format fuzz fuzz-build clean integration bench \
-	bench-short linux-guest
+# The runner for everything that needs /dev/kvm.
+KVM_VM   = scripts/kvm-vm
+LINUX_DIR = build/linux
+LINUX_GUEST = $(LINUX_DIR)/bzImage $(LINUX_DIR)/vmlinux $(LINUX_DIR)/initramfs.cpio.gz
+
+.PHONY: all release asan unit kvm-unit guest test run deps format fuzz fuzz-build clean integration \
+	bench bench-short linux-guest linux kvm-vm-test
 
 all: release
 release: $(REL_DIR)/ember
@@ -68,6 +83,10 @@ $(SAN_DIR)/ember: $(SAN_DIR)/src/main.o $(SAN_DIR)/libember.a
 	$(Q)$(CC) $(SAN_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(SAN_DIR)/unit/%: tests/unit/%.c $(SAN_DIR)/libember.a tests/unit/test.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(SAN_CFLAGS) -Itests/unit -o $@ $< $(SAN_DIR)/libember.a $(LDLIBS)
+
+$(SAN_DIR)/kvm/%: tests/kvm/%.c $(SAN_DIR)/libember.a tests/unit/test.h
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(SAN_CFLAGS) -Itests/unit -o $@ $< $(SAN_DIR)/libember.a $(LDLIBS)
 
@@ -101,14 +120,28 @@ deps:
 unit: $(UNIT_BIN)
 	$(Q)scripts/run-unit.sh $(UNIT_BIN)
 
-integration: $(SAN_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
-	$(Q)scripts/check-kvm.sh
-	$(Q)EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) $(PYTHON) -m pytest -q tests/integration
+# The KVM test VM runner's own tests (its failure modes), run on this machine.
+kvm-vm-test:
+	$(Q)$(PYTHON) -m pytest -q -p no:cacheprovider tests/runner
 
+# Unit tests that open a real VM (the GSI router, hot plug on a real bus).
+kvm-unit: $(KVM_UNIT_BIN)
+	$(Q)$(KVM_VM) scripts/run-unit.sh $(KVM_UNIT_BIN)
+
+integration: $(SAN_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
+	$(Q)$(KVM_VM) env EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# The Linux tier: Debian's kernel (bzImage and ELF vmlinux) on the sanitizer build, every
+# device kind, pciehp plug and unplug (docs/linux-guest.md).
+linux: $(SAN_DIR)/ember $(LINUX_GUEST)
+	$(Q)$(KVM_VM) env EMBER=$(SAN_DIR)/ember EMBER_LINUX_DIR=$(LINUX_DIR) \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/linux
+
+# Every tier, each one's time and result at the end (scripts/tiers.sh).
+TIERS ?= unit fuzz kvm-vm-test kvm-unit integration linux
 test: deps
-	$(Q)$(MAKE) --no-print-directory unit
-	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS_TEST)
-	$(Q)$(MAKE) --no-print-directory integration
+	$(Q)scripts/tiers.sh $(TIERS)
 
 DEMO_DISK = build/demo-disk.img
 
@@ -120,8 +153,7 @@ $(DEMO_DISK):
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory release guest $(DEMO_DISK)
-	$(Q)scripts/check-kvm.sh
-	$(REL_DIR)/ember --kernel $(GUEST_ELF) --mem 128 --vcpus 2 --root-ports 2 --pci-testdev \
+	$(KVM_VM) $(REL_DIR)/ember --kernel $(GUEST_ELF) --mem 128 --vcpus 2 --root-ports 2 --pci-testdev \
 		--pci-testdev-port 2 --disk $(DEMO_DISK) --disk $(DEMO_DISK),ro,transport=mmio \
 		--rng --cmdline "console=ttyS0 demo"
 
@@ -131,22 +163,23 @@ fuzz: $(FUZZ_BIN) guest
 	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh $(FUZZ_BIN)
 
 # A Linux guest from Debian packages (docs/linux-guest.md): bzImage, vmlinux, initramfs.
-linux-guest: deps
+linux-guest: $(LINUX_GUEST)
+
+$(LINUX_GUEST) &: scripts/linux-guest.sh tests/linux/init tests/linux/mkinitramfs.py \
+		tests/linux/extract-vmlinux.py
 	$(Q)scripts/deps.sh linux
-	$(Q)scripts/linux-guest.sh build/linux
+	$(Q)scripts/linux-guest.sh $(LINUX_DIR)
 
 # Benchmarks side by side with QEMU (docs/performance.md); bench-short is CI's quick form.
 bench: deps
 	$(Q)scripts/deps.sh bench
-	$(Q)$(MAKE) --no-print-directory release guest
-	$(Q)scripts/check-kvm.sh
-	$(Q)$(PYTHON) bench/run.py
+	$(Q)$(MAKE) --no-print-directory release guest $(LINUX_GUEST)
+	$(Q)$(KVM_VM) $(PYTHON) bench/run.py
 
 bench-short: deps
 	$(Q)scripts/deps.sh bench
-	$(Q)$(MAKE) --no-print-directory release guest
-	$(Q)scripts/check-kvm.sh
-	$(Q)$(PYTHON) bench/run.py --short
+	$(Q)$(MAKE) --no-print-directory release guest $(LINUX_GUEST)
+	$(Q)$(KVM_VM) $(PYTHON) bench/run.py --short
 
 format:
 	$(Q)clang-format -i $$(find src tests -name '*.[ch]')
@@ -155,4 +188,4 @@ clean:
 	rm -rf build
 
 -include $(REL_OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d) $(REL_DIR)/src/main.d $(SAN_DIR)/src/main.d \
-	$(addsuffix .d,$(UNIT_BIN) $(FUZZ_BIN))
+	$(addsuffix .d,$(UNIT_BIN) $(KVM_UNIT_BIN) $(FUZZ_BIN))

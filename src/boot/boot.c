@@ -173,6 +173,31 @@ static int boot_detect(const struct boot_file *f, enum kernel_format *fmt, struc
  * `addr_max` (the highest byte it may occupy) and the end of low RAM, and
  * above the kernel's memory [kstart, kend).
  */
+/*
+ * What a PC's firmware has at the reset vector, reduced to a reset: a guest that restarts by
+ * jumping to F000:FFF0 in real mode reaches ember's i8042 (reset on command 0xFE).  Linux does
+ * exactly that on ember: with hardware-reduced ACPI and no DMI quirk it picks the EFI reboot
+ * (arch/x86/kernel/reboot.c, reboot_init: efi_reboot_required()), has no EFI, and falls back
+ * to BOOT_BIOS, machine_real_restart(), unless the command line says reboot=k.
+ */
+static const uint8_t reset_vector_code[] = {
+    0xb0, 0xfe, /* mov al, 0xfe */
+    0xe6, 0x64, /* out 0x64, al: pulse the reset line */
+    0xf4,       /* hlt (not reached) */
+    0xeb, 0xfd, /* jmp $-1, back to the hlt */
+};
+
+int boot_reset_vector_write(const struct gmem *gm, struct err *e)
+{
+	void *p = gmem_ptr(gm, LAYOUT_RESET_VECTOR_GPA, sizeof(reset_vector_code));
+
+	if (!p)
+		return err_set(e, EFAULT, "the reset vector 0x%llx is not guest RAM",
+		               U(LAYOUT_RESET_VECTOR_GPA));
+	memcpy(p, reset_vector_code, sizeof(reset_vector_code));
+	return 0;
+}
+
 static int boot_place_initrd(const struct boot_file *f, const struct gmem *gm,
                              const struct mem_layout *ml, uint64_t addr_max, uint64_t kstart,
                              uint64_t kend, uint64_t *gpa, struct err *e)
@@ -329,6 +354,9 @@ int boot_load(const struct gmem *gm, const struct mem_layout *ml, const struct b
 	if (r)
 		goto out;
 	r = mptable_write(gm, LAYOUT_EBDA_GPA, req->vcpus, e);
+	if (r)
+		goto out;
+	r = boot_reset_vector_write(gm, e);
 	if (r)
 		goto out;
 	out.initrd_gpa = initrd_gpa;

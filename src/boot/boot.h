@@ -60,6 +60,13 @@ struct boot_result {
 };
 
 /*
+ * Write a real-mode stub at the reset vector (LAYOUT_RESET_VECTOR_GPA, F000:FFF0) that resets
+ * the VM through the i8042, for guests that restart by jumping there.  boot_load() calls it.
+ * Returns 0, or -EFAULT with a message in `e` when that address is not guest RAM.
+ */
+int boot_reset_vector_write(const struct gmem *gm, struct err *e);
+
+/*
  * Load the kernel, initrd and boot tables described by `req` into guest
  * memory `gm` laid out as `ml`, and fill `res` with how to enter the kernel.
  * Reads the files, keeps no reference to them or to `req` afterwards.

@@ -34,9 +34,17 @@ int e820_build(const struct mem_layout *ml, struct e820_entry *out, unsigned int
 		r = e820_add(out, max, &n, LAYOUT_LEGACY_HOLE, LAYOUT_HIMEM, E820_TYPE_RESERVED);
 	if (!r)
 		r = e820_add(out, max, &n, LAYOUT_HIMEM, low, E820_TYPE_RAM);
-	/* The 32-bit MMIO gap (ECAM, IOAPIC, LAPIC, BARs) is reserved whatever the RAM size. */
+	/*
+	 * In the 32-bit MMIO gap only ECAM and the platform MMIO above it (virtio-mmio, IOAPIC,
+	 * LAPIC) are reserved: PCI Firmware 3.3 §4.1.2 wants the MCFG range reserved.  The
+	 * 32-bit BAR window below ECAM is left out of the map, as real firmware leaves its PCI
+	 * hole: Linux (arch/x86/kernel/resource.c, remove_e820_regions) clips every resource it
+	 * allocates from a host-bridge window against reserved e820 ranges, so a reserved BAR
+	 * window leaves a hot-plugged device's BARs "no space" behind its root port.
+	 */
 	if (!r)
-		r = e820_add(out, max, &n, MMIO_GAP_START, MMIO_GAP_END, E820_TYPE_RESERVED);
+		r = e820_add(out, max, &n, E820_GAP_RESERVED_START, MMIO_GAP_END,
+		             E820_TYPE_RESERVED);
 	if (!r)
 		r = e820_add(out, max, &n, MMIO_GAP_END, MMIO_GAP_END + ml->high_size,
 		             E820_TYPE_RAM);

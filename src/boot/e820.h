@@ -9,7 +9,8 @@
  *   [0x9fc00, 0xa0000)               reserved: EBDA, holds the MP table
  *   [0xa0000, 0x100000)              reserved: legacy VGA/ROM hole
  *   [0x100000, low_size)             RAM (when low_size > 1 MiB)
- *   [MMIO_GAP_START, MMIO_GAP_END)   reserved, always (ECAM, IOAPIC, LAPIC, BARs)
+ *   [MMIO_GAP_START, PCI_ECAM_GPA)   not in the map: the 32-bit BAR window (PCI hole)
+ *   [PCI_ECAM_GPA, MMIO_GAP_END)     reserved, always (ECAM, platform MMIO, IOAPIC, LAPIC)
  *   [MMIO_GAP_END, +high_size)       RAM (when high_size > 0)
  *
  * Low RAM below 0x9fc00 is cut at low_size; the two reserved entries below
@@ -22,6 +23,9 @@
 
 #define E820_TYPE_RAM      1 /* ACPI 6.5 table 15.4 "AddressRangeMemory" */
 #define E820_TYPE_RESERVED 2 /* "AddressRangeReserved" */
+
+/* The reserved part of the MMIO gap: ECAM and everything above it (the BAR window below is not). */
+#define E820_GAP_RESERVED_START PCI_ECAM_GPA
 
 #define E820_MAX_ENTRIES 8 /* more than ember ever builds (6) */
 

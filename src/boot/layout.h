@@ -33,6 +33,8 @@
 #define LAYOUT_EBDA_GPA       0x9fc00ull /* MP floating pointer + table, up to 0xa0000 */
 #define LAYOUT_LEGACY_HOLE    0xa0000ull /* reserved up to LAYOUT_HIMEM */
 #define LAYOUT_HIMEM          0x100000ull
+/* The reset vector, F000:FFF0: the last 16 bytes below 1 MiB (ACPI tables end before it). */
+#define LAYOUT_RESET_VECTOR_GPA 0xffff0ull
 
 #define MMIO_GAP_START 0xc0000000ull
 #define MMIO_GAP_END   0x100000000ull

@@ -655,7 +655,7 @@ static const char *build_cmdline(struct vm *vm, struct err *e)
  * the BIOS read-only area 0xE0000-0xFFFFF).
  */
 #define ACPI_TABLES_GPA 0xe0000ull
-#define ACPI_TABLES_MAX 0x20000ull
+#define ACPI_TABLES_MAX (LAYOUT_RESET_VECTOR_GPA - ACPI_TABLES_GPA) /* up to the reset vector */
 
 static int step_acpi(struct vm *vm, struct err *e)
 {

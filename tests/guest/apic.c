@@ -65,3 +65,12 @@ void pic_mask_all(void)
 	outb(0x21, 0xff);
 	outb(0xa1, 0xff);
 }
+
+void irq_eoi(u8 vector)
+{
+	if (!irq_eoi_pending[vector])
+		return;
+	/* In service until this EOI: the stub cannot set the flag again before it. */
+	irq_eoi_pending[vector] = 0;
+	mmio_write32(LAPIC_BASE + LAPIC_EOI, 0);
+}

@@ -114,8 +114,17 @@ isr_common:
 	lock incl irq_count(, %rax, 4)
 	cmpl $VEC_SPURIOUS, %eax
 	je 1f
+	/*
+	 * A level-triggered vector (irq_defer_eoi[v] set by ring 3) is EOI'd by ring 3 once it
+	 * has lowered the line, as Linux's fasteoi flow does: an EOI here, with the line still
+	 * up, would take the interrupt again after every single ring-3 instruction.
+	 */
+	cmpb $0, irq_defer_eoi(%rax)
+	jne 2f
 	movl $(LAPIC_BASE + LAPIC_EOI), %eax
 	movl $0, (%rax)
+	jmp 1f
+2:	movb $1, irq_eoi_pending(%rax)
 1:	popq %rax
 	addq $16, %rsp
 	iretq
@@ -165,6 +174,8 @@ isr_gp:
 	je 8f
 	cmpb $0xf4, (%rsi)
 	je triple_fault
+	cmpw $0x060f, (%rsi)
+	je 12f
 9:	popq %rsi
 	pushq $VEC_GP
 	jmp isr_common
@@ -187,6 +198,9 @@ isr_gp:
 	inw %dx, %ax
 	jmp 11f
 10:	outw %ax, %dx
+	jmp 11f
+/* clts from ring 3: jump to %rax in ring 0, never to return (lifecycle=mmio-exec). */
+12:	jmp *%rax
 11:	incq 16(%rsp)
 5:	incq 16(%rsp)
 	popq %rsi
@@ -239,11 +253,13 @@ ap_entry64:
 
 	.section .bss, "aw", @nobits
 	.balign 16
-	.globl boot_ptr, boot_kind, irq_count, ap_alive
+	.globl boot_ptr, boot_kind, irq_count, ap_alive, irq_defer_eoi, irq_eoi_pending
 	.globl exc_vector, exc_error, exc_rip, exc_cs, exc_cr2
 boot_ptr:	.skip 8
 boot_kind:	.skip 4
 irq_count:	.skip 256 * 4
+irq_defer_eoi:	.skip 256
+irq_eoi_pending:	.skip 256
 ap_alive:	.skip 256
 exc_vector:	.skip 8
 exc_error:	.skip 8

@@ -144,7 +144,10 @@ void udelay(u64 us);
 #define VEC_PIC_BASE 0x50
 
 extern volatile u32 irq_count[256]; /* interrupts taken, per vector */
-extern volatile u8 ap_alive[256];   /* set to 1 by each AP that reached long mode, by APIC ID */
+/* Per vector: 1 = level-triggered, the stub leaves the EOI to irq_eoi() (fasteoi). */
+extern volatile u8 irq_defer_eoi[256];
+extern volatile u8 irq_eoi_pending[256]; /* set by the stub when it left an EOI to ring 3 */
+extern volatile u8 ap_alive[256]; /* set to 1 by each AP that reached long mode, by APIC ID */
 extern const u8 ap_tramp_start[], ap_tramp_end[];
 
 /* Exception state ring 0 saved before handing over to guest_exception() in ring 3. */
@@ -228,6 +231,8 @@ void ioapic_route(unsigned int pin, u8 vector, u8 dest);
 /* The same, level-triggered, active high (PCI INTx). */
 void ioapic_route_level(unsigned int pin, u8 vector, u8 dest);
 void ioapic_mask(unsigned int pin);
+/* The EOI the stub left for a level-triggered vector (irq_defer_eoi[]), once the line is down. */
+void irq_eoi(u8 vector);
 /* Mask every line of both 8259 PICs, so only the IOAPIC delivers. */
 void pic_mask_all(void);
 

@@ -3,6 +3,7 @@
 
 #define GAP_START 0xc0000000ull /* 32-bit MMIO gap: no RAM up to 4 GiB */
 #define GAP_END   0x100000000ull
+#define BAR_WIN   0xe0000000ull /* [GAP_START, BAR_WIN): 32-bit BARs, in no e820 entry */
 #define EBDA      0x9fc00ull
 #define HIMEM     0x100000ull
 
@@ -48,6 +49,12 @@ GUEST_TEST(e820)
 	expect(ram_in(HIMEM, HIMEM + 4096) == 4096, "no RAM at 1 MiB");
 	expect(ram_in(GAP_START, GAP_END) == 0, "0x%llx bytes of RAM in the MMIO gap",
 	       ram_in(GAP_START, GAP_END));
+
+	/* Linux clips bridge windows against reserved entries: the BAR window must be in none. */
+	for (i = 0; i < boot.nmap; i++)
+		expect(m[i].addr >= BAR_WIN || m[i].addr + m[i].size <= GAP_START,
+		       "entry %u [0x%llx+0x%llx type %u] covers the 32-bit BAR window", i,
+		       m[i].addr, m[i].size, m[i].type);
 
 	total = ram_in(0, ~0ull);
 	printf("# %u entries, %llu KiB RAM\n", boot.nmap, total / KiB);

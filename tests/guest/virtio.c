@@ -508,8 +508,12 @@ u32 virtio_isr_ack(struct virtio_dev *d)
 {
 	u32 s;
 
-	if (d->transport == VT_PCI)
-		return mmio_read8(d->isr);
+	if (d->transport == VT_PCI) {
+		s = mmio_read8(d->isr); /* §4.1.4.5: the read lowers INTx */
+		if (d->opts.mode == VM_INTX)
+			irq_eoi(d->vec_base);
+		return s;
+	}
 	s = mmio_read32(d->base + VMMIO_INT_STATUS);
 	if (s)
 		mmio_write32(d->base + VMMIO_INT_ACK, s);
@@ -620,6 +624,7 @@ static bool irq_setup(struct virtio_dev *d)
 		            "%s: Interrupt Pin %u Line %u, want INTA on an IOAPIC pin 16-23",
 		            d->name, d->intx_pin, d->intx_line))
 			return false;
+		irq_defer_eoi[d->vec_base] = 1;
 		ioapic_route_level(d->intx_line, d->vec_base, apic);
 		pci_write16(d->bdf, PCI_COMMAND,
 		            (u16)(pci_read16(d->bdf, PCI_COMMAND) & ~PCI_CMD_INTX_DISABLE));
@@ -789,9 +794,11 @@ bool virtio_ready(struct virtio_dev *d)
 /* Give back the vector block (and the IOAPIC pin) d held. */
 static void irq_release(struct virtio_dev *d)
 {
-	if (d->transport == VT_PCI && d->opts.mode == VM_INTX && d->slot >= 0)
+	if (d->transport == VT_PCI && d->opts.mode == VM_INTX && d->slot >= 0) {
 		ioapic_mask(d->intx_line);
-	else if (d->transport == VT_MMIO && d->opts.mode == VM_LINE && d->slot >= 0)
+		irq_eoi(d->vec_base); /* an interrupt taken since the last ISR read */
+		irq_defer_eoi[d->vec_base] = 0;
+	} else if (d->transport == VT_MMIO && d->opts.mode == VM_LINE && d->slot >= 0)
 		ioapic_mask(d->gsi);
 	if (d->slot >= 0)
 		slot_used[d->slot] = false;
@@ -1022,6 +1029,13 @@ bool vq_wait(struct vq *q, u64 ms)
 		u64 seen = 0;
 
 		c = irq_count[q->vector];
+		/*
+		 * An interrupt taken after the last ISR read (its line already down) is still in
+		 * service, its EOI left to ring 3: send it, or the IOAPIC's Remote IRR holds the
+		 * next one back.  If the line is up again, the EOI brings a new delivery (after c).
+		 */
+		if (m == VM_INTX)
+			irq_eoi(q->vector);
 		if (vq_has_used(q))
 			break;
 		/*

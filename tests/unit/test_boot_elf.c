@@ -109,14 +109,34 @@ TEST(elf_loads_segments_and_zero_page)
 	CHECK_EQ(bp->e820_table[3].addr, 0x100000);
 	CHECK_EQ(bp->e820_table[3].size, 64 * MiB - 0x100000);
 	CHECK_EQ(bp->e820_table[3].type, E820_TYPE_RAM);
-	CHECK_EQ(bp->e820_table[4].addr, MMIO_GAP_START);
-	CHECK_EQ(bp->e820_table[4].size, MMIO_GAP_END - MMIO_GAP_START);
+	CHECK_EQ(bp->e820_table[4].addr, E820_GAP_RESERVED_START);
+	CHECK_EQ(bp->e820_table[4].size, MMIO_GAP_END - E820_GAP_RESERVED_START);
 	CHECK_EQ(bp->e820_table[4].type, E820_TYPE_RESERVED);
 	CHECK_EQ(bp->e820_table[5].size, 0);
 
 	/* The MP table is always there. */
 	CHECK(memcmp(tg(&g, LAYOUT_EBDA_GPA, 4), "_MP_", 4) == 0);
 	CHECK(memcmp(tg(&g, LAYOUT_EBDA_GPA + 16, 4), "PCMP", 4) == 0);
+	tguest_fini(&g);
+}
+
+/* A guest that restarts through the BIOS reset vector (Linux's machine_real_restart) finds a
+ * real-mode stub there that resets through the i8042: mov al,0xfe; out 0x64,al; hlt; jmp. */
+TEST(reset_vector_resets_through_the_i8042)
+{
+	static const uint8_t want[] = {0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd};
+	struct boot_request req = {.cmdline = "", .vcpus = 1};
+	struct boot_result res;
+	struct err e = terr();
+	struct tguest g;
+	const uint8_t *p;
+
+	CHECK_EQ(tguest_init(&g, 64 * MiB), 0);
+	CHECK_EQ(load_std(&g, &req, &res, &e), 0);
+	p = tg(&g, LAYOUT_RESET_VECTOR_GPA, sizeof(want));
+	CHECK(p && memcmp(p, want, sizeof(want)) == 0);
+	/* The jmp's target (rel8 from the next instruction) is the hlt. */
+	CHECK_EQ(LAYOUT_RESET_VECTOR_GPA + 7 + (int8_t)0xfd, LAYOUT_RESET_VECTOR_GPA + 4);
 	tguest_fini(&g);
 }
 
@@ -201,8 +221,8 @@ TEST(elf_ram_above_4g_in_e820)
 	CHECK_EQ(bp->e820_entries, 6);
 	CHECK_EQ(bp->e820_table[3].addr, 0x100000);
 	CHECK_EQ(bp->e820_table[3].size, MMIO_GAP_START - 0x100000);
-	CHECK_EQ(bp->e820_table[4].addr, MMIO_GAP_START);
-	CHECK_EQ(bp->e820_table[4].size, MMIO_GAP_END - MMIO_GAP_START);
+	CHECK_EQ(bp->e820_table[4].addr, E820_GAP_RESERVED_START);
+	CHECK_EQ(bp->e820_table[4].size, MMIO_GAP_END - E820_GAP_RESERVED_START);
 	CHECK_EQ(bp->e820_table[4].type, E820_TYPE_RESERVED);
 	CHECK_EQ(bp->e820_table[5].addr, MMIO_GAP_END);
 	CHECK_EQ(bp->e820_table[5].size, 4 * GiB - MMIO_GAP_START);
@@ -707,6 +727,7 @@ TEST(bad_guest_without_low_ram)
 int main(void)
 {
 	RUN(elf_loads_segments_and_zero_page);
+	RUN(reset_vector_resets_through_the_i8042);
 	RUN(elf_null_cmdline_is_empty);
 	RUN(elf_initrd_top_of_ram);
 	RUN(elf_initrd_stays_below_0x37ffffff);

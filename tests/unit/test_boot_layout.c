@@ -37,7 +37,7 @@ TEST(e820_2mib)
 	    {0x9fc00, 0x400, 2},
 	    {0xa0000, 0x60000, 2},
 	    {0x100000, 0x100000, 1},
-	    {MMIO_GAP_START, MMIO_GAP_END - MMIO_GAP_START, 2},
+	    {PCI_ECAM_GPA, MMIO_GAP_END - PCI_ECAM_GPA, 2},
 	};
 
 	check_map(2 * MiB, w, 5);
@@ -47,10 +47,10 @@ TEST(e820_1mib_and_below)
 {
 	static const struct want w1[] = {
 	    {0, 0x9fc00, 1}, {0x9fc00, 0x400, 2}, {0xa0000, 0x60000, 2},
-	    {MMIO_GAP_START, MMIO_GAP_END - MMIO_GAP_START, 2}};
+	    {PCI_ECAM_GPA, MMIO_GAP_END - PCI_ECAM_GPA, 2}};
 	static const struct want w2[] = {
 	    {0, 0x80000, 1}, {0x9fc00, 0x400, 2}, {0xa0000, 0x60000, 2},
-	    {MMIO_GAP_START, MMIO_GAP_END - MMIO_GAP_START, 2}};
+	    {PCI_ECAM_GPA, MMIO_GAP_END - PCI_ECAM_GPA, 2}};
 
 	check_map(MiB, w1, 4);
 	check_map(512 << 10, w2, 4);
@@ -63,7 +63,7 @@ TEST(e820_512mib)
 	    {0x9fc00, 0x400, 2},
 	    {0xa0000, 0x60000, 2},
 	    {0x100000, 512 * MiB - 0x100000, 1},
-	    {MMIO_GAP_START, MMIO_GAP_END - MMIO_GAP_START, 2},
+	    {PCI_ECAM_GPA, MMIO_GAP_END - PCI_ECAM_GPA, 2},
 	};
 
 	check_map(512 * MiB, w, 5);
@@ -76,7 +76,7 @@ TEST(e820_ram_up_to_the_gap)
 	    {0x9fc00, 0x400, 2},
 	    {0xa0000, 0x60000, 2},
 	    {0x100000, MMIO_GAP_START - 0x100000, 1},
-	    {MMIO_GAP_START, MMIO_GAP_END - MMIO_GAP_START, 2},
+	    {PCI_ECAM_GPA, MMIO_GAP_END - PCI_ECAM_GPA, 2},
 	};
 
 	check_map(MMIO_GAP_START, w, 5);
@@ -89,7 +89,7 @@ TEST(e820_ram_above_4g)
 	    {0x9fc00, 0x400, 2},
 	    {0xa0000, 0x60000, 2},
 	    {0x100000, MMIO_GAP_START - 0x100000, 1},
-	    {MMIO_GAP_START, MMIO_GAP_END - MMIO_GAP_START, 2},
+	    {PCI_ECAM_GPA, MMIO_GAP_END - PCI_ECAM_GPA, 2},
 	    {MMIO_GAP_END, 8 * GiB - MMIO_GAP_START, 1},
 	};
 

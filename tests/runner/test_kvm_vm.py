@@ -1,0 +1,123 @@
+"""scripts/kvm-vm, the runner of every KVM tier: where it runs a command, and how it fails.
+
+These run on the host (never inside the VM), with EMBER_KVM_VM=always so the VM is used
+even where /dev/kvm exists.  Each boot of the VM costs about 8 s.
+"""
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNER = ROOT / "scripts" / "kvm-vm"
+
+
+def run(args, env=None, timeout=600, cwd=ROOT):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_KVM_VM")}
+    e.update(env or {})
+    start = time.monotonic()
+    p = subprocess.run([str(RUNNER), *args], env=e, cwd=cwd, capture_output=True, text=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout, p.stderr, time.monotonic() - start
+
+
+def qemu_pids():
+    out = subprocess.run(["pgrep", "-f", f"path={ROOT},mount_tag=cwd"], capture_output=True,
+                         text=True).stdout
+    return set(out.split())
+
+
+def test_command_runs_in_the_vm_with_the_same_folder_and_environment():
+    token = uuid.uuid4().hex
+    mark = ROOT / "build" / f"kvm-vm-test-{token}"
+    sub = ROOT / "tests"
+    rc, out, err, _ = run(
+        ["sh", "-c", 'echo "pwd=$(pwd)"; echo "token=$EMBER_RUNNER_TOKEN"; '
+                     'echo "host=$(hostname)"; test -c /dev/kvm && echo kvm=yes; '
+                     'echo to-stderr >&2; [ -t 1 ] && echo stdout-is-a-tty; '
+                     f'echo written >{mark}; exit 7'],
+        env={"EMBER_KVM_VM": "always", "EMBER_RUNNER_TOKEN": token}, cwd=sub)
+    try:
+        assert rc == 7, (out, err)
+        lines = out.splitlines()
+        assert f"pwd={sub}" in lines, out
+        assert f"token={token}" in lines, out
+        assert "host=ember-kvm-vm" in lines, out  # it really ran in the VM
+        assert "kvm=yes" in lines, out
+        assert "to-stderr" in lines, out
+        assert "stdout-is-a-tty" not in lines, out
+        assert not any("EMBER-KVM-VM" in l for l in lines), out  # the markers are not passed on
+        assert mark.read_text() == "written\n"  # the project's folder is writable, on the host
+        assert "in the KVM test VM" in err, err
+    finally:
+        mark.unlink(missing_ok=True)
+
+
+def test_exit_status_zero_and_the_host_filesystem_is_read_only():
+    rc, out, err, _ = run(["sh", "-c", "touch /etc/ember-kvm-vm-test 2>/dev/null && echo wrote; "
+                                       "test -x /usr/bin/python3 && echo python"],
+                          env={"EMBER_KVM_VM": "always"})
+    assert rc == 0, (out, err)
+    assert out.splitlines() == ["python"], out
+
+
+def test_a_command_past_its_limit_is_stopped():
+    before = qemu_pids()
+    rc, out, err, took = run(["--timeout", "5", "sh", "-c", "echo started; sleep 600"],
+                             env={"EMBER_KVM_VM": "always"})
+    assert rc == 124, (out, err)
+    assert "started" in out.splitlines(), out
+    assert "ran past its limit of 5 s" in err, err
+    assert took < 120, f"took {took:.0f} s"
+    assert qemu_pids() <= before, "the VM's QEMU is still running"
+
+
+def test_no_qemu():
+    rc, out, err, _ = run(["true"], env={"EMBER_KVM_VM": "always",
+                                         "EMBER_KVM_VM_QEMU": "/nonexistent/qemu-system-x86_64"})
+    assert rc == 125, (out, err)
+    assert "/nonexistent/qemu-system-x86_64 is not installed" in err, err
+
+
+def test_no_kernel_package(tmp_path):
+    rc, out, err, took = run(["true"], env={"EMBER_KVM_VM": "always",
+                                            "EMBER_KVM_VM_DIR": str(tmp_path / "cache"),
+                                            "EMBER_KVM_VM_KERNEL_PKG": "linux-image-no-such-ember"})
+    assert rc == 125, (out, err)
+    assert "linux-image-no-such-ember" in err and "failed" in err, err
+    assert not (tmp_path / "cache" / "vmlinuz").exists()
+
+
+def test_a_vm_that_does_not_start_the_command_in_time():
+    rc, out, err, took = run(["true"], env={"EMBER_KVM_VM": "always",
+                                            "EMBER_KVM_VM_BOOT_TIMEOUT": "1"})
+    assert rc == 125, (out, err)
+    assert "did not start the command within 1 s" in err, err
+    assert took < 60
+
+
+def test_a_command_that_does_not_exist():
+    rc, out, err, _ = run(["/nonexistent/ember-cmd"], env={"EMBER_KVM_VM": "always"})
+    assert rc == 127, (out, err)
+    assert "/nonexistent/ember-cmd" in out, out
+
+
+def test_never_without_kvm_fails_at_once():
+    rc, out, err, took = run(["sh", "-c", "echo ran"], env={"EMBER_KVM_VM": "never"})
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        assert (rc, out) == (0, "ran\n"), (out, err)
+    else:
+        assert rc == 125, (out, err)
+        assert "EMBER_KVM_VM=never" in err and "/dev/kvm" in err, err
+        assert out == "" and took < 10
+
+
+def test_bad_usage():
+    rc, _, err, _ = run(["true"], env={"EMBER_KVM_VM": "sometimes"})
+    assert rc == 2 and "auto, always or never" in err, err
+    rc, _, err, _ = run([], env={"EMBER_KVM_VM": "always"})
+    assert rc == 2 and "no command given" in err, err
+    rc, _, err, _ = run(["--timeout", "soon", "true"], env={"EMBER_KVM_VM": "always"})
+    assert rc == 2 and "takes a number" in err, err
