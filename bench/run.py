@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""ember vs QEMU microvm, side by side: start-up, memory, block I/O, density, exit cost.
+"""ember vs QEMU microvm, side by side: start-up, memory, block I/O, density, exit cost, Linux boot.
 
 Both VMMs boot the same test guest (build/guest/testguest.elf: ember through its 64-bit
 entry, QEMU through its PVH note with -kernel) with 128 MiB and 1 vCPU.  Runs alternate
@@ -7,8 +7,10 @@ ember and QEMU run by run; the table gives medians, the ember/QEMU ratio and the
 (min-max) of each side.  Raw samples (CSV and JSON), the table and a plot go to
 results/<timestamp>/.  See docs/performance.md.
 
-    bench/run.py [--runs N] [--short] [--only startup,memory,block,density,exit,hotplug]
-                 [--density-k K] [--out DIR]
+    bench/run.py [--runs N] [--short] [--only startup,memory,block,density,exit,hotplug,linux]
+                 [--density-k K] [--linux-runs N] [--out DIR]
+
+The Linux row boots Debian's kernel (make linux-guest) on ember and on QEMU's q35 instead.
 
 Exit status: 0, or 1 if a VMM failed to boot or a guest probe failed.  No timing is asserted.
 """
@@ -32,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
 MEM = 128
 VCPUS = 1
-BENCHES = ["startup", "memory", "block", "density", "exit", "hotplug"]
+BENCHES = ["startup", "memory", "block", "density", "exit", "hotplug", "linux"]
 
 
 class BootError(Exception):
@@ -414,6 +416,64 @@ def bench_hotplug(v, a, rows, raw):
         add_row(rows, raw, name + " (ember only)", "ms", s[key], None, lower_better=True)
 
 
+# ---- 7. a Linux boot (QEMU's q35: microvm has no PCI host bridge for the same devices) ----
+
+LINUX_END = re.compile(rb"^EMBER-END uptime ([0-9.]+)\r?$", re.M)
+
+
+def one_linux(cmd):
+    """Seconds from process start to the Linux guest's last line (its /init's EMBER-END,
+    after every driver bound, DHCP and the disk check), and the guest's own uptime then."""
+    t0 = time.perf_counter()
+    p = spawn(cmd)
+    try:
+        buf = read_until(p, lambda b: LINUX_END.search(b) is not None, 900)
+        took = time.perf_counter() - t0
+        if b"FAILED" in buf:
+            line = [l for l in buf.split(b"\n") if b"FAILED" in l][0]
+            raise BootError("%s: the guest reported %r" % (cmd[0], line.strip()))
+        return took, float(LINUX_END.search(buf).group(1))
+    finally:
+        stop(p)
+
+
+def bench_linux(v, a, rows, raw):
+    """The same bzImage and initramfs, 2 vCPUs, 512 MiB, a virtio-blk disk, a virtio-net NIC
+    (user-mode networking: slirp in both) and virtio-rng, all on PCI; to the guest's last line."""
+    kernel = os.path.join(a.linux_dir, "bzImage")
+    initrd = os.path.join(a.linux_dir, "initramfs.cpio.gz")
+    for f in (kernel, initrd):
+        if not os.path.isfile(f):
+            raise BootError("%s does not exist: make linux-guest" % f)
+    tmp = tempfile.mkdtemp(prefix="ember-bench-linux.")
+    try:
+        disks = {}
+        for k in ("ember", "qemu"):
+            disks[k] = os.path.join(tmp, k + ".img")
+            with open(disks[k], "wb") as f:
+                f.truncate(64 << 20)
+        cl = "console=ttyS0 panic=-1 ember.rw=0"
+        cmds = {
+            "ember": [v.ember, "--kernel", kernel, "--initrd", initrd, "--mem", "512",
+                      "--vcpus", "2", "--cmdline", cl, "--disk", disks["ember"],
+                      "--net", "slirp", "--rng"],
+            "qemu": [v.qemu, "-M", "q35,accel=kvm", "-cpu", "host", "-m", "512", "-smp", "2",
+                     "-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio",
+                     "-no-reboot", "-kernel", kernel, "-initrd", initrd, "-append", cl,
+                     "-drive", "file=%s,if=none,id=d0,format=raw" % disks["qemu"],
+                     "-device", "virtio-blk-pci,drive=d0,disable-legacy=on",
+                     "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,disable-legacy=on",
+                     "-device", "virtio-rng-pci,disable-legacy=on"],
+        }
+        s = alternate(cmds, a.linux_runs, one_linux)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    add_row(rows, raw, "Linux boot: process start to the guest's last line", "s",
+            [x[0] for x in s["ember"]], [x[0] for x in s["qemu"]], lower_better=True)
+    add_row(rows, raw, "Linux boot: the guest's uptime at its last line", "s",
+            [x[1] for x in s["ember"]], [x[1] for x in s["qemu"]], lower_better=True)
+
+
 def build_floor():
     """Compile bench/kvm-floor.c (50 lines: KVM_RUN and return) into build/bench/."""
     src = os.path.join(ROOT, "bench", "kvm-floor.c")
@@ -516,6 +576,8 @@ def plot(rows, path):
             if "na" not in r and r["ember"] and r["qemu"] and statistics.median(r["qemu"])]
     if not data:
         return None
+    # Its cache, where a home that is read-only (the KVM test VM's) does not matter.
+    os.environ.setdefault("MPLCONFIGDIR", os.path.join(ROOT, "build", "matplotlib"))
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -567,10 +629,13 @@ def main():
     ap.add_argument("--exit-reads", type=int, default=None, help="default 20000; --short 2000")
     ap.add_argument("--ember", default=os.path.join(ROOT, "build/release/ember"))
     ap.add_argument("--guest", default=os.path.join(ROOT, "build/guest/testguest.elf"))
+    ap.add_argument("--linux-runs", type=int, default=None, help="Linux boots per VMM (default 3; --short 1)")
+    ap.add_argument("--linux-dir", default=os.path.join(ROOT, "build/linux"),
+                    help="the Linux guest (make linux-guest)")
     ap.add_argument("--out", default=None, help="results folder (default results/<timestamp>)")
     a = ap.parse_args()
     d = {"runs": (3, 40), "density_k": (3, 8), "blk_runs": (1, 3), "bench_ms": (300, 2000),
-         "exit_reads": (2000, 20000)}
+         "exit_reads": (2000, 20000), "linux_runs": (1, 3)}
     for k, (short, full) in d.items():
         if getattr(a, k) is None:
             setattr(a, k, short if a.short else full)
@@ -593,7 +658,8 @@ def main():
           % (a.runs, a.density_k, a.blk_runs, a.bench_ms, a.exit_reads, " (short)" if a.short else ""))
     rows, raw, failures, durations = [], [], [], {}
     fns = {"startup": bench_startup, "memory": bench_memory, "block": bench_block,
-           "density": bench_density, "exit": bench_exit, "hotplug": bench_hotplug}
+           "density": bench_density, "exit": bench_exit, "hotplug": bench_hotplug,
+           "linux": bench_linux}
     for b in BENCHES:
         if b not in only:
             continue
