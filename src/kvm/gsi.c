@@ -365,7 +365,7 @@ static int op_ioeventfd_dm(void *ctx, uint64_t addr, uint32_t len, bool pio, int
 	return kvm_ioeventfd_dm(g->kvm, addr, len, pio, fd, assign, datamatch);
 }
 
-static const struct pci_platform_ops gsi_platform_ops = {
+static const struct platform_ops gsi_platform_ops = {
     .msi_alloc = op_msi_alloc,
     .msi_route = op_msi_route,
     .msi_free = op_msi_free,
@@ -379,7 +379,7 @@ static const struct pci_platform_ops gsi_platform_ops = {
     .unwatch = op_unwatch,
 };
 
-void gsi_router_platform(struct gsi_router *g, struct pci_platform *out)
+void gsi_router_platform(struct gsi_router *g, struct platform *out)
 {
 	out->ops = &gsi_platform_ops;
 	out->ctx = g;

@@ -19,7 +19,7 @@
  * (ops->watch/unwatch) must be added and removed on the VMM thread, or
  * while the loop is not running, since their callbacks run there.
  *
- * gsi_router_platform() fills a `struct pci_platform` with this router's
+ * gsi_router_platform() fills a `struct platform` with this router's
  * implementation, for the PCI layer.
  */
 
@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "kvm/kvm.h"
-#include "pci/platform.h"
+#include "util/platform.h"
 #include "util/evloop.h"
 
 #define GSI_LEGACY_COUNT 24   /* IOAPIC pins */
@@ -70,7 +70,7 @@ int gsi_router_init(struct gsi_router *g, struct kvm *kvm, struct evloop *loop, 
 void gsi_router_destroy(struct gsi_router *g);
 
 /* The PCI layer's view of this router: ops bound to `g`. */
-void gsi_router_platform(struct gsi_router *g, struct pci_platform *out);
+void gsi_router_platform(struct gsi_router *g, struct platform *out);
 
 /*
  * Build the table KVM_SET_GSI_ROUTING takes from g->msi: the legacy entries

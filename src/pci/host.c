@@ -412,7 +412,7 @@ const struct bus_ops pci_ecam_ops = {.read = ecam_read, .write = ecam_write};
 /* ---- host set-up ---------------------------------------------------------------------------- */
 
 int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio,
-                  const struct pci_platform *plat, const struct pci_host_layout *lay, struct err *e)
+                  const struct platform *plat, const struct pci_host_layout *lay, struct err *e)
 {
 	int rc;
 

@@ -56,7 +56,7 @@ static void resample(void *arg)
 
 int pci_intx_plug(struct pci_dev *d, uint32_t gsi)
 {
-	const struct pci_platform *plat;
+	const struct platform *plat;
 	int fd, rfd, r;
 
 	if (!d->host || !d->host->plat.ops)
@@ -94,7 +94,7 @@ int pci_intx_plug(struct pci_dev *d, uint32_t gsi)
 void pci_intx_unplug(struct pci_dev *d)
 {
 	struct pci_host *h = d->host;
-	const struct pci_platform *plat;
+	const struct platform *plat;
 	struct pci_intx x;
 
 	if (!h)

@@ -89,7 +89,7 @@ static void send(struct pci_msi *m, unsigned int v)
 }
 
 int pci_msi_init(struct pci_msi *m, struct pci_dev *d, unsigned int nvec,
-                 const struct pci_platform *plat)
+                 const struct platform *plat)
 {
 	unsigned int i;
 	int cap, r;

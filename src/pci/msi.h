@@ -48,7 +48,7 @@ struct pci_msi {
 	int fd[PCI_MSI_MAX_VECTORS];
 	unsigned int nalloc; /* how many vectors have a GSI/fd (fd[v] >= 0) */
 	pthread_mutex_t lock;
-	struct pci_platform plat;
+	struct platform plat;
 	struct ratelimit rl;
 	/* The capability's registers as of the last pci_msi_cfg_write(), under `lock`. */
 	bool enabled;
@@ -66,7 +66,7 @@ struct pci_msi {
  * -ENOSPC (no room for the capability); nothing changed on error.
  */
 int pci_msi_init(struct pci_msi *m, struct pci_dev *d, unsigned int nvec,
-                 const struct pci_platform *plat);
+                 const struct platform *plat);
 
 /*
  * Free every GSI and eventfd; clears d->msi.  No thread may still call

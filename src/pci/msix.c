@@ -262,7 +262,7 @@ static bool region_fits(const struct pci_dev *d, unsigned int bar, uint64_t off,
 
 int pci_msix_init(struct pci_msix *m, struct pci_dev *d, unsigned int nvec, unsigned int table_bar,
                   uint64_t table_off, unsigned int pba_bar, uint64_t pba_off,
-                  const struct pci_platform *plat)
+                  const struct platform *plat)
 {
 	uint64_t tlen = (uint64_t)nvec * PCI_MSIX_ENTRY_SIZE, plen = pba_len(nvec);
 	unsigned int i, same = table_bar == pba_bar;

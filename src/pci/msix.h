@@ -64,7 +64,7 @@ struct pci_msix {
 	struct pci_msix_vector *vec; /* nvec entries */
 	uint64_t *pba;               /* ceil(nvec / 64) words */
 	pthread_mutex_t lock;
-	struct pci_platform plat;
+	struct platform plat;
 	struct ratelimit rl;
 	/* Message Control's Enable and Function Mask, mirrored by pci_msix_cfg_write(). */
 	bool enabled, fmask;
@@ -80,7 +80,7 @@ struct pci_msix {
  */
 int pci_msix_init(struct pci_msix *m, struct pci_dev *d, unsigned int nvec, unsigned int table_bar,
                   uint64_t table_off, unsigned int pba_bar, uint64_t pba_off,
-                  const struct pci_platform *plat);
+                  const struct platform *plat);
 
 /*
  * Release every GSI and eventfd and the table; clears d->msix.  The device

@@ -39,7 +39,7 @@
 
 #include "bus/bus.h"
 #include "pci/cfg.h"
-#include "pci/platform.h"
+#include "util/platform.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -207,7 +207,7 @@ struct pci_host_layout {
 
 struct pci_host {
 	struct bus *pio, *mmio;
-	struct pci_platform plat;
+	struct platform plat;
 	struct pci_host_layout lay;
 	pthread_mutex_t lock;
 	uint32_t cf8; /* CONFIG_ADDRESS latch */
@@ -228,8 +228,7 @@ struct pci_host {
  * (do not call pci_host_destroy() then).
  */
 int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio,
-                  const struct pci_platform *plat, const struct pci_host_layout *lay,
-                  struct err *e);
+                  const struct platform *plat, const struct pci_host_layout *lay, struct err *e);
 
 /*
  * Unregister everything.  Devices should have been unplugged; any still

@@ -366,7 +366,7 @@ const struct bus_ops virtio_mmio_ops = {
 /* Bind (assign) or unbind queue q's eventfd to QueueNotify with datamatch q. */
 static int ioevfd(struct virtio_mmio *t, unsigned int q, bool assign)
 {
-	const struct pci_platform *p = &t->env->plat;
+	const struct platform *p = &t->env->plat;
 
 	return p->ops->ioeventfd_dm(p->ctx, t->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, false,
 	                            virtio_kick_fd(&t->kicks, q), assign, q);
@@ -375,7 +375,7 @@ static int ioevfd(struct virtio_mmio *t, unsigned int q, bool assign)
 int virtio_mmio_init(struct virtio_mmio *t, struct virtio_dev *v, struct bus *mmio, uint64_t base,
                      uint32_t gsi, const struct virtio_env *env, struct err *e)
 {
-	const struct pci_platform *p = &env->plat;
+	const struct platform *p = &env->plat;
 	int r;
 
 	memset(t, 0, sizeof(*t));
@@ -433,7 +433,7 @@ fail:
 
 void virtio_mmio_destroy(struct virtio_mmio *t)
 {
-	const struct pci_platform *p = t->env ? &t->env->plat : NULL;
+	const struct platform *p = t->env ? &t->env->plat : NULL;
 
 	if (t->on_bus)
 		bus_unregister(t->bus, t->base, NULL);

@@ -473,7 +473,7 @@ const struct bus_ops virtio_pci_notify_ops = {
 /* Bind (assign) or unbind queue q's ioeventfd at notify_addr + 4 q, any width (len 0). */
 static int notify_ioevfd(struct virtio_pci *t, unsigned int q, bool assign)
 {
-	const struct pci_platform *p = &t->env->plat;
+	const struct platform *p = &t->env->plat;
 
 	return p->ops->ioeventfd(p->ctx, t->notify_addr + (uint64_t)q * VIRTIO_PCI_NOTIFY_MULT, 0,
 	                         false, virtio_kick_fd(&t->kicks, q), assign);

@@ -1,11 +1,13 @@
-/* platform.h - what the PCI layer needs from the hypervisor: MSI routes, INTx lines, ioeventfds. */
-#ifndef EMBER_PCI_PLATFORM_H
-#define EMBER_PCI_PLATFORM_H
+/* platform.h - what devices need from the hypervisor: MSI routes, lines, ioeventfds. */
+#ifndef EMBER_UTIL_PLATFORM_H
+#define EMBER_UTIL_PLATFORM_H
 
 /*
- * The PCI core and devices raise interrupts and take doorbells through this
- * ops table, so they never call KVM themselves (DESIGN.md: `kvm/` owns the
- * GSI routing table).  vmm/ fills it with kvm/gsi.h's implementation; unit
+ * The PCI core, the virtio core and devices raise interrupts and take
+ * doorbells through this ops table, so they never call KVM themselves
+ * (DESIGN.md: `kvm/` owns the GSI routing table).  It sits in util/, the
+ * bottom layer, so that kvm/ (which implements it) and everything that uses it
+ * depend on it downward.  vmm/ fills it with kvm/gsi.h's implementation; unit
  * tests fill it with fakes that record what happened.
  *
  * Every interrupt leaves through an eventfd bound to KVM as an irqfd, so the
@@ -15,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct pci_platform_ops {
+struct platform_ops {
 	/*
 	 * Allocate a GSI for an MSI/MSI-X vector and an eventfd bound to it as an
 	 * irqfd.  The route is not valid until msi_route().  -errno (-ENOSPC when
@@ -44,9 +46,10 @@ struct pci_platform_ops {
 
 	/* Have KVM signal `fd` instead of exiting on a guest write of `len` bytes at addr. */
 	int (*ioeventfd)(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd, bool assign);
-	/* Same, only for writes of the value `datamatch` (e.g. virtio-mmio QueueNotify = queue index). */
+	/* Same, only for writes of the value `datamatch` (e.g. virtio-mmio QueueNotify = queue
+	 * index). */
 	int (*ioeventfd_dm)(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd, bool assign,
-			    uint64_t datamatch);
+	                    uint64_t datamatch);
 
 	/*
 	 * Call cb(arg) on the VMM thread whenever `fd` becomes readable (used for
@@ -56,8 +59,8 @@ struct pci_platform_ops {
 	void (*unwatch)(void *ctx, int fd);
 };
 
-struct pci_platform {
-	const struct pci_platform_ops *ops;
+struct platform {
+	const struct platform_ops *ops;
 	void *ctx;
 };
 

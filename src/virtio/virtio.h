@@ -68,7 +68,7 @@
 #include "util/evloop.h"
 #include "util/gmem.h"
 #include "util/log.h"
-#include "pci/platform.h"
+#include "util/platform.h"
 #include "virtio/virtq.h"
 
 #define VIRTIO_F_INDIRECT_DESC 28
@@ -95,8 +95,8 @@
 /* What devices and transports need from the VM. */
 struct virtio_env {
 	const struct gmem *gm;
-	struct evloop *loop;      /* VMM thread: kicks, backend completions */
-	struct pci_platform plat; /* ioeventfds, irqfds, resample watches */
+	struct evloop *loop;  /* VMM thread: kicks, backend completions */
+	struct platform plat; /* ioeventfds, irqfds, resample watches */
 };
 
 struct virtio_dev;

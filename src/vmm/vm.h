@@ -178,7 +178,7 @@ struct vm {
 	bool legacy_ready; /* the three devices are initialised */
 
 	struct gsi_router gsi;
-	struct pci_platform plat;
+	struct platform plat;
 	struct pci_host pci;
 	struct root_port ports[VM_MAX_ROOT_PORTS];
 	unsigned int nports;

@@ -20,7 +20,7 @@ struct rig {
 	struct bus pio, mmio;
 	struct rcu_reader *rd;
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct pci_host host;
 	struct root_port ports[2];
 	struct testdev td;

@@ -214,7 +214,7 @@ static void on_resample(void *arg)
 TEST(kvm_intx_level_irqfd_and_watch)
 {
 	struct vmfix f;
-	struct pci_platform plat;
+	struct platform plat;
 	struct watch_ctx w = {0};
 	struct kvm_irqchip c;
 	int fd = -1, rfd = -1, tries;
@@ -255,7 +255,7 @@ out:
 TEST(kvm_watch_pool_exhaustion)
 {
 	struct vmfix f;
-	struct pci_platform plat;
+	struct platform plat;
 	struct watch_ctx w = {0};
 	int fds[GSI_MAX_WATCHES + 1], i;
 
@@ -288,7 +288,7 @@ out:
 TEST(kvm_ioeventfd_through_platform)
 {
 	struct vmfix f;
-	struct pci_platform plat;
+	struct platform plat;
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
 	vm_setup(&f);

@@ -1,4 +1,5 @@
-/* fake_platform.h - a recording pci_platform for unit tests: real eventfds, fake GSIs and routes.
+/* fake_platform.h - a recording platform (util/platform.h) for unit tests: real eventfds, fake GSIs
+ * and routes.
  */
 #ifndef EMBER_TEST_FAKE_PLATFORM_H
 #define EMBER_TEST_FAKE_PLATFORM_H
@@ -19,7 +20,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "pci/platform.h"
+#include "util/platform.h"
 
 #define FAKE_MSI_BASE    24
 #define FAKE_MSI_MAX     512
@@ -56,7 +57,7 @@ struct fake_ioevfd {
 	uint32_t len;
 	bool pio;
 	int fd;
-	bool has_dm;        /* registered with ioeventfd_dm */
+	bool has_dm; /* registered with ioeventfd_dm */
 	uint64_t datamatch;
 };
 
@@ -219,7 +220,7 @@ static inline void fake_line_free(void *ctx, uint32_t gsi, int fd)
 
 /* Datamatch ioeventfds are recorded like plain ones, with the value in `datamatch`. */
 static inline int fake_ioeventfd_dm(void *ctx, uint64_t addr, uint32_t len, bool pio, int fd,
-				    bool assign, uint64_t datamatch)
+                                    bool assign, uint64_t datamatch)
 {
 	struct fake_plat *f = ctx;
 	unsigned int i;
@@ -266,7 +267,7 @@ static inline void fake_unwatch(void *ctx, int fd)
 			f->watches[i].used = false;
 }
 
-static const struct pci_platform_ops fake_platform_ops = {
+static const struct platform_ops fake_platform_ops = {
     .msi_alloc = fake_msi_alloc,
     .msi_route = fake_msi_route,
     .msi_free = fake_msi_free,
@@ -281,7 +282,7 @@ static const struct pci_platform_ops fake_platform_ops = {
 };
 
 /* Point `p` at a zeroed fake. */
-static inline void fake_plat_init(struct fake_plat *f, struct pci_platform *p)
+static inline void fake_plat_init(struct fake_plat *f, struct platform *p)
 {
 	*f = (struct fake_plat){0};
 	p->ops = &fake_platform_ops;

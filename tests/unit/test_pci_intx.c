@@ -253,7 +253,7 @@ TEST(asserted_before_plug)
 TEST(through_the_core)
 {
 	struct fake_plat *fp = calloc(1, sizeof(*fp));
-	struct pci_platform plat;
+	struct platform plat;
 	struct rcu rcu;
 	struct bus pio, mmio;
 	struct pci_host *h = calloc(1, sizeof(*h));

@@ -17,7 +17,7 @@
 
 struct fix {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct pci_host host; /* only its lock is used, as the core's would be */
 	struct pci_dev d;
 	struct pci_msi m;
@@ -451,7 +451,7 @@ TEST(destroy_frees_everything)
 TEST(through_the_core)
 {
 	struct fake_plat *fp = calloc(1, sizeof(*fp));
-	struct pci_platform plat;
+	struct platform plat;
 	struct rcu rcu;
 	struct bus pio, mmio;
 	struct pci_host *h = calloc(1, sizeof(*h));

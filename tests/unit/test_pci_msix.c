@@ -15,7 +15,7 @@
 
 struct fix {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct pci_dev d;
 	struct pci_msix m;
 };
@@ -552,7 +552,7 @@ TEST(destroy_frees_every_gsi)
 TEST(through_the_core)
 {
 	struct fake_plat *fp = calloc(1, sizeof(*fp));
-	struct pci_platform plat;
+	struct platform plat;
 	struct rcu rcu;
 	struct rcu_reader *rd;
 	struct bus pio, mmio;

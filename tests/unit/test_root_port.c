@@ -47,7 +47,7 @@
 /* A host on real buses with fake interrupts, for the tests that plug ports. */
 struct fix {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct rcu rcu;
 	struct bus pio, mmio;
 	struct pci_host h;
@@ -106,7 +106,7 @@ static uint32_t gr(struct root_port *p, unsigned int off, unsigned int size)
 TEST(header)
 {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct root_port *p = calloc(1, sizeof(*p));
 
 	fake_plat_init(&fp, &plat);
@@ -133,7 +133,7 @@ TEST(header)
 TEST(bad_port_number)
 {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct root_port *p = calloc(1, sizeof(*p));
 
 	fake_plat_init(&fp, &plat);
@@ -149,7 +149,7 @@ TEST(bad_port_number)
 TEST(capability_chain)
 {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct root_port *p = calloc(1, sizeof(*p));
 	unsigned int exp, msi;
 
@@ -179,7 +179,7 @@ TEST(capability_chain)
 TEST(pcie_capability_values)
 {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct root_port *p = calloc(1, sizeof(*p));
 	unsigned int x;
 	uint32_t v;
@@ -229,7 +229,7 @@ static uint32_t ones(struct root_port *p, unsigned int off, unsigned int size)
 TEST(pcie_capability_masks)
 {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct root_port *p = calloc(1, sizeof(*p));
 	unsigned int x;
 
@@ -269,7 +269,7 @@ TEST(pcie_capability_masks)
 TEST(slot_status_w1c)
 {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct root_port *p = calloc(1, sizeof(*p));
 	unsigned int x;
 
@@ -309,7 +309,7 @@ TEST(slot_status_w1c)
 TEST(presence_reflected)
 {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct root_port *p = calloc(1, sizeof(*p));
 	unsigned int x;
 
@@ -847,7 +847,7 @@ TEST(dword_slot_write_clears_status_and_keeps_rule)
 TEST(events_on_an_unplugged_port)
 {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct root_port *p = calloc(1, sizeof(*p));
 	struct hprec rec = {0};
 

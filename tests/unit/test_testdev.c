@@ -15,7 +15,7 @@
 /* A host on real buses, the device plugged at 00:02.0, 64 KiB of "guest RAM" at 1 MiB. */
 struct fix {
 	struct fake_plat fp;
-	struct pci_platform plat;
+	struct platform plat;
 	struct rcu rcu;
 	struct rcu_reader *rd;
 	struct bus pio, mmio;

@@ -131,7 +131,7 @@ static void port_cfg_write(struct pci_dev *d, unsigned int off, uint32_t val, un
 
 static const struct pci_dev_ops port_ops = {.cfg_write = port_cfg_write};
 
-int root_port_init(struct root_port *p, unsigned int port_number, const struct pci_platform *plat)
+int root_port_init(struct root_port *p, unsigned int port_number, const struct platform *plat)
 {
 	int off, r;
 

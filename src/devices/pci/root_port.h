@@ -83,7 +83,7 @@
 
 #include "pci/msi.h"
 #include "pci/pci.h"
-#include "pci/platform.h"
+#include "util/platform.h"
 
 #define ROOT_PORT_VENDOR 0x1b36
 #define ROOT_PORT_DEVICE 0x000c
@@ -112,7 +112,7 @@ struct root_port {
  * empty.  -EINVAL (port number out of range), or -errno from the capability
  * builder / MSI set-up; nothing is left to undo on error.
  */
-int root_port_init(struct root_port *p, unsigned int port_number, const struct pci_platform *plat);
+int root_port_init(struct root_port *p, unsigned int port_number, const struct platform *plat);
 
 /* Release the MSI vector's resources.  Unplug the port first.  Safe after a failed init. */
 void root_port_destroy(struct root_port *p);

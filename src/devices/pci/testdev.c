@@ -289,7 +289,7 @@ const struct bus_ops testdev_buf_ops = {
 
 /* ---- set-up -------------------------------------------------------------------------------- */
 
-int testdev_init(struct testdev *t, const struct gmem *gm, const struct pci_platform *plat,
+int testdev_init(struct testdev *t, const struct gmem *gm, const struct platform *plat,
                  struct err *e)
 {
 	int r;

@@ -60,7 +60,7 @@
 #include "pci/msi.h"
 #include "pci/msix.h"
 #include "pci/pci.h"
-#include "pci/platform.h"
+#include "util/platform.h"
 #include "util/err.h"
 #include "util/gmem.h"
 #include "util/log.h"
@@ -113,7 +113,7 @@ struct testdev {
 	struct pci_msix msix;
 	struct pci_msi msi;
 	const struct gmem *gm;
-	struct pci_platform plat;
+	struct platform plat;
 
 	pthread_mutex_t lock;
 	uint32_t scratch;
@@ -138,7 +138,7 @@ struct testdev {
  * `plat` must outlive the device.  -errno with a message in `e`; nothing is
  * left to undo on error.
  */
-int testdev_init(struct testdev *t, const struct gmem *gm, const struct pci_platform *plat,
+int testdev_init(struct testdev *t, const struct gmem *gm, const struct platform *plat,
                  struct err *e);
 
 /*
