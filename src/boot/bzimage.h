@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "boot/boot.h"
+#include "boot/bootfile.h"
 #include "util/err.h"
 #include "util/gmem.h"
 

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "boot/boot.h"
+#include "boot/bootfile.h"
 #include "util/err.h"
 #include "util/gmem.h"
 
