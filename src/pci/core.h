@@ -5,7 +5,9 @@
 /*
  * Functions here run with the host's lock held unless said otherwise; they
  * are the pieces host.c (topology, configuration dispatch, plug/unplug)
- * needs from bar.c (BAR registry) and that dump.c needs from host.c.
+ * needs from bar.c (BAR registry) and that dump.c needs from host.c.  The
+ * accessors every one of them uses are inline here, so bar.c needs nothing
+ * from host.c.
  */
 
 #include <stdbool.h>
@@ -17,14 +19,23 @@
 #define PCI_BAR_ADDR_LIMIT (1ull << 52)
 
 /* The device's name for messages ("?" when it has none). */
-const char *pci_dev_name(const struct pci_dev *d);
+static inline const char *pci_dev_name(const struct pci_dev *d)
+{
+	return d->name ? d->name : "?";
+}
+
+/* True for a type 1 (PCI-to-PCI bridge) header. */
+static inline bool pci_dev_is_bridge(const struct pci_dev *d)
+{
+	return (pci_cfg_get8(&d->cfg, PCI_HEADER_TYPE) & 0x7f) == PCI_HEADER_TYPE_BRIDGE;
+}
 
 /* Number of BAR registers of d's header: 6 for type 0, 2 for type 1 (PCI-to-PCI Bridge 1.2 §3.2).
  */
-unsigned int pci_dev_bar_count(const struct pci_dev *d);
-
-/* True for a type 1 (PCI-to-PCI bridge) header. */
-bool pci_dev_is_bridge(const struct pci_dev *d);
+static inline unsigned int pci_dev_bar_count(const struct pci_dev *d)
+{
+	return pci_dev_is_bridge(d) ? 2 : PCI_BAR_COUNT;
+}
 
 /*
  * Bump-allocate `size` bytes aligned to `align` (a power of two) from `w`.

@@ -52,21 +52,6 @@ static inline bool cfg_access_ok(unsigned int off, unsigned int size)
 	return (size == 1 || size == 2 || size == 4) && (off & 3) + size <= 4 && off < PCI_CFG_SIZE;
 }
 
-const char *pci_dev_name(const struct pci_dev *d)
-{
-	return d->name ? d->name : "?";
-}
-
-bool pci_dev_is_bridge(const struct pci_dev *d)
-{
-	return (pci_cfg_get8(&d->cfg, PCI_HEADER_TYPE) & 0x7f) == PCI_HEADER_TYPE_BRIDGE;
-}
-
-unsigned int pci_dev_bar_count(const struct pci_dev *d)
-{
-	return pci_dev_is_bridge(d) ? 2 : PCI_BAR_COUNT;
-}
-
 /* ---- function set-up ------------------------------------------------------------------------ */
 
 void pci_dev_init(struct pci_dev *d, const char *name, uint16_t vendor, uint16_t device,

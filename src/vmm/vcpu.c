@@ -1,4 +1,6 @@
 /* vcpu.c - vCPU set-up, the KVM_RUN loop, exit dispatch to the buses, exit counters, pause. */
+#include "vmm/vcpu.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

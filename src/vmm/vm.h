@@ -38,6 +38,7 @@
 #include "transport/mmio.h"
 #include "transport/pci.h"
 #include "vmm/devopts.h"
+#include "vmm/vcpu.h"
 #include "devices/pci/testdev.h"
 #include "kvm/gsi.h"
 #include "kvm/kvm.h"
@@ -133,30 +134,8 @@ struct vm_slot {
 	uint64_t deadline_ns;    /* removal: forced after this (CLOCK_MONOTONIC) */
 };
 
-/*
- * Exit counters of one vCPU (Firecracker's "vcpu" metrics).  Written only by
- * the vCPU's own thread, with relaxed atomic stores (no lock, no
- * read-modify-write on the exit path); any thread may read them with relaxed
- * atomic loads (vcpu_stats_read()).
- */
-struct vcpu_stats {
-	uint64_t exit_io_in, exit_io_out;         /* KVM_EXIT_IO, by direction */
-	uint64_t exit_mmio_read, exit_mmio_write; /* KVM_EXIT_MMIO, by direction */
-	uint64_t failures; /* KVM_RUN errors, entry failures, internal errors, unhandled exits */
-};
-
 /* Told when a hot-plugged device has gone (VMM thread): `name` is its id. */
 typedef void (*vm_unplugged_cb)(void *opaque, enum vm_virtio_kind kind, const char *name);
-
-struct vcpu {
-	struct vm *vm;
-	struct kvm_vcpu_fd kf;
-	struct rcu_reader *rd;
-	pthread_t thread;
-	bool started;
-	struct ratelimit rl_unclaimed;
-	struct vcpu_stats stats;
-};
 
 struct vm {
 	struct vm_config cfg;
@@ -318,24 +297,5 @@ int vm_pause(struct vm *vm, struct err *e);
 int vm_resume(struct vm *vm, struct err *e);
 /* True between vm_pause() and vm_resume(). */
 bool vm_paused(struct vm *vm);
-
-/*
- * The vCPU loop's pause point, called at the top of each iteration by the
- * vCPU's own thread: false when the VM is stopping (leave the loop);
- * otherwise parks while a pause is requested and returns true when the vCPU
- * may run (or false if a stop came while parked).
- */
-bool vcpu_pause_point(struct vcpu *v);
-/* The vCPU thread's last call before it returns: counted for vm_pause(). */
-void vcpu_thread_exit(struct vcpu *v);
-/* A relaxed snapshot of `v`'s exit counters (any thread). */
-void vcpu_stats_read(const struct vcpu *v, struct vcpu_stats *out);
-
-/* vCPU thread body (vcpu.c): names the thread "vcpu N", runs until the VM stops. */
-void *vcpu_thread(void *arg);
-/* Configure vCPU registers, CPUID, MSRs, FPU and LAPIC before the first run (vcpu.c). */
-int vcpu_setup(struct vcpu *v, struct err *e);
-/* Make a vCPU leave KVM_RUN promptly (vcpu.c). */
-void vcpu_kick(struct vcpu *v);
 
 #endif
