@@ -9,7 +9,7 @@ total_start=$(date +%s)
 for t in "$@"; do
 	echo "== tier $t"
 	start=$(date +%s)
-	if ${MAKE:-make} --no-print-directory "$t"; then
+	if ${MAKE:-make} -j"$(nproc)" --no-print-directory "$t"; then
 		result=passed
 	else
 		result=FAILED

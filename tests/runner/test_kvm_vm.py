@@ -5,7 +5,9 @@ even where /dev/kvm exists.  Each boot of the VM costs about 8 s.
 """
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -121,3 +123,27 @@ def test_bad_usage():
     assert rc == 2 and "no command given" in err, err
     rc, _, err, _ = run(["--timeout", "soon", "true"], env={"EMBER_KVM_VM": "always"})
     assert rc == 2 and "takes a number" in err, err
+
+
+def test_a_project_folder_under_tmp():
+    """The VM's /tmp is a tmpfs of its own; a project folder under /tmp (where CI may clone)
+    must still be the host's, writable, at the same path."""
+    proj = Path(tempfile.mkdtemp(prefix="ember-kvm-vm-proj.", dir="/tmp"))
+    try:
+        for f in ("scripts/kvm-vm", "scripts/kvm-vm-init", "scripts/deps.sh",
+                  "tests/linux/mkinitramfs.py"):
+            (proj / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, proj / f)
+        (proj / "input").write_text("from the host\n")
+        e = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_KVM_VM")}
+        # The same image inputs, so the cache of this checkout serves (no second build).
+        e.update(EMBER_KVM_VM="always", EMBER_KVM_VM_DIR=str(ROOT / "build" / "kvm-vm"))
+        p = subprocess.run([str(proj / "scripts" / "kvm-vm"), "sh", "-c",
+                            "pwd; cat input; echo from the vm >output"], cwd=proj, env=e,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        assert p.stdout.splitlines() == [str(proj), "from the host"], p.stdout
+        assert (proj / "output").read_text() == "from the vm\n"
+        assert "building" not in p.stderr, p.stderr
+    finally:
+        shutil.rmtree(proj, ignore_errors=True)
