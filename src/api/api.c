@@ -155,7 +155,7 @@ static bool path_id(struct route *rt, const char *body_id)
 
 static json_t *pci_topology(struct ctl *c)
 {
-	struct pci_host *h = &c->vm->pci;
+	struct pci_host *h = vm_pci_host(c->vm);
 	json_t *arr = json_array();
 	unsigned int bus, devfn;
 	bool scan[256] = {[0] = true};
@@ -215,24 +215,21 @@ static json_t *pci_topology(struct ctl *c)
 	unsigned int i;
 
 	free(dump);
-	for (i = 0; slots && i < c->vm->nports; i++) {
+	for (i = 0; slots && i < vm_slot_count(c->vm); i++) {
 		static const char *const states[] = {"empty", "occupied", "removing"};
-		const struct vm_slot *sl = &c->vm->slots[i];
+		struct vm_slot_info sl;
 		char bdf[32];
 
-		snprintf(bdf, sizeof(bdf), "0000:00:%02x.0", i + 1);
+		vm_slot_get(c->vm, i, &sl);
+		snprintf(bdf, sizeof(bdf), "0000:00:%02x.0", sl.port);
 		json_array_append_new(
-		    slots,
-		    json_pack("{s:I, s:s, s:s, s:o}", "port", (json_int_t)(i + 1), "bdf", bdf,
-		              "state",
-		              sl->state == VM_SLOT_EMPTY && root_port_present(&c->vm->ports[i])
-		                  ? "occupied"
-		                  : states[sl->state],
-		              "device", sl->vv ? json_string(sl->vv->name) : json_null()));
+		    slots, json_pack("{s:I, s:s, s:s, s:o}", "port", (json_int_t)sl.port, "bdf", bdf,
+		                     "state", states[sl.state], "device",
+		                     sl.device ? json_string(sl.device) : json_null()));
 	}
 	if (out) {
 		json_object_set_new(out, "slots", slots ? slots : json_array());
-		json_object_set_new(out, "gsi_routes", json_integer(gsi_msi_count(&c->vm->gsi)));
+		json_object_set_new(out, "gsi_routes", json_integer(vm_msi_route_count(c->vm)));
 	}
 	return out;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "vmm/vm_internal.h"
 
 static uint64_t ts_us(clockid_t clk)
 {

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "boot/layout.h"
 #include "util/err.h"
 #include "util/evloop.h"
 #include "vmm/metrics.h"

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
-#include "vmm/vm.h"
+#include "vmm/vm_internal.h"
 
 #define DEFAULT_INSTANCE_ID "anonymous-instance"
 

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "boot/layout.h"
+
 void res_init(struct resources *r)
 {
 	memset(r, 0, sizeof(*r));

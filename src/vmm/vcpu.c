@@ -10,7 +10,7 @@
 
 #include "boot/cpu.h"
 #include "boot/cpuid.h"
-#include "vmm/vm.h"
+#include "vmm/vm_internal.h"
 
 int vcpu_setup(struct vcpu *v, struct err *e)
 {

@@ -17,6 +17,7 @@
 #include "boot/acpi/acpi.h"
 #include "boot/cpu.h"
 #include "pci/dump.h"
+#include "vmm/vm_internal.h"
 
 /* Intel real-mode TSS (3 pages) + identity-map page, just below the firmware area. */
 #define KVM_TSS_GPA 0xfffbc000ull
@@ -1151,6 +1152,33 @@ static int step_hotplug(struct vm *vm, struct err *e)
 fail:
 	undo_hotplug(vm);
 	return r;
+}
+
+struct pci_host *vm_pci_host(struct vm *vm)
+{
+	return &vm->pci;
+}
+
+unsigned int vm_slot_count(const struct vm *vm)
+{
+	return vm->nports;
+}
+
+void vm_slot_get(const struct vm *vm, unsigned int i, struct vm_slot_info *out)
+{
+	const struct vm_slot *sl = &vm->slots[i];
+
+	out->port = i + 1;
+	out->state = sl->state;
+	/* A device built behind the port at start-up (the PCI test device) occupies it too. */
+	if (sl->state == VM_SLOT_EMPTY && root_port_present(&vm->ports[i]))
+		out->state = VM_SLOT_OCCUPIED;
+	out->device = sl->vv ? sl->vv->name : NULL;
+}
+
+unsigned int vm_msi_route_count(struct vm *vm)
+{
+	return gsi_msi_count(&vm->gsi);
 }
 
 void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque)

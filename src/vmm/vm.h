@@ -12,40 +12,20 @@
  * the signal handling of vmm/ctl) runs on the calling thread until something
  * stops the VM: a guest reset (i8042 or triple fault), a fatal exit, or a
  * stop request (SIGINT/SIGTERM).
+ *
+ * struct vm is vmm/'s own (vm_internal.h); everything else reads a VM through the calls
+ * below.
  */
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
-#include "boot/boot.h"
-#include "boot/firmware.h"
-#include "boot/layout.h"
-#include "bus/bus.h"
-#include "devices/legacy/boottimer.h"
-#include "devices/legacy/cmos.h"
-#include "devices/legacy/debugcon.h"
-#include "devices/legacy/fwcfg.h"
-#include "devices/legacy/sleepctl.h"
-#include "devices/legacy/i8042.h"
-#include "devices/legacy/serial.h"
-#include "devices/pci/root_port.h"
-#include "devices/virtio/blk.h"
-#include "devices/virtio/net.h"
-#include "devices/virtio/rng.h"
-#include "devices/virtio/vsock.h"
-#include "transport/mmio.h"
-#include "transport/pci.h"
-#include "vmm/devopts.h"
-#include "vmm/vcpu.h"
-#include "devices/pci/testdev.h"
-#include "kvm/gsi.h"
-#include "kvm/kvm.h"
 #include "pci/pci.h"
+#include "util/err.h"
 #include "util/evloop.h"
-#include "util/gmem.h"
 #include "util/log.h"
+#include "vmm/devopts.h"
 
 #define VM_MAX_VCPUS      32
 #define VM_MIN_MEM_MIB    2ull
@@ -98,117 +78,19 @@ struct vm_exit_info {
 
 struct vm;
 
-/* A virtio device, its transport and where it sits. */
+/* The kinds of virtio device. */
 enum vm_virtio_kind { VM_VIRTIO_BLK, VM_VIRTIO_NET, VM_VIRTIO_VSOCK, VM_VIRTIO_RNG };
 
-struct vm_virtio {
-	enum vm_virtio_kind kind;
-	char name[72]; /* the API id, or "vda", "net0": names the device in logs and metrics */
-	union {
-		struct virtio_blk blk;
-		struct virtio_net net;
-		struct virtio_vsock vsock;
-		struct virtio_rng rng;
-	} u;
-	struct virtio_dev *vdev;
-	enum vm_transport transport;
-	struct virtio_pci pci;
-	struct virtio_mmio mmio;
-	bool transport_ready; /* transport initialised (and, for PCI, plugged) */
-	uint64_t mmio_base;
-	uint32_t mmio_gsi;
-};
-
-#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 2)
 
 #define VM_UNPLUG_TIMEOUT_MS 5000 /* orderly unplug: how long the guest has to power off */
 
 /* A hot-plug slot: one per root port. */
 enum vm_slot_state { VM_SLOT_EMPTY, VM_SLOT_OCCUPIED, VM_SLOT_REMOVING };
 
-struct vm_slot {
-	struct vm_virtio *vv; /* the device behind the port, or NULL */
-	enum vm_slot_state state;
-	unsigned int power_offs; /* atomic: guest power-off writes seen (hp callback) */
-	unsigned int mark;       /* power_offs when plugged or removal was requested */
-	uint64_t deadline_ns;    /* removal: forced after this (CLOCK_MONOTONIC) */
-};
 
 /* Told when a hot-plugged device has gone (VMM thread): `name` is its id. */
 typedef void (*vm_unplugged_cb)(void *opaque, enum vm_virtio_kind kind, const char *name);
 
-struct vm {
-	struct vm_config cfg;
-	struct kvm kvm;
-	struct mem_layout ml;
-	void *ram_low, *ram_high;
-	struct gmem gm;
-	struct rcu rcu;
-	struct bus pio, mmio;
-
-	struct serial serial;
-	struct i8042 i8042;
-	struct cmos cmos;
-	struct debugcon debugcon;
-	struct sleepctl sleepctl;
-	struct boottimer boottimer; /* with cfg.boot_timer */
-	int ged_fd; /* power button: an edge line on GSI_GED (ACPI Generic Event Device) */
-	int serial_irqfd, i8042_irqfd;
-	bool legacy_ready; /* the three devices are initialised */
-
-	struct gsi_router gsi;
-	struct platform plat;
-	struct pci_host pci;
-	struct root_port ports[VM_MAX_ROOT_PORTS];
-	unsigned int nports;
-	struct testdev testdev;
-	bool testdev_ready;
-	unsigned int next_slot;                  /* next free device number on bus 0 */
-	struct vm_slot slots[VM_MAX_ROOT_PORTS]; /* hot plug, one per port */
-	int hp_fd;                               /* eventfd: a guest powered a slot off */
-	int hp_timer_fd;                         /* timerfd: an orderly removal's deadline */
-	struct evloop_watch hp_watch, hp_timer_watch;
-	bool hp_ready;
-	unsigned int net_count; /* NICs made so far (default MACs stay unique) */
-	vm_unplugged_cb unplugged;
-	void *unplugged_opaque;
-
-	struct virtio_env venv;
-	struct vm_virtio *virtio[VM_MAX_VIRTIO];
-	unsigned int nvirtio, nmmio;
-	char cmdline[LAYOUT_CMDLINE_MAX + 512]; /* the user's command line + virtio_mmio.device= */
-
-	uint64_t rsdp_gpa;  /* ACPI RSDP, 0 without ACPI */
-	struct firmware fw; /* with firmware_path */
-	struct fwcfg fwcfg;
-	bool fwcfg_ready;
-	struct boot_result boot;
-	struct vcpu vcpus[VM_MAX_VCPUS];
-	unsigned int nvcpus_created;
-
-	struct evloop *loop; /* cfg.loop */
-	int stop_fd;         /* eventfd: a vCPU asks the VMM thread to stop */
-	bool stop_watched;
-	struct evloop_watch stop_watch, stdin_watch, rx_watch;
-	bool stdin_watched;
-	int rx_notify_fd;        /* eventfd: the guest drained the serial receive FIFO */
-	uint8_t rx_pending[256]; /* console input the FIFO has not taken yet */
-	size_t rx_pending_off, rx_pending_len;
-	bool termios_saved;
-	unsigned char saved_termios[64]; /* struct termios, opaque here */
-
-	unsigned int steps_done; /* build steps completed, for the undo */
-
-	int stopping; /* atomic: set once the VM is stopping */
-	pthread_mutex_t exit_lock;
-	struct vm_exit_info exit;
-
-	/* Pause (vcpu.c): vCPUs park at the top of their loop while pause_requested. */
-	pthread_mutex_t pause_lock;
-	pthread_cond_t pause_cond;     /* a vCPU parked or exited; a pause ended; a stop */
-	int pause_requested;           /* atomic (seq_cst); changed under pause_lock */
-	unsigned int nparked, nexited; /* vCPU threads parked / returned; under pause_lock */
-};
 
 /* Build a VM; on error nothing is left behind and `e` says why. */
 int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e);
@@ -259,8 +141,19 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force, struct err *e);
 /* The callback for vm_unplug's completion (and for a guest that powers a slot off itself). */
 void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque);
-/* The device `name` of `kind`, or NULL. */
-struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const char *name);
+
+/* What GET /pci shows of the VM (the VMM thread): its PCI host, its hot-plug slots, its MSI
+ * routes. */
+struct pci_host *vm_pci_host(struct vm *vm);
+unsigned int vm_slot_count(const struct vm *vm);
+struct vm_slot_info {
+	unsigned int port;        /* 1-based root port number; the port is 00:<port>.0 */
+	enum vm_slot_state state; /* OCCUPIED too for a cold-plugged device behind the port */
+	const char *device;       /* the id of the device plugged there, or NULL */
+};
+/* Slot `i` (0 .. vm_slot_count() - 1). */
+void vm_slot_get(const struct vm *vm, unsigned int i, struct vm_slot_info *out);
+unsigned int vm_msi_route_count(struct vm *vm);
 
 /* Undo every build step and free the VM.  NULL is fine. */
 void vm_destroy(struct vm *vm);

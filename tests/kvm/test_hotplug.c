@@ -7,7 +7,7 @@
 
 #include "pci/pcie.h"
 #include "test.h"
-#include "vmm/vm.h"
+#include "vmm/vm_internal.h"
 
 /*
  * The VM is built without a kernel (build_only: KVM, memory, buses, PCI with

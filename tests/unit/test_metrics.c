@@ -13,7 +13,7 @@
 
 #include "test.h"
 #include "vmm/metrics.h"
-#include "vmm/vm.h"
+#include "vmm/vm_internal.h"
 
 static char tmpdir[64];
 

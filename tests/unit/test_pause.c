@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "test.h"
-#include "vmm/vm.h"
+#include "vmm/vm_internal.h"
 
 #define NVCPUS 3
 

@@ -1,0 +1,145 @@
+/* vm_internal.h - struct vm and what the files of vmm/ share about it; nothing outside vmm/. */
+#ifndef EMBER_VMM_VM_INTERNAL_H
+#define EMBER_VMM_VM_INTERNAL_H
+
+/*
+ * vm.c builds and runs the VM (the step sequence), vm_devices.c makes its virtio devices,
+ * vm_hotplug.c runs the root ports' slots, vm_console.c the serial console; ctl.c,
+ * metrics.c and vcpu.c read the VM here too.
+ */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "boot/boot.h"
+#include "boot/firmware.h"
+#include "boot/layout.h"
+#include "bus/bus.h"
+#include "devices/legacy/boottimer.h"
+#include "devices/legacy/cmos.h"
+#include "devices/legacy/debugcon.h"
+#include "devices/legacy/fwcfg.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/serial.h"
+#include "devices/legacy/sleepctl.h"
+#include "devices/pci/root_port.h"
+#include "devices/pci/testdev.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
+#include "devices/virtio/rng.h"
+#include "devices/virtio/vsock.h"
+#include "kvm/gsi.h"
+#include "kvm/kvm.h"
+#include "transport/mmio.h"
+#include "transport/pci.h"
+#include "util/gmem.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+/* A virtio device, its transport and where it sits. */
+struct vm_virtio {
+	enum vm_virtio_kind kind;
+	char name[72]; /* the API id, or "vda", "net0": names the device in logs and metrics */
+	union {
+		struct virtio_blk blk;
+		struct virtio_net net;
+		struct virtio_vsock vsock;
+		struct virtio_rng rng;
+	} u;
+	struct virtio_dev *vdev;
+	enum vm_transport transport;
+	struct virtio_pci pci;
+	struct virtio_mmio mmio;
+	bool transport_ready; /* transport initialised (and, for PCI, plugged) */
+	uint64_t mmio_base;
+	uint32_t mmio_gsi;
+};
+
+#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 2)
+
+struct vm_slot {
+	struct vm_virtio *vv; /* the device behind the port, or NULL */
+	enum vm_slot_state state;
+	unsigned int power_offs; /* atomic: guest power-off writes seen (hp callback) */
+	unsigned int mark;       /* power_offs when plugged or removal was requested */
+	uint64_t deadline_ns;    /* removal: forced after this (CLOCK_MONOTONIC) */
+};
+
+struct vm {
+	struct vm_config cfg;
+	struct kvm kvm;
+	struct mem_layout ml;
+	void *ram_low, *ram_high;
+	struct gmem gm;
+	struct rcu rcu;
+	struct bus pio, mmio;
+
+	struct serial serial;
+	struct i8042 i8042;
+	struct cmos cmos;
+	struct debugcon debugcon;
+	struct sleepctl sleepctl;
+	struct boottimer boottimer; /* with cfg.boot_timer */
+	int ged_fd; /* power button: an edge line on GSI_GED (ACPI Generic Event Device) */
+	int serial_irqfd, i8042_irqfd;
+	bool legacy_ready; /* the three devices are initialised */
+
+	struct gsi_router gsi;
+	struct platform plat;
+	struct pci_host pci;
+	struct root_port ports[VM_MAX_ROOT_PORTS];
+	unsigned int nports;
+	struct testdev testdev;
+	bool testdev_ready;
+	unsigned int next_slot;                  /* next free device number on bus 0 */
+	struct vm_slot slots[VM_MAX_ROOT_PORTS]; /* hot plug, one per port */
+	int hp_fd;                               /* eventfd: a guest powered a slot off */
+	int hp_timer_fd;                         /* timerfd: an orderly removal's deadline */
+	struct evloop_watch hp_watch, hp_timer_watch;
+	bool hp_ready;
+	unsigned int net_count; /* NICs made so far (default MACs stay unique) */
+	vm_unplugged_cb unplugged;
+	void *unplugged_opaque;
+
+	struct virtio_env venv;
+	struct vm_virtio *virtio[VM_MAX_VIRTIO];
+	unsigned int nvirtio, nmmio;
+	char cmdline[LAYOUT_CMDLINE_MAX + 512]; /* the user's command line + virtio_mmio.device= */
+
+	uint64_t rsdp_gpa;  /* ACPI RSDP, 0 without ACPI */
+	struct firmware fw; /* with firmware_path */
+	struct fwcfg fwcfg;
+	bool fwcfg_ready;
+	struct boot_result boot;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	unsigned int nvcpus_created;
+
+	struct evloop *loop; /* cfg.loop */
+	int stop_fd;         /* eventfd: a vCPU asks the VMM thread to stop */
+	bool stop_watched;
+	struct evloop_watch stop_watch, stdin_watch, rx_watch;
+	bool stdin_watched;
+	int rx_notify_fd;        /* eventfd: the guest drained the serial receive FIFO */
+	uint8_t rx_pending[256]; /* console input the FIFO has not taken yet */
+	size_t rx_pending_off, rx_pending_len;
+	bool termios_saved;
+	unsigned char saved_termios[64]; /* struct termios, opaque here */
+
+	unsigned int steps_done; /* build steps completed, for the undo */
+
+	int stopping; /* atomic: set once the VM is stopping */
+	pthread_mutex_t exit_lock;
+	struct vm_exit_info exit;
+
+	/* Pause (vcpu.c): vCPUs park at the top of their loop while pause_requested. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;     /* a vCPU parked or exited; a pause ended; a stop */
+	int pause_requested;           /* atomic (seq_cst); changed under pause_lock */
+	unsigned int nparked, nexited; /* vCPU threads parked / returned; under pause_lock */
+};
+
+/* The device `name` of `kind`, or NULL. */
+struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const char *name);
+
+#endif
