@@ -222,10 +222,10 @@ static json_t *pci_topology(struct ctl *c)
 
 		vm_slot_get(c->vm, i, &sl);
 		snprintf(bdf, sizeof(bdf), "0000:00:%02x.0", sl.port);
-		json_array_append_new(
-		    slots, json_pack("{s:I, s:s, s:s, s:o}", "port", (json_int_t)sl.port, "bdf", bdf,
-		                     "state", states[sl.state], "device",
-		                     sl.device ? json_string(sl.device) : json_null()));
+		json_array_append_new(slots,
+		                      json_pack("{s:I, s:s, s:s, s:o}", "port", (json_int_t)sl.port,
+		                                "bdf", bdf, "state", states[sl.state], "device",
+		                                sl.device ? json_string(sl.device) : json_null()));
 	}
 	if (out) {
 		json_object_set_new(out, "slots", slots ? slots : json_array());

@@ -81,16 +81,13 @@ struct vm;
 /* The kinds of virtio device. */
 enum vm_virtio_kind { VM_VIRTIO_BLK, VM_VIRTIO_NET, VM_VIRTIO_VSOCK, VM_VIRTIO_RNG };
 
-
 #define VM_UNPLUG_TIMEOUT_MS 5000 /* orderly unplug: how long the guest has to power off */
 
 /* A hot-plug slot: one per root port. */
 enum vm_slot_state { VM_SLOT_EMPTY, VM_SLOT_OCCUPIED, VM_SLOT_REMOVING };
 
-
 /* Told when a hot-plugged device has gone (VMM thread): `name` is its id. */
 typedef void (*vm_unplugged_cb)(void *opaque, enum vm_virtio_kind kind, const char *name);
-
 
 /* Build a VM; on error nothing is left behind and `e` says why. */
 int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e);

@@ -142,4 +142,28 @@ struct vm {
 /* The device `name` of `kind`, or NULL. */
 struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const char *name);
 
+/* ---- build steps in other files than vm.c, each with its undo (vm.c runs the sequence) ---- */
+
+/* vm_console.c: the stop eventfd on the event loop; the serial console on stdin/stdout. */
+int vm_step_loop(struct vm *vm, struct err *e);
+void vm_undo_loop(struct vm *vm);
+int vm_step_console(struct vm *vm, struct err *e);
+void vm_undo_console(struct vm *vm);
+
+/* vm_devices.c: the virtio devices of cfg.dev, cold plugged on their transports. */
+int vm_step_virtio(struct vm *vm, struct err *e);
+void vm_undo_virtio(struct vm *vm);
+/* Build `vv` (kind set) from `cfg` (struct vm_disk_cfg, ...) on its transport.  -errno. */
+int vm_virtio_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e);
+/* Tear one device down (transport, fds, routes, memory): the undo of vm_virtio_create. */
+void vm_virtio_undo(struct vm *vm, struct vm_virtio *vv);
+/* Give `vv` its name: the API id in `cfg`, or vda.., net0.. by `index`. */
+void vm_virtio_name(struct vm_virtio *vv, const void *cfg, unsigned int index);
+/* The kernel command line: the user's plus a virtio_mmio.device= word per mmio device. */
+const char *vm_build_cmdline(struct vm *vm, struct err *e);
+
+/* vm_hotplug.c: the root ports' slots. */
+int vm_step_hotplug(struct vm *vm, struct err *e);
+void vm_undo_hotplug(struct vm *vm);
+
 #endif

@@ -1,0 +1,321 @@
+/* vm_hotplug.c - the root ports' slots: plug, orderly/forced/timed unplug (docs/hotplug.md). */
+#include "vmm/vm_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+/* ---- step: hot plug through the root ports' slots (docs/hotplug.md) ----------------------- */
+
+static uint64_t unplug_timeout_ms(const struct vm *vm)
+{
+	return vm->cfg.unplug_timeout_ms ? vm->cfg.unplug_timeout_ms : VM_UNPLUG_TIMEOUT_MS;
+}
+
+/* Root port callback: vCPU thread, PCI host lock held -- count and wake the VMM thread. */
+static void slot_power_changed(void *opaque, struct root_port *p, bool on)
+{
+	struct vm *vm = opaque;
+	static const uint64_t one = 1;
+
+	if (on)
+		return;
+	__atomic_add_fetch(&vm->slots[p - vm->ports].power_offs, 1, __ATOMIC_RELEASE);
+	if (write(vm->hp_fd, &one, sizeof(one)) < 0)
+		log_debug("hot-plug eventfd: %s", strerror(errno));
+}
+
+static const struct root_port_hp_ops slot_hp_ops = {.power_changed = slot_power_changed};
+
+/* Remember the slot's power-off count now: only a later power-off releases the device. */
+static void slot_mark(struct vm *vm, unsigned int i)
+{
+	pthread_mutex_lock(&vm->pci.lock);
+	vm->slots[i].mark = __atomic_load_n(&vm->slots[i].power_offs, __ATOMIC_ACQUIRE);
+	pthread_mutex_unlock(&vm->pci.lock);
+}
+
+static bool slot_released(struct vm *vm, unsigned int i)
+{
+	return __atomic_load_n(&vm->slots[i].power_offs, __ATOMIC_ACQUIRE) != vm->slots[i].mark;
+}
+
+/* Arm the timer for the earliest removal deadline (or disarm it). */
+static void slot_timer_arm(struct vm *vm)
+{
+	struct itimerspec its = {0};
+	uint64_t first = 0;
+	unsigned int i;
+
+	for (i = 0; i < vm->nports; i++)
+		if (vm->slots[i].state == VM_SLOT_REMOVING &&
+		    (!first || vm->slots[i].deadline_ns < first))
+			first = vm->slots[i].deadline_ns;
+	if (first) {
+		its.it_value.tv_sec = (time_t)(first / 1000000000u);
+		its.it_value.tv_nsec = (long)(first % 1000000000u);
+	}
+	if (timerfd_settime(vm->hp_timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+		log_warn("hot-plug timer: %s", strerror(errno));
+}
+
+/*
+ * Tear the device in slot i down: requests in flight complete to the guest
+ * first (so nothing it was told is lost, and a flush it issued reached the
+ * disk), then the exact undo of the plug.
+ */
+static void slot_teardown(struct vm *vm, unsigned int i)
+{
+	struct vm_slot *sl = &vm->slots[i];
+	struct vm_virtio *vv = sl->vv;
+	enum vm_virtio_kind kind = vv->kind;
+	char name[sizeof(vv->name)];
+	unsigned int j;
+
+	snprintf(name, sizeof(name), "%s", vv->name);
+	if (kind == VM_VIRTIO_BLK)
+		virtio_blk_drain(&vv->u.blk);
+	vm_virtio_undo(vm, vv);
+	for (j = 0; j < vm->nvirtio && vm->virtio[j] != vv; j++)
+		;
+	if (j < vm->nvirtio) {
+		memmove(&vm->virtio[j], &vm->virtio[j + 1],
+		        (vm->nvirtio - j - 1) * sizeof(vm->virtio[0]));
+		vm->virtio[--vm->nvirtio] = NULL;
+	}
+	free(vv);
+	root_port_set_presence(&vm->ports[i], false);
+	sl->vv = NULL;
+	sl->state = VM_SLOT_EMPTY;
+	log_info("slot %u: %s removed", i + 1, name);
+	if (vm->unplugged)
+		vm->unplugged(vm->unplugged_opaque, kind, name);
+}
+
+/* The VMM thread's look at every slot: released by the guest, or past the deadline. */
+static void slots_check(struct vm *vm)
+{
+	uint64_t now = clock_ns();
+	unsigned int i;
+
+	for (i = 0; i < vm->nports; i++) {
+		struct vm_slot *sl = &vm->slots[i];
+
+		if (sl->state == VM_SLOT_EMPTY)
+			continue;
+		if (slot_released(vm, i)) {
+			if (sl->state == VM_SLOT_OCCUPIED)
+				log_info("slot %u: the guest powered the slot off: removing %s",
+				         i + 1, sl->vv->name);
+			slot_teardown(vm, i);
+		} else if (sl->state == VM_SLOT_REMOVING && now >= sl->deadline_ns) {
+			log_warn(
+			    "slot %u: the guest did not release %s within %llu ms: removing it",
+			    i + 1, sl->vv->name, (unsigned long long)unplug_timeout_ms(vm));
+			slot_teardown(vm, i);
+		}
+	}
+	slot_timer_arm(vm);
+}
+
+static void on_hp_event(struct evloop_watch *w, uint32_t events)
+{
+	struct vm *vm = w->opaque;
+	uint64_t v;
+
+	(void)events;
+	if (read(w->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_debug("hot-plug fd read: %s", strerror(errno));
+	slots_check(vm);
+}
+
+void vm_undo_hotplug(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nports; i++)
+		root_port_set_hp_ops(&vm->ports[i], NULL, NULL);
+	if (vm->hp_ready) {
+		evloop_del(vm->loop, &vm->hp_watch);
+		evloop_del(vm->loop, &vm->hp_timer_watch);
+	}
+	vm->hp_ready = false;
+	if (vm->hp_fd >= 0)
+		close(vm->hp_fd);
+	if (vm->hp_timer_fd >= 0)
+		close(vm->hp_timer_fd);
+	vm->hp_fd = vm->hp_timer_fd = -1;
+}
+
+int vm_step_hotplug(struct vm *vm, struct err *e)
+{
+	unsigned int i;
+	int r;
+
+	vm->hp_fd = vm->hp_timer_fd = -1;
+	if (vm->nports == 0)
+		return 0;
+	vm->hp_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->hp_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (vm->hp_fd < 0 || vm->hp_timer_fd < 0) {
+		r = err_sys(e, errno, "cannot set up hot plug");
+		goto fail;
+	}
+	vm->hp_watch = (struct evloop_watch){vm->hp_fd, on_hp_event, vm};
+	vm->hp_timer_watch = (struct evloop_watch){vm->hp_timer_fd, on_hp_event, vm};
+	r = evloop_add(vm->loop, &vm->hp_watch, EPOLLIN);
+	if (r == 0) {
+		r = evloop_add(vm->loop, &vm->hp_timer_watch, EPOLLIN);
+		if (r < 0)
+			evloop_del(vm->loop, &vm->hp_watch);
+	}
+	if (r < 0) {
+		err_sys(e, -r, "epoll_ctl");
+		goto fail;
+	}
+	vm->hp_ready = true;
+	for (i = 0; i < vm->nports; i++) {
+		vm->slots[i] = (struct vm_slot){.state = VM_SLOT_EMPTY};
+		/* A slot the test device occupies from boot is not a hot-plug slot. */
+		root_port_set_hp_ops(&vm->ports[i], &slot_hp_ops, vm);
+	}
+	return 0;
+fail:
+	vm_undo_hotplug(vm);
+	return r;
+}
+
+unsigned int vm_slot_count(const struct vm *vm)
+{
+	return vm->nports;
+}
+
+void vm_slot_get(const struct vm *vm, unsigned int i, struct vm_slot_info *out)
+{
+	const struct vm_slot *sl = &vm->slots[i];
+
+	out->port = i + 1;
+	out->state = sl->state;
+	/* A device built behind the port at start-up (the PCI test device) occupies it too. */
+	if (sl->state == VM_SLOT_EMPTY && root_port_present(&vm->ports[i]))
+		out->state = VM_SLOT_OCCUPIED;
+	out->device = sl->vv ? sl->vv->name : NULL;
+}
+
+void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque)
+{
+	vm->unplugged = cb;
+	vm->unplugged_opaque = opaque;
+}
+
+struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nvirtio; i++)
+		if (vm->virtio[i]->kind == kind && !strcmp(vm->virtio[i]->name, name))
+			return vm->virtio[i];
+	return NULL;
+}
+
+int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigned int *slot,
+               struct err *e)
+{
+	struct vm_virtio *vv;
+	struct root_port *p;
+	unsigned int i;
+	int r;
+
+	enum vm_transport t = kind == VM_VIRTIO_BLK   ? ((const struct vm_disk_cfg *)cfg)->transport
+	                      : kind == VM_VIRTIO_NET ? ((const struct vm_net_cfg *)cfg)->transport
+	                      : kind == VM_VIRTIO_VSOCK
+	                          ? ((const struct vm_vsock_cfg *)cfg)->transport
+	                          : ((const struct vm_rng_cfg *)cfg)->transport;
+
+	if (t != VM_TRANSPORT_PCI)
+		return err_set(
+		    e, EINVAL,
+		    "virtio-mmio devices cannot be hot plugged (use \"transport\": \"pci\")");
+	if (!vm->hp_ready)
+		return err_set(e, ENOSPC, "this microVM has no hot-plug slots (pcie_root_ports)");
+	for (i = 0; i < vm->nports; i++)
+		if (vm->slots[i].state == VM_SLOT_EMPTY && !root_port_present(&vm->ports[i]))
+			break;
+	if (i == vm->nports)
+		return err_set(e, ENOSPC, "no free hot-plug slot: all %u root ports are in use",
+		               vm->nports);
+	if (vm->nvirtio >= VM_MAX_VIRTIO)
+		return err_set(e, ENOSPC, "at most %u virtio devices", VM_MAX_VIRTIO);
+	p = &vm->ports[i];
+	vv = calloc(1, sizeof(*vv));
+	if (!vv)
+		return err_set(e, ENOMEM, "out of memory for a virtio device");
+	vv->kind = kind;
+	vm_virtio_name(vv, cfg, kind == VM_VIRTIO_NET ? vm->net_count : vm->nvirtio);
+	r = vm_virtio_create(vm, vv, cfg, e);
+	if (r < 0) {
+		free(vv);
+		return r;
+	}
+	r = virtio_pci_init(&vv->pci, vv->vdev, &vm->venv, e);
+	if (r < 0)
+		goto fail_dev;
+	/* Device 0 of the port's secondary bus; its BARs come from the port's windows. */
+	r = pci_host_plug(&vm->pci, &vv->pci.dev, &p->dev, PCI_DEVFN(0, 0), e);
+	if (r < 0) {
+		virtio_pci_destroy(&vv->pci);
+		goto fail_dev;
+	}
+	vv->transport_ready = true;
+	vm->virtio[vm->nvirtio++] = vv;
+	vm->slots[i].vv = vv;
+	vm->slots[i].state = VM_SLOT_OCCUPIED;
+	slot_mark(vm, i);
+	root_port_hot_add(p);
+	log_info("slot %u: %s plugged", i + 1, vv->name);
+	if (slot)
+		*slot = i + 1;
+	return 0;
+fail_dev:
+	vm_virtio_undo(vm, vv);
+	free(vv);
+	return r;
+}
+
+int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force, struct err *e)
+{
+	struct vm_virtio *vv = vm_find_virtio(vm, kind, name);
+	unsigned int i;
+
+	for (i = 0; vv && i < vm->nports; i++)
+		if (vm->slots[i].vv == vv)
+			break;
+	if (!vv || i == vm->nports)
+		return err_set(e, ENOENT,
+		               "%s is not in a hot-plug slot: only devices plugged after boot can "
+		               "be unplugged",
+		               name);
+	if (vm->slots[i].state == VM_SLOT_REMOVING && !force)
+		return err_set(e, EBUSY, "%s is already being removed", name);
+	if (force) {
+		/* A surprise removal: the guest is told (presence gone, events, interrupt) as the
+		 * device goes, not asked. */
+		if (vm->slots[i].state == VM_SLOT_OCCUPIED)
+			root_port_request_removal(&vm->ports[i]);
+		slot_teardown(vm, i);
+		slot_timer_arm(vm);
+		return 0;
+	}
+	vm->slots[i].state = VM_SLOT_REMOVING;
+	vm->slots[i].deadline_ns = clock_ns() + unplug_timeout_ms(vm) * 1000000u;
+	slot_mark(vm, i);
+	root_port_request_removal(&vm->ports[i]);
+	/* A slot the guest never powered on (or already powered off) has nothing to release. */
+	if (!root_port_powered(&vm->ports[i]))
+		slot_teardown(vm, i);
+	slot_timer_arm(vm);
+	return 0;
+}
