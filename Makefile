@@ -126,7 +126,7 @@ kvm-vm-test:
 
 # Unit tests that open a real VM (the GSI router, hot plug on a real bus).
 kvm-unit: $(KVM_UNIT_BIN)
-	$(Q)$(KVM_VM) scripts/run-unit.sh $(KVM_UNIT_BIN)
+	$(Q)$(KVM_VM) env UNIT_LABEL=kvm-unit scripts/run-unit.sh $(KVM_UNIT_BIN)
 
 integration: $(SAN_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
 	$(Q)$(KVM_VM) env EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) \

@@ -13,5 +13,5 @@ for t in "$@"; do
 	passed=$((passed + p)); failed=$((failed + f))
 	[ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && broken=$((broken + 1))
 done
-echo "unit: $passed passed, $((failed + broken)) failed"
+echo "${UNIT_LABEL:-unit}: $passed passed, $((failed + broken)) failed"
 [ "$failed" -eq 0 ] && [ "$broken" -eq 0 ]
