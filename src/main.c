@@ -315,7 +315,7 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 		case OPT_ID: {
 			struct err e = {0};
 
-			if (res_check_id(optarg, &e) < 0)
+			if (res_check_instance_id(optarg, &e) < 0)
 				return usage_error("--id '%s': %s", optarg, e.msg);
 			o->id = optarg;
 			break;

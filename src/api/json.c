@@ -106,10 +106,23 @@ static int check_object(json_t *o, const char *const *fields, const char *what, 
 	return 0;
 }
 
+/*
+ * The value of `key`, with null taken as absent for an optional field: Firecracker's serde
+ * reads null as None for every Option, and clients generated from its swagger spec send null
+ * for the fields they leave unset (so does ember's own GET /vm/config).  A required field
+ * keeps its null, which its getter refuses as serde does ("invalid type: null, ...").
+ */
+static json_t *field(json_t *o, const char *key, bool required)
+{
+	json_t *v = json_object_get(o, key);
+
+	return v && json_is_null(v) && !required ? NULL : v;
+}
+
 /* A string field: *out malloc'd (NULL when absent and not required). */
 static int get_str(json_t *o, const char *key, bool required, char **out, struct err *e)
 {
-	json_t *v = json_object_get(o, key);
+	json_t *v = field(o, key, required);
 
 	*out = NULL;
 	if (!v) {
@@ -145,7 +158,7 @@ static int get_id(json_t *o, const char *key, char out[RES_ID_MAX + 1], struct e
 static int get_bool(json_t *o, const char *key, bool required, bool *out, bool *present,
                     struct err *e)
 {
-	json_t *v = json_object_get(o, key);
+	json_t *v = field(o, key, required);
 
 	if (present)
 		*present = v != NULL;
@@ -161,7 +174,7 @@ static int get_bool(json_t *o, const char *key, bool required, bool *out, bool *
 static int get_uint(json_t *o, const char *key, bool required, uint64_t max, const char *type,
                     uint64_t *out, bool *present, struct err *e)
 {
-	json_t *v = json_object_get(o, key);
+	json_t *v = field(o, key, required);
 
 	if (present)
 		*present = v != NULL;
@@ -180,7 +193,7 @@ static int get_uint(json_t *o, const char *key, bool required, uint64_t max, con
 static int get_enum(json_t *o, const char *key, const char *const *names, bool nocase,
                     unsigned int *out, bool *present, struct err *e)
 {
-	json_t *v = json_object_get(o, key);
+	json_t *v = field(o, key, false);
 	char expected[256] = "";
 	size_t len = 0;
 	unsigned int i;
@@ -375,7 +388,7 @@ int json_to_drive(json_t *o, struct res_drive *out, struct err *e)
 	if (r < 0)
 		goto fail;
 	out->io_engine = en ? VM_ENGINE_URING : VM_ENGINE_SYNC;
-	if (json_object_get(o, "socket")) {
+	if (field(o, "socket", false)) {
 		r = err_set(e, ENOTSUP,
 		            "ember does not support vhost-user block devices (\"socket\") yet.");
 		goto fail;
@@ -633,7 +646,7 @@ int json_to_serial(json_t *o, struct res_serial *out, struct err *e)
 	r = check_object(o, fields, "struct SerialConfig", e);
 	if (r == 0)
 		r = get_str(o, "serial_out_path", false, &out->serial_out_path, e);
-	b = json_object_get(o, "rate_limiter");
+	b = field(o, "rate_limiter", false);
 	if (r == 0 && b)
 		r = to_bucket(b, &out->rate_limiter, e);
 	if (r < 0)

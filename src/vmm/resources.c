@@ -107,6 +107,19 @@ int res_check_id(const char *id, struct err *e)
 	return 0;
 }
 
+int res_check_instance_id(const char *id, struct err *e)
+{
+	size_t i, len = strlen(id);
+
+	for (i = 0; i < len; i++)
+		if (id[i] != '-' && id[i] != '_' && !isalnum((unsigned char)id[i]))
+			return err_set(e, EINVAL, "Invalid char (%c) at position %zu", id[i], i);
+	if (len < 1 || len > RES_INSTANCE_ID_MAX)
+		return err_set(e, EINVAL, "Invalid len (%zu);  the length must be between 1 and %d",
+		               len, RES_INSTANCE_ID_MAX);
+	return 0;
+}
+
 /* Can `path` be opened with `flags`?  Fills `e` with "<what> cannot be opened: <reason>". */
 static int check_open(const char *path, int flags, const char *what, struct err *e)
 {

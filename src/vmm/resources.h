@@ -149,6 +149,14 @@ void res_destroy(struct resources *r);
 
 /* An API id: 1..RES_ID_MAX characters from [A-Za-z0-9_]; Firecracker's messages otherwise. */
 int res_check_id(const char *id, struct err *e);
+/*
+ * The instance id (--id): 1..RES_INSTANCE_ID_MAX characters from [A-Za-z0-9_-]: what
+ * Firecracker and its jailer take ([A-Za-z0-9-], a UUID as firecracker-go-sdk passes) and
+ * the underscore ember always took; -EINVAL with Firecracker's message naming the first bad
+ * character or the length otherwise.
+ */
+#define RES_INSTANCE_ID_MAX 64
+int res_check_instance_id(const char *id, struct err *e);
 
 /*
  * Setters: the struct passed in is the new value, parsed and range-checked

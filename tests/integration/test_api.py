@@ -241,10 +241,13 @@ class TestPreBoot:
                               "vmm_version": info.get("vmm_version"), "app_name": "ember"})
         assert isinstance(info["vmm_version"], str) and info["vmm_version"], info
 
-    def test_get_root_carries_the_instance_id(self, ember_bin, tmp_path):
-        e = Ember(tmp_path, args=["--id", "vm_42"]).start()
+    # A UUID, as firecracker-go-sdk passes (Firecracker's rule: [A-Za-z0-9-]{1,64}); ember's
+    # underscores still work.
+    @pytest.mark.parametrize("iid", ["vm_42", "4ce0dfb9-3c7c-4f5c-9b16-0a8b4c2e55a1"])
+    def test_get_root_carries_the_instance_id(self, ember_bin, tmp_path, iid):
+        e = Ember(tmp_path, args=["--id", iid]).start()
         try:
-            assert e.get("/")["id"] == "vm_42"
+            assert e.get("/")["id"] == iid
         finally:
             e.check_clean()
 

@@ -80,6 +80,9 @@ def test_version():
     (["--kernel", "a", "--vcpus", "0"], "--vcpus '0'"),
     (["--kernel", "a", "--vcpus", "33"], "--vcpus '33'"),
     (["--kernel", "a", "--log-level", "loud"], "--log-level 'loud'"),
+    (["--id", "vm.1", "--kernel", "a"], "--id 'vm.1': Invalid char (.) at position 2"),
+    (["--id", "", "--kernel", "a"], "Invalid len (0);  the length must be between 1 and 64"),
+    (["--id", "a" * 65, "--kernel", "a"], "Invalid len (65);  the length must be between 1 and 64"),
 ])
 def test_usage_errors(args, needle):
     expect_usage_error(args, needle)

@@ -329,6 +329,95 @@ TEST(config_text)
 	ctl_destroy(&c);
 }
 
+/* null for an optional field is absent, as Firecracker's serde reads it (clients generated
+ * from the swagger spec send it for unset fields); a required field still refuses it. */
+TEST(null_optional_fields)
+{
+	struct ctl c;
+	struct err e = {0};
+	char body[512];
+	json_t *j, *d;
+
+	ctl_init(&c, &e);
+	CHECK_EQ(call(&c, HTTP_PUT, "/boot-source",
+	              "{\"kernel_image_path\": \"/dev/null\", \"initrd_path\": null, "
+	              "\"boot_args\": null}",
+	              NULL),
+	         204);
+	snprintf(body, sizeof(body),
+	         "{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", \"is_root_device\": "
+	         "true, \"partuuid\": null, \"is_read_only\": null, \"io_engine\": null, "
+	         "\"cache_type\": null, \"socket\": null, \"rate_limiter\": null}",
+	         image);
+	CHECK_EQ(call(&c, HTTP_PUT, "/drives/rootfs", body, NULL), 204);
+	CHECK_EQ(call(&c, HTTP_PUT, "/network-interfaces/eth0",
+	              "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": null, "
+	              "\"rx_rate_limiter\": null, \"tx_rate_limiter\": null}",
+	              NULL),
+	         204);
+	CHECK_EQ(call(&c, HTTP_PUT, "/machine-config",
+	              "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": null, "
+	              "\"smt\": null, \"track_dirty_pages\": null, \"huge_pages\": null}",
+	              NULL),
+	         204);
+	CHECK_EQ(call(&c, HTTP_PUT, "/vsock",
+	              "{\"vsock_id\": null, \"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}",
+	              NULL),
+	         204);
+	j = get_json(&c, "/vm/config");
+	d = json_array_get(json_object_get(j, "drives"), 0);
+	CHECK(d && json_is_false(json_object_get(d, "is_read_only")));
+	CHECK(d && !strcmp(json_string_value(json_object_get(d, "io_engine")), "Sync"));
+	json_decref(j);
+	/* Required fields: null is a wrong type, with serde's words. */
+	expect_fault(&c, HTTP_PUT, "/boot-source", "{\"kernel_image_path\": null}",
+	             "invalid type: null, expected a string");
+	expect_fault(&c, HTTP_PUT, "/machine-config", "{\"vcpu_count\": null, \"mem_size_mib\": 1}",
+	             "invalid type: null");
+	ctl_destroy(&c);
+}
+
+/* What GET /vm/config answers is taken back, unchanged, as a config file. */
+TEST(vm_config_round_trips)
+{
+	struct ctl a, b;
+	struct err e = {0};
+	char text[2048];
+	char *first, *second;
+	json_t *j;
+
+	ctl_init(&a, &e);
+	snprintf(
+	    text, sizeof(text),
+	    "{\"boot-source\": {\"kernel_image_path\": \"/dev/null\", \"boot_args\": "
+	    "\"console=ttyS0\"}, \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256, "
+	    "\"smt\": true}, \"drives\": [{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+	    "\"is_root_device\": true, \"is_read_only\": true, \"io_engine\": \"Async\", "
+	    "\"rate_limiter\": {\"ops\": {\"size\": 100, \"refill_time\": 1000}}}], "
+	    "\"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", "
+	    "\"guest_mac\": \"06:00:ac:10:00:02\"}], \"vsock\": {\"guest_cid\": 3, \"uds_path\": "
+	    "\"/tmp/v.sock\"}, \"entropy\": {}}",
+	    image);
+	CHECK_EQ(api_apply_config_text(&a, text, strlen(text), &e), 0);
+	j = get_json(&a, "/vm/config");
+	first = json_dumps(j, JSON_SORT_KEYS);
+	json_decref(j);
+	CHECK(first != NULL);
+
+	ctl_init(&b, &e);
+	CHECK_EQ(api_apply_config_text(&b, first, strlen(first), &e), 0);
+	if (e.code)
+		printf("  %s\n", e.msg);
+	j = get_json(&b, "/vm/config");
+	second = json_dumps(j, JSON_SORT_KEYS);
+	json_decref(j);
+	CHECK(second && first && !strcmp(first, second));
+	free(first);
+	free(second);
+	ctl_destroy(&a);
+	ctl_destroy(&b);
+}
+
 TEST(ids)
 {
 	struct err e = {0};
@@ -341,6 +430,33 @@ TEST(ids)
 	memset(longid, 'a', sizeof(longid) - 1);
 	longid[sizeof(longid) - 1] = '\0';
 	CHECK(res_check_id(longid, &e) < 0);
+	CHECK(res_check_id("vm-1", &e) < 0); /* resource ids take no hyphen (Firecracker's rule) */
+}
+
+/* The instance id takes what Firecracker's does, [A-Za-z0-9-]{1,64} (a UUID among them), and
+ * the underscore ember always took. */
+TEST(instance_ids)
+{
+	struct err e = {0};
+	char id[80];
+
+	CHECK_EQ(res_check_instance_id("4ce0dfb9-3c7c-4f5c-9b16-0a8b4c2e55a1", &e), 0);
+	CHECK_EQ(res_check_instance_id("anonymous-instance", &e), 0);
+	CHECK_EQ(res_check_instance_id("A", &e), 0);
+	CHECK_EQ(res_check_instance_id("vm_42", &e), 0);
+	CHECK(res_check_instance_id("vm.1", &e) < 0);
+	CHECK(!strcmp(e.msg, "Invalid char (.) at position 2"));
+	err_clear(&e);
+	CHECK(res_check_instance_id("", &e) < 0);
+	CHECK(!strcmp(e.msg, "Invalid len (0);  the length must be between 1 and 64"));
+	memset(id, 'a', 64);
+	id[64] = '\0';
+	CHECK_EQ(res_check_instance_id(id, &e), 0);
+	id[64] = 'a';
+	id[65] = '\0';
+	err_clear(&e);
+	CHECK(res_check_instance_id(id, &e) < 0);
+	CHECK(!strcmp(e.msg, "Invalid len (65);  the length must be between 1 and 64"));
 }
 
 int main(void)
@@ -359,7 +475,10 @@ int main(void)
 	RUN(not_yet_features_say_so);
 	RUN(drives_and_full_config);
 	RUN(config_text);
+	RUN(null_optional_fields);
+	RUN(vm_config_round_trips);
 	RUN(ids);
+	RUN(instance_ids);
 	unlink(image);
 	return test_summary();
 }
