@@ -1,6 +1,7 @@
 /* main.c - ember's command line: parse options into a VM config, run the VM, report how it ended.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -55,6 +56,16 @@ static const char usage_text[] =
     "      --enable-pci       accepted for compatibility: ember always has PCI\n"
     "      --no-seccomp       accepted for compatibility: ember installs no seccomp\n"
     "                         filter yet\n"
+    "      --seccomp-filter FILE\n"
+    "                         accepted for compatibility; ember installs no seccomp\n"
+    "                         filter yet, says so in its log and ignores FILE\n"
+    "      --start-time-us US, --start-time-cpu-us US, --parent-cpu-time-us US\n"
+    "                         the jailer's clock readings (CLOCK_MONOTONIC and process\n"
+    "                         CPU time at its start, its own CPU time): the metrics'\n"
+    "                         process_startup_time_us and _cpu_us count from them\n"
+    "      --module NAME      log only lines from this module (as PUT /logger's module)\n"
+    "      --mmds-size-limit BYTES\n"
+    "                         accepted for compatibility: ember has no MMDS yet\n"
     "\n"
     "ember's own options (the same configuration as the API's):\n"
     "  -k, --kernel PATH      kernel to boot: an ELF vmlinux (64-bit Linux boot protocol\n"
@@ -158,6 +169,12 @@ enum {
 	OPT_BOOT_TIMER,
 	OPT_ENABLE_PCI,
 	OPT_NO_SECCOMP,
+	OPT_SECCOMP_FILTER,
+	OPT_START_TIME_US,
+	OPT_START_TIME_CPU_US,
+	OPT_PARENT_CPU_TIME_US,
+	OPT_MODULE,
+	OPT_MMDS_SIZE_LIMIT,
 	OPT_LAST
 };
 
@@ -192,6 +209,12 @@ static const struct option long_opts[] = {
     {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
     {"enable-pci", no_argument, NULL, OPT_ENABLE_PCI},
     {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+    {"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
+    {"start-time-us", required_argument, NULL, OPT_START_TIME_US},
+    {"start-time-cpu-us", required_argument, NULL, OPT_START_TIME_CPU_US},
+    {"parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_TIME_US},
+    {"module", required_argument, NULL, OPT_MODULE},
+    {"mmds-size-limit", required_argument, NULL, OPT_MMDS_SIZE_LIMIT},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -204,7 +227,11 @@ struct cli {
 	unsigned int vcpus, root_ports, testdev_port;
 	bool mem_set, vcpus_set, pvh, no_acpi, testdev, dump_pci;
 	struct vm_devices_cfg dev;
-	const char *api_sock, *config_file, *id, *log_path, *level, *metrics_path;
+	const char *api_sock, *config_file, *id, *log_path, *level, *metrics_path, *module;
+	const char *seccomp_filter;
+	/* Firecracker's jailer's clock readings (--start-time-us, ...); 0 when not given. */
+	unsigned long long start_time_us, start_time_cpu_us, parent_cpu_time_us;
+	bool start_time_set, start_time_cpu_set;
 	bool no_api, show_level, show_origin, boot_timer;
 	unsigned long long max_payload;
 };
@@ -213,11 +240,11 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 {
 	unsigned int seen[OPT_LAST] = {0};
 	unsigned long long v;
-	int opt;
+	int opt, optidx = 0;
 
 	*exit_now = -1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":k:i:c:m:n:hV", long_opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":k:i:c:m:n:hV", long_opts, &optidx)) != -1) {
 		if (opt > 0 && opt < OPT_LAST && opt != OPT_DISK && opt != OPT_NET && seen[opt]++)
 			return usage_error("option '%s' given more than once", argv[optind - 1]);
 		switch (opt) {
@@ -357,6 +384,29 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 		case OPT_ENABLE_PCI:
 		case OPT_NO_SECCOMP:
 			break;
+		case OPT_SECCOMP_FILTER:
+			o->seccomp_filter = optarg;
+			break;
+		case OPT_START_TIME_US:
+		case OPT_START_TIME_CPU_US:
+		case OPT_PARENT_CPU_TIME_US:
+		case OPT_MMDS_SIZE_LIMIT:
+			if (parse_uint(optarg, 0, UINT64_MAX, &v) < 0)
+				return usage_error("--%s '%s': expected an unsigned integer",
+				                   long_opts[optidx].name, optarg);
+			if (opt == OPT_START_TIME_US) {
+				o->start_time_us = v;
+				o->start_time_set = true;
+			} else if (opt == OPT_START_TIME_CPU_US) {
+				o->start_time_cpu_us = v;
+				o->start_time_cpu_set = true;
+			} else if (opt == OPT_PARENT_CPU_TIME_US) {
+				o->parent_cpu_time_us = v;
+			}
+			break;
+		case OPT_MODULE:
+			o->module = optarg;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			*exit_now = 0;
@@ -486,10 +536,11 @@ static int cli_logger_metrics(const struct cli *o, struct ctl *c, struct err *e)
 {
 	int r = 0;
 
-	if (o->log_path || o->level || o->show_level || o->show_origin) {
+	if (o->log_path || o->level || o->show_level || o->show_origin || o->module) {
 		struct res_logger l = {.log_path = dup_or_die(o->log_path),
 		                       .show_level = o->show_level,
-		                       .show_log_origin = o->show_origin};
+		                       .show_log_origin = o->show_origin,
+		                       .module = dup_or_die(o->module)};
 
 		if (o->level) {
 			l.level_set = true;
@@ -510,6 +561,23 @@ static int cli_logger_metrics(const struct cli *o, struct ctl *c, struct err *e)
 			r = ctl_apply_metrics(c, e);
 	}
 	return r;
+}
+
+/*
+ * --seccomp-filter FILE: Firecracker fails on a file it cannot read, and so does ember; it has
+ * no seccomp filters yet (no thread is confined either way), which the log says every time.
+ */
+static int cli_seccomp_filter(const char *path, struct err *e)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return err_sys(e, errno, "--seccomp-filter %s: cannot open", path);
+	close(fd);
+	log_warn("--seccomp-filter %s: ember installs no seccomp filter yet; no thread is "
+	         "confined",
+	         path);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -541,9 +609,14 @@ int main(int argc, char **argv)
 	}
 	if (o.id)
 		c.instance_id = o.id;
+	ctl_set_start_times(&c, o.start_time_set ? &o.start_time_us : NULL,
+	                    o.start_time_cpu_set ? &o.start_time_cpu_us : NULL,
+	                    o.parent_cpu_time_us);
 	c.build_only = o.dump_pci;
 	c.boot_timer = o.boot_timer;
 	r = cli_logger_metrics(&o, &c, &e);
+	if (r == 0 && o.seccomp_filter)
+		r = cli_seccomp_filter(o.seccomp_filter, &e);
 	if (r == 0)
 		r = cli_to_resources(&o, &c, &e);
 	if (r == 0 && o.config_file)

@@ -97,17 +97,16 @@ int log_open_path(const char *path, int *fd_out, struct err *e)
 	if (!path || !*path)
 		return err_set(e, EINVAL, "empty log path");
 	/*
-	 * O_NONBLOCK: opening a named pipe without a reader fails (ENXIO)
-	 * instead of waiting for one, and writes never wait.
+	 * O_NONBLOCK: opening a named pipe without a reader fails (ENXIO) instead of waiting for
+	 * one, and writes never wait.  Such a pipe is then opened for reading and writing, as
+	 * Firecracker opens its log and metrics paths, so no reader is needed yet: lines wait in
+	 * the pipe for one (firecracker-go-sdk makes a metrics FIFO it never reads).
 	 */
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		if (errno == ENXIO)
-			return err_set(e, ENXIO,
-			               "%s: named pipe has no reader (open it for reading first)",
-			               path);
+	if (fd < 0 && errno == ENXIO)
+		fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
 		return err_sys(e, errno, "cannot open %s", path);
-	}
 	if (fstat(fd, &st) < 0) {
 		int r = err_sys(e, errno, "cannot stat %s", path);
 

@@ -60,7 +60,7 @@ int ctl_init(struct ctl *c, struct err *e)
 	c->console_out_fd = STDOUT_FILENO;
 	c->instance_id = "anonymous-instance";
 	c->start_wall_us = ts_us(CLOCK_MONOTONIC);
-	c->start_cpu_us = ts_us(CLOCK_PROCESS_CPUTIME_ID);
+	c->start_cpu_us = 0; /* the process's CPU clock starts at 0 */
 	res_init(&c->res);
 	r = evloop_init(&c->loop, e);
 	if (r < 0)
@@ -86,10 +86,26 @@ int ctl_init(struct ctl *c, struct err *e)
 	return 0;
 }
 
+void ctl_set_start_times(struct ctl *c, const unsigned long long *start_us,
+                         const unsigned long long *start_cpu_us, unsigned long long parent_cpu_us)
+{
+	if (start_us)
+		c->start_wall_us = *start_us;
+	c->start_cpu_us = start_cpu_us ? *start_cpu_us : 0;
+	c->parent_cpu_us = parent_cpu_us;
+}
+
+/* now - start, or 0 for a start in the future (a reading from another clock). */
+static uint64_t since(uint64_t now, uint64_t start)
+{
+	return now > start ? now - start : 0;
+}
+
 void ctl_note_startup(struct ctl *c)
 {
-	c->api_counts.process_startup_time_us = ts_us(CLOCK_MONOTONIC) - c->start_wall_us;
-	c->api_counts.process_startup_time_cpu_us = ts_us(CLOCK_PROCESS_CPUTIME_ID);
+	c->api_counts.process_startup_time_us = since(ts_us(CLOCK_MONOTONIC), c->start_wall_us);
+	c->api_counts.process_startup_time_cpu_us =
+	    since(ts_us(CLOCK_PROCESS_CPUTIME_ID), c->start_cpu_us) + c->parent_cpu_us;
 }
 
 static void metrics_stop(struct ctl *c)

@@ -54,6 +54,7 @@ struct ctl {
 	struct evloop_watch metrics_watch;
 	struct metrics_values api_counts;     /* the API's own counters, merged into each flush */
 	uint64_t start_wall_us, start_cpu_us; /* process start (Firecracker's startup metric) */
+	uint64_t parent_cpu_us;               /* --parent-cpu-time-us, added to the CPU time */
 
 	struct vm *vm;
 	char cmdline[LAYOUT_CMDLINE_MAX + 64];
@@ -74,6 +75,15 @@ void ctl_destroy(struct ctl *c);
 int ctl_apply_logger(struct ctl *c, struct err *e);
 /* Apply the metrics configuration (res.metrics) now: open the sink, arm the 60 s flush. */
 int ctl_apply_metrics(struct ctl *c, struct err *e);
+
+/*
+ * Count the start-up metrics from the jailer's readings instead of this process's start, as
+ * Firecracker does with --start-time-us (CLOCK_MONOTONIC, microseconds) and
+ * --start-time-cpu-us (process CPU time), plus --parent-cpu-time-us (the jailer's own CPU
+ * time).  NULL: not given, ember's own start counts.
+ */
+void ctl_set_start_times(struct ctl *c, const unsigned long long *start_us,
+                         const unsigned long long *start_cpu_us, unsigned long long parent_cpu_us);
 
 /* Record Firecracker's process_startup_time_us/_cpu_us: now, the API is about to answer. */
 void ctl_note_startup(struct ctl *c);

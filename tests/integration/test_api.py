@@ -425,6 +425,54 @@ class TestPreBoot:
         finally:
             e.check_clean()
 
+    def test_a_jailer_style_command_line(self, ember_bin, tmp_path):
+        """What Firecracker's jailer and firecracker-go-sdk pass: a UUID id, the jailer's clock
+        readings (the start-up metrics count from them), a seccomp filter (ember says in its
+        log that it installs none yet), an MMDS size limit, a log module filter."""
+        filt, log, met = tmp_path / "filter.bpf", tmp_path / "fc.log", tmp_path / "fc.metrics"
+        filt.write_bytes(b"\0" * 8)
+        log.write_bytes(b"")
+        met.write_bytes(b"")
+        start_us = time.monotonic_ns() // 1000 - 2_000_000  # the jailer started 2 s ago
+        e = Ember(tmp_path, args=[
+            "--id", "4ce0dfb9-3c7c-4f5c-9b16-0a8b4c2e55a1", "--start-time-us", start_us,
+            "--start-time-cpu-us", 0, "--parent-cpu-time-us", 7000, "--seccomp-filter", filt,
+            "--mmds-size-limit", 51200, "--log-path", log, "--level", "Warning",
+            "--show-level", "--metrics-path", met]).start()
+        try:
+            assert e.get("/")["id"] == "4ce0dfb9-3c7c-4f5c-9b16-0a8b4c2e55a1"
+            e.ok("PUT", "/actions", {"action_type": "FlushMetrics"})
+            m = metrics_lines(met, 1)[-1]
+            assert m["api_server"]["process_startup_time_us"] >= 2_000_000, m["api_server"]
+            assert m["api_server"]["process_startup_time_cpu_us"] >= 7000, m["api_server"]
+            lines = log_lines(log, "seccomp")
+            assert any(":WARN" in l and "installs no seccomp filter yet" in l and str(filt) in l
+                       for l in lines), lines
+        finally:
+            e.check_clean()
+
+    def test_fifos_need_no_reader_yet(self, ember_bin, tmp_path):
+        """As Firecracker (and what firecracker-go-sdk relies on): a log and a metrics FIFO
+        nobody has opened are taken; their lines wait in the pipes for a reader."""
+        log, met = tmp_path / "log.fifo", tmp_path / "metrics.fifo"
+        os.mkfifo(log)
+        os.mkfifo(met)
+        e = Ember(tmp_path).start()
+        try:
+            e.ok("PUT", "/logger", {"log_path": str(log), "level": "Info"})
+            e.ok("PUT", "/metrics", {"metrics_path": str(met)})
+            e.get("/version")
+            e.ok("PUT", "/actions", {"action_type": "FlushMetrics"})
+            for path, needle in ((log, b'"/version"'), (met, b'"utc_timestamp_ms"')):
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                try:
+                    data = os.read(fd, 1 << 16)
+                finally:
+                    os.close(fd)
+                assert needle in data, (path, data[-500:])
+        finally:
+            e.check_clean()
+
     def test_put_metrics_and_flush(self, ember_bin, tmp_path):
         mpath = tmp_path / "metrics.json"
         mpath.write_bytes(b"")

@@ -81,6 +81,9 @@ def test_version():
     (["--kernel", "a", "--vcpus", "33"], "--vcpus '33'"),
     (["--kernel", "a", "--log-level", "loud"], "--log-level 'loud'"),
     (["--id", "vm.1", "--kernel", "a"], "--id 'vm.1': Invalid char (.) at position 2"),
+    (["--start-time-us", "soon", "--kernel", "a"], "--start-time-us 'soon': expected an unsigned"),
+    (["--parent-cpu-time-us", "-1", "--kernel", "a"], "--parent-cpu-time-us '-1'"),
+    (["--mmds-size-limit", "1k", "--kernel", "a"], "--mmds-size-limit '1k'"),
     (["--id", "", "--kernel", "a"], "Invalid len (0);  the length must be between 1 and 64"),
     (["--id", "a" * 65, "--kernel", "a"], "Invalid len (65);  the length must be between 1 and 64"),
 ])
@@ -186,3 +189,8 @@ def test_tap_without_privilege_or_name_is_clear(tmp_path):
     # A tap name with a character the kernel refuses: one clear line naming it.
     line = expect_setup_error(["--kernel", GUEST, "--net", "tap=bad/name"], "bad/name")
     assert "tap" in line
+
+
+def test_seccomp_filter_that_cannot_be_read(tmp_path):
+    expect_setup_error(["--seccomp-filter", str(tmp_path / "none.bpf"), "--kernel", "a"],
+                       str(tmp_path / "none.bpf"), "No such file")

@@ -427,6 +427,8 @@ TEST(emit_id_and_properties)
 	}
 }
 
+/* As Firecracker: a metrics FIFO nobody has opened yet is taken (firecracker-go-sdk makes
+ * one and never reads it); the lines wait in it for a reader. */
 TEST(fifo_without_reader)
 {
 	struct metrics_cfg c = {0};
@@ -437,10 +439,10 @@ TEST(fifo_without_reader)
 	tmp_path(path, sizeof(path), "metrics.fifo");
 	CHECK_EQ(mkfifo(path, 0600), 0);
 	c.path = path;
-	CHECK_EQ(metrics_init(&m, &c, &e), -ENXIO);
-	CHECK_STR_CONTAINS(e.msg, "no reader");
-	CHECK_EQ(m.fd, -1);
-	CHECK_EQ(m.timer_fd, -1);
+	CHECK_EQ(metrics_init(&m, &c, &e), 0);
+	CHECK(m.fd >= 0);
+	CHECK_EQ(fcntl(m.fd, F_GETFL) & O_ACCMODE, O_RDWR);
+	metrics_destroy(&m);
 	unlink(path);
 }
 
