@@ -1382,18 +1382,21 @@ def test_short_flags_with_api_sock(ember_bin, guest_elf, tmp_path):
 # =============================================================================================
 
 def test_sdk_style_sequence(ember_bin, guest_elf, tmp_path):
-    """What firecracker-go-sdk does: poll GET /machine-config, PUT logger, metrics,
-    machine-config, boot-source, drives, network-interfaces, vsock, then InstanceStart; the test
-    guest's virtio tests then find the disks, the NIC and vsock and pass."""
+    """What firecracker-go-sdk does: start the VMM with a UUID --id, make the log and metrics
+    FIFOs (mkfifo, nobody reading them yet), poll GET /machine-config, PUT logger, metrics,
+    machine-config, boot-source, drives, network-interfaces, vsock (optional fields null, as
+    clients generated from the spec send them), then InstanceStart; the test guest's virtio
+    tests then find the disks, the NIC and vsock and pass."""
     SECTOR, base_image, blk_pattern = virtio.SECTOR, virtio.base_image, virtio.blk_pattern
     sectors, ro_sectors = 4096, 1024
     root, scratch = tmp_path / "rootfs.img", tmp_path / "scratch.img"
     root.write_bytes(base_image(sectors))
     scratch.write_bytes(base_image(ro_sectors))
     scratch_before = scratch.read_bytes()
-    log, met = tmp_path / "fc.log", tmp_path / "fc.metrics"
-    log.write_bytes(b"")
-    met.write_bytes(b"")
+    log, met = tmp_path / "fc.log.fifo", tmp_path / "fc.metrics.fifo"
+    os.mkfifo(log)
+    os.mkfifo(met)
+    vmid = "0b1e8a52-7c1d-4f0e-9d7a-3e5c2b9a6f41"
     host = virtio.VsockHost(tmp_path)
     seed = secrets.randbits(63)
     first, count = 8 + secrets.randbelow(sectors - 400), 16 + secrets.randbelow(32)
@@ -1407,30 +1410,49 @@ def test_sdk_style_sequence(ember_bin, guest_elf, tmp_path):
                  f"test.blk_seed={seed} test.blk_sector={first} test.blk_count={count} "
                  + host.words())
 
-    e = Ember(tmp_path).start()  # returns once GET /machine-config answers
+    e = Ember(tmp_path, args=["--id", vmid]).start()  # returns once GET /machine-config answers
+    log_rd = None
     try:
         e.ok("PUT", "/logger", {"log_path": str(log), "level": "Debug", "show_level": True,
                                 "show_log_origin": True})
         e.ok("PUT", "/metrics", {"metrics_path": str(met)})
         e.ok("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 192, "smt": False,
-                                        "track_dirty_pages": False})
-        e.ok("PUT", "/boot-source", {"kernel_image_path": str(guest_elf), "boot_args": boot_args})
+                                        "track_dirty_pages": False, "cpu_template": None})
+        e.ok("PUT", "/boot-source", {"kernel_image_path": str(guest_elf), "boot_args": boot_args,
+                                     "initrd_path": None})
         # The read-only drive first: the root drive must still become the first disk (vda).
         e.ok("PUT", "/drives/scratch", {"drive_id": "scratch", "path_on_host": str(scratch),
-                                        "is_root_device": False, "is_read_only": True})
+                                        "is_root_device": False, "is_read_only": True,
+                                        "partuuid": None, "rate_limiter": None})
         e.ok("PUT", "/drives/rootfs", {"drive_id": "rootfs", "path_on_host": str(root),
                                        "is_root_device": True, "is_read_only": False,
-                                       "cache_type": "Writeback", "io_engine": "Sync"})
+                                       "cache_type": "Writeback", "io_engine": "Sync",
+                                       "partuuid": None, "socket": None})
         e.ok("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "backend": "slirp",
-                                                 "guest_mac": mac})
-        e.ok("PUT", "/vsock", {"guest_cid": host.cid, "uds_path": str(host.uds)})
+                                                 "guest_mac": mac, "rx_rate_limiter": None,
+                                                 "tx_rate_limiter": None})
+        e.ok("PUT", "/vsock", {"guest_cid": host.cid, "uds_path": str(host.uds),
+                               "vsock_id": None})
+        # The SDK reads its log FIFO (never the metrics one); lines so far wait in the pipe.
+        log_rd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
         follower = e.follow(host.on_line)
         e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
         rc, out, err = e.wait_exit(timeout=90)
         follower.join(timeout=5)
+        log_text = b""
+        while True:
+            try:
+                chunk = os.read(log_rd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            log_text += chunk
     finally:
         host.lsock.close()
         e.stop()
+        if log_rd is not None:
+            os.close(log_rd)
     out = out.replace("\r", "")
     check_tap(rc, out, err, expect_names=tests)
     assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err[-4000:]
@@ -1452,7 +1474,10 @@ def test_sdk_style_sequence(ember_bin, guest_elf, tmp_path):
     bad = virtio.first_bad_sector(got, want)
     assert bad is None, f"rootfs sector {bad} differs (pattern at {first}+{count}, seed {seed})"
     assert scratch.read_bytes() == scratch_before, "the read-only drive changed"
-    check_log_format(log.read_text().splitlines(), "anonymous-instance", level_and_origin=True)
+    log_lines_seen = log_text.decode(errors="replace").splitlines()
+    assert any("/logger" in l for l in log_lines_seen), log_lines_seen[:20]
+    # A full pipe drops whole lines, never half of one.
+    check_log_format(log_lines_seen, vmid, level_and_origin=True)
 
 
 def test_tap_interface_in_a_netns(ember_bin, guest_elf, tmp_path, tap_netns):
