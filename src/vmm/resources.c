@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backends/tap.h"
 #include "boot/layout.h"
+#include "devices/virtio/vsock.h"
 
 void res_init(struct resources *r)
 {
@@ -292,6 +294,24 @@ struct res_net *res_find_net(struct resources *r, const char *id)
 	return i < r->nnets ? &r->nets[i] : NULL;
 }
 
+/*
+ * Where Firecracker reports it (it opens the tap at this PUT): a tap ember cannot open (no
+ * permission, another process holds it, not a tap).  Opened and closed again: a tap that did
+ * not exist vanishes with the descriptor; InstanceStart opens it for good.
+ */
+static int check_tap(const char *name, struct err *e)
+{
+	struct tap *t = NULL;
+	int ret = tap_open(name, &t, e);
+
+	if (ret < 0) {
+		err_prefix(e, "Could not create the network device: Open tap device failed");
+		return ret;
+	}
+	tap_close(t);
+	return 0;
+}
+
 int res_put_net(struct resources *r, struct res_net *n, struct err *e)
 {
 	unsigned int i = find_net_index(r, n->id), j;
@@ -330,6 +350,8 @@ int res_put_net(struct resources *r, struct res_net *n, struct err *e)
 	ret = res_check_limiter(&n->rx_rate_limiter, e);
 	if (ret == 0)
 		ret = res_check_limiter(&n->tx_rate_limiter, e);
+	if (ret == 0 && n->host_dev_name)
+		ret = check_tap(n->host_dev_name, e);
 	if (ret < 0)
 		return ret;
 	if (i < r->nnets)
@@ -343,6 +365,8 @@ int res_put_net(struct resources *r, struct res_net *n, struct err *e)
 
 int res_set_vsock(struct resources *r, struct res_vsock *v, struct err *e)
 {
+	int ret;
+
 	if (v->guest_cid < 3)
 		return err_set(e, EINVAL,
 		               "Cannot create backend for vsock device: the guest CID "
@@ -353,6 +377,12 @@ int res_set_vsock(struct resources *r, struct res_vsock *v, struct err *e)
 		return err_set(e, ENAMETOOLONG,
 		               "Cannot create backend for vsock device: the socket path is longer "
 		               "than 107 bytes.");
+	/* Where Firecracker reports it (it binds at this PUT): a path ember cannot listen on. */
+	ret = virtio_vsock_check_path(v->uds_path, e);
+	if (ret < 0) {
+		err_prefix(e, "Cannot create backend for vsock device");
+		return ret;
+	}
 	res_vsock_clear(&r->vsock);
 	r->vsock = *v;
 	r->vsock.present = true;

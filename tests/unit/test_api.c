@@ -1,10 +1,13 @@
 /* test_api.c - the API's routes, JSON decoding and the resources they fill (no socket, no VM). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "api/api.h"
 #include "api/json.h"
+#include "backends/tap.h"
 #include "test.h"
 #include "util/log.h"
 #include "vmm/resources.h"
@@ -418,6 +421,50 @@ TEST(vm_config_round_trips)
 	ctl_destroy(&b);
 }
 
+/* Where Firecracker reports them, at the PUT: a vsock path ember cannot listen on, a tap it
+ * cannot open.  The configuration is unchanged after each. */
+TEST(vsock_and_tap_errors_at_the_put)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	struct ctl c;
+	struct err e = {0};
+	struct tap *busy = NULL;
+	char path[96], body[256];
+	int l;
+
+	ctl_init(&c, &e);
+	expect_fault(&c, HTTP_PUT, "/vsock",
+	             "{\"guest_cid\": 3, \"uds_path\": \"/nonexistent-ember-dir/v.sock\"}",
+	             "Cannot create backend for vsock device: vsock: the folder "
+	             "/nonexistent-ember-dir of the socket path");
+	snprintf(path, sizeof(path), "%s.live.sock", image);
+	l = socket(AF_UNIX, SOCK_STREAM, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	CHECK_EQ(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	CHECK_EQ(listen(l, 1), 0);
+	snprintf(body, sizeof(body), "{\"guest_cid\": 3, \"uds_path\": \"%s\"}", path);
+	expect_fault(&c, HTTP_PUT, "/vsock", body, "a server answers on it");
+	CHECK(!c.res.vsock.present);
+	close(l);
+	/* A stale socket file is fine (InstanceStart replaces it). */
+	CHECK_EQ(call(&c, HTTP_PUT, "/vsock", body, NULL), 204);
+	unlink(path);
+
+	/* A tap another process holds (no multi-queue): the kernel says busy. */
+	CHECK_EQ(tap_open("embusy0", &busy, &e), 0);
+	if (busy) {
+		expect_fault(&c, HTTP_PUT, "/network-interfaces/eth0",
+		             "{\"iface_id\": \"eth0\", \"host_dev_name\": \"embusy0\"}",
+		             "Could not create the network device: Open tap device failed");
+		CHECK_EQ(c.res.nnets, 0);
+		tap_close(busy);
+		CHECK_EQ(call(&c, HTTP_PUT, "/network-interfaces/eth0",
+		              "{\"iface_id\": \"eth0\", \"host_dev_name\": \"embusy0\"}", NULL),
+		         204);
+	}
+	ctl_destroy(&c);
+}
+
 TEST(ids)
 {
 	struct err e = {0};
@@ -477,6 +524,7 @@ int main(void)
 	RUN(config_text);
 	RUN(null_optional_fields);
 	RUN(vm_config_round_trips);
+	RUN(vsock_and_tap_errors_at_the_put);
 	RUN(ids);
 	RUN(instance_ids);
 	unlink(image);

@@ -315,13 +315,17 @@ static int uds_addr(const char *path, struct sockaddr_un *a)
 	return 0;
 }
 
-/* Is there a socket file at path, and does a server answer on it? */
-static int check_existing(const char *path, struct err *e)
+/*
+ * Is there a socket file at path, and does a server answer on it?  0 when the path is free or
+ * holds a socket nobody answers on (*stale then says which), -errno otherwise.
+ */
+static int probe_existing(const char *path, bool *stale, struct err *e)
 {
 	struct sockaddr_un a;
 	struct stat st;
 	int fd, r;
 
+	*stale = false;
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : err_sys(e, errno, "vsock: %s", path);
 	if (!S_ISSOCK(st.st_mode))
@@ -337,10 +341,39 @@ static int check_existing(const char *path, struct err *e)
 		return err_set(e, EADDRINUSE, "vsock: %s is in use: a server answers on it", path);
 	if (r != ECONNREFUSED)
 		return err_sys(e, r, "vsock: probing %s", path);
-	/* A socket file nobody listens on: left by a process that died.  Replace it. */
-	if (unlink(path) < 0 && errno != ENOENT)
-		return err_sys(e, errno, "vsock: removing stale %s", path);
+	*stale = true;
 	return 0;
+}
+
+static int check_existing(const char *path, struct err *e)
+{
+	bool stale;
+	int r = probe_existing(path, &stale, e);
+
+	/* A socket file nobody listens on: left by a process that died.  Replace it. */
+	if (r == 0 && stale && unlink(path) < 0 && errno != ENOENT)
+		return err_sys(e, errno, "vsock: removing stale %s", path);
+	return r;
+}
+
+int virtio_vsock_check_path(const char *path, struct err *e)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	bool stale;
+
+	if (strlen(path) >= sizeof(dir))
+		return err_set(e, ENAMETOOLONG, "vsock: the socket path %s is too long", path);
+	if (slash && slash != path) {
+		memcpy(dir, path, (size_t)(slash - path));
+		dir[slash - path] = '\0';
+		if (stat(dir, &st) < 0)
+			return err_sys(e, errno, "vsock: the folder %s of the socket path", dir);
+		if (!S_ISDIR(st.st_mode))
+			return err_set(e, ENOTDIR, "vsock: %s is not a folder", dir);
+	}
+	return probe_existing(path, &stale, e);
 }
 
 static int listen_uds(struct virtio_vsock *s, struct err *e)

@@ -150,6 +150,13 @@ struct virtio_vsock {
 };
 
 /*
+ * Will virtio_vsock_init() be able to listen on `path`?  Checks without changing anything:
+ * its folder exists, and nothing but a stale socket is there (a server answering on it, or a
+ * file that is not a socket, is refused).  0, or -errno with `e` filled.
+ */
+int virtio_vsock_check_path(const char *path, struct err *e);
+
+/*
  * Set up the device (VIRTIO_ID_VSOCK, 3 queues, 8 bytes of config) and the
  * host side: create, bind and listen on o->uds_path (a stale socket file,
  * one nobody answers on, is replaced; a live one or a file that is not a
