@@ -147,3 +147,32 @@ def test_a_project_folder_under_tmp():
         assert "building" not in p.stderr, p.stderr
     finally:
         shutil.rmtree(proj, ignore_errors=True)
+
+
+VFIO_PROBE = r"""
+for d in /sys/bus/pci/devices/*; do
+  [ "$(cat $d/vendor):$(cat $d/device)" = "0x1234:0x11e8" ] && bdf=${d##*/}
+done
+[ -n "$bdf" ] || { echo "no edu device"; exit 3; }
+group=$(basename "$(readlink /sys/bus/pci/devices/$bdf/iommu_group)")
+echo vfio-pci > /sys/bus/pci/devices/$bdf/driver_override
+echo $bdf > /sys/bus/pci/drivers_probe
+echo "group=$group members=$(ls /sys/kernel/iommu_groups/$group/devices | wc -l)"
+echo "driver=$(basename "$(readlink /sys/bus/pci/devices/$bdf/driver)")"
+[ -c /dev/vfio/$group ] && echo "node=/dev/vfio/$group"
+"""
+
+
+def test_extra_devices_and_kernel_arguments_make_a_vfio_test_bed():
+    """The VFIO work's test bed, through --qemu-arg / --append (docs/testing.md): QEMU's
+    emulated IOMMU and its edu device, which sits alone in its IOMMU group and binds to
+    vfio-pci, giving a /dev/vfio/<group> node."""
+    rc, out, err, _ = run(["--qemu-arg", "-device", "--qemu-arg",
+                           "intel-iommu,intremap=on,caching-mode=on",
+                           "--append", "intel_iommu=on", "sh", "-c", VFIO_PROBE],
+                          env={"EMBER_KVM_VM": "always", "EMBER_KVM_VM_QEMU_ARGS": "-device edu"})
+    assert rc == 0, (out, err)
+    lines = dict(l.split("=", 1) for l in out.splitlines() if "=" in l and " " not in l)
+    assert lines.get("driver") == "vfio-pci", out
+    assert lines.get("node") == "/dev/vfio/" + out.split("group=")[1].split()[0], out
+    assert "members=1" in out, out
