@@ -290,13 +290,22 @@ int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool fo
 	struct vm_virtio *vv = vm_find_virtio(vm, kind, name);
 	unsigned int i;
 
-	for (i = 0; vv && i < vm->nports; i++)
+	if (!vv)
+		return err_set(e, ENOENT, "%s has no device in this VM", name);
+	/* virtio-mmio (virtio 1.2 §4.2) has no way to tell a driver its device is going. */
+	if (vv->transport == VM_TRANSPORT_MMIO)
+		return err_set(
+		    e, EINVAL,
+		    "%s is a virtio-mmio device, which cannot be unplugged: virtio-mmio has "
+		    "no way to tell the guest a device is leaving (transport pci can)",
+		    name);
+	for (i = 0; i < vm->nports; i++)
 		if (vm->slots[i].vv == vv)
 			break;
-	if (!vv || i == vm->nports)
+	if (i == vm->nports)
 		return err_set(e, ENOENT,
-		               "%s is not in a hot-plug slot: only devices plugged after boot can "
-		               "be unplugged",
+		               "%s was attached at start-up on bus 0, which has no hot-plug slot: "
+		               "only devices plugged after boot can be unplugged",
 		               name);
 	if (vm->slots[i].state == VM_SLOT_REMOVING && !force)
 		return err_set(e, EBUSY, "%s is already being removed", name);

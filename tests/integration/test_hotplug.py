@@ -250,6 +250,28 @@ def test_hotplug_blk(ember_bin, guest_elf, vms, tmp_path, mode):
         assert out.count("event found by polling (slot interrupt off)") == 2, out
 
 
+# ---- devices attached at start-up ----
+
+def test_delete_of_devices_attached_at_start_up(ember_bin, guest_elf, vms, tmp_path):
+    """A virtio-mmio disk can never be unplugged (virtio-mmio cannot tell the guest a device is
+    leaving); a disk on bus 0 has no slot.  Each DELETE is refused with its reason and changes
+    nothing; the VM runs on."""
+    cold, mmio = disk(tmp_path, "cold.img"), disk(tmp_path, "mmio.img")
+    e = HotplugEmber(tmp_path, "hotplug_blk", "", 2,
+                     extra=["--disk", cold, "--disk", f"{mmio},transport=mmio"])
+    vms.append(e)
+    e.start()
+    e.wait_line(r"^# hotplug: waiting port=1$")
+    msg = refused(e, "DELETE", "/drives/vdb")
+    assert "vdb is a virtio-mmio device, which cannot be unplugged" in msg, msg
+    msg = refused(e, "DELETE", "/drives/vda")
+    assert "vda was attached at start-up on bus 0, which has no hot-plug slot" in msg, msg
+    msg = refused(e, "DELETE", "/drives/vda", {"force": True})
+    assert "no hot-plug slot" in msg, msg
+    assert [d["drive_id"] for d in e.get("/vm/config")["drives"]] == ["vda", "vdb"]
+    e.stop()
+
+
 # ---- unplug under I/O ----
 
 def seq_record(seed, seq):
