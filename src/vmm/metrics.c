@@ -580,46 +580,6 @@ uint64_t metrics_timer_event(struct metrics *m)
 /* ---- collecting from a VM ----------------------------------------------------------------------
  */
 
-static void collect_blk(struct vm_virtio *vv, struct metrics_values *v)
-{
-	struct virtio_blk *b = &vv->u.blk;
-	struct metrics_block_values *o;
-
-	if (v->nblock >= METRICS_MAX_BLOCK)
-		return;
-	o = &v->block[v->nblock++];
-	memset(o, 0, sizeof(*o));
-	snprintf(o->id, sizeof(o->id), "%s", vv->name);
-	pthread_mutex_lock(&b->vdev.lock);
-	o->read_bytes = b->bytes_read;
-	o->write_bytes = b->bytes_written;
-	o->read_count = b->reads;
-	o->write_count = b->writes;
-	o->flush_count = b->flushes;
-	o->execute_fails = b->errors;
-	pthread_mutex_unlock(&b->vdev.lock);
-}
-
-static void collect_net(struct vm_virtio *vv, struct metrics_values *v)
-{
-	struct virtio_net *n = &vv->u.net;
-	struct metrics_net_values *o;
-
-	if (v->nnet >= METRICS_MAX_NET)
-		return;
-	o = &v->net[v->nnet++];
-	memset(o, 0, sizeof(*o));
-	snprintf(o->id, sizeof(o->id), "%s", vv->name);
-	pthread_mutex_lock(&n->vdev.lock);
-	o->rx_bytes_count = n->st.rx_bytes;
-	o->rx_packets_count = o->rx_count = n->st.rx_frames;
-	o->rx_fails = n->st.rx_errors;
-	o->tx_bytes_count = n->st.tx_bytes;
-	o->tx_packets_count = o->tx_count = n->st.tx_frames;
-	o->tx_fails = n->st.tx_errors;
-	pthread_mutex_unlock(&n->vdev.lock);
-}
-
 void metrics_collect_vm(struct vm *vm, struct metrics_values *v)
 {
 	unsigned int i;
@@ -632,34 +592,7 @@ void metrics_collect_vm(struct vm *vm, struct metrics_values *v)
 	for (i = 0; i < vm->nvirtio; i++) {
 		struct vm_virtio *vv = vm->virtio[i];
 
-		switch (vv->kind) {
-		case VM_VIRTIO_BLK:
-			collect_blk(vv, v);
-			break;
-		case VM_VIRTIO_NET:
-			collect_net(vv, v);
-			break;
-		case VM_VIRTIO_VSOCK: {
-			struct virtio_vsock *s = &vv->u.vsock;
-
-			pthread_mutex_lock(&s->vdev.lock);
-			v->vsock.rx_packets_count += s->rx_pkts;
-			v->vsock.tx_packets_count += s->tx_pkts;
-			v->vsock.conns_added += s->conns_opened;
-			pthread_mutex_unlock(&s->vdev.lock);
-			break;
-		}
-		case VM_VIRTIO_RNG: {
-			struct virtio_rng *r = &vv->u.rng;
-
-			pthread_mutex_lock(&r->vdev.lock);
-			v->entropy.entropy_event_count += r->requests;
-			v->entropy.entropy_bytes += r->bytes;
-			v->entropy.entropy_rate_limiter_throttled += r->throttled;
-			pthread_mutex_unlock(&r->vdev.lock);
-			break;
-		}
-		}
+		vm_kind(vv->kind)->collect(vv, v);
 	}
 	if (vm->legacy_ready) {
 		struct serial_stats st;

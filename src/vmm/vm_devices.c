@@ -22,20 +22,7 @@ void vm_virtio_undo(struct vm *vm, struct vm_virtio *vv)
 		}
 		vv->transport_ready = false;
 	}
-	switch (vv->kind) {
-	case VM_VIRTIO_BLK:
-		virtio_blk_destroy(&vv->u.blk);
-		break;
-	case VM_VIRTIO_NET:
-		virtio_net_destroy(&vv->u.net);
-		break;
-	case VM_VIRTIO_VSOCK:
-		virtio_vsock_destroy(&vv->u.vsock);
-		break;
-	case VM_VIRTIO_RNG:
-		virtio_rng_destroy(&vv->u.rng);
-		break;
-	}
+	vm_kind(vv->kind)->destroy(vv);
 }
 
 void vm_undo_virtio(struct vm *vm)
@@ -90,89 +77,22 @@ static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
  */
 int vm_virtio_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
 {
-	int r = 0;
+	const struct vm_kind *k = vm_kind(vv->kind);
 
-	switch (vv->kind) {
-	case VM_VIRTIO_BLK: {
-		const struct vm_disk_cfg *c = cfg;
-		char *id = vv->name;
-		struct virtio_blk_opts o = {
-		    .path = c->path,
-		    .drive_id = id,
-		    .read_only = c->read_only,
-		    .engine = c->engine == VM_ENGINE_URING ? BLOCKFILE_ENGINE_IO_URING
-		                                           : BLOCKFILE_ENGINE_SYNC,
-		    .rate_limiter = c->rate_limiter,
-		    .cache_unsafe = c->cache_unsafe,
-		};
-
-		vv->transport = c->transport;
-		r = virtio_blk_init(&vv->u.blk, &o, &vm->venv, e);
-		vv->vdev = &vv->u.blk.vdev;
-		break;
-	}
-	case VM_VIRTIO_NET: {
-		const struct vm_net_cfg *c = cfg;
-		struct virtio_net_opts o = {
-		    .id = vv->name,
-		    .backend = c->tap ? VIRTIO_NET_BACKEND_TAP : VIRTIO_NET_BACKEND_SLIRP,
-		    .tap_name = c->tap,
-		    .has_mac = c->has_mac,
-		    .index = vm->net_count,
-		    .mtu = c->mtu,
-		    .rx_rate_limiter = c->rx_rate_limiter,
-		    .tx_rate_limiter = c->tx_rate_limiter,
-		};
-
-		memcpy(o.mac, c->mac, sizeof(o.mac));
-		vv->transport = c->transport;
-		r = virtio_net_init(&vv->u.net, &o, &vm->venv, e);
-		if (r == 0)
-			vm->net_count++;
-		vv->vdev = &vv->u.net.vdev;
-		break;
-	}
-	case VM_VIRTIO_VSOCK: {
-		const struct vm_vsock_cfg *c = cfg;
-		struct virtio_vsock_opts o = {.guest_cid = c->cid, .uds_path = c->uds_path};
-
-		vv->transport = c->transport;
-		r = virtio_vsock_init(&vv->u.vsock, &o, &vm->venv, e);
-		vv->vdev = &vv->u.vsock.vdev;
-		break;
-	}
-	case VM_VIRTIO_RNG: {
-		const struct vm_rng_cfg *c = cfg;
-		struct virtio_rng_opts o = {.rate_limiter = c->rate_limiter};
-
-		vv->transport = c->transport;
-		r = virtio_rng_init(&vv->u.rng, &o, &vm->venv, e);
-		vv->vdev = &vv->u.rng.vdev;
-		break;
-	}
-	}
-	return r;
+	vv->transport = k->cfg_transport(cfg);
+	return k->create(vm, vv, cfg, e);
 }
 
 /* The device's name in logs, metrics and the API: its id, else vda.., net0.., vsock, entropy. */
 void vm_virtio_name(struct vm_virtio *vv, const void *cfg, unsigned int index)
 {
-	const char *id = NULL;
+	const struct vm_kind *k = vm_kind(vv->kind);
+	const char *id = k->cfg_id ? k->cfg_id(cfg) : NULL;
 
-	if (vv->kind == VM_VIRTIO_BLK)
-		id = ((const struct vm_disk_cfg *)cfg)->id;
-	else if (vv->kind == VM_VIRTIO_NET)
-		id = ((const struct vm_net_cfg *)cfg)->id;
 	if (id)
 		snprintf(vv->name, sizeof(vv->name), "%s", id);
-	else if (vv->kind == VM_VIRTIO_BLK)
-		snprintf(vv->name, sizeof(vv->name), "vd%c", 'a' + index);
-	else if (vv->kind == VM_VIRTIO_NET)
-		snprintf(vv->name, sizeof(vv->name), "net%u", index);
-	else if (vv->kind == VM_VIRTIO_VSOCK)
-		snprintf(vv->name, sizeof(vv->name), "vsock");
 	else
-		snprintf(vv->name, sizeof(vv->name), "entropy");
+		k->default_name(vv->name, sizeof(vv->name), index);
 }
 
 static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigned int index,

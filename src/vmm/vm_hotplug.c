@@ -76,8 +76,8 @@ static void slot_teardown(struct vm *vm, unsigned int i)
 	unsigned int j;
 
 	snprintf(name, sizeof(name), "%s", vv->name);
-	if (kind == VM_VIRTIO_BLK)
-		virtio_blk_drain(&vv->u.blk);
+	if (vm_kind(kind)->drain)
+		vm_kind(kind)->drain(vv);
 	vm_virtio_undo(vm, vv);
 	for (j = 0; j < vm->nvirtio && vm->virtio[j] != vv; j++)
 		;
@@ -229,11 +229,7 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 	unsigned int i;
 	int r;
 
-	enum vm_transport t = kind == VM_VIRTIO_BLK   ? ((const struct vm_disk_cfg *)cfg)->transport
-	                      : kind == VM_VIRTIO_NET ? ((const struct vm_net_cfg *)cfg)->transport
-	                      : kind == VM_VIRTIO_VSOCK
-	                          ? ((const struct vm_vsock_cfg *)cfg)->transport
-	                          : ((const struct vm_rng_cfg *)cfg)->transport;
+	enum vm_transport t = vm_kind(kind)->cfg_transport(cfg);
 
 	if (t != VM_TRANSPORT_PCI)
 		return err_set(

@@ -142,6 +142,30 @@ struct vm {
 /* The device `name` of `kind`, or NULL. */
 struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const char *name);
 
+/*
+ * What vmm/ does for one kind of virtio device (vm_kinds.c holds the table): the device
+ * models know nothing of the VM, the VM nothing of a kind but this.  Adding a virtio device
+ * type means its model in devices/virtio/ and one entry here (docs/devices/adding.md).
+ */
+struct metrics_values;
+struct vm_kind {
+	const char *label; /* "block", "net", "vsock", "entropy" */
+	/* The device's id in the configuration `cfg` (struct vm_disk_cfg, ...); NULL: none. */
+	const char *(*cfg_id)(const void *cfg);
+	enum vm_transport (*cfg_transport)(const void *cfg);
+	/* Its name when the configuration gives no id: vda.., net0.., or a fixed one. */
+	void (*default_name)(char *buf, size_t len, unsigned int index);
+	/* Build the device model from `cfg` into vv->u and set vv->vdev.  -errno. */
+	int (*create)(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e);
+	void (*destroy)(struct vm_virtio *vv);
+	/* Complete requests in flight to the guest before the backend goes (unplug); may be NULL.
+	 */
+	void (*drain)(struct vm_virtio *vv);
+	/* Add the device's counters to Firecracker's metrics (metrics.h), under its lock. */
+	void (*collect)(struct vm_virtio *vv, struct metrics_values *v);
+};
+const struct vm_kind *vm_kind(enum vm_virtio_kind kind);
+
 /* ---- build steps in other files than vm.c, each with its undo (vm.c runs the sequence) ---- */
 
 /* vm_console.c: the stop eventfd on the event loop; the serial console on stdin/stdout. */

@@ -1,0 +1,252 @@
+/* vm_kinds.c - the table of virtio device kinds: what vmm/ does for each (see vm_internal.h). */
+#include "vmm/vm_internal.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vmm/metrics.h"
+
+/* ---- block ---------------------------------------------------------------------------------- */
+
+static const char *blk_id(const void *cfg)
+{
+	return ((const struct vm_disk_cfg *)cfg)->id;
+}
+
+static enum vm_transport blk_transport(const void *cfg)
+{
+	return ((const struct vm_disk_cfg *)cfg)->transport;
+}
+
+static void blk_name(char *buf, size_t len, unsigned int index)
+{
+	snprintf(buf, len, "vd%c", 'a' + index);
+}
+
+static int blk_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
+{
+	const struct vm_disk_cfg *c = cfg;
+	struct virtio_blk_opts o = {
+	    .path = c->path,
+	    .drive_id = vv->name,
+	    .read_only = c->read_only,
+	    .engine =
+	        c->engine == VM_ENGINE_URING ? BLOCKFILE_ENGINE_IO_URING : BLOCKFILE_ENGINE_SYNC,
+	    .rate_limiter = c->rate_limiter,
+	    .cache_unsafe = c->cache_unsafe,
+	};
+
+	vv->vdev = &vv->u.blk.vdev;
+	return virtio_blk_init(&vv->u.blk, &o, &vm->venv, e);
+}
+
+static void blk_destroy(struct vm_virtio *vv)
+{
+	virtio_blk_destroy(&vv->u.blk);
+}
+
+static void blk_drain(struct vm_virtio *vv)
+{
+	virtio_blk_drain(&vv->u.blk);
+}
+
+static void blk_collect(struct vm_virtio *vv, struct metrics_values *v)
+{
+	struct virtio_blk *b = &vv->u.blk;
+	struct metrics_block_values *o;
+
+	if (v->nblock >= METRICS_MAX_BLOCK)
+		return;
+	o = &v->block[v->nblock++];
+	memset(o, 0, sizeof(*o));
+	snprintf(o->id, sizeof(o->id), "%s", vv->name);
+	pthread_mutex_lock(&b->vdev.lock);
+	o->read_bytes = b->bytes_read;
+	o->write_bytes = b->bytes_written;
+	o->read_count = b->reads;
+	o->write_count = b->writes;
+	o->flush_count = b->flushes;
+	o->execute_fails = b->errors;
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+/* ---- net ------------------------------------------------------------------------------------ */
+
+static const char *net_id(const void *cfg)
+{
+	return ((const struct vm_net_cfg *)cfg)->id;
+}
+
+static enum vm_transport net_transport(const void *cfg)
+{
+	return ((const struct vm_net_cfg *)cfg)->transport;
+}
+
+static void net_name(char *buf, size_t len, unsigned int index)
+{
+	snprintf(buf, len, "net%u", index);
+}
+
+static int net_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
+{
+	const struct vm_net_cfg *c = cfg;
+	struct virtio_net_opts o = {
+	    .id = vv->name,
+	    .backend = c->tap ? VIRTIO_NET_BACKEND_TAP : VIRTIO_NET_BACKEND_SLIRP,
+	    .tap_name = c->tap,
+	    .has_mac = c->has_mac,
+	    .index = vm->net_count, /* default MACs stay unique across plugs */
+	    .mtu = c->mtu,
+	    .rx_rate_limiter = c->rx_rate_limiter,
+	    .tx_rate_limiter = c->tx_rate_limiter,
+	};
+	int r;
+
+	memcpy(o.mac, c->mac, sizeof(o.mac));
+	vv->vdev = &vv->u.net.vdev;
+	r = virtio_net_init(&vv->u.net, &o, &vm->venv, e);
+	if (r == 0)
+		vm->net_count++;
+	return r;
+}
+
+static void net_destroy(struct vm_virtio *vv)
+{
+	virtio_net_destroy(&vv->u.net);
+}
+
+static void net_collect(struct vm_virtio *vv, struct metrics_values *v)
+{
+	struct virtio_net *n = &vv->u.net;
+	struct metrics_net_values *o;
+
+	if (v->nnet >= METRICS_MAX_NET)
+		return;
+	o = &v->net[v->nnet++];
+	memset(o, 0, sizeof(*o));
+	snprintf(o->id, sizeof(o->id), "%s", vv->name);
+	pthread_mutex_lock(&n->vdev.lock);
+	o->rx_bytes_count = n->st.rx_bytes;
+	o->rx_packets_count = o->rx_count = n->st.rx_frames;
+	o->rx_fails = n->st.rx_errors;
+	o->tx_bytes_count = n->st.tx_bytes;
+	o->tx_packets_count = o->tx_count = n->st.tx_frames;
+	o->tx_fails = n->st.tx_errors;
+	pthread_mutex_unlock(&n->vdev.lock);
+}
+
+/* ---- vsock ---------------------------------------------------------------------------------- */
+
+static enum vm_transport vsock_transport(const void *cfg)
+{
+	return ((const struct vm_vsock_cfg *)cfg)->transport;
+}
+
+static void vsock_name(char *buf, size_t len, unsigned int index)
+{
+	(void)index;
+	snprintf(buf, len, "vsock");
+}
+
+static int vsock_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
+{
+	const struct vm_vsock_cfg *c = cfg;
+	struct virtio_vsock_opts o = {.guest_cid = c->cid, .uds_path = c->uds_path};
+
+	vv->vdev = &vv->u.vsock.vdev;
+	return virtio_vsock_init(&vv->u.vsock, &o, &vm->venv, e);
+}
+
+static void vsock_destroy(struct vm_virtio *vv)
+{
+	virtio_vsock_destroy(&vv->u.vsock);
+}
+
+static void vsock_collect(struct vm_virtio *vv, struct metrics_values *v)
+{
+	struct virtio_vsock *s = &vv->u.vsock;
+
+	pthread_mutex_lock(&s->vdev.lock);
+	v->vsock.rx_packets_count += s->rx_pkts;
+	v->vsock.tx_packets_count += s->tx_pkts;
+	v->vsock.conns_added += s->conns_opened;
+	pthread_mutex_unlock(&s->vdev.lock);
+}
+
+/* ---- entropy -------------------------------------------------------------------------------- */
+
+static enum vm_transport rng_transport(const void *cfg)
+{
+	return ((const struct vm_rng_cfg *)cfg)->transport;
+}
+
+static void rng_name(char *buf, size_t len, unsigned int index)
+{
+	(void)index;
+	snprintf(buf, len, "entropy");
+}
+
+static int rng_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
+{
+	const struct vm_rng_cfg *c = cfg;
+	struct virtio_rng_opts o = {.rate_limiter = c->rate_limiter};
+
+	vv->vdev = &vv->u.rng.vdev;
+	return virtio_rng_init(&vv->u.rng, &o, &vm->venv, e);
+}
+
+static void rng_destroy(struct vm_virtio *vv)
+{
+	virtio_rng_destroy(&vv->u.rng);
+}
+
+static void rng_collect(struct vm_virtio *vv, struct metrics_values *v)
+{
+	struct virtio_rng *r = &vv->u.rng;
+
+	pthread_mutex_lock(&r->vdev.lock);
+	v->entropy.entropy_event_count += r->requests;
+	v->entropy.entropy_bytes += r->bytes;
+	v->entropy.entropy_rate_limiter_throttled += r->throttled;
+	pthread_mutex_unlock(&r->vdev.lock);
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+static const struct vm_kind kinds[] = {
+    [VM_VIRTIO_BLK] = {.label = "block",
+                       .cfg_id = blk_id,
+                       .cfg_transport = blk_transport,
+                       .default_name = blk_name,
+                       .create = blk_create,
+                       .destroy = blk_destroy,
+                       .drain = blk_drain,
+                       .collect = blk_collect},
+    [VM_VIRTIO_NET] = {.label = "net",
+                       .cfg_id = net_id,
+                       .cfg_transport = net_transport,
+                       .default_name = net_name,
+                       .create = net_create,
+                       .destroy = net_destroy,
+                       .collect = net_collect},
+    [VM_VIRTIO_VSOCK] = {.label = "vsock",
+                         .cfg_transport = vsock_transport,
+                         .default_name = vsock_name,
+                         .create = vsock_create,
+                         .destroy = vsock_destroy,
+                         .collect = vsock_collect},
+    [VM_VIRTIO_RNG] = {.label = "entropy",
+                       .cfg_transport = rng_transport,
+                       .default_name = rng_name,
+                       .create = rng_create,
+                       .destroy = rng_destroy,
+                       .collect = rng_collect},
+};
+
+const struct vm_kind *vm_kind(enum vm_virtio_kind kind)
+{
+	/* Kinds come from ember's own configuration, never from a guest. */
+	assert((unsigned int)kind < sizeof(kinds) / sizeof(kinds[0]));
+	return &kinds[kind];
+}
