@@ -949,8 +949,13 @@ class TestServer:
     def test_oversized_body_is_refused_and_the_connection_closed(self, srv):
         before = srv.get("/vm/config")
         with RawConn(srv.sock) as c:
-            c.send(request_bytes("PUT", "/machine-config",
-                                 padded_machine_config(MAX_PAYLOAD + 1, 4)))
+            try:
+                c.send(request_bytes("PUT", "/machine-config",
+                                     padded_machine_config(MAX_PAYLOAD + 1, 4)))
+            except (BrokenPipeError, ConnectionResetError):
+                # ember may refuse on the Content-Length alone and close before the body is
+                # all written (3 runs in 15 on a loaded machine); its answer is still there.
+                pass
             r = c.response()
             assert r is not None, "no answer to an oversized body"
             fault_of(r, "oversized body")
@@ -1475,7 +1480,7 @@ def test_sdk_style_sequence(ember_bin, guest_elf, tmp_path):
     assert bad is None, f"rootfs sector {bad} differs (pattern at {first}+{count}, seed {seed})"
     assert scratch.read_bytes() == scratch_before, "the read-only drive changed"
     log_lines_seen = log_text.decode(errors="replace").splitlines()
-    assert any("/logger" in l for l in log_lines_seen), log_lines_seen[:20]
+    assert any('"/machine-config"' in l for l in log_lines_seen), log_lines_seen[:20]
     # A full pipe drops whole lines, never half of one.
     check_log_format(log_lines_seen, vmid, level_and_origin=True)
 
