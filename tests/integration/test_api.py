@@ -1480,7 +1480,11 @@ def test_sdk_style_sequence(ember_bin, guest_elf, tmp_path):
     assert bad is None, f"rootfs sector {bad} differs (pattern at {first}+{count}, seed {seed})"
     assert scratch.read_bytes() == scratch_before, "the read-only drive changed"
     log_lines_seen = log_text.decode(errors="replace").splitlines()
-    assert any('"/machine-config"' in l for l in log_lines_seen), log_lines_seen[:20]
+    # Every request after the logger's own, in order: the ones made while nobody read the
+    # FIFO waited in it.
+    puts = re.findall(r'received a PUT request on "([^"]+)"', "\n".join(log_lines_seen))
+    assert puts == ["/metrics", "/machine-config", "/boot-source", "/drives/scratch",
+                    "/drives/rootfs", "/network-interfaces/eth0", "/vsock", "/actions"], puts
     # A full pipe drops whole lines, never half of one.
     check_log_format(log_lines_seen, vmid, level_and_origin=True)
 
