@@ -247,6 +247,55 @@ TEST(hundred_cycles_leak_nothing)
 	evloop_destroy(&loop);
 }
 
+/* The same for every kind of device, through the kind table: a slirp NIC, vsock, entropy. */
+TEST(hundred_cycles_of_each_kind_leak_nothing)
+{
+	char uds[80];
+	const struct vm_net_cfg net = {.id = "hotnet", .transport = VM_TRANSPORT_PCI};
+	const struct vm_vsock_cfg vsock = {.present = true, .cid = 3, .uds_path = uds};
+	const struct vm_rng_cfg rng = {.present = true};
+	const struct {
+		enum vm_virtio_kind kind;
+		const void *cfg;
+		const char *name;
+	} kinds[] = {
+	    {VM_VIRTIO_NET, &net, "hotnet"},
+	    {VM_VIRTIO_VSOCK, &vsock, "vsock"},
+	    {VM_VIRTIO_RNG, &rng, "entropy"},
+	};
+	struct evloop loop;
+	struct err e = {0};
+	struct vm *vm;
+	unsigned int fds, routes, i, k;
+
+	snprintf(uds, sizeof(uds), "%s.vsock", image);
+	evloop_init(&loop, &e);
+	vm = make_vm(&loop);
+	if (!vm)
+		return;
+	fds = count_fds();
+	routes = gsi_msi_count(&vm->gsi);
+	for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		for (i = 0; i < 100; i++) {
+			err_clear(&e);
+			CHECK_EQ(vm_hotplug(vm, kinds[k].kind, kinds[k].cfg, NULL, &e), 0);
+			if (e.code)
+				printf("  %s: %s\n", kinds[k].name, e.msg);
+			CHECK_EQ(vm->nvirtio, 1);
+			CHECK_EQ(vm_unplug(vm, kinds[k].kind, kinds[k].name, true, &e), 0);
+			CHECK_EQ(vm->slots[0].state, VM_SLOT_EMPTY);
+			if (e.code)
+				break;
+		}
+		CHECK_EQ(count_fds(), fds);
+		CHECK_EQ(gsi_msi_count(&vm->gsi), routes);
+		CHECK_EQ(vm->nvirtio, 0);
+	}
+	vm_destroy(vm);
+	evloop_destroy(&loop);
+	unlink(uds);
+}
+
 int main(void)
 {
 	int fd;
@@ -265,6 +314,7 @@ int main(void)
 	RUN(orderly_unplug_times_out);
 	RUN(guest_powers_off_on_its_own);
 	RUN(hundred_cycles_leak_nothing);
+	RUN(hundred_cycles_of_each_kind_leak_nothing);
 	unlink(image);
 	return test_summary();
 }
