@@ -1,4 +1,8 @@
-/* json.c - Firecracker's JSON bodies to ember's resources and back (json.h). */
+/* json.c - Firecracker's JSON bodies to ember's resources and back (json.h).
+ *
+ * About 850 lines in one file on purpose: every body's decoder and encoder share the helpers
+ * that give serde's exact error words and the null rules, and GET /vm/config must stay the
+ * mirror image of the PUT decoders (tests/unit/test_api.c round-trips it). */
 #include "api/json.h"
 
 #include <errno.h>

@@ -1,4 +1,8 @@
-/* net.c - virtio-net: transmit and receive paths, receive-buffer stash, backends (see net.h). */
+/* net.c - virtio-net: transmit and receive paths, receive-buffer stash, backends (see net.h).
+ *
+ * About 850 lines in one file on purpose: the transmit and receive paths share the
+ * rate limiters, the mergeable-buffer stash and the backend's wake-ups, all under the device's
+ * lock; the sections below are the seams. */
 #include "devices/virtio/net.h"
 
 #include <errno.h>

@@ -1,4 +1,8 @@
-/* vsock_conn.c - virtio-vsock connections: host sockets, state machine, credit, timeouts. */
+/* vsock_conn.c - virtio-vsock connections: host sockets, state machine, credit, timeouts.
+ *
+ * About 950 lines in one file on purpose: a connection's state (virtio 1.2 §5.10.6.6), its
+ * credit (§5.10.6.3), its host socket and its timeouts change together on every packet; the
+ * sections below are the seams, and each reads the others' fields under the same lock. */
 #include "devices/virtio/vsock_priv.h"
 
 #include <errno.h>
