@@ -6,6 +6,7 @@
 #   make unit       unit tests only (ASan + UBSan; no /dev/kvm needed)
 #   make kvm-vm-test  the KVM test VM runner's own tests (tests/runner)
 #   make kvm-unit   unit tests that need a real VM (tests/kvm)
+#   make vfio       VFIO on QEMU's emulated IOMMU and edu device (tests/vfio)
 #   make integration  ember's test guest, the CLI, the API, hot plug (pytest)
 #   make linux      the Linux tier: Debian's kernel on ember (tests/linux)
 #   make guest      ember's test guest
@@ -49,6 +50,7 @@ REL_OBJS = $(SRCS:%.c=$(REL_DIR)/%.o)
 SAN_OBJS = $(SRCS:%.c=$(SAN_DIR)/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(SAN_DIR)/unit/%)
 KVM_UNIT_BIN = $(KVM_UNIT_SRC:tests/kvm/%.c=$(SAN_DIR)/kvm/%)
+VFIO_TEST_BIN = $(SAN_DIR)/vfio/test_vfio
 
 # The runner for everything that needs /dev/kvm.
 KVM_VM   = scripts/kvm-vm
@@ -56,7 +58,7 @@ LINUX_DIR = build/linux
 LINUX_GUEST = $(LINUX_DIR)/bzImage $(LINUX_DIR)/vmlinux $(LINUX_DIR)/initramfs.cpio.gz
 
 .PHONY: all release asan unit kvm-unit guest test run deps format fuzz fuzz-build clean integration \
-	bench bench-short linux-guest linux kvm-vm-test
+	bench bench-short linux-guest linux kvm-vm-test vfio
 
 all: release
 release: $(REL_DIR)/ember
@@ -87,6 +89,10 @@ $(SAN_DIR)/unit/%: tests/unit/%.c $(SAN_DIR)/libember.a tests/unit/test.h
 	$(Q)$(CC) $(SAN_CFLAGS) -Itests/unit -o $@ $< $(SAN_DIR)/libember.a $(LDLIBS)
 
 $(SAN_DIR)/kvm/%: tests/kvm/%.c $(SAN_DIR)/libember.a tests/unit/test.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(SAN_CFLAGS) -Itests/unit -o $@ $< $(SAN_DIR)/libember.a $(LDLIBS)
+
+$(SAN_DIR)/vfio/%: tests/vfio/%.c $(SAN_DIR)/libember.a tests/unit/test.h
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(SAN_CFLAGS) -Itests/unit -o $@ $< $(SAN_DIR)/libember.a $(LDLIBS)
 
@@ -128,6 +134,14 @@ kvm-vm-test:
 kvm-unit: $(KVM_UNIT_BIN)
 	$(Q)$(KVM_VM) env UNIT_LABEL=kvm-unit scripts/run-unit.sh $(KVM_UNIT_BIN)
 
+# VFIO on its test bed: QEMU's emulated IOMMU and edu device, in the KVM test VM even on a
+# host with KVM (docs/vfio.md).
+VFIO_VM_ARGS = EMBER_KVM_VM=always \
+	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu" \
+	EMBER_KVM_VM_APPEND="intel_iommu=on"
+vfio: $(VFIO_TEST_BIN)
+	$(Q)$(VFIO_VM_ARGS) $(KVM_VM) env UNIT_LABEL=vfio scripts/run-unit.sh $(VFIO_TEST_BIN)
+
 integration: $(SAN_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
 	$(Q)$(KVM_VM) env EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
@@ -139,7 +153,7 @@ linux: $(SAN_DIR)/ember $(LINUX_GUEST)
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/linux
 
 # Every tier, each one's time and result at the end (scripts/tiers.sh).
-TIERS ?= unit fuzz kvm-vm-test kvm-unit integration linux
+TIERS ?= unit fuzz kvm-vm-test kvm-unit vfio integration linux
 test: deps
 	$(Q)scripts/tiers.sh $(TIERS)
 
@@ -188,4 +202,4 @@ clean:
 	rm -rf build
 
 -include $(REL_OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d) $(REL_DIR)/src/main.d $(SAN_DIR)/src/main.d \
-	$(addsuffix .d,$(UNIT_BIN) $(KVM_UNIT_BIN) $(FUZZ_BIN))
+	$(addsuffix .d,$(UNIT_BIN) $(KVM_UNIT_BIN) $(VFIO_TEST_BIN) $(FUZZ_BIN))
