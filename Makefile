@@ -155,7 +155,7 @@ linux: $(SAN_DIR)/ember $(LINUX_GUEST)
 # Every tier, each one's time and result at the end (scripts/tiers.sh).
 TIERS ?= unit fuzz kvm-vm-test kvm-unit vfio integration linux
 test: deps
-	$(Q)scripts/tiers.sh $(TIERS)
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS_TEST) scripts/tiers.sh $(TIERS)
 
 DEMO_DISK = build/demo-disk.img
 
