@@ -139,8 +139,10 @@ kvm-unit: $(KVM_UNIT_BIN)
 VFIO_VM_ARGS = EMBER_KVM_VM=always \
 	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu" \
 	EMBER_KVM_VM_APPEND="intel_iommu=on"
-vfio: $(VFIO_TEST_BIN)
-	$(Q)$(VFIO_VM_ARGS) $(KVM_VM) env UNIT_LABEL=vfio scripts/run-unit.sh $(VFIO_TEST_BIN)
+vfio: $(VFIO_TEST_BIN) $(SAN_DIR)/ember guest
+	$(Q)$(VFIO_VM_ARGS) $(KVM_VM) sh -c 'UNIT_LABEL=vfio scripts/run-unit.sh $(VFIO_TEST_BIN) && \
+		EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) $(PYTHON) -m pytest -q \
+		-p no:cacheprovider tests/vfio'
 
 integration: $(SAN_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
 	$(Q)$(KVM_VM) env EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) \

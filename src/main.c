@@ -99,6 +99,9 @@ static const char usage_text[] =
     "      --pci-testdev-port K\n"
     "                         put the test device behind root port K (1-based)\n"
     "                         instead of on bus 0\n"
+    "      --vfio PATH        pass the host PCI device PATH (its sysfs folder or\n"
+    "                         DDDD:BB:DD.F, bound to vfio-pci) through to the guest on\n"
+    "                         bus 0; up to 4 (docs/vfio.md)\n"
     "      --dump-pci         build the VM's devices, print every PCI function's\n"
     "                         configuration space in 'lspci -xxxx' format and exit\n"
     "                         without running (no --kernel needed)\n"
@@ -175,6 +178,7 @@ enum {
 	OPT_PARENT_CPU_TIME_US,
 	OPT_MODULE,
 	OPT_MMDS_SIZE_LIMIT,
+	OPT_VFIO,
 	OPT_LAST
 };
 
@@ -215,6 +219,7 @@ static const struct option long_opts[] = {
     {"parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_TIME_US},
     {"module", required_argument, NULL, OPT_MODULE},
     {"mmds-size-limit", required_argument, NULL, OPT_MMDS_SIZE_LIMIT},
+    {"vfio", required_argument, NULL, OPT_VFIO},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -229,6 +234,8 @@ struct cli {
 	struct vm_devices_cfg dev;
 	const char *api_sock, *config_file, *id, *log_path, *level, *metrics_path, *module;
 	const char *seccomp_filter;
+	const char *vfio[VM_MAX_VFIO];
+	unsigned int nvfio;
 	/* Firecracker's jailer's clock readings (--start-time-us, ...); 0 when not given. */
 	unsigned long long start_time_us, start_time_cpu_us, parent_cpu_time_us;
 	bool start_time_set, start_time_cpu_set;
@@ -245,7 +252,8 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 	*exit_now = -1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":k:i:c:m:n:hV", long_opts, &optidx)) != -1) {
-		if (opt > 0 && opt < OPT_LAST && opt != OPT_DISK && opt != OPT_NET && seen[opt]++)
+		if (opt > 0 && opt < OPT_LAST && opt != OPT_DISK && opt != OPT_NET &&
+		    opt != OPT_VFIO && seen[opt]++)
 			return usage_error("option '%s' given more than once", argv[optind - 1]);
 		switch (opt) {
 		case 'k':
@@ -407,6 +415,11 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 		case OPT_MODULE:
 			o->module = optarg;
 			break;
+		case OPT_VFIO:
+			if (o->nvfio >= VM_MAX_VFIO)
+				return usage_error("--vfio: at most %d devices", VM_MAX_VFIO);
+			o->vfio[o->nvfio++] = optarg;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			*exit_now = 0;
@@ -473,6 +486,8 @@ static int cli_to_resources(const struct cli *o, struct ctl *c, struct err *e)
 	r->no_acpi = o->no_acpi;
 	r->pci_testdev = o->testdev;
 	r->pci_testdev_port = o->testdev_port;
+	memcpy(r->vfio, o->vfio, sizeof(r->vfio));
+	r->nvfio = o->nvfio;
 	if (o->mem_set)
 		m.mem_size_mib = o->mem_mib;
 	if (o->vcpus_set)

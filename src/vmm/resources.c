@@ -530,6 +530,8 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 	cfg->no_acpi = r->no_acpi;
 	cfg->pci_testdev = r->pci_testdev;
 	cfg->pci_testdev_port = r->pci_testdev_port;
+	memcpy(cfg->vfio, r->vfio, sizeof(cfg->vfio));
+	cfg->nvfio = r->nvfio;
 
 	memset(&cfg->dev, 0, sizeof(cfg->dev));
 	for (i = 0; i < r->ndrives; i++) {

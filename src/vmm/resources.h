@@ -141,6 +141,9 @@ struct resources {
 	char *firmware_path;
 	bool pvh, no_acpi, pci_testdev;
 	unsigned int pci_testdev_port;
+	/* Host devices passed through with VFIO (--vfio, command line only for now). */
+	const char *vfio[VM_MAX_VFIO];
+	unsigned int nvfio;
 };
 
 /* Defaults: 1 vCPU, 128 MiB, nothing else. */

@@ -31,6 +31,7 @@
 #define VM_MIN_MEM_MIB    2ull
 #define VM_MAX_MEM_MIB    (1ull << 20) /* 1 TiB */
 #define VM_MAX_ROOT_PORTS 14           /* each takes a 4 KiB slice of the 60 KiB I/O window */
+#define VM_MAX_VFIO       4            /* host devices passed through (docs/vfio.md) */
 
 enum vm_huge_pages {
 	VM_HUGE_PAGES_NONE = 0,    /* 4 KiB pages */
@@ -49,8 +50,10 @@ struct vm_config {
 	unsigned int root_ports;       /* PCIe root ports on bus 0 (hot-plug slots) */
 	bool pci_testdev;              /* ember's PCI test device */
 	unsigned int pci_testdev_port; /* 0: on bus 0; k: behind root port k (1-based) */
-	struct vm_devices_cfg dev;     /* virtio devices (devopts.h) */
-	bool no_acpi;        /* no ACPI tables: the MP table only (for guests such as OSv) */
+	const char *vfio[VM_MAX_VFIO]; /* host PCI devices to pass through (sysfs path or BDF) */
+	unsigned int nvfio;
+	struct vm_devices_cfg dev; /* virtio devices (devopts.h) */
+	bool no_acpi;              /* no ACPI tables: the MP table only (for guests such as OSv) */
 	bool build_only;     /* build the devices only: no kernel, vCPUs or console (--dump-pci) */
 	int console_in_fd;   /* serial input; -1: none */
 	int console_out_fd;  /* serial output */

@@ -25,6 +25,7 @@
 #include "devices/legacy/sleepctl.h"
 #include "devices/pci/root_port.h"
 #include "devices/pci/testdev.h"
+#include "devices/pci/vfio_pci.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
@@ -92,6 +93,8 @@ struct vm {
 	unsigned int nports;
 	struct testdev testdev;
 	bool testdev_ready;
+	struct vfio_pci *vfio[VM_MAX_VFIO]; /* passed-through devices, on bus 0 */
+	unsigned int nvfio;
 	unsigned int next_slot;                  /* next free device number on bus 0 */
 	struct vm_slot slots[VM_MAX_ROOT_PORTS]; /* hot plug, one per port */
 	int hp_fd;                               /* eventfd: a guest powered a slot off */

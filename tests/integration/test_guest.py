@@ -17,9 +17,11 @@ ALL_GUEST_TESTS = sorted(
 # tests/integration/test_virtio.py runs them on every transport and mode.
 # The hot-plug tests need a host script plugging devices through the API while they run:
 # tests/integration/test_hotplug.py.
-GUEST_TESTS = [t for t in ALL_GUEST_TESTS if not t.startswith(("virtio_", "hotplug_"))]
+# The VFIO tests need a host device passed through: tests/vfio/test_vfio_guest.py (make vfio).
+GUEST_TESTS = [t for t in ALL_GUEST_TESTS if not t.startswith(("virtio_", "hotplug_", "vfio_"))]
 VIRTIO_TESTS = [t for t in ALL_GUEST_TESTS if t.startswith("virtio_")]
 HOTPLUG_TESTS = [t for t in ALL_GUEST_TESTS if t.startswith("hotplug_")]
+VFIO_TESTS = [t for t in ALL_GUEST_TESTS if t.startswith("vfio_")]
 
 
 def no_skips(results, allowed=()):
@@ -95,6 +97,13 @@ def test_hotplug_tests_run_elsewhere():
     assert HOTPLUG_TESTS, "no hot-plug guest tests found"
     for t in HOTPLUG_TESTS:
         assert f'"{t}"' in text, f"{t} is run by neither test_guest.py nor test_hotplug.py"
+
+
+def test_vfio_tests_run_elsewhere():
+    text = (ROOT / "tests/vfio/test_vfio_guest.py").read_text()
+    assert VFIO_TESTS, "no VFIO guest tests found"
+    for t in VFIO_TESTS:
+        assert f'"{t}"' in text, f"{t} is run by neither test_guest.py nor test_vfio_guest.py"
 
 
 def test_guest_tests_found():

@@ -1,0 +1,76 @@
+"""ember passes QEMU's edu device through to its test guest (--vfio), on docs/vfio.md's test
+bed: the KVM test VM with QEMU's emulated IOMMU and edu device (make vfio runs this there).
+The guest's vfio_edu test checks ids, class, BAR0, factorial, DMA both ways and an MSI."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from conftest import check_tap, ember_path, guest_path  # noqa: E402
+
+EDU = "0x1234:0x11e8"
+
+
+def edu_bdf():
+    for d in sorted(Path("/sys/bus/pci/devices").iterdir()):
+        if f"{(d / 'vendor').read_text().strip()}:{(d / 'device').read_text().strip()}" == EDU:
+            return d.name
+    pytest.fail("no edu device: this runs in the KVM test VM with QEMU's edu (make vfio)")
+
+
+def bind(bdf, driver):
+    dev = Path("/sys/bus/pci/devices") / bdf
+    if (dev / "driver").exists():
+        (dev / "driver" / "unbind").write_text(bdf)
+    (dev / "driver_override").write_text(driver or "\n")
+    if driver:
+        Path("/sys/bus/pci/drivers_probe").write_text(bdf)
+        assert os.path.basename(os.readlink(dev / "driver")) == driver
+
+
+def run(args, timeout=300):
+    p = subprocess.run([str(ember_path()), *[str(a) for a in args]], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, errors="replace", timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture
+def edu():
+    bdf = edu_bdf()
+    yield bdf
+    bind(bdf, None)
+
+
+def test_edu_in_the_guest(edu):
+    bind(edu, "vfio-pci")
+    rc, out, err = run(["--kernel", guest_path(), "--mem", "128", "--vfio", edu,
+                        "--cmdline", "console=ttyS0 tests=vfio_edu test.vfio=1"])
+    out = out.replace("\r", "")
+    check_tap(rc, out, err, expect_names=["vfio_edu"])
+    assert "Sanitizer" not in err and "runtime error" not in err, err
+    # Handed back: the host can open it again at once.
+    rc, out, err = run(["--kernel", guest_path(), "--mem", "128", "--vfio", f"/sys/bus/pci/devices/{edu}",
+                        "--cmdline", "console=ttyS0 tests=vfio_edu test.vfio=1"])
+    check_tap(rc, out.replace("\r", ""), err, expect_names=["vfio_edu"])
+
+
+@pytest.mark.parametrize("case", ["unbound", "no-device", "not-an-address"])
+def test_refusals(edu, case):
+    """A device ember cannot take: exit 1, one message saying what to do, the guest never runs."""
+    path, needle = {
+        "unbound": (edu, "is bound to no driver, not vfio-pci"),
+        "no-device": ("0000:fe:1f.7", "no such PCI device on this host"),
+        "not-an-address": ("edu", "is no PCI device"),
+    }[case]
+    bind(edu, None)
+    rc, out, err = run(["--kernel", guest_path(), "--vfio", path, "--cmdline", "tests=vfio_edu"])
+    assert rc == 1, (rc, err)
+    assert out == "", out
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and needle in lines[0], err
