@@ -486,14 +486,20 @@ static int cli_to_resources(const struct cli *o, struct ctl *c, struct err *e)
 	r->no_acpi = o->no_acpi;
 	r->pci_testdev = o->testdev;
 	r->pci_testdev_port = o->testdev_port;
-	memcpy(r->vfio, o->vfio, sizeof(r->vfio));
-	r->nvfio = o->nvfio;
+	for (i = 0; ret == 0 && i < o->nvfio; i++) {
+		struct res_vfio v = {.path = dup_or_die(o->vfio[i])};
+
+		snprintf(v.id, sizeof(v.id), "vfio%u", i);
+		ret = res_put_vfio(r, &v, e);
+		res_vfio_clear(&v);
+	}
 	if (o->mem_set)
 		m.mem_size_mib = o->mem_mib;
 	if (o->vcpus_set)
 		m.vcpu_count = o->vcpus;
 	m.pcie_root_ports = o->root_ports;
-	ret = res_set_machine(r, &m, e);
+	if (ret == 0)
+		ret = res_set_machine(r, &m, e);
 	if (ret == 0 && o->kernel) {
 		struct res_boot b = {.kernel_image_path = dup_or_die(o->kernel),
 		                     .initrd_path = dup_or_die(o->initrd),

@@ -386,6 +386,15 @@ static int apply_put(struct ctl *c, const char *what, json_t *j, const char *pat
 		if (r == 0)
 			r = booted ? ctl_plug_vsock(c, &v, e) : res_set_vsock(&c->res, &v, e);
 		res_vsock_clear(&v);
+	} else if (!strcmp(what, "vfio")) {
+		struct res_vfio v;
+
+		r = json_to_vfio(j, &v, e);
+		if (r == 0)
+			r = same_id(path_id, v.id, e);
+		if (r == 0)
+			r = res_put_vfio(&c->res, &v, e);
+		res_vfio_clear(&v);
 	} else if (!strcmp(what, "entropy")) {
 		struct res_entropy en;
 
@@ -456,7 +465,8 @@ static void handle_put(struct route *rt)
 	for (i = 0; singles[i]; i++)
 		known |= is(rt, 1, singles[i], NULL);
 	known |= is(rt, 1, "actions", NULL);
-	known |= (!strcmp(rt->tok[0], "drives") || !strcmp(rt->tok[0], "network-interfaces")) &&
+	known |= (!strcmp(rt->tok[0], "drives") || !strcmp(rt->tok[0], "network-interfaces") ||
+	          !strcmp(rt->tok[0], "vfio")) &&
 	         rt->ntok <= 2;
 	if (!known) {
 		invalid_path(rt);
@@ -555,6 +565,23 @@ out:
 
 /* ---- DELETE (hot unplug) ------------------------------------------------------------------ */
 
+/* DELETE /vfio/{id}: before boot it leaves the configuration; after, not yet. */
+static void delete_vfio(struct route *rt)
+{
+	struct err e = {0};
+	int r;
+
+	if (!path_id(rt, NULL))
+		return;
+	if (rt->ctl->state != CTL_NOT_STARTED)
+		r = err_set(&e, ENOTSUP, "ember cannot unplug a passed-through device yet.");
+	else if (res_remove_vfio(&rt->ctl->res, rt->tok[1]) < 0)
+		r = err_set(&e, ENOENT, "There is no VFIO device with id %s.", rt->tok[1]);
+	else
+		r = 0;
+	reply_ok(rt->resp, r, &e);
+}
+
 static void handle_delete(struct route *rt)
 {
 	enum vm_virtio_kind kind;
@@ -563,6 +590,10 @@ static void handle_delete(struct route *rt)
 	const char *id = NULL;
 	int r;
 
+	if (rt->ntok == 2 && !strcmp(rt->tok[0], "vfio")) {
+		delete_vfio(rt);
+		return;
+	}
 	if (rt->ntok == 2 && !strcmp(rt->tok[0], "drives"))
 		kind = VM_VIRTIO_BLK;
 	else if (rt->ntok == 2 && !strcmp(rt->tok[0], "network-interfaces"))
@@ -726,7 +757,8 @@ static const char *const config_keys[] = {"logger",      "metrics",        "mach
                                           "boot-source", "drives",         "network-interfaces",
                                           "vsock",       "entropy",        "serial",
                                           "balloon",     "mmds-config",    "cpu-config",
-                                          "pmem",        "memory-hotplug", NULL};
+                                          "pmem",        "memory-hotplug", "vfio",
+                                          NULL};
 
 static int config_key(struct ctl *c, const char *key, json_t *v, struct err *e)
 {
@@ -735,7 +767,8 @@ static int config_key(struct ctl *c, const char *key, json_t *v, struct err *e)
 
 	if (json_is_null(v))
 		return 0;
-	if (strcmp(key, "drives") && strcmp(key, "network-interfaces") && strcmp(key, "pmem"))
+	if (strcmp(key, "drives") && strcmp(key, "network-interfaces") && strcmp(key, "pmem") &&
+	    strcmp(key, "vfio"))
 		return apply_put(c, key, v, NULL, e);
 	if (!json_is_array(v))
 		return err_set(e, EINVAL, "\"%s\" must be an array", key);

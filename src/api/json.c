@@ -658,6 +658,22 @@ int json_to_serial(json_t *o, struct res_serial *out, struct err *e)
 	return r;
 }
 
+int json_to_vfio(json_t *o, struct res_vfio *out, struct err *e)
+{
+	static const char *const fields[] = {"vfio_id", "path", NULL};
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct VfioDeviceConfig", e);
+	if (r == 0)
+		r = get_id(o, "vfio_id", out->id, e);
+	if (r == 0)
+		r = get_str(o, "path", true, &out->path, e);
+	if (r < 0)
+		res_vfio_clear(out);
+	return r;
+}
+
 int json_to_action(json_t *o, enum json_action *out, struct err *e)
 {
 	static const char *const fields[] = {"action_type", NULL};
@@ -831,6 +847,15 @@ json_t *json_from_full_config(const struct resources *r)
 		json_array_append_new(nets, from_net(&r->nets[i]));
 	json_object_set_new(o, "network-interfaces", nets);
 	json_object_set_new(o, "pmem", json_array());
+	if (r->nvfio) { /* ember's own key, only when used */
+		json_t *vf = json_array();
+
+		for (i = 0; vf && i < r->nvfio; i++)
+			json_array_append_new(vf, json_pack("{s:s, s:s}", "vfio_id", r->vfio[i].id,
+			                                    "path", r->vfio[i].path));
+		if (vf)
+			json_object_set_new(o, "vfio", vf);
+	}
 	if (r->vsock.present)
 		v = json_pack("{s:I, s:s, s:s}", "guest_cid", (json_int_t)r->vsock.guest_cid,
 		              "uds_path", r->vsock.uds_path, "transport",

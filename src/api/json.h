@@ -53,6 +53,8 @@ enum json_action {
 	JSON_ACTION_SEND_CTRL_ALT_DEL,
 	JSON_ACTION_FLUSH_METRICS
 };
+/* PUT /vfio/{id} (ember's own): {"vfio_id", "path"}. */
+int json_to_vfio(json_t *o, struct res_vfio *out, struct err *e);
 int json_to_action(json_t *o, enum json_action *out, struct err *e);
 /* DELETE's optional body: {"force": bool} (ember). */
 int json_to_delete(json_t *o, bool *force, struct err *e);

@@ -106,35 +106,54 @@ static int read_regions(struct vfio_dev *d, struct err *e)
 	return 0;
 }
 
-int vfio_open(struct vfio_dev *d, const char *path, struct err *e)
+/* The checks of vfio_check(); returns the IOMMU group (>= 0) or -errno. */
+static int check(const char *path, char bdf[16], struct err *e)
 {
-	char dir[PATH_MAX], drv[64], grp[32], gpath[64], offenders[512];
-	struct vfio_group_status st = {.argsz = sizeof(st)};
+	char dir[PATH_MAX], drv[64], grp[32];
 	struct stat sb;
 	int r;
 
-	memset(d, 0, sizeof(*d));
-	d->container_fd = d->group_fd = d->fd = -1;
-	r = parse_bdf(path, d->bdf, e);
+	r = parse_bdf(path, bdf, e);
 	if (r < 0)
 		return r;
-	snprintf(dir, sizeof(dir), SYSFS_PCI "/%s", d->bdf);
+	snprintf(dir, sizeof(dir), SYSFS_PCI "/%s", bdf);
 	if (stat(dir, &sb) < 0)
-		return err_sys(e, errno, "vfio: %s: no such PCI device on this host", d->bdf);
+		return err_sys(e, errno, "vfio: %s: no such PCI device on this host", bdf);
 	link_name(dir, "iommu_group", grp, sizeof(grp));
 	if (!grp[0])
 		return err_set(e, ENODEV,
 		               "vfio: %s has no IOMMU group: the host has no IOMMU, or it is off "
 		               "(intel_iommu=on or amd_iommu=on on the host's kernel command line)",
-		               d->bdf);
-	d->group = atoi(grp);
+		               bdf);
 	link_name(dir, "driver", drv, sizeof(drv));
 	if (strcmp(drv, "vfio-pci"))
 		return err_set(e, EBUSY,
 		               "vfio: %s is bound to %s, not vfio-pci: echo vfio-pci > %s/"
 		               "driver_override, unbind it, then echo %s > "
 		               "/sys/bus/pci/drivers_probe (docs/vfio.md)",
-		               d->bdf, drv[0] ? drv : "no driver", dir, d->bdf);
+		               bdf, drv[0] ? drv : "no driver", dir, bdf);
+	return atoi(grp);
+}
+
+int vfio_check(const char *path, char bdf[16], struct err *e)
+{
+	int r = check(path, bdf, e);
+
+	return r < 0 ? r : 0;
+}
+
+int vfio_open(struct vfio_dev *d, const char *path, struct err *e)
+{
+	char gpath[64], offenders[512];
+	struct vfio_group_status st = {.argsz = sizeof(st)};
+	int r;
+
+	memset(d, 0, sizeof(*d));
+	d->container_fd = d->group_fd = d->fd = -1;
+	r = check(path, d->bdf, e);
+	if (r < 0)
+		return r;
+	d->group = r;
 
 	d->container_fd = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
 	if (d->container_fd < 0) {

@@ -38,6 +38,12 @@ struct vfio_dev {
 };
 
 /*
+ * What vfio_open() checks before it opens anything (address, device, IOMMU group, driver),
+ * for an API PUT that should fail where Firecracker-style clients expect it.  Fills `bdf`.
+ */
+int vfio_check(const char *path, char bdf[16], struct err *e);
+
+/*
  * Open the device `path`: its sysfs folder (/sys/bus/pci/devices/DDDD:BB:DD.F) or its
  * address "DDDD:BB:DD.F" (or "BB:DD.F", domain 0).  Sets up a container with the type1 IOMMU
  * and reads the device's regions.  0, or -errno with a message that says what to do.

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backends/tap.h"
+#include "backends/vfio.h"
 #include "boot/layout.h"
 #include "devices/virtio/vsock.h"
 
@@ -88,6 +89,8 @@ void res_destroy(struct resources *r)
 	res_logger_clear(&r->logger);
 	res_metrics_clear(&r->metrics);
 	res_serial_clear(&r->serial);
+	for (i = 0; i < r->nvfio; i++)
+		res_vfio_clear(&r->vfio[i]);
 	free(r->firmware_path);
 	memset(r, 0, sizeof(*r));
 }
@@ -477,6 +480,51 @@ void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c)
 	res_limiter_cfg(&en->rate_limiter, &c->rate_limiter);
 }
 
+void res_vfio_clear(struct res_vfio *v)
+{
+	free(v->path);
+	memset(v, 0, sizeof(*v));
+}
+
+int res_put_vfio(struct resources *r, struct res_vfio *v, struct err *e)
+{
+	char bdf[16];
+	unsigned int i;
+	int ret = res_check_id(v->id, e);
+
+	if (ret == 0 && (!v->path || !*v->path))
+		ret = err_set(e, EINVAL, "missing field `path`");
+	if (ret == 0)
+		ret = vfio_check(v->path, bdf, e);
+	if (ret < 0)
+		return ret;
+	for (i = 0; i < r->nvfio && strcmp(r->vfio[i].id, v->id); i++)
+		;
+	if (i == r->nvfio && r->nvfio >= VM_MAX_VFIO)
+		return err_set(e, ENOSPC, "ember passes at most %d devices through", VM_MAX_VFIO);
+	if (i < r->nvfio)
+		res_vfio_clear(&r->vfio[i]);
+	else
+		r->nvfio++;
+	r->vfio[i] = *v;
+	memset(v, 0, sizeof(*v));
+	return 0;
+}
+
+int res_remove_vfio(struct resources *r, const char *id)
+{
+	unsigned int i;
+
+	for (i = 0; i < r->nvfio && strcmp(r->vfio[i].id, id); i++)
+		;
+	if (i == r->nvfio)
+		return -ENOENT;
+	res_vfio_clear(&r->vfio[i]);
+	memmove(&r->vfio[i], &r->vfio[i + 1], (r->nvfio - i - 1) * sizeof(r->vfio[0]));
+	memset(&r->vfio[--r->nvfio], 0, sizeof(r->vfio[0]));
+	return 0;
+}
+
 int res_remove_drive(struct resources *r, const char *id)
 {
 	unsigned int i = find_drive_index(r, id);
@@ -530,7 +578,8 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 	cfg->no_acpi = r->no_acpi;
 	cfg->pci_testdev = r->pci_testdev;
 	cfg->pci_testdev_port = r->pci_testdev_port;
-	memcpy(cfg->vfio, r->vfio, sizeof(cfg->vfio));
+	for (i = 0; i < r->nvfio; i++)
+		cfg->vfio[i] = r->vfio[i].path;
 	cfg->nvfio = r->nvfio;
 
 	memset(&cfg->dev, 0, sizeof(cfg->dev));

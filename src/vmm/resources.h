@@ -111,6 +111,11 @@ struct res_logger {
 	char *module; /* NULL: all */
 };
 
+struct res_vfio {
+	char id[RES_ID_MAX + 1];
+	char *path; /* the host device: sysfs folder or DDDD:BB:DD.F */
+};
+
 struct res_metrics {
 	bool present;
 	char *metrics_path;
@@ -141,8 +146,8 @@ struct resources {
 	char *firmware_path;
 	bool pvh, no_acpi, pci_testdev;
 	unsigned int pci_testdev_port;
-	/* Host devices passed through with VFIO (--vfio, command line only for now). */
-	const char *vfio[VM_MAX_VFIO];
+	/* Host devices passed through with VFIO (ember's own: PUT /vfio/{id}, --vfio). */
+	struct res_vfio vfio[VM_MAX_VFIO];
 	unsigned int nvfio;
 };
 
@@ -197,6 +202,14 @@ void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c);
 
 /* Forget a drive or interface (its strings are freed).  -ENOENT. */
 int res_remove_drive(struct resources *r, const char *id);
+/*
+ * A host device to pass through (before boot): checked as far as can be without opening it
+ * (a PCI address, present, in an IOMMU group, bound to vfio-pci); replaces the entry with the
+ * same id.  Takes over v->path.  res_remove_vfio: -ENOENT when there is no such id.
+ */
+int res_put_vfio(struct resources *r, struct res_vfio *v, struct err *e);
+int res_remove_vfio(struct resources *r, const char *id);
+void res_vfio_clear(struct res_vfio *v);
 int res_remove_net(struct resources *r, const char *id);
 
 /* Can the device build this limiter (refill times in range)?  -EINVAL with Firecracker's text. */

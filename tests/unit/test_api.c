@@ -465,6 +465,34 @@ TEST(vsock_and_tap_errors_at_the_put)
 	ctl_destroy(&c);
 }
 
+/* PUT /vfio/{id} (ember's own): checked at the PUT as far as can be without opening the
+ * device; DELETE before boot; GET /vm/config has the key only when it is used. */
+TEST(vfio_put_and_delete)
+{
+	struct ctl c;
+	struct err e = {0};
+	json_t *j;
+
+	ctl_init(&c, &e);
+	expect_fault(&c, HTTP_PUT, "/vfio/gpu",
+	             "{\"vfio_id\": \"gpu\", \"path\": \"0000:fe:1f.7\"}",
+	             "vfio: 0000:fe:1f.7: no such PCI device on this host");
+	expect_fault(&c, HTTP_PUT, "/vfio/gpu", "{\"vfio_id\": \"gpu\", \"path\": \"gpu0\"}",
+	             "vfio: gpu0 is no PCI device");
+	expect_fault(&c, HTTP_PUT, "/vfio/gpu", "{\"vfio_id\": \"gpu\"}", "missing field `path`");
+	expect_fault(&c, HTTP_PUT, "/vfio/gpu", "{\"vfio_id\": \"other\", \"path\": \"x\"}",
+	             "The id from the path does not match the id from the body!");
+	expect_fault(&c, HTTP_PUT, "/vfio/gpu",
+	             "{\"vfio_id\": \"gpu\", \"path\": \"x\", \"rom\": 1}",
+	             "unknown field `rom`, expected one of `vfio_id`, `path`");
+	CHECK_EQ(c.res.nvfio, 0);
+	expect_fault(&c, HTTP_DELETE, "/vfio/gpu", NULL, "There is no VFIO device with id gpu.");
+	j = get_json(&c, "/vm/config");
+	CHECK(json_object_get(j, "vfio") == NULL);
+	json_decref(j);
+	ctl_destroy(&c);
+}
+
 TEST(ids)
 {
 	struct err e = {0};
@@ -525,6 +553,7 @@ int main(void)
 	RUN(null_optional_fields);
 	RUN(vm_config_round_trips);
 	RUN(vsock_and_tap_errors_at_the_put);
+	RUN(vfio_put_and_delete);
 	RUN(ids);
 	RUN(instance_ids);
 	unlink(image);

@@ -2,8 +2,8 @@
 bed: the KVM test VM with QEMU's emulated IOMMU and edu device (make vfio runs this there).
 The guest's vfio_edu test checks ids, class, BAR0, factorial, DMA both ways and an MSI."""
 
+import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from api_client import Ember  # noqa: E402
 from conftest import check_tap, ember_path, guest_path  # noqa: E402
 
 EDU = "0x1234:0x11e8"
@@ -74,3 +75,45 @@ def test_refusals(edu, case):
     assert out == "", out
     lines = [l for l in err.splitlines() if l.strip()]
     assert len(lines) == 1 and needle in lines[0], err
+
+
+BOOT_ARGS = "console=ttyS0 tests=vfio_edu test.vfio=1"
+
+
+def test_edu_through_the_api(edu, tmp_path):
+    """PUT /vfio/{id} before InstanceStart (ember's own endpoint), as a Firecracker client
+    configures a drive; GET /vm/config shows it; the guest drives the device."""
+    bind(edu, "vfio-pci")
+    e = Ember(tmp_path).start()
+    try:
+        e.ok("PUT", "/boot-source", {"kernel_image_path": str(guest_path()), "boot_args": BOOT_ARGS})
+        e.ok("PUT", "/vfio/edu0", {"vfio_id": "edu0", "path": edu})
+        assert e.get("/vm/config")["vfio"] == [{"vfio_id": "edu0", "path": edu}]
+        e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        rc, out, err = e.wait_exit(timeout=300)
+    finally:
+        e.stop()
+    check_tap(rc, out.replace("\r", ""), err, expect_names=["vfio_edu"])
+
+
+def test_edu_from_the_config_file(edu, tmp_path):
+    bind(edu, "vfio-pci")
+    cfg = tmp_path / "vm.json"
+    cfg.write_text(json.dumps({
+        "boot-source": {"kernel_image_path": str(guest_path()), "boot_args": BOOT_ARGS},
+        "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
+        "vfio": [{"vfio_id": "edu0", "path": f"/sys/bus/pci/devices/{edu}"}]}))
+    rc, out, err = run(["--config-file", cfg, "--no-api"])
+    check_tap(rc, out.replace("\r", ""), err, expect_names=["vfio_edu"])
+
+
+def test_put_of_an_unbound_device_is_refused_at_the_put(edu, tmp_path):
+    bind(edu, None)
+    e = Ember(tmp_path).start()
+    try:
+        r = e.request("PUT", "/vfio/edu0", {"vfio_id": "edu0", "path": edu})
+        assert r.status == 400, r
+        assert "is bound to no driver, not vfio-pci" in r.body["fault_message"], r
+        assert "vfio" not in e.get("/vm/config")
+    finally:
+        e.stop()
