@@ -324,14 +324,7 @@ static void undo_pci(struct vm *vm)
 
 static void undo_pci_devices(struct vm *vm)
 {
-	while (vm->nvfio > 0) {
-		struct vfio_pci *v = vm->vfio[--vm->nvfio];
-
-		pci_host_unplug(&vm->pci, &v->dev);
-		vfio_pci_destroy(v);
-		free(v);
-		vm->vfio[vm->nvfio] = NULL;
-	}
+	vm_undo_vfio(vm);
 	if (vm->testdev_ready) {
 		if (vm->cfg.pci_testdev_port > 0)
 			root_port_set_presence(&vm->ports[vm->cfg.pci_testdev_port - 1], false);
@@ -345,34 +338,6 @@ static void undo_pci_devices(struct vm *vm)
 		pci_host_unplug(&vm->pci, &p->dev);
 		root_port_destroy(p);
 	}
-}
-
-/* The passed-through host devices, each a function of its own on bus 0 (docs/vfio.md). */
-static int step_vfio(struct vm *vm, struct err *e)
-{
-	unsigned int i;
-	int r;
-
-	for (i = 0; i < vm->cfg.nvfio; i++) {
-		struct vfio_pci *v = calloc(1, sizeof(*v));
-
-		if (!v)
-			return err_set(e, ENOMEM, "out of memory for a VFIO device");
-		r = vfio_pci_init(v, vm->cfg.vfio[i], &vm->gm, &vm->plat, e);
-		if (r == 0 && vm->next_slot > 31)
-			r = err_set(e, ENOSPC, "%s: no free device number left on PCI bus 0",
-			            v->name);
-		if (r == 0)
-			r = pci_host_plug(&vm->pci, &v->dev, NULL, PCI_DEVFN(vm->next_slot, 0), e);
-		if (r < 0) {
-			vfio_pci_destroy(v);
-			free(v);
-			return r;
-		}
-		vm->next_slot++;
-		vm->vfio[vm->nvfio++] = v;
-	}
-	return 0;
 }
 
 static int step_pci_devices(struct vm *vm, struct err *e)
@@ -399,7 +364,7 @@ static int step_pci_devices(struct vm *vm, struct err *e)
 		vm->nports++;
 	}
 	vm->next_slot = vm->cfg.root_ports + 1;
-	r = step_vfio(vm, e);
+	r = vm_step_vfio(vm, e);
 	if (r < 0)
 		goto fail;
 	if (!vm->cfg.pci_testdev)

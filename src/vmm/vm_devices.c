@@ -1,4 +1,4 @@
-/* vm_devices.c - the virtio devices: build, attach to a transport, name, undo; mmio cmdline. */
+/* vm_devices.c - virtio devices (build, attach, name, undo; mmio cmdline) and --vfio devices. */
 #include "vmm/vm_internal.h"
 
 #include <errno.h>
@@ -180,4 +180,46 @@ const char *vm_build_cmdline(struct vm *vm, struct err *e)
 		len += (size_t)n;
 	}
 	return vm->cmdline;
+}
+
+/* ---- passed-through host devices ------------------------------------------------------------ */
+
+/* The passed-through host devices, each a function of its own on bus 0 (docs/vfio.md). */
+int vm_step_vfio(struct vm *vm, struct err *e)
+{
+	unsigned int i;
+	int r;
+
+	for (i = 0; i < vm->cfg.nvfio; i++) {
+		struct vfio_pci *v = calloc(1, sizeof(*v));
+
+		if (!v)
+			return err_set(e, ENOMEM, "out of memory for a VFIO device");
+		r = vfio_pci_init(v, vm->cfg.vfio[i], &vm->gm, &vm->plat, e);
+		if (r == 0 && vm->next_slot > 31)
+			r = err_set(e, ENOSPC, "%s: no free device number left on PCI bus 0",
+			            v->name);
+		if (r == 0)
+			r = pci_host_plug(&vm->pci, &v->dev, NULL, PCI_DEVFN(vm->next_slot, 0), e);
+		if (r < 0) {
+			vfio_pci_destroy(v);
+			free(v);
+			return r;
+		}
+		vm->next_slot++;
+		vm->vfio[vm->nvfio++] = v;
+	}
+	return 0;
+}
+
+void vm_undo_vfio(struct vm *vm)
+{
+	while (vm->nvfio > 0) {
+		struct vfio_pci *v = vm->vfio[--vm->nvfio];
+
+		pci_host_unplug(&vm->pci, &v->dev);
+		vfio_pci_destroy(v);
+		free(v);
+		vm->vfio[vm->nvfio] = NULL;
+	}
 }

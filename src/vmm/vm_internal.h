@@ -189,6 +189,10 @@ void vm_virtio_name(struct vm_virtio *vv, const void *cfg, unsigned int index);
 /* The kernel command line: the user's plus a virtio_mmio.device= word per mmio device. */
 const char *vm_build_cmdline(struct vm *vm, struct err *e);
 
+/* vm_devices.c: the host devices passed through (--vfio), on bus 0 (part of the PCI step). */
+int vm_step_vfio(struct vm *vm, struct err *e);
+void vm_undo_vfio(struct vm *vm);
+
 /* vm_hotplug.c: the root ports' slots. */
 int vm_step_hotplug(struct vm *vm, struct err *e);
 void vm_undo_hotplug(struct vm *vm);
