@@ -84,7 +84,8 @@ void cpu_boot_sregs(struct kvm_sregs *s, bool pvh)
 {
 	struct kvm_segment code, data, tss;
 
-	seg_from_desc(&code, pvh ? GDT_CODE32 : GDT_CODE64, pvh ? BOOT_SEL_CODE32 : BOOT_SEL_CODE64);
+	seg_from_desc(&code, pvh ? GDT_CODE32 : GDT_CODE64,
+	              pvh ? BOOT_SEL_CODE32 : BOOT_SEL_CODE64);
 	seg_from_desc(&data, GDT_DATA, BOOT_SEL_DATA);
 	seg_from_desc(&tss, GDT_TSS, BOOT_SEL_TSS);
 	s->cs = code;
@@ -117,7 +118,8 @@ void cpu_boot_regs(struct kvm_regs *r, bool pvh, uint64_t entry, uint64_t arg)
 	} else {
 		r->rsp = LAYOUT_BOOT_STACK_GPA;
 		r->rbp = LAYOUT_BOOT_STACK_GPA;
-		r->rsi = arg; /* boot.rst: "%rsi must hold the base address of struct boot_params" */
+		r->rsi =
+		    arg; /* boot.rst: "%rsi must hold the base address of struct boot_params" */
 	}
 }
 
@@ -131,18 +133,18 @@ void cpu_boot_fpu(struct kvm_fpu *f)
 unsigned int cpu_boot_msrs(struct kvm_msr_entry *ents, unsigned int max)
 {
 	static const struct kvm_msr_entry boot_msrs[] = {
-		{.index = MSR_IA32_SYSENTER_CS},
-		{.index = MSR_IA32_SYSENTER_ESP},
-		{.index = MSR_IA32_SYSENTER_EIP},
-		{.index = MSR_STAR},
-		{.index = MSR_CSTAR},
-		{.index = MSR_KERNEL_GS_BASE},
-		{.index = MSR_SYSCALL_MASK},
-		{.index = MSR_LSTAR},
-		{.index = MSR_IA32_TSC},
-		{.index = MSR_IA32_MISC_ENABLE, .data = MSR_IA32_MISC_ENABLE_FAST_STRING},
-		/* MTRRs enabled, default type write-back (Intel SDM vol. 3 §11.11.2.1). */
-		{.index = MSR_MTRRdefType, .data = (1u << 11) | 6},
+	    {.index = MSR_IA32_SYSENTER_CS},
+	    {.index = MSR_IA32_SYSENTER_ESP},
+	    {.index = MSR_IA32_SYSENTER_EIP},
+	    {.index = MSR_STAR},
+	    {.index = MSR_CSTAR},
+	    {.index = MSR_KERNEL_GS_BASE},
+	    {.index = MSR_SYSCALL_MASK},
+	    {.index = MSR_LSTAR},
+	    {.index = MSR_IA32_TSC},
+	    {.index = MSR_IA32_MISC_ENABLE, .data = MSR_IA32_MISC_ENABLE_FAST_STRING},
+	    /* MTRRs enabled, default type write-back (Intel SDM vol. 3 §11.11.2.1). */
+	    {.index = MSR_MTRRdefType, .data = (1u << 11) | 6},
 	};
 	unsigned int n = sizeof(boot_msrs) / sizeof(boot_msrs[0]);
 

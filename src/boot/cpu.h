@@ -1,4 +1,5 @@
-/* cpu.h - initial x86 CPU state for direct kernel boot: GDT, page tables, registers, MSRs, LAPIC. */
+/* cpu.h - initial x86 CPU state for direct kernel boot: GDT, page tables, registers, MSRs, LAPIC.
+ */
 #ifndef EMBER_BOOT_CPU_H
 #define EMBER_BOOT_CPU_H
 
@@ -30,7 +31,8 @@
 #define BOOT_SEL_DATA   0x18
 #define BOOT_SEL_TSS    0x20
 
-/* Write the boot GDT, an empty IDT and the 0-4 GiB identity page tables.  -EFAULT if RAM is missing. */
+/* Write the boot GDT, an empty IDT and the 0-4 GiB identity page tables.  -EFAULT if RAM is
+ * missing. */
 int cpu_write_boot_tables(const struct gmem *gm);
 
 /* Set segments, descriptor tables and control registers in `s` (read from KVM first). */

@@ -19,14 +19,14 @@
 
 #include <stdint.h>
 
-#define LAYOUT_GDT_GPA        0x500ull   /* boot GDT: null, null, code64 (0x10), data (0x18), tss (0x20) */
-#define LAYOUT_IDT_GPA        0x520ull   /* empty IDT (limit 0) until the guest sets its own */
-#define LAYOUT_PVH_INFO_GPA   0x6000ull  /* hvm_start_info + memmap for the PVH entry */
-#define LAYOUT_ZERO_PAGE_GPA  0x7000ull  /* struct boot_params ("zero page") */
-#define LAYOUT_BOOT_STACK_GPA 0x8ff0ull  /* initial RSP/RBP of the boot vCPU */
-#define LAYOUT_PML4_GPA       0x9000ull  /* identity page tables: PML4 */
-#define LAYOUT_PDPT_GPA       0xa000ull  /*   one PDPT */
-#define LAYOUT_PD_GPA         0xb000ull  /*   four PDs (0xb000-0xefff): 0-4 GiB in 2 MiB pages */
+#define LAYOUT_GDT_GPA        0x500ull /* boot GDT: null, null, code64 (0x10), data (0x18), tss (0x20) */
+#define LAYOUT_IDT_GPA        0x520ull  /* empty IDT (limit 0) until the guest sets its own */
+#define LAYOUT_PVH_INFO_GPA   0x6000ull /* hvm_start_info + memmap for the PVH entry */
+#define LAYOUT_ZERO_PAGE_GPA  0x7000ull /* struct boot_params ("zero page") */
+#define LAYOUT_BOOT_STACK_GPA 0x8ff0ull /* initial RSP/RBP of the boot vCPU */
+#define LAYOUT_PML4_GPA       0x9000ull /* identity page tables: PML4 */
+#define LAYOUT_PDPT_GPA       0xa000ull /*   one PDPT */
+#define LAYOUT_PD_GPA         0xb000ull /*   four PDs (0xb000-0xefff): 0-4 GiB in 2 MiB pages */
 #define LAYOUT_PD_COUNT       4
 #define LAYOUT_CMDLINE_GPA    0x20000ull /* kernel command line */
 #define LAYOUT_CMDLINE_MAX    2048u      /* bytes incl. NUL unless a bzImage asks for less */
@@ -42,10 +42,10 @@
 #define LAPIC_GPA      0xfee00000ull
 
 /* Inside the MMIO gap. */
-#define PCI_MEM32_GPA  0xc0000000ull /* 32-bit BAR window, 512 MiB */
-#define PCI_MEM32_SIZE 0x20000000ull
-#define PCI_ECAM_GPA   0xe0000000ull /* ECAM: 1 MiB per bus, 256 buses */
-#define PCI_ECAM_BUSES 256u
+#define PCI_MEM32_GPA      0xc0000000ull /* 32-bit BAR window, 512 MiB */
+#define PCI_MEM32_SIZE     0x20000000ull
+#define PCI_ECAM_GPA       0xe0000000ull /* ECAM: 1 MiB per bus, 256 buses */
+#define PCI_ECAM_BUSES     256u
 #define PLATFORM_MMIO_GPA  0xf0000000ull /* virtio-mmio and other platform devices */
 #define PLATFORM_MMIO_SIZE 0x0ec00000ull /* up to the IOAPIC */
 

@@ -42,8 +42,8 @@ int pvh_note_find(const void *notes, size_t len, size_t align, uint32_t *entry);
 /*
  * Write hvm_start_info, the initrd module entry and the memory map for `ml`
  * at LAYOUT_PVH_INFO_GPA.  `cmdline_gpa` is the NUL-terminated command line;
- * `initrd_size` 0 means no module; `rsdp_gpa` 0 means no ACPI tables (rsdp_paddr 0).  -EFAULT when the page is not guest RAM,
- * -EINVAL when the layout is inconsistent.
+ * `initrd_size` 0 means no module; `rsdp_gpa` 0 means no ACPI tables (rsdp_paddr 0).  -EFAULT when
+ * the page is not guest RAM, -EINVAL when the layout is inconsistent.
  */
 int pvh_start_info_write(const struct gmem *gm, const struct mem_layout *ml, uint64_t cmdline_gpa,
                          uint64_t initrd_gpa, uint64_t initrd_size, uint64_t rsdp_gpa,

@@ -27,11 +27,13 @@ static_assert(0x1f1 + offsetof(struct setup_header, kernel_alignment) == 0x230, 
 static_assert(0x1f1 + offsetof(struct setup_header, cmdline_size) == 0x238, "boot.rst");
 static_assert(E820_MAX_ENTRIES <= E820_MAX_ENTRIES_ZEROPAGE, "e820 map fits the zero page");
 
-#define BOOT_FLAG_MAGIC  0xaa55
-#define HDRS_MAGIC       0x53726448u /* "HdrS" */
-#define ELF_HDR_VERSION  0x020e      /* 2.14: ext_* fields (2.12) and acpi_rsdp_addr, which Linux reads only from 2.14 on */
-#define LOADER_UNDEFINED 0xff        /* boot.rst type_of_loader: "0xFF = undefined" */
-#define ELF_KERNEL_ALIGN 0x1000000   /* Linux's CONFIG_PHYSICAL_ALIGN default: 16 MiB */
+#define BOOT_FLAG_MAGIC 0xaa55
+#define HDRS_MAGIC      0x53726448u /* "HdrS" */
+#define ELF_HDR_VERSION                                                                            \
+	0x020e /* 2.14: ext_* fields (2.12) and acpi_rsdp_addr, which Linux reads only from 2.14   \
+	          on */
+#define LOADER_UNDEFINED 0xff      /* boot.rst type_of_loader: "0xFF = undefined" */
+#define ELF_KERNEL_ALIGN 0x1000000 /* Linux's CONFIG_PHYSICAL_ALIGN default: 16 MiB */
 
 int zeropage_write(const struct gmem *gm, const struct mem_layout *ml, uint64_t gpa,
                    const struct zeropage_args *a, struct err *e)

@@ -35,7 +35,7 @@ struct zeropage_args {
 	uint32_t cmdline_len; /* its length without the NUL */
 	uint64_t initrd_gpa;  /* 0 with initrd_size 0: none */
 	uint64_t initrd_size;
-	uint64_t rsdp_gpa;    /* ACPI RSDP, for acpi_rsdp_addr (boot protocol 2.14); 0: none */
+	uint64_t rsdp_gpa; /* ACPI RSDP, for acpi_rsdp_addr (boot protocol 2.14); 0: none */
 };
 
 /*

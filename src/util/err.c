@@ -6,7 +6,7 @@
 #include <string.h>
 
 static int err_vset(struct err *e, int errnum, int with_strerror, const char *fmt, va_list ap)
-	__attribute__((format(printf, 4, 0)));
+    __attribute__((format(printf, 4, 0)));
 
 static int err_vset(struct err *e, int errnum, int with_strerror, const char *fmt, va_list ap)
 {

@@ -10,8 +10,8 @@
  */
 
 struct err {
-	int code;       /* negative errno, 0 when no error was set */
-	char msg[512];  /* the user-facing text, no "ember:" prefix, no newline */
+	int code;      /* negative errno, 0 when no error was set */
+	char msg[512]; /* the user-facing text, no "ember:" prefix, no newline */
 };
 
 /* Record an error (if none is recorded yet) and return -errnum. */

@@ -97,9 +97,9 @@ int log_configure(const struct log_config *c);
  * Open `path` as a log (or metrics) sink, as Firecracker opens log_path: a
  * named pipe is held open for reading and writing, so it needs no reader yet
  * (lines wait in the pipe for one), and a reader that goes away makes the
- * pipe fill up and lines get counted as missed, never a SIGPIPE.  Anything else is opened for appending, created
- * (mode 0600) if missing.  The descriptor is non-blocking and close-on-exec.
- * 0 and *fd_out set, or -errno with `e` filled.
+ * pipe fill up and lines get counted as missed, never a SIGPIPE.  Anything else is opened for
+ * appending, created (mode 0600) if missing.  The descriptor is non-blocking and close-on-exec. 0
+ * and *fd_out set, or -errno with `e` filled.
  */
 int log_open_path(const char *path, int *fd_out, struct err *e);
 

@@ -31,7 +31,7 @@ static void on_reset(void *opaque)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint16_t ports[] = {0x3f8, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3fe,
-					 0x3ff, 0x60, 0x64, 0x70, 0x71, 0x61, 0x3f7};
+	                                 0x3ff, 0x60,  0x64,  0x70,  0x71,  0x61,  0x3f7};
 	static const unsigned int sizes[] = {1, 2, 4, 8};
 	struct rcu rcu;
 	struct bus pio;

@@ -180,11 +180,11 @@ void guest_reset(void)
  *   boot-timer   write 123 to the boot timer (Firecracker's "booted" signal,
  *                ember's at 0xf0fff000 with --boot-timer), then hang
  */
-#define LIFECYCLE_SLEEP_PORT 0x600
-#define LIFECYCLE_S5         0x34 /* SLP_TYP 5 << 2 | SLP_EN (ACPI 6.5 §4.8.3.7) */
-#define LIFECYCLE_GED_PIN    20
-#define LIFECYCLE_GED_VECTOR 0x60
-#define LIFECYCLE_MMIO_EXEC_GPA 0xd0000000ull
+#define LIFECYCLE_SLEEP_PORT     0x600
+#define LIFECYCLE_S5             0x34 /* SLP_TYP 5 << 2 | SLP_EN (ACPI 6.5 §4.8.3.7) */
+#define LIFECYCLE_GED_PIN        20
+#define LIFECYCLE_GED_VECTOR     0x60
+#define LIFECYCLE_MMIO_EXEC_GPA  0xd0000000ull
 #define LIFECYCLE_BOOT_TIMER_GPA 0xf0fff000ull
 
 static void lifecycle_run(const char *how, size_t len)
@@ -197,7 +197,8 @@ static void lifecycle_run(const char *how, size_t len)
 	}
 	if (len == 11 && !memcmp(how, "triplefault", 11)) {
 		printf("triple fault\n");
-		__asm__ volatile("hlt"); /* ring 0 (entry.S isr_gp) turns this into the triple fault */
+		__asm__ volatile(
+		    "hlt"); /* ring 0 (entry.S isr_gp) turns this into the triple fault */
 	}
 	if (len == 8 && !memcmp(how, "poweroff", 8)) {
 		printf("powering off\n");

@@ -1,4 +1,5 @@
-/* t_acpi.c - ember's ACPI tables as a guest finds them: RSDP by pointer and by scan, XSDT, MADT, MCFG. */
+/* t_acpi.c - ember's ACPI tables as a guest finds them: RSDP by pointer and by scan, XSDT, MADT,
+ * MCFG. */
 #include "guest.h"
 
 /*
@@ -73,14 +74,15 @@ GUEST_TEST(acpi)
 		return;
 	}
 	if (!expect(scan != 0, "no RSDP in 0xE0000-0xFFFFF") ||
-	    !expect(ptr == scan, "boot protocol says RSDP 0x%llx, the scan finds 0x%llx", ptr, scan))
+	    !expect(ptr == scan, "boot protocol says RSDP 0x%llx, the scan finds 0x%llx", ptr,
+	            scan))
 		return;
 	rsdp = (const u8 *)(uintptr_t)scan;
 	expect(sum8(rsdp, 20) == 0, "RSDP checksum");
 	expect(rsdp[15] == 2 && sum8(rsdp, 36) == 0, "RSDP revision %u / extended checksum",
 	       rsdp[15]);
-	printf("# RSDP at 0x%llx, OEM %c%c%c%c%c%c\n", scan, rsdp[9], rsdp[10], rsdp[11],
-	       rsdp[12], rsdp[13], rsdp[14]);
+	printf("# RSDP at 0x%llx, OEM %c%c%c%c%c%c\n", scan, rsdp[9], rsdp[10], rsdp[11], rsdp[12],
+	       rsdp[13], rsdp[14]);
 	xsdt = (const u8 *)(uintptr_t)rd64(rsdp + 24);
 	if (!expect(!memcmp(xsdt, "XSDT", 4) && sum8(xsdt, rd32(xsdt + 4)) == 0, "XSDT"))
 		return;
@@ -88,7 +90,8 @@ GUEST_TEST(acpi)
 	madt = xsdt_find(xsdt, "APIC");
 	if (expect(madt != NULL, "no MADT")) {
 		for (i = 44, n = 0; i + 2 <= rd32(madt + 4) && madt[i + 1] >= 2; i += madt[i + 1])
-			n += madt[i] == 0 && (rd32(madt + i + 4) & 1); /* enabled Processor Local APIC */
+			n += madt[i] == 0 &&
+			     (rd32(madt + i + 4) & 1); /* enabled Processor Local APIC */
 		expect(!cpus || n == cpus, "MADT lists %u processors, want %llu", n, cpus);
 		printf("# MADT: %u processors\n", n);
 	}

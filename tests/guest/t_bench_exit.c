@@ -75,8 +75,8 @@ GUEST_TEST(bench_exit)
 	} else {
 		addr = PCI_ECAM_BASE; /* 00:00.0 vendor and device ID */
 		want = mmio_read32(addr);
-		if (!expect((want & 0xffff) != 0xffff && want != 0, "no host bridge at 00:00.0 (0x%llx)",
-		            want))
+		if (!expect((want & 0xffff) != 0xffff && want != 0,
+		            "no host bridge at 00:00.0 (0x%llx)", want))
 			return;
 		what = "ecam";
 		if (!mode)

@@ -2,7 +2,7 @@
 #include "guest.h"
 #include "hw.h"
 
-#define UART_RBR   0 /* receive buffer (DLAB=0, read) */
+#define UART_RBR    0 /* receive buffer (DLAB=0, read) */
 #define UART_LSR_DR 0x01
 
 /*
@@ -15,7 +15,7 @@ GUEST_TEST(serial_rx)
 	u64 want, i, deadline, per_ms = tsc_per_ms();
 
 	if (!expect(cmdline_u64("test.rx_len", &want) && want > 0,
-		    "needs test.rx_len=<bytes> and that many bytes on ember's stdin"))
+	            "needs test.rx_len=<bytes> and that many bytes on ember's stdin"))
 		return;
 	for (i = 0; i < want; i++) {
 		u8 c;
@@ -28,7 +28,7 @@ GUEST_TEST(serial_rx)
 			}
 		c = inb(COM1 + UART_RBR);
 		if (!expect(c == 'a' + i % 26, "byte %llu is 0x%02x, want '%c'", i, c,
-			    (char)('a' + i % 26)))
+		            (char)('a' + i % 26)))
 			return;
 	}
 	expect(!(inb(COM1 + UART_LSR) & UART_LSR_DR), "more input than the %llu bytes sent", want);

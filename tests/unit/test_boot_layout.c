@@ -45,12 +45,14 @@ TEST(e820_2mib)
 
 TEST(e820_1mib_and_below)
 {
-	static const struct want w1[] = {
-	    {0, 0x9fc00, 1}, {0x9fc00, 0x400, 2}, {0xa0000, 0x60000, 2},
-	    {PCI_ECAM_GPA, MMIO_GAP_END - PCI_ECAM_GPA, 2}};
-	static const struct want w2[] = {
-	    {0, 0x80000, 1}, {0x9fc00, 0x400, 2}, {0xa0000, 0x60000, 2},
-	    {PCI_ECAM_GPA, MMIO_GAP_END - PCI_ECAM_GPA, 2}};
+	static const struct want w1[] = {{0, 0x9fc00, 1},
+	                                 {0x9fc00, 0x400, 2},
+	                                 {0xa0000, 0x60000, 2},
+	                                 {PCI_ECAM_GPA, MMIO_GAP_END - PCI_ECAM_GPA, 2}};
+	static const struct want w2[] = {{0, 0x80000, 1},
+	                                 {0x9fc00, 0x400, 2},
+	                                 {0xa0000, 0x60000, 2},
+	                                 {PCI_ECAM_GPA, MMIO_GAP_END - PCI_ECAM_GPA, 2}};
 
 	check_map(MiB, w1, 4);
 	check_map(512 << 10, w2, 4);

@@ -47,8 +47,8 @@ TEST(file_directory)
 	sel(&f, 0x19);
 	for (i = 0; i < sizeof(d); i++)
 		d[i] = rd(&f);
-	CHECK_EQ(d[3], 1);                  /* be32 count */
-	CHECK_EQ(d[4 + 3], 2);              /* be32 size */
+	CHECK_EQ(d[3], 1);                   /* be32 count */
+	CHECK_EQ(d[4 + 3], 2);               /* be32 size */
 	item = (uint16_t)(d[8] << 8 | d[9]); /* be16 select */
 	CHECK_EQ(item, 0x20);
 	CHECK(!strcmp((const char *)d + 12, "etc/show-boot-menu"));

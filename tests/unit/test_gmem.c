@@ -34,13 +34,13 @@ TEST(rejects_outside_and_straddling)
 
 	setup(&gm);
 	CHECK(gmem_ptr(&gm, 0, 1) == NULL);
-	CHECK(gmem_ptr(&gm, 0xfff, 2) == NULL);     /* starts below */
-	CHECK(gmem_ptr(&gm, 0x1fff, 2) == NULL);    /* runs past the end */
-	CHECK(gmem_ptr(&gm, 0x2000, 0) == NULL);    /* just past the end */
+	CHECK(gmem_ptr(&gm, 0xfff, 2) == NULL);  /* starts below */
+	CHECK(gmem_ptr(&gm, 0x1fff, 2) == NULL); /* runs past the end */
+	CHECK(gmem_ptr(&gm, 0x2000, 0) == NULL); /* just past the end */
 	CHECK(gmem_ptr(&gm, 0x1000, 4097) == NULL);
-	CHECK(gmem_ptr(&gm, 0x1800, UINT64_MAX) == NULL);           /* length overflow */
-	CHECK(gmem_ptr(&gm, UINT64_MAX, 2) == NULL);                /* address overflow */
-	CHECK(gmem_ptr(&gm, 0x100000000ull - 1, 2) == NULL);        /* across the gap */
+	CHECK(gmem_ptr(&gm, 0x1800, UINT64_MAX) == NULL);    /* length overflow */
+	CHECK(gmem_ptr(&gm, UINT64_MAX, 2) == NULL);         /* address overflow */
+	CHECK(gmem_ptr(&gm, 0x100000000ull - 1, 2) == NULL); /* across the gap */
 	CHECK(!gmem_contains(&gm, 0x100000000ull + 8192, 1));
 }
 
