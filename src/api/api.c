@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/api_internal.h"
 #include "api/json.h"
 #include "pci/dump.h"
 #include "pci/pci.h"
@@ -153,87 +154,6 @@ static bool path_id(struct route *rt, const char *body_id)
 
 /* ---- GET ---------------------------------------------------------------------------------- */
 
-static json_t *pci_topology(struct ctl *c)
-{
-	struct pci_host *h = vm_pci_host(c->vm);
-	json_t *arr = json_array();
-	unsigned int bus, devfn;
-	bool scan[256] = {[0] = true};
-	char *dump = NULL;
-	size_t dump_len = 0;
-	FILE *f;
-
-	for (bus = 0; bus < 256 && arr; bus++) {
-		if (!scan[bus])
-			continue;
-		for (devfn = 0; devfn < 256; devfn++) {
-			uint32_t id = pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 0, 4);
-			uint32_t cls, hdr;
-			struct pci_dev *d;
-			char bdf[16];
-
-			if ((id & 0xffff) == 0xffff)
-				continue;
-			cls = pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 8, 4) >> 8;
-			hdr = (pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 0xc, 4) >> 16) &
-			      0x7f;
-			d = pci_host_find(h, (uint8_t)bus, (uint8_t)devfn);
-			snprintf(bdf, sizeof(bdf), "0000:%02x:%02x.%u", bus, devfn >> 3, devfn & 7);
-			json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "bdf", bdf, "name",
-			                      d && d->name ? d->name : "", "vendor_id", "",
-			                      "device_id", "", "class", "");
-			char hex[16];
-
-			snprintf(hex, sizeof(hex), "0x%04x", id & 0xffff);
-			json_object_set_new(o, "vendor_id", json_string(hex));
-			snprintf(hex, sizeof(hex), "0x%04x", id >> 16);
-			json_object_set_new(o, "device_id", json_string(hex));
-			snprintf(hex, sizeof(hex), "0x%06x", cls);
-			json_object_set_new(o, "class", json_string(hex));
-			if (hdr == 1) {
-				uint32_t buses =
-				    pci_host_cfg_read(h, (uint8_t)bus, (uint8_t)devfn, 0x18, 4);
-				unsigned int sec = (buses >> 8) & 0xff, sub = (buses >> 16) & 0xff,
-				             b;
-
-				json_object_set_new(o, "secondary_bus", json_integer(sec));
-				json_object_set_new(o, "subordinate_bus", json_integer(sub));
-				for (b = sec; b && b <= sub && b < 256; b++)
-					scan[b] = true;
-			}
-			json_array_append_new(arr, o);
-		}
-	}
-	f = open_memstream(&dump, &dump_len);
-	if (f) {
-		pci_host_dump(h, f);
-		fclose(f);
-	}
-	json_t *out = json_pack("{s:o, s:s}", "devices", arr ? arr : json_array(), "config_space",
-	                        dump ? dump : "");
-	json_t *slots = json_array();
-	unsigned int i;
-
-	free(dump);
-	for (i = 0; slots && i < vm_slot_count(c->vm); i++) {
-		static const char *const states[] = {"empty", "occupied", "removing"};
-		struct vm_slot_info sl;
-		char bdf[32];
-
-		vm_slot_get(c->vm, i, &sl);
-		snprintf(bdf, sizeof(bdf), "0000:00:%02x.0", sl.port);
-		json_array_append_new(slots,
-		                      json_pack("{s:I, s:s, s:s, s:o}", "port", (json_int_t)sl.port,
-		                                "bdf", bdf, "state", states[sl.state], "device",
-		                                sl.device ? json_string(sl.device) : json_null()));
-	}
-	if (out) {
-		json_object_set_new(out, "slots", slots ? slots : json_array());
-		json_object_set_new(out, "gsi_routes", json_integer(vm_msi_route_count(c->vm)));
-	}
-	return out;
-}
-
 /* ---- features ember does not have ------------------------------------------------------- */
 
 /* True (and 400 saying so) when the path names a feature ember does not have yet. */
@@ -286,7 +206,7 @@ static void handle_get(struct route *rt)
 			                      "start it first (InstanceStart).");
 			return;
 		}
-		reply_json(rt->resp, 200, pci_topology(c));
+		reply_json(rt->resp, 200, api_pci_topology(c));
 	} else if (!not_yet(rt)) {
 		invalid_path(rt);
 	}
@@ -330,22 +250,85 @@ static int same_id(const char *path_id, const char *body_id, struct err *e)
 	return 0;
 }
 
-/* Resources a running microVM takes through PUT: hot-pluggable devices. */
-static bool hot_pluggable(const char *what)
-{
-	return !strcmp(what, "drives") || !strcmp(what, "network-interfaces") ||
-	       !strcmp(what, "vsock") || !strcmp(what, "entropy");
-}
+/* ---- virtio devices: one entry per kind (docs/devices/adding.md) -------------------------- */
 
 /*
- * Apply one resource body (before boot; after boot, devices are hot
- * plugged): `what` is the API path's first part, which is also the config
- * file's key ("drives" and "network-interfaces" take one element).  `path_id` is the id in the
- * request's path (NULL from the config file).  Nothing changes on error.
+ * A virtio device kind's routes: PUT /<path>[/{id}] (before boot: the configuration; after:
+ * hot plug), DELETE (unplug) and the config file's "<path>" key.  What the configuration does
+ * with the body is res_kind(kind)'s (vmm/resources.h).
  */
-static int apply_put(struct ctl *c, const char *what, json_t *j, const char *path_id, struct err *e)
+struct api_device {
+	const char *path; /* "drives": the path's first part and the config file's key */
+	enum vm_virtio_kind kind;
+	/* The body into a struct res_drive, ... (api/json.h); obj is cleared first. */
+	int (*parse)(json_t *j, void *obj, struct err *e);
+};
+
+static int parse_drive(json_t *j, void *obj, struct err *e)
 {
-	bool booted = c->state != CTL_NOT_STARTED; /* devices: hot plug */
+	return json_to_drive(j, obj, e);
+}
+
+static int parse_net(json_t *j, void *obj, struct err *e)
+{
+	return json_to_net(j, obj, e);
+}
+
+static int parse_vsock(json_t *j, void *obj, struct err *e)
+{
+	return json_to_vsock(j, obj, e);
+}
+
+static int parse_entropy(json_t *j, void *obj, struct err *e)
+{
+	return json_to_entropy(j, obj, e);
+}
+
+static const struct api_device api_devices[] = {
+    {"drives", VM_VIRTIO_BLK, parse_drive},
+    {"network-interfaces", VM_VIRTIO_NET, parse_net},
+    {"vsock", VM_VIRTIO_VSOCK, parse_vsock},
+    {"entropy", VM_VIRTIO_RNG, parse_entropy},
+};
+
+/* The device kind whose path (or config file key) is `what`, or NULL. */
+static const struct api_device *api_device(const char *what)
+{
+	for (size_t i = 0; i < sizeof(api_devices) / sizeof(api_devices[0]); i++)
+		if (!strcmp(api_devices[i].path, what))
+			return &api_devices[i];
+	return NULL;
+}
+
+/* Whether `what` names a keyed device kind (/drives/{id}). */
+bool api_keyed_device(const char *what)
+{
+	const struct api_device *d = api_device(what);
+
+	return d && res_kind(d->kind)->keyed;
+}
+
+/* PUT of a device: before boot it joins the configuration, after boot it is hot plugged. */
+static int put_device(struct ctl *c, const struct api_device *d, json_t *j, const char *path_id,
+                      struct err *e)
+{
+	const struct res_kind *k = res_kind(d->kind);
+	union res_kind_obj obj;
+	int r;
+
+	r = d->parse(j, &obj, e);
+	if (r == 0 && k->keyed)
+		r = same_id(path_id, k->id(&obj), e);
+	if (r == 0)
+		r = c->state != CTL_NOT_STARTED ? ctl_plug(c, d->kind, &obj, e)
+		                                : k->put(&c->res, &obj, e);
+	k->clear(&obj);
+	return r;
+}
+
+/* api_internal.h */
+int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_id, struct err *e)
+{
 	int r;
 
 	if (!strcmp(what, "boot-source")) {
@@ -361,31 +344,8 @@ static int apply_put(struct ctl *c, const char *what, json_t *j, const char *pat
 		r = json_to_machine(j, &c->res.machine, false, &m, e);
 		if (r == 0)
 			r = res_set_machine(&c->res, &m, e);
-	} else if (!strcmp(what, "drives")) {
-		struct res_drive d;
-
-		r = json_to_drive(j, &d, e);
-		if (r == 0)
-			r = same_id(path_id, d.id, e);
-		if (r == 0)
-			r = booted ? ctl_plug_drive(c, &d, e) : res_put_drive(&c->res, &d, e);
-		res_drive_clear(&d);
-	} else if (!strcmp(what, "network-interfaces")) {
-		struct res_net n;
-
-		r = json_to_net(j, &n, e);
-		if (r == 0)
-			r = same_id(path_id, n.id, e);
-		if (r == 0)
-			r = booted ? ctl_plug_net(c, &n, e) : res_put_net(&c->res, &n, e);
-		res_net_clear(&n);
-	} else if (!strcmp(what, "vsock")) {
-		struct res_vsock v;
-
-		r = json_to_vsock(j, &v, e);
-		if (r == 0)
-			r = booted ? ctl_plug_vsock(c, &v, e) : res_set_vsock(&c->res, &v, e);
-		res_vsock_clear(&v);
+	} else if (api_device(what)) {
+		r = put_device(c, api_device(what), j, path_id, e);
 	} else if (!strcmp(what, "vfio")) {
 		struct res_vfio v;
 
@@ -395,12 +355,6 @@ static int apply_put(struct ctl *c, const char *what, json_t *j, const char *pat
 		if (r == 0)
 			r = res_put_vfio(&c->res, &v, e);
 		res_vfio_clear(&v);
-	} else if (!strcmp(what, "entropy")) {
-		struct res_entropy en;
-
-		r = json_to_entropy(j, &en, e);
-		if (r == 0)
-			r = booted ? ctl_plug_entropy(c, &en, e) : res_set_entropy(&c->res, &en, e);
 	} else if (!strcmp(what, "logger")) {
 		struct res_logger l, old = c->res.logger;
 
@@ -444,8 +398,9 @@ static int apply_put(struct ctl *c, const char *what, json_t *j, const char *pat
 
 static void handle_put(struct route *rt)
 {
-	static const char *const singles[] = {"boot-source", "machine-config", "logger",  "metrics",
-	                                      "serial",      "vsock",          "entropy", NULL};
+	static const char *const singles[] = {"boot-source", "machine-config", "logger",
+	                                      "metrics",     "serial",         NULL};
+	const struct api_device *dev;
 	struct err e = {0};
 	bool known = false;
 	unsigned int i;
@@ -465,9 +420,10 @@ static void handle_put(struct route *rt)
 	for (i = 0; singles[i]; i++)
 		known |= is(rt, 1, singles[i], NULL);
 	known |= is(rt, 1, "actions", NULL);
-	known |= (!strcmp(rt->tok[0], "drives") || !strcmp(rt->tok[0], "network-interfaces") ||
-	          !strcmp(rt->tok[0], "vfio")) &&
-	         rt->ntok <= 2;
+	dev = api_device(rt->tok[0]);
+	if (dev)
+		known |= rt->ntok <= (res_kind(dev->kind)->keyed ? 2u : 1u);
+	known |= !strcmp(rt->tok[0], "vfio") && rt->ntok <= 2;
 	if (!known) {
 		invalid_path(rt);
 		return;
@@ -477,13 +433,12 @@ static void handle_put(struct route *rt)
 		return;
 	if (is(rt, 1, "actions", NULL)) {
 		put_actions(rt, j);
-	} else if ((hot_pluggable(rt->tok[0]) || pre_boot(rt)) &&
-	           (rt->ntok == 1 || path_id(rt, NULL))) {
-		if (rt->ntok == 1 &&
-		    (!strcmp(rt->tok[0], "drives") || !strcmp(rt->tok[0], "network-interfaces")))
+	} else if ((dev || pre_boot(rt)) && (rt->ntok == 1 || path_id(rt, NULL))) {
+		if (rt->ntok == 1 && api_keyed_device(rt->tok[0]))
 			reply_fault(rt->resp, "The ID cannot be empty.");
 		else {
-			r = apply_put(rt->ctl, rt->tok[0], j, rt->ntok > 1 ? rt->tok[1] : NULL, &e);
+			r = api_apply_put(rt->ctl, rt->tok[0], j, rt->ntok > 1 ? rt->tok[1] : NULL,
+			                  &e);
 			reply_ok(rt->resp, r, &e);
 		}
 	}
@@ -584,7 +539,7 @@ static void delete_vfio(struct route *rt)
 
 static void handle_delete(struct route *rt)
 {
-	enum vm_virtio_kind kind;
+	const struct api_device *dev;
 	struct err e = {0};
 	bool force = false;
 	const char *id = NULL;
@@ -594,17 +549,9 @@ static void handle_delete(struct route *rt)
 		delete_vfio(rt);
 		return;
 	}
-	if (rt->ntok == 2 && !strcmp(rt->tok[0], "drives"))
-		kind = VM_VIRTIO_BLK;
-	else if (rt->ntok == 2 && !strcmp(rt->tok[0], "network-interfaces"))
-		kind = VM_VIRTIO_NET;
-	else if (is(rt, 1, "vsock", NULL))
-		kind = VM_VIRTIO_VSOCK;
-	else if (is(rt, 1, "entropy", NULL))
-		kind = VM_VIRTIO_RNG;
-	else {
-		if ((!strcmp(rt->tok[0], "drives") || !strcmp(rt->tok[0], "network-interfaces")) &&
-		    rt->ntok == 1)
+	dev = api_device(rt->tok[0]);
+	if (!dev || rt->ntok != (res_kind(dev->kind)->keyed ? 2u : 1u)) {
+		if (dev && rt->ntok == 1)
 			reply_fault(rt->resp, "The ID cannot be empty.");
 		else
 			invalid_path(rt);
@@ -627,7 +574,7 @@ static void handle_delete(struct route *rt)
 			return;
 		}
 	}
-	r = ctl_remove(rt->ctl, kind, id, force, &e);
+	r = ctl_remove(rt->ctl, dev->kind, id, force, &e);
 	reply_ok(rt->resp, r, &e);
 }
 
@@ -748,113 +695,4 @@ void api_destroy(struct api *a)
 	if (a->http_ready)
 		http_server_destroy(&a->http);
 	a->http_ready = false;
-}
-
-/* ---- config file -------------------------------------------------------------------------- */
-
-/* Firecracker's config file keys, in the order it applies them. */
-static const char *const config_keys[] = {"logger",      "metrics",        "machine-config",
-                                          "boot-source", "drives",         "network-interfaces",
-                                          "vsock",       "entropy",        "serial",
-                                          "balloon",     "mmds-config",    "cpu-config",
-                                          "pmem",        "memory-hotplug", "vfio",
-                                          NULL};
-
-static int config_key(struct ctl *c, const char *key, json_t *v, struct err *e)
-{
-	size_t i;
-	int r = 0;
-
-	if (json_is_null(v))
-		return 0;
-	if (strcmp(key, "drives") && strcmp(key, "network-interfaces") && strcmp(key, "pmem") &&
-	    strcmp(key, "vfio"))
-		return apply_put(c, key, v, NULL, e);
-	if (!json_is_array(v))
-		return err_set(e, EINVAL, "\"%s\" must be an array", key);
-	if (!strcmp(key, "pmem"))
-		return json_array_size(v) == 0
-		           ? 0
-		           : err_set(e, ENOTSUP, "ember does not support virtio-pmem devices yet.");
-	for (i = 0; r == 0 && i < json_array_size(v); i++)
-		r = apply_put(c, key, json_array_get(v, i), NULL, e);
-	return r;
-}
-
-int api_apply_config_text(struct ctl *c, const char *text, size_t len, struct err *e)
-{
-	const char *key;
-	json_t *j, *v;
-	unsigned int i;
-	int r;
-
-	r = json_body(text, len, &j, e);
-	if (r < 0) {
-		json_error_t je;
-
-		j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-		json_decref(j);
-		err_clear(e);
-		return err_set(e, EINVAL,
-		               "the config file is not valid JSON: %s at line %d column %d",
-		               je.text, je.line, je.column);
-	}
-	if (!json_is_object(j)) {
-		json_decref(j);
-		return err_set(e, EINVAL, "the config file must hold a JSON object");
-	}
-	json_object_foreach(j, key, v)
-	{
-		for (i = 0; config_keys[i] && strcmp(config_keys[i], key); i++)
-			;
-		if (!config_keys[i]) {
-			r = err_set(e, EINVAL, "unknown key \"%.64s\" in the config file", key);
-			json_decref(j);
-			return r;
-		}
-	}
-	for (i = 0; config_keys[i]; i++) {
-		v = json_object_get(j, config_keys[i]);
-		if (!v)
-			continue;
-		r = config_key(c, config_keys[i], v, e);
-		if (r < 0) {
-			err_prefix(e, "config file, \"%s\"", config_keys[i]);
-			break;
-		}
-	}
-	json_decref(j);
-	return r;
-}
-
-int api_apply_config_file(struct ctl *c, const char *path, struct err *e)
-{
-	struct stat st;
-	char *text;
-	ssize_t n;
-	int fd, r;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err_sys(e, errno, "cannot open the config file %s", path);
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
-		close(fd);
-		return err_set(e, EINVAL,
-		               "the config file %s is not a regular file of at most 1 MiB", path);
-	}
-	text = malloc((size_t)st.st_size + 1);
-	if (!text) {
-		close(fd);
-		return err_set(e, ENOMEM, "out of memory");
-	}
-	n = read(fd, text, (size_t)st.st_size);
-	close(fd);
-	if (n != st.st_size) {
-		free(text);
-		return err_sys(e, n < 0 ? errno : EIO, "cannot read the config file %s", path);
-	}
-	text[n] = '\0';
-	r = api_apply_config_text(c, text, (size_t)n, e);
-	free(text);
-	return r;
 }

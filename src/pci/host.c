@@ -521,7 +521,7 @@ static int bridge_windows(struct pci_host *h, struct pci_dev *d, struct pci_wind
 	c->data[PCI_IO_BASE] = 0xf0;
 	c->data[PCI_IO_LIMIT] = 0x00;
 	d->win_io = d->win_io_size = 0;
-	if (h->lay.port_io_size) {
+	if (h->lay.port_io_size && !d->bridge_no_io) {
 		uint64_t sz = (h->lay.port_io_size + BRIDGE_IO_GRAN - 1) & ~(BRIDGE_IO_GRAN - 1);
 
 		if (pci_window_alloc(io, sz, BRIDGE_IO_GRAN, &a) < 0 || a + sz > 0x10000)

@@ -181,6 +181,9 @@ struct pci_dev {
 	/* Bridges only: the functions of device 0 on the secondary bus (PCIe: one device per link).
 	 */
 	struct pci_dev *child[8];
+	/* Bridges only, set before plug: give the bridge no I/O window (nothing behind it has an
+	 * I/O BAR), so the 60 KiB I/O space does not bound how many such bridges there are. */
+	bool bridge_no_io;
 	/* Bridges only: windows ember assigned (bases/limits are also in config space). */
 	uint64_t win_io, win_io_size, win_mem, win_mem_size, win_pref, win_pref_size;
 	/* Bridges only: first free address in each window (reset when the last child leaves). */

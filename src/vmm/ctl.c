@@ -236,25 +236,12 @@ static int open_serial_out(struct ctl *c, struct err *e)
 	return 0;
 }
 
-/* A hot-plugged device has gone from the VM: it leaves the configuration too. */
+/* A device has gone from the VM (unplugged): it leaves the configuration too. */
 static void on_unplugged(void *opaque, enum vm_virtio_kind kind, const char *name)
 {
 	struct ctl *c = opaque;
 
-	switch (kind) {
-	case VM_VIRTIO_BLK:
-		res_remove_drive(&c->res, name);
-		break;
-	case VM_VIRTIO_NET:
-		res_remove_net(&c->res, name);
-		break;
-	case VM_VIRTIO_VSOCK:
-		res_vsock_clear(&c->res.vsock);
-		break;
-	case VM_VIRTIO_RNG:
-		memset(&c->res.entropy, 0, sizeof(c->res.entropy));
-		break;
-	}
+	res_kind(kind)->remove(&c->res, name);
 }
 
 int ctl_start(struct ctl *c, struct err *e)
@@ -501,96 +488,47 @@ int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
 
 /* ---- hot plug ------------------------------------------------------------------------------ */
 
-int ctl_plug_drive(struct ctl *c, struct res_drive *d, struct err *e)
+int ctl_plug(struct ctl *c, enum vm_virtio_kind kind, void *obj, struct err *e)
 {
-	struct vm_disk_cfg cfg;
+	const struct res_kind *k = res_kind(kind);
+	const char *id = k->keyed ? k->id(obj) : NULL;
+	char saved_id[RES_ID_MAX + 1] = "";
+	union res_kind_cfg cfg;
 	int r = need_running(c, e);
 
 	if (r < 0)
 		return r;
-	if (res_find_drive(&c->res, d->id))
-		return err_set(e, EEXIST, "A drive with id %s already exists.", d->id);
-	if (d->is_root_device)
-		return err_set(e, EINVAL, "A hot-plugged drive cannot be the root device.");
-	r = res_put_drive(&c->res, d, e);
+	if (k->present(&c->res, id))
+		return k->keyed ? err_set(e, EEXIST, "A %s with id %s already exists.", k->what, id)
+		                : err_set(e, EEXIST, "The microVM already has %s.", k->a_what);
+	if (k->plug_check) {
+		r = k->plug_check(obj, e);
+		if (r < 0)
+			return r;
+	}
+	if (id) /* the setter takes obj's strings, the id included */
+		snprintf(saved_id, sizeof(saved_id), "%s", id);
+	r = k->put(&c->res, obj, e);
 	if (r < 0)
 		return r;
-	res_drive_to_cfg(&c->res.drives[c->res.ndrives - 1], &cfg);
-	r = vm_hotplug(c->vm, VM_VIRTIO_BLK, &cfg, NULL, e);
+	k->to_cfg(&c->res, saved_id, &cfg);
+	r = vm_hotplug(c->vm, kind, &cfg, NULL, e);
 	if (r < 0)
-		res_remove_drive(&c->res, cfg.id);
-	return r;
-}
-
-int ctl_plug_net(struct ctl *c, struct res_net *n, struct err *e)
-{
-	struct vm_net_cfg cfg;
-	int r = need_running(c, e);
-
-	if (r < 0)
-		return r;
-	if (res_find_net(&c->res, n->id))
-		return err_set(e, EEXIST, "A network interface with id %s already exists.", n->id);
-	r = res_put_net(&c->res, n, e);
-	if (r < 0)
-		return r;
-	res_net_to_cfg(&c->res.nets[c->res.nnets - 1], &cfg);
-	r = vm_hotplug(c->vm, VM_VIRTIO_NET, &cfg, NULL, e);
-	if (r < 0)
-		res_remove_net(&c->res, cfg.id);
-	return r;
-}
-
-int ctl_plug_vsock(struct ctl *c, struct res_vsock *v, struct err *e)
-{
-	struct vm_vsock_cfg cfg;
-	int r = need_running(c, e);
-
-	if (r < 0)
-		return r;
-	if (c->res.vsock.present)
-		return err_set(e, EEXIST, "The microVM already has a vsock device.");
-	r = res_set_vsock(&c->res, v, e);
-	if (r < 0)
-		return r;
-	res_vsock_to_cfg(&c->res.vsock, &cfg);
-	r = vm_hotplug(c->vm, VM_VIRTIO_VSOCK, &cfg, NULL, e);
-	if (r < 0)
-		res_vsock_clear(&c->res.vsock);
-	return r;
-}
-
-int ctl_plug_entropy(struct ctl *c, const struct res_entropy *en, struct err *e)
-{
-	struct vm_rng_cfg cfg;
-	int r = need_running(c, e);
-
-	if (r < 0)
-		return r;
-	if (c->res.entropy.present)
-		return err_set(e, EEXIST, "The microVM already has an entropy device.");
-	r = res_set_entropy(&c->res, en, e);
-	if (r < 0)
-		return r;
-	res_entropy_to_cfg(&c->res.entropy, &cfg);
-	r = vm_hotplug(c->vm, VM_VIRTIO_RNG, &cfg, NULL, e);
-	if (r < 0)
-		memset(&c->res.entropy, 0, sizeof(c->res.entropy));
+		k->remove(&c->res, saved_id);
 	return r;
 }
 
 int ctl_remove(struct ctl *c, enum vm_virtio_kind kind, const char *id, bool force, struct err *e)
 {
-	static const char *const what[] = {"drive", "network interface", "vsock device",
-	                                   "entropy device"};
-	const char *name = id ? id : kind == VM_VIRTIO_VSOCK ? "vsock" : "entropy";
-	bool known = kind == VM_VIRTIO_BLK     ? res_find_drive(&c->res, name) != NULL
-	             : kind == VM_VIRTIO_NET   ? res_find_net(&c->res, name) != NULL
-	             : kind == VM_VIRTIO_VSOCK ? c->res.vsock.present
-	                                       : c->res.entropy.present;
+	const struct res_kind *k = res_kind(kind);
+	char name[72];
 
-	if (!known)
-		return err_set(e, ENOENT, "There is no %s%s%s.", what[kind], id ? " with id " : "",
+	if (id)
+		snprintf(name, sizeof(name), "%s", id);
+	else
+		vm_kind(kind)->default_name(name, sizeof(name), 0);
+	if (!k->present(&c->res, name))
+		return err_set(e, ENOENT, "There is no %s%s%s.", k->what, id ? " with id " : "",
 		               id ? id : "");
 	if (c->state == CTL_NOT_STARTED) {
 		on_unplugged(c, kind, name);

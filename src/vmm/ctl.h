@@ -104,14 +104,11 @@ int ctl_flush_metrics(struct ctl *c, struct err *e);
 int ctl_pause(struct ctl *c, struct err *e);
 int ctl_resume(struct ctl *c, struct err *e);
 /*
- * Hot plug (post-boot PUT): the resource joins the configuration, then the
- * device is plugged behind a free root port; on error neither happens.
- * The value's strings are taken over on success.
+ * Hot plug (post-boot PUT): the resource `obj` (struct res_drive, ... as res_kind(kind)
+ * says) joins the configuration, then the device is plugged behind a free root port; on
+ * error neither happens.  The value's strings are taken over on success.
  */
-int ctl_plug_drive(struct ctl *c, struct res_drive *d, struct err *e);
-int ctl_plug_net(struct ctl *c, struct res_net *n, struct err *e);
-int ctl_plug_vsock(struct ctl *c, struct res_vsock *v, struct err *e);
-int ctl_plug_entropy(struct ctl *c, const struct res_entropy *en, struct err *e);
+int ctl_plug(struct ctl *c, enum vm_virtio_kind kind, void *obj, struct err *e);
 /*
  * DELETE: before boot the resource leaves the configuration; after boot the
  * device is unplugged (orderly, or at once with `force`), and leaves the

@@ -212,6 +212,45 @@ int res_remove_vfio(struct resources *r, const char *id);
 void res_vfio_clear(struct res_vfio *v);
 int res_remove_net(struct resources *r, const char *id);
 
+/*
+ * What the configuration model does for one kind of virtio device (res_kinds.c holds the
+ * table): the API's PUT and DELETE, the config file, hot plug and unplug go through it rather
+ * than switching on the kind.  `obj` is a struct res_drive, res_net, res_vsock or res_entropy
+ * as the kind says; `cfg` the matching struct vm_disk_cfg, ... (devopts.h).  `id` is the
+ * device's id for keyed kinds and ignored for the others (at most one per VM).
+ */
+struct res_kind {
+	enum vm_virtio_kind kind;
+	const char *what;   /* "drive", "network interface", "vsock device", "entropy device" */
+	const char *a_what; /* with its article: "a drive", "an entropy device" */
+	bool keyed;         /* many per VM, by id (PUT /drives/{id}); else one (PUT /vsock) */
+	const char *(*id)(const void *obj); /* keyed kinds only */
+	bool (*present)(struct resources *r, const char *id);
+	/* The kind's setter (res_put_drive, ...): takes over obj's strings or changes nothing. */
+	int (*put)(struct resources *r, void *obj, struct err *e);
+	void (*remove)(struct resources *r, const char *id);
+	void (*clear)(void *obj); /* free the strings of an obj that was not taken */
+	/* The configured device as the VM's device configuration (strings point into r). */
+	void (*to_cfg)(struct resources *r, const char *id, void *cfg);
+	/* What a hot plug refuses beyond the setter's rules; NULL: nothing. */
+	int (*plug_check)(const void *obj, struct err *e);
+};
+const struct res_kind *res_kind(enum vm_virtio_kind kind);
+
+/* Room for any kind's obj and cfg above. */
+union res_kind_obj {
+	struct res_drive drive;
+	struct res_net net;
+	struct res_vsock vsock;
+	struct res_entropy entropy;
+};
+union res_kind_cfg {
+	struct vm_disk_cfg disk;
+	struct vm_net_cfg net;
+	struct vm_vsock_cfg vsock;
+	struct vm_rng_cfg rng;
+};
+
 /* Can the device build this limiter (refill times in range)?  -EINVAL with Firecracker's text. */
 int res_check_limiter(const struct res_limiter *l, struct err *e);
 

@@ -82,14 +82,20 @@ struct vm_exit_info {
 struct vm;
 
 /* The kinds of virtio device. */
-enum vm_virtio_kind { VM_VIRTIO_BLK, VM_VIRTIO_NET, VM_VIRTIO_VSOCK, VM_VIRTIO_RNG };
+enum vm_virtio_kind {
+	VM_VIRTIO_BLK,
+	VM_VIRTIO_NET,
+	VM_VIRTIO_VSOCK,
+	VM_VIRTIO_RNG,
+	VM_VIRTIO_KINDS /* how many */
+};
 
 #define VM_UNPLUG_TIMEOUT_MS 5000 /* orderly unplug: how long the guest has to power off */
 
 /* A hot-plug slot: one per root port. */
 enum vm_slot_state { VM_SLOT_EMPTY, VM_SLOT_OCCUPIED, VM_SLOT_REMOVING };
 
-/* Told when a hot-plugged device has gone (VMM thread): `name` is its id. */
+/* Told when a device behind a root port has gone (VMM thread): `name` is its id. */
 typedef void (*vm_unplugged_cb)(void *opaque, enum vm_virtio_kind kind, const char *name);
 
 /* Build a VM; on error nothing is left behind and `e` says why. */
@@ -147,8 +153,9 @@ void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque);
 struct pci_host *vm_pci_host(struct vm *vm);
 unsigned int vm_slot_count(const struct vm *vm);
 struct vm_slot_info {
-	unsigned int port;        /* 1-based root port number; the port is 00:<port>.0 */
-	enum vm_slot_state state; /* OCCUPIED too for a cold-plugged device behind the port */
+	unsigned int port;        /* 1-based root port number (Physical Slot Number) */
+	unsigned int device_nr;   /* the port is 00:<device_nr>.0 */
+	enum vm_slot_state state; /* OCCUPIED too for a device attached at start-up */
 	const char *device;       /* the id of the device plugged there, or NULL */
 };
 /* Slot `i` (0 .. vm_slot_count() - 1). */

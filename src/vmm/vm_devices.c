@@ -35,6 +35,47 @@ void vm_undo_virtio(struct vm *vm)
 		vm->virtio[vm->nvirtio] = NULL;
 	}
 	vm->nmmio = 0;
+	/* The start-up devices' own ports (empty now), after the configured ones. */
+	while (vm->nports > vm->cfg.root_ports) {
+		struct root_port *p = &vm->ports[--vm->nports];
+
+		root_port_set_presence(p, false);
+		pci_host_unplug(&vm->pci, &p->dev);
+		root_port_destroy(p);
+		vm->slots[vm->nports] = (struct vm_slot){.state = VM_SLOT_EMPTY};
+	}
+}
+
+/*
+ * A root port of its own on bus 0 for a device built at start-up, so that the guest can be
+ * asked to give it back like a hot-plugged one (PCIe Base 6.0 §6.7: native hot plug; why not
+ * bus 0: docs/hotplug.md).  The port has memory windows only: virtio-pci has no I/O BAR, and
+ * 4 KiB I/O windows would cap the ports at 15.  Its index in vm->ports, or -errno.
+ */
+static int device_port_add(struct vm *vm, struct err *e)
+{
+	unsigned int i = vm->nports;
+	struct root_port *p = &vm->ports[i];
+	int r;
+
+	if (i >= VM_MAX_PORTS)
+		return err_set(e, ENOSPC, "no root port left (at most %u)", VM_MAX_PORTS);
+	if (vm->next_slot > 31)
+		return err_set(e, ENOSPC, "no free device number left on PCI bus 0");
+	/* Slot numbers go on from the configured ports': Linux names slots by them. */
+	r = root_port_init(p, i + 1, &vm->plat);
+	if (r < 0)
+		return err_set(e, r, "cannot create PCIe root port %u", i + 1);
+	p->dev.bridge_no_io = true;
+	r = pci_host_plug(&vm->pci, &p->dev, NULL, PCI_DEVFN(vm->next_slot, 0), e);
+	if (r < 0) {
+		root_port_destroy(p);
+		return r;
+	}
+	vm->next_slot++;
+	vm->slots[i] = (struct vm_slot){.state = VM_SLOT_EMPTY};
+	vm->nports++;
+	return (int)i;
 }
 
 /* Put an initialised device on its transport. */
@@ -43,18 +84,24 @@ static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
 	int r;
 
 	if (vv->transport == VM_TRANSPORT_PCI) {
-		if (vm->next_slot > 31)
-			return err_set(e, ENOSPC, "%s: no free device number left on PCI bus 0",
-			               vv->vdev->name);
+		int port = device_port_add(vm, e);
+
+		if (port < 0)
+			return port;
 		r = virtio_pci_init(&vv->pci, vv->vdev, &vm->venv, e);
 		if (r < 0)
-			return r;
-		r = pci_host_plug(&vm->pci, &vv->pci.dev, NULL, PCI_DEVFN(vm->next_slot, 0), e);
+			return r; /* the empty port goes with the step's undo */
+		/* Device 0 of the port's secondary bus; its BARs come from the port's windows. */
+		r = pci_host_plug(&vm->pci, &vv->pci.dev, &vm->ports[port].dev, PCI_DEVFN(0, 0), e);
 		if (r < 0) {
 			virtio_pci_destroy(&vv->pci);
 			return r;
 		}
-		vm->next_slot++;
+		/* In the slot from power-on: present, link up, no event (PCIe Base 6.0 §7.5.3.11).
+		 */
+		root_port_set_presence(&vm->ports[port], true);
+		vm->slots[port].vv = vv;
+		vm->slots[port].state = VM_SLOT_OCCUPIED;
 	} else {
 		if (vm->nmmio >= sizeof(mmio_gsis) / sizeof(mmio_gsis[0]))
 			return err_set(e, ENOSPC, "%s: at most %zu virtio-mmio devices",
@@ -123,18 +170,15 @@ static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, 
 int vm_step_virtio(struct vm *vm, struct err *e)
 {
 	const struct vm_devices_cfg *d = &vm->cfg.dev;
+	enum vm_virtio_kind k;
 	unsigned int i;
 	int r = 0;
 
 	vm->venv = (struct virtio_env){.gm = &vm->gm, .loop = vm->loop, .plat = vm->plat};
-	for (i = 0; r == 0 && i < d->ndisks; i++)
-		r = virtio_add(vm, VM_VIRTIO_BLK, &d->disks[i], i, e);
-	for (i = 0; r == 0 && i < d->nnets; i++)
-		r = virtio_add(vm, VM_VIRTIO_NET, &d->nets[i], i, e);
-	if (r == 0 && d->vsock.present)
-		r = virtio_add(vm, VM_VIRTIO_VSOCK, &d->vsock, 0, e);
-	if (r == 0 && d->rng.present)
-		r = virtio_add(vm, VM_VIRTIO_RNG, &d->rng, 0, e);
+	/* In the order of enum vm_virtio_kind: disks, NICs, vsock, entropy. */
+	for (k = 0; r == 0 && k < VM_VIRTIO_KINDS; k++)
+		for (i = 0; r == 0 && i < vm_kind(k)->cfg_count(d); i++)
+			r = virtio_add(vm, k, vm_kind(k)->cfg_at(d, i), i, e);
 	if (r < 0)
 		vm_undo_virtio(vm);
 	return r;

@@ -178,8 +178,9 @@ int vm_step_hotplug(struct vm *vm, struct err *e)
 	}
 	vm->hp_ready = true;
 	for (i = 0; i < vm->nports; i++) {
-		vm->slots[i] = (struct vm_slot){.state = VM_SLOT_EMPTY};
-		/* A slot the test device occupies from boot is not a hot-plug slot. */
+		/* The start-up devices' slots were filled by the virtio step (vm_devices.c). */
+		if (!vm->slots[i].vv)
+			vm->slots[i] = (struct vm_slot){.state = VM_SLOT_EMPTY};
 		root_port_set_hp_ops(&vm->ports[i], &slot_hp_ops, vm);
 	}
 	return 0;
@@ -198,6 +199,7 @@ void vm_slot_get(const struct vm *vm, unsigned int i, struct vm_slot_info *out)
 	const struct vm_slot *sl = &vm->slots[i];
 
 	out->port = i + 1;
+	out->device_nr = PCI_SLOT(vm->ports[i].dev.devfn);
 	out->state = sl->state;
 	/* A device built behind the port at start-up (the PCI test device) occupies it too. */
 	if (sl->state == VM_SLOT_EMPTY && root_port_present(&vm->ports[i]))
@@ -226,7 +228,7 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 {
 	struct vm_virtio *vv;
 	struct root_port *p;
-	unsigned int i;
+	unsigned int i, n;
 	int r;
 
 	enum vm_transport t = vm_kind(kind)->cfg_transport(cfg);
@@ -241,7 +243,9 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 		if (vm->slots[i].state == VM_SLOT_EMPTY && !root_port_present(&vm->ports[i]))
 			break;
 	if (i == vm->nports)
-		return err_set(e, ENOSPC, "no free hot-plug slot: all %u root ports are in use",
+		return err_set(e, ENOSPC,
+		               "no free hot-plug slot: all %u root ports are in use "
+		               "(pcie_root_ports gives a VM more hot-plug slots)",
 		               vm->nports);
 	if (vm->nvirtio >= VM_MAX_VIRTIO)
 		return err_set(e, ENOSPC, "at most %u virtio devices", VM_MAX_VIRTIO);
@@ -250,7 +254,10 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 	if (!vv)
 		return err_set(e, ENOMEM, "out of memory for a virtio device");
 	vv->kind = kind;
-	vm_virtio_name(vv, cfg, kind == VM_VIRTIO_NET ? vm->net_count : vm->nvirtio);
+	/* Without an id (the API always gives one) it is named after its kind's count. */
+	for (i = 0, n = 0; i < vm->nvirtio; i++)
+		n += vm->virtio[i]->kind == kind;
+	vm_virtio_name(vv, cfg, n);
 	r = vm_virtio_create(vm, vv, cfg, e);
 	if (r < 0) {
 		free(vv);
@@ -298,11 +305,8 @@ int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool fo
 	for (i = 0; i < vm->nports; i++)
 		if (vm->slots[i].vv == vv)
 			break;
-	if (i == vm->nports)
-		return err_set(e, ENOENT,
-		               "%s was attached at start-up on bus 0, which has no hot-plug slot: "
-		               "only devices plugged after boot can be unplugged",
-		               name);
+	if (i == vm->nports) /* not reached: every virtio-pci device sits behind a port */
+		return err_set(e, ENOENT, "%s is not behind a hot-plug slot", name);
 	if (vm->slots[i].state == VM_SLOT_REMOVING && !force)
 		return err_set(e, EBUSY, "%s is already being removed", name);
 	if (force) {

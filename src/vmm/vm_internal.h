@@ -58,6 +58,12 @@ struct vm_virtio {
 };
 
 #define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 2)
+/*
+ * Root ports: the configured hot-plug slots (cfg.root_ports, ports 1..N), then one per
+ * virtio-pci device built at start-up, so that it can be unplugged like a hot-plugged one
+ * (docs/hotplug.md, "Devices configured before boot").
+ */
+#define VM_MAX_PORTS (VM_MAX_ROOT_PORTS + VM_MAX_VIRTIO)
 
 struct vm_slot {
 	struct vm_virtio *vv; /* the device behind the port, or NULL */
@@ -89,16 +95,16 @@ struct vm {
 	struct gsi_router gsi;
 	struct platform plat;
 	struct pci_host pci;
-	struct root_port ports[VM_MAX_ROOT_PORTS];
-	unsigned int nports;
+	struct root_port ports[VM_MAX_PORTS];
+	unsigned int nports; /* cfg.root_ports, then the start-up devices' own ports */
 	struct testdev testdev;
 	bool testdev_ready;
 	struct vfio_pci *vfio[VM_MAX_VFIO]; /* passed-through devices, on bus 0 */
 	unsigned int nvfio;
-	unsigned int next_slot;                  /* next free device number on bus 0 */
-	struct vm_slot slots[VM_MAX_ROOT_PORTS]; /* hot plug, one per port */
-	int hp_fd;                               /* eventfd: a guest powered a slot off */
-	int hp_timer_fd;                         /* timerfd: an orderly removal's deadline */
+	unsigned int next_slot;             /* next free device number on bus 0 */
+	struct vm_slot slots[VM_MAX_PORTS]; /* hot plug, one per port */
+	int hp_fd;                          /* eventfd: a guest powered a slot off */
+	int hp_timer_fd;                    /* timerfd: an orderly removal's deadline */
 	struct evloop_watch hp_watch, hp_timer_watch;
 	bool hp_ready;
 	unsigned int net_count; /* NICs made so far (default MACs stay unique) */
@@ -155,6 +161,9 @@ struct vm_kind {
 	const char *label; /* "block", "net", "vsock", "entropy" */
 	/* The device's id in the configuration `cfg` (struct vm_disk_cfg, ...); NULL: none. */
 	const char *(*cfg_id)(const void *cfg);
+	/* How many devices of the kind the VM's configuration has, and the i-th's cfg. */
+	unsigned int (*cfg_count)(const struct vm_devices_cfg *d);
+	const void *(*cfg_at)(const struct vm_devices_cfg *d, unsigned int i);
 	enum vm_transport (*cfg_transport)(const void *cfg);
 	/* Its name when the configuration gives no id: vda.., net0.., or a fixed one. */
 	void (*default_name)(char *buf, size_t len, unsigned int index);

@@ -212,11 +212,57 @@ static void rng_collect(struct vm_virtio *vv, struct metrics_values *v)
 	pthread_mutex_unlock(&r->vdev.lock);
 }
 
+/* ---- where each kind sits in the VM's configuration ----------------------------------------- */
+
+static unsigned int blk_count(const struct vm_devices_cfg *d)
+{
+	return d->ndisks;
+}
+
+static const void *blk_at(const struct vm_devices_cfg *d, unsigned int i)
+{
+	return &d->disks[i];
+}
+
+static unsigned int net_count(const struct vm_devices_cfg *d)
+{
+	return d->nnets;
+}
+
+static const void *net_at(const struct vm_devices_cfg *d, unsigned int i)
+{
+	return &d->nets[i];
+}
+
+static unsigned int vsock_count(const struct vm_devices_cfg *d)
+{
+	return d->vsock.present;
+}
+
+static const void *vsock_at(const struct vm_devices_cfg *d, unsigned int i)
+{
+	(void)i;
+	return &d->vsock;
+}
+
+static unsigned int rng_count(const struct vm_devices_cfg *d)
+{
+	return d->rng.present;
+}
+
+static const void *rng_at(const struct vm_devices_cfg *d, unsigned int i)
+{
+	(void)i;
+	return &d->rng;
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const struct vm_kind kinds[] = {
     [VM_VIRTIO_BLK] = {.label = "block",
                        .cfg_id = blk_id,
+                       .cfg_count = blk_count,
+                       .cfg_at = blk_at,
                        .cfg_transport = blk_transport,
                        .default_name = blk_name,
                        .create = blk_create,
@@ -225,18 +271,24 @@ static const struct vm_kind kinds[] = {
                        .collect = blk_collect},
     [VM_VIRTIO_NET] = {.label = "net",
                        .cfg_id = net_id,
+                       .cfg_count = net_count,
+                       .cfg_at = net_at,
                        .cfg_transport = net_transport,
                        .default_name = net_name,
                        .create = net_create,
                        .destroy = net_destroy,
                        .collect = net_collect},
     [VM_VIRTIO_VSOCK] = {.label = "vsock",
+                         .cfg_count = vsock_count,
+                         .cfg_at = vsock_at,
                          .cfg_transport = vsock_transport,
                          .default_name = vsock_name,
                          .create = vsock_create,
                          .destroy = vsock_destroy,
                          .collect = vsock_collect},
     [VM_VIRTIO_RNG] = {.label = "entropy",
+                       .cfg_count = rng_count,
+                       .cfg_at = rng_at,
                        .cfg_transport = rng_transport,
                        .default_name = rng_name,
                        .create = rng_create,
@@ -244,9 +296,11 @@ static const struct vm_kind kinds[] = {
                        .collect = rng_collect},
 };
 
+_Static_assert(sizeof(kinds) / sizeof(kinds[0]) == VM_VIRTIO_KINDS, "one entry per kind");
+
 const struct vm_kind *vm_kind(enum vm_virtio_kind kind)
 {
 	/* Kinds come from ember's own configuration, never from a guest. */
-	assert((unsigned int)kind < sizeof(kinds) / sizeof(kinds[0]));
+	assert((unsigned int)kind < VM_VIRTIO_KINDS);
 	return &kinds[kind];
 }

@@ -578,6 +578,45 @@ GUEST_TEST(hotplug_cycles)
 	host_done();
 }
 
+/* ---- a device attached at start-up ---- */
+
+/*
+ * ember puts every virtio-pci device it builds at start-up behind a root port
+ * of its own: the slot is occupied from power-on (Presence Detect State and
+ * DLL Link Active, no event), the guest finds the device there without any
+ * plug, uses it, and the host's DELETE is an orderly removal like any other.
+ * test.hp_port names the device's port.
+ */
+GUEST_TEST(hotplug_cold)
+{
+	static struct hp_port p;
+	static struct vblk b;
+	u64 mark = dma_mark();
+	u16 bdf;
+
+	if (!driven() || !hp_port_open(&p, port_num(), irq_mode()))
+		return;
+	if (!expect(p.occupied, "port %u: empty at boot, though the host attached a device there",
+	            p.num) ||
+	    !expect(hp_powered(&p), "port %u: the slot is powered off at boot", p.num) ||
+	    !bring_up(&p, &b.dev, cmdline_num("test.hp_move", 0)))
+		goto out;
+	bdf = b.dev.bdf;
+	use_device(&p, &b.dev, &b);
+	if (test_failed() || !await(&p, HP_REMOVED, WAIT_MS, "waiting for the unplug request"))
+		goto out;
+	release(&p, &b.dev);
+	expect_gone(&p, bdf, 2000);
+	irq_summary(&p);
+	expect(p.events == 1, "port %u: %u slot events, want 1 (the removal request)", p.num,
+	       p.events);
+out:
+	virtio_close(&b.dev);
+	hp_port_close(&p);
+	dma_release(mark);
+	host_done();
+}
+
 /* ---- removal the guest does not take part in ---- */
 
 /*

@@ -52,7 +52,9 @@ def test_seabios_boots_from_virtio_blk_pci(seabios, tmp_path):
     assert "Found QEMU fw_cfg" in log, "ember's minimal fw_cfg"
     assert "RamSize: 0x08000000 [cmos]" in log, "memory size from ember's CMOS"
     assert "=== PCI device probing ===" in log
-    assert "found virtio-blk at 00:01.0" in log, "virtio-blk-pci found through its caps"
+    # The disk sits behind its own root port (docs/hotplug.md): SeaBIOS numbers the bus.
+    assert "PCI: init bdf=00:01.0 id=1b36:000c" in log, "the disk's root port"
+    assert "found virtio-blk at 01:00.0" in log, "virtio-blk-pci found through its caps"
     assert "using modern (1.0) virtio mode" in log
     assert "Press ESC for boot menu" not in log, "fw_cfg turned the 2.5 s menu wait off"
     assert "Booting from Hard Disk..." in log

@@ -252,24 +252,74 @@ def test_hotplug_blk(ember_bin, guest_elf, vms, tmp_path, mode):
 
 # ---- devices attached at start-up ----
 
-def test_delete_of_devices_attached_at_start_up(ember_bin, guest_elf, vms, tmp_path):
+def test_delete_of_mmio_device_refused(ember_bin, guest_elf, vms, tmp_path):
     """A virtio-mmio disk can never be unplugged (virtio-mmio cannot tell the guest a device is
-    leaving); a disk on bus 0 has no slot.  Each DELETE is refused with its reason and changes
-    nothing; the VM runs on."""
-    cold, mmio = disk(tmp_path, "cold.img"), disk(tmp_path, "mmio.img")
-    e = HotplugEmber(tmp_path, "hotplug_blk", "", 2,
-                     extra=["--disk", cold, "--disk", f"{mmio},transport=mmio"])
+    leaving): DELETE, forced or not, is refused with the reason and changes nothing; the VM
+    runs on."""
+    mmio = disk(tmp_path, "mmio.img")
+    e = HotplugEmber(tmp_path, "hotplug_blk", "", 2, extra=["--disk", f"{mmio},transport=mmio"])
     vms.append(e)
     e.start()
     e.wait_line(r"^# hotplug: waiting port=1$")
-    msg = refused(e, "DELETE", "/drives/vdb")
-    assert "vdb is a virtio-mmio device, which cannot be unplugged" in msg, msg
     msg = refused(e, "DELETE", "/drives/vda")
-    assert "vda was attached at start-up on bus 0, which has no hot-plug slot" in msg, msg
+    assert "vda is a virtio-mmio device, which cannot be unplugged" in msg, msg
     msg = refused(e, "DELETE", "/drives/vda", {"force": True})
-    assert "no hot-plug slot" in msg, msg
-    assert [d["drive_id"] for d in e.get("/vm/config")["drives"]] == ["vda", "vdb"]
+    assert "virtio-mmio" in msg, msg
+    assert e.drives() == ["vda"]
     e.stop()
+
+
+@pytest.mark.parametrize("kind", ["blk", "net"])
+def test_unplug_device_attached_at_start_up(ember_bin, guest_elf, vms, tmp_path, kind):
+    """A disk or NIC given on the command line sits behind a root port of its own (after the
+    two configured hot-plug ports: port 3, 00:03.0, its device on that port's bus); the guest
+    uses it, DELETE asks for it back, the guest's driver lets go and powers the slot off, and
+    the device leaves the VM, its configuration, its bus and its MSI routes; its slot is then
+    empty."""
+    if kind == "blk":
+        img = disk(tmp_path, "cold.img")
+        seed, first, count = secrets.randbits(63), 100 + secrets.randbelow(4000), 32
+        words = blk_words(seed, first, count)
+        extra, path, ident = ["--disk", img], "/drives/vda", "vda"
+    else:
+        words = "test.net=slirp"
+        extra, path, ident = ["--net", "slirp"], None, None
+    e = HotplugEmber(tmp_path, "hotplug_cold", f"test.hp_port=3 {words}", 2, extra=extra)
+    vms.append(e)
+    e.start()
+    if kind == "net":
+        nets = e.get("/vm/config")["network-interfaces"]
+        assert len(nets) == 1, nets
+        ident = nets[0]["iface_id"]
+        path = f"/network-interfaces/{ident}"
+    slots = e.slots()
+    assert [(s["port"], s["bdf"], s["state"], s["device"]) for s in slots.values()] == \
+        [(1, "0000:00:01.0", "empty", None), (2, "0000:00:02.0", "empty", None),
+         (3, "0000:00:03.0", "occupied", ident)], slots
+    buses = {d["bdf"]: d for d in e.get("/pci")["devices"]}
+    sec = buses["0000:00:03.0"]["secondary_bus"]
+    assert f"0000:{sec:02x}:00.0" in buses, buses
+    e.wait_line(rf"^# hotplug: ready port=3 bdf={sec:02x}:00\.0 type={kind}$")
+    if kind == "blk":
+        e.wait_line(rf"^# hotplug: written port=3 sectors={first}\+{count}$")
+    else:
+        e.wait_line(r"^# hotplug: used port=3$")
+    routes = e.get("/pci")["gsi_routes"]
+
+    e.ok("DELETE", path)
+    e.wait_line(r"^# hotplug: removed port=3$")
+    e.wait_slot(3, "empty")
+    assert e.slot(3)["device"] is None
+    cfg = e.get("/vm/config")
+    assert cfg["drives"] == [] and cfg["network-interfaces"] == [], cfg
+    # Its vectors' routes are given back (MSI-X: one per queue and the configuration vector).
+    assert e.get("/pci")["gsi_routes"] < routes
+    assert f"0000:{sec:02x}:00.0" not in {d["bdf"] for d in e.get("/pci")["devices"]}
+    refused(e, "DELETE", path)
+    out = e.finish()
+    irq_line(out, 3, 1)
+    if kind == "blk":
+        check_blk_image(img, seed, first, count)
 
 
 # ---- unplug under I/O ----

@@ -125,6 +125,81 @@ TEST(plug_behind_first_free_port)
 	evloop_destroy(&loop);
 }
 
+/*
+ * A disk configured before boot sits behind a root port of its own (port 3, after the two
+ * configured ones), in its slot from power-on without an event; the port has no I/O window.
+ * It unplugs like a hot-plugged disk, everything it held is given back, and its port is then
+ * a free slot for the next plug.
+ */
+TEST(start_up_device_behind_own_port)
+{
+	struct vm_config cfg = {
+	    .mem_mib = 64,
+	    .vcpus = 1,
+	    .root_ports = 2,
+	    .build_only = true,
+	    .console_in_fd = -1,
+	    .console_out_fd = -1,
+	    .unplug_timeout_ms = 50,
+	};
+	struct evloop loop;
+	struct err e = {0};
+	struct vm *vm = NULL;
+	struct vm_disk_cfg h1 = disk, h2 = disk, h3 = disk;
+	unsigned int fds, slot = 0, bus;
+	uint16_t st;
+
+	evloop_init(&loop, &e);
+	cfg.loop = &loop;
+	cfg.dev.ndisks = 1;
+	cfg.dev.disks[0] = (struct vm_disk_cfg){.id = "cold", .path = image};
+	fds = count_fds();
+	CHECK_EQ(vm_create(&vm, &cfg, &e), 0);
+	if (!vm) {
+		printf("  vm_create: %s\n", e.msg);
+		evloop_destroy(&loop);
+		return;
+	}
+	vm_set_unplugged_cb(vm, on_unplugged, NULL);
+	CHECK_EQ(vm->nports, 3);
+	CHECK_EQ(vm_slot_count(vm), 3);
+	CHECK_EQ(PCI_SLOT(vm->ports[2].dev.devfn), 3);
+	CHECK_EQ(vm->slots[2].state, VM_SLOT_OCCUPIED);
+	CHECK(vm->slots[2].vv && !strcmp(vm->slots[2].vv->name, "cold"));
+	bus = pci_host_cfg_read(&vm->pci, 0, PCI_DEVFN(3, 0), PCI_SECONDARY_BUS, 1);
+	CHECK_EQ(bus, 3);
+	CHECK_EQ(pci_host_cfg_read(&vm->pci, (uint8_t)bus, PCI_DEVFN(0, 0), 0, 4), 0x10421af4);
+	/* Present with its link up, no change event (PCIe Base 6.0 §7.5.3.11). */
+	st = slot_status(vm, 3);
+	CHECK_EQ(st & (SLTSTA_PDS | SLTSTA_PDC | SLTSTA_DLLSC), SLTSTA_PDS);
+	/* No I/O window: I/O Base above I/O Limit (PCI-to-PCI Bridge 1.2 §3.2.5.6). */
+	CHECK_EQ(pci_host_cfg_read(&vm->pci, 0, PCI_DEVFN(3, 0), PCI_IO_BASE, 2), 0x00f0);
+
+	unplugged_calls = 0;
+	CHECK_EQ(vm_unplug(vm, VM_VIRTIO_BLK, "cold", true, &e), 0);
+	CHECK_EQ(unplugged_calls, 1);
+	CHECK_STR_CONTAINS(unplugged_name, "cold");
+	CHECK_EQ(vm->slots[2].state, VM_SLOT_EMPTY);
+	CHECK_EQ(vm->nvirtio, 0);
+	CHECK(pci_host_find(&vm->pci, (uint8_t)bus, PCI_DEVFN(0, 0)) == NULL);
+	CHECK_EQ(slot_status(vm, 3) & SLTSTA_PDS, 0);
+
+	/* Ports 1 and 2 first, then the start-up device's port. */
+	h1.id = "h1";
+	h2.id = "h2";
+	h3.id = "h3";
+	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &h1, &slot, &e), 0);
+	CHECK_EQ(slot, 1);
+	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &h2, &slot, &e), 0);
+	CHECK_EQ(slot, 2);
+	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &h3, &slot, &e), 0);
+	CHECK_EQ(slot, 3);
+	CHECK_EQ(pci_host_cfg_read(&vm->pci, (uint8_t)bus, PCI_DEVFN(0, 0), 0, 4), 0x10421af4);
+	vm_destroy(vm);
+	CHECK_EQ(count_fds(), fds);
+	evloop_destroy(&loop);
+}
+
 TEST(orderly_unplug_on_power_off)
 {
 	struct evloop loop;
@@ -310,6 +385,7 @@ int main(void)
 		return 1;
 	close(fd);
 	RUN(plug_behind_first_free_port);
+	RUN(start_up_device_behind_own_port);
 	RUN(orderly_unplug_on_power_off);
 	RUN(orderly_unplug_times_out);
 	RUN(guest_powers_off_on_its_own);

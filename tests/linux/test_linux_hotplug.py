@@ -138,3 +138,87 @@ def test_linux_pciehp_plug_and_unplug(tmp_path):
         err = p.stderr.read().decode(errors="replace")
         print(err[-2000:])
     assert "did not release" not in err, "the guest never powered the slot off:\n" + err
+
+
+# Run by /init: the disk (vdb) and NIC attached at start-up are there with their drivers; the
+# host then asks for both back and the guest's pciehp lets them go.
+COLD_SCRIPT = r"""
+[ -e /sys/block/vdb ] || { echo "EMBER-CP no disk"; exit 1; }
+net=$(ls /sys/class/net | grep -v '^lo$' | head -1)
+[ -n "$net" ] || { echo "EMBER-CP no nic"; exit 1; }
+echo "EMBER-CP disk $(basename "$(readlink /sys/block/vdb/device/driver)") nic $(basename "$(readlink /sys/class/net/$net/device/driver)")"
+echo "EMBER-CP read $(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -c 24)"
+i=0
+while { [ -e /sys/block/vdb ] || [ -e "/sys/class/net/$net" ]; } && [ $i -lt 3000 ]; do
+    sleep 0.1; i=$((i + 1))
+done
+{ [ -e /sys/block/vdb ] || [ -e "/sys/class/net/$net" ]; } && { echo "EMBER-CP still there"; exit 1; }
+echo "EMBER-CP removed"
+dmesg | grep -i pciehp | sed 's/^/EMBER-CP dmesg /'
+"""
+
+
+def test_linux_pciehp_unplug_devices_attached_at_boot(tmp_path):
+    """A disk and a NIC given on the command line sit behind root ports of their own (ports 2
+    and 3 here, after the script disk's port 1): virtio_blk and virtio_net bind at boot; DELETE
+    asks for each back, pciehp unbinds the drivers and powers the slots off, ember removes the
+    devices and they leave GET /vm/config."""
+    for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
+        if not f.is_file():
+            pytest.fail(f"{f} does not exist: run make asan linux-guest first")
+    script = tmp_path / "script.img"
+    with open(script, "wb") as f:
+        f.write(COLD_SCRIPT.encode())
+        f.truncate(1 << 20)
+    disk = tmp_path / "cold.img"
+    with open(disk, "wb") as f:
+        f.write(MARK)
+        f.truncate(8 << 20)
+    sock = tmp_path / "api.sock"
+    p = subprocess.Popen(
+        [str(a) for a in (EMBER, "--api-sock", sock, "--kernel", GUEST / "bzImage",
+                          "--initrd", GUEST / "initramfs.cpio.gz", "--mem", "512",
+                          "--disk", f"{script},ro", "--disk", f"{disk},ro", "--net", "slirp",
+                          "--cmdline", CMDLINE.strip() + " ember.test=/dev/vda ember.rw=0")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    buf = [""]
+    try:
+        line = wait_line(p, buf, r"EMBER-CP (disk .*|no disk|no nic)", TIMEOUT)
+        assert line == "EMBER-CP disk virtio_blk nic virtio_net", buf[0]
+        read = wait_line(p, buf, r"EMBER-CP read .*", HP_TIMEOUT)
+        assert read == "EMBER-CP read " + MARK.decode(), buf[0]
+        st, pci = api(sock, "GET", "/pci")
+        assert st == 200, pci
+        st, cfg = api(sock, "GET", "/vm/config")
+        nic = cfg["network-interfaces"][0]["iface_id"]
+        assert [(s["port"], s["state"], s["device"]) for s in pci["slots"]] == \
+            [(1, "occupied", "vda"), (2, "occupied", "vdb"), (3, "occupied", nic)], pci
+        st, body = api(sock, "DELETE", "/drives/vdb")
+        assert st == 204, body
+        st, body = api(sock, "DELETE", f"/network-interfaces/{nic}")
+        assert st == 204, body
+        gone = wait_line(p, buf, r"EMBER-CP (removed|still there)", HP_TIMEOUT)
+        assert gone == "EMBER-CP removed", buf[0]
+        end = time.monotonic() + HP_TIMEOUT
+        while True:
+            st, pci = api(sock, "GET", "/pci")
+            assert st == 200, pci
+            states = [s["state"] for s in pci["slots"]]
+            if states == ["occupied", "empty", "empty"] or time.monotonic() > end:
+                break
+            time.sleep(0.2)
+        assert states == ["occupied", "empty", "empty"], pci
+        st, cfg = api(sock, "GET", "/vm/config")
+        assert [d["drive_id"] for d in cfg["drives"]] == ["vda"], cfg
+        assert cfg["network-interfaces"] == [], cfg
+        wait_line(p, buf, r"EMBER-END uptime .*", HP_TIMEOUT)
+        text = buf[0]
+        for slot in (2, 3):
+            assert re.search(rf"pciehp: Slot\({slot}\): Card not present\r?$", text, re.M), text
+        assert p.wait(HP_TIMEOUT) == 0
+    finally:
+        p.kill()
+        p.wait()
+        err = p.stderr.read().decode(errors="replace")
+        print(err[-2000:])
+    assert "did not release" not in err, "the guest never powered a slot off:\n" + err

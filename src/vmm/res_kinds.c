@@ -1,0 +1,188 @@
+/* res_kinds.c - the configuration model's table of virtio device kinds (see resources.h). */
+#include "vmm/resources.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* ---- block ---------------------------------------------------------------------------------- */
+
+static const char *drive_id(const void *obj)
+{
+	return ((const struct res_drive *)obj)->id;
+}
+
+static bool drive_present(struct resources *r, const char *id)
+{
+	return res_find_drive(r, id) != NULL;
+}
+
+static int drive_put(struct resources *r, void *obj, struct err *e)
+{
+	return res_put_drive(r, obj, e);
+}
+
+static void drive_remove(struct resources *r, const char *id)
+{
+	res_remove_drive(r, id);
+}
+
+static void drive_clear(void *obj)
+{
+	res_drive_clear(obj);
+}
+
+static void drive_to_cfg(struct resources *r, const char *id, void *cfg)
+{
+	res_drive_to_cfg(res_find_drive(r, id), cfg);
+}
+
+static int drive_plug_check(const void *obj, struct err *e)
+{
+	if (((const struct res_drive *)obj)->is_root_device)
+		return err_set(e, EINVAL, "A hot-plugged drive cannot be the root device.");
+	return 0;
+}
+
+/* ---- net ------------------------------------------------------------------------------------ */
+
+static const char *net_id(const void *obj)
+{
+	return ((const struct res_net *)obj)->id;
+}
+
+static bool net_present(struct resources *r, const char *id)
+{
+	return res_find_net(r, id) != NULL;
+}
+
+static int net_put(struct resources *r, void *obj, struct err *e)
+{
+	return res_put_net(r, obj, e);
+}
+
+static void net_remove(struct resources *r, const char *id)
+{
+	res_remove_net(r, id);
+}
+
+static void net_clear(void *obj)
+{
+	res_net_clear(obj);
+}
+
+static void net_to_cfg(struct resources *r, const char *id, void *cfg)
+{
+	res_net_to_cfg(res_find_net(r, id), cfg);
+}
+
+/* ---- vsock ---------------------------------------------------------------------------------- */
+
+static bool vsock_present(struct resources *r, const char *id)
+{
+	(void)id;
+	return r->vsock.present;
+}
+
+static int vsock_put(struct resources *r, void *obj, struct err *e)
+{
+	return res_set_vsock(r, obj, e);
+}
+
+static void vsock_remove(struct resources *r, const char *id)
+{
+	(void)id;
+	res_vsock_clear(&r->vsock);
+}
+
+static void vsock_clear(void *obj)
+{
+	res_vsock_clear(obj);
+}
+
+static void vsock_to_cfg(struct resources *r, const char *id, void *cfg)
+{
+	(void)id;
+	res_vsock_to_cfg(&r->vsock, cfg);
+}
+
+/* ---- entropy -------------------------------------------------------------------------------- */
+
+static bool entropy_present(struct resources *r, const char *id)
+{
+	(void)id;
+	return r->entropy.present;
+}
+
+static int entropy_put(struct resources *r, void *obj, struct err *e)
+{
+	return res_set_entropy(r, obj, e);
+}
+
+static void entropy_remove(struct resources *r, const char *id)
+{
+	(void)id;
+	memset(&r->entropy, 0, sizeof(r->entropy));
+}
+
+static void entropy_clear(void *obj)
+{
+	(void)obj; /* no strings */
+}
+
+static void entropy_to_cfg(struct resources *r, const char *id, void *cfg)
+{
+	(void)id;
+	res_entropy_to_cfg(&r->entropy, cfg);
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+static const struct res_kind kinds[] = {
+    [VM_VIRTIO_BLK] = {.kind = VM_VIRTIO_BLK,
+                       .what = "drive",
+                       .a_what = "a drive",
+                       .keyed = true,
+                       .id = drive_id,
+                       .present = drive_present,
+                       .put = drive_put,
+                       .remove = drive_remove,
+                       .clear = drive_clear,
+                       .to_cfg = drive_to_cfg,
+                       .plug_check = drive_plug_check},
+    [VM_VIRTIO_NET] = {.kind = VM_VIRTIO_NET,
+                       .what = "network interface",
+                       .a_what = "a network interface",
+                       .keyed = true,
+                       .id = net_id,
+                       .present = net_present,
+                       .put = net_put,
+                       .remove = net_remove,
+                       .clear = net_clear,
+                       .to_cfg = net_to_cfg},
+    [VM_VIRTIO_VSOCK] = {.kind = VM_VIRTIO_VSOCK,
+                         .what = "vsock device",
+                         .a_what = "a vsock device",
+                         .present = vsock_present,
+                         .put = vsock_put,
+                         .remove = vsock_remove,
+                         .clear = vsock_clear,
+                         .to_cfg = vsock_to_cfg},
+    [VM_VIRTIO_RNG] = {.kind = VM_VIRTIO_RNG,
+                       .what = "entropy device",
+                       .a_what = "an entropy device",
+                       .present = entropy_present,
+                       .put = entropy_put,
+                       .remove = entropy_remove,
+                       .clear = entropy_clear,
+                       .to_cfg = entropy_to_cfg},
+};
+
+_Static_assert(sizeof(kinds) / sizeof(kinds[0]) == VM_VIRTIO_KINDS,
+               "one entry per enum vm_virtio_kind");
+
+const struct res_kind *res_kind(enum vm_virtio_kind kind)
+{
+	if ((unsigned int)kind >= VM_VIRTIO_KINDS)
+		return NULL;
+	return &kinds[kind];
+}
