@@ -1,4 +1,9 @@
-/* blk.c - virtio-blk: parse request chains, run them on the blockfile, complete them (blk.h). */
+/* blk.c - virtio-blk: parse request chains, run them on the blockfile, complete them (blk.h).
+ *
+ * Just over 800 lines in one file on purpose: a request's life (validated chain, submission
+ * to either engine, completion, the rate limiter's deferral, drain before unplug or a new
+ * backing file) is one state machine over one in-flight table, and splitting it would expose
+ * that table to a second file. */
 #include "devices/virtio/blk.h"
 
 #include <endian.h>
