@@ -353,7 +353,8 @@ int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_i
 		if (r == 0)
 			r = same_id(path_id, v.id, e);
 		if (r == 0)
-			r = res_put_vfio(&c->res, &v, e);
+			r = c->state != CTL_NOT_STARTED ? ctl_plug_vfio(c, &v, e)
+			                                : res_put_vfio(&c->res, &v, e);
 		res_vfio_clear(&v);
 	} else if (!strcmp(what, "logger")) {
 		struct res_logger l, old = c->res.logger;
@@ -433,7 +434,8 @@ static void handle_put(struct route *rt)
 		return;
 	if (is(rt, 1, "actions", NULL)) {
 		put_actions(rt, j);
-	} else if ((dev || pre_boot(rt)) && (rt->ntok == 1 || path_id(rt, NULL))) {
+	} else if ((dev || !strcmp(rt->tok[0], "vfio") || pre_boot(rt)) &&
+	           (rt->ntok == 1 || path_id(rt, NULL))) {
 		if (rt->ntok == 1 && api_keyed_device(rt->tok[0]))
 			reply_fault(rt->resp, "The ID cannot be empty.");
 		else {
@@ -520,23 +522,6 @@ out:
 
 /* ---- DELETE (hot unplug) ------------------------------------------------------------------ */
 
-/* DELETE /vfio/{id}: before boot it leaves the configuration; after, not yet. */
-static void delete_vfio(struct route *rt)
-{
-	struct err e = {0};
-	int r;
-
-	if (!path_id(rt, NULL))
-		return;
-	if (rt->ctl->state != CTL_NOT_STARTED)
-		r = err_set(&e, ENOTSUP, "ember cannot unplug a passed-through device yet.");
-	else if (res_remove_vfio(&rt->ctl->res, rt->tok[1]) < 0)
-		r = err_set(&e, ENOENT, "There is no VFIO device with id %s.", rt->tok[1]);
-	else
-		r = 0;
-	reply_ok(rt->resp, r, &e);
-}
-
 static void handle_delete(struct route *rt)
 {
 	const struct api_device *dev;
@@ -545,13 +530,12 @@ static void handle_delete(struct route *rt)
 	const char *id = NULL;
 	int r;
 
-	if (rt->ntok == 2 && !strcmp(rt->tok[0], "vfio")) {
-		delete_vfio(rt);
-		return;
-	}
+	bool vfio = !strcmp(rt->tok[0], "vfio"); /* DELETE /vfio/{id}: ember's own */
+
 	dev = api_device(rt->tok[0]);
-	if (!dev || rt->ntok != (res_kind(dev->kind)->keyed ? 2u : 1u)) {
-		if (dev && rt->ntok == 1)
+	if (!(vfio && rt->ntok == 2) &&
+	    (!dev || rt->ntok != (res_kind(dev->kind)->keyed ? 2u : 1u))) {
+		if ((dev || vfio) && rt->ntok == 1)
 			reply_fault(rt->resp, "The ID cannot be empty.");
 		else
 			invalid_path(rt);
@@ -574,7 +558,8 @@ static void handle_delete(struct route *rt)
 			return;
 		}
 	}
-	r = ctl_remove(rt->ctl, dev->kind, id, force, &e);
+	r = vfio ? ctl_remove_vfio(rt->ctl, id, force, &e)
+	         : ctl_remove(rt->ctl, dev->kind, id, force, &e);
 	reply_ok(rt->resp, r, &e);
 }
 

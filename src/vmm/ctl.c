@@ -237,11 +237,14 @@ static int open_serial_out(struct ctl *c, struct err *e)
 }
 
 /* A device has gone from the VM (unplugged): it leaves the configuration too. */
-static void on_unplugged(void *opaque, enum vm_virtio_kind kind, const char *name)
+static void on_unplugged(void *opaque, bool vfio, enum vm_virtio_kind kind, const char *name)
 {
 	struct ctl *c = opaque;
 
-	res_kind(kind)->remove(&c->res, name);
+	if (vfio)
+		res_remove_vfio(&c->res, name);
+	else
+		res_kind(kind)->remove(&c->res, name);
 }
 
 int ctl_start(struct ctl *c, struct err *e)
@@ -531,8 +534,47 @@ int ctl_remove(struct ctl *c, enum vm_virtio_kind kind, const char *id, bool for
 		return err_set(e, ENOENT, "There is no %s%s%s.", k->what, id ? " with id " : "",
 		               id ? id : "");
 	if (c->state == CTL_NOT_STARTED) {
-		on_unplugged(c, kind, name);
+		on_unplugged(c, false, kind, name);
 		return 0;
 	}
 	return vm_unplug(c->vm, kind, name, force, e);
+}
+
+int ctl_plug_vfio(struct ctl *c, struct res_vfio *v, struct err *e)
+{
+	char id[RES_ID_MAX + 1];
+	unsigned int i;
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	for (i = 0; i < c->res.nvfio; i++)
+		if (!strcmp(c->res.vfio[i].id, v->id))
+			return err_set(e, EEXIST, "A VFIO device with id %s already exists.",
+			               v->id);
+	snprintf(id, sizeof(id), "%s", v->id);
+	r = res_put_vfio(&c->res, v, e);
+	if (r < 0)
+		return r;
+	for (i = 0; i < c->res.nvfio && strcmp(c->res.vfio[i].id, id); i++)
+		;
+	r = vm_hotplug_vfio(c->vm, c->res.vfio[i].path, id, NULL, e);
+	if (r < 0)
+		res_remove_vfio(&c->res, id);
+	return r;
+}
+
+int ctl_remove_vfio(struct ctl *c, const char *id, bool force, struct err *e)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->res.nvfio && strcmp(c->res.vfio[i].id, id); i++)
+		;
+	if (i == c->res.nvfio)
+		return err_set(e, ENOENT, "There is no VFIO device with id %s.", id);
+	if (c->state == CTL_NOT_STARTED) {
+		on_unplugged(c, true, VM_VIRTIO_BLK, id);
+		return 0;
+	}
+	return vm_unplug_vfio(c->vm, id, force, e);
 }

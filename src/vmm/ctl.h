@@ -115,6 +115,9 @@ int ctl_plug(struct ctl *c, enum vm_virtio_kind kind, void *obj, struct err *e);
  * configuration when it has gone.  `id` is NULL for vsock and entropy.
  */
 int ctl_remove(struct ctl *c, enum vm_virtio_kind kind, const char *id, bool force, struct err *e);
+/* The same for a host device passed through (PUT and DELETE /vfio/{id}; docs/vfio.md). */
+int ctl_plug_vfio(struct ctl *c, struct res_vfio *v, struct err *e);
+int ctl_remove_vfio(struct ctl *c, const char *id, bool force, struct err *e);
 
 /* PATCH /drives: a new backing file and/or rate limiter (NULL: unchanged). */
 int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struct res_limiter *rl,

@@ -578,8 +578,10 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 	cfg->no_acpi = r->no_acpi;
 	cfg->pci_testdev = r->pci_testdev;
 	cfg->pci_testdev_port = r->pci_testdev_port;
-	for (i = 0; i < r->nvfio; i++)
+	for (i = 0; i < r->nvfio; i++) {
 		cfg->vfio[i] = r->vfio[i].path;
+		cfg->vfio_id[i] = r->vfio[i].id;
+	}
 	cfg->nvfio = r->nvfio;
 
 	memset(&cfg->dev, 0, sizeof(cfg->dev));

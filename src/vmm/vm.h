@@ -47,10 +47,11 @@ struct vm_config {
 	uint64_t mem_mib;
 	unsigned int vcpus;
 	bool pvh;
-	unsigned int root_ports;       /* PCIe root ports on bus 0 (hot-plug slots) */
-	bool pci_testdev;              /* ember's PCI test device */
-	unsigned int pci_testdev_port; /* 0: on bus 0; k: behind root port k (1-based) */
-	const char *vfio[VM_MAX_VFIO]; /* host PCI devices to pass through (sysfs path or BDF) */
+	unsigned int root_ports;          /* PCIe root ports on bus 0 (hot-plug slots) */
+	bool pci_testdev;                 /* ember's PCI test device */
+	unsigned int pci_testdev_port;    /* 0: on bus 0; k: behind root port k (1-based) */
+	const char *vfio[VM_MAX_VFIO];    /* host PCI devices to pass through (sysfs path or BDF) */
+	const char *vfio_id[VM_MAX_VFIO]; /* their names (API ids); NULL: vfio0, vfio1, ... */
 	unsigned int nvfio;
 	struct vm_devices_cfg dev; /* virtio devices (devopts.h) */
 	bool no_acpi;              /* no ACPI tables: the MP table only (for guests such as OSv) */
@@ -95,8 +96,10 @@ enum vm_virtio_kind {
 /* A hot-plug slot: one per root port. */
 enum vm_slot_state { VM_SLOT_EMPTY, VM_SLOT_OCCUPIED, VM_SLOT_REMOVING };
 
-/* Told when a device behind a root port has gone (VMM thread): `name` is its id. */
-typedef void (*vm_unplugged_cb)(void *opaque, enum vm_virtio_kind kind, const char *name);
+/* Told when a device behind a root port has gone (VMM thread): `name` is its id; `vfio`: a
+ * passed-through device (`kind` means nothing then). */
+typedef void (*vm_unplugged_cb)(void *opaque, bool vfio, enum vm_virtio_kind kind,
+                                const char *name);
 
 /* Build a VM; on error nothing is left behind and `e` says why. */
 int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e);
@@ -145,6 +148,15 @@ void vm_power_button(struct vm *vm);
 int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigned int *slot,
                struct err *e);
 int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force, struct err *e);
+/*
+ * The same for a host device passed through with VFIO (docs/vfio.md): vm_hotplug_vfio()
+ * opens `path` (sysfs folder or DDDD:BB:DD.F; errors as for --vfio) and plugs it, named
+ * `name`, behind the lowest-numbered empty root port; vm_unplug_vfio() takes it back, and the
+ * teardown resets the device and hands it back to the host.
+ */
+int vm_hotplug_vfio(struct vm *vm, const char *path, const char *name, unsigned int *slot,
+                    struct err *e);
+int vm_unplug_vfio(struct vm *vm, const char *name, bool force, struct err *e);
 /* The callback for vm_unplug's completion (and for a guest that powers a slot off itself). */
 void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque);
 

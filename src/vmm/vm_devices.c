@@ -35,24 +35,25 @@ void vm_undo_virtio(struct vm *vm)
 		vm->virtio[vm->nvirtio] = NULL;
 	}
 	vm->nmmio = 0;
-	/* The start-up devices' own ports (empty now), after the configured ones. */
-	while (vm->nports > vm->cfg.root_ports) {
-		struct root_port *p = &vm->ports[--vm->nports];
+	/* The devices' own ports (empty now) go with the PCI devices step's undo. */
+}
 
-		root_port_set_presence(p, false);
-		pci_host_unplug(&vm->pci, &p->dev);
-		root_port_destroy(p);
-		vm->slots[vm->nports] = (struct vm_slot){.state = VM_SLOT_EMPTY};
-	}
+bool vm_dev_has_io_bar(const struct pci_dev *d)
+{
+	for (unsigned int i = 0; i < PCI_BAR_COUNT; i++)
+		if (d->bars[i].size && d->bars[i].kind == PCI_BAR_IO)
+			return true;
+	return false;
 }
 
 /*
  * A root port of its own on bus 0 for a device built at start-up, so that the guest can be
  * asked to give it back like a hot-plugged one (PCIe Base 6.0 §6.7: native hot plug; why not
- * bus 0: docs/hotplug.md).  The port has memory windows only: virtio-pci has no I/O BAR, and
- * 4 KiB I/O windows would cap the ports at 15.  Its index in vm->ports, or -errno.
+ * bus 0: docs/hotplug.md).  The port has memory windows only unless `io` (a device with an
+ * I/O BAR; virtio-pci has none): 4 KiB I/O windows would cap the ports at 15.  Its index in
+ * vm->ports, or -errno.
  */
-static int device_port_add(struct vm *vm, struct err *e)
+static int device_port_add(struct vm *vm, bool io, struct err *e)
 {
 	unsigned int i = vm->nports;
 	struct root_port *p = &vm->ports[i];
@@ -66,7 +67,7 @@ static int device_port_add(struct vm *vm, struct err *e)
 	r = root_port_init(p, i + 1, &vm->plat);
 	if (r < 0)
 		return err_set(e, r, "cannot create PCIe root port %u", i + 1);
-	p->dev.bridge_no_io = true;
+	p->dev.bridge_no_io = !io;
 	r = pci_host_plug(&vm->pci, &p->dev, NULL, PCI_DEVFN(vm->next_slot, 0), e);
 	if (r < 0) {
 		root_port_destroy(p);
@@ -84,7 +85,7 @@ static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
 	int r;
 
 	if (vv->transport == VM_TRANSPORT_PCI) {
-		int port = device_port_add(vm, e);
+		int port = device_port_add(vm, false, e);
 
 		if (port < 0)
 			return port;
@@ -229,29 +230,56 @@ const char *vm_build_cmdline(struct vm *vm, struct err *e)
 /* ---- passed-through host devices ------------------------------------------------------------ */
 
 /* The passed-through host devices, each a function of its own on bus 0 (docs/vfio.md). */
+struct vm_vfio *vm_vfio_open(struct vm *vm, const char *path, const char *name, struct err *e)
+{
+	struct vm_vfio *pt = calloc(1, sizeof(*pt));
+
+	if (!pt) {
+		err_set(e, ENOMEM, "out of memory for a VFIO device");
+		return NULL;
+	}
+	snprintf(pt->name, sizeof(pt->name), "%s", name);
+	if (vfio_pci_init(&pt->pci, path, &vm->gm, &vm->plat, e) < 0) {
+		free(pt);
+		return NULL;
+	}
+	return pt;
+}
+
+void vm_vfio_close(struct vm *vm, struct vm_vfio *pt)
+{
+	pci_host_unplug(&vm->pci, &pt->pci.dev); /* nothing when not plugged */
+	vfio_pci_destroy(&pt->pci);
+	free(pt);
+}
+
 int vm_step_vfio(struct vm *vm, struct err *e)
 {
 	unsigned int i;
-	int r;
+	int port, r;
 
 	for (i = 0; i < vm->cfg.nvfio; i++) {
-		struct vfio_pci *v = calloc(1, sizeof(*v));
+		struct vm_vfio *pt;
+		char name[16];
 
-		if (!v)
-			return err_set(e, ENOMEM, "out of memory for a VFIO device");
-		r = vfio_pci_init(v, vm->cfg.vfio[i], &vm->gm, &vm->plat, e);
-		if (r == 0 && vm->next_slot > 31)
-			r = err_set(e, ENOSPC, "%s: no free device number left on PCI bus 0",
-			            v->name);
-		if (r == 0)
-			r = pci_host_plug(&vm->pci, &v->dev, NULL, PCI_DEVFN(vm->next_slot, 0), e);
+		snprintf(name, sizeof(name), "vfio%u", i);
+		pt = vm_vfio_open(vm, vm->cfg.vfio[i],
+		                  vm->cfg.vfio_id[i] ? vm->cfg.vfio_id[i] : name, e);
+		if (!pt)
+			return e->code ? e->code : -EINVAL;
+		/* Behind a port of its own, like the virtio-pci devices: it can be unplugged. */
+		port = device_port_add(vm, vm_dev_has_io_bar(&pt->pci.dev), e);
+		r = port < 0 ? port
+		             : pci_host_plug(&vm->pci, &pt->pci.dev, &vm->ports[port].dev,
+		                             PCI_DEVFN(0, 0), e);
 		if (r < 0) {
-			vfio_pci_destroy(v);
-			free(v);
+			vm_vfio_close(vm, pt);
 			return r;
 		}
-		vm->next_slot++;
-		vm->vfio[vm->nvfio++] = v;
+		root_port_set_presence(&vm->ports[port], true);
+		vm->slots[port].pt = pt;
+		vm->slots[port].state = VM_SLOT_OCCUPIED;
+		vm->vfio[vm->nvfio++] = pt;
 	}
 	return 0;
 }
@@ -259,11 +287,9 @@ int vm_step_vfio(struct vm *vm, struct err *e)
 void vm_undo_vfio(struct vm *vm)
 {
 	while (vm->nvfio > 0) {
-		struct vfio_pci *v = vm->vfio[--vm->nvfio];
+		struct vm_vfio *pt = vm->vfio[--vm->nvfio];
 
-		pci_host_unplug(&vm->pci, &v->dev);
-		vfio_pci_destroy(v);
-		free(v);
+		vm_vfio_close(vm, pt);
 		vm->vfio[vm->nvfio] = NULL;
 	}
 }

@@ -62,23 +62,17 @@ static void slot_timer_arm(struct vm *vm)
 		log_warn("hot-plug timer: %s", strerror(errno));
 }
 
-/*
- * Tear the device in slot i down: requests in flight complete to the guest
- * first (so nothing it was told is lost, and a flush it issued reached the
- * disk), then the exact undo of the plug.
- */
-static void slot_teardown(struct vm *vm, unsigned int i)
+/* The name of the device in an occupied slot. */
+static const char *slot_name(const struct vm_slot *sl)
 {
-	struct vm_slot *sl = &vm->slots[i];
-	struct vm_virtio *vv = sl->vv;
-	enum vm_virtio_kind kind = vv->kind;
-	char name[sizeof(vv->name)];
+	return sl->vv ? sl->vv->name : sl->pt ? sl->pt->name : "";
+}
+
+/* Take `vv` off the VM's list of virtio devices. */
+static void virtio_forget(struct vm *vm, struct vm_virtio *vv)
+{
 	unsigned int j;
 
-	snprintf(name, sizeof(name), "%s", vv->name);
-	if (vm_kind(kind)->drain)
-		vm_kind(kind)->drain(vv);
-	vm_virtio_undo(vm, vv);
 	for (j = 0; j < vm->nvirtio && vm->virtio[j] != vv; j++)
 		;
 	if (j < vm->nvirtio) {
@@ -86,13 +80,53 @@ static void slot_teardown(struct vm *vm, unsigned int i)
 		        (vm->nvirtio - j - 1) * sizeof(vm->virtio[0]));
 		vm->virtio[--vm->nvirtio] = NULL;
 	}
-	free(vv);
+}
+
+/* Take `pt` off the VM's list of passed-through devices. */
+static void vfio_forget(struct vm *vm, struct vm_vfio *pt)
+{
+	unsigned int j;
+
+	for (j = 0; j < vm->nvfio && vm->vfio[j] != pt; j++)
+		;
+	if (j < vm->nvfio) {
+		memmove(&vm->vfio[j], &vm->vfio[j + 1], (vm->nvfio - j - 1) * sizeof(vm->vfio[0]));
+		vm->vfio[--vm->nvfio] = NULL;
+	}
+}
+
+/*
+ * Tear the device in slot i down: requests in flight complete to the guest
+ * first (so nothing it was told is lost, and a flush it issued reached the
+ * disk), then the exact undo of the plug.  A passed-through device is
+ * unplugged, reset and handed back to the host.
+ */
+static void slot_teardown(struct vm *vm, unsigned int i)
+{
+	struct vm_slot *sl = &vm->slots[i];
+	struct vm_virtio *vv = sl->vv;
+	enum vm_virtio_kind kind = vv ? vv->kind : VM_VIRTIO_BLK;
+	bool vfio = sl->pt != NULL;
+	char name[sizeof(vv->name)];
+
+	snprintf(name, sizeof(name), "%s", slot_name(sl));
+	if (vv) {
+		if (vm_kind(kind)->drain)
+			vm_kind(kind)->drain(vv);
+		vm_virtio_undo(vm, vv);
+		virtio_forget(vm, vv);
+		free(vv);
+	} else if (sl->pt) {
+		vfio_forget(vm, sl->pt);
+		vm_vfio_close(vm, sl->pt);
+	}
 	root_port_set_presence(&vm->ports[i], false);
 	sl->vv = NULL;
+	sl->pt = NULL;
 	sl->state = VM_SLOT_EMPTY;
 	log_info("slot %u: %s removed", i + 1, name);
 	if (vm->unplugged)
-		vm->unplugged(vm->unplugged_opaque, kind, name);
+		vm->unplugged(vm->unplugged_opaque, vfio, kind, name);
 }
 
 /* The VMM thread's look at every slot: released by the guest, or past the deadline. */
@@ -109,12 +143,12 @@ static void slots_check(struct vm *vm)
 		if (slot_released(vm, i)) {
 			if (sl->state == VM_SLOT_OCCUPIED)
 				log_info("slot %u: the guest powered the slot off: removing %s",
-				         i + 1, sl->vv->name);
+				         i + 1, slot_name(sl));
 			slot_teardown(vm, i);
 		} else if (sl->state == VM_SLOT_REMOVING && now >= sl->deadline_ns) {
 			log_warn(
 			    "slot %u: the guest did not release %s within %llu ms: removing it",
-			    i + 1, sl->vv->name, (unsigned long long)unplug_timeout_ms(vm));
+			    i + 1, slot_name(sl), (unsigned long long)unplug_timeout_ms(vm));
 			slot_teardown(vm, i);
 		}
 	}
@@ -179,7 +213,7 @@ int vm_step_hotplug(struct vm *vm, struct err *e)
 	vm->hp_ready = true;
 	for (i = 0; i < vm->nports; i++) {
 		/* The start-up devices' slots were filled by the virtio step (vm_devices.c). */
-		if (!vm->slots[i].vv)
+		if (!vm->slots[i].vv && !vm->slots[i].pt)
 			vm->slots[i] = (struct vm_slot){.state = VM_SLOT_EMPTY};
 		root_port_set_hp_ops(&vm->ports[i], &slot_hp_ops, vm);
 	}
@@ -204,7 +238,7 @@ void vm_slot_get(const struct vm *vm, unsigned int i, struct vm_slot_info *out)
 	/* A device built behind the port at start-up (the PCI test device) occupies it too. */
 	if (sl->state == VM_SLOT_EMPTY && root_port_present(&vm->ports[i]))
 		out->state = VM_SLOT_OCCUPIED;
-	out->device = sl->vv ? sl->vv->name : NULL;
+	out->device = sl->vv || sl->pt ? slot_name(sl) : NULL;
 }
 
 void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque)
@@ -223,12 +257,42 @@ struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const 
 	return NULL;
 }
 
+/*
+ * The lowest-numbered empty slot whose port suits a device (one with an I/O BAR needs a port
+ * with an I/O window), or -ENOSPC with the reason.
+ */
+static int free_slot(struct vm *vm, bool io, struct err *e)
+{
+	unsigned int i;
+
+	if (!vm->hp_ready)
+		return err_set(e, ENOSPC, "this microVM has no hot-plug slots (pcie_root_ports)");
+	for (i = 0; i < vm->nports; i++)
+		if (vm->slots[i].state == VM_SLOT_EMPTY && !root_port_present(&vm->ports[i]) &&
+		    (!io || vm->ports[i].dev.win_io_size))
+			return (int)i;
+	return err_set(e, ENOSPC,
+	               "no free hot-plug slot%s: all %u root ports are in use "
+	               "(pcie_root_ports gives a VM more hot-plug slots)",
+	               io ? " with an I/O window" : "", vm->nports);
+}
+
+/* A device is in slot i now: the slot event, and the guest's pciehp takes it from there. */
+static void slot_plugged(struct vm *vm, unsigned int i, unsigned int *slot)
+{
+	vm->slots[i].state = VM_SLOT_OCCUPIED;
+	slot_mark(vm, i);
+	root_port_hot_add(&vm->ports[i]);
+	log_info("slot %u: %s plugged", i + 1, slot_name(&vm->slots[i]));
+	if (slot)
+		*slot = i + 1;
+}
+
 int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigned int *slot,
                struct err *e)
 {
 	struct vm_virtio *vv;
-	struct root_port *p;
-	unsigned int i, n;
+	unsigned int i, j, n;
 	int r;
 
 	enum vm_transport t = vm_kind(kind)->cfg_transport(cfg);
@@ -237,26 +301,19 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 		return err_set(
 		    e, EINVAL,
 		    "virtio-mmio devices cannot be hot plugged (use \"transport\": \"pci\")");
-	if (!vm->hp_ready)
-		return err_set(e, ENOSPC, "this microVM has no hot-plug slots (pcie_root_ports)");
-	for (i = 0; i < vm->nports; i++)
-		if (vm->slots[i].state == VM_SLOT_EMPTY && !root_port_present(&vm->ports[i]))
-			break;
-	if (i == vm->nports)
-		return err_set(e, ENOSPC,
-		               "no free hot-plug slot: all %u root ports are in use "
-		               "(pcie_root_ports gives a VM more hot-plug slots)",
-		               vm->nports);
+	r = free_slot(vm, false, e);
+	if (r < 0)
+		return r;
+	i = (unsigned int)r;
 	if (vm->nvirtio >= VM_MAX_VIRTIO)
 		return err_set(e, ENOSPC, "at most %u virtio devices", VM_MAX_VIRTIO);
-	p = &vm->ports[i];
 	vv = calloc(1, sizeof(*vv));
 	if (!vv)
 		return err_set(e, ENOMEM, "out of memory for a virtio device");
 	vv->kind = kind;
 	/* Without an id (the API always gives one) it is named after its kind's count. */
-	for (i = 0, n = 0; i < vm->nvirtio; i++)
-		n += vm->virtio[i]->kind == kind;
+	for (j = 0, n = 0; j < vm->nvirtio; j++)
+		n += vm->virtio[j]->kind == kind;
 	vm_virtio_name(vv, cfg, n);
 	r = vm_virtio_create(vm, vv, cfg, e);
 	if (r < 0) {
@@ -267,7 +324,7 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 	if (r < 0)
 		goto fail_dev;
 	/* Device 0 of the port's secondary bus; its BARs come from the port's windows. */
-	r = pci_host_plug(&vm->pci, &vv->pci.dev, &p->dev, PCI_DEVFN(0, 0), e);
+	r = pci_host_plug(&vm->pci, &vv->pci.dev, &vm->ports[i].dev, PCI_DEVFN(0, 0), e);
 	if (r < 0) {
 		virtio_pci_destroy(&vv->pci);
 		goto fail_dev;
@@ -275,17 +332,68 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 	vv->transport_ready = true;
 	vm->virtio[vm->nvirtio++] = vv;
 	vm->slots[i].vv = vv;
-	vm->slots[i].state = VM_SLOT_OCCUPIED;
-	slot_mark(vm, i);
-	root_port_hot_add(p);
-	log_info("slot %u: %s plugged", i + 1, vv->name);
-	if (slot)
-		*slot = i + 1;
+	slot_plugged(vm, i, slot);
 	return 0;
 fail_dev:
 	vm_virtio_undo(vm, vv);
 	free(vv);
 	return r;
+}
+
+int vm_hotplug_vfio(struct vm *vm, const char *path, const char *name, unsigned int *slot,
+                    struct err *e)
+{
+	struct vm_vfio *pt;
+	unsigned int j;
+	int i, r;
+
+	for (j = 0; j < vm->nvfio; j++)
+		if (!strcmp(vm->vfio[j]->name, name))
+			return err_set(e, EEXIST, "%s is already in this VM", name);
+	if (vm->nvfio >= VM_MAX_VFIO)
+		return err_set(e, ENOSPC, "at most %u passed-through devices", VM_MAX_VFIO);
+	r = free_slot(vm, false, e); /* a first answer before the device is opened */
+	if (r < 0)
+		return r;
+	pt = vm_vfio_open(vm, path, name, e);
+	if (!pt)
+		return e->code ? e->code : -EINVAL;
+	i = free_slot(vm, vm_dev_has_io_bar(&pt->pci.dev), e);
+	r = i < 0 ? i
+	          : pci_host_plug(&vm->pci, &pt->pci.dev, &vm->ports[i].dev, PCI_DEVFN(0, 0), e);
+	if (r < 0) {
+		vm_vfio_close(vm, pt);
+		return r;
+	}
+	vm->vfio[vm->nvfio++] = pt;
+	vm->slots[i].pt = pt;
+	slot_plugged(vm, (unsigned int)i, slot);
+	return 0;
+}
+
+/* Ask for (or, with `force`, take) the device in slot i back. */
+static int slot_unplug(struct vm *vm, unsigned int i, const char *name, bool force, struct err *e)
+{
+	if (vm->slots[i].state == VM_SLOT_REMOVING && !force)
+		return err_set(e, EBUSY, "%s is already being removed", name);
+	if (force) {
+		/* A surprise removal: the guest is told (presence gone, events, interrupt) as the
+		 * device goes, not asked. */
+		if (vm->slots[i].state == VM_SLOT_OCCUPIED)
+			root_port_request_removal(&vm->ports[i]);
+		slot_teardown(vm, i);
+		slot_timer_arm(vm);
+		return 0;
+	}
+	vm->slots[i].state = VM_SLOT_REMOVING;
+	vm->slots[i].deadline_ns = clock_ns() + unplug_timeout_ms(vm) * 1000000u;
+	slot_mark(vm, i);
+	root_port_request_removal(&vm->ports[i]);
+	/* A slot the guest never powered on (or already powered off) has nothing to release. */
+	if (!root_port_powered(&vm->ports[i]))
+		slot_teardown(vm, i);
+	slot_timer_arm(vm);
+	return 0;
 }
 
 int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force, struct err *e)
@@ -307,24 +415,15 @@ int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool fo
 			break;
 	if (i == vm->nports) /* not reached: every virtio-pci device sits behind a port */
 		return err_set(e, ENOENT, "%s is not behind a hot-plug slot", name);
-	if (vm->slots[i].state == VM_SLOT_REMOVING && !force)
-		return err_set(e, EBUSY, "%s is already being removed", name);
-	if (force) {
-		/* A surprise removal: the guest is told (presence gone, events, interrupt) as the
-		 * device goes, not asked. */
-		if (vm->slots[i].state == VM_SLOT_OCCUPIED)
-			root_port_request_removal(&vm->ports[i]);
-		slot_teardown(vm, i);
-		slot_timer_arm(vm);
-		return 0;
-	}
-	vm->slots[i].state = VM_SLOT_REMOVING;
-	vm->slots[i].deadline_ns = clock_ns() + unplug_timeout_ms(vm) * 1000000u;
-	slot_mark(vm, i);
-	root_port_request_removal(&vm->ports[i]);
-	/* A slot the guest never powered on (or already powered off) has nothing to release. */
-	if (!root_port_powered(&vm->ports[i]))
-		slot_teardown(vm, i);
-	slot_timer_arm(vm);
-	return 0;
+	return slot_unplug(vm, i, name, force, e);
+}
+
+int vm_unplug_vfio(struct vm *vm, const char *name, bool force, struct err *e)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nports; i++)
+		if (vm->slots[i].pt && !strcmp(vm->slots[i].pt->name, name))
+			return slot_unplug(vm, i, name, force, e);
+	return err_set(e, ENOENT, "%s has no device in this VM", name);
 }

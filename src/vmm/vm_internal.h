@@ -60,13 +60,20 @@ struct vm_virtio {
 #define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 2)
 /*
  * Root ports: the configured hot-plug slots (cfg.root_ports, ports 1..N), then one per
- * virtio-pci device built at start-up, so that it can be unplugged like a hot-plugged one
- * (docs/hotplug.md, "Devices configured before boot").
+ * device built at start-up (--vfio devices, then virtio-pci ones), so that it can be unplugged like
+ * a hot-plugged one (docs/hotplug.md, "Devices configured before boot").
  */
-#define VM_MAX_PORTS (VM_MAX_ROOT_PORTS + VM_MAX_VIRTIO)
+#define VM_MAX_PORTS (VM_MAX_ROOT_PORTS + VM_MAX_VIRTIO + VM_MAX_VFIO)
+
+/* A host device passed through (--vfio, PUT /vfio/{id}). */
+struct vm_vfio {
+	char name[72]; /* the API id: vfio0.. from the command line */
+	struct vfio_pci pci;
+};
 
 struct vm_slot {
 	struct vm_virtio *vv; /* the device behind the port, or NULL */
+	struct vm_vfio *pt;   /* or the passed-through one behind it, or NULL */
 	enum vm_slot_state state;
 	unsigned int power_offs; /* atomic: guest power-off writes seen (hp callback) */
 	unsigned int mark;       /* power_offs when plugged or removal was requested */
@@ -99,7 +106,7 @@ struct vm {
 	unsigned int nports; /* cfg.root_ports, then the start-up devices' own ports */
 	struct testdev testdev;
 	bool testdev_ready;
-	struct vfio_pci *vfio[VM_MAX_VFIO]; /* passed-through devices, on bus 0 */
+	struct vm_vfio *vfio[VM_MAX_VFIO]; /* passed-through devices, each behind a port */
 	unsigned int nvfio;
 	unsigned int next_slot;             /* next free device number on bus 0 */
 	struct vm_slot slots[VM_MAX_PORTS]; /* hot plug, one per port */
@@ -198,9 +205,16 @@ void vm_virtio_name(struct vm_virtio *vv, const void *cfg, unsigned int index);
 /* The kernel command line: the user's plus a virtio_mmio.device= word per mmio device. */
 const char *vm_build_cmdline(struct vm *vm, struct err *e);
 
-/* vm_devices.c: the host devices passed through (--vfio), on bus 0 (part of the PCI step). */
+/* vm_devices.c: the host devices passed through (--vfio), each behind a port of its own
+ * (part of the PCI devices step, whose undo also removes every port). */
 int vm_step_vfio(struct vm *vm, struct err *e);
 void vm_undo_vfio(struct vm *vm);
+/* Open host device `path` as `name`, ready to plug.  NULL with `e` on failure. */
+struct vm_vfio *vm_vfio_open(struct vm *vm, const char *path, const char *name, struct err *e);
+/* Unplug (if plugged), reset and hand back, free. */
+void vm_vfio_close(struct vm *vm, struct vm_vfio *pt);
+/* Whether `d` needs an I/O window from the port it sits behind. */
+bool vm_dev_has_io_bar(const struct pci_dev *d);
 
 /* vm_hotplug.c: the root ports' slots. */
 int vm_step_hotplug(struct vm *vm, struct err *e);

@@ -617,6 +617,106 @@ out:
 	host_done();
 }
 
+/* ---- a host device passed through, plugged and unplugged ---- */
+
+/* QEMU's edu device (docs/vfio.md's test bed; t_vfio_edu.c drives it in full). */
+#define EDU_VENDOR  0x1234
+#define EDU_DEVICE  0x11e8
+#define EDU_LIVE    0x04
+#define EDU_FACT    0x08
+#define EDU_STATUS  0x20
+#define EDU_DMA_SRC 0x80
+#define EDU_DMA_DST 0x88
+#define EDU_DMA_CNT 0x90
+#define EDU_DMA_CMD 0x98
+#define EDU_DMA_BUF 0x40000u
+#define EDU_DMA_LEN 512
+#define EDU_WAIT_MS 10000
+
+static u8 edu_page[2][4096] __attribute__((aligned(4096)));
+
+static bool edu_dma(u64 bar, u32 src, u32 dst, bool to_ram)
+{
+	mmio_write32(bar + EDU_DMA_SRC, src);
+	mmio_write32(bar + EDU_DMA_DST, dst);
+	mmio_write32(bar + EDU_DMA_CNT, EDU_DMA_LEN);
+	mmio_write32(bar + EDU_DMA_CMD, 1u | (to_ram ? 2u : 0u));
+	return wait_until(!(mmio_read32(bar + EDU_DMA_CMD) & 1), EDU_WAIT_MS);
+}
+
+/* Use the edu behind the port: liveness, n!, and (with `dma`) a round trip through its DMA. */
+static bool edu_use(u16 bdf, u32 n, bool dma, u64 round)
+{
+	u16 cmd = pci_read16(bdf, PCI_COMMAND);
+	u64 bar = pci_bar_addr(bdf, 0);
+	u32 want = 1, i;
+	bool ok;
+
+	for (i = 2; i <= n; i++)
+		want *= i;
+	pci_write16(bdf, PCI_COMMAND, (u16)(cmd | PCI_CMD_MEMORY | PCI_CMD_MASTER));
+	mmio_write32(bar + EDU_LIVE, (u32)round);
+	ok = expect(mmio_read32(bar + EDU_LIVE) == ~(u32)round, "round %llu: liveness 0x%08x",
+	            round, mmio_read32(bar + EDU_LIVE));
+	mmio_write32(bar + EDU_FACT, n);
+	ok &=
+	    expect(wait_until(!(mmio_read32(bar + EDU_STATUS) & 1), EDU_WAIT_MS) &&
+	               mmio_read32(bar + EDU_FACT) == want,
+	           "round %llu: %u! read %u, want %u", round, n, mmio_read32(bar + EDU_FACT), want);
+	if (ok && dma) {
+		for (i = 0; i < EDU_DMA_LEN; i++)
+			edu_page[0][i] = (u8)(i * 7 + round);
+		memset(edu_page[1], 0, sizeof(edu_page[1]));
+		ok = expect(edu_dma(bar, (u32)(uintptr_t)edu_page[0], EDU_DMA_BUF, false) &&
+		                edu_dma(bar, EDU_DMA_BUF, (u32)(uintptr_t)edu_page[1], true),
+		            "round %llu: DMA hangs", round) &&
+		     expect(!memcmp(edu_page[0], edu_page[1], EDU_DMA_LEN),
+		            "round %llu: the DMA round trip changed the data", round);
+	}
+	pci_write16(bdf, PCI_COMMAND, cmd);
+	return ok;
+}
+
+/*
+ * The host plugs QEMU's edu device (passed through with PUT /vfio/{id}) into the slot and
+ * takes it back, test.hp_cycles times: each time the guest finds it behind the port with its
+ * ids, uses it (DMA on the first and last round), and lets it go.
+ */
+GUEST_TEST(hotplug_edu)
+{
+	static struct hp_port p;
+	u64 rounds = cmdline_num("test.hp_cycles", 1), r;
+	u16 bdf;
+	u32 id;
+
+	if (!driven() || !hp_port_open(&p, port_num(), irq_mode()))
+		return;
+	for (r = 0; r < rounds; r++) {
+		printf("# hotplug: waiting port=%u cycle=%llu\n", p.num, r);
+		if (!await(&p, HP_ADDED, WAIT_MS, "waiting for the plug") ||
+		    !hp_enumerate(&p, &bdf, false))
+			break;
+		id = pci_read32(bdf, PCI_VENDOR_ID);
+		if (!expect(id == (EDU_DEVICE << 16 | EDU_VENDOR),
+		            "cycle %llu: %04x:%04x, want edu", r, id & 0xffff, id >> 16) ||
+		    !edu_use(bdf, (u32)(3 + r % 8), r == 0 || r + 1 == rounds, r))
+			break;
+		printf("# hotplug: ready port=%u cycle=%llu\n", p.num, r);
+		if (!await(&p, HP_REMOVED, WAIT_MS, "waiting for the unplug request"))
+			break;
+		hp_power(&p, false);
+		printf("# hotplug: removed port=%u cycle=%llu\n", p.num, r);
+		if (!expect(wait_until(!hp_dev_present(bdf), 2000),
+		            "cycle %llu: the device still answers after the power-off", r))
+			break;
+	}
+	irq_summary(&p);
+	expect(p.events == 2 * rounds, "%u slot events in %llu rounds, want %llu", p.events, rounds,
+	       2 * rounds);
+	hp_port_close(&p);
+	host_done();
+}
+
 /* ---- removal the guest does not take part in ---- */
 
 /*

@@ -21,9 +21,10 @@ static char image[64];
 static unsigned int unplugged_calls;
 static char unplugged_name[80];
 
-static void on_unplugged(void *opaque, enum vm_virtio_kind kind, const char *name)
+static void on_unplugged(void *opaque, bool vfio, enum vm_virtio_kind kind, const char *name)
 {
 	(void)opaque;
+	(void)vfio;
 	(void)kind;
 	unplugged_calls++;
 	snprintf(unplugged_name, sizeof(unplugged_name), "%s", name);
