@@ -344,6 +344,7 @@ int vm_hotplug_vfio(struct vm *vm, const char *path, const char *name, unsigned 
                     struct err *e)
 {
 	struct vm_vfio *pt;
+	char bdf[16];
 	unsigned int j;
 	int i, r;
 
@@ -355,6 +356,13 @@ int vm_hotplug_vfio(struct vm *vm, const char *path, const char *name, unsigned 
 	r = free_slot(vm, false, e); /* a first answer before the device is opened */
 	if (r < 0)
 		return r;
+	r = vfio_check(path, bdf, e);
+	if (r < 0)
+		return r;
+	for (j = 0; j < vm->nvfio; j++)
+		if (!strcmp(vm->vfio[j]->pci.vd.bdf, bdf))
+			return err_set(e, EBUSY, "%s is already passed through to this VM as %s",
+			               bdf, vm->vfio[j]->name);
 	pt = vm_vfio_open(vm, path, name, e);
 	if (!pt)
 		return e->code ? e->code : -EINVAL;

@@ -48,13 +48,16 @@ def test_edu_plugged_and_unplugged_20_times(edu, tmp_path):
     routes are what they were after the first round (LeakSanitizer checks its memory at exit);
     a device ember cannot take is refused with the reason while the VM runs on; and afterwards
     the host device still works (ember takes it again at start-up and the guest drives it)."""
-    bind(edu, "vfio-pci")
-    e = HotplugEmber(tmp_path, "hotplug_edu", f"test.hp_cycles={CYCLES}", ports=1)
+    bind(edu, None)
+    e = HotplugEmber(tmp_path, "hotplug_edu", f"test.hp_cycles={CYCLES}", ports=2)
     e.start()
     try:
         e.wait_line(r"^# hotplug: waiting port=1 cycle=0$", WAIT)
         msg = refused(e, "PUT", "/vfio/gone", {"vfio_id": "gone", "path": "0000:fe:1f.7"})
         assert "no such PCI device on this host" in msg, msg
+        msg = refused(e, "PUT", "/vfio/edu0", {"vfio_id": "edu0", "path": edu})
+        assert "is bound to no driver, not vfio-pci" in msg, msg
+        bind(edu, "vfio-pci")
         base = None
         for r in range(CYCLES):
             if r:
@@ -64,6 +67,12 @@ def test_edu_plugged_and_unplugged_20_times(edu, tmp_path):
             assert (s["state"], s["device"]) == ("occupied", "edu0"), s
             assert e.get("/vm/config")["vfio"] == [{"vfio_id": "edu0", "path": edu}]
             e.wait_line(rf"^# hotplug: ready port=1 cycle={r}$", WAIT)
+            if r == 0:
+                # In use: by this VM already (same id, or the same device under another).
+                msg = refused(e, "PUT", "/vfio/edu0", {"vfio_id": "edu0", "path": edu})
+                assert "already exists" in msg, msg
+                msg = refused(e, "PUT", "/vfio/again", {"vfio_id": "again", "path": edu})
+                assert f"{edu} is already passed through to this VM as edu0" in msg, msg
             e.ok("DELETE", "/vfio/edu0")
             e.wait_line(rf"^# hotplug: removed port=1 cycle={r}$", WAIT)
             e.wait_slot(1, "empty", timeout=30)
