@@ -78,6 +78,8 @@ void pci_bar_unmap_all(struct pci_dev *d);
 
 /* The function at bus/devfn under the current bus numbering, or NULL.  Lock held. */
 struct pci_dev *pci_host_find_locked(struct pci_host *h, uint8_t bus, uint8_t devfn);
+/* Re-try the mappings of every function after space was freed or BARs restored (quietly). */
+void pci_host_remap_all(struct pci_host *h);
 
 /* What a guest reads at off (through ops->cfg_read); the access must be valid.  Lock held. */
 uint32_t pci_dev_cfg_read_locked(struct pci_dev *d, unsigned int off, unsigned int size);

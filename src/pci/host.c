@@ -187,7 +187,7 @@ struct pci_dev *pci_host_find(struct pci_host *h, uint8_t bus, uint8_t devfn)
 }
 
 /* Re-try the mappings of every function after space was freed (quietly: no new warnings). */
-static void host_remap_all(struct pci_host *h)
+void pci_host_remap_all(struct pci_host *h)
 {
 	for (unsigned int i = 0; i < 256; i++) {
 		struct pci_dev *d = h->bus0[i];
@@ -274,7 +274,7 @@ static void cfg_write_locked(struct pci_host *h, uint8_t bus, uint8_t devfn, uns
 	if (cmd && pci_cfg_get8(&d->cfg, PCI_INTERRUPT_PIN))
 		pci_intx_command_changed(d);
 	if ((bars || cmd) && pci_bar_update(d, false))
-		host_remap_all(h);
+		pci_host_remap_all(h);
 	if (d->ops && d->ops->cfg_write)
 		d->ops->cfg_write(d, off, val, size);
 }
@@ -740,7 +740,7 @@ void pci_host_unplug(struct pci_host *h, struct pci_dev *d)
 	}
 	pci_bar_unmap_all(d);
 	d->plugged = false;
-	host_remap_all(h); /* BARs left unmapped because of d's ranges may fit now */
+	pci_host_remap_all(h); /* BARs left unmapped because of d's ranges may fit now */
 	pthread_mutex_unlock(&h->lock);
 
 	/* Outside the lock: the resample watch may be running on the VMM thread. */

@@ -299,3 +299,21 @@ void pci_msi_cfg_write(struct pci_msi *m, unsigned int off, uint32_t val, unsign
 	sync_pending(m);
 	pthread_mutex_unlock(&m->lock);
 }
+
+void pci_msi_restore_sync(struct pci_msi *m, const uint8_t *saved_cfg)
+{
+	struct pci_cfg *c = &m->dev->cfg;
+	uint32_t pending = ((uint32_t)saved_cfg[m->cap + MSI_PENDING] |
+	                    (uint32_t)saved_cfg[m->cap + MSI_PENDING + 1] << 8 |
+	                    (uint32_t)saved_cfg[m->cap + MSI_PENDING + 2] << 16 |
+	                    (uint32_t)saved_cfg[m->cap + MSI_PENDING + 3] << 24) &
+	                   capable_mask(m);
+
+	pthread_mutex_lock(&m->lock);
+	m->pending = pending;
+	pci_cfg_set32(c, m->cap + MSI_PENDING, pending);
+	m->routed = 0;
+	pthread_mutex_unlock(&m->lock);
+	/* Control, address, data and mask as if the guest had just written them. */
+	pci_msi_cfg_write(m, m->cap, pci_cfg_get32(c, m->cap), 4);
+}

@@ -99,4 +99,12 @@ bool pci_msi_enabled(struct pci_msi *m);
  */
 void pci_msi_cfg_write(struct pci_msi *m, unsigned int off, uint32_t val, unsigned int size);
 
+/*
+ * After a saved configuration space was put back (pci/state.c, host lock held): the Pending
+ * Bits from `saved_cfg` (read-only to the guest, so not restored with the rest) and the
+ * capability's registers taken in, as a guest write would (sends what is pending and
+ * deliverable).
+ */
+void pci_msi_restore_sync(struct pci_msi *m, const uint8_t *saved_cfg);
+
 #endif

@@ -429,3 +429,68 @@ void pci_msix_cfg_write(struct pci_msix *m, unsigned int off, uint32_t val, unsi
 				became_deliverable(m, v);
 	pthread_mutex_unlock(&m->lock);
 }
+
+/* ---- saved state (snapshots) ---- */
+
+void pci_msix_save(struct pci_msix *m, struct snap_w *w)
+{
+	size_t at = snap_begin(w, SNAP_TAG('M', 'S', 'I', 'X'), 1);
+	unsigned int v;
+
+	pthread_mutex_lock(&m->lock);
+	snap_put_u32(w, m->nvec);
+	for (v = 0; v < m->nvec; v++) {
+		snap_put_u64(w, m->vec[v].addr);
+		snap_put_u32(w, m->vec[v].data);
+		snap_put_u32(w, m->vec[v].ctrl);
+	}
+	for (v = 0; v < (m->nvec + 63) / 64; v++)
+		snap_put_u64(w, m->pba[v]);
+	pthread_mutex_unlock(&m->lock);
+	snap_end(w, at);
+}
+
+int pci_msix_restore(struct pci_msix *m, struct snap_r *r, struct err *e)
+{
+	const char *what = m->dev->name ? m->dev->name : "?";
+	struct snap_r s;
+	uint16_t ver;
+	uint32_t nvec;
+	unsigned int v, nwords = (m->nvec + 63) / 64;
+	int rc = snap_section(r, SNAP_TAG('M', 'S', 'I', 'X'), 1, what, &ver, &s, e);
+
+	if (rc < 0)
+		return rc;
+	if (!snap_get_u32(&s, &nvec) || nvec != m->nvec)
+		return s.err ? snap_done(&s, what, e)
+		             : err_set(e, EINVAL, "%s: %u MSI-X vectors saved, the device has %u",
+		                       what, nvec, m->nvec);
+	/* All there before anything changes. */
+	if (s.len - s.off != (size_t)m->nvec * 16 + (size_t)nwords * 8)
+		return err_set(e, EINVAL, "%s: the saved MSI-X state has %zu bytes, want %zu", what,
+		               s.len - s.off, (size_t)m->nvec * 16 + (size_t)nwords * 8);
+	pthread_mutex_lock(&m->lock);
+	for (v = 0; v < m->nvec; v++) {
+		struct pci_msix_vector *x = &m->vec[v];
+		uint64_t addr = 0;
+		uint32_t data = 0, ctrl = MSIX_ENT_CTRL_MASK;
+
+		snap_get_u64(&s, &addr);
+		snap_get_u32(&s, &data);
+		snap_get_u32(&s, &ctrl);
+		x->addr = addr;
+		x->data = data;
+		x->ctrl = ctrl & MSIX_ENT_CTRL_MASK; /* reserved bits read 0, as for a guest write */
+		x->routed = false;
+	}
+	for (v = 0; v < nwords; v++) {
+		uint64_t bits = 0;
+
+		snap_get_u64(&s, &bits);
+		if (v == nwords - 1 && m->nvec % 64)
+			bits &= (1ull << (m->nvec % 64)) - 1; /* no pending bit past the last vector */
+		m->pba[v] = bits;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return snap_done(&s, what, e);
+}

@@ -41,6 +41,8 @@
 #include <stdint.h>
 
 #include "pci/pci.h"
+#include "util/err.h"
+#include "util/snap.h"
 
 #define PCI_MSIX_MAX_VECTORS 2048
 #define PCI_MSIX_ENTRY_SIZE  16
@@ -106,5 +108,14 @@ bool pci_msix_enabled(struct pci_msix *m);
  * to Enable / Function Mask transitions.
  */
 void pci_msix_cfg_write(struct pci_msix *m, unsigned int off, uint32_t val, unsigned int size);
+
+/*
+ * Saved state (snapshots, util/snap.h): the table's entries and the Pending Bits, as a
+ * "MSIX" section.  Restore puts them back without sending anything or programming routes
+ * (nvec must match: -EINVAL otherwise, and on a short or bad section); the caller then
+ * replays Message Control (pci_msix_cfg_write), which routes and sends as enabling would.
+ */
+void pci_msix_save(struct pci_msix *m, struct snap_w *w);
+int pci_msix_restore(struct pci_msix *m, struct snap_r *r, struct err *e);
 
 #endif

@@ -275,6 +275,20 @@ int pci_bar_add_region(struct pci_dev *d, unsigned int bar, uint64_t offset, uin
 void pci_dev_set_intx_pin(struct pci_dev *d, uint8_t pin);
 
 /*
+ * Saved state (snapshots; util/snap.h): a "PCIF" section with the function's configuration
+ * space, its INTx level and, with MSI-X, its table and Pending Bits.  pci_dev_restore() puts
+ * it back into a plugged function built the same way: the saved identity (ids, class,
+ * header type) must match, only what a guest could write (and device status bits) is taken
+ * from it, and BAR mappings, MSI and MSI-X routes and INTx follow as after the guest's own
+ * writes.  -EINVAL with the reason for another function's state, a short or corrupted
+ * section; the function is unchanged then.  VMM thread, vCPUs paused or not yet running.
+ */
+struct snap_w;
+struct snap_r;
+void pci_dev_save(struct pci_dev *d, struct snap_w *w);
+int pci_dev_restore(struct pci_dev *d, struct snap_r *r, struct err *e);
+
+/*
  * Place `d` at `devfn` on bus 0 (parent NULL) or on a bridge's secondary bus
  * (device number must be 0).  Assigns its BAR addresses inside the windows
  * (the parent bridge's for devices behind one; there a non-prefetchable

@@ -15,6 +15,7 @@
 #include "transport_fake.h"
 #include "transport/pci.h"
 #include "util/evloop.h"
+#include "util/snap.h"
 #include "virtio/virtio.h"
 
 #define DEVFN PCI_DEVFN(2, 0)
@@ -874,6 +875,125 @@ TEST(destroy_without_plug_and_init_failure)
 	virtio_dev_destroy(&d.v);
 }
 
+/* ---- saved state (pci/state.c) ---------------------------------------------------------------- */
+
+static uint8_t *save_fn(struct fix *f, size_t *len)
+{
+	struct snap_w w;
+
+	snap_w_init(&w);
+	pci_dev_save(&f->t.dev, &w);
+	CHECK(!w.oom);
+	*len = w.len;
+	return w.buf;
+}
+
+static int restore_fn(struct fix *f, const uint8_t *p, size_t len, struct err *e)
+{
+	struct snap_r r;
+
+	snap_r_init(&r, p, len);
+	return pci_dev_restore(&f->t.dev, &r, e);
+}
+
+/*
+ * A function's state -- a BAR the guest moved, COMMAND, Interrupt Line, MSI-X on with its
+ * table, a masked vector holding a pending message -- saved and put into a fresh function
+ * built the same way: configuration space reads back byte for byte, BAR0 decodes at the
+ * moved address, the pending message goes out when the vector is unmasked there.
+ */
+TEST(pci_state_round_trip)
+{
+	struct fix *a = fix_new(), *b = fix_new();
+	uint64_t moved = a->bar + 0x100000;
+	struct err e = {0};
+	uint8_t *img;
+	size_t len;
+	unsigned int off;
+
+	decode(a, false);
+	cfg_w(a, PCI_BAR0, (uint32_t)moved | (cfg_r(a, PCI_BAR0, 4) & 0xf), 4);
+	cfg_w(a, PCI_BAR0 + 4, (uint32_t)(moved >> 32), 4);
+	decode(a, true);
+	a->bar = moved;
+	cfg_w(a, PCI_INTERRUPT_LINE, 11, 1);
+	bring_up(a);
+	msix_enable(a, true);
+	msix_entry(a, 0, 0x40);
+	msix_entry(a, 1, 0x41);
+	msix_entry(a, 2, 0x42);
+	bw(a, VIRTIO_PCI_MSIX_TABLE + 16 * 2 + 12, 1, 4); /* vector 2 masked */
+	bw(a, C(Q_SELECT), 1, 2);
+	bw(a, C(Q_MSIX), 2, 2);
+	a->t.v->tops->notify(a->t.v->topaque, 1); /* held: vector 2 is masked */
+	CHECK_EQ(fake_count(a->t.msix.vec[2].fd), 0);
+	CHECK_EQ(br(a, VIRTIO_PCI_MSIX_PBA, 8), 1u << 2);
+
+	img = save_fn(a, &len);
+	CHECK_EQ(restore_fn(b, img, len, &e), 0);
+	for (off = 0; off < PCI_CFG_SIZE; off += 4)
+		if (cfg_r(a, off, 4) != cfg_r(b, off, 4)) {
+			CHECK_EQ(cfg_r(b, off, 4), cfg_r(a, off, 4));
+			printf("  config space differs at 0x%x\n", off);
+			break;
+		}
+	b->bar = moved;
+	CHECK_EQ(br(b, C(NUMQ), 2), 2); /* BAR0 decodes where the guest had put it */
+	CHECK(pci_msix_enabled(&b->t.msix));
+	for (unsigned int v = 0; v < 3; v++) {
+		CHECK_EQ(br(b, VIRTIO_PCI_MSIX_TABLE + 16 * v + 8, 4), 0x40 + v);
+		CHECK_EQ(br(b, VIRTIO_PCI_MSIX_TABLE + 16 * v + 12, 4), v == 2);
+	}
+	CHECK_EQ(br(b, VIRTIO_PCI_MSIX_PBA, 8), 1u << 2);
+	bw(b, VIRTIO_PCI_MSIX_TABLE + 16 * 2 + 12, 0, 4); /* unmask: the held message goes */
+	CHECK(b->t.msix.vec[2].fd >= 0);
+	CHECK_EQ(fake_count(b->t.msix.vec[2].fd), 1);
+	CHECK_EQ(br(b, VIRTIO_PCI_MSIX_PBA, 8), 0);
+	free(img);
+	fix_free(a);
+	fix_free(b);
+}
+
+/* Another device's state, a short one, a corrupted one: refused with the reason, unchanged. */
+TEST(pci_state_refusals)
+{
+	struct fix *a = fix_new(), *b = fix_new_dev(VIRTIO_ID_BLOCK, 1), *c = fix_new();
+	uint8_t before[PCI_CFG_SIZE], *img;
+	struct err e = {0};
+	size_t len, cut;
+
+	msix_enable(a, true);
+	msix_entry(a, 0, 0x40);
+	img = save_fn(a, &len);
+	CHECK_EQ(restore_fn(b, img, len, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "of another function (its vendor and device ID differs)");
+
+	memcpy(before, c->t.dev.cfg.data, sizeof(before));
+	for (cut = 0; cut < len; cut += (cut < 64 ? 1 : 997)) {
+		err_clear(&e);
+		CHECK_EQ(restore_fn(c, img, cut, &e), -EINVAL);
+		CHECK(e.msg[0] != 0);
+	}
+	CHECK(!memcmp(before, c->t.dev.cfg.data, sizeof(before)));
+	CHECK(!pci_msix_enabled(&c->t.msix));
+	err_clear(&e);
+	img[0] ^= 0xff; /* the tag */
+	CHECK_EQ(restore_fn(c, img, len, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "section where \"PCIF\" belongs");
+	img[0] ^= 0xff;
+	img[4] = 9; /* the version */
+	err_clear(&e);
+	CHECK_EQ(restore_fn(c, img, len, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "of version 9; this ember reads 1 to 1");
+	img[4] = 1;
+	err_clear(&e);
+	CHECK_EQ(restore_fn(c, img, len, &e), 0); /* intact, it still applies */
+	free(img);
+	fix_free(a);
+	fix_free(b);
+	fix_free(c);
+}
+
 int main(void)
 {
 	RUN(block_matches_firecracker_layout);
@@ -894,5 +1014,7 @@ int main(void)
 	RUN(isr_races_leave_pin_consistent);
 	RUN(destroy_releases_everything);
 	RUN(destroy_without_plug_and_init_failure);
+	RUN(pci_state_round_trip);
+	RUN(pci_state_refusals);
 	return test_summary();
 }
