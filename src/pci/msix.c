@@ -480,7 +480,8 @@ int pci_msix_restore(struct pci_msix *m, struct snap_r *r, struct err *e)
 		snap_get_u32(&s, &ctrl);
 		x->addr = addr;
 		x->data = data;
-		x->ctrl = ctrl & MSIX_ENT_CTRL_MASK; /* reserved bits read 0, as for a guest write */
+		x->ctrl =
+		    ctrl & MSIX_ENT_CTRL_MASK; /* reserved bits read 0, as for a guest write */
 		x->routed = false;
 	}
 	for (v = 0; v < nwords; v++) {
@@ -488,7 +489,8 @@ int pci_msix_restore(struct pci_msix *m, struct snap_r *r, struct err *e)
 
 		snap_get_u64(&s, &bits);
 		if (v == nwords - 1 && m->nvec % 64)
-			bits &= (1ull << (m->nvec % 64)) - 1; /* no pending bit past the last vector */
+			bits &=
+			    (1ull << (m->nvec % 64)) - 1; /* no pending bit past the last vector */
 		m->pba[v] = bits;
 	}
 	pthread_mutex_unlock(&m->lock);

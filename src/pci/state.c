@@ -57,9 +57,10 @@ int pci_dev_restore(struct pci_dev *d, struct snap_r *r, struct err *e)
 		return snap_done(&s, name, e);
 	for (i = 0; i < sizeof(identity) / sizeof(identity[0]); i++)
 		if (memcmp(saved + identity[i].off, c->data + identity[i].off, identity[i].len))
-			return err_set(e, EINVAL,
-			               "%s: the saved state is of another function (its %s differs)",
-			               name, identity[i].what);
+			return err_set(
+			    e, EINVAL,
+			    "%s: the saved state is of another function (its %s differs)", name,
+			    identity[i].what);
 	if (d->msix) {
 		/* Check the MSI-X section is the last thing there before anything changes. */
 		struct snap_r peek = s, sub;

@@ -179,18 +179,23 @@ int snap_section(struct snap_r *r, uint32_t tag, uint16_t max_version, const cha
 	tag_text(t, got);
 	if (t != tag) {
 		r->err = "a section is not the one expected";
-		return err_set(e, EINVAL, "%s: the saved state has a \"%s\" section where \"%s\" "
-		               "belongs", what, got, want);
+		return err_set(e, EINVAL,
+		               "%s: the saved state has a \"%s\" section where \"%s\" "
+		               "belongs",
+		               what, got, want);
 	}
 	if (v == 0 || v > max_version || rsv) {
 		r->err = "a section's version is not known";
-		return err_set(e, EINVAL, "%s: \"%s\" state of version %u; this ember reads 1 to %u",
-		               what, want, v, max_version);
+		return err_set(e, EINVAL,
+		               "%s: \"%s\" state of version %u; this ember reads 1 to %u", what,
+		               want, v, max_version);
 	}
 	if (len > r->len - r->off) {
 		r->err = "it ends early";
-		return err_set(e, EINVAL, "%s: the saved \"%s\" state ends early (%u bytes said, %zu "
-		               "left)", what, want, len, r->len - r->off);
+		return err_set(e, EINVAL,
+		               "%s: the saved \"%s\" state ends early (%u bytes said, %zu "
+		               "left)",
+		               what, want, len, r->len - r->off);
 	}
 	snap_r_init(sub, r->p + r->off, len);
 	r->off += len;

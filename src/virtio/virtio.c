@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "util/snap.h"
+
 /* Bits a driver may write (§2.1); NEEDS_RESET belongs to the device, 0x10/0x20 are reserved. */
 #define STATUS_DRIVER_BITS                                                                         \
 	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |            \
@@ -373,4 +375,135 @@ bool virtio_live(const struct virtio_dev *v)
 
 	return (s & VIRTIO_STATUS_DRIVER_OK) &&
 	       !(s & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED));
+}
+
+/* ---- saved state (snapshots) ---- */
+
+#define SNAP_VIRT SNAP_TAG('V', 'I', 'R', 'T')
+
+void virtio_save(struct virtio_dev *v, struct snap_w *w)
+{
+	size_t at = snap_begin(w, SNAP_VIRT, 1);
+	unsigned int i;
+
+	pthread_mutex_lock(&v->lock);
+	snap_put_u32(w, v->type);
+	snap_put_u64(w, v->features);
+	snap_put_u64(w, v->driver_features);
+	snap_put_u8(w, v->status);
+	snap_put_u8(w, v->config_generation);
+	snap_put_u16(w, v->config_msix_vector);
+	snap_put_u32(w, v->nqueues);
+	for (i = 0; i < v->nqueues; i++) {
+		const struct virtq *q = &v->vq[i];
+
+		snap_put_u16(w, q->max_size);
+		snap_put_u16(w, q->size);
+		snap_put_u8(w, q->ready);
+		snap_put_u64(w, q->desc_gpa);
+		snap_put_u64(w, q->avail_gpa);
+		snap_put_u64(w, q->used_gpa);
+		snap_put_u16(w, q->msix_vector);
+		snap_put_u16(w, q->last_avail);
+		snap_put_u16(w, q->used_idx);
+		snap_put_u16(w, q->signalled_used);
+		snap_put_u8(w, q->signalled_valid);
+		snap_put_u8(w, q->kicks_off);
+	}
+	pthread_mutex_unlock(&v->lock);
+	snap_end(w, at);
+}
+
+int virtio_restore(struct virtio_dev *v, struct snap_r *r, struct err *e)
+{
+	const char *what = dev_name(v);
+	struct virtq qs[VIRTIO_MAX_QUEUES];
+	uint64_t features = 0, driver_features = 0;
+	uint32_t type = 0, nq = 0;
+	uint16_t ver, msix = 0;
+	uint8_t status = 0, gen = 0;
+	struct snap_r s;
+	unsigned int i;
+	int rc = snap_section(r, SNAP_VIRT, 1, what, &ver, &s, e);
+
+	if (rc < 0)
+		return rc;
+	snap_get_u32(&s, &type);
+	snap_get_u64(&s, &features);
+	snap_get_u64(&s, &driver_features);
+	snap_get_u8(&s, &status);
+	snap_get_u8(&s, &gen);
+	snap_get_u16(&s, &msix);
+	snap_get_u32(&s, &nq);
+	if (s.err)
+		return snap_done(&s, what, e);
+	if (type != v->type || nq != v->nqueues)
+		return err_set(e, EINVAL,
+		               "%s: the saved state is of another device (virtio type %u with %u "
+		               "queues; this is type %u with %u)",
+		               what, type, nq, v->type, v->nqueues);
+	if (features != v->features)
+		return err_set(e, EINVAL,
+		               "%s: the saved state offers features %#llx, this device %#llx "
+		               "(another configuration or ember version)",
+		               what, (unsigned long long)features, (unsigned long long)v->features);
+	if (driver_features & ~features)
+		return err_set(e, EINVAL, "%s: the saved driver features %#llx were never offered",
+		               what, (unsigned long long)driver_features);
+	if (status & ~(STATUS_DRIVER_BITS | VIRTIO_STATUS_NEEDS_RESET))
+		return err_set(e, EINVAL, "%s: saved device status %#x has reserved bits", what,
+		               status);
+	memcpy(qs, v->vq, sizeof(qs));
+	for (i = 0; i < nq; i++) {
+		struct virtq *q = &qs[i];
+		uint16_t max = 0;
+		uint8_t ready = 0, sv = 0, ko = 0;
+
+		snap_get_u16(&s, &max);
+		snap_get_u16(&s, &q->size);
+		snap_get_u8(&s, &ready);
+		snap_get_u64(&s, &q->desc_gpa);
+		snap_get_u64(&s, &q->avail_gpa);
+		snap_get_u64(&s, &q->used_gpa);
+		snap_get_u16(&s, &q->msix_vector);
+		snap_get_u16(&s, &q->last_avail);
+		snap_get_u16(&s, &q->used_idx);
+		snap_get_u16(&s, &q->signalled_used);
+		snap_get_u8(&s, &sv);
+		snap_get_u8(&s, &ko);
+		if (s.err)
+			break;
+		if (max != q->max_size || q->size > max || (q->size & (q->size - 1)) || ready > 1 ||
+		    sv > 1 || ko > 1)
+			return err_set(
+			    e, EINVAL,
+			    "%s: saved queue %u is not one this device can have (size %u "
+			    "of %u, saved maximum %u)",
+			    what, i, q->size, q->max_size, max);
+		q->ready = ready;
+		q->signalled_valid = sv;
+		q->kicks_off = ko;
+		q->can_unpop = false;
+		q->err = NULL;
+	}
+	rc = snap_done(&s, what, e);
+	if (rc < 0)
+		return rc;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->status) {
+		pthread_mutex_unlock(&v->lock);
+		return err_set(e, EBUSY, "%s: restore needs a device just built (status %#x)", what,
+		               v->status);
+	}
+	memcpy(v->vq, qs, sizeof(qs));
+	v->driver_features = driver_features;
+	v->config_generation = gen;
+	v->config_msix_vector = msix;
+	status_store(v, status);
+	/* A device that was running runs again, with its queues where they were (§3.1.1). */
+	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_NEEDS_RESET))
+		activate(v);
+	pthread_mutex_unlock(&v->lock);
+	return 0;
 }

@@ -194,4 +194,19 @@ void virtio_needs_reset(struct virtio_dev *v, const char *why);
 /* True when DRIVER_OK is set and NEEDS_RESET/FAILED are not: queues may be used.  Any thread. */
 bool virtio_live(const struct virtio_dev *v);
 
+/*
+ * Saved state (snapshots; util/snap.h): a "VIRT" section with the negotiated features,
+ * status, configuration generation and vector, and every queue (size, rings, vector, where
+ * the device is in its avail and used rings, notification suppression state).  Save with the
+ * device quiet (nothing in flight).  virtio_restore() needs a device just built the same way
+ * (same type, offered features and queues; status 0), puts the state in and, when the saved
+ * device was running, activates it as DRIVER_OK would, with its queues where they were.
+ * -EINVAL with the reason for another device's, a short or corrupted state (the device is
+ * unchanged then), -EBUSY for a device already in use.  Transports add their own registers.
+ */
+struct snap_w;
+struct snap_r;
+void virtio_save(struct virtio_dev *v, struct snap_w *w);
+int virtio_restore(struct virtio_dev *v, struct snap_r *r, struct err *e);
+
 #endif

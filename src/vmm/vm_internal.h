@@ -35,6 +35,7 @@
 #include "transport/mmio.h"
 #include "transport/pci.h"
 #include "util/gmem.h"
+#include "util/snap.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -215,6 +216,17 @@ struct vm_vfio *vm_vfio_open(struct vm *vm, const char *path, const char *name, 
 void vm_vfio_close(struct vm *vm, struct vm_vfio *pt);
 /* Whether `d` needs an I/O window from the port it sits behind. */
 bool vm_dev_has_io_bar(const struct pci_dev *d);
+
+/*
+ * vm_state.c: every device's state, in build order (root ports, the PCI test device, the
+ * virtio devices on their transports), for snapshots.  Save quiesces the devices first
+ * (requests in flight complete); a VM with passed-through devices cannot be saved
+ * (-ENOTSUP).  Restore needs a VM built with the same devices in the same places, not yet
+ * running: -EINVAL with the reason for anything else, a short or a corrupted state.
+ */
+void vm_devices_quiesce(struct vm *vm);
+int vm_devices_save(struct vm *vm, struct snap_w *w, struct err *e);
+int vm_devices_restore(struct vm *vm, struct snap_r *r, struct err *e);
 
 /* vm_hotplug.c: the root ports' slots. */
 int vm_step_hotplug(struct vm *vm, struct err *e);

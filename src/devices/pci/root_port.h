@@ -82,6 +82,7 @@
 #include <stdint.h>
 
 #include "pci/msi.h"
+#include "util/snap.h"
 #include "pci/pci.h"
 #include "util/platform.h"
 
@@ -148,5 +149,14 @@ void root_port_request_removal(struct root_port *p);
 
 /* Slot Control.Power Controller Control says "on" (reset value: on).  Not with the host lock. */
 bool root_port_powered(struct root_port *p);
+
+/*
+ * Saved state (snapshots): a "RPRT" section with the function (pci_dev_save: slot control,
+ * the events the guest has not cleared, MSI) and the slot's interrupt and power shadows.
+ * Restore into a port built the same way, with the same device behind it (presence and the
+ * link are ember's to say, from what is plugged).  -EINVAL with the reason.
+ */
+void root_port_save(struct root_port *p, struct snap_w *w);
+int root_port_restore(struct root_port *p, struct snap_r *r, struct err *e);
 
 #endif
