@@ -1,0 +1,32 @@
+/* state.h - a vCPU's and the in-kernel devices' saved state (snapshots; util/snap.h). */
+#ifndef EMBER_KVM_STATE_H
+#define EMBER_KVM_STATE_H
+
+/*
+ * What KVM holds of a VM, as snapshot sections:
+ *   "VCPU": run state (MP state), registers, special registers, FPU and extended state
+ *           (XSAVE), XCRs, debug registers, the local APIC, pending events (exceptions,
+ *           interrupts, NMIs, SMIs) and every MSR of KVM's list the vCPU can read (the TSC
+ *           and kvmclock's MSRs among them);
+ *   "KVMV": the in-kernel PIC pair and IOAPIC, the PIT, and kvmclock.
+ * Save with the vCPU not running (paused); restore into a VM built the same way (same
+ * vCPU ids and CPUID) before its vCPUs run, in Firecracker's order.  -errno with which
+ * part KVM refused or why the state is unreadable; nothing is read past the buffer.
+ */
+
+#include <stdint.h>
+
+#include "kvm/kvm.h"
+#include "util/err.h"
+#include "util/snap.h"
+
+/* KVM's list of MSRs to save (KVM_GET_MSR_INDEX_LIST); *out is malloc'd. */
+int kvm_msr_list(struct kvm *k, uint32_t **out, unsigned int *n, struct err *e);
+
+int kvm_vcpu_save(struct kvm_vcpu_fd *v, const uint32_t *msr_idx, unsigned int nmsrs,
+                  struct snap_w *w, struct err *e);
+int kvm_vcpu_restore(struct kvm_vcpu_fd *v, struct snap_r *r, struct err *e);
+int kvm_vm_save(struct kvm *k, struct snap_w *w, struct err *e);
+int kvm_vm_restore(struct kvm *k, struct snap_r *r, struct err *e);
+
+#endif

@@ -1,0 +1,190 @@
+/* test_state_kvm.c - a vCPU's and the in-kernel devices' state through a real KVM (kvm/state). */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "kvm/state.h"
+#include "test.h"
+
+#define TEST_TSS_GPA         0xfffbc000ull
+#define MSR_IA32_SYSENTER_CS 0x174
+#define MSR_IA32_TSC         0x10
+
+struct kfix {
+	struct kvm kvm;
+	struct kvm_vcpu_fd v;
+	bool ok;
+};
+
+static void kfix_up(struct kfix *f)
+{
+	struct kvm_cpuid2 *cpuid = NULL;
+	struct err e = {0};
+
+	memset(f, 0, sizeof(*f));
+	f->v.fd = f->kvm.vm_fd = f->kvm.sys_fd = -1;
+	CHECK_EQ(kvm_open(&f->kvm, &e), 0);
+	if (e.code) {
+		printf("  kvm_open: %s\n", e.msg);
+		return;
+	}
+	CHECK_EQ(kvm_create_irqchip_and_pit(&f->kvm, TEST_TSS_GPA, &e), 0);
+	CHECK_EQ(kvm_vcpu_create(&f->kvm, 0, &f->v, &e), 0);
+	/* KVM wants a CPUID before XSAVE state can be set in full. */
+	CHECK_EQ(kvm_get_supported_cpuid(&f->kvm, &cpuid, &e), 0);
+	if (cpuid)
+		CHECK_EQ(ioctl(f->v.fd, KVM_SET_CPUID2, cpuid), 0);
+	free(cpuid);
+	f->ok = !e.code;
+	if (e.code)
+		printf("  setup: %s\n", e.msg);
+}
+
+static void kfix_down(struct kfix *f)
+{
+	kvm_vcpu_close(&f->kvm, &f->v);
+	kvm_close(&f->kvm);
+}
+
+static uint64_t msr_get(struct kfix *f, uint32_t idx)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry ent;
+	} one = {.h.nmsrs = 1, .ent.index = idx};
+
+	CHECK_EQ(ioctl(f->v.fd, KVM_GET_MSRS, &one), 1);
+	return one.ent.data;
+}
+
+static void msr_put(struct kfix *f, uint32_t idx, uint64_t val)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry ent;
+	} one = {.h.nmsrs = 1, .ent = {.index = idx, .data = val}};
+
+	CHECK_EQ(ioctl(f->v.fd, KVM_SET_MSRS, &one), 1);
+}
+
+/*
+ * A vCPU and the in-kernel devices put into a recognisable state (registers, a segment, an
+ * MSR, the APIC's task priority, an IOAPIC redirection entry, a PIT channel's count, the
+ * clock), saved, and restored into a second VM built alike: each reads back as it was.
+ */
+TEST(vcpu_and_vm_round_trip)
+{
+	struct kfix a, b;
+	struct err e = {0};
+	struct snap_w w;
+	struct snap_r r;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_lapic_state lapic;
+	struct kvm_irqchip io = {.chip_id = KVM_IRQCHIP_IOAPIC};
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clk = {0};
+	uint32_t *msrs = NULL;
+	unsigned int nmsrs = 0;
+
+	kfix_up(&a);
+	kfix_up(&b);
+	if (!a.ok || !b.ok)
+		goto out;
+	CHECK_EQ(ioctl(a.v.fd, KVM_GET_REGS, &regs), 0);
+	regs.rip = 0x12345;
+	regs.rax = 0xfeedface;
+	regs.rsp = 0x8000;
+	CHECK_EQ(ioctl(a.v.fd, KVM_SET_REGS, &regs), 0);
+	CHECK_EQ(ioctl(a.v.fd, KVM_GET_SREGS, &sregs), 0);
+	sregs.ds.base = 0x1000;
+	sregs.ds.selector = 0x18;
+	CHECK_EQ(ioctl(a.v.fd, KVM_SET_SREGS, &sregs), 0);
+	msr_put(&a, MSR_IA32_SYSENTER_CS, 0x10);
+	CHECK_EQ(ioctl(a.v.fd, KVM_GET_LAPIC, &lapic), 0);
+	lapic.regs[0x80] = 0x30; /* TPR */
+	CHECK_EQ(ioctl(a.v.fd, KVM_SET_LAPIC, &lapic), 0);
+	CHECK_EQ(ioctl(a.kvm.vm_fd, KVM_GET_IRQCHIP, &io), 0);
+	io.chip.ioapic.redirtbl[5].bits = 0x0000000000010045ull; /* masked, vector 0x45 */
+	CHECK_EQ(ioctl(a.kvm.vm_fd, KVM_SET_IRQCHIP, &io), 0);
+	CHECK_EQ(ioctl(a.kvm.vm_fd, KVM_GET_PIT2, &pit), 0);
+	pit.channels[2].count = 0x1234;
+	CHECK_EQ(ioctl(a.kvm.vm_fd, KVM_SET_PIT2, &pit), 0);
+	clk.clock = 5000000000ull; /* 5 s of guest time */
+	CHECK_EQ(ioctl(a.kvm.vm_fd, KVM_SET_CLOCK, &clk), 0);
+
+	CHECK_EQ(kvm_msr_list(&a.kvm, &msrs, &nmsrs, &e), 0);
+	CHECK(nmsrs > 10);
+	snap_w_init(&w);
+	CHECK_EQ(kvm_vm_save(&a.kvm, &w, &e), 0);
+	CHECK_EQ(kvm_vcpu_save(&a.v, msrs, nmsrs, &w, &e), 0);
+	if (e.msg[0])
+		printf("  save: %s\n", e.msg);
+
+	/* Every cut-short copy is refused. */
+	for (size_t cut = 0; cut < w.len; cut += 1 + cut / 4) {
+		struct kfix c;
+
+		if (cut > 64 && cut % 7)
+			continue;
+		snap_r_init(&r, w.buf, cut);
+		err_clear(&e);
+		kfix_up(&c);
+		if (c.ok && kvm_vm_restore(&c.kvm, &r, &e) == 0)
+			CHECK(kvm_vcpu_restore(&c.v, &r, &e) < 0);
+		CHECK(e.msg[0] != 0);
+		kfix_down(&c);
+	}
+
+	snap_r_init(&r, w.buf, w.len);
+	err_clear(&e);
+	CHECK_EQ(kvm_vm_restore(&b.kvm, &r, &e), 0);
+	CHECK_EQ(kvm_vcpu_restore(&b.v, &r, &e), 0);
+	if (e.msg[0])
+		printf("  restore: %s\n", e.msg);
+	CHECK_EQ(snap_done(&r, "all", &e), 0);
+
+	CHECK_EQ(ioctl(b.v.fd, KVM_GET_REGS, &regs), 0);
+	CHECK_EQ(regs.rip, 0x12345);
+	CHECK_EQ(regs.rax, 0xfeedface);
+	CHECK_EQ(regs.rsp, 0x8000);
+	CHECK_EQ(ioctl(b.v.fd, KVM_GET_SREGS, &sregs), 0);
+	CHECK_EQ(sregs.ds.base, 0x1000);
+	CHECK_EQ(sregs.ds.selector, 0x18);
+	CHECK_EQ(msr_get(&b, MSR_IA32_SYSENTER_CS), 0x10);
+	CHECK(msr_get(&b, MSR_IA32_TSC) >= msr_get(&a, MSR_IA32_TSC) / 2); /* carried, not 0 */
+	CHECK_EQ(ioctl(b.v.fd, KVM_GET_LAPIC, &lapic), 0);
+	CHECK_EQ(lapic.regs[0x80], 0x30);
+	io = (struct kvm_irqchip){.chip_id = KVM_IRQCHIP_IOAPIC};
+	CHECK_EQ(ioctl(b.kvm.vm_fd, KVM_GET_IRQCHIP, &io), 0);
+	CHECK_EQ(io.chip.ioapic.redirtbl[5].bits, 0x0000000000010045ull);
+	CHECK_EQ(ioctl(b.kvm.vm_fd, KVM_GET_PIT2, &pit), 0);
+	CHECK_EQ(pit.channels[2].count, 0x1234);
+	CHECK_EQ(ioctl(b.kvm.vm_fd, KVM_GET_CLOCK, &clk), 0);
+	CHECK(clk.clock >= 5000000000ull && clk.clock < 5000000000ull + 60000000000ull);
+
+	/* Another vCPU's state is refused. */
+	b.v.id = 1;
+	snap_r_init(&r, w.buf, w.len);
+	err_clear(&e);
+	CHECK_EQ(kvm_vm_restore(&b.kvm, &r, &e), 0);
+	CHECK_EQ(kvm_vcpu_restore(&b.v, &r, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "the saved state is vCPU 0's");
+	b.v.id = 0;
+	snap_w_free(&w);
+out:
+	free(msrs);
+	kfix_down(&a);
+	kfix_down(&b);
+}
+
+int main(void)
+{
+	if (access("/dev/kvm", R_OK | W_OK) < 0) {
+		printf("not ok - /dev/kvm is missing: these tests need a real VM\n");
+		return 1;
+	}
+	RUN(vcpu_and_vm_round_trip);
+	return test_summary();
+}
