@@ -136,12 +136,18 @@ kvm-unit: $(KVM_UNIT_BIN)
 
 # VFIO on its test bed: QEMU's emulated IOMMU and edu device, in the KVM test VM even on a
 # host with KVM (docs/vfio.md).
+# QEMU's NVMe controller (MSI-X) is there too, backed by VFIO_NVME_IMG, which the Linux guest
+# writes through it and the test checks afterwards.
+VFIO_NVME_IMG = build/vfio-nvme.img
 VFIO_VM_ARGS = EMBER_KVM_VM=always \
-	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu" \
+	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu \
+	-drive file=$(VFIO_NVME_IMG),if=none,id=nv0,format=raw -device nvme,serial=embernv0,drive=nv0" \
 	EMBER_KVM_VM_APPEND="intel_iommu=on"
-vfio: $(VFIO_TEST_BIN) $(SAN_DIR)/ember guest
+vfio: $(VFIO_TEST_BIN) $(SAN_DIR)/ember guest $(LINUX_GUEST)
+	@mkdir -p $(dir $(VFIO_NVME_IMG)) && rm -f $(VFIO_NVME_IMG) && truncate -s 64M $(VFIO_NVME_IMG)
 	$(Q)$(VFIO_VM_ARGS) $(KVM_VM) sh -c 'UNIT_LABEL=vfio scripts/run-unit.sh $(VFIO_TEST_BIN) && \
-		EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) $(PYTHON) -m pytest -q \
+		EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) EMBER_LINUX_DIR=$(LINUX_DIR) \
+		EMBER_VFIO_NVME_IMG=$(VFIO_NVME_IMG) $(PYTHON) -m pytest -q \
 		-p no:cacheprovider tests/vfio'
 
 integration: $(SAN_DIR)/ember guest $(SAN_DIR)/unit/test_acpi

@@ -16,9 +16,13 @@
 #define HDR_STATUS_CAPLIST 0x10 /* Status: Capabilities List */
 #define HDR_CAP_PTR        0x34
 #define CAP_ID_MSI         0x05
-#define BAR_IO             0x1
-#define BAR_TYPE_64        0x4 /* bits 2:1 = 10b */
-#define BAR_PREFETCH       0x8
+#define CAP_ID_MSIX        0x11
+/* MSI-X capability (PCI Local Bus 3.0 §6.8.2, PCIe Base 6.0 §7.7.2). */
+#define MSIX_CTRL_SIZE 0x07ff /* Message Control: Table Size, N - 1 */
+#define MSIX_BIR       0x7    /* Table/PBA BIR, bits 2:0 of their offset registers */
+#define BAR_IO         0x1
+#define BAR_TYPE_64    0x4 /* bits 2:1 = 10b */
+#define BAR_PREFETCH   0x8
 
 static uint16_t le16(const uint8_t *p)
 {
@@ -39,7 +43,8 @@ static uint64_t bar_read(void *opaque, uint64_t off, unsigned int size)
 	uint64_t v = 0;
 
 	__atomic_fetch_add(&b->v->bar_reads, 1, __ATOMIC_RELAXED);
-	if (vfio_region_read(&b->v->vd, b->bar, off, &v, size, &e) < 0) {
+	off += b->base;
+	if (size > sizeof(v) || vfio_region_read(&b->v->vd, b->bar, off, &v, size, &e) < 0) {
 		log_guest(&b->v->rl, LOG_WARN, "%s: BAR%u read at 0x%llx: %s", b->v->name, b->bar,
 		          (unsigned long long)off, e.msg);
 		return ~0ull;
@@ -53,14 +58,259 @@ static void bar_write(void *opaque, uint64_t off, uint64_t val, unsigned int siz
 	struct err e = {0};
 
 	__atomic_fetch_add(&b->v->bar_writes, 1, __ATOMIC_RELAXED);
-	if (vfio_region_write(&b->v->vd, b->bar, off, &val, size, &e) < 0)
+	off += b->base;
+	if (size > sizeof(val) || vfio_region_write(&b->v->vd, b->bar, off, &val, size, &e) < 0)
 		log_guest(&b->v->rl, LOG_WARN, "%s: BAR%u write at 0x%llx: %s", b->v->name, b->bar,
 		          (unsigned long long)off, e.msg);
 }
 
 static const struct bus_ops bar_ops = {.read = bar_read, .write = bar_write};
 
-/* ---- COMMAND: decode and bus mastering reach the device ---- */
+/* ---- interrupts: VFIO's eventfds, straight into KVM or through ember's capabilities ---- */
+
+/* The eventfd VFIO should signal for a vector: its KVM irqfd when it may bypass ember. */
+static int32_t vector_fd(const struct vfio_pci_msi_ctx *c)
+{
+	return c->direct >= 0 ? c->direct : c->fd;
+}
+
+/*
+ * VFIO_DEVICE_SET_IRQS on `index`: with `ctx`, vectors [start, start + count) signal their
+ * eventfds (VFIO enables the index when it was off); without, the index is turned off.
+ */
+static int set_irqs(struct vfio_pci *v, unsigned int index, unsigned int start, unsigned int count,
+                    const struct vfio_pci_msi_ctx *ctx, struct err *e)
+{
+	size_t sz = sizeof(struct vfio_irq_set) + (ctx ? count * sizeof(int32_t) : 0);
+	struct vfio_irq_set *s = calloc(1, sz);
+	unsigned int i;
+	int r = 0;
+
+	if (!s)
+		return err_set(e, ENOMEM, "out of memory");
+	s->argsz = (uint32_t)sz;
+	s->index = index;
+	s->flags = (ctx ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) |
+	           VFIO_IRQ_SET_ACTION_TRIGGER;
+	s->start = ctx ? start : 0;
+	s->count = ctx ? count : 0;
+	for (i = 0; ctx && i < count; i++)
+		((int32_t *)s->data)[i] = vector_fd(&ctx[start + i]);
+	if (ioctl(v->vd.fd, VFIO_DEVICE_SET_IRQS, s) < 0)
+		r = err_sys(e, errno, "%s: VFIO_DEVICE_SET_IRQS (%s, vectors %u-%u%s)", v->name,
+		            index == VFIO_PCI_MSIX_IRQ_INDEX ? "MSI-X" : "MSI", start,
+		            start + count - 1, ctx ? "" : ", off");
+	free(s);
+	return r;
+}
+
+/* Relay: VFIO signalled ember's eventfd for an MSI vector. */
+static void on_msi(void *arg)
+{
+	struct vfio_pci_msi_ctx *m = arg;
+	uint64_t n;
+
+	if (read(m->fd, &n, sizeof(n)) != (ssize_t)sizeof(n))
+		return;
+	__atomic_fetch_add(&m->v->msis, 1, __ATOMIC_RELAXED);
+	pci_msi_notify(&m->v->msi, m->vec);
+}
+
+/* Relay: VFIO signalled ember's eventfd for an MSI-X vector (masked, or not routed yet). */
+static void on_msix(void *arg)
+{
+	struct vfio_pci_msi_ctx *m = arg;
+	uint64_t n;
+
+	if (read(m->fd, &n, sizeof(n)) != (ssize_t)sizeof(n))
+		return;
+	__atomic_fetch_add(&m->v->msixs, 1, __ATOMIC_RELAXED);
+	pci_msix_notify(&m->v->msix, m->vec);
+}
+
+/*
+ * pci_msix's direct hook (msix.h), with the MSI-X instance's lock held: vector `vec` may now
+ * go straight to `irqfd` (>= 0), or must come back through ember (-1).  While VFIO has
+ * MSI-X on, the one vector is re-pointed at once; otherwise irq_update() uses it later.
+ */
+static void msix_direct(void *opaque, unsigned int vec, int irqfd)
+{
+	struct vfio_pci *v = opaque;
+	struct err e = {0};
+
+	if (vec >= v->nmsix)
+		return;
+	v->msix_ctx[vec].direct = irqfd;
+	if (v->irq == VFIO_PCI_MSIX_IRQ_INDEX &&
+	    set_irqs(v, VFIO_PCI_MSIX_IRQ_INDEX, vec, 1, v->msix_ctx, &e) < 0)
+		log_guest(&v->rl, LOG_WARN, "%s: %s", v->name, e.msg);
+}
+
+/*
+ * Turn on at VFIO the interrupt the guest enabled on ember's function -- MSI-X, else MSI,
+ * else none -- and off the one before (VFIO has one index on at a time).  With the host
+ * lock held (a config-space hook), and the MSI-X instance's lock taken here so the direct
+ * hook sees v->irq and the vectors' eventfds consistently.  A failure is logged: the
+ * guest's interrupts then do not arrive, ember goes on.
+ */
+static void irq_update(struct vfio_pci *v)
+{
+	int want = VFIO_PCI_IRQ_NONE;
+	struct err e = {0};
+
+	if (v->msix_ready)
+		pthread_mutex_lock(&v->msix.lock);
+	if (v->msix_ready && v->msix.enabled)
+		want = VFIO_PCI_MSIX_IRQ_INDEX;
+	else if (v->msi_ready && pci_msi_enabled(&v->msi))
+		want = VFIO_PCI_MSI_IRQ_INDEX;
+	if (want != v->irq) {
+		if (v->irq != VFIO_PCI_IRQ_NONE)
+			set_irqs(v, (unsigned int)v->irq, 0, 0, NULL, &e);
+		v->irq = VFIO_PCI_IRQ_NONE;
+		if (want == VFIO_PCI_MSIX_IRQ_INDEX && !e.code &&
+		    set_irqs(v, VFIO_PCI_MSIX_IRQ_INDEX, 0, v->nmsix, v->msix_ctx, &e) == 0)
+			v->irq = want;
+		else if (want == VFIO_PCI_MSI_IRQ_INDEX && !e.code &&
+		         set_irqs(v, VFIO_PCI_MSI_IRQ_INDEX, 0, v->nmsi, v->msi_ctx, &e) == 0)
+			v->irq = want;
+		if (e.code)
+			log_guest(&v->rl, LOG_WARN, "%s: %s", v->name, e.msg);
+	}
+	if (v->msix_ready)
+		pthread_mutex_unlock(&v->msix.lock);
+}
+
+static void irq_off(struct vfio_pci *v)
+{
+	struct err e = {0};
+
+	if (v->irq != VFIO_PCI_IRQ_NONE && v->vd.fd >= 0)
+		set_irqs(v, (unsigned int)v->irq, 0, 0, NULL, &e);
+	v->irq = VFIO_PCI_IRQ_NONE;
+}
+
+/* Eventfds for `n` vectors, each watched on the VMM thread with `cb`. */
+static int vectors_init(struct vfio_pci *v, struct vfio_pci_msi_ctx *ctx, unsigned int n,
+                        unsigned int *made, void (*cb)(void *), const char *what, struct err *e)
+{
+	unsigned int i;
+	int r;
+
+	for (i = 0; i < n; i++) {
+		struct vfio_pci_msi_ctx *m = &ctx[i];
+
+		*m = (struct vfio_pci_msi_ctx){.v = v, .vec = i, .fd = -1, .direct = -1};
+		m->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (m->fd < 0)
+			return err_sys(e, errno, "%s: eventfd", v->name);
+		r = v->plat.ops->watch(v->plat.ctx, m->fd, cb, m);
+		if (r < 0) {
+			close(m->fd);
+			m->fd = -1;
+			return err_set(e, r, "%s: cannot watch the eventfd of %s vector %u",
+			               v->name, what, i);
+		}
+		*made = i + 1;
+	}
+	return 0;
+}
+
+static void vectors_fini(struct vfio_pci *v, struct vfio_pci_msi_ctx *ctx, unsigned int *n)
+{
+	unsigned int i;
+
+	for (i = 0; i < *n; i++) {
+		if (ctx[i].fd < 0)
+			continue;
+		v->plat.ops->unwatch(v->plat.ctx, ctx[i].fd);
+		close(ctx[i].fd);
+		ctx[i].fd = -1;
+	}
+	*n = 0;
+}
+
+static void irqs_fini(struct vfio_pci *v)
+{
+	irq_off(v);
+	vectors_fini(v, v->msi_ctx, &v->nmsi);
+	if (v->msi_ready)
+		pci_msi_destroy(&v->msi);
+	v->msi_ready = false;
+	if (v->msix_ctx)
+		vectors_fini(v, v->msix_ctx, &v->nmsix);
+	if (v->msix_ready)
+		pci_msix_destroy(&v->msix);
+	v->msix_ready = false;
+	free(v->msix_ctx);
+	v->msix_ctx = NULL;
+}
+
+/* The offset of the device's capability `id` in its config space, or 0 when it has none. */
+static unsigned int device_cap(const uint8_t *cfg, uint8_t id)
+{
+	unsigned int ptr = cfg[HDR_CAP_PTR] & 0xfc, hops;
+
+	if (!(le16(cfg + PCI_STATUS) & HDR_STATUS_CAPLIST))
+		return 0;
+	for (hops = 0; ptr >= 0x40 && ptr < 256 - 4 && hops < 48; hops++) {
+		if (cfg[ptr] == id)
+			return ptr;
+		ptr = cfg[ptr + 1] & 0xfc;
+	}
+	return 0;
+}
+
+static int msi_init(struct vfio_pci *v, unsigned int cap, const uint8_t *cfg, struct err *e)
+{
+	/* §6.8.1.3: Multiple Message Capable, bits 3:1 of Message Control. */
+	unsigned int nvec = 1u << ((le16(cfg + cap + 2) >> 1) & 7);
+	int r;
+
+	if (nvec > VFIO_PCI_MAX_MSI)
+		nvec = VFIO_PCI_MAX_MSI;
+	r = pci_msi_init(&v->msi, &v->dev, nvec, &v->plat);
+	if (r < 0)
+		return err_set(e, r, "%s: cannot add an MSI capability", v->name);
+	v->msi_ready = true;
+	return vectors_init(v, v->msi_ctx, nvec, &v->nmsi, on_msi, "MSI", e);
+}
+
+/*
+ * ember's MSI-X capability in the device's shape (PCI Local Bus 3.0 §6.8.2.4-5, PCIe Base
+ * 6.0 §7.7.2.2-4): as many vectors, the table and PBA at the device's BIRs and offsets, so
+ * the guest's driver finds them where it expects; ember traps both and keeps the vectors'
+ * messages and masks.  After the BARs are declared, before their forwarded regions are.
+ */
+static int msix_init(struct vfio_pci *v, unsigned int cap, const uint8_t *cfg, struct err *e)
+{
+	unsigned int nvec = (le16(cfg + cap + 2) & MSIX_CTRL_SIZE) + 1;
+	uint32_t table = le32(cfg + cap + 4), pba = le32(cfg + cap + 8);
+	int r;
+
+	r = pci_msix_init(&v->msix, &v->dev, nvec, table & MSIX_BIR, table & ~MSIX_BIR,
+	                  pba & MSIX_BIR, pba & ~MSIX_BIR, &v->plat);
+	if (r < 0)
+		return err_set(e, r,
+		               "%s: cannot mirror its MSI-X capability (%u vectors, table at BAR%u "
+		               "+0x%x, PBA at BAR%u +0x%x): each must lie inside a memory BAR",
+		               v->name, nvec, table & MSIX_BIR, table & ~MSIX_BIR, pba & MSIX_BIR,
+		               pba & ~MSIX_BIR);
+	v->msix_ready = true;
+	v->msix_ctx = calloc(nvec, sizeof(*v->msix_ctx));
+	if (!v->msix_ctx)
+		return err_set(e, ENOMEM, "%s: out of memory for %u MSI-X vectors", v->name, nvec);
+	r = vectors_init(v, v->msix_ctx, nvec, &v->nmsix, on_msix, "MSI-X", e);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&v->msix.lock);
+	v->msix.direct = msix_direct;
+	v->msix.direct_opaque = v;
+	pthread_mutex_unlock(&v->msix.lock);
+	return 0;
+}
+
+/* ---- configuration space: COMMAND and the interrupt capabilities reach the device ---- */
 
 static void cfg_write(struct pci_dev *d, unsigned int off, uint32_t val, unsigned int size)
 {
@@ -70,6 +320,9 @@ static void cfg_write(struct pci_dev *d, unsigned int off, uint32_t val, unsigne
 	struct err e = {0};
 
 	(void)val;
+	if ((v->msi_ready && off < v->msi.cap + MSI_CAP_LEN && off + size > v->msi.cap) ||
+	    (v->msix_ready && off < v->msix.cap + MSIX_CAP_LEN && off + size > v->msix.cap))
+		irq_update(v);
 	if (off > PCI_COMMAND + 1 || off + size <= PCI_COMMAND)
 		return;
 	ours = pci_cfg_get16(&d->cfg, PCI_COMMAND);
@@ -82,108 +335,6 @@ static void cfg_write(struct pci_dev *d, unsigned int off, uint32_t val, unsigne
 }
 
 static const struct pci_dev_ops dev_ops = {.cfg_write = cfg_write};
-
-/* ---- MSI: VFIO's eventfds, relayed through ember's MSI capability ---- */
-
-static void on_msi(void *arg)
-{
-	struct vfio_pci_msi_ctx *m = arg;
-	uint64_t n;
-
-	if (read(m->fd, &n, sizeof(n)) != (ssize_t)sizeof(n))
-		return;
-	__atomic_fetch_add(&m->v->msis, 1, __ATOMIC_RELAXED);
-	pci_msi_notify(&m->v->msi, m->vec);
-}
-
-static int set_msi_irqs(struct vfio_pci *v, bool on, struct err *e)
-{
-	size_t sz = sizeof(struct vfio_irq_set) + (on ? v->nmsi * sizeof(int32_t) : 0);
-	struct vfio_irq_set *s = calloc(1, sz);
-	unsigned int i;
-	int r = 0;
-
-	if (!s)
-		return err_set(e, ENOMEM, "out of memory");
-	s->argsz = (uint32_t)sz;
-	s->index = VFIO_PCI_MSI_IRQ_INDEX;
-	s->flags =
-	    (on ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) | VFIO_IRQ_SET_ACTION_TRIGGER;
-	s->count = on ? v->nmsi : 0;
-	for (i = 0; on && i < v->nmsi; i++)
-		((int32_t *)s->data)[i] = v->msi_ctx[i].fd;
-	if (ioctl(v->vd.fd, VFIO_DEVICE_SET_IRQS, s) < 0)
-		r = err_sys(e, errno, "%s: VFIO_DEVICE_SET_IRQS (MSI, %u vectors)", v->name,
-		            on ? v->nmsi : 0);
-	free(s);
-	return r;
-}
-
-static void msi_fini(struct vfio_pci *v)
-{
-	struct err e = {0};
-	unsigned int i;
-
-	if (v->nmsi && v->vd.fd >= 0)
-		set_msi_irqs(v, false, &e);
-	for (i = 0; i < v->nmsi; i++) {
-		if (v->msi_ctx[i].fd < 0)
-			continue;
-		v->plat.ops->unwatch(v->plat.ctx, v->msi_ctx[i].fd);
-		close(v->msi_ctx[i].fd);
-		v->msi_ctx[i].fd = -1;
-	}
-	v->nmsi = 0;
-	if (v->msi_ready)
-		pci_msi_destroy(&v->msi);
-	v->msi_ready = false;
-}
-
-/* The device's MSI capability: its vector count, or 0 when it has none. */
-static unsigned int device_msi_vectors(const uint8_t *cfg)
-{
-	unsigned int ptr = cfg[HDR_CAP_PTR] & 0xfc, hops;
-
-	if (!(le16(cfg + PCI_STATUS) & HDR_STATUS_CAPLIST))
-		return 0;
-	for (hops = 0; ptr >= 0x40 && ptr < 256 - 4 && hops < 48; hops++) {
-		if (cfg[ptr] == CAP_ID_MSI)
-			return 1u << ((le16(cfg + ptr + 2) >> 1) &
-			              7); /* Multiple Message Capable */
-		ptr = cfg[ptr + 1] & 0xfc;
-	}
-	return 0;
-}
-
-static int msi_init(struct vfio_pci *v, unsigned int nvec, struct err *e)
-{
-	unsigned int i;
-	int r;
-
-	if (nvec > VFIO_PCI_MAX_MSI)
-		nvec = VFIO_PCI_MAX_MSI;
-	r = pci_msi_init(&v->msi, &v->dev, nvec, &v->plat);
-	if (r < 0)
-		return err_set(e, r, "%s: cannot add an MSI capability", v->name);
-	v->msi_ready = true;
-	for (i = 0; i < nvec; i++) {
-		struct vfio_pci_msi_ctx *m = &v->msi_ctx[i];
-
-		m->v = v;
-		m->vec = i;
-		m->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (m->fd < 0)
-			return err_sys(e, errno, "%s: eventfd", v->name);
-		v->nmsi = i + 1;
-		r = v->plat.ops->watch(v->plat.ctx, m->fd, on_msi, m);
-		if (r < 0) {
-			close(m->fd);
-			m->fd = -1;
-			return err_set(e, r, "%s: cannot watch its MSI eventfd", v->name);
-		}
-	}
-	return set_msi_irqs(v, true, e);
-}
 
 /* ---- set-up ---- */
 
@@ -199,7 +350,7 @@ static int map_guest_ram(struct vfio_pci *v, struct err *e)
 	return 0;
 }
 
-static int add_bars(struct vfio_pci *v, const uint8_t *cfg, struct err *e)
+static int declare_bars(struct vfio_pci *v, const uint8_t *cfg, struct err *e)
 {
 	unsigned int i;
 	int r;
@@ -221,10 +372,6 @@ static int add_bars(struct vfio_pci *v, const uint8_t *cfg, struct err *e)
 			               v->name, i, (unsigned long long)size);
 		r = pci_dev_add_bar(&v->dev, i, is64 ? PCI_BAR_MEM64 : PCI_BAR_MEM32,
 		                    raw & BAR_PREFETCH, size);
-		if (r == 0) {
-			v->bar_ctx[i] = (struct vfio_pci_bar_ctx){v, i};
-			r = pci_bar_add_region(&v->dev, i, 0, size, &bar_ops, &v->bar_ctx[i]);
-		}
 		if (r < 0)
 			return err_set(e, r, "%s: cannot declare BAR%u (0x%llx bytes)", v->name, i,
 			               (unsigned long long)size);
@@ -234,17 +381,62 @@ static int add_bars(struct vfio_pci *v, const uint8_t *cfg, struct err *e)
 	return 0;
 }
 
+/*
+ * Forward every part of BAR `bar` that no emulated region (the MSI-X table, the PBA) took
+ * to the device's region, one bus region per gap.
+ */
+static int forward_bar(struct vfio_pci *v, unsigned int bar, struct err *e)
+{
+	const struct pci_bar *b = &v->dev.bars[bar];
+	uint64_t at = 0, next;
+	unsigned int k;
+	bool inside;
+	int r;
+
+	while (at < b->size) {
+		do { /* step over the regions that cover `at` */
+			inside = false;
+			for (k = 0; k < b->nregions; k++)
+				if (b->regions[k].offset <= at &&
+				    at < b->regions[k].offset + b->regions[k].len) {
+					at = b->regions[k].offset + b->regions[k].len;
+					inside = true;
+				}
+		} while (inside && at < b->size);
+		if (at >= b->size)
+			break;
+		next = b->size;
+		for (k = 0; k < b->nregions; k++)
+			if (b->regions[k].offset > at && b->regions[k].offset < next)
+				next = b->regions[k].offset;
+		r = -ENOSPC;
+		if (v->nbar_ctx[bar] < PCI_BAR_MAX_REGIONS) {
+			struct vfio_pci_bar_ctx *c = &v->bar_ctx[bar][v->nbar_ctx[bar]++];
+
+			*c = (struct vfio_pci_bar_ctx){v, bar, at};
+			r = pci_bar_add_region(&v->dev, bar, at, next - at, &bar_ops, c);
+		}
+		if (r < 0)
+			return err_set(e, r, "%s: cannot forward BAR%u [0x%llx, 0x%llx)", v->name,
+			               bar, (unsigned long long)at, (unsigned long long)next);
+		at = next;
+	}
+	return 0;
+}
+
 int vfio_pci_init(struct vfio_pci *v, const char *path, const struct gmem *gm,
                   const struct platform *plat, struct err *e)
 {
+	unsigned int i, cap;
 	uint8_t cfg[256];
 	int r;
 
 	memset(v, 0, sizeof(*v));
 	v->plat = *plat;
 	v->gm = gm;
-	for (unsigned int i = 0; i < VFIO_PCI_MAX_MSI; i++)
-		v->msi_ctx[i].fd = -1;
+	v->irq = VFIO_PCI_IRQ_NONE;
+	for (i = 0; i < VFIO_PCI_MAX_MSI; i++)
+		v->msi_ctx[i].fd = v->msi_ctx[i].direct = -1;
 	r = vfio_open(&v->vd, path, e);
 	if (r < 0)
 		return r;
@@ -263,11 +455,16 @@ int vfio_pci_init(struct vfio_pci *v, const char *path, const struct gmem *gm,
 	             le32(cfg + PCI_REVISION_ID) >> 8, cfg[PCI_REVISION_ID], 0, &dev_ops, v);
 	pci_cfg_set16(&v->dev.cfg, PCI_SUBSYSTEM_VID, le16(cfg + PCI_SUBSYSTEM_VID));
 	pci_cfg_set16(&v->dev.cfg, PCI_SUBSYSTEM_ID, le16(cfg + PCI_SUBSYSTEM_ID));
-	r = add_bars(v, cfg, e);
+	r = declare_bars(v, cfg, e);
+	if (r == 0 && (cap = device_cap(cfg, CAP_ID_MSIX)))
+		r = msix_init(v, cap, cfg, e);
+	for (i = 0; r == 0 && i < PCI_BAR_COUNT; i++)
+		if (v->dev.bars[i].kind == PCI_BAR_MEM32 || v->dev.bars[i].kind == PCI_BAR_MEM64)
+			r = forward_bar(v, i, e);
 	if (r == 0)
 		r = map_guest_ram(v, e);
-	if (r == 0 && device_msi_vectors(cfg))
-		r = msi_init(v, device_msi_vectors(cfg), e);
+	if (r == 0 && (cap = device_cap(cfg, CAP_ID_MSI)))
+		r = msi_init(v, cap, cfg, e);
 	if (r < 0)
 		goto fail;
 	return 0;
@@ -280,7 +477,13 @@ void vfio_pci_destroy(struct vfio_pci *v)
 {
 	struct err e = {0};
 
-	msi_fini(v);
+	if (v->vd.fd >= 0)
+		log_info("%s: %llu BAR reads and %llu writes forwarded; %llu MSI and %llu MSI-X "
+		         "messages came through ember, the rest went straight to KVM",
+		         v->name, (unsigned long long)v->bar_reads,
+		         (unsigned long long)v->bar_writes, (unsigned long long)v->msis,
+		         (unsigned long long)v->msixs);
+	irqs_fini(v);
 	while (v->dma_mapped > 0) {
 		const struct gmem_region *g = &v->gm->r[--v->dma_mapped];
 
