@@ -314,6 +314,17 @@ void *vfio_region_mmap(const struct vfio_dev *d, unsigned int index, struct err 
 	return p;
 }
 
+int vfio_irq_count(const struct vfio_dev *d, unsigned int index, struct err *e)
+{
+	struct vfio_irq_info i = {.argsz = sizeof(i), .index = index};
+
+	if (index >= d->num_irqs)
+		return 0;
+	if (ioctl(d->fd, VFIO_DEVICE_GET_IRQ_INFO, &i) < 0)
+		return err_sys(e, errno, "vfio: %s: VFIO_DEVICE_GET_IRQ_INFO %u", d->bdf, index);
+	return (int)i.count;
+}
+
 int vfio_reset(const struct vfio_dev *d, struct err *e)
 {
 	if (!d->reset_works)

@@ -67,6 +67,12 @@ int vfio_region_write(const struct vfio_dev *d, unsigned int index, uint64_t off
 /* mmap a whole region (a BAR the kernel allows to mmap); NULL with `e` set otherwise. */
 void *vfio_region_mmap(const struct vfio_dev *d, unsigned int index, struct err *e);
 
+/*
+ * How many interrupts the device has at VFIO's `index` (VFIO_PCI_INTX_IRQ_INDEX, ..._MSI_,
+ * ..._MSIX_): 0 when none (INTx: no pin, or the host cannot mask it), or -errno.
+ */
+int vfio_irq_count(const struct vfio_dev *d, unsigned int index, struct err *e);
+
 /* VFIO_DEVICE_RESET, when the device supports one (-ENOTSUP otherwise). */
 int vfio_reset(const struct vfio_dev *d, struct err *e);
 

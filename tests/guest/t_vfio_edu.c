@@ -1,4 +1,5 @@
-/* t_vfio_edu.c - QEMU's edu device passed through with --vfio: ids, BAR, factorial, DMA, MSI. */
+/* t_vfio_edu.c - QEMU's edu device passed through with --vfio: ids, BAR, factorial, DMA, MSI, INTx.
+ */
 #include "pci.h"
 
 /* QEMU's edu device (docs/specs/edu.rst), as docs/vfio.md's test bed gives it. */
@@ -31,6 +32,61 @@ static bool dma(u64 bar, u32 src, u32 dst, u32 to_ram)
 	mmio_write32(bar + EDU_DMA_CNT, EDU_DMA_LEN);
 	mmio_write32(bar + EDU_DMA_CMD, 1 | (to_ram ? 2 : 0));
 	return wait_until(!(mmio_read32(bar + EDU_DMA_CMD) & 1), EDU_WAIT_MS);
+}
+
+/* Raise edu's interrupt and count what arrives on the INTx vector; the pin is lowered after. */
+static u32 intx_round(u64 bar, u32 wait_ms)
+{
+	u32 before = irq_count[VEC_PCI_INTX];
+
+	irq_enable();
+	mmio_write32(bar + EDU_IRQ_RAISE, 2);
+	wait_until(irq_count[VEC_PCI_INTX] != before, wait_ms);
+	irq_disable();
+	mmio_write32(bar + EDU_IRQ_ACK, 2); /* lowers the pin before the EOI (fasteoi) */
+	irq_eoi(VEC_PCI_INTX);
+	return irq_count[VEC_PCI_INTX] - before;
+}
+
+/*
+ * INTx: with MSI off, edu asserts its pin; ember gives the function Interrupt Pin A on an
+ * IOAPIC line and VFIO's INTx reaches it as a level interrupt.  Twice (the second one needs
+ * the host's line unmasked after the first EOI), then not at all while COMMAND's Interrupt
+ * Disable is set, and once that is cleared, the interrupt held back arrives.
+ */
+static void vfio_edu_intx(u16 bdf, u64 bar, u16 cmd)
+{
+	u8 pin = pci_read8(bdf, PCI_INTERRUPT_PIN), line = pci_read8(bdf, PCI_INTERRUPT_LINE);
+	u16 on = (u16)((cmd | PCI_CMD_MEMORY | PCI_CMD_MASTER) & ~PCI_CMD_INTX_DISABLE);
+	u32 got, before;
+
+	if (!expect(pin == 1 && line >= 16 && line < 24,
+	            "Interrupt Pin %u Line %u, want INTA on an IOAPIC pin 16-23", pin, line))
+		return;
+	irq_defer_eoi[VEC_PCI_INTX] = 1;
+	ioapic_route_level(line, VEC_PCI_INTX, lapic_id());
+	pci_write16(bdf, PCI_COMMAND, on);
+	got = intx_round(bar, EDU_WAIT_MS);
+	expect(got == 1, "INTx taken %u times, want 1", got);
+	got = intx_round(bar, EDU_WAIT_MS);
+	expect(got == 1, "second INTx taken %u times, want 1", got);
+
+	pci_write16(bdf, PCI_COMMAND, (u16)(on | PCI_CMD_INTX_DISABLE));
+	before = irq_count[VEC_PCI_INTX];
+	irq_enable();
+	mmio_write32(bar + EDU_IRQ_RAISE, 2);
+	wait_until(irq_count[VEC_PCI_INTX] != before, 300);
+	got = irq_count[VEC_PCI_INTX] - before;
+	expect(got == 0, "INTx taken %u times with Interrupt Disable set", got);
+	pci_write16(bdf, PCI_COMMAND, on);
+	wait_until(irq_count[VEC_PCI_INTX] != before, EDU_WAIT_MS);
+	irq_disable();
+	mmio_write32(bar + EDU_IRQ_ACK, 2);
+	irq_eoi(VEC_PCI_INTX);
+	got = irq_count[VEC_PCI_INTX] - before;
+	expect(got == 1, "INTx held back by Interrupt Disable taken %u times after, want 1", got);
+	ioapic_mask(line);
+	irq_defer_eoi[VEC_PCI_INTX] = 0;
 }
 
 GUEST_TEST(vfio_edu)
@@ -109,5 +165,6 @@ GUEST_TEST(vfio_edu)
 	expect(got == 1, "MSI taken %u times, want 1", got);
 	mmio_write32(bar + EDU_IRQ_ACK, 1);
 	pci_write16(bdf, cap + MSI_CTRL, (u16)(pci_read16(bdf, cap + MSI_CTRL) & ~MSI_CTRL_ENABLE));
+	vfio_edu_intx(bdf, bar, cmd);
 	pci_write16(bdf, PCI_COMMAND, cmd);
 }

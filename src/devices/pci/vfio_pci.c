@@ -68,6 +68,13 @@ static const struct bus_ops bar_ops = {.read = bar_read, .write = bar_write};
 
 /* ---- interrupts: VFIO's eventfds, straight into KVM or through ember's capabilities ---- */
 
+static const char *irq_name(unsigned int index)
+{
+	return index == VFIO_PCI_MSIX_IRQ_INDEX  ? "MSI-X"
+	       : index == VFIO_PCI_MSI_IRQ_INDEX ? "MSI"
+	                                         : "INTx";
+}
+
 /* The eventfd VFIO should signal for a vector: its KVM irqfd when it may bypass ember. */
 static int32_t vector_fd(const struct vfio_pci_msi_ctx *c)
 {
@@ -98,9 +105,47 @@ static int set_irqs(struct vfio_pci *v, unsigned int index, unsigned int start, 
 		((int32_t *)s->data)[i] = vector_fd(&ctx[start + i]);
 	if (ioctl(v->vd.fd, VFIO_DEVICE_SET_IRQS, s) < 0)
 		r = err_sys(e, errno, "%s: VFIO_DEVICE_SET_IRQS (%s, vectors %u-%u%s)", v->name,
-		            index == VFIO_PCI_MSIX_IRQ_INDEX ? "MSI-X" : "MSI", start,
-		            start + count - 1, ctx ? "" : ", off");
+		            irq_name(index), start, start + count - 1, ctx ? "" : ", off");
 	free(s);
+	return r;
+}
+
+/* VFIO_DEVICE_SET_IRQS for INTx with one eventfd (`fd`) or none (fd < 0), action `action`. */
+static int set_intx(struct vfio_pci *v, uint32_t action, int32_t fd, struct err *e)
+{
+	struct {
+		struct vfio_irq_set s;
+		int32_t fd;
+	} x = {.s = {.argsz = sizeof(x), .index = VFIO_PCI_INTX_IRQ_INDEX, .count = 1}};
+
+	x.s.flags = (fd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) | action;
+	x.fd = fd;
+	if (fd < 0)
+		x.s.argsz = sizeof(x.s);
+	if (ioctl(v->vd.fd, VFIO_DEVICE_SET_IRQS, &x) < 0)
+		return err_sys(e, errno, "%s: VFIO_DEVICE_SET_IRQS (INTx, %s)", v->name,
+		               action == VFIO_IRQ_SET_ACTION_TRIGGER ? "trigger" : "unmask");
+	return 0;
+}
+
+/*
+ * INTx straight into KVM, as a level line (PCI Local Bus 3.0 §2.2.6): VFIO signals the
+ * function's level irqfd (pci/intx: KVM_IRQFD_FLAG_RESAMPLE on the swizzled GSI) when the
+ * device asserts its pin, and masks the host's line; the guest's EOI deasserts the line and
+ * signals the resample eventfd, which VFIO takes as "unmask", so a device still asserting
+ * interrupts again.  Then an unmask, in case the device fired before the resample eventfd
+ * was VFIO's.  Host lock held.
+ */
+static int intx_on(struct vfio_pci *v, struct err *e)
+{
+	int r = set_intx(v, VFIO_IRQ_SET_ACTION_TRIGGER, v->dev.intx.fd, e);
+
+	if (r == 0)
+		r = set_intx(v, VFIO_IRQ_SET_ACTION_UNMASK, v->dev.intx.resample_fd, e);
+	if (r == 0)
+		r = set_intx(v, VFIO_IRQ_SET_ACTION_UNMASK, -1, e);
+	if (r < 0)
+		set_irqs(v, VFIO_PCI_INTX_IRQ_INDEX, 0, 0, NULL, &(struct err){0});
 	return r;
 }
 
@@ -148,7 +193,9 @@ static void msix_direct(void *opaque, unsigned int vec, int irqfd)
 
 /*
  * Turn on at VFIO the interrupt the guest enabled on ember's function -- MSI-X, else MSI,
- * else none -- and off the one before (VFIO has one index on at a time).  With the host
+ * else INTx when the function has a pin on a line (PCI Local Bus 3.0 §6.8.1.3, §6.8.2.3:
+ * a function with MSI or MSI-X enabled does not use INTx) -- and off the one before (VFIO
+ * has one index on at a time).  With the host
  * lock held (a config-space hook), and the MSI-X instance's lock taken here so the direct
  * hook sees v->irq and the vectors' eventfds consistently.  A failure is logged: the
  * guest's interrupts then do not arrive, ember goes on.
@@ -164,6 +211,8 @@ static void irq_update(struct vfio_pci *v)
 		want = VFIO_PCI_MSIX_IRQ_INDEX;
 	else if (v->msi_ready && pci_msi_enabled(&v->msi))
 		want = VFIO_PCI_MSI_IRQ_INDEX;
+	else if (v->intx && v->dev.intx.active)
+		want = VFIO_PCI_INTX_IRQ_INDEX;
 	if (want != v->irq) {
 		if (v->irq != VFIO_PCI_IRQ_NONE)
 			set_irqs(v, (unsigned int)v->irq, 0, 0, NULL, &e);
@@ -173,6 +222,8 @@ static void irq_update(struct vfio_pci *v)
 			v->irq = want;
 		else if (want == VFIO_PCI_MSI_IRQ_INDEX && !e.code &&
 		         set_irqs(v, VFIO_PCI_MSI_IRQ_INDEX, 0, v->nmsi, v->msi_ctx, &e) == 0)
+			v->irq = want;
+		else if (want == VFIO_PCI_INTX_IRQ_INDEX && !e.code && intx_on(v, &e) == 0)
 			v->irq = want;
 		if (e.code)
 			log_guest(&v->rl, LOG_WARN, "%s: %s", v->name, e.msg);
@@ -315,15 +366,22 @@ static int msix_init(struct vfio_pci *v, unsigned int cap, const uint8_t *cfg, s
 static void cfg_write(struct pci_dev *d, unsigned int off, uint32_t val, unsigned int size)
 {
 	struct vfio_pci *v = d->opaque;
-	const uint16_t fwd = PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
+	/*
+	 * PCI Local Bus 3.0 §6.2.2: memory decode, bus mastering and Interrupt Disable reach
+	 * the device (vfio-pci turns the last into masking the host's line); I/O decode,
+	 * SERR#, parity and the rest stay ember's.
+	 */
+	const uint16_t fwd = PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE;
+	bool cmd = off <= PCI_COMMAND + 1 && off + size > PCI_COMMAND;
 	uint16_t ours, theirs;
 	struct err e = {0};
 
 	(void)val;
-	if ((v->msi_ready && off < v->msi.cap + MSI_CAP_LEN && off + size > v->msi.cap) ||
+	/* INTx goes on at the guest's first COMMAND write: the function is plugged by then. */
+	if (cmd || (v->msi_ready && off < v->msi.cap + MSI_CAP_LEN && off + size > v->msi.cap) ||
 	    (v->msix_ready && off < v->msix.cap + MSIX_CAP_LEN && off + size > v->msix.cap))
 		irq_update(v);
-	if (off > PCI_COMMAND + 1 || off + size <= PCI_COMMAND)
+	if (!cmd)
 		return;
 	ours = pci_cfg_get16(&d->cfg, PCI_COMMAND);
 	if (vfio_region_read(&v->vd, CFG_INDEX, PCI_COMMAND, &theirs, 2, &e) == 0) {
@@ -465,6 +523,18 @@ int vfio_pci_init(struct vfio_pci *v, const char *path, const struct gmem *gm,
 		r = map_guest_ram(v, e);
 	if (r == 0 && (cap = device_cap(cfg, CAP_ID_MSI)))
 		r = msi_init(v, cap, cfg, e);
+	/*
+	 * INTx (PCI Local Bus 3.0 §6.2.4): the device's Interrupt Pin, when VFIO offers its
+	 * INTx; the line is ember's (the swizzled GSI, written to Interrupt Line at plug).
+	 */
+	if (r == 0 && cfg[PCI_INTERRUPT_PIN] >= 1 && cfg[PCI_INTERRUPT_PIN] <= 4) {
+		r = vfio_irq_count(&v->vd, VFIO_PCI_INTX_IRQ_INDEX, e);
+		if (r > 0) {
+			pci_dev_set_intx_pin(&v->dev, cfg[PCI_INTERRUPT_PIN]);
+			v->intx = true;
+		}
+		r = r < 0 ? r : 0;
+	}
 	if (r < 0)
 		goto fail;
 	return 0;

@@ -13,17 +13,20 @@
  *     the device's BAR offsets); the device's other capabilities are hidden;
  *   - BAR accesses trap and are forwarded to the device's region, except the MSI-X table
  *     and PBA, which ember emulates (pci/msix);
- *   - COMMAND's memory-decode and bus-master bits are forwarded to the device;
+ *   - COMMAND's memory-decode, bus-master and Interrupt Disable bits are forwarded to the
+ *     device;
  *   - every region of guest RAM is mapped for the device's DMA at IOVA = guest physical
  *     address, so the guest programs its device with guest addresses;
- *   - interrupts follow what the guest enabled: MSI-X, else MSI, else nothing.  Each vector
+ *   - interrupts follow what the guest enabled: MSI-X, else MSI, else INTx (the device's
+ *     pin, ember's line: VFIO signals the line's level irqfd and takes its resample
+ *     eventfd as "unmask", so INTx never passes through ember).  Each vector
  *     of the device (VFIO_DEVICE_SET_IRQS, one eventfd per vector) signals either the KVM
  *     irqfd of the vector's GSI route directly, while the vector is deliverable and routed
  *     (MSI-X), or an eventfd of ember's, watched on the VMM thread, which hands it to the
  *     PCI core (pci_msix_notify / pci_msi_notify): masked vectors set their pending bits
  *     and fire at unmask, as for ember's own devices.
  *
- * Not yet: I/O BARs, INTx, the expansion ROM, mmap'd BARs, hot plug (the passthrough issue).
+ * Not yet: I/O BARs, the expansion ROM, mmap'd BARs, hot plug (the passthrough issue).
  */
 
 #include <stdbool.h>
@@ -76,6 +79,7 @@ struct vfio_pci {
 	unsigned int nmsix;                /* vectors with a context (and an eventfd) */
 	struct vfio_pci_msi_ctx *msix_ctx; /* msix.nvec entries */
 	int irq;                           /* VFIO index on, or VFIO_PCI_IRQ_NONE (host lock) */
+	bool intx;                         /* the function has an INTx pin VFIO can deliver */
 	struct vfio_pci_bar_ctx bar_ctx[PCI_BAR_COUNT][PCI_BAR_MAX_REGIONS];
 	unsigned int nbar_ctx[PCI_BAR_COUNT];
 	struct ratelimit rl;
