@@ -139,11 +139,16 @@ kvm-unit: $(KVM_UNIT_BIN)
 # QEMU's NVMe controller (MSI-X) is there too, backed by VFIO_NVME_IMG, which the Linux guest
 # writes through it and the test checks afterwards.
 VFIO_NVME_IMG = build/vfio-nvme.img
+VFIO_EDU_ROM = build/vfio-edu.rom
 VFIO_VM_ARGS = EMBER_KVM_VM=always \
-	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu \
+	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu,romfile=$(VFIO_EDU_ROM) \
 	-drive file=$(VFIO_NVME_IMG),if=none,id=nv0,format=raw -device nvme,serial=embernv0,drive=nv0" \
 	EMBER_KVM_VM_APPEND="intel_iommu=on"
-vfio: $(VFIO_TEST_BIN) $(SAN_DIR)/ember guest $(LINUX_GUEST)
+$(VFIO_EDU_ROM): tests/vfio/mkrom.py
+	@mkdir -p $(dir $@)
+	$(Q)$(PYTHON) tests/vfio/mkrom.py $@
+
+vfio: $(VFIO_TEST_BIN) $(SAN_DIR)/ember guest $(LINUX_GUEST) $(VFIO_EDU_ROM)
 	@mkdir -p $(dir $(VFIO_NVME_IMG)) && rm -f $(VFIO_NVME_IMG) && truncate -s 64M $(VFIO_NVME_IMG)
 	$(Q)$(VFIO_VM_ARGS) $(KVM_VM) sh -c 'UNIT_LABEL=vfio scripts/run-unit.sh $(VFIO_TEST_BIN) && \
 		EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) EMBER_LINUX_DIR=$(LINUX_DIR) \

@@ -1,5 +1,4 @@
-/* t_vfio_edu.c - QEMU's edu device passed through with --vfio: ids, BAR, factorial, DMA, MSI, INTx.
- */
+/* t_vfio_edu.c - QEMU's edu device passed through with --vfio: ids, BARs, ROM, DMA, MSI, INTx. */
 #include "pci.h"
 
 /* QEMU's edu device (docs/specs/edu.rst), as docs/vfio.md's test bed gives it. */
@@ -89,6 +88,57 @@ static void vfio_edu_intx(u16 bdf, u64 bar, u16 cmd)
 	irq_defer_eoi[VEC_PCI_INTX] = 0;
 }
 
+/* The ROM make vfio gives edu (tests/vfio/mkrom.py): 8 KiB, a pattern from 0x100 on. */
+#define EDU_ROM_SIZE 8192u
+static u32 rom_word(u32 off)
+{
+	u32 w = 0;
+
+	for (unsigned int i = 0; i < 4; i++)
+		w |= (u32)(((off + i) * 7 + 3) & 0xff) << (8 * i);
+	return w;
+}
+
+/*
+ * The expansion ROM (PCI 3.0 §6.2.5.2): sized like a BAR, placed by ember, decoded only with
+ * its enable bit and Memory Space set, its bytes read from the device through VFIO; writes
+ * are ignored.  Present only when edu has a romfile (test.vfio_rom=1 says it must).
+ */
+static void vfio_edu_rom(u16 bdf, u16 cmd)
+{
+	u32 orig = pci_read32(bdf, PCI_ROM_ADDRESS), sized, bad = 0, off;
+	u64 want = 0, rom = orig & 0xfffff800u, size;
+
+	pci_write16(bdf, PCI_COMMAND, (u16)(cmd & ~PCI_CMD_MEMORY));
+	pci_write32(bdf, PCI_ROM_ADDRESS, 0xfffff800u);
+	sized = pci_read32(bdf, PCI_ROM_ADDRESS) & 0xfffff800u;
+	pci_write32(bdf, PCI_ROM_ADDRESS, orig);
+	size = sized ? (~sized + 1) & 0xffffffffu : 0;
+	if (!size) {
+		expect(!cmdline_u64("test.vfio_rom", &want) || !want,
+		       "no expansion ROM, though test.vfio_rom=1");
+		return;
+	}
+	if (!expect(size == EDU_ROM_SIZE && rom && (rom & (size - 1)) == 0,
+	            "ROM: size 0x%llx at 0x%llx, want 0x%x, aligned", size, rom, EDU_ROM_SIZE))
+		return;
+	pci_write32(bdf, PCI_ROM_ADDRESS, (u32)rom | 1);
+	pci_write16(bdf, PCI_COMMAND, (u16)(cmd | PCI_CMD_MEMORY));
+	expect(mmio_read16(rom) == 0xaa55, "ROM signature 0x%04x", mmio_read16(rom));
+	expect(mmio_read32(rom + 0x20) == 0x52494350u, "ROM's PCI data structure 0x%08x",
+	       mmio_read32(rom + 0x20));
+	for (off = 0x100; off < EDU_ROM_SIZE; off += 4)
+		bad += mmio_read32(rom + off) != rom_word(off);
+	expect(bad == 0, "%u ROM words differ from the image", bad);
+	expect(mmio_read8(rom + EDU_ROM_SIZE - 1) == (u8)((EDU_ROM_SIZE - 1) * 7 + 3),
+	       "last ROM byte 0x%02x", mmio_read8(rom + EDU_ROM_SIZE - 1));
+	mmio_write32(rom + 0x100, 0); /* read-only: ignored, ember carries on */
+	expect(mmio_read32(rom + 0x100) == rom_word(0x100), "ROM took a write");
+	pci_write32(bdf, PCI_ROM_ADDRESS, (u32)rom); /* decode off */
+	expect(mmio_read32(rom) == 0xffffffffu, "ROM still decoded with its enable bit clear");
+	pci_write16(bdf, PCI_COMMAND, cmd);
+}
+
 GUEST_TEST(vfio_edu)
 {
 	struct pci_bar_info bi;
@@ -167,4 +217,5 @@ GUEST_TEST(vfio_edu)
 	pci_write16(bdf, cap + MSI_CTRL, (u16)(pci_read16(bdf, cap + MSI_CTRL) & ~MSI_CTRL_ENABLE));
 	vfio_edu_intx(bdf, bar, cmd);
 	pci_write16(bdf, PCI_COMMAND, cmd);
+	vfio_edu_rom(bdf, cmd);
 }

@@ -51,7 +51,7 @@ def edu():
 def test_edu_in_the_guest(edu):
     bind(edu, "vfio-pci")
     rc, out, err = run(["--kernel", guest_path(), "--mem", "128", "--vfio", edu,
-                        "--cmdline", "console=ttyS0 tests=vfio_edu test.vfio=1"])
+                        "--cmdline", "console=ttyS0 tests=vfio_edu test.vfio=1 test.vfio_rom=1"])
     out = out.replace("\r", "")
     check_tap(rc, out, err, expect_names=["vfio_edu"])
     assert "Sanitizer" not in err and "runtime error" not in err, err

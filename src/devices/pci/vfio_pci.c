@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #define CFG_INDEX VFIO_PCI_CONFIG_REGION_INDEX
+/* A BAR slot of ember's core is the VFIO region of the same index, the ROM included. */
+_Static_assert(PCI_ROM_SLOT == VFIO_PCI_ROM_REGION_INDEX, "ROM slot and region differ");
 
 /* PCI 3.0 §6.1 header offsets and bits this file reads from the device. */
 #define HDR_STATUS_CAPLIST 0x10 /* Status: Capabilities List */
@@ -367,11 +369,12 @@ static void cfg_write(struct pci_dev *d, unsigned int off, uint32_t val, unsigne
 {
 	struct vfio_pci *v = d->opaque;
 	/*
-	 * PCI Local Bus 3.0 §6.2.2: memory decode, bus mastering and Interrupt Disable reach
-	 * the device (vfio-pci turns the last into masking the host's line); I/O decode,
+	 * PCI Local Bus 3.0 §6.2.2: I/O and memory decode, bus mastering and Interrupt Disable
+	 * reach the device (vfio-pci turns the last into masking the host's line); I/O decode,
 	 * SERR#, parity and the rest stay ember's.
 	 */
-	const uint16_t fwd = PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE;
+	const uint16_t fwd =
+	    PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE;
 	bool cmd = off <= PCI_COMMAND + 1 && off + size > PCI_COMMAND;
 	uint16_t ours, theirs;
 	struct err e = {0};
@@ -411,31 +414,38 @@ static int map_guest_ram(struct vfio_pci *v, struct err *e)
 static int declare_bars(struct vfio_pci *v, const uint8_t *cfg, struct err *e)
 {
 	unsigned int i;
+	uint64_t size;
 	int r;
 
 	for (i = 0; i < PCI_BAR_COUNT; i++) {
 		uint32_t raw = le32(cfg + PCI_BAR0 + 4 * i);
-		uint64_t size = v->vd.regions[i].size;
 		bool is64 = (raw & 0x6) == BAR_TYPE_64;
 
+		size = v->vd.regions[i].size;
 		if (!size)
 			continue;
-		if (raw & BAR_IO)
-			return err_set(e, ENOTSUP,
-			               "%s: BAR%u is an I/O BAR, which ember cannot pass "
-			               "through yet",
-			               v->name, i);
 		if (size & (size - 1))
 			return err_set(e, EINVAL, "%s: BAR%u's size 0x%llx is not a power of two",
 			               v->name, i, (unsigned long long)size);
-		r = pci_dev_add_bar(&v->dev, i, is64 ? PCI_BAR_MEM64 : PCI_BAR_MEM32,
-		                    raw & BAR_PREFETCH, size);
+		if (raw & BAR_IO)
+			r = pci_dev_add_bar(&v->dev, i, PCI_BAR_IO, false, size);
+		else
+			r = pci_dev_add_bar(&v->dev, i, is64 ? PCI_BAR_MEM64 : PCI_BAR_MEM32,
+			                    raw & BAR_PREFETCH, size);
 		if (r < 0)
 			return err_set(e, r, "%s: cannot declare BAR%u (0x%llx bytes)", v->name, i,
 			               (unsigned long long)size);
-		if (is64)
+		if (is64 && !(raw & BAR_IO))
 			i++;
 	}
+	/*
+	 * The expansion ROM (PCI Local Bus 3.0 §6.2.5.2), read through VFIO's ROM region; one
+	 * ember cannot place (not a power of two from 2 KiB to 16 MiB) stays hidden.
+	 */
+	size = v->vd.regions[VFIO_PCI_ROM_REGION_INDEX].size;
+	if (size && pci_dev_add_rom(&v->dev, size) < 0)
+		log_warn("%s: its expansion ROM (0x%llx bytes) is hidden from the guest", v->name,
+		         (unsigned long long)size);
 	return 0;
 }
 
@@ -516,8 +526,8 @@ int vfio_pci_init(struct vfio_pci *v, const char *path, const struct gmem *gm,
 	r = declare_bars(v, cfg, e);
 	if (r == 0 && (cap = device_cap(cfg, CAP_ID_MSIX)))
 		r = msix_init(v, cap, cfg, e);
-	for (i = 0; r == 0 && i < PCI_BAR_COUNT; i++)
-		if (v->dev.bars[i].kind == PCI_BAR_MEM32 || v->dev.bars[i].kind == PCI_BAR_MEM64)
+	for (i = 0; r == 0 && i <= PCI_ROM_SLOT; i++)
+		if (v->dev.bars[i].kind != PCI_BAR_NONE)
 			r = forward_bar(v, i, e);
 	if (r == 0)
 		r = map_guest_ram(v, e);

@@ -7,8 +7,9 @@
  * The guest's view is ember's own:
  *
  *   - configuration space is ember's: the device's ids, class, revision and subsystem ids,
- *     its memory BARs (sizes, types and prefetchability read from the device; addresses
- *     placed by ember or moved by the guest like any other BAR), and ember's own MSI and
+ *     its memory and I/O BARs and expansion ROM (sizes, types and prefetchability read from
+ *     the device; addresses placed by ember or moved by the guest like any other BAR), and
+ *     ember's own MSI and
  *     MSI-X capabilities shaped like the device's (vector count; the MSI-X table and PBA at
  *     the device's BAR offsets); the device's other capabilities are hidden;
  *   - BAR accesses trap and are forwarded to the device's region, except the MSI-X table
@@ -26,7 +27,7 @@
  *     PCI core (pci_msix_notify / pci_msi_notify): masked vectors set their pending bits
  *     and fire at unmask, as for ember's own devices.
  *
- * Not yet: I/O BARs, the expansion ROM, mmap'd BARs, hot plug (the passthrough issue).
+ * Not yet: mmap'd BARs, hot plug (the passthrough issue).
  */
 
 #include <stdbool.h>
@@ -80,8 +81,9 @@ struct vfio_pci {
 	struct vfio_pci_msi_ctx *msix_ctx; /* msix.nvec entries */
 	int irq;                           /* VFIO index on, or VFIO_PCI_IRQ_NONE (host lock) */
 	bool intx;                         /* the function has an INTx pin VFIO can deliver */
-	struct vfio_pci_bar_ctx bar_ctx[PCI_BAR_COUNT][PCI_BAR_MAX_REGIONS];
-	unsigned int nbar_ctx[PCI_BAR_COUNT];
+	/* per BAR and the ROM (PCI_ROM_SLOT = VFIO_PCI_ROM_REGION_INDEX) */
+	struct vfio_pci_bar_ctx bar_ctx[PCI_BAR_COUNT + 1][PCI_BAR_MAX_REGIONS];
+	unsigned int nbar_ctx[PCI_BAR_COUNT + 1];
 	struct ratelimit rl;
 	/* counters: BAR accesses forwarded, MSI and MSI-X messages relayed through ember */
 	uint64_t bar_reads, bar_writes, msis, msixs;
