@@ -6,6 +6,7 @@
 #define EDU_DEVICE    0x11e8
 #define EDU_CLASS     0x00ff00 /* PCI_CLASS_OTHERS */
 #define EDU_BAR_SIZE  0x100000ull
+#define EDU_BAR_MOVED 0xdf000000ull /* free: the top of ember's 32-bit window */
 #define EDU_ID        0x00
 #define EDU_LIVE      0x04
 #define EDU_FACT      0x08
@@ -182,6 +183,19 @@ GUEST_TEST(vfio_edu)
 	expect(wait_until(!(mmio_read32(bar + EDU_STATUS) & 1), EDU_WAIT_MS),
 	       "factorial still computing");
 	expect(mmio_read32(bar + EDU_FACT) == 720, "6! = %u", mmio_read32(bar + EDU_FACT));
+
+	/*
+	 * Moved by the guest with decode on (BAR0 is mmap'd into the guest where the host
+	 * allows): the registers answer at the new place, not at the old one, and back.
+	 */
+	pci_write32(bdf, PCI_BAR0, EDU_BAR_MOVED);
+	expect((mmio_read32(EDU_BAR_MOVED + EDU_ID) & 0xff) == 0xed, "ID after a move 0x%08x",
+	       mmio_read32(EDU_BAR_MOVED + EDU_ID));
+	expect(mmio_read32(bar + EDU_ID) == 0xffffffffu, "BAR0 still answers at its old place");
+	pci_write32(bdf, PCI_BAR0, (u32)bar);
+	expect(mmio_read32(EDU_BAR_MOVED + EDU_ID) == 0xffffffffu, "BAR0 left behind after a move");
+	expect((mmio_read32(bar + EDU_ID) & 0xff) == 0xed, "ID after moving back 0x%08x",
+	       mmio_read32(bar + EDU_ID));
 
 	/* DMA: guest RAM into the device's buffer and back into another page. */
 	for (i = 0; i < EDU_DMA_LEN; i++)

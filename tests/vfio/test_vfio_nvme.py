@@ -100,7 +100,14 @@ def test_linux_nvme_driver_on_a_passed_through_controller(nvme, tmp_path):
     taken = sum(int(re.match(r"EMBER-NVME-IRQ \S+\s+(\d+)", l).group(1)) for l in irqs)
     relayed = re.search(r"(\d+) MSI and (\d+) MSI-X messages came through ember", p.stderr)
     assert relayed, p.stderr[-3000:]
-    print(f"nvme: {taken} interrupts taken, {relayed.group(2)} relayed through ember")
+    mapped = re.search(r"(\d+) bytes of BARs mapped into the guest; (\d+) BAR reads and (\d+) "
+                       r"writes forwarded", p.stderr)
+    assert mapped, p.stderr[-3000:]
+    print(f"nvme: {taken} interrupts taken, {relayed.group(2)} relayed through ember; "
+          f"{mapped.group(1)} bytes of BAR mapped, {mapped.group(2)} reads and "
+          f"{mapped.group(3)} writes trapped")
+    # BAR0's registers and doorbells are guest memory: only the MSI-X table's page traps.
+    assert int(mapped.group(1)) > 0, p.stderr[-3000:]
     # Unmasked vectors go straight to KVM (irqfd); only messages while masked come back.
     assert taken > 0 and int(relayed.group(2)) < taken, text
     # The host sees what the guest wrote, in the controller's backing image.

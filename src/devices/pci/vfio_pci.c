@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define CFG_INDEX VFIO_PCI_CONFIG_REGION_INDEX
@@ -38,17 +39,28 @@ static uint32_t le32(const uint8_t *p)
 
 /* ---- BARs: every access goes to the device's region ---- */
 
+/* "BAR2" or "ROM", for messages. */
+static const char *slot_name(unsigned int bar, char buf[8])
+{
+	if (bar == PCI_ROM_SLOT)
+		return "ROM";
+	snprintf(buf, 8, "BAR%u", bar % 10);
+	return buf;
+}
+
 static uint64_t bar_read(void *opaque, uint64_t off, unsigned int size)
 {
 	struct vfio_pci_bar_ctx *b = opaque;
 	struct err e = {0};
 	uint64_t v = 0;
+	char nm[8];
 
 	__atomic_fetch_add(&b->v->bar_reads, 1, __ATOMIC_RELAXED);
 	off += b->base;
 	if (size > sizeof(v) || vfio_region_read(&b->v->vd, b->bar, off, &v, size, &e) < 0) {
-		log_guest(&b->v->rl, LOG_WARN, "%s: BAR%u read at 0x%llx: %s", b->v->name, b->bar,
-		          (unsigned long long)off, e.msg);
+		log_guest(&b->v->rl, LOG_WARN, "%s: %s: %u-byte read at 0x%llx: %s", b->v->name,
+		          slot_name(b->bar, nm), size, (unsigned long long)off,
+		          e.code ? e.msg : "too wide");
 		return ~0ull;
 	}
 	return v;
@@ -58,12 +70,14 @@ static void bar_write(void *opaque, uint64_t off, uint64_t val, unsigned int siz
 {
 	struct vfio_pci_bar_ctx *b = opaque;
 	struct err e = {0};
+	char nm[8];
 
 	__atomic_fetch_add(&b->v->bar_writes, 1, __ATOMIC_RELAXED);
 	off += b->base;
 	if (size > sizeof(val) || vfio_region_write(&b->v->vd, b->bar, off, &val, size, &e) < 0)
-		log_guest(&b->v->rl, LOG_WARN, "%s: BAR%u write at 0x%llx: %s", b->v->name, b->bar,
-		          (unsigned long long)off, e.msg);
+		log_guest(&b->v->rl, LOG_WARN, "%s: %s: %u-byte write at 0x%llx: %s", b->v->name,
+		          slot_name(b->bar, nm), size, (unsigned long long)off,
+		          e.code ? e.msg : "too wide");
 }
 
 static const struct bus_ops bar_ops = {.read = bar_read, .write = bar_write};
@@ -395,7 +409,127 @@ static void cfg_write(struct pci_dev *d, unsigned int off, uint32_t val, unsigne
 		log_guest(&v->rl, LOG_WARN, "%s: COMMAND: %s", v->name, e.msg);
 }
 
-static const struct pci_dev_ops dev_ops = {.cfg_write = cfg_write};
+/* ---- mmap'd BARs: guest memory at the BAR's address, moved with it ---- */
+
+/*
+ * ember's core mapped BAR `bar` at `addr` or took it away (a move is both, in that order):
+ * its mmap'd stretches follow as guest memory, so the guest's accesses there never exit;
+ * what cannot be mapped (the range overlaps other guest memory) keeps exiting to the
+ * forwarded regions underneath.  With the host lock held, on the vCPU that wrote the BAR or
+ * COMMAND, or the unplugging thread.
+ */
+static void bar_moved(struct pci_dev *d, unsigned int bar, uint64_t addr, bool mapped)
+{
+	struct vfio_pci *v = d->opaque;
+	unsigned int k;
+	int r;
+
+	if (bar >= PCI_BAR_COUNT)
+		return;
+	for (k = 0; k < v->nmaps[bar]; k++) {
+		struct vfio_pci_map *m = &v->maps[bar][k];
+
+		if (!mapped && m->on) {
+			r = v->plat.ops->mem_set(v->plat.ctx, m->slot, 0, 0, NULL);
+			if (r < 0)
+				log_error(
+				    "%s: BAR%u: cannot remove its mapping at 0x%llx: error %d",
+				    v->name, bar, (unsigned long long)(addr + m->offset), r);
+			else
+				m->on = false;
+		} else if (mapped && !m->on) {
+			r = v->plat.ops->mem_set(v->plat.ctx, m->slot, addr + m->offset, m->len,
+			                         m->hva);
+			if (r < 0)
+				log_guest(
+				    &v->rl, LOG_WARN,
+				    "%s: BAR%u at 0x%llx: [0x%llx, +0x%llx) stays trapped (error "
+				    "%d)",
+				    v->name, bar, (unsigned long long)addr,
+				    (unsigned long long)m->offset, (unsigned long long)m->len, r);
+			else
+				m->on = true;
+		}
+	}
+}
+
+/* [off, off + len) of BAR `bar` holds no region ember emulates (the MSI-X table, the PBA). */
+static bool all_forwarded(const struct vfio_pci *v, unsigned int bar, uint64_t off, uint64_t len)
+{
+	const struct pci_bar *b = &v->dev.bars[bar];
+	unsigned int k;
+
+	for (k = 0; k < b->nregions; k++)
+		if (b->regions[k].ops != &bar_ops &&
+		    off < b->regions[k].offset + b->regions[k].len &&
+		    b->regions[k].offset < off + len)
+			return false;
+	return true;
+}
+
+/*
+ * The pages of memory BAR `bar` that VFIO lets ember mmap and that hold nothing ember
+ * emulates -- the MSI-X table and PBA pages stay trapped (PCI Local Bus 3.0 §6.8.2: they
+ * are ember's) -- mmap'd in up to VFIO_PCI_MAPS_PER_BAR stretches, each with a platform
+ * mapping name.  A BAR smaller than a page, or a platform that cannot map, is left trapped.
+ */
+static int mmap_bar(struct vfio_pci *v, unsigned int bar, struct err *e)
+{
+	const struct vfio_region *rg = &v->vd.regions[bar];
+	const uint64_t pg = 4096;
+	unsigned int a;
+
+	if (!v->plat.ops->mem_slot || !v->plat.ops->mem_set || rg->size < pg)
+		return 0;
+	for (a = 0; a < rg->nareas; a++) {
+		uint64_t at = (rg->areas[a].offset + pg - 1) & ~(pg - 1);
+		uint64_t end = (rg->areas[a].offset + rg->areas[a].size) & ~(pg - 1);
+
+		while (at < end && v->nmaps[bar] < VFIO_PCI_MAPS_PER_BAR) {
+			struct vfio_pci_map *m = &v->maps[bar][v->nmaps[bar]];
+			uint64_t stop = at;
+
+			while (stop < end && all_forwarded(v, bar, stop, pg))
+				stop += pg;
+			if (stop > at) {
+				struct err me = {0};
+
+				*m = (struct vfio_pci_map){.offset = at, .len = stop - at};
+				m->hva = vfio_region_mmap_at(&v->vd, bar, at, m->len, &me);
+				if (!m->hva) {
+					log_warn("%s: BAR%u stays trapped: %s", v->name, bar,
+					         me.msg);
+					return 0;
+				}
+				v->nmaps[bar]++;
+				if (v->plat.ops->mem_slot(v->plat.ctx, &m->slot) < 0)
+					return err_set(e, ENOSPC, "%s: no memory slot for BAR%u",
+					               v->name, bar);
+				v->mapped_bytes += m->len;
+			}
+			at = stop + pg; /* past the trapped page (or the end) */
+		}
+	}
+	return 0;
+}
+
+static void unmap_bars(struct vfio_pci *v)
+{
+	unsigned int i, k;
+
+	for (i = 0; i < PCI_BAR_COUNT; i++) {
+		for (k = 0; k < v->nmaps[i]; k++) {
+			struct vfio_pci_map *m = &v->maps[i][k];
+
+			if (m->on)
+				v->plat.ops->mem_set(v->plat.ctx, m->slot, 0, 0, NULL);
+			munmap(m->hva, m->len);
+		}
+		v->nmaps[i] = 0;
+	}
+}
+
+static const struct pci_dev_ops dev_ops = {.cfg_write = cfg_write, .bar_map = bar_moved};
 
 /* ---- set-up ---- */
 
@@ -529,6 +663,9 @@ int vfio_pci_init(struct vfio_pci *v, const char *path, const struct gmem *gm,
 	for (i = 0; r == 0 && i <= PCI_ROM_SLOT; i++)
 		if (v->dev.bars[i].kind != PCI_BAR_NONE)
 			r = forward_bar(v, i, e);
+	for (i = 0; r == 0 && i < PCI_BAR_COUNT; i++)
+		if (v->dev.bars[i].kind == PCI_BAR_MEM32 || v->dev.bars[i].kind == PCI_BAR_MEM64)
+			r = mmap_bar(v, i, e);
 	if (r == 0)
 		r = map_guest_ram(v, e);
 	if (r == 0 && (cap = device_cap(cfg, CAP_ID_MSI)))
@@ -558,12 +695,15 @@ void vfio_pci_destroy(struct vfio_pci *v)
 	struct err e = {0};
 
 	if (v->vd.fd >= 0)
-		log_info("%s: %llu BAR reads and %llu writes forwarded; %llu MSI and %llu MSI-X "
-		         "messages came through ember, the rest went straight to KVM",
-		         v->name, (unsigned long long)v->bar_reads,
-		         (unsigned long long)v->bar_writes, (unsigned long long)v->msis,
-		         (unsigned long long)v->msixs);
+		log_info(
+		    "%s: %llu bytes of BARs mapped into the guest; %llu BAR reads and %llu "
+		    "writes forwarded; %llu MSI and %llu MSI-X messages came through ember, the "
+		    "rest went straight to KVM",
+		    v->name, (unsigned long long)v->mapped_bytes, (unsigned long long)v->bar_reads,
+		    (unsigned long long)v->bar_writes, (unsigned long long)v->msis,
+		    (unsigned long long)v->msixs);
 	irqs_fini(v);
+	unmap_bars(v);
 	while (v->dma_mapped > 0) {
 		const struct gmem_region *g = &v->gm->r[--v->dma_mapped];
 

@@ -12,8 +12,11 @@
  *     ember's own MSI and
  *     MSI-X capabilities shaped like the device's (vector count; the MSI-X table and PBA at
  *     the device's BAR offsets); the device's other capabilities are hidden;
- *   - BAR accesses trap and are forwarded to the device's region, except the MSI-X table
- *     and PBA, which ember emulates (pci/msix);
+ *   - memory BARs are mmap'd from VFIO where it allows and given to the guest as memory at
+ *     the BAR's address (KVM memory slots through the platform, moved with the BAR), all
+ *     but the pages of the MSI-X table and PBA, which ember emulates (pci/msix); the rest
+ *     (I/O BARs, the ROM, small BARs, the bytes around the table) traps and is forwarded to
+ *     the device's region;
  *   - COMMAND's memory-decode, bus-master and Interrupt Disable bits are forwarded to the
  *     device;
  *   - every region of guest RAM is mapped for the device's DMA at IOVA = guest physical
@@ -27,7 +30,7 @@
  *     PCI core (pci_msix_notify / pci_msi_notify): masked vectors set their pending bits
  *     and fire at unmask, as for ember's own devices.
  *
- * Not yet: mmap'd BARs, hot plug (the passthrough issue).
+ * Not yet: hot plug (the passthrough issue).
  */
 
 #include <stdbool.h>
@@ -61,6 +64,16 @@ struct vfio_pci_msi_ctx {
 	int direct; /* MSI-X: the vector's KVM irqfd while it may bypass ember; else -1 */
 };
 
+/* A page-aligned stretch of a BAR mmap'd from VFIO, given to the guest as memory. */
+struct vfio_pci_map {
+	uint64_t offset, len; /* within the BAR */
+	void *hva;
+	uint32_t slot; /* the platform's name for the mapping */
+	bool on;       /* mapped into the guest now (at the BAR's address + offset) */
+};
+
+#define VFIO_PCI_MAPS_PER_BAR 4
+
 /* Which of the device's interrupts VFIO has on (its VFIO_PCI_*_IRQ_INDEX), or none. */
 enum vfio_pci_irq { VFIO_PCI_IRQ_NONE = -1 };
 
@@ -84,9 +97,12 @@ struct vfio_pci {
 	/* per BAR and the ROM (PCI_ROM_SLOT = VFIO_PCI_ROM_REGION_INDEX) */
 	struct vfio_pci_bar_ctx bar_ctx[PCI_BAR_COUNT + 1][PCI_BAR_MAX_REGIONS];
 	unsigned int nbar_ctx[PCI_BAR_COUNT + 1];
+	struct vfio_pci_map maps[PCI_BAR_COUNT][VFIO_PCI_MAPS_PER_BAR];
+	unsigned int nmaps[PCI_BAR_COUNT];
 	struct ratelimit rl;
 	/* counters: BAR accesses forwarded, MSI and MSI-X messages relayed through ember */
 	uint64_t bar_reads, bar_writes, msis, msixs;
+	uint64_t mapped_bytes; /* of BARs mmap'd for the guest */
 };
 
 /*
