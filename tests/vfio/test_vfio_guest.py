@@ -51,10 +51,14 @@ def edu():
 def test_edu_in_the_guest(edu):
     bind(edu, "vfio-pci")
     rc, out, err = run(["--kernel", guest_path(), "--mem", "128", "--vfio", edu,
+                        "--log-level", "info",
                         "--cmdline", "console=ttyS0 tests=vfio_edu test.vfio=1 test.vfio_rom=1"])
     out = out.replace("\r", "")
     check_tap(rc, out, err, expect_names=["vfio_edu"])
     assert "Sanitizer" not in err and "runtime error" not in err, err
+    # BAR0 (1 MiB) was guest memory; the MSI went from VFIO straight into KVM's irqfd.
+    assert "1048576 bytes of BARs mapped into the guest" in err, err
+    assert "0 MSI and 0 MSI-X messages came through ember" in err, err
     # Handed back: the host can open it again at once.
     rc, out, err = run(["--kernel", guest_path(), "--mem", "128", "--vfio", f"/sys/bus/pci/devices/{edu}",
                         "--cmdline", "console=ttyS0 tests=vfio_edu test.vfio=1"])

@@ -202,8 +202,22 @@ static void msix_direct(void *opaque, unsigned int vec, int irqfd)
 	if (vec >= v->nmsix)
 		return;
 	v->msix_ctx[vec].direct = irqfd;
-	if (v->irq == VFIO_PCI_MSIX_IRQ_INDEX &&
+	if (__atomic_load_n(&v->irq, __ATOMIC_ACQUIRE) == VFIO_PCI_MSIX_IRQ_INDEX &&
 	    set_irqs(v, VFIO_PCI_MSIX_IRQ_INDEX, vec, 1, v->msix_ctx, &e) < 0)
+		log_guest(&v->rl, LOG_WARN, "%s: %s", v->name, e.msg);
+}
+
+/* pci_msi's direct hook (msi.h), the same for MSI vectors, with the MSI instance's lock held. */
+static void msi_direct(void *opaque, unsigned int vec, int irqfd)
+{
+	struct vfio_pci *v = opaque;
+	struct err e = {0};
+
+	if (vec >= v->nmsi)
+		return;
+	v->msi_ctx[vec].direct = irqfd;
+	if (__atomic_load_n(&v->irq, __ATOMIC_ACQUIRE) == VFIO_PCI_MSI_IRQ_INDEX &&
+	    set_irqs(v, VFIO_PCI_MSI_IRQ_INDEX, vec, 1, v->msi_ctx, &e) < 0)
 		log_guest(&v->rl, LOG_WARN, "%s: %s", v->name, e.msg);
 }
 
@@ -211,39 +225,46 @@ static void msix_direct(void *opaque, unsigned int vec, int irqfd)
  * Turn on at VFIO the interrupt the guest enabled on ember's function -- MSI-X, else MSI,
  * else INTx when the function has a pin on a line (PCI Local Bus 3.0 §6.8.1.3, §6.8.2.3:
  * a function with MSI or MSI-X enabled does not use INTx) -- and off the one before (VFIO
- * has one index on at a time).  With the host
- * lock held (a config-space hook), and the MSI-X instance's lock taken here so the direct
- * hook sees v->irq and the vectors' eventfds consistently.  A failure is logged: the
- * guest's interrupts then do not arrive, ember goes on.
+ * has one index on at a time).  With the host lock held (a config-space hook); the MSI-X
+ * and MSI instances' locks are taken here, in that order, so their direct hooks see v->irq
+ * and the vectors' eventfds consistently.  A failure is logged: the guest's interrupts then
+ * do not arrive, ember goes on.
  */
 static void irq_update(struct vfio_pci *v)
 {
 	int want = VFIO_PCI_IRQ_NONE;
 	struct err e = {0};
 
+	int cur = v->irq;
+
 	if (v->msix_ready)
 		pthread_mutex_lock(&v->msix.lock);
+	if (v->msi_ready)
+		pthread_mutex_lock(&v->msi.lock);
 	if (v->msix_ready && v->msix.enabled)
 		want = VFIO_PCI_MSIX_IRQ_INDEX;
-	else if (v->msi_ready && pci_msi_enabled(&v->msi))
+	else if (v->msi_ready && v->msi.enabled)
 		want = VFIO_PCI_MSI_IRQ_INDEX;
 	else if (v->intx && v->dev.intx.active)
 		want = VFIO_PCI_INTX_IRQ_INDEX;
-	if (want != v->irq) {
-		if (v->irq != VFIO_PCI_IRQ_NONE)
-			set_irqs(v, (unsigned int)v->irq, 0, 0, NULL, &e);
-		v->irq = VFIO_PCI_IRQ_NONE;
+	if (want != cur) {
+		if (cur != VFIO_PCI_IRQ_NONE)
+			set_irqs(v, (unsigned int)cur, 0, 0, NULL, &e);
+		cur = VFIO_PCI_IRQ_NONE;
 		if (want == VFIO_PCI_MSIX_IRQ_INDEX && !e.code &&
 		    set_irqs(v, VFIO_PCI_MSIX_IRQ_INDEX, 0, v->nmsix, v->msix_ctx, &e) == 0)
-			v->irq = want;
+			cur = want;
 		else if (want == VFIO_PCI_MSI_IRQ_INDEX && !e.code &&
 		         set_irqs(v, VFIO_PCI_MSI_IRQ_INDEX, 0, v->nmsi, v->msi_ctx, &e) == 0)
-			v->irq = want;
+			cur = want;
 		else if (want == VFIO_PCI_INTX_IRQ_INDEX && !e.code && intx_on(v, &e) == 0)
-			v->irq = want;
+			cur = want;
+		__atomic_store_n(&v->irq, cur, __ATOMIC_RELEASE);
 		if (e.code)
 			log_guest(&v->rl, LOG_WARN, "%s: %s", v->name, e.msg);
 	}
+	if (v->msi_ready)
+		pthread_mutex_unlock(&v->msi.lock);
 	if (v->msix_ready)
 		pthread_mutex_unlock(&v->msix.lock);
 }
@@ -254,7 +275,7 @@ static void irq_off(struct vfio_pci *v)
 
 	if (v->irq != VFIO_PCI_IRQ_NONE && v->vd.fd >= 0)
 		set_irqs(v, (unsigned int)v->irq, 0, 0, NULL, &e);
-	v->irq = VFIO_PCI_IRQ_NONE;
+	__atomic_store_n(&v->irq, VFIO_PCI_IRQ_NONE, __ATOMIC_RELEASE);
 }
 
 /* Eventfds for `n` vectors, each watched on the VMM thread with `cb`. */
@@ -340,7 +361,14 @@ static int msi_init(struct vfio_pci *v, unsigned int cap, const uint8_t *cfg, st
 	if (r < 0)
 		return err_set(e, r, "%s: cannot add an MSI capability", v->name);
 	v->msi_ready = true;
-	return vectors_init(v, v->msi_ctx, nvec, &v->nmsi, on_msi, "MSI", e);
+	r = vectors_init(v, v->msi_ctx, nvec, &v->nmsi, on_msi, "MSI", e);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&v->msi.lock);
+	v->msi.direct = msi_direct;
+	v->msi.direct_opaque = v;
+	pthread_mutex_unlock(&v->msi.lock);
+	return 0;
 }
 
 /*

@@ -25,8 +25,8 @@
  *     pin, ember's line: VFIO signals the line's level irqfd and takes its resample
  *     eventfd as "unmask", so INTx never passes through ember).  Each vector
  *     of the device (VFIO_DEVICE_SET_IRQS, one eventfd per vector) signals either the KVM
- *     irqfd of the vector's GSI route directly, while the vector is deliverable and routed
- *     (MSI-X), or an eventfd of ember's, watched on the VMM thread, which hands it to the
+ *     irqfd of the vector's GSI route directly, while the vector is deliverable and routed,
+ *     or an eventfd of ember's, watched on the VMM thread, which hands it to the
  *     PCI core (pci_msix_notify / pci_msi_notify): masked vectors set their pending bits
  *     and fire at unmask, as for ember's own devices.
  *
