@@ -144,6 +144,10 @@ VFIO_VM_ARGS = EMBER_KVM_VM=always \
 	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu,romfile=$(VFIO_EDU_ROM) \
 	-drive file=$(VFIO_NVME_IMG),if=none,id=nv0,format=raw -device nvme,serial=embernv0,drive=nv0" \
 	EMBER_KVM_VM_APPEND="intel_iommu=on"
+$(VFIO_NVME_IMG):
+	@mkdir -p $(dir $@)
+	$(Q)truncate -s 64M $@
+
 $(VFIO_EDU_ROM): tests/vfio/mkrom.py
 	@mkdir -p $(dir $@)
 	$(Q)$(PYTHON) tests/vfio/mkrom.py $@
@@ -200,13 +204,16 @@ $(LINUX_GUEST) &: scripts/linux-guest.sh tests/linux/init tests/linux/mkinitramf
 # Benchmarks side by side with QEMU (docs/performance.md); bench-short is CI's quick form.
 bench: deps
 	$(Q)scripts/deps.sh bench
-	$(Q)$(MAKE) --no-print-directory release guest $(LINUX_GUEST)
+	$(Q)$(MAKE) --no-print-directory release guest $(LINUX_GUEST) $(VFIO_EDU_ROM) $(VFIO_NVME_IMG)
 	$(Q)$(KVM_VM) $(PYTHON) bench/run.py
+	$(Q)$(VFIO_VM_ARGS) $(KVM_VM) $(PYTHON) bench/run.py --only vfio
 
 bench-short: deps
 	$(Q)scripts/deps.sh bench
 	$(Q)$(MAKE) --no-print-directory release guest $(LINUX_GUEST)
+	$(Q)$(MAKE) --no-print-directory $(VFIO_EDU_ROM) $(VFIO_NVME_IMG)
 	$(Q)$(KVM_VM) $(PYTHON) bench/run.py --short
+	$(Q)$(VFIO_VM_ARGS) $(KVM_VM) $(PYTHON) bench/run.py --only vfio --short
 
 format:
 	$(Q)clang-format -i $$(find src tests -name '*.[ch]')
