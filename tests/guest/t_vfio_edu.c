@@ -2,23 +2,24 @@
 #include "pci.h"
 
 /* QEMU's edu device (docs/specs/edu.rst), as docs/vfio.md's test bed gives it. */
-#define EDU_VENDOR    0x1234
-#define EDU_DEVICE    0x11e8
-#define EDU_CLASS     0x00ff00 /* PCI_CLASS_OTHERS */
-#define EDU_BAR_SIZE  0x100000ull
-#define EDU_BAR_MOVED 0xdf000000ull /* free: the top of ember's 32-bit window */
-#define EDU_ID        0x00
-#define EDU_LIVE      0x04
-#define EDU_FACT      0x08
-#define EDU_STATUS    0x20
-#define EDU_IRQ_RAISE 0x60
-#define EDU_IRQ_ACK   0x64
-#define EDU_DMA_SRC   0x80
-#define EDU_DMA_DST   0x88
-#define EDU_DMA_CNT   0x90
-#define EDU_DMA_CMD   0x98
-#define EDU_DMA_BUF   0x40000u
-#define EDU_DMA_LEN   1024 /* QEMU 7.2 aborts on a whole 4 KiB buffer (docs/vfio.md) */
+#define EDU_VENDOR       0x1234
+#define EDU_DEVICE       0x11e8
+#define EDU_CLASS        0x00ff00 /* PCI_CLASS_OTHERS */
+#define EDU_BAR_SIZE     0x100000ull
+#define EDU_BAR_MOVED    0xdf000000ull /* free: the top of ember's 32-bit window */
+#define EDU_BAR_OVER_RAM 0x4000000ull  /* 64 MiB: guest RAM (the test runs with 128) */
+#define EDU_ID           0x00
+#define EDU_LIVE         0x04
+#define EDU_FACT         0x08
+#define EDU_STATUS       0x20
+#define EDU_IRQ_RAISE    0x60
+#define EDU_IRQ_ACK      0x64
+#define EDU_DMA_SRC      0x80
+#define EDU_DMA_DST      0x88
+#define EDU_DMA_CNT      0x90
+#define EDU_DMA_CMD      0x98
+#define EDU_DMA_BUF      0x40000u
+#define EDU_DMA_LEN      1024 /* QEMU 7.2 aborts on a whole 4 KiB buffer (docs/vfio.md) */
 /* The edu's DMA runs off a 100 ms timer; under emulation it may take far longer. */
 #define EDU_WAIT_MS 10000
 
@@ -195,6 +196,15 @@ GUEST_TEST(vfio_edu)
 	pci_write32(bdf, PCI_BAR0, (u32)bar);
 	expect(mmio_read32(EDU_BAR_MOVED + EDU_ID) == 0xffffffffu, "BAR0 left behind after a move");
 	expect((mmio_read32(bar + EDU_ID) & 0xff) == 0xed, "ID after moving back 0x%08x",
+	       mmio_read32(bar + EDU_ID));
+	/*
+	 * Over guest RAM: KVM refuses the BAR's memory slot there (ember logs it and leaves the
+	 * BAR trapped, where RAM wins), ember carries on, and the BAR works again once back.
+	 */
+	pci_write32(bdf, PCI_BAR0, (u32)EDU_BAR_OVER_RAM);
+	(void)mmio_read32(EDU_BAR_OVER_RAM + EDU_ID);
+	pci_write32(bdf, PCI_BAR0, (u32)bar);
+	expect((mmio_read32(bar + EDU_ID) & 0xff) == 0xed, "ID after a stay over RAM 0x%08x",
 	       mmio_read32(bar + EDU_ID));
 
 	/* DMA: guest RAM into the device's buffer and back into another page. */
