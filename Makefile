@@ -137,12 +137,13 @@ kvm-unit: $(KVM_UNIT_BIN)
 # VFIO on its test bed: QEMU's emulated IOMMU and edu device, in the KVM test VM even on a
 # host with KVM (docs/vfio.md).
 # QEMU's NVMe controller (MSI-X) is there too, backed by VFIO_NVME_IMG, which the Linux guest
-# writes through it and the test checks afterwards.
+# writes through it and the test checks afterwards; edu has an expansion ROM (VFIO_EDU_ROM),
+# and pci-testdev gives an I/O BAR.
 VFIO_NVME_IMG = build/vfio-nvme.img
 VFIO_EDU_ROM = build/vfio-edu.rom
 VFIO_VM_ARGS = EMBER_KVM_VM=always \
 	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu,romfile=$(VFIO_EDU_ROM) \
-	-drive file=$(VFIO_NVME_IMG),if=none,id=nv0,format=raw -device nvme,serial=embernv0,drive=nv0" \
+	-drive file=$(VFIO_NVME_IMG),if=none,id=nv0,format=raw -device nvme,serial=embernv0,drive=nv0 -device pci-testdev" \
 	EMBER_KVM_VM_APPEND="intel_iommu=on"
 $(VFIO_NVME_IMG):
 	@mkdir -p $(dir $@)

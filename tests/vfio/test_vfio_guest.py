@@ -65,6 +65,23 @@ def test_edu_in_the_guest(edu):
     check_tap(rc, out.replace("\r", ""), err, expect_names=["vfio_edu"])
 
 
+def test_io_bar_in_the_guest():
+    """QEMU's pci-testdev (make vfio's test bed has one): its 256-byte I/O BAR forwarded."""
+    dev = next((d.name for d in sorted(Path("/sys/bus/pci/devices").iterdir())
+                if f"{(d / 'vendor').read_text().strip()}:{(d / 'device').read_text().strip()}"
+                == "0x1b36:0x0005"), None)
+    if not dev:
+        pytest.fail("no pci-testdev: this runs in the KVM test VM that make vfio starts")
+    bind(dev, "vfio-pci")
+    try:
+        rc, out, err = run(["--kernel", guest_path(), "--mem", "128", "--vfio", dev,
+                            "--cmdline", "console=ttyS0 tests=vfio_io test.vfio_io=1"])
+    finally:
+        bind(dev, None)
+    check_tap(rc, out.replace("\r", ""), err, expect_names=["vfio_io"])
+    assert "Sanitizer" not in err and "runtime error" not in err, err
+
+
 @pytest.mark.parametrize("case", ["unbound", "no-device", "not-an-address"])
 def test_refusals(edu, case):
     """A device ember cannot take: exit 1, one message saying what to do, the guest never runs."""
