@@ -216,6 +216,8 @@ static void msi_direct(void *opaque, unsigned int vec, int irqfd)
 	if (vec >= v->nmsi)
 		return;
 	v->msi_ctx[vec].direct = irqfd;
+	if (vec >= v->msi_on)
+		return; /* not on at VFIO (yet): irq_update() uses it when it is */
 	if (__atomic_load_n(&v->irq, __ATOMIC_ACQUIRE) == VFIO_PCI_MSI_IRQ_INDEX &&
 	    set_irqs(v, VFIO_PCI_MSI_IRQ_INDEX, vec, 1, v->msi_ctx, &e) < 0)
 		log_guest(&v->rl, LOG_WARN, "%s: %s", v->name, e.msg);
@@ -234,8 +236,8 @@ static void irq_update(struct vfio_pci *v)
 {
 	int want = VFIO_PCI_IRQ_NONE;
 	struct err e = {0};
-
 	int cur = v->irq;
+	unsigned int nmsi;
 
 	if (v->msix_ready)
 		pthread_mutex_lock(&v->msix.lock);
@@ -247,17 +249,24 @@ static void irq_update(struct vfio_pci *v)
 		want = VFIO_PCI_MSI_IRQ_INDEX;
 	else if (v->intx && v->dev.intx.active)
 		want = VFIO_PCI_INTX_IRQ_INDEX;
-	if (want != cur) {
+	/*
+	 * MSI: VFIO allocates the host's vectors when the index goes on, so it gets as many as
+	 * the guest enabled (§6.8.1.3 Multiple Message Enable), and again when that changes.
+	 */
+	nmsi = v->msi_ready && v->msi.nen < v->nmsi ? v->msi.nen : v->nmsi;
+	if (want != cur || (want == VFIO_PCI_MSI_IRQ_INDEX && nmsi != v->msi_on)) {
 		if (cur != VFIO_PCI_IRQ_NONE)
 			set_irqs(v, (unsigned int)cur, 0, 0, NULL, &e);
 		cur = VFIO_PCI_IRQ_NONE;
+		v->msi_on = 0;
 		if (want == VFIO_PCI_MSIX_IRQ_INDEX && !e.code &&
 		    set_irqs(v, VFIO_PCI_MSIX_IRQ_INDEX, 0, v->nmsix, v->msix_ctx, &e) == 0)
 			cur = want;
 		else if (want == VFIO_PCI_MSI_IRQ_INDEX && !e.code &&
-		         set_irqs(v, VFIO_PCI_MSI_IRQ_INDEX, 0, v->nmsi, v->msi_ctx, &e) == 0)
+		         set_irqs(v, VFIO_PCI_MSI_IRQ_INDEX, 0, nmsi, v->msi_ctx, &e) == 0) {
 			cur = want;
-		else if (want == VFIO_PCI_INTX_IRQ_INDEX && !e.code && intx_on(v, &e) == 0)
+			v->msi_on = nmsi;
+		} else if (want == VFIO_PCI_INTX_IRQ_INDEX && !e.code && intx_on(v, &e) == 0)
 			cur = want;
 		__atomic_store_n(&v->irq, cur, __ATOMIC_RELEASE);
 		if (e.code)
@@ -276,6 +285,7 @@ static void irq_off(struct vfio_pci *v)
 	if (v->irq != VFIO_PCI_IRQ_NONE && v->vd.fd >= 0)
 		set_irqs(v, (unsigned int)v->irq, 0, 0, NULL, &e);
 	__atomic_store_n(&v->irq, VFIO_PCI_IRQ_NONE, __ATOMIC_RELEASE);
+	v->msi_on = 0;
 }
 
 /* Eventfds for `n` vectors, each watched on the VMM thread with `cb`. */

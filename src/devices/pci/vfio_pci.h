@@ -93,6 +93,7 @@ struct vfio_pci {
 	unsigned int nmsix;                /* vectors with a context (and an eventfd) */
 	struct vfio_pci_msi_ctx *msix_ctx; /* msix.nvec entries */
 	int irq;                           /* VFIO index on, or VFIO_PCI_IRQ_NONE (host lock) */
+	unsigned int msi_on;               /* MSI vectors VFIO has on (the guest's enabled count) */
 	bool intx;                         /* the function has an INTx pin VFIO can deliver */
 	/* per BAR and the ROM (PCI_ROM_SLOT = VFIO_PCI_ROM_REGION_INDEX) */
 	struct vfio_pci_bar_ctx bar_ctx[PCI_BAR_COUNT + 1][PCI_BAR_MAX_REGIONS];
