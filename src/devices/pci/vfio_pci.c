@@ -129,16 +129,16 @@ static int set_irqs(struct vfio_pci *v, unsigned int index, unsigned int start, 
 /* VFIO_DEVICE_SET_IRQS for INTx with one eventfd (`fd`) or none (fd < 0), action `action`. */
 static int set_intx(struct vfio_pci *v, uint32_t action, int32_t fd, struct err *e)
 {
-	struct {
-		struct vfio_irq_set s;
-		int32_t fd;
-	} x = {.s = {.argsz = sizeof(x), .index = VFIO_PCI_INTX_IRQ_INDEX, .count = 1}};
+	/* The header and one eventfd (struct vfio_irq_set ends in a flexible array). */
+	uint32_t buf[(sizeof(struct vfio_irq_set) + sizeof(int32_t)) / sizeof(uint32_t)] = {0};
+	struct vfio_irq_set *x = (struct vfio_irq_set *)buf;
 
-	x.s.flags = (fd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) | action;
-	x.fd = fd;
-	if (fd < 0)
-		x.s.argsz = sizeof(x.s);
-	if (ioctl(v->vd.fd, VFIO_DEVICE_SET_IRQS, &x) < 0)
+	x->argsz = sizeof(*x) + (fd >= 0 ? sizeof(int32_t) : 0);
+	x->index = VFIO_PCI_INTX_IRQ_INDEX;
+	x->count = 1;
+	x->flags = (fd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) | action;
+	memcpy(x->data, &fd, sizeof(fd));
+	if (ioctl(v->vd.fd, VFIO_DEVICE_SET_IRQS, x) < 0)
 		return err_sys(e, errno, "%s: VFIO_DEVICE_SET_IRQS (INTx, %s)", v->name,
 		               action == VFIO_IRQ_SET_ACTION_TRIGGER ? "trigger" : "unmask");
 	return 0;
