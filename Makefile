@@ -136,12 +136,28 @@ kvm-unit: $(KVM_UNIT_BIN)
 
 # VFIO on its test bed: QEMU's emulated IOMMU and edu device, in the KVM test VM even on a
 # host with KVM (docs/vfio.md).
+# QEMU's NVMe controller (MSI-X) is there too, backed by VFIO_NVME_IMG, which the Linux guest
+# writes through it and the test checks afterwards; edu has an expansion ROM (VFIO_EDU_ROM),
+# and pci-testdev gives an I/O BAR.
+VFIO_NVME_IMG = build/vfio-nvme.img
+VFIO_EDU_ROM = build/vfio-edu.rom
 VFIO_VM_ARGS = EMBER_KVM_VM=always \
-	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu" \
+	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu,romfile=$(VFIO_EDU_ROM) \
+	-drive file=$(VFIO_NVME_IMG),if=none,id=nv0,format=raw -device nvme,serial=embernv0,drive=nv0 -device pci-testdev" \
 	EMBER_KVM_VM_APPEND="intel_iommu=on"
-vfio: $(VFIO_TEST_BIN) $(SAN_DIR)/ember guest
+$(VFIO_NVME_IMG):
+	@mkdir -p $(dir $@)
+	$(Q)truncate -s 64M $@
+
+$(VFIO_EDU_ROM): tests/vfio/mkrom.py
+	@mkdir -p $(dir $@)
+	$(Q)$(PYTHON) tests/vfio/mkrom.py $@
+
+vfio: $(VFIO_TEST_BIN) $(SAN_DIR)/ember guest $(LINUX_GUEST) $(VFIO_EDU_ROM)
+	@mkdir -p $(dir $(VFIO_NVME_IMG)) && rm -f $(VFIO_NVME_IMG) && truncate -s 64M $(VFIO_NVME_IMG)
 	$(Q)$(VFIO_VM_ARGS) $(KVM_VM) sh -c 'UNIT_LABEL=vfio scripts/run-unit.sh $(VFIO_TEST_BIN) && \
-		EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) $(PYTHON) -m pytest -q \
+		EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) EMBER_LINUX_DIR=$(LINUX_DIR) \
+		EMBER_VFIO_NVME_IMG=$(VFIO_NVME_IMG) $(PYTHON) -m pytest -q \
 		-p no:cacheprovider tests/vfio'
 
 integration: $(SAN_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
@@ -189,13 +205,16 @@ $(LINUX_GUEST) &: scripts/linux-guest.sh tests/linux/init tests/linux/mkinitramf
 # Benchmarks side by side with QEMU (docs/performance.md); bench-short is CI's quick form.
 bench: deps
 	$(Q)scripts/deps.sh bench
-	$(Q)$(MAKE) --no-print-directory release guest $(LINUX_GUEST)
+	$(Q)$(MAKE) --no-print-directory release guest $(LINUX_GUEST) $(VFIO_EDU_ROM) $(VFIO_NVME_IMG)
 	$(Q)$(KVM_VM) $(PYTHON) bench/run.py
+	$(Q)$(VFIO_VM_ARGS) $(KVM_VM) $(PYTHON) bench/run.py --only vfio
 
 bench-short: deps
 	$(Q)scripts/deps.sh bench
 	$(Q)$(MAKE) --no-print-directory release guest $(LINUX_GUEST)
+	$(Q)$(MAKE) --no-print-directory $(VFIO_EDU_ROM) $(VFIO_NVME_IMG)
 	$(Q)$(KVM_VM) $(PYTHON) bench/run.py --short
+	$(Q)$(VFIO_VM_ARGS) $(KVM_VM) $(PYTHON) bench/run.py --only vfio --short
 
 format:
 	$(Q)clang-format -i $$(find src tests -name '*.[ch]')

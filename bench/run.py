@@ -9,8 +9,11 @@ results/<timestamp>/.  See docs/performance.md.
 
     bench/run.py [--runs N] [--short] [--only startup,memory,block,density,exit,hotplug,linux]
                  [--density-k K] [--linux-runs N] [--out DIR]
+    bench/run.py --only vfio [--short] [--vfio-nvme BDF] [--vfio-img FILE]
 
 The Linux row boots Debian's kernel (make linux-guest) on ember and on QEMU's q35 instead.
+The vfio row (not in the default set; make bench runs it in the VFIO test bed) compares,
+in ember's Linux guest, a passed-through NVMe controller with a virtio-blk disk.
 
 Exit status: 0, or 1 if a VMM failed to boot or a guest probe failed.  No timing is asserted.
 """
@@ -34,7 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
 MEM = 128
 VCPUS = 1
-BENCHES = ["startup", "memory", "block", "density", "exit", "hotplug", "linux"]
+BENCHES = ["startup", "memory", "block", "density", "exit", "hotplug", "linux", "vfio"]
+DEFAULT = [b for b in BENCHES if b != "vfio"]
 
 
 class BootError(Exception):
@@ -474,6 +478,107 @@ def bench_linux(v, a, rows, raw):
             [x[1] for x in s["ember"]], [x[1] for x in s["qemu"]], lower_better=True)
 
 
+# ---- 8. VFIO: a passed-through NVMe controller against virtio-blk (ember only) ----
+
+NVME_IDS = "0x1b36:0x0010"  # QEMU's NVMe controller: the VFIO test bed's (docs/vfio.md)
+BENCH_LINE = re.compile(rb"^EMBER-BENCH (\S+) reads=(\d+) iops=([0-9.]+)\r?$", re.M)
+
+
+def find_nvme():
+    base = "/sys/bus/pci/devices"
+    for d in sorted(os.listdir(base)):
+        try:
+            ids = "%s:%s" % (open(os.path.join(base, d, "vendor")).read().strip(),
+                             open(os.path.join(base, d, "device")).read().strip())
+        except OSError:
+            continue
+        if ids == NVME_IDS:
+            return d
+    return None
+
+
+def bind(bdf, driver):
+    dev = os.path.join("/sys/bus/pci/devices", bdf)
+    if os.path.exists(os.path.join(dev, "driver")):
+        with open(os.path.join(dev, "driver", "unbind"), "w") as f:
+            f.write(bdf)
+    with open(os.path.join(dev, "driver_override"), "w") as f:
+        f.write(driver or "\n")
+    if driver:
+        with open("/sys/bus/pci/drivers_probe", "w") as f:
+            f.write(bdf)
+
+
+def build_static(name):
+    src = os.path.join(ROOT, "bench", name + ".c")
+    out = os.path.join(ROOT, "build", "bench", name)
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        subprocess.run(["gcc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-static",
+                        "-o", out, src], check=True)
+    return out
+
+
+def bench_vfio(v, a, rows, raw):
+    """ember's Linux guest with a passed-through NVMe controller (--vfio) and a virtio-blk
+    disk holding a copy of the controller's image: bench/blkrand.c's O_DIRECT 4 KiB random
+    reads at depth 1 on each, alternating, in the same guest."""
+    name = "Linux 4 KiB random reads, depth 1: passed-through NVMe (ember column) / virtio-blk " \
+           "on the same image (QEMU column)"
+    bdf = a.vfio_nvme or find_nvme()
+    if not bdf:
+        rows.append({"name": name, "unit": "IOPS",
+                     "na": "n/a: no NVMe controller to pass through (make bench runs this in "
+                           "the VFIO test bed)"})
+        return
+    kernel = os.path.join(a.linux_dir, "bzImage")
+    initrd = os.path.join(a.linux_dir, "initramfs.cpio.gz")
+    for f in (kernel, initrd, a.vfio_img):
+        if not os.path.isfile(f):
+            raise BootError("%s does not exist (make linux-guest; make bench makes the image)" % f)
+    span = max(1, os.path.getsize(a.vfio_img) >> 20)
+    ms = 1000 if a.short else 3000
+    runs = 1 if a.short else 3
+    prog = build_static("blkrand")
+    tmp = tempfile.mkdtemp(prefix="ember-bench-vfio.")
+    try:
+        script = "".join("/tmp/blkrand /dev/nvme0n1 %d %d\n/tmp/blkrand /dev/vdc %d %d\n"
+                         % (ms, span, ms, span) for _ in range(runs))
+        script = ("dd if=/dev/vdb of=/tmp/blkrand bs=65536 2>/dev/null; chmod +x /tmp/blkrand\n"
+                  "[ -b /dev/nvme0n1 ] || echo 'EMBER-BENCH no NVMe namespace FAILED'\n" + script)
+        disks = [os.path.join(tmp, n) for n in ("script.img", "blkrand.img", "copy.img")]
+        with open(disks[0], "wb") as f:
+            f.write(script.encode().ljust(64 << 10, b"\0"))
+        with open(prog, "rb") as src, open(disks[1], "wb") as f:
+            data = src.read()
+            f.write(data.ljust((len(data) + 65535) // 65536 * 65536, b"\0"))
+        shutil.copyfile(a.vfio_img, disks[2])
+        bind(bdf, "vfio-pci")
+        cmd = [v.ember, "--kernel", kernel, "--initrd", initrd, "--mem", "512", "--vcpus", "1",
+               "--cmdline", "console=ttyS0 panic=-1 ember.rw=0 ember.test=/dev/vda",
+               "--vfio", bdf] + [x for d in disks for x in ("--disk", d)]
+        p = spawn(cmd)
+        try:
+            buf = read_until(p, lambda b: LINUX_END.search(b) is not None, 900)
+        finally:
+            stop(p)
+    finally:
+        try:
+            bind(bdf, None)
+        except OSError:
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+    if b"FAILED" in buf or not LINUX_END.search(buf):
+        raise BootError("the guest did not finish: %r" % buf[-600:])
+    got = {}
+    for m in BENCH_LINE.finditer(buf):
+        got.setdefault(m.group(1).decode(), []).append(float(m.group(3)))
+    nvme, vblk = got.get("/dev/nvme0n1", []), got.get("/dev/vdc", [])
+    if len(nvme) != runs or len(vblk) != runs:
+        raise BootError("expected %d EMBER-BENCH lines per device, got %r" % (runs, got))
+    add_row(rows, raw, name, "IOPS", nvme, vblk, lower_better=False)
+
+
 def build_floor():
     """Compile bench/kvm-floor.c (50 lines: KVM_RUN and return) into build/bench/."""
     src = os.path.join(ROOT, "bench", "kvm-floor.c")
@@ -621,7 +726,8 @@ def main():
                     help="runs per VMM for start-up (default 40; --short 3); the other "
                          "benchmarks use at most 5 (block: --blk-runs)")
     ap.add_argument("--short", action="store_true", help="CI form: few, short runs")
-    ap.add_argument("--only", default=",".join(BENCHES), help="comma list of " + ",".join(BENCHES))
+    ap.add_argument("--only", default=",".join(DEFAULT),
+                    help="comma list of " + ",".join(BENCHES) + " (default: all but vfio)")
     ap.add_argument("--density-k", type=int, default=None, help="VMs kept alive (default 8; --short 3)")
     ap.add_argument("--blk-runs", type=int, default=None, help="block runs per case (default 3; --short 1)")
     ap.add_argument("--bench-ms", type=int, default=None,
@@ -633,6 +739,10 @@ def main():
     ap.add_argument("--linux-dir", default=os.path.join(ROOT, "build/linux"),
                     help="the Linux guest (make linux-guest)")
     ap.add_argument("--out", default=None, help="results folder (default results/<timestamp>)")
+    ap.add_argument("--vfio-nvme", default=None,
+                    help="vfio: the NVMe controller to pass through (default: QEMU's, found by id)")
+    ap.add_argument("--vfio-img", default=os.path.join(ROOT, "build/vfio-nvme.img"),
+                    help="vfio: the controller's backing image, copied for the virtio-blk disk")
     a = ap.parse_args()
     d = {"runs": (3, 40), "density_k": (3, 8), "blk_runs": (1, 3), "bench_ms": (300, 2000),
          "exit_reads": (2000, 20000), "linux_runs": (1, 3)}
@@ -659,7 +769,7 @@ def main():
     rows, raw, failures, durations = [], [], [], {}
     fns = {"startup": bench_startup, "memory": bench_memory, "block": bench_block,
            "density": bench_density, "exit": bench_exit, "hotplug": bench_hotplug,
-           "linux": bench_linux}
+           "linux": bench_linux, "vfio": bench_vfio}
     for b in BENCHES:
         if b not in only:
             continue

@@ -81,6 +81,60 @@ static void group_offenders(int g, char *out, size_t len)
 	closedir(dp);
 }
 
+/* The areas of region `r` that may be mmap'd: its sparse mmap capability, or all of it. */
+static void read_areas(struct vfio_dev *d, unsigned int index, struct vfio_region *r)
+{
+	struct vfio_region_info *info;
+	struct vfio_info_cap_header *h;
+	uint32_t argsz = sizeof(*info), off;
+	unsigned int i, hops;
+
+	r->nareas = 0;
+	if (!(r->flags & VFIO_REGION_INFO_FLAG_MMAP))
+		return;
+	r->areas[r->nareas].offset = 0;
+	r->areas[r->nareas++].size = r->size;
+	if (!(r->flags & VFIO_REGION_INFO_FLAG_CAPS))
+		return;
+	for (hops = 0; hops < 2; hops++) { /* the first call says how much room the caps need */
+		info = calloc(1, argsz);
+		if (!info)
+			return;
+		info->argsz = argsz;
+		info->index = index;
+		if (ioctl(d->fd, VFIO_DEVICE_GET_REGION_INFO, info) < 0 || info->argsz <= argsz ||
+		    info->argsz > 65536)
+			break;
+		argsz = info->argsz;
+		free(info);
+		info = NULL;
+	}
+	if (!info)
+		return;
+	off = info->cap_offset;
+	for (hops = 0; off >= sizeof(*info) && off + sizeof(*h) <= argsz && hops < 16; hops++) {
+		h = (struct vfio_info_cap_header *)((uint8_t *)info + off);
+		if (h->id == VFIO_REGION_INFO_CAP_SPARSE_MMAP &&
+		    off + sizeof(struct vfio_region_info_cap_sparse_mmap) <= argsz) {
+			struct vfio_region_info_cap_sparse_mmap *s = (void *)h;
+
+			r->nareas = 0;
+			for (i = 0; i < s->nr_areas && r->nareas < VFIO_MAX_SPARSE &&
+			            off + sizeof(*s) + (i + 1) * sizeof(s->areas[0]) <= argsz;
+			     i++) {
+				if (s->areas[i].offset > r->size ||
+				    s->areas[i].size > r->size - s->areas[i].offset)
+					continue;
+				r->areas[r->nareas].offset = s->areas[i].offset;
+				r->areas[r->nareas++].size = s->areas[i].size;
+			}
+			break;
+		}
+		off = h->next;
+	}
+	free(info);
+}
+
 static int read_regions(struct vfio_dev *d, struct err *e)
 {
 	struct vfio_device_info info = {.argsz = sizeof(info)};
@@ -101,7 +155,8 @@ static int read_regions(struct vfio_dev *d, struct err *e)
 				continue; /* no such region (VGA on most devices) */
 			return err_sys(e, errno, "vfio: %s: region %u info", d->bdf, i);
 		}
-		d->regions[i] = (struct vfio_region){r.size, r.offset, r.flags};
+		d->regions[i] = (struct vfio_region){r.size, r.offset, r.flags, 0, {{0, 0}}};
+		read_areas(d, i, &d->regions[i]);
 	}
 	return 0;
 }
@@ -309,6 +364,37 @@ void *vfio_region_mmap(const struct vfio_dev *d, unsigned int index, struct err 
 	         (off_t)d->regions[index].offset);
 	if (p == MAP_FAILED) {
 		err_sys(e, errno, "vfio: %s region %u mmap", d->bdf, index);
+		return NULL;
+	}
+	return p;
+}
+
+int vfio_irq_count(const struct vfio_dev *d, unsigned int index, struct err *e)
+{
+	struct vfio_irq_info i = {.argsz = sizeof(i), .index = index};
+
+	if (index >= d->num_irqs)
+		return 0;
+	if (ioctl(d->fd, VFIO_DEVICE_GET_IRQ_INFO, &i) < 0)
+		return err_sys(e, errno, "vfio: %s: VFIO_DEVICE_GET_IRQ_INFO %u", d->bdf, index);
+	return (int)i.count;
+}
+
+void *vfio_region_mmap_at(const struct vfio_dev *d, unsigned int index, uint64_t off, uint64_t len,
+                          struct err *e)
+{
+	void *p;
+
+	if (region_check(d, index, off, len,
+	                 VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE |
+	                     VFIO_REGION_INFO_FLAG_MMAP,
+	                 e) < 0)
+		return NULL;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, d->fd,
+	         (off_t)(d->regions[index].offset + off));
+	if (p == MAP_FAILED) {
+		err_sys(e, errno, "vfio: %s region %u mmap of [0x%llx, +0x%llx)", d->bdf, index,
+		        (unsigned long long)off, (unsigned long long)len);
 		return NULL;
 	}
 	return p;

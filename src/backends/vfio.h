@@ -22,10 +22,20 @@
 
 #define VFIO_MAX_REGIONS 9 /* BAR0-5, ROM, config, VGA (VFIO_PCI_NUM_REGIONS) */
 
+#define VFIO_MAX_SPARSE 8 /* mmap-able areas kept per region (more are left trapped) */
+
 struct vfio_region {
 	uint64_t size;   /* 0: the region does not exist */
 	uint64_t offset; /* of the region in the device fd */
 	uint32_t flags;  /* VFIO_REGION_INFO_FLAG_READ | _WRITE | _MMAP */
+	/*
+	 * With _MMAP: where it may be mmap'd.  A sparse mmap capability
+	 * (VFIO_REGION_INFO_CAP_SPARSE_MMAP) lists the areas; without one, the whole region.
+	 */
+	unsigned int nareas;
+	struct {
+		uint64_t offset, size;
+	} areas[VFIO_MAX_SPARSE];
 };
 
 struct vfio_dev {
@@ -66,6 +76,16 @@ int vfio_region_write(const struct vfio_dev *d, unsigned int index, uint64_t off
 
 /* mmap a whole region (a BAR the kernel allows to mmap); NULL with `e` set otherwise. */
 void *vfio_region_mmap(const struct vfio_dev *d, unsigned int index, struct err *e);
+
+/* mmap [off, off + len) of a region (inside one of its areas, page-aligned); munmap it. */
+void *vfio_region_mmap_at(const struct vfio_dev *d, unsigned int index, uint64_t off, uint64_t len,
+                          struct err *e);
+
+/*
+ * How many interrupts the device has at VFIO's `index` (VFIO_PCI_INTX_IRQ_INDEX, ..._MSI_,
+ * ..._MSIX_): 0 when none (INTx: no pin, or the host cannot mask it), or -errno.
+ */
+int vfio_irq_count(const struct vfio_dev *d, unsigned int index, struct err *e);
 
 /* VFIO_DEVICE_RESET, when the device supports one (-ENOTSUP otherwise). */
 int vfio_reset(const struct vfio_dev *d, struct err *e);

@@ -365,6 +365,22 @@ static int op_ioeventfd_dm(void *ctx, uint64_t addr, uint32_t len, bool pio, int
 	return kvm_ioeventfd_dm(g->kvm, addr, len, pio, fd, assign, datamatch);
 }
 
+static int op_mem_slot(void *ctx, uint32_t *slot)
+{
+	struct gsi_router *g = ctx;
+
+	*slot = kvm_reserve_memslot(g->kvm);
+	return 0;
+}
+
+static int op_mem_set(void *ctx, uint32_t slot, uint64_t gpa, uint64_t size, void *hva)
+{
+	struct gsi_router *g = ctx;
+	struct err e = {0};
+
+	return kvm_set_memslot(g->kvm, slot, gpa, size, hva, &e);
+}
+
 static const struct platform_ops gsi_platform_ops = {
     .msi_alloc = op_msi_alloc,
     .msi_route = op_msi_route,
@@ -377,6 +393,8 @@ static const struct platform_ops gsi_platform_ops = {
     .ioeventfd_dm = op_ioeventfd_dm,
     .watch = op_watch,
     .unwatch = op_unwatch,
+    .mem_slot = op_mem_slot,
+    .mem_set = op_mem_set,
 };
 
 void gsi_router_platform(struct gsi_router *g, struct platform *out)

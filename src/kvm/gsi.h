@@ -48,7 +48,12 @@ struct gsi_watch {
 	bool used;
 };
 
-#define GSI_MAX_WATCHES 64
+/*
+ * INTx resample fds, and one eventfd per MSI/MSI-X vector of each passed-through device
+ * (devices/pci/vfio_pci: a masked vector's message comes back through ember; QEMU's NVMe
+ * controller alone has 65 vectors).  Half of the usual 1024 open files a process may have.
+ */
+#define GSI_MAX_WATCHES 512
 
 struct gsi_router {
 	struct kvm *kvm;

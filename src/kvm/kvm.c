@@ -93,6 +93,28 @@ static int add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, ui
 	return 0;
 }
 
+uint32_t kvm_reserve_memslot(struct kvm *k)
+{
+	return __atomic_fetch_add(&k->next_slot, 1, __ATOMIC_RELAXED);
+}
+
+int kvm_set_memslot(struct kvm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
+                    struct err *e)
+{
+	struct kvm_userspace_memory_region mr = {
+	    .slot = slot,
+	    .guest_phys_addr = size ? gpa : 0,
+	    .memory_size = size,
+	    .userspace_addr = size ? (uint64_t)(uintptr_t)hva : 0,
+	};
+
+	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0)
+		return err_sys(e, errno,
+		               "KVM_SET_USER_MEMORY_REGION slot %u at 0x%llx (0x%llx bytes)", slot,
+		               (unsigned long long)gpa, (unsigned long long)size);
+	return 0;
+}
+
 int kvm_add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, bool log_dirty,
                     struct err *e)
 {

@@ -43,6 +43,15 @@ void kvm_close(struct kvm *k);
 int kvm_add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, bool log_dirty,
                     struct err *e);
 
+/*
+ * Reserve a slot number for kvm_set_memslot() (any thread), and point it at [hva, hva+size)
+ * from gpa, or delete it with size 0 (KVM_SET_USER_MEMORY_REGION; a slot is moved by
+ * deleting it first).  -errno with a message.
+ */
+uint32_t kvm_reserve_memslot(struct kvm *k);
+int kvm_set_memslot(struct kvm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
+                    struct err *e);
+
 /* The same, read-only to the guest (KVM_MEM_READONLY: guest writes exit as MMIO). */
 int kvm_add_memslot_ro(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e);
 

@@ -24,9 +24,14 @@
 #define BAR_FLAG_MEM64    0x4u
 #define BAR_FLAG_PREFETCH 0x8u
 
+#define BAR_ROM_MIN    0x800ull     /* PCI 3.0 §6.2.5.2: address bits 31:11 */
+#define BAR_ROM_MAX    (1ull << 24) /* ember's limit: 16 MiB */
+#define BAR_ROM_ENABLE 0x1u         /* Expansion ROM Enable (Address Decode Enable) */
+#define BAR_ROM_ADDR   0xfffff800u
+
 static inline unsigned int bar_reg(unsigned int bar)
 {
-	return PCI_BAR0 + 4 * bar;
+	return bar == PCI_ROM_SLOT ? PCI_ROM_ADDRESS : PCI_BAR0 + 4 * bar;
 }
 
 static inline bool is_pow2(uint64_t v)
@@ -43,6 +48,8 @@ static const char *kind_name(const struct pci_bar *b)
 		return b->prefetchable ? "32-bit prefetchable memory" : "32-bit memory";
 	case PCI_BAR_MEM64:
 		return b->prefetchable ? "64-bit prefetchable memory" : "64-bit memory";
+	case PCI_BAR_ROM:
+		return "expansion ROM";
 	default:
 		return "unimplemented";
 	}
@@ -102,12 +109,30 @@ int pci_dev_add_bar(struct pci_dev *d, unsigned int bar, enum pci_bar_kind kind,
 	return 0;
 }
 
+int pci_dev_add_rom(struct pci_dev *d, uint64_t size)
+{
+	struct pci_bar *b = &d->bars[PCI_ROM_SLOT];
+
+	if (d->plugged || pci_dev_is_bridge(d) || b->kind != PCI_BAR_NONE || !is_pow2(size) ||
+	    size < BAR_ROM_MIN || size > BAR_ROM_MAX)
+		return -EINVAL;
+	*b = (struct pci_bar){.kind = PCI_BAR_ROM, .size = size};
+	/*
+	 * §6.2.5.2: bits 31:11 are the address (hardwired to 0 below the size, which is how
+	 * software sizes it), bit 0 enables decode, bits 10:1 are reserved (0).
+	 */
+	pci_cfg_set32(&d->cfg, PCI_ROM_ADDRESS, 0);
+	pci_cfg_set_wmask(&d->cfg, PCI_ROM_ADDRESS, 4,
+	                  ((uint32_t) ~(size - 1) & BAR_ROM_ADDR) | BAR_ROM_ENABLE);
+	return 0;
+}
+
 int pci_bar_add_region(struct pci_dev *d, unsigned int bar, uint64_t offset, uint64_t len,
                        const struct bus_ops *ops, void *opaque)
 {
 	struct pci_bar *b;
 
-	if (bar >= PCI_BAR_COUNT || d->plugged || !ops || len == 0)
+	if (bar > PCI_ROM_SLOT || d->plugged || !ops || len == 0)
 		return -EINVAL;
 	b = &d->bars[bar];
 	if (b->kind == PCI_BAR_NONE || offset >= b->size || len > b->size - offset)
@@ -147,6 +172,7 @@ static struct pci_window *bar_window(const struct pci_bar *b, const struct pci_b
 	case PCI_BAR_IO:
 		return w->io;
 	case PCI_BAR_MEM32:
+	case PCI_BAR_ROM:
 		/* A 32-bit BAR, prefetchable or not, must stay below 4 GiB: the 32-bit window. */
 		return w->mem32;
 	case PCI_BAR_MEM64:
@@ -163,7 +189,7 @@ static struct pci_window *bar_window(const struct pci_bar *b, const struct pci_b
  */
 int pci_bar_assign(struct pci_dev *d, const struct pci_bar_windows *w, struct err *e)
 {
-	unsigned int order[PCI_BAR_COUNT], n = 0, nbars = pci_dev_bar_count(d);
+	unsigned int order[PCI_BAR_COUNT + 1], n = 0, nbars = pci_dev_slot_count(d);
 
 	for (unsigned int i = 0; i < nbars; i++) {
 		unsigned int j = n++;
@@ -182,8 +208,9 @@ int pci_bar_assign(struct pci_dev *d, const struct pci_bar_windows *w, struct er
 		unsigned int i = order[k];
 		struct pci_bar *b = &d->bars[i];
 		struct pci_window *win = bar_window(b, w);
-		uint32_t flags =
-		    pci_cfg_get32(&d->cfg, bar_reg(i)) & (b->kind == PCI_BAR_IO ? 0x3u : 0xfu);
+		uint32_t flags = b->kind == PCI_BAR_ROM ? 0 /* decode off */
+		                                        : pci_cfg_get32(&d->cfg, bar_reg(i)) &
+		                                              (b->kind == PCI_BAR_IO ? 0x3u : 0xfu);
 		uint64_t addr;
 
 		if (!win || pci_window_alloc(win, b->size, b->size, &addr) < 0)
@@ -260,6 +287,15 @@ static bool bar_target(const struct pci_dev *d, unsigned int i, uint64_t *addr)
 			return false;
 		a = lo & ~0xfu;
 		if (a == (~(b->size - 1) & 0xfffffff0u))
+			return false;
+		space = BAR_MEM32_SPACE;
+		break;
+	case PCI_BAR_ROM:
+		/* §6.2.5.2: decoded only with both Memory Space and the ROM's own enable bit. */
+		if (!(cmd & PCI_COMMAND_MEMORY) || !(lo & BAR_ROM_ENABLE))
+			return false;
+		a = lo & BAR_ROM_ADDR;
+		if (a == (~(b->size - 1) & BAR_ROM_ADDR))
 			return false;
 		space = BAR_MEM32_SPACE;
 		break;
@@ -437,7 +473,7 @@ static bool bar_apply(struct pci_dev *d, unsigned int i, bool want, uint64_t add
 
 bool pci_bar_update(struct pci_dev *d, bool quiet)
 {
-	unsigned int nbars = pci_dev_bar_count(d);
+	unsigned int nbars = pci_dev_slot_count(d);
 	bool freed = false;
 
 	if (!d->plugged || !d->host)
@@ -458,6 +494,6 @@ void pci_bar_unmap_all(struct pci_dev *d)
 {
 	if (!d->host)
 		return;
-	for (unsigned int i = 0; i < PCI_BAR_COUNT; i++)
+	for (unsigned int i = 0; i < pci_dev_slot_count(d); i++)
 		bar_apply(d, i, false, 0, true);
 }

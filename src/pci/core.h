@@ -37,6 +37,12 @@ static inline unsigned int pci_dev_bar_count(const struct pci_dev *d)
 	return pci_dev_is_bridge(d) ? 2 : PCI_BAR_COUNT;
 }
 
+/* The BAR slots the core walks: the BARs, and the expansion ROM of a type 0 function. */
+static inline unsigned int pci_dev_slot_count(const struct pci_dev *d)
+{
+	return pci_dev_is_bridge(d) ? 2 : PCI_BAR_COUNT + 1;
+}
+
 /*
  * Bump-allocate `size` bytes aligned to `align` (a power of two) from `w`.
  * Sets *addr and advances w->next; -ENOSPC (w unchanged) when it does not fit.

@@ -262,7 +262,8 @@ static void cfg_write_locked(struct pci_host *h, uint8_t bus, uint8_t devfn, uns
 	pci_cfg_write(&d->cfg, off, val, size);
 
 	cmd = touches(off, size, PCI_COMMAND, 2);
-	bars = touches(off, size, PCI_BAR0, 4 * pci_dev_bar_count(d));
+	bars = touches(off, size, PCI_BAR0, 4 * pci_dev_bar_count(d)) ||
+	       (!pci_dev_is_bridge(d) && touches(off, size, PCI_ROM_ADDRESS, 4));
 	if (bars)
 		pci_bar_note_write(d, off, size);
 	if (cmd)

@@ -72,6 +72,17 @@ static int prepare(struct pci_msi *m, unsigned int v)
 	return 0;
 }
 
+/* Tell the direct hook (msi.h) whether vector v goes straight to its irqfd, if that changed. */
+static void update_direct(struct pci_msi *m, unsigned int v)
+{
+	bool on = deliverable(m, v) && m->fd[v] >= 0 && (m->routed >> v & 1);
+
+	if (!m->direct || on == (bool)(m->direct_on >> v & 1))
+		return;
+	m->direct_on ^= 1u << v;
+	m->direct(m->direct_opaque, v, on ? m->fd[v] : -1);
+}
+
 /* Send vector v's message (it is deliverable).  Lock held. */
 static void send(struct pci_msi *m, unsigned int v)
 {
@@ -86,6 +97,7 @@ static void send(struct pci_msi *m, unsigned int v)
 	if (write(m->fd[v], &one, sizeof(one)) != (ssize_t)sizeof(one))
 		log_guest(&m->rl, LOG_WARN, "%s: MSI vector %u: irqfd write failed", dev_name(m),
 		          v);
+	update_direct(m, v); /* the route is current again */
 }
 
 int pci_msi_init(struct pci_msi *m, struct pci_dev *d, unsigned int nvec,
@@ -296,6 +308,8 @@ void pci_msi_cfg_write(struct pci_msi *m, unsigned int off, uint32_t val, unsign
 			send(m, v);
 		}
 	}
+	for (v = 0; v < m->nvec; v++)
+		update_direct(m, v);
 	sync_pending(m);
 	pthread_mutex_unlock(&m->lock);
 }

@@ -58,6 +58,16 @@ struct pci_msi {
 	uint32_t mask;    /* Mask Bits (capable vectors only) */
 	uint32_t pending; /* Pending Bits (also in configuration space) */
 	uint32_t routed;  /* bit v: vector v's route carries its current message */
+	/*
+	 * Optional, set by the device after pci_msi_init(), as pci_msix's `direct`
+	 * (msix.h): called with the instance lock held when vector `vec` starts being
+	 * deliverable through its irqfd alone (enabled, below the enabled count,
+	 * unmasked, routed with its current message: `irqfd` is its eventfd) or stops
+	 * (`irqfd` -1).  It must not call back into this instance.
+	 */
+	void (*direct)(void *opaque, unsigned int vec, int irqfd);
+	void *direct_opaque;
+	uint32_t direct_on; /* bit v: last reported as direct */
 };
 
 /*

@@ -70,6 +70,21 @@ static int prepare(struct pci_msix *m, unsigned int v)
 	return 0;
 }
 
+/*
+ * Tell the device's direct hook (msix.h) whether vector v now goes straight
+ * to its irqfd, when that changed.  Lock held.
+ */
+static void update_direct(struct pci_msix *m, unsigned int v)
+{
+	struct pci_msix_vector *x = &m->vec[v];
+	bool on = deliverable(m, v) && x->fd >= 0 && x->routed;
+
+	if (!m->direct || on == x->direct)
+		return;
+	x->direct = on;
+	m->direct(m->direct_opaque, v, on ? x->fd : -1);
+}
+
 /* Send vector v's message now (it is deliverable).  Lock held. */
 static void send(struct pci_msix *m, unsigned int v)
 {
@@ -85,6 +100,7 @@ static void send(struct pci_msix *m, unsigned int v)
 	if (write(m->vec[v].fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
 		log_guest(&m->rl, LOG_WARN, "%s: MSI-X vector %u: irqfd write failed",
 		          m->dev->name ? m->dev->name : "?", v);
+	update_direct(m, v); /* the route is current again */
 }
 
 /*
@@ -105,6 +121,7 @@ static void became_deliverable(struct pci_msix *m, unsigned int v)
 		pba_set(m, v, false);
 		send(m, v);
 	}
+	update_direct(m, v);
 }
 
 /* Apply a guest dword write to the table at entry offset off.  Lock held. */
@@ -126,6 +143,7 @@ static void table_write_dword(struct pci_msix *m, uint64_t off, uint32_t val)
 		if (x->data != val)
 			x->routed = false;
 		x->data = val;
+		update_direct(m, v);
 		return;
 	case MSIX_ENT_CTRL:
 		/*
@@ -137,6 +155,8 @@ static void table_write_dword(struct pci_msix *m, uint64_t off, uint32_t val)
 		x->ctrl = val & MSIX_ENT_CTRL_MASK;
 		if (was_masked && deliverable(m, v))
 			became_deliverable(m, v);
+		else
+			update_direct(m, v);
 		return;
 	}
 	/*
@@ -148,6 +168,7 @@ static void table_write_dword(struct pci_msix *m, uint64_t off, uint32_t val)
 	if (x->addr != addr)
 		x->routed = false;
 	x->addr = addr;
+	update_direct(m, v);
 }
 
 static uint32_t table_read_dword(const struct pci_msix *m, uint64_t off)
@@ -427,6 +448,9 @@ void pci_msix_cfg_write(struct pci_msix *m, unsigned int off, uint32_t val, unsi
 		for (v = 0; v < m->nvec; v++)
 			if (!(m->vec[v].ctrl & MSIX_ENT_CTRL_MASK))
 				became_deliverable(m, v);
+	if (was && !now)
+		for (v = 0; v < m->nvec; v++)
+			update_direct(m, v);
 	pthread_mutex_unlock(&m->lock);
 }
 

@@ -55,6 +55,7 @@ struct pci_msix_vector {
 	uint32_t gsi;
 	int fd;      /* irqfd eventfd, -1 when not allocated */
 	bool routed; /* route programmed with the current addr/data */
+	bool direct; /* last reported to the direct hook as deliverable through fd */
 };
 
 struct pci_msix {
@@ -70,6 +71,20 @@ struct pci_msix {
 	struct ratelimit rl;
 	/* Message Control's Enable and Function Mask, mirrored by pci_msix_cfg_write(). */
 	bool enabled, fmask;
+	/*
+	 * Optional, set by the device after pci_msix_init(): called with the
+	 * instance lock held each time vector `vec` starts being deliverable
+	 * through its irqfd alone (enabled, neither it nor the function masked,
+	 * its route carrying the current address/data): `irqfd` is then the
+	 * vector's eventfd; and each time that stops (masked, disabled, or its
+	 * message changed): `irqfd` is -1.  A device whose interrupts come from
+	 * a producer that writes an eventfd itself (VFIO) points the producer
+	 * at `irqfd` so messages go straight into KVM, and back at an eventfd
+	 * of its own that calls pci_msix_notify() at -1, so masking and the PBA
+	 * keep their meaning.  It must not call back into this instance.
+	 */
+	void (*direct)(void *opaque, unsigned int vec, int irqfd);
+	void *direct_opaque;
 };
 
 /*

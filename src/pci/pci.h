@@ -99,6 +99,7 @@
 #define PCI_FUNC(devfn)    ((devfn)&7)
 
 #define PCI_BAR_COUNT       6
+#define PCI_ROM_SLOT        6 /* bars[PCI_ROM_SLOT]: the expansion ROM (type 0 header only) */
 #define PCI_BAR_MAX_REGIONS 8
 
 enum pci_bar_kind {
@@ -106,6 +107,7 @@ enum pci_bar_kind {
 	PCI_BAR_IO,    /* I/O space, 32-bit register, size >= 4 */
 	PCI_BAR_MEM32, /* memory, 32-bit, size >= 16 (ember uses >= 4 KiB) */
 	PCI_BAR_MEM64, /* memory, 64-bit: takes this BAR and the next */
+	PCI_BAR_ROM,   /* the expansion ROM (register 0x30), read-only memory: pci_dev_add_rom() */
 };
 
 struct pci_bar_region {
@@ -165,12 +167,12 @@ struct pci_host;
 
 struct pci_dev {
 	struct pci_cfg cfg;
-	const char *name;              /* shown by the dump and in messages */
-	const struct pci_dev_ops *ops; /* may be NULL */
-	void *opaque;                  /* the device model */
-	struct pci_bar bars[PCI_BAR_COUNT];
-	struct pci_msix *msix; /* set by pci_msix_init, NULL if none */
-	struct pci_msi *msi;   /* set by pci_msi_init, NULL if none */
+	const char *name;                       /* shown by the dump and in messages */
+	const struct pci_dev_ops *ops;          /* may be NULL */
+	void *opaque;                           /* the device model */
+	struct pci_bar bars[PCI_BAR_COUNT + 1]; /* + the expansion ROM at PCI_ROM_SLOT */
+	struct pci_msix *msix;                  /* set by pci_msix_init, NULL if none */
+	struct pci_msi *msi;                    /* set by pci_msi_init, NULL if none */
 	struct pci_intx intx;
 
 	/* Topology, set by pci_host_plug. */
@@ -260,7 +262,16 @@ int pci_dev_add_bar(struct pci_dev *d, unsigned int bar, enum pci_bar_kind kind,
                     uint64_t size);
 
 /*
- * Give [offset, offset+len) of BAR `bar` to a handler, before plug.  Regions
+ * Declare the expansion ROM (PCI 3.0 §6.2.5.2): a 32-bit memory range of `size` (a power
+ * of two, 2 KiB to 16 MiB) decoded while both the ROM's Address Decode Enable (bit 0 of
+ * register 0x30) and COMMAND's Memory Space are set.  The core answers sizing, assigns it
+ * in the 32-bit window and maps it like a BAR; give it a handler with
+ * pci_bar_add_region(d, PCI_ROM_SLOT, ...).  Type 0 functions only, before plug.  -EINVAL.
+ */
+int pci_dev_add_rom(struct pci_dev *d, uint64_t size);
+
+/*
+ * Give [offset, offset+len) of BAR `bar` (or PCI_ROM_SLOT) to a handler, before plug.  Regions
  * must not overlap.  -EINVAL (undeclared BAR, outside it, overlap, NULL ops,
  * plugged), -ENOSPC (PCI_BAR_MAX_REGIONS already).
  */

@@ -57,6 +57,17 @@ struct platform_ops {
 	 */
 	int (*watch)(void *ctx, int fd, void (*cb)(void *arg), void *arg);
 	void (*unwatch)(void *ctx, int fd);
+
+	/*
+	 * Guest memory backed by something other than RAM (a passed-through device's BAR,
+	 * mmap'd from VFIO), so the guest's accesses there no longer exit.  mem_slot()
+	 * reserves a mapping's name once; mem_set() points it at [hva, hva + size) from
+	 * guest physical `gpa` (page-aligned), or removes it with size 0.  -errno (-EEXIST:
+	 * the range overlaps other guest memory; the caller keeps trapping it then).  May
+	 * be NULL (not offered): callers then trap every access.
+	 */
+	int (*mem_slot)(void *ctx, uint32_t *slot);
+	int (*mem_set)(void *ctx, uint32_t slot, uint64_t gpa, uint64_t size, void *hva);
 };
 
 struct platform {

@@ -33,7 +33,7 @@ struct thit {
 /* A test function: the PCI function plus everything the core and the stubs tell it. */
 struct tdev {
 	struct pci_dev pci;
-	struct thit hit[PCI_BAR_COUNT][2]; /* two regions per BAR at most in these tests */
+	struct thit hit[PCI_BAR_COUNT + 1][2]; /* two regions per BAR at most in these tests */
 	/* ops->bar_map calls, in order (last 16), and the current state per BAR. */
 	unsigned int nmap;
 	struct tmap {
@@ -41,8 +41,8 @@ struct tdev {
 		uint64_t addr;
 		bool mapped;
 	} maps[16];
-	bool bar_on[PCI_BAR_COUNT];
-	uint64_t bar_at[PCI_BAR_COUNT];
+	bool bar_on[PCI_BAR_COUNT + 1]; /* + the expansion ROM (PCI_ROM_SLOT) */
+	uint64_t bar_at[PCI_BAR_COUNT + 1];
 	/* ops->cfg_write calls. */
 	unsigned int cfg_writes;
 	unsigned int last_cfg_off;
@@ -172,7 +172,7 @@ static inline void tdev_init(struct tdev *t, const char *name, uint32_t id, uint
 	pci_dev_init(&t->pci, name, 0x1af4, (uint16_t)(0x1000 + id),
 	             header_type == PCI_HEADER_TYPE_BRIDGE ? 0x060400 : 0xff0000, 1, header_type,
 	             &tdev_ops, t);
-	for (unsigned int b = 0; b < PCI_BAR_COUNT; b++)
+	for (unsigned int b = 0; b <= PCI_ROM_SLOT; b++)
 		for (unsigned int r = 0; r < 2; r++)
 			t->hit[b][r].id = id << 8 | b << 4 | r;
 }

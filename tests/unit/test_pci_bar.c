@@ -285,6 +285,55 @@ TEST(decode_follows_command)
 	free(f);
 }
 
+/* PCI 3.0 §6.2.5.2: the expansion ROM is sized, placed and decoded like a 32-bit BAR, but
+ * only while both its own enable bit and COMMAND's Memory Space are set. */
+TEST(expansion_rom)
+{
+	struct fx *f = malloc(sizeof(*f));
+	struct tdev *t = malloc(sizeof(*t));
+	unsigned int df = PCI_DEVFN(4, 0);
+	uint32_t rom;
+
+	CHECK_EQ(fx_init(f), 0);
+	tdev_init(t, "rom", 1, 0);
+	CHECK_EQ(tdev_bar(t, 0, PCI_BAR_MEM32, false, 0x1000), 0);
+	CHECK_EQ(pci_dev_add_rom(&t->pci, 0x400), -EINVAL);  /* below 2 KiB */
+	CHECK_EQ(pci_dev_add_rom(&t->pci, 0x3000), -EINVAL); /* not a power of two */
+	CHECK_EQ(pci_dev_add_rom(&t->pci, 0x10000), 0);
+	CHECK_EQ(pci_dev_add_rom(&t->pci, 0x10000), -EINVAL); /* once */
+	CHECK_EQ(pci_bar_add_region(&t->pci, PCI_ROM_SLOT, 0, 0x10000, &thit_ops,
+	                            &t->hit[PCI_ROM_SLOT][0]),
+	         0);
+	CHECK_EQ(pci_host_plug(&f->h, &t->pci, NULL, df, &f->e), 0);
+	/* Placed in the 32-bit window, aligned to its size, decode off. */
+	rom = fx_rd(f, 0, df, PCI_ROM_ADDRESS, 4);
+	CHECK_EQ(rom & 0x7ff, 0);
+	CHECK(rom >= MEM32 && rom % 0x10000 == 0);
+	/* Sizing: Linux writes the address mask without the enable bit. */
+	fx_wr(f, 0, df, PCI_ROM_ADDRESS, 0xfffff800, 4);
+	CHECK_EQ(fx_rd(f, 0, df, PCI_ROM_ADDRESS, 4), 0xffff0000u);
+	fx_wr(f, 0, df, PCI_ROM_ADDRESS, 0xffffffff, 4);
+	CHECK_EQ(fx_rd(f, 0, df, PCI_ROM_ADDRESS, 4), 0xffff0001u);
+	set_cmd(f, df, CMD_MEM);
+	CHECK(silent(f, 0xffff0000u, false)); /* the sizing pattern is never decoded */
+	fx_wr(f, 0, df, PCI_ROM_ADDRESS, rom, 4);
+	CHECK(silent(f, rom, false)); /* enable bit clear */
+	fx_wr(f, 0, df, PCI_ROM_ADDRESS, rom | 1, 4);
+	CHECK(answers(f, t, PCI_ROM_SLOT, rom, false));
+	CHECK(t->bar_on[PCI_ROM_SLOT] && t->bar_at[PCI_ROM_SLOT] == rom);
+	set_cmd(f, df, 0);
+	CHECK(silent(f, rom, false));
+	CHECK(!t->bar_on[PCI_ROM_SLOT]);
+	set_cmd(f, df, CMD_MEM);
+	/* Moved by the guest. */
+	fx_wr(f, 0, df, PCI_ROM_ADDRESS, (rom + 0x100000) | 1, 4);
+	CHECK(silent(f, rom, false));
+	CHECK(answers(f, t, PCI_ROM_SLOT, rom + 0x100000, false));
+	fx_fini(f);
+	free(t);
+	free(f);
+}
+
 TEST(relocation)
 {
 	struct fx *f = malloc(sizeof(*f));
@@ -673,6 +722,7 @@ int main(void)
 	RUN(assignment_largest_first_aligned);
 	RUN(assignment_window_exhausted);
 	RUN(decode_follows_command);
+	RUN(expansion_rom);
 	RUN(relocation);
 	RUN(relocation_mem64_halves);
 	RUN(overlap_stays_unmapped);

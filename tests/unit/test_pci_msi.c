@@ -510,6 +510,57 @@ TEST(through_the_core)
 	free(fp);
 }
 
+/* What the direct hook was told per vector: the irqfd, or -1; -2 before any call. */
+struct direct_log {
+	int fd[4];
+	unsigned int calls;
+};
+
+static void direct_hook(void *opaque, unsigned int vec, int irqfd)
+{
+	struct direct_log *l = opaque;
+
+	if (vec < 4)
+		l->fd[vec] = irqfd;
+	l->calls++;
+}
+
+TEST(direct_hook_follows_deliverability)
+{
+	struct fix *f = setup(4);
+	struct direct_log l = {.fd = {-2, -2, -2, -2}};
+
+	f->m.direct = direct_hook;
+	f->m.direct_opaque = &l;
+	/* Two of four vectors enabled: both go straight to their irqfds, the others not. */
+	enable(f, 0xfee00000, 0x4040, 1);
+	CHECK_EQ(l.fd[0], f->m.fd[0]);
+	CHECK_EQ(l.fd[1], f->m.fd[1]);
+	CHECK(l.fd[0] >= 0 && l.fd[1] >= 0);
+	CHECK_EQ(l.fd[2], -2);
+	/* Mask vector 1: it comes back through ember; a message then pends, unmask sends. */
+	cfgw(f, f->m.cap + MASK, 2, 4);
+	CHECK_EQ(l.fd[1], -1);
+	CHECK_EQ(l.fd[0], f->m.fd[0]);
+	pci_msi_notify(&f->m, 1);
+	CHECK_EQ(cfgr(f, f->m.cap + PENDING, 4), 2);
+	cfgw(f, f->m.cap + MASK, 0, 4);
+	CHECK_EQ(vec_count(f, 1), 1);
+	CHECK_EQ(l.fd[1], f->m.fd[1]);
+	/* A new message: every vector back until it is routed again (at its next message). */
+	cfgw(f, f->m.cap + DATA, 0x4050, 2);
+	CHECK_EQ(l.fd[0], -1);
+	CHECK_EQ(l.fd[1], -1);
+	pci_msi_notify(&f->m, 0);
+	CHECK_EQ(vec_count(f, 0), 1);
+	CHECK_EQ(vec_msi(f, 0)->data, 0x4050);
+	CHECK_EQ(l.fd[0], f->m.fd[0]);
+	/* Disable: all back. */
+	cfgw(f, f->m.cap + CTRL, 0, 2);
+	CHECK_EQ(l.fd[0], -1);
+	teardown(f);
+}
+
 int main(void)
 {
 	RUN(capability_layout);
@@ -526,5 +577,6 @@ int main(void)
 	RUN(concurrent_notify_and_masking);
 	RUN(destroy_frees_everything);
 	RUN(through_the_core);
+	RUN(direct_hook_follows_deliverability);
 	return test_summary();
 }

@@ -529,6 +529,88 @@ TEST(large_table_allocates_lazily)
 	free(f);
 }
 
+/* What the direct hook was told, per vector: the irqfd, or -1; -2 before any call. */
+struct direct_log {
+	int fd[8];
+	unsigned int calls;
+};
+
+static void direct_hook(void *opaque, unsigned int vec, int irqfd)
+{
+	struct direct_log *l = opaque;
+
+	if (vec < 8)
+		l->fd[vec] = irqfd;
+	l->calls++;
+}
+
+TEST(direct_hook_follows_deliverability)
+{
+	struct fix *f = setup(8);
+	struct direct_log l;
+	unsigned int i, calls;
+
+	for (i = 0; i < 8; i++)
+		l.fd[i] = -2;
+	l.calls = 0;
+	f->m.direct = direct_hook;
+	f->m.direct_opaque = &l;
+	/* Unmasked before MSI-X is enabled: not deliverable, nothing said. */
+	program(f, 1, 0xfee00000, 0x4031, false);
+	program(f, 3, 0xfee00000, 0x4033, true);
+	CHECK_EQ(l.calls, 0);
+	/* Enable: vector 1 is routed and goes straight to its irqfd; 3 stays masked. */
+	set_ctrl(f, CTRL_ENABLE);
+	CHECK(f->m.vec[1].fd >= 0);
+	CHECK_EQ(l.fd[1], f->m.vec[1].fd);
+	CHECK_EQ(l.fd[3], -2);
+	/* Function Mask: back through ember; a message then pends; clearing it sends it. */
+	set_ctrl(f, CTRL_ENABLE | CTRL_FMASK);
+	CHECK_EQ(l.fd[1], -1);
+	pci_msix_notify(&f->m, 1);
+	CHECK_EQ(pba_rd(f, 0, 8), 1u << 1);
+	set_ctrl(f, CTRL_ENABLE);
+	CHECK_EQ(pba_rd(f, 0, 8), 0);
+	CHECK_EQ(vec_count(f, 1), 1);
+	CHECK_EQ(l.fd[1], f->m.vec[1].fd);
+	/* A new message on an unmasked vector: back through ember until it is routed again. */
+	tab_wr(f, 1 * 16 + 8, 0x4041, 4);
+	CHECK_EQ(l.fd[1], -1);
+	pci_msix_notify(&f->m, 1); /* sent with the new route, then direct again */
+	CHECK_EQ(vec_count(f, 1), 1);
+	CHECK_EQ(fake_msi_by_fd(&f->fp, f->m.vec[1].fd)->data, 0x4041);
+	CHECK_EQ(l.fd[1], f->m.vec[1].fd);
+	/* Vector mask and unmask. */
+	tab_wr(f, 1 * 16 + 12, 1, 4);
+	CHECK_EQ(l.fd[1], -1);
+	tab_wr(f, 3 * 16 + 12, 0, 4);
+	CHECK_EQ(l.fd[3], f->m.vec[3].fd);
+	/* The same state again says nothing. */
+	calls = l.calls;
+	tab_wr(f, 3 * 16 + 12, 0, 4);
+	tab_wr(f, 1 * 16 + 12, 1, 4);
+	CHECK_EQ(l.calls, calls);
+	/* Disable: every direct vector comes back. */
+	set_ctrl(f, 0);
+	CHECK_EQ(l.fd[3], -1);
+	teardown(f);
+}
+
+/* A vector whose route cannot be made never goes direct. */
+TEST(direct_hook_needs_a_route)
+{
+	struct fix *f = setup(2);
+	struct direct_log l = {.fd = {-2, -2}};
+
+	f->m.direct = direct_hook;
+	f->m.direct_opaque = &l;
+	f->fp.fail_route = -EINVAL;
+	set_ctrl(f, CTRL_ENABLE);
+	program(f, 0, 0xfee00000, 0x4030, false);
+	CHECK_EQ(l.calls, 0);
+	teardown(f);
+}
+
 TEST(destroy_frees_every_gsi)
 {
 	struct fix *f = setup(16);
@@ -642,6 +724,8 @@ int main(void)
 	RUN(route_follows_the_message);
 	RUN(platform_failures_are_survived);
 	RUN(large_table_allocates_lazily);
+	RUN(direct_hook_follows_deliverability);
+	RUN(direct_hook_needs_a_route);
 	RUN(destroy_frees_every_gsi);
 	RUN(through_the_core);
 	return test_summary();
