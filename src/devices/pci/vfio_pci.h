@@ -30,7 +30,7 @@
  *     PCI core (pci_msix_notify / pci_msi_notify): masked vectors set their pending bits
  *     and fire at unmask, as for ember's own devices.
  *
- * Not yet: hot plug (the passthrough issue).
+ * Hot plug and unplug are the VM's (vmm/vm_hotplug.c): the function goes behind a root port.
  */
 
 #include <stdbool.h>
