@@ -143,7 +143,9 @@ VFIO_NVME_IMG = build/vfio-nvme.img
 VFIO_EDU_ROM = build/vfio-edu.rom
 VFIO_VM_ARGS = EMBER_KVM_VM=always \
 	EMBER_KVM_VM_QEMU_ARGS="-device intel-iommu,intremap=on,caching-mode=on -device edu,romfile=$(VFIO_EDU_ROM) \
-	-drive file=$(VFIO_NVME_IMG),if=none,id=nv0,format=raw -device nvme,serial=embernv0,drive=nv0 -device pci-testdev" \
+	-drive file=$(VFIO_NVME_IMG),if=none,id=nv0,format=raw -device nvme,serial=embernv0,drive=nv0 -device pci-testdev \
+	-device pci-bridge,id=vbr,chassis_nr=9 -device virtio-rng-pci,bus=vbr,addr=1 \
+	-device virtio-rng-pci,bus=vbr,addr=2" \
 	EMBER_KVM_VM_APPEND="intel_iommu=on"
 $(VFIO_NVME_IMG):
 	@mkdir -p $(dir $@)

@@ -194,3 +194,19 @@ def test_tap_without_privilege_or_name_is_clear(tmp_path):
 def test_seccomp_filter_that_cannot_be_read(tmp_path):
     expect_setup_error(["--seccomp-filter", str(tmp_path / "none.bpf"), "--kernel", "a"],
                        str(tmp_path / "none.bpf"), "No such file")
+
+
+def test_vfio_without_an_iommu_is_refused(guest_elf):
+    """The KVM test VM of this tier has no IOMMU: a PCI device there (one of its own virtio
+    functions) has no IOMMU group, and --vfio says so and what to do, exit 1, nothing run."""
+    from conftest import guest_path, run_ember
+    devs = sorted(p for p in os.listdir("/sys/bus/pci/devices")
+                  if open(f"/sys/bus/pci/devices/{p}/vendor").read().strip() == "0x1af4")
+    assert devs, "no virtio PCI function on this machine to try"
+    if os.path.exists(f"/sys/bus/pci/devices/{devs[0]}/iommu_group"):
+        pytest.skip("this machine has an IOMMU: the refusal needs one without (the KVM test VM)")
+    rc, out, err = run_ember(["--kernel", guest_path(), "--vfio", devs[0]])
+    assert rc == 1 and out == "", (rc, out, err)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and f"{devs[0]} has no IOMMU group" in lines[0], err
+    assert "intel_iommu=on" in lines[0], err

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -240,6 +241,119 @@ TEST(edu_through_vfio)
 	vfio_close(&again);
 }
 
+/* Both functions found, or a failure saying the test bed lacks them. */
+static bool expect_pair(const char *a, const char *b)
+{
+	if (a[0] && b[0])
+		return true;
+	printf("  the test bed has no two virtio-rng functions behind a PCI bridge (make vfio's "
+	       "QEMU arguments)\n");
+	CHECK(!"two bridged virtio-rng functions");
+	return false;
+}
+
+static void bind_dev(const char *bdf, const char *driver)
+{
+	char p[128];
+
+	snprintf(p, sizeof(p), "/sys/bus/pci/devices/%s/driver/unbind", bdf);
+	write_file(p, bdf); /* not bound: fine */
+	snprintf(p, sizeof(p), "/sys/bus/pci/devices/%s/driver_override", bdf);
+	CHECK_EQ(write_file(p, driver ? driver : "\n"), 0);
+	CHECK_EQ(write_file("/sys/bus/pci/drivers_probe", bdf), 0);
+}
+
+/*
+ * The test bed puts two virtio-rng functions behind a conventional PCI-to-PCI bridge, so the
+ * IOMMU puts them in one group: with one bound to vfio-pci and the other to virtio-pci the
+ * group is not viable, and the message names the device in the way.
+ */
+TEST(group_not_viable)
+{
+	char a[16] = "", b[16] = "", p[300], grp_a[300] = "", grp_b[300] = "";
+	struct vfio_dev d;
+	struct err e = {0};
+	DIR *dp = opendir("/sys/bus/pci/devices");
+	struct dirent *de;
+
+	while (dp && (de = readdir(dp))) {
+		char id[40] = "";
+		FILE *f;
+
+		snprintf(p, sizeof(p), "/sys/bus/pci/devices/%s/device", de->d_name);
+		if (de->d_name[0] == '.' || !(f = fopen(p, "r")))
+			continue;
+		if (!fgets(id, sizeof(id), f))
+			id[0] = '\0';
+		fclose(f);
+		/* virtio-rng (transitional 1005 or modern 1044) off bus 0: behind the bridge */
+		if ((!strncmp(id, "0x1005", 6) || !strncmp(id, "0x1044", 6)) &&
+		    strlen(de->d_name) == 12 && strncmp(de->d_name + 5, "00:", 3))
+			memcpy(a[0] ? b : a, de->d_name, 13);
+	}
+	if (dp)
+		closedir(dp);
+	if (!expect_pair(a, b))
+		return;
+	snprintf(p, sizeof(p), "/sys/bus/pci/devices/%s/iommu_group", a);
+	CHECK(readlink(p, grp_a, sizeof(grp_a) - 1) > 0);
+	snprintf(p, sizeof(p), "/sys/bus/pci/devices/%s/iommu_group", b);
+	CHECK(readlink(p, grp_b, sizeof(grp_b) - 1) > 0);
+	CHECK(!strcmp(grp_a, grp_b)); /* one group, or the test bed is not what it should be */
+	bind_dev(a, "vfio-pci");
+	bind_dev(b, "virtio-pci");
+	CHECK_EQ(vfio_open(&d, a, &e), -EPERM);
+	CHECK_STR_CONTAINS(e.msg, "is not viable");
+	CHECK_STR_CONTAINS(e.msg, b);
+	bind_dev(a, "virtio-pci");
+}
+
+/* A device another process holds: the message says so, and it works again once let go. */
+TEST(device_in_use_by_another_process)
+{
+	struct vfio_dev d;
+	struct err e = {0};
+	int go[2], ready[2];
+	char c = 0;
+	pid_t pid;
+
+	bind_edu("vfio-pci");
+	CHECK_EQ(pipe(go), 0);
+	CHECK_EQ(pipe(ready), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct vfio_dev held;
+		struct err ce = {0};
+		int ok = vfio_open(&held, edu, &ce) == 0;
+
+		if (write(ready[1], ok ? "y" : "n", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(2);
+		if (ok)
+			vfio_close(&held);
+		_exit(ok ? 0 : 1);
+	}
+	CHECK(pid > 0);
+	CHECK_EQ(read(ready[0], &c, 1), 1);
+	CHECK_EQ(c, 'y');
+	CHECK_EQ(vfio_open(&d, edu, &e), -EBUSY);
+	CHECK_STR_CONTAINS(e.msg, "is in use by another process");
+	CHECK_EQ(write(go[1], "x", 1), 1);
+	{
+		int st = 0;
+
+		CHECK_EQ(waitpid(pid, &st, 0), pid);
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	err_clear(&e);
+	CHECK_EQ(vfio_open(&d, edu, &e), 0);
+	if (e.code == 0)
+		vfio_close(&d);
+	close(go[0]);
+	close(go[1]);
+	close(ready[0]);
+	close(ready[1]);
+}
+
 int main(void)
 {
 	if (!find_dev("0x1234:0x11e8", NULL, edu)) {
@@ -249,6 +363,8 @@ int main(void)
 	}
 	RUN(refusals_say_why);
 	RUN(edu_through_vfio);
+	RUN(group_not_viable);
+	RUN(device_in_use_by_another_process);
 	bind_edu(NULL);
 	return test_summary();
 }
