@@ -213,6 +213,11 @@ static const struct rule vmm_rules[] = {
      */
     ALLOW3(mmap, SCMP_A2_32(SCMP_CMP_EQ, PROT_READ | PROT_EXEC),
            SCMP_A3_32(SCMP_CMP_MASKED_EQ, MAP_ANONYMOUS, 0), SCMP_A4_32(SCMP_CMP_NE, 0xffffffffu)),
+    /*
+     * vCPU threads are created by this thread and inherit this filter; a call passes only if
+     * every filter of the thread allows it, so KVM_RUN must be here too.
+     */
+    IOCTL(KVM_RUN),
     /* KVM: the system, the VM and the vCPUs' set-up. */
     IOCTL(KVM_GET_API_VERSION),
     IOCTL(KVM_CHECK_EXTENSION),

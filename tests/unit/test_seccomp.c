@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -209,6 +211,18 @@ static void vcpu_forbidden(void)
 	_exit(4);
 }
 
+/* A vCPU thread runs under both filters: KVM_RUN must pass them both (here on a non-KVM fd). */
+static void vcpu_runs(void)
+{
+	struct err e = {0};
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	if (seccomp_install(&child_filters, SECCOMP_THREAD_VMM, "vmm", &e) < 0 ||
+	    seccomp_install(&child_filters, SECCOMP_THREAD_VCPU, "vcpu 0", &e) < 0)
+		_exit(2);
+	_exit(ioctl(fd, KVM_RUN, 0) < 0 && errno == ENOTTY ? 0 : 3);
+}
+
 TEST(default_filters)
 {
 	struct err e = {0};
@@ -222,6 +236,8 @@ TEST(default_filters)
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	st = in_child(vmm_forbidden);
 	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
+	st = in_child(vcpu_runs);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	st = in_child(vcpu_forbidden);
 	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
 	seccomp_filters_free(&child_filters);
