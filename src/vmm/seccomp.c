@@ -275,8 +275,8 @@ static size_t put_uint(char *buf, size_t off, size_t size, unsigned long v)
 
 /*
  * Async-signal-safe: one line through log_write_raw() (write(2) only), then the default
- * action (SA_RESETHAND restored it on entry; SA_NODEFER leaves SIGSYS unblocked), so the
- * process dies of SIGSYS.
+ * action back (signal() is async-signal-safe; SA_NODEFER leaves SIGSYS unblocked) and raised,
+ * so the process dies of SIGSYS.
  */
 static void on_sigsys(int sig, siginfo_t *si, void *uc)
 {
@@ -297,6 +297,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 	off = put_str(line, off, sizeof(line), name ? name : "unknown");
 	off = put_str(line, off, sizeof(line), ")");
 	log_write_raw(LOG_ERROR, line, off);
+	/* Not SA_RESETHAND: two threads trapping at once must both get here and report. */
+	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
@@ -305,7 +307,7 @@ static int install_handler(struct err *e)
 	struct sigaction sa = {0};
 
 	sa.sa_sigaction = on_sigsys;
-	sa.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_NODEFER;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGSYS, &sa, NULL) < 0)
 		return err_sys(e, errno, "seccomp: sigaction(SIGSYS)");

@@ -119,6 +119,11 @@ static const struct rule common_rules[] = {
     IOCTL(KVM_GET_REGS),
     IOCTL(KVM_GET_SREGS),
     IOCTL(VFIO_DEVICE_SET_IRQS),
+    /* A tap NIC's driver that sets its features (DRIVER_OK) sets the tap's offloads. */
+    IOCTL(TUNSETOFFLOAD),
+    IOCTL(TUNSETVNETHDRSZ),
+    /* The SIGSYS report restores the default action before raising it. */
+    ALLOW(rt_sigaction),
     /* A device reset from the guest drains a disk's io_uring. */
     ALLOW(io_uring_enter),
     /* vsock: a driver that becomes ready takes the connections waiting on the listener; a
