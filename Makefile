@@ -27,19 +27,26 @@ WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 	   -Wno-missing-field-initializers -Wformat=2 -Wvla
 BASE_CFLAGS = -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP -pthread $(PKG_CFLAGS)
 REL_CFLAGS  = $(BASE_CFLAGS) -O2 -g -fno-strict-aliasing
+# The sanitizer build is the test build: EMBER_TEST_HOOKS compiles in the hooks tests use
+# (EMBER_TEST_FORBIDDEN_SYSCALL, docs/security.md); the release build has none.
 SAN_CFLAGS  = $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-	      -fno-sanitize-recover=undefined
+	      -fno-sanitize-recover=undefined -DEMBER_TEST_HOOKS
 # Debian libraries (docs/build.md says why each): liburing for the block engine, http-parser
 # and jansson for the API server.  libslirp (user-mode networking) is not linked: the slirp
 # backend dlopen()s it when a VM asks for it, so glib and pcre2 cost nothing to the VMs that
 # do not (only its header is used here; its .pc file would pull in glib's development package).
 PKG_CFLAGS := $(shell pkg-config --cflags liburing 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs liburing 2>/dev/null) -lhttp_parser -ljansson
+# libseccomp compiles the seccomp allowlists (src/vmm/seccomp_lists.c) to BPF at build time:
+# a program linked with it writes <build>/gen/seccomp_bpf.h, which vmm/seccomp.c includes.
+SECCOMP_CFLAGS := $(shell pkg-config --cflags libseccomp 2>/dev/null)
+SECCOMP_LIBS   := $(shell pkg-config --libs libseccomp 2>/dev/null)
+SECCOMP_LISTS   = src/vmm/seccomp_lists.c
 LDLIBS      = $(PKG_LIBS) -pthread
 # Debian's interpreter, where python3-pytest lives (a PATH python3 may be another).
 PYTHON     ?= /usr/bin/python3
 
-SRCS     := $(shell find src -name '*.c' -not -name main.c | sort)
+SRCS     := $(shell find src -name '*.c' -not -name main.c -not -name seccomp_lists.c | sort)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 KVM_UNIT_SRC := $(sort $(wildcard tests/kvm/test_*.c))
 
@@ -66,11 +73,24 @@ asan: $(SAN_DIR)/ember
 
 $(REL_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(REL_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(REL_CFLAGS) -I$(REL_DIR)/gen -c $< -o $@
 
 $(SAN_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(SAN_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(SAN_CFLAGS) -I$(SAN_DIR)/gen -c $< -o $@
+
+# The seccomp filters as BPF arrays, per build flavour (the sanitizer builds allow their
+# runtimes' calls too); docs/security.md.
+define seccomp_gen
+$(1)/gen/seccomp_bpf.h: $(SECCOMP_LISTS)
+	@mkdir -p $$(dir $$@)
+	$$(Q)$$(CC) -std=gnu11 $$(WARN) -D_GNU_SOURCE -O1 $$(SECCOMP_CFLAGS) $(2) \
+		-o $(1)/gen/seccomp-lists $$< $$(SECCOMP_LIBS)
+	$$(Q)$(1)/gen/seccomp-lists > $$@.tmp && mv $$@.tmp $$@
+$(1)/src/vmm/seccomp.o: $(1)/gen/seccomp_bpf.h
+endef
+$(eval $(call seccomp_gen,$(REL_DIR),))
+$(eval $(call seccomp_gen,$(SAN_DIR),-DSECCOMP_SANITIZER_LISTS))
 
 $(REL_DIR)/libember.a: $(REL_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -111,7 +131,9 @@ FUZZ_BIN     = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/bin/%)
 
 $(FUZZ_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(FUZZ_DIR)/gen -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(eval $(call seccomp_gen,$(FUZZ_DIR),-DSECCOMP_SANITIZER_LISTS))
 
 $(FUZZ_DIR)/libember.a: $(FUZZ_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^

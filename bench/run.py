@@ -129,18 +129,30 @@ def one_start(cmd):
 
 def bench_startup(v, a, rows, raw):
     cl = "console=ttyS0 tests=cmdline test.marker=x"
-    cmds = {"ember": v.ember_cmd(cl), "qemu": v.qemu_cmd(cl)}
+    # ember runs with its seccomp filters (the default) and without (--no-seccomp), interleaved
+    # in the same run, so the filters' cost reads off two neighbouring rows.
+    cmds = {"ember": v.ember_cmd(cl), "qemu": v.qemu_cmd(cl),
+            "ember-off": v.ember_cmd(cl, ["--no-seccomp"])}
     s = alternate(cmds, a.runs, one_start)
     add_row(rows, raw, "start-up: process start to first serial line", "ms",
             [x * 1000 for x in s["ember"]], [x * 1000 for x in s["qemu"]], lower_better=True)
-    api = [one_api_start(v) for _ in range(a.runs)]
+    add_row(rows, raw, "start-up: first serial line, --no-seccomp (ember only)", "ms",
+            [x * 1000 for x in s["ember-off"]], None, lower_better=True)
+    api, api_off = [], []
+    for _ in range(a.runs):
+        api.append(one_api_start(v))
+        api_off.append(one_api_start(v, ["--no-seccomp"]))
     add_row(rows, raw, "start-up: process start to API socket answering (ember only)", "ms",
             [x[0] * 1000 for x in api], None, lower_better=True)
+    add_row(rows, raw, "start-up: API socket answering, --no-seccomp (ember only)", "ms",
+            [x[0] * 1000 for x in api_off], None, lower_better=True)
     add_row(rows, raw, "start-up: CPU time until the API answers (ember only)", "ms",
             [x[1] * 1000 for x in api], None, lower_better=True)
+    add_row(rows, raw, "start-up: CPU time until the API answers, --no-seccomp (ember only)",
+            "ms", [x[1] * 1000 for x in api_off], None, lower_better=True)
 
 
-def one_api_start(v):
+def one_api_start(v, extra=()):
     """Firecracker's own start-up metric: from process start until GET /machine-config
     answers 200 on the API socket (polled, as the SDKs do), and the CPU time ember used
     by then (its only thread's /proc schedstat run time)."""
@@ -149,7 +161,7 @@ def one_api_start(v):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "api.sock")
         t0 = time.perf_counter()
-        p = subprocess.Popen([v.ember, "--api-sock", path], stdin=subprocess.DEVNULL,
+        p = subprocess.Popen([v.ember, "--api-sock", path, *extra], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         try:
             end = t0 + 10

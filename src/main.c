@@ -54,11 +54,14 @@ static const char usage_text[] =
     "      --boot-timer       log the time from InstanceStart to the guest's write of\n"
     "                         123 to the boot timer (docs/api.md)\n"
     "      --enable-pci       accepted for compatibility: ember always has PCI\n"
-    "      --no-seccomp       accepted for compatibility: ember installs no seccomp\n"
-    "                         filter yet\n"
+    "      --no-seccomp       install no seccomp filter (by default each thread kind --\n"
+    "                         the VMM thread, each vCPU -- is confined to its own\n"
+    "                         allowlist; a forbidden call kills ember with SIGSYS and\n"
+    "                         the log names the thread and the call; docs/security.md)\n"
     "      --seccomp-filter FILE\n"
-    "                         accepted for compatibility; ember installs no seccomp\n"
-    "                         filter yet, says so in its log and ignores FILE\n"
+    "                         install FILE's filters instead of ember's: Firecracker's\n"
+    "                         compiled filter (seccompiler-bin's output; threads vmm\n"
+    "                         and vcpu) or a raw BPF program for every thread\n"
     "      --start-time-us US, --start-time-cpu-us US, --parent-cpu-time-us US\n"
     "                         the jailer's clock readings (CLOCK_MONOTONIC and process\n"
     "                         CPU time at its start, its own CPU time): the metrics'\n"
@@ -234,6 +237,7 @@ struct cli {
 	struct vm_devices_cfg dev;
 	const char *api_sock, *config_file, *id, *log_path, *level, *metrics_path, *module;
 	const char *seccomp_filter;
+	bool no_seccomp;
 	const char *vfio[VM_MAX_VFIO];
 	unsigned int nvfio;
 	/* Firecracker's jailer's clock readings (--start-time-us, ...); 0 when not given. */
@@ -390,7 +394,9 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 			o->boot_timer = true;
 			break;
 		case OPT_ENABLE_PCI:
+			break;
 		case OPT_NO_SECCOMP:
+			o->no_seccomp = true;
 			break;
 		case OPT_SECCOMP_FILTER:
 			o->seccomp_filter = optarg;
@@ -449,6 +455,8 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 		                   "be combined with --kernel, --initrd, --cmdline or --pvh");
 	if ((o->initrd || o->cmdline || o->pvh) && !o->kernel)
 		return usage_error("%s", "--initrd, --cmdline and --pvh need --kernel");
+	if (o->no_seccomp && o->seccomp_filter)
+		return usage_error("%s", "--no-seccomp and --seccomp-filter cannot be combined");
 	if (o->no_api && o->api_sock)
 		return usage_error("%s", "--no-api and --api-sock cannot be combined");
 	if (o->no_api && !o->config_file && !o->kernel && !o->firmware)
@@ -584,21 +592,16 @@ static int cli_logger_metrics(const struct cli *o, struct ctl *c, struct err *e)
 	return r;
 }
 
-/*
- * --seccomp-filter FILE: Firecracker fails on a file it cannot read, and so does ember; it has
- * no seccomp filters yet (no thread is confined either way), which the log says every time.
- */
-static int cli_seccomp_filter(const char *path, struct err *e)
+/* The seccomp filters: ember's own, FILE's (--seccomp-filter), or none (--no-seccomp). */
+static int cli_seccomp(const struct cli *o, struct ctl *c, struct err *e)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return err_sys(e, errno, "--seccomp-filter %s: cannot open", path);
-	close(fd);
-	log_warn("--seccomp-filter %s: ember installs no seccomp filter yet; no thread is "
-	         "confined",
-	         path);
-	return 0;
+	if (o->no_seccomp) {
+		log_info("seccomp: --no-seccomp: no thread is confined");
+		return 0;
+	}
+	if (o->seccomp_filter)
+		return seccomp_filters_load(&c->seccomp, o->seccomp_filter, e);
+	return seccomp_filters_default(&c->seccomp, e);
 }
 
 int main(int argc, char **argv)
@@ -636,14 +639,17 @@ int main(int argc, char **argv)
 	c.build_only = o.dump_pci;
 	c.boot_timer = o.boot_timer;
 	r = cli_logger_metrics(&o, &c, &e);
-	if (r == 0 && o.seccomp_filter)
-		r = cli_seccomp_filter(o.seccomp_filter, &e);
+	if (r == 0)
+		r = cli_seccomp(&o, &c, &e);
 	if (r == 0)
 		r = cli_to_resources(&o, &c, &e);
 	if (r == 0 && o.config_file)
 		r = api_apply_config_file(&c, o.config_file, &e);
 	if (r == 0 && o.api_sock)
 		r = api_init(&api, &c, o.api_sock, o.max_payload, &e);
+	/* Confined before the API reads a request and before any VM is built. */
+	if (r == 0)
+		r = seccomp_install(&c.seccomp, SECCOMP_THREAD_VMM, "vmm", &e);
 	if (r == 0 && (o.kernel || o.firmware || o.config_file || o.dump_pci))
 		r = ctl_start(&c, &e);
 	if (r < 0) {

@@ -294,6 +294,63 @@ void log_msg_at(enum log_level level, const char *file, int line, const char *fm
 	va_end(ap);
 }
 
+/* memcpy at buf[*off], cut at size. */
+static void append_raw(char *buf, size_t size, size_t *off, const char *s, size_t n)
+{
+	if (n > size - *off)
+		n = size - *off;
+	memcpy(buf + *off, s, n);
+	*off += n;
+}
+
+void log_write_raw(enum log_level level, const char *text, size_t len)
+{
+	char buf[LOG_LINE_MAX];
+	const char *lv = level_names[level < LOG_ERROR || level > LOG_TRACE ? LOG_ERROR : level];
+	size_t off = 0;
+
+	/* ember's own format on stderr (unless stderr is the sink, below). */
+	append_raw(buf, sizeof(buf) - 1, &off, "ember: ", 7);
+	append_raw(buf, sizeof(buf) - 1, &off, lv, strlen(lv));
+	append_raw(buf, sizeof(buf) - 1, &off, ": ", 2);
+	append_raw(buf, sizeof(buf) - 1, &off, text, len);
+	buf[off++] = '\n';
+	if (log_fd != STDERR_FILENO)
+		sink_write(STDERR_FILENO, buf, off);
+	if (log_fd < 0)
+		return;
+	/*
+	 * Firecracker's format.  The timestamp goes through snprintf with integer conversions
+	 * only, on this stack buffer: no lock, no allocation (glibc), so safe enough in a
+	 * handler that ends the process.
+	 */
+	{
+		struct timespec ts;
+		char stamp[LOG_TIMESTAMP_MAX];
+		const char *tn = thread_name_buf[0] ? thread_name_buf : "vmm";
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		off = 0;
+		log_format_timestamp(stamp, sizeof(stamp), &ts);
+		append_raw(buf, sizeof(buf) - 1, &off, stamp, strlen(stamp));
+		append_raw(buf, sizeof(buf) - 1, &off, " [", 2);
+		append_raw(buf, sizeof(buf) - 1, &off, log_instance, strlen(log_instance));
+		append_raw(buf, sizeof(buf) - 1, &off, ":", 1);
+		append_raw(buf, sizeof(buf) - 1, &off, tn, strlen(tn));
+		if (log_show_level) {
+			const char *tag =
+			    level_tags[level < LOG_ERROR || level > LOG_TRACE ? LOG_ERROR : level];
+
+			append_raw(buf, sizeof(buf) - 1, &off, ":", 1);
+			append_raw(buf, sizeof(buf) - 1, &off, tag, strlen(tag));
+		}
+		append_raw(buf, sizeof(buf) - 1, &off, "] ", 2);
+		append_raw(buf, sizeof(buf) - 1, &off, text, len);
+		buf[off++] = '\n';
+		sink_write(log_fd, buf, off);
+	}
+}
+
 uint64_t clock_ns(void)
 {
 	struct timespec ts;

@@ -165,6 +165,15 @@ void log_guest_at(struct ratelimit *rl, enum log_level level, const char *file, 
 void log_limited_at(struct ratelimit *rl, enum log_level level, const char *file, int line,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/*
+ * Write `text` (`len` bytes, no newline) as one line at `level` from a signal
+ * handler: async-signal-safe (no lock, no allocation, write(2) only), ignores
+ * the threshold and the module filter, and goes to the sink in its format and,
+ * when the sink is not stderr, to stderr in ember's format too.  For the
+ * seccomp SIGSYS report, written just before the process dies.
+ */
+void log_write_raw(enum log_level level, const char *text, size_t len);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t clock_ns(void);
 

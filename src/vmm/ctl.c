@@ -138,6 +138,7 @@ void ctl_destroy(struct ctl *c)
 		close(c->serial_fd);
 	c->serial_fd = -1;
 	res_destroy(&c->res);
+	seccomp_filters_free(&c->seccomp);
 	/* The log fd stays open: the logger may still print the last lines. */
 }
 
@@ -266,6 +267,7 @@ int ctl_start(struct ctl *c, struct err *e)
 	cfg.console_out_fd = c->console_out_fd;
 	cfg.build_only = c->build_only;
 	cfg.boot_timer = c->boot_timer;
+	cfg.seccomp = &c->seccomp;
 	cfg.serial_limit =
 	    c->res.serial.rate_limiter.present
 	        ? (struct token_bucket_cfg){c->res.serial.rate_limiter.size,

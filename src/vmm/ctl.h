@@ -25,6 +25,7 @@
 #include "util/evloop.h"
 #include "vmm/metrics.h"
 #include "vmm/resources.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 
 enum ctl_state { CTL_NOT_STARTED, CTL_RUNNING, CTL_PAUSED };
@@ -55,6 +56,9 @@ struct ctl {
 	struct metrics_values api_counts;     /* the API's own counters, merged into each flush */
 	uint64_t start_wall_us, start_cpu_us; /* process start (Firecracker's startup metric) */
 	uint64_t parent_cpu_us;               /* --parent-cpu-time-us, added to the CPU time */
+
+	/* The filters (--no-seccomp: disabled); the vCPUs install theirs from here. */
+	struct seccomp_filters seccomp;
 
 	struct vm *vm;
 	char cmdline[LAYOUT_CMDLINE_MAX + 64];

@@ -10,6 +10,7 @@
 
 #include "boot/cpu.h"
 #include "boot/cpuid.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm_internal.h"
 
 int vcpu_setup(struct vcpu *v, struct err *e)
@@ -354,6 +355,17 @@ void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	/* Confined before the guest runs a single instruction (docs/security.md). */
+	if (vm->cfg.seccomp) {
+		struct err e = {0};
+
+		if (seccomp_install(vm->cfg.seccomp, SECCOMP_THREAD_VCPU, name, &e) < 0) {
+			vm_request_stop(vm, VM_STOP_FATAL, "vCPU %u: %s", v->kf.id, e.msg);
+			vcpu_thread_exit(v);
+			return NULL;
+		}
+	}
 
 	while (vcpu_pause_point(v)) {
 		if (ioctl(v->kf.fd, KVM_RUN, 0) < 0) {

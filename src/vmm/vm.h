@@ -39,6 +39,8 @@ enum vm_huge_pages {
 	VM_HUGE_PAGES_2M,          /* hugetlbfs 2 MiB pages (MAP_HUGETLB) */
 };
 
+struct seccomp_filters; /* vmm/seccomp.h */
+
 struct vm_config {
 	const char *kernel_path;   /* or NULL with firmware_path */
 	const char *firmware_path; /* boot a BIOS image from the reset vector instead of a kernel */
@@ -65,6 +67,8 @@ struct vm_config {
 	bool smt; /* two threads per core in the CPUID topology (vcpus must be 1 or even) */
 	bool track_dirty_pages; /* KVM dirty-page logging on guest RAM */
 	enum vm_huge_pages huge_pages;
+	/* vCPU threads install its vCPU filter before KVM_RUN (borrowed; NULL: none) */
+	const struct seccomp_filters *seccomp;
 };
 
 enum vm_stop_reason {

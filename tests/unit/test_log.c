@@ -286,6 +286,47 @@ TEST(level_off)
 	close(p[1]);
 }
 
+/* The signal handler's line: stderr in ember's format, the sink in Firecracker's, any level. */
+TEST(raw_line_for_a_signal_handler)
+{
+	struct log_config c = {.instance_id = "vm-7", .level = LOG_OFF, .show_level = true};
+	char buf[512];
+	const char *rest;
+	int p[2], q[2], saved = dup(STDERR_FILENO);
+
+	nb_pipe(p);
+	nb_pipe(q);
+	dup2(q[1], STDERR_FILENO);
+	log_reset();
+	log_write_raw(LOG_ERROR, "seccomp: thread vmm made X", 19);
+	drain_fd(q[0], buf, sizeof(buf));
+	CHECK(!strcmp(buf, "ember: error: seccomp: thread vmm\n"));
+
+	c.fd = p[1];
+	log_configure(&c);
+	log_write_raw(LOG_ERROR, "seccomp: thread vmm", 19);
+	drain_fd(q[0], buf, sizeof(buf));
+	CHECK(!strcmp(buf, "ember: error: seccomp: thread vmm\n"));
+	drain_fd(p[0], buf, sizeof(buf));
+	rest = check_stamp(buf);
+	CHECK(rest && !strcmp(rest, "[vm-7:vmm:ERROR] seccomp: thread vmm\n"));
+
+	/* The sink is stderr: one line, Firecracker's. */
+	c.fd = STDERR_FILENO;
+	log_configure(&c);
+	log_write_raw(LOG_ERROR, "seccomp: thread vmm", 19);
+	drain_fd(q[0], buf, sizeof(buf));
+	rest = check_stamp(buf);
+	CHECK(rest && !strcmp(rest, "[vm-7:vmm:ERROR] seccomp: thread vmm\n"));
+	log_reset();
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(p[0]);
+	close(p[1]);
+	close(q[0]);
+	close(q[1]);
+}
+
 TEST(default_format_on_stderr)
 {
 	char buf[512];
@@ -530,6 +571,7 @@ int main(void)
 	RUN(firecracker_format_with_level_and_origin);
 	RUN(firecracker_format_plain);
 	RUN(thread_names);
+	RUN(raw_line_for_a_signal_handler);
 	RUN(level_off);
 	RUN(default_format_on_stderr);
 	RUN(long_line_cut_with_newline);

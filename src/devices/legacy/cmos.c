@@ -333,6 +333,12 @@ int cmos_init(struct cmos *c, const struct mem_layout *ml, unsigned int vcpus)
 	if (!ml || vcpus < 1 || vcpus > 256)
 		return -EINVAL;
 	memset(c, 0, sizeof(*c));
+	/*
+	 * glibc's gmtime_r() reads the time zone file on its first call: do that here, on the
+	 * VMM thread, so a vCPU reading the clock never opens a file (its seccomp filter forbids
+	 * it).
+	 */
+	tzset();
 	rc = pthread_mutex_init(&c->lock, NULL);
 	if (rc)
 		return -rc;
