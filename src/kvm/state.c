@@ -55,20 +55,21 @@ int kvm_msr_list(struct kvm *k, uint32_t **out, unsigned int *n, struct err *e)
 }
 
 /* The MSRs of `idx` this vCPU can read (KVM lists some a CPU model may not have). */
-static int msrs_read(int fd, const uint32_t *idx, unsigned int n, struct kvm_msrs *m)
+static int msrs_read(int fd, const uint32_t *idx, unsigned int n, struct kvm_msrs *m, struct err *e)
 {
+	struct kvm_msrs *one = calloc(1, sizeof(*one) + sizeof(struct kvm_msr_entry));
 	unsigned int i, got = 0;
 
+	if (!one)
+		return err_set(e, ENOMEM, "out of memory for the MSRs");
 	for (i = 0; i < n; i++) {
-		struct {
-			struct kvm_msrs h;
-			struct kvm_msr_entry ent;
-		} one = {.h.nmsrs = 1, .ent.index = idx[i]};
-
-		if (ioctl(fd, KVM_GET_MSRS, &one) == 1)
-			m->entries[got++] = one.ent;
+		one->nmsrs = 1;
+		one->entries[0] = (struct kvm_msr_entry){.index = idx[i]};
+		if (ioctl(fd, KVM_GET_MSRS, one) == 1)
+			m->entries[got++] = one->entries[0];
 	}
 	m->nmsrs = got;
+	free(one);
 	return 0;
 }
 
@@ -108,7 +109,7 @@ int kvm_vcpu_save(struct kvm_vcpu_fd *v, const uint32_t *msr_idx, unsigned int n
 	if (r == 0)
 		r = get(v->fd, KVM_GET_VCPU_EVENTS, &ev, "vCPU's pending events", e);
 	if (r == 0)
-		r = msrs_read(v->fd, msr_idx, nmsrs, m);
+		r = msrs_read(v->fd, msr_idx, nmsrs, m, e);
 	if (r < 0)
 		goto out;
 	at = snap_begin(w, SNAP_VCPU, 1);
