@@ -25,6 +25,10 @@ static void kick_cb(struct evloop_watch *w, uint32_t events)
 		return; /* nothing pending (EAGAIN): a stale readiness report */
 	pthread_mutex_lock(&v->lock);
 	go = k->q < v->nqueues && v->vq[k->q].ready && virtio_live(v);
+	if (go && virtio_kick_deferred(v, k->q)) {
+		pthread_mutex_unlock(&v->lock);
+		return; /* served by virtio_resume() */
+	}
 	pthread_mutex_unlock(&v->lock);
 	if (!go) {
 		log_guest(&v->rl, LOG_DEBUG,

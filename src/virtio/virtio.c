@@ -80,6 +80,7 @@ static void dev_reset(struct virtio_dev *v)
 	v->driver_features = 0;
 	v->config_msix_vector = VIRTIO_NO_VECTOR;
 	v->config_irq_pending = false;
+	v->kicks_deferred = 0;
 	/* config_generation is kept: it only has to change when the config space may have. */
 }
 
@@ -375,6 +376,45 @@ bool virtio_live(const struct virtio_dev *v)
 
 	return (s & VIRTIO_STATUS_DRIVER_OK) &&
 	       !(s & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED));
+}
+
+void virtio_pause(struct virtio_dev *v)
+{
+	pthread_mutex_lock(&v->lock);
+	v->paused = true;
+	pthread_mutex_unlock(&v->lock);
+}
+
+void virtio_resume(struct virtio_dev *v)
+{
+	uint32_t kicked;
+	unsigned int q;
+
+	pthread_mutex_lock(&v->lock);
+	v->paused = false;
+	kicked = v->kicks_deferred;
+	v->kicks_deferred = 0;
+	pthread_mutex_unlock(&v->lock);
+	for (q = 0; q < v->nqueues && q < 32; q++) {
+		bool go;
+
+		if (!(kicked & (1u << q)))
+			continue;
+		pthread_mutex_lock(&v->lock);
+		go = v->vq[q].ready && virtio_live(v);
+		pthread_mutex_unlock(&v->lock);
+		if (go && v->ops->queue_notify)
+			v->ops->queue_notify(v, q);
+	}
+}
+
+bool virtio_kick_deferred(struct virtio_dev *v, unsigned int q)
+{
+	if (!v->paused)
+		return false;
+	if (q < 32)
+		v->kicks_deferred |= 1u << q;
+	return true;
 }
 
 /* ---- saved state (snapshots) ---- */

@@ -141,6 +141,8 @@ struct virtio_dev {
 	pthread_mutex_t lock;
 	struct ratelimit rl;
 	bool config_irq_pending; /* a NEEDS_RESET config interrupt is owed (see above) */
+	bool paused;             /* kicks wait (virtio_pause) */
+	uint32_t kicks_deferred; /* queues kicked while paused, a bit each */
 };
 
 /*
@@ -193,6 +195,17 @@ void virtio_needs_reset(struct virtio_dev *v, const char *why);
 
 /* True when DRIVER_OK is set and NEEDS_RESET/FAILED are not: queues may be used.  Any thread. */
 bool virtio_live(const struct virtio_dev *v);
+
+/*
+ * Pause and resume (the device registry's ops; VMM thread, lock NOT held).  While paused the
+ * guest's kicks are noted, not served (the transports ask virtio_kick_deferred()); resume
+ * serves each noted queue once, through ops->queue_notify, if it may still be used.  What
+ * the device itself has in flight is the device's to complete (virtio_blk_drain).
+ */
+void virtio_pause(struct virtio_dev *v);
+void virtio_resume(struct virtio_dev *v);
+/* Lock held: true (and the kick noted) when `v` is paused. */
+bool virtio_kick_deferred(struct virtio_dev *v, unsigned int q);
 
 /*
  * Saved state (snapshots; util/snap.h): a "VIRT" section with the negotiated features,

@@ -400,19 +400,6 @@ static struct res_limiter merge_limiter(const struct res_limiter *old,
 	return m;
 }
 
-static struct vm_virtio *find_virtio(struct ctl *c, enum vm_virtio_kind kind, const char *id)
-{
-	unsigned int i;
-
-	for (i = 0; i < c->vm->nvirtio; i++) {
-		struct vm_virtio *vv = c->vm->virtio[i];
-
-		if (vv && vv->kind == kind && !strcmp(vv->name, id))
-			return vv;
-	}
-	return NULL;
-}
-
 int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struct res_limiter *rl,
                     struct err *e)
 {
@@ -424,7 +411,7 @@ int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struc
 	if (r < 0)
 		return r;
 	d = res_find_drive(&c->res, id);
-	vv = d ? find_virtio(c, VM_VIRTIO_BLK, id) : NULL;
+	vv = d ? vm_find_virtio(c->vm, VM_VIRTIO_BLK, id) : NULL;
 	if (!vv)
 		return err_set(e, ENOENT, "Invalid block device ID: %s", id);
 	/* Everything that can be refused is checked before anything changes. */
@@ -475,7 +462,7 @@ int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
 	if (r < 0)
 		return r;
 	n = res_find_net(&c->res, id);
-	vv = n ? find_virtio(c, VM_VIRTIO_NET, id) : NULL;
+	vv = n ? vm_find_virtio(c->vm, VM_VIRTIO_NET, id) : NULL;
 	if (!vv)
 		return err_set(e, ENOENT, "Invalid network interface ID: %s", id);
 	struct res_limiter mrx = rx ? merge_limiter(&n->rx_rate_limiter, rx) : n->rx_rate_limiter;

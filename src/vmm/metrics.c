@@ -589,20 +589,8 @@ void metrics_collect_vm(struct vm *vm, struct metrics_values *v)
 	memset(&v->entropy, 0, sizeof(v->entropy));
 	memset(&v->uart, 0, sizeof(v->uart));
 	memset(&v->vcpu, 0, sizeof(v->vcpu));
-	for (i = 0; i < vm->nvirtio; i++) {
-		struct vm_virtio *vv = vm->virtio[i];
-
-		vm_kind(vv->kind)->collect(vv, v);
-	}
-	if (vm->legacy_ready) {
-		struct serial_stats st;
-
-		serial_get_stats(&vm->serial, &st);
-		v->uart.read_count = st.read_count;
-		v->uart.write_count = st.write_count;
-		v->uart.missed_write_count = st.missed_write_count;
-		v->uart.rate_limiter_dropped_bytes = st.rate_limiter_dropped_bytes;
-	}
+	/* Each device adds its share: disks and NICs a row each, the others to their totals. */
+	devreg_collect(&vm->devs, v);
 	for (i = 0; i < vm->nvcpus_created; i++) {
 		struct vcpu_stats st;
 

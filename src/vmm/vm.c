@@ -20,15 +20,7 @@
 /* Intel real-mode TSS (3 pages) + identity-map page, just below the firmware area. */
 #define KVM_TSS_GPA 0xfffbc000ull
 
-#define GSI_I8042  1
-#define GSI_SERIAL 4
-#define GSI_GED    20 /* an IOAPIC pin no ISA device or PCI INTx (16-19) uses */
-
-#define PORT_I8042_DATA 0x60
-#define PORT_I8042_CMD  0x64
-#define PORT_CMOS       0x70
-#define PORT_COM1       0x3f8
-#define PORT_DEBUGCON   DEBUGCON_PORT
+#define GSI_GED 20 /* an IOAPIC pin no ISA device or PCI INTx (16-19) uses */
 
 /* ---- step: KVM ---------------------------------------------------------------------------- */
 
@@ -160,118 +152,6 @@ static void undo_buses(struct vm *vm)
 	rcu_destroy(&vm->rcu);
 }
 
-/* ---- step: legacy devices ----------------------------------------------------------------- */
-
-static void i8042_reset_cb(void *opaque)
-{
-	vm_request_stop(opaque, VM_STOP_GUEST_RESET, "guest reset via i8042");
-}
-
-static int make_irqfd(struct vm *vm, uint32_t gsi, int *out, struct err *e)
-{
-	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), r;
-
-	if (fd < 0)
-		return err_sys(e, errno, "eventfd for GSI %u", gsi);
-	r = kvm_irqfd(&vm->kvm, fd, gsi, true);
-	if (r < 0) {
-		close(fd);
-		return err_sys(e, -r, "KVM_IRQFD for GSI %u", gsi);
-	}
-	*out = fd;
-	return 0;
-}
-
-static void drop_irqfd(struct vm *vm, uint32_t gsi, int *fd)
-{
-	if (*fd < 0)
-		return;
-	kvm_irqfd(&vm->kvm, *fd, gsi, false);
-	close(*fd);
-	*fd = -1;
-}
-
-static void guest_poweroff_cb(void *opaque)
-{
-	vm_request_stop(opaque, VM_STOP_GUEST_SHUTDOWN, "guest powered off (ACPI S5)");
-}
-
-static void undo_legacy(struct vm *vm)
-{
-	if (vm->cfg.boot_timer)
-		bus_unregister(&vm->mmio, BOOTTIMER_GPA, NULL);
-	bus_unregister(&vm->pio, SLEEPCTL_PORT, NULL);
-	bus_unregister(&vm->pio, PORT_DEBUGCON, NULL);
-	bus_unregister(&vm->pio, PORT_CMOS, NULL);
-	bus_unregister(&vm->pio, PORT_I8042_CMD, NULL);
-	bus_unregister(&vm->pio, PORT_I8042_DATA, NULL);
-	bus_unregister(&vm->pio, PORT_COM1, NULL);
-	if (vm->legacy_ready) {
-		cmos_destroy(&vm->cmos);
-		i8042_destroy(&vm->i8042);
-		serial_destroy(&vm->serial);
-		vm->legacy_ready = false;
-	}
-	drop_irqfd(vm, GSI_SERIAL, &vm->serial_irqfd);
-	drop_irqfd(vm, GSI_I8042, &vm->i8042_irqfd);
-}
-
-static int step_legacy(struct vm *vm, struct err *e)
-{
-	int r;
-
-	vm->serial_irqfd = vm->i8042_irqfd = -1;
-	r = make_irqfd(vm, GSI_SERIAL, &vm->serial_irqfd, e);
-	if (r == 0)
-		r = make_irqfd(vm, GSI_I8042, &vm->i8042_irqfd, e);
-	if (r < 0)
-		goto fail;
-	r = serial_init(&vm->serial, vm->cfg.console_out_fd, vm->serial_irqfd);
-	if (r < 0)
-		goto fail_init;
-	r = serial_set_out_limit(&vm->serial, &vm->cfg.serial_limit);
-	if (r == 0)
-		r = i8042_init(&vm->i8042, i8042_reset_cb, vm, vm->i8042_irqfd);
-	if (r < 0)
-		goto fail_serial;
-	r = cmos_init(&vm->cmos, &vm->ml, vm->cfg.vcpus);
-	if (r < 0)
-		goto fail_i8042;
-	vm->legacy_ready = true;
-	r = bus_register(&vm->pio, PORT_COM1, 8, &serial_ops, &vm->serial, e);
-	if (r == 0)
-		r = bus_register(&vm->pio, PORT_I8042_DATA, 1, &i8042_data_ops, &vm->i8042, e);
-	if (r == 0)
-		r = bus_register(&vm->pio, PORT_I8042_CMD, 1, &i8042_cmd_ops, &vm->i8042, e);
-	if (r == 0)
-		r = bus_register(&vm->pio, PORT_CMOS, 2, &cmos_ops, &vm->cmos, e);
-	/* The firmware's debug log goes to ember's log (stderr), apart from the serial console. */
-	debugcon_init(&vm->debugcon, STDERR_FILENO);
-	if (r == 0)
-		r = bus_register(&vm->pio, PORT_DEBUGCON, 1, &debugcon_ops, &vm->debugcon, e);
-	sleepctl_init(&vm->sleepctl, guest_poweroff_cb, vm);
-	if (r == 0)
-		r = bus_register(&vm->pio, SLEEPCTL_PORT, SLEEPCTL_PORTS, &sleepctl_ops,
-		                 &vm->sleepctl, e);
-	if (r == 0 && vm->cfg.boot_timer) {
-		boottimer_init(&vm->boottimer);
-		r = bus_register(&vm->mmio, BOOTTIMER_GPA, BOOTTIMER_SIZE, &boottimer_ops,
-		                 &vm->boottimer, e);
-	}
-	if (r < 0)
-		goto fail;
-	return 0;
-fail_i8042:
-	i8042_destroy(&vm->i8042);
-fail_serial:
-	serial_destroy(&vm->serial);
-fail_init:
-	err_set(e, r, "cannot initialise the legacy devices");
-fail:
-	undo_legacy(vm);
-	return r;
-}
-
 /* ---- step: PCI host and interrupt routing ------------------------------------------------ */
 
 static int step_pci(struct vm *vm, struct err *e)
@@ -322,22 +202,32 @@ static void undo_pci(struct vm *vm)
 
 /* ---- step: PCI devices ------------------------------------------------------------------- */
 
+static void testdev_op_save(struct dev *d, struct snap_w *w)
+{
+	pci_dev_save(d->pci, w);
+}
+
+static int testdev_op_restore(struct dev *d, struct snap_r *r, struct err *e)
+{
+	return pci_dev_restore(d->pci, r, e);
+}
+
+/* ember's PCI test device: configuration space, BARs and MSI-X are all the PCI core's. */
+static const struct dev_ops testdev_ops = {
+    .kind = "pci-testdev", .save = testdev_op_save, .restore = testdev_op_restore};
+
 static void undo_pci_devices(struct vm *vm)
 {
 	vm_undo_vfio(vm);
 	if (vm->testdev_ready) {
+		devreg_remove(&vm->devs, &vm->testdev_dev);
 		if (vm->cfg.pci_testdev_port > 0)
 			root_port_set_presence(&vm->ports[vm->cfg.pci_testdev_port - 1], false);
 		pci_host_unplug(&vm->pci, &vm->testdev.dev);
 		testdev_destroy(&vm->testdev);
 		vm->testdev_ready = false;
 	}
-	while (vm->nports > 0) {
-		struct root_port *p = &vm->ports[--vm->nports];
-
-		pci_host_unplug(&vm->pci, &p->dev);
-		root_port_destroy(p);
-	}
+	vm_ports_remove(vm);
 }
 
 static int step_pci_devices(struct vm *vm, struct err *e)
@@ -347,23 +237,12 @@ static int step_pci_devices(struct vm *vm, struct err *e)
 	int r;
 
 	/* Root ports take devices 1..N of bus 0; the host bridge is device 0. */
+	vm->next_slot = 1;
 	while (vm->nports < vm->cfg.root_ports) {
-		struct root_port *p = &vm->ports[vm->nports];
-		unsigned int slot = vm->nports + 1;
-
-		r = root_port_init(p, slot, &vm->plat);
-		if (r < 0) {
-			err_set(e, r, "cannot create PCIe root port %u", slot);
+		r = vm_port_add(vm, true, e);
+		if (r < 0)
 			goto fail;
-		}
-		r = pci_host_plug(&vm->pci, &p->dev, NULL, PCI_DEVFN(slot, 0), e);
-		if (r < 0) {
-			root_port_destroy(p);
-			goto fail;
-		}
-		vm->nports++;
 	}
-	vm->next_slot = vm->cfg.root_ports + 1;
 	r = vm_step_vfio(vm, e);
 	if (r < 0)
 		goto fail;
@@ -384,9 +263,18 @@ static int step_pci_devices(struct vm *vm, struct err *e)
 		goto fail;
 	}
 	vm->testdev_ready = true;
-	/* The slot is occupied: Presence Detect State and Data Link Layer Link Active. */
+	vm->testdev_dev = (struct dev){.name = "testdev",
+	                               .ops = &testdev_ops,
+	                               .obj = &vm->testdev,
+	                               .attach = DEV_AT_PCI,
+	                               .pci = &vm->testdev.dev};
+	/* The slot is occupied: Presence Detect State and Data Link Layer Link Active.  The
+	 * device stays with the VM (it tests the slot, not unplug). */
 	if (parent)
-		root_port_set_presence(&vm->ports[vm->cfg.pci_testdev_port - 1], true);
+		vm_port_occupy(vm, vm->cfg.pci_testdev_port - 1, &vm->testdev_dev, false);
+	r = devreg_add(&vm->devs, &vm->testdev_dev, e);
+	if (r < 0)
+		goto fail;
 	return 0;
 fail:
 	undo_pci_devices(vm);
@@ -427,16 +315,16 @@ static int step_acpi(struct vm *vm, struct err *e)
 	    .rtc = true,
 	    .reset_8042 = true,
 	};
-	unsigned int i;
 
 	vm->rsdp_gpa = 0;
 	/* Firmware builds its own tables, and its shadow copy owns 0xE0000-0xFFFFF. */
 	if (vm->cfg.no_acpi || vm->cfg.build_only || vm->cfg.firmware_path)
 		return 0;
-	for (i = 0; i < vm->nvirtio; i++) {
-		struct vm_virtio *vv = vm->virtio[i];
+	DEVREG_FOR_EACH(&vm->devs, d)
+	{
+		struct vm_virtio *vv = vm_dev_virtio(d);
 
-		if (vv->transport == VM_TRANSPORT_MMIO)
+		if (vv && vv->transport == VM_TRANSPORT_MMIO)
 			mmio[m.n_mmio++] =
 			    (struct acpi_mmio_dev){vv->mmio_base, VIRTIO_MMIO_SIZE, vv->mmio_gsi};
 	}
@@ -578,7 +466,7 @@ static const struct vm_step {
     {"irqchip", step_irqchip, undo_nothing},
     {"buses", step_buses, undo_buses},
     {"event loop", vm_step_loop, vm_undo_loop},
-    {"legacy devices", step_legacy, undo_legacy},
+    {"legacy devices", vm_step_legacy, vm_undo_legacy},
     {"pci", step_pci, undo_pci},
     {"pci devices", step_pci_devices, undo_pci_devices},
     {"virtio devices", vm_step_virtio, vm_undo_virtio},

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "transport/state.h"
+
 /* ---- step: virtio devices ---------------------------------------------------------------- */
 
 /* ISA lines free for virtio-mmio (edge, like Firecracker): not 0-2, 4 (COM1), 8 (RTC), 13. */
@@ -13,6 +15,7 @@ static const uint32_t mmio_gsis[] = {5, 6, 7, 9, 10, 11, 12, 14, 15, 3};
 
 void vm_virtio_undo(struct vm *vm, struct vm_virtio *vv)
 {
+	devreg_remove(&vm->devs, &vv->dev);
 	if (vv->transport_ready) {
 		if (vv->transport == VM_TRANSPORT_PCI) {
 			pci_host_unplug(&vm->pci, &vv->pci.dev);
@@ -27,16 +30,112 @@ void vm_virtio_undo(struct vm *vm, struct vm_virtio *vv)
 
 void vm_undo_virtio(struct vm *vm)
 {
-	while (vm->nvirtio > 0) {
-		struct vm_virtio *vv = vm->virtio[--vm->nvirtio];
+	struct dev *d = vm->devs.last, *prev;
 
-		vm_virtio_undo(vm, vv);
-		free(vv);
-		vm->virtio[vm->nvirtio] = NULL;
+	for (; d; d = prev) {
+		struct vm_virtio *vv = vm_dev_virtio(d);
+
+		prev = d->prev;
+		if (vv)
+			vm_virtio_op_destroy(vm, d);
 	}
 	vm->nmmio = 0;
 	/* The devices' own ports (empty now) go with the PCI devices step's undo. */
 }
+
+/* ---- the registry ops every virtio device shares (vm_internal.h) --------------------------- */
+
+struct vm_virtio *vm_dev_virtio(const struct dev *d)
+{
+	for (unsigned int k = 0; k < VM_VIRTIO_KINDS; k++)
+		if (d->ops == &vm_kind(k)->ops)
+			return d->obj;
+	return NULL;
+}
+
+unsigned int vm_virtio_count(const struct vm *vm)
+{
+	unsigned int n = 0;
+
+	DEVREG_FOR_EACH(&vm->devs, d)
+	n += vm_dev_virtio(d) != NULL;
+	return n;
+}
+
+void vm_virtio_op_destroy(void *owner, struct dev *d)
+{
+	struct vm_virtio *vv = d->obj;
+
+	vm_virtio_undo(owner, vv);
+	free(vv);
+}
+
+void vm_virtio_op_collect(struct dev *d, struct metrics_values *v)
+{
+	struct vm_virtio *vv = d->obj;
+
+	vm_kind(vv->kind)->collect(vv, v);
+}
+
+/* The guest's kicks wait, then what the device has in flight completes (a disk's requests). */
+void vm_virtio_op_pause(struct dev *d)
+{
+	struct vm_virtio *vv = d->obj;
+
+	virtio_pause(vv->vdev);
+	if (vm_kind(vv->kind)->drain)
+		vm_kind(vv->kind)->drain(vv);
+}
+
+void vm_virtio_op_resume(struct dev *d)
+{
+	struct vm_virtio *vv = d->obj;
+
+	virtio_resume(vv->vdev);
+}
+
+/* The transport saves the function or window and the virtio core's state with it. */
+void vm_virtio_op_save(struct dev *d, struct snap_w *w)
+{
+	struct vm_virtio *vv = d->obj;
+
+	snap_put_u8(w, vv->transport);
+	if (vv->transport == VM_TRANSPORT_PCI)
+		virtio_pci_save(&vv->pci, w);
+	else
+		virtio_mmio_save(&vv->mmio, w);
+}
+
+int vm_virtio_op_restore(struct dev *d, struct snap_r *r, struct err *e)
+{
+	struct vm_virtio *vv = d->obj;
+	uint8_t t = 0;
+
+	if (!snap_get_u8(r, &t))
+		return snap_done(r, d->name, e);
+	if (t != vv->transport)
+		return err_set(e, EINVAL, "%s: saved on virtio-%s, built on virtio-%s", d->name,
+		               t == VM_TRANSPORT_PCI ? "pci" : "mmio",
+		               vv->transport == VM_TRANSPORT_PCI ? "pci" : "mmio");
+	return vv->transport == VM_TRANSPORT_PCI ? virtio_pci_restore(&vv->pci, r, e)
+	                                         : virtio_mmio_restore(&vv->mmio, r, e);
+}
+
+/* ---- root ports -------------------------------------------------------------------------- */
+
+static void port_op_save(struct dev *d, struct snap_w *w)
+{
+	root_port_save(d->obj, w);
+}
+
+static int port_op_restore(struct dev *d, struct snap_r *r, struct err *e)
+{
+	return root_port_restore(d->obj, r, e);
+}
+
+/* Ports leave only with the VM (undo_pci_devices): no destroy. */
+static const struct dev_ops port_ops = {
+    .kind = "root-port", .save = port_op_save, .restore = port_op_restore};
 
 bool vm_dev_has_io_bar(const struct pci_dev *d)
 {
@@ -47,16 +146,17 @@ bool vm_dev_has_io_bar(const struct pci_dev *d)
 }
 
 /*
- * A root port of its own on bus 0 for a device built at start-up, so that the guest can be
- * asked to give it back like a hot-plugged one (PCIe Base 6.0 §6.7: native hot plug; why not
- * bus 0: docs/hotplug.md).  The port has memory windows only unless `io` (a device with an
- * I/O BAR; virtio-pci has none): 4 KiB I/O windows would cap the ports at 15.  Its index in
- * vm->ports, or -errno.
+ * A root port on bus 0, the next device number: the configured hot-plug slots (`io`), then one
+ * of its own for each device built at start-up, so that the guest can be asked to give it back
+ * like a hot-plugged one (PCIe Base 6.0 §6.7: native hot plug; why not bus 0: docs/hotplug.md).
+ * A device's port has memory windows only unless `io` (a device with an I/O BAR; virtio-pci
+ * has none): 4 KiB I/O windows would cap the ports at 15.  Its index in vm->ports, or -errno.
  */
-static int device_port_add(struct vm *vm, bool io, struct err *e)
+int vm_port_add(struct vm *vm, bool io, struct err *e)
 {
 	unsigned int i = vm->nports;
 	struct root_port *p = &vm->ports[i];
+	struct vm_slot *sl = &vm->slots[i];
 	int r;
 
 	if (i >= VM_MAX_PORTS)
@@ -73,10 +173,44 @@ static int device_port_add(struct vm *vm, bool io, struct err *e)
 		root_port_destroy(p);
 		return r;
 	}
+	*sl = (struct vm_slot){.state = VM_SLOT_EMPTY};
+	snprintf(sl->port.name, sizeof(sl->port.name), "rp%u", i + 1);
+	sl->port.ops = &port_ops;
+	sl->port.obj = p;
+	sl->port.attach = DEV_AT_PCI;
+	sl->port.pci = &p->dev;
+	r = devreg_add(&vm->devs, &sl->port, e);
+	if (r < 0) {
+		pci_host_unplug(&vm->pci, &p->dev);
+		root_port_destroy(p);
+		return r;
+	}
 	vm->next_slot++;
-	vm->slots[i] = (struct vm_slot){.state = VM_SLOT_EMPTY};
 	vm->nports++;
 	return (int)i;
+}
+
+void vm_ports_remove(struct vm *vm)
+{
+	while (vm->nports > 0) {
+		struct root_port *p = &vm->ports[--vm->nports];
+
+		devreg_remove(&vm->devs, &vm->slots[vm->nports].port);
+		pci_host_unplug(&vm->pci, &p->dev);
+		root_port_destroy(p);
+	}
+}
+
+/* `d`, a PCI function, is device 0 behind port `port` from power-on: present, link up, no
+ * event (PCIe Base 6.0 §7.5.3.11).  When `removable`, it can leave with the slot. */
+void vm_port_occupy(struct vm *vm, unsigned int port, struct dev *d, bool removable)
+{
+	d->parent = &vm->slots[port].port;
+	root_port_set_presence(&vm->ports[port], true);
+	if (removable) {
+		vm->slots[port].dev = d;
+		vm->slots[port].state = VM_SLOT_OCCUPIED;
+	}
 }
 
 /* Put an initialised device on its transport. */
@@ -85,7 +219,7 @@ static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
 	int r;
 
 	if (vv->transport == VM_TRANSPORT_PCI) {
-		int port = device_port_add(vm, false, e);
+		int port = vm_port_add(vm, false, e);
 
 		if (port < 0)
 			return port;
@@ -98,11 +232,9 @@ static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
 			virtio_pci_destroy(&vv->pci);
 			return r;
 		}
-		/* In the slot from power-on: present, link up, no event (PCIe Base 6.0 §7.5.3.11).
-		 */
-		root_port_set_presence(&vm->ports[port], true);
-		vm->slots[port].vv = vv;
-		vm->slots[port].state = VM_SLOT_OCCUPIED;
+		vv->dev.attach = DEV_AT_PCI;
+		vv->dev.pci = &vv->pci.dev;
+		vm_port_occupy(vm, (unsigned int)port, &vv->dev, true);
 	} else {
 		if (vm->nmmio >= sizeof(mmio_gsis) / sizeof(mmio_gsis[0]))
 			return err_set(e, ENOSPC, "%s: at most %zu virtio-mmio devices",
@@ -114,6 +246,9 @@ static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
 		if (r < 0)
 			return r;
 		vm->nmmio++;
+		vv->dev.attach = DEV_AT_MMIO;
+		vv->dev.base = vv->mmio_base;
+		vv->dev.size = VIRTIO_MMIO_SIZE;
 	}
 	vv->transport_ready = true;
 	return 0;
@@ -138,9 +273,11 @@ void vm_virtio_name(struct vm_virtio *vv, const void *cfg, unsigned int index)
 	const char *id = k->cfg_id ? k->cfg_id(cfg) : NULL;
 
 	if (id)
-		snprintf(vv->name, sizeof(vv->name), "%s", id);
+		snprintf(vv->dev.name, sizeof(vv->dev.name), "%s", id);
 	else
-		k->default_name(vv->name, sizeof(vv->name), index);
+		k->default_name(vv->dev.name, sizeof(vv->dev.name), index);
+	vv->dev.ops = &k->ops;
+	vv->dev.obj = vv;
 }
 
 static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigned int index,
@@ -159,12 +296,13 @@ static int virtio_add(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, 
 		return r;
 	}
 	r = virtio_attach(vm, vv, e);
+	if (r == 0)
+		r = devreg_add(&vm->devs, &vv->dev, e);
 	if (r < 0) {
 		vm_virtio_undo(vm, vv);
 		free(vv);
 		return r;
 	}
-	vm->virtio[vm->nvirtio++] = vv;
 	return 0;
 }
 
@@ -195,7 +333,6 @@ const char *vm_build_cmdline(struct vm *vm, struct err *e)
 {
 	const char *user = vm->cfg.cmdline ? vm->cfg.cmdline : "";
 	size_t len = strlen(user);
-	unsigned int i;
 
 	if (vm->nmmio == 0)
 		return user;
@@ -205,11 +342,12 @@ const char *vm_build_cmdline(struct vm *vm, struct err *e)
 		return NULL;
 	}
 	memcpy(vm->cmdline, user, len + 1);
-	for (i = 0; i < vm->nvirtio; i++) {
-		struct vm_virtio *vv = vm->virtio[i];
+	DEVREG_FOR_EACH(&vm->devs, d)
+	{
+		struct vm_virtio *vv = vm_dev_virtio(d);
 		int n;
 
-		if (vv->transport != VM_TRANSPORT_MMIO)
+		if (!vv || vv->transport != VM_TRANSPORT_MMIO)
 			continue;
 		if (len > 0 && len + 1 < sizeof(vm->cmdline))
 			vm->cmdline[len++] = ' ';
@@ -229,7 +367,23 @@ const char *vm_build_cmdline(struct vm *vm, struct err *e)
 
 /* ---- passed-through host devices ------------------------------------------------------------ */
 
-/* The passed-through host devices, each a function of its own on bus 0 (docs/vfio.md). */
+static void vfio_op_destroy(void *owner, struct dev *d)
+{
+	vm_vfio_close(owner, d->obj);
+}
+
+static const struct dev_ops vfio_ops = {
+    .kind = "vfio",
+    .destroy = vfio_op_destroy,
+    .nosave = "it is passed through from the host: its state is the host device's, which "
+              "ember cannot save"};
+
+struct vm_vfio *vm_dev_vfio(const struct dev *d)
+{
+	return d->ops == &vfio_ops ? d->obj : NULL;
+}
+
+/* The passed-through host devices, each behind a root port of its own (docs/vfio.md). */
 struct vm_vfio *vm_vfio_open(struct vm *vm, const char *path, const char *name, struct err *e)
 {
 	struct vm_vfio *pt = calloc(1, sizeof(*pt));
@@ -238,7 +392,11 @@ struct vm_vfio *vm_vfio_open(struct vm *vm, const char *path, const char *name, 
 		err_set(e, ENOMEM, "out of memory for a VFIO device");
 		return NULL;
 	}
-	snprintf(pt->name, sizeof(pt->name), "%s", name);
+	snprintf(pt->dev.name, sizeof(pt->dev.name), "%s", name);
+	pt->dev.ops = &vfio_ops;
+	pt->dev.obj = pt;
+	pt->dev.attach = DEV_AT_PCI;
+	pt->dev.pci = &pt->pci.dev;
 	if (vfio_pci_init(&pt->pci, path, &vm->gm, &vm->plat, e) < 0) {
 		free(pt);
 		return NULL;
@@ -248,9 +406,25 @@ struct vm_vfio *vm_vfio_open(struct vm *vm, const char *path, const char *name, 
 
 void vm_vfio_close(struct vm *vm, struct vm_vfio *pt)
 {
+	devreg_remove(&vm->devs, &pt->dev);
 	pci_host_unplug(&vm->pci, &pt->pci.dev); /* nothing when not plugged */
 	vfio_pci_destroy(&pt->pci);
 	free(pt);
+}
+
+int vm_vfio_plug(struct vm *vm, struct vm_vfio *pt, int port, struct err *e)
+{
+	int r = port < 0 ? port
+	                 : pci_host_plug(&vm->pci, &pt->pci.dev, &vm->ports[port].dev,
+	                                 PCI_DEVFN(0, 0), e);
+
+	if (r == 0)
+		r = devreg_add(&vm->devs, &pt->dev, e);
+	if (r < 0)
+		return r;
+	pt->dev.parent = &vm->slots[port].port;
+	vm->slots[port].dev = &pt->dev;
+	return 0;
 }
 
 int vm_step_vfio(struct vm *vm, struct err *e)
@@ -268,28 +442,24 @@ int vm_step_vfio(struct vm *vm, struct err *e)
 		if (!pt)
 			return e->code ? e->code : -EINVAL;
 		/* Behind a port of its own, like the virtio-pci devices: it can be unplugged. */
-		port = device_port_add(vm, vm_dev_has_io_bar(&pt->pci.dev), e);
-		r = port < 0 ? port
-		             : pci_host_plug(&vm->pci, &pt->pci.dev, &vm->ports[port].dev,
-		                             PCI_DEVFN(0, 0), e);
+		port = vm_port_add(vm, vm_dev_has_io_bar(&pt->pci.dev), e);
+		r = vm_vfio_plug(vm, pt, port, e);
 		if (r < 0) {
 			vm_vfio_close(vm, pt);
 			return r;
 		}
-		root_port_set_presence(&vm->ports[port], true);
-		vm->slots[port].pt = pt;
-		vm->slots[port].state = VM_SLOT_OCCUPIED;
-		vm->vfio[vm->nvfio++] = pt;
+		vm_port_occupy(vm, (unsigned int)port, &pt->dev, true);
 	}
 	return 0;
 }
 
 void vm_undo_vfio(struct vm *vm)
 {
-	while (vm->nvfio > 0) {
-		struct vm_vfio *pt = vm->vfio[--vm->nvfio];
+	struct dev *d = vm->devs.last, *prev;
 
-		vm_vfio_close(vm, pt);
-		vm->vfio[vm->nvfio] = NULL;
+	for (; d; d = prev) {
+		prev = d->prev;
+		if (vm_dev_vfio(d))
+			vm_vfio_close(vm, d->obj);
 	}
 }

@@ -65,64 +65,30 @@ static void slot_timer_arm(struct vm *vm)
 /* The name of the device in an occupied slot. */
 static const char *slot_name(const struct vm_slot *sl)
 {
-	return sl->vv ? sl->vv->name : sl->pt ? sl->pt->name : "";
-}
-
-/* Take `vv` off the VM's list of virtio devices. */
-static void virtio_forget(struct vm *vm, struct vm_virtio *vv)
-{
-	unsigned int j;
-
-	for (j = 0; j < vm->nvirtio && vm->virtio[j] != vv; j++)
-		;
-	if (j < vm->nvirtio) {
-		memmove(&vm->virtio[j], &vm->virtio[j + 1],
-		        (vm->nvirtio - j - 1) * sizeof(vm->virtio[0]));
-		vm->virtio[--vm->nvirtio] = NULL;
-	}
-}
-
-/* Take `pt` off the VM's list of passed-through devices. */
-static void vfio_forget(struct vm *vm, struct vm_vfio *pt)
-{
-	unsigned int j;
-
-	for (j = 0; j < vm->nvfio && vm->vfio[j] != pt; j++)
-		;
-	if (j < vm->nvfio) {
-		memmove(&vm->vfio[j], &vm->vfio[j + 1], (vm->nvfio - j - 1) * sizeof(vm->vfio[0]));
-		vm->vfio[--vm->nvfio] = NULL;
-	}
+	return sl->dev ? sl->dev->name : "";
 }
 
 /*
- * Tear the device in slot i down: requests in flight complete to the guest
- * first (so nothing it was told is lost, and a flush it issued reached the
- * disk), then the exact undo of the plug.  A passed-through device is
- * unplugged, reset and handed back to the host.
+ * Tear the device in slot i down: paused first, so requests in flight complete to the guest
+ * (nothing it was told is lost, and a flush it issued reached the disk), then off the
+ * registry and its own undo.  A passed-through device is reset and handed back to the host.
  */
 static void slot_teardown(struct vm *vm, unsigned int i)
 {
 	struct vm_slot *sl = &vm->slots[i];
-	struct vm_virtio *vv = sl->vv;
+	struct dev *d = sl->dev;
+	struct vm_virtio *vv = vm_dev_virtio(d);
 	enum vm_virtio_kind kind = vv ? vv->kind : VM_VIRTIO_BLK;
-	bool vfio = sl->pt != NULL;
-	char name[sizeof(vv->name)];
+	bool vfio = vm_dev_vfio(d) != NULL;
+	char name[sizeof(d->name)];
 
-	snprintf(name, sizeof(name), "%s", slot_name(sl));
-	if (vv) {
-		if (vm_kind(kind)->drain)
-			vm_kind(kind)->drain(vv);
-		vm_virtio_undo(vm, vv);
-		virtio_forget(vm, vv);
-		free(vv);
-	} else if (sl->pt) {
-		vfio_forget(vm, sl->pt);
-		vm_vfio_close(vm, sl->pt);
-	}
+	snprintf(name, sizeof(name), "%s", d->name);
+	if (d->ops->pause)
+		d->ops->pause(d);
+	devreg_remove(&vm->devs, d);
+	d->ops->destroy(vm, d);
 	root_port_set_presence(&vm->ports[i], false);
-	sl->vv = NULL;
-	sl->pt = NULL;
+	sl->dev = NULL;
 	sl->state = VM_SLOT_EMPTY;
 	log_info("slot %u: %s removed", i + 1, name);
 	if (vm->unplugged)
@@ -211,12 +177,9 @@ int vm_step_hotplug(struct vm *vm, struct err *e)
 		goto fail;
 	}
 	vm->hp_ready = true;
-	for (i = 0; i < vm->nports; i++) {
-		/* The start-up devices' slots were filled by the virtio step (vm_devices.c). */
-		if (!vm->slots[i].vv && !vm->slots[i].pt)
-			vm->slots[i] = (struct vm_slot){.state = VM_SLOT_EMPTY};
+	/* The slots are set up with their ports, the start-up devices' filled (vm_devices.c). */
+	for (i = 0; i < vm->nports; i++)
 		root_port_set_hp_ops(&vm->ports[i], &slot_hp_ops, vm);
-	}
 	return 0;
 fail:
 	vm_undo_hotplug(vm);
@@ -238,7 +201,7 @@ void vm_slot_get(const struct vm *vm, unsigned int i, struct vm_slot_info *out)
 	/* A device built behind the port at start-up (the PCI test device) occupies it too. */
 	if (sl->state == VM_SLOT_EMPTY && root_port_present(&vm->ports[i]))
 		out->state = VM_SLOT_OCCUPIED;
-	out->device = sl->vv || sl->pt ? slot_name(sl) : NULL;
+	out->device = sl->dev ? sl->dev->name : NULL;
 }
 
 void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque)
@@ -249,12 +212,9 @@ void vm_set_unplugged_cb(struct vm *vm, vm_unplugged_cb cb, void *opaque)
 
 struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const char *name)
 {
-	unsigned int i;
+	struct dev *d = devreg_find(&vm->devs, vm_kind(kind)->label, name);
 
-	for (i = 0; i < vm->nvirtio; i++)
-		if (vm->virtio[i]->kind == kind && !strcmp(vm->virtio[i]->name, name))
-			return vm->virtio[i];
-	return NULL;
+	return d ? vm_dev_virtio(d) : NULL;
 }
 
 /*
@@ -292,7 +252,7 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
                struct err *e)
 {
 	struct vm_virtio *vv;
-	unsigned int i, j, n;
+	unsigned int i;
 	int r;
 
 	enum vm_transport t = vm_kind(kind)->cfg_transport(cfg);
@@ -305,16 +265,14 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 	if (r < 0)
 		return r;
 	i = (unsigned int)r;
-	if (vm->nvirtio >= VM_MAX_VIRTIO)
+	if (vm_virtio_count(vm) >= VM_MAX_VIRTIO)
 		return err_set(e, ENOSPC, "at most %u virtio devices", VM_MAX_VIRTIO);
 	vv = calloc(1, sizeof(*vv));
 	if (!vv)
 		return err_set(e, ENOMEM, "out of memory for a virtio device");
 	vv->kind = kind;
 	/* Without an id (the API always gives one) it is named after its kind's count. */
-	for (j = 0, n = 0; j < vm->nvirtio; j++)
-		n += vm->virtio[j]->kind == kind;
-	vm_virtio_name(vv, cfg, n);
+	vm_virtio_name(vv, cfg, devreg_count(&vm->devs, vm_kind(kind)->label));
 	r = vm_virtio_create(vm, vv, cfg, e);
 	if (r < 0) {
 		free(vv);
@@ -330,8 +288,13 @@ int vm_hotplug(struct vm *vm, enum vm_virtio_kind kind, const void *cfg, unsigne
 		goto fail_dev;
 	}
 	vv->transport_ready = true;
-	vm->virtio[vm->nvirtio++] = vv;
-	vm->slots[i].vv = vv;
+	vv->dev.attach = DEV_AT_PCI;
+	vv->dev.pci = &vv->pci.dev;
+	vv->dev.parent = &vm->slots[i].port;
+	r = devreg_add(&vm->devs, &vv->dev, e);
+	if (r < 0)
+		goto fail_dev;
+	vm->slots[i].dev = &vv->dev;
 	slot_plugged(vm, i, slot);
 	return 0;
 fail_dev:
@@ -345,13 +308,11 @@ int vm_hotplug_vfio(struct vm *vm, const char *path, const char *name, unsigned 
 {
 	struct vm_vfio *pt;
 	char bdf[16];
-	unsigned int j;
 	int i, r;
 
-	for (j = 0; j < vm->nvfio; j++)
-		if (!strcmp(vm->vfio[j]->name, name))
-			return err_set(e, EEXIST, "%s is already in this VM", name);
-	if (vm->nvfio >= VM_MAX_VFIO)
+	if (devreg_find(&vm->devs, "vfio", name))
+		return err_set(e, EEXIST, "%s is already in this VM", name);
+	if (devreg_count(&vm->devs, "vfio") >= VM_MAX_VFIO)
 		return err_set(e, ENOSPC, "at most %u passed-through devices", VM_MAX_VFIO);
 	r = free_slot(vm, false, e); /* a first answer before the device is opened */
 	if (r < 0)
@@ -359,22 +320,23 @@ int vm_hotplug_vfio(struct vm *vm, const char *path, const char *name, unsigned 
 	r = vfio_check(path, bdf, e);
 	if (r < 0)
 		return r;
-	for (j = 0; j < vm->nvfio; j++)
-		if (!strcmp(vm->vfio[j]->pci.vd.bdf, bdf))
+	DEVREG_FOR_EACH(&vm->devs, d)
+	{
+		struct vm_vfio *other = vm_dev_vfio(d);
+
+		if (other && !strcmp(other->pci.vd.bdf, bdf))
 			return err_set(e, EBUSY, "%s is already passed through to this VM as %s",
-			               bdf, vm->vfio[j]->name);
+			               bdf, d->name);
+	}
 	pt = vm_vfio_open(vm, path, name, e);
 	if (!pt)
 		return e->code ? e->code : -EINVAL;
 	i = free_slot(vm, vm_dev_has_io_bar(&pt->pci.dev), e);
-	r = i < 0 ? i
-	          : pci_host_plug(&vm->pci, &pt->pci.dev, &vm->ports[i].dev, PCI_DEVFN(0, 0), e);
+	r = vm_vfio_plug(vm, pt, i, e);
 	if (r < 0) {
 		vm_vfio_close(vm, pt);
 		return r;
 	}
-	vm->vfio[vm->nvfio++] = pt;
-	vm->slots[i].pt = pt;
 	slot_plugged(vm, (unsigned int)i, slot);
 	return 0;
 }
@@ -404,34 +366,41 @@ static int slot_unplug(struct vm *vm, unsigned int i, const char *name, bool for
 	return 0;
 }
 
-int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force, struct err *e)
+/*
+ * Take device `d` out: a device behind a root port through its slot; nothing else can leave.
+ * virtio-mmio (virtio 1.2 §4.2) has no way to tell a driver its device is going.
+ */
+static int dev_unplug(struct vm *vm, struct dev *d, bool force, struct err *e)
 {
-	struct vm_virtio *vv = vm_find_virtio(vm, kind, name);
 	unsigned int i;
 
-	if (!vv)
-		return err_set(e, ENOENT, "%s has no device in this VM", name);
-	/* virtio-mmio (virtio 1.2 §4.2) has no way to tell a driver its device is going. */
-	if (vv->transport == VM_TRANSPORT_MMIO)
+	if (d->attach == DEV_AT_MMIO && vm_dev_virtio(d))
 		return err_set(
 		    e, EINVAL,
 		    "%s is a virtio-mmio device, which cannot be unplugged: virtio-mmio has "
 		    "no way to tell the guest a device is leaving (transport pci can)",
-		    name);
+		    d->name);
 	for (i = 0; i < vm->nports; i++)
-		if (vm->slots[i].vv == vv)
-			break;
-	if (i == vm->nports) /* not reached: every virtio-pci device sits behind a port */
-		return err_set(e, ENOENT, "%s is not behind a hot-plug slot", name);
-	return slot_unplug(vm, i, name, force, e);
+		if (vm->slots[i].dev == d)
+			return slot_unplug(vm, i, d->name, force, e);
+	return err_set(e, EINVAL, "%s (%s) is part of the machine and cannot be unplugged", d->name,
+	               d->ops->kind);
+}
+
+int vm_unplug(struct vm *vm, enum vm_virtio_kind kind, const char *name, bool force, struct err *e)
+{
+	struct dev *d = devreg_find(&vm->devs, vm_kind(kind)->label, name);
+
+	if (!d)
+		return err_set(e, ENOENT, "%s has no device in this VM", name);
+	return dev_unplug(vm, d, force, e);
 }
 
 int vm_unplug_vfio(struct vm *vm, const char *name, bool force, struct err *e)
 {
-	unsigned int i;
+	struct dev *d = devreg_find(&vm->devs, "vfio", name);
 
-	for (i = 0; i < vm->nports; i++)
-		if (vm->slots[i].pt && !strcmp(vm->slots[i].pt->name, name))
-			return slot_unplug(vm, i, name, force, e);
-	return err_set(e, ENOENT, "%s has no device in this VM", name);
+	if (!d)
+		return err_set(e, ENOENT, "%s has no device in this VM", name);
+	return dev_unplug(vm, d, force, e);
 }

@@ -36,13 +36,14 @@
 #include "transport/pci.h"
 #include "util/gmem.h"
 #include "util/snap.h"
+#include "vmm/devreg.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
 /* A virtio device, its transport and where it sits. */
 struct vm_virtio {
+	struct dev dev; /* on the registry; dev.name: the API id, or "vda", "net0" */
 	enum vm_virtio_kind kind;
-	char name[72]; /* the API id, or "vda", "net0": names the device in logs and metrics */
 	union {
 		struct virtio_blk blk;
 		struct virtio_net net;
@@ -68,13 +69,14 @@ struct vm_virtio {
 
 /* A host device passed through (--vfio, PUT /vfio/{id}). */
 struct vm_vfio {
-	char name[72]; /* the API id: vfio0.. from the command line */
+	struct dev dev; /* on the registry; dev.name: the API id, vfio0.. from the command line */
 	struct vfio_pci pci;
 };
 
+/* A root port and its hot-plug slot. */
 struct vm_slot {
-	struct vm_virtio *vv; /* the device behind the port, or NULL */
-	struct vm_vfio *pt;   /* or the passed-through one behind it, or NULL */
+	struct dev port; /* the root port's entry on the registry ("rp1"..) */
+	struct dev *dev; /* the device behind the port that can leave with it, or NULL */
 	enum vm_slot_state state;
 	unsigned int power_offs; /* atomic: guest power-off writes seen (hp callback) */
 	unsigned int mark;       /* power_offs when plugged or removal was requested */
@@ -95,7 +97,8 @@ struct vm {
 	struct cmos cmos;
 	struct debugcon debugcon;
 	struct sleepctl sleepctl;
-	struct boottimer boottimer; /* with cfg.boot_timer */
+	struct boottimer boottimer;                 /* with cfg.boot_timer */
+	struct dev serial_dev, i8042_dev, cmos_dev; /* their registry entries */
 	int ged_fd; /* power button: an edge line on GSI_GED (ACPI Generic Event Device) */
 	int serial_irqfd, i8042_irqfd;
 	bool legacy_ready; /* the three devices are initialised */
@@ -106,9 +109,8 @@ struct vm {
 	struct root_port ports[VM_MAX_PORTS];
 	unsigned int nports; /* cfg.root_ports, then the start-up devices' own ports */
 	struct testdev testdev;
+	struct dev testdev_dev;
 	bool testdev_ready;
-	struct vm_vfio *vfio[VM_MAX_VFIO]; /* passed-through devices, each behind a port */
-	unsigned int nvfio;
 	unsigned int next_slot;             /* next free device number on bus 0 */
 	struct vm_slot slots[VM_MAX_PORTS]; /* hot plug, one per port */
 	int hp_fd;                          /* eventfd: a guest powered a slot off */
@@ -120,8 +122,9 @@ struct vm {
 	void *unplugged_opaque;
 
 	struct virtio_env venv;
-	struct vm_virtio *virtio[VM_MAX_VIRTIO];
-	unsigned int nvirtio, nmmio;
+	unsigned int nmmio; /* virtio-mmio devices (never unplugged) */
+	/* Every device, in build order: the legacy ones, the ports, the PCI devices. */
+	struct devreg devs;
 	char cmdline[LAYOUT_CMDLINE_MAX + 512]; /* the user's command line + virtio_mmio.device= */
 
 	uint64_t rsdp_gpa;  /* ACPI RSDP, 0 without ACPI */
@@ -158,6 +161,12 @@ struct vm {
 
 /* The device `name` of `kind`, or NULL. */
 struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const char *name);
+/* The virtio device `d` is, or NULL (another kind of device). */
+struct vm_virtio *vm_dev_virtio(const struct dev *d);
+/* The passed-through device `d` is, or NULL. */
+struct vm_vfio *vm_dev_vfio(const struct dev *d);
+/* How many virtio devices the VM has. */
+unsigned int vm_virtio_count(const struct vm *vm);
 
 /*
  * What vmm/ does for one kind of virtio device (vm_kinds.c holds the table): the device
@@ -166,7 +175,8 @@ struct vm_virtio *vm_find_virtio(struct vm *vm, enum vm_virtio_kind kind, const 
  */
 struct metrics_values;
 struct vm_kind {
-	const char *label; /* "block", "net", "vsock", "entropy" */
+	const char *label;  /* "block", "net", "vsock", "entropy" */
+	struct dev_ops ops; /* its devices' registry ops (VM_VIRTIO_DEV_OPS) */
 	/* The device's id in the configuration `cfg` (struct vm_disk_cfg, ...); NULL: none. */
 	const char *(*cfg_id)(const void *cfg);
 	/* How many devices of the kind the VM's configuration has, and the i-th's cfg. */
@@ -186,7 +196,28 @@ struct vm_kind {
 };
 const struct vm_kind *vm_kind(enum vm_virtio_kind kind);
 
+/* vm_devices.c: the registry ops every virtio device shares; the kind adds its label. */
+void vm_virtio_op_destroy(void *owner, struct dev *d);
+void vm_virtio_op_collect(struct dev *d, struct metrics_values *v);
+void vm_virtio_op_pause(struct dev *d);
+void vm_virtio_op_resume(struct dev *d);
+void vm_virtio_op_save(struct dev *d, struct snap_w *w);
+int vm_virtio_op_restore(struct dev *d, struct snap_r *r, struct err *e);
+#define VM_VIRTIO_DEV_OPS(label_)                                                                  \
+	{                                                                                          \
+		.kind = (label_), .destroy = vm_virtio_op_destroy,                                 \
+		.collect = vm_virtio_op_collect, .pause = vm_virtio_op_pause,                      \
+		.resume = vm_virtio_op_resume, .save = vm_virtio_op_save,                          \
+		.restore = vm_virtio_op_restore                                                    \
+	}
+
 /* ---- build steps in other files than vm.c, each with its undo (vm.c runs the sequence) ---- */
+
+/* vm_legacy.c: the legacy devices on the platform, on the registry. */
+int vm_step_legacy(struct vm *vm, struct err *e);
+void vm_undo_legacy(struct vm *vm);
+/* Put COM1, the i8042 and the CMOS (initialised) on the registry (part of the step). */
+int vm_legacy_register(struct vm *vm, struct err *e);
 
 /* vm_console.c: the stop eventfd on the event loop; the serial console on stdin/stdout. */
 int vm_step_loop(struct vm *vm, struct err *e);
@@ -214,13 +245,23 @@ void vm_undo_vfio(struct vm *vm);
 struct vm_vfio *vm_vfio_open(struct vm *vm, const char *path, const char *name, struct err *e);
 /* Unplug (if plugged), reset and hand back, free. */
 void vm_vfio_close(struct vm *vm, struct vm_vfio *pt);
+/* Plug `pt` as device 0 behind port `port` (-errno: passed on) and register it. */
+int vm_vfio_plug(struct vm *vm, struct vm_vfio *pt, int port, struct err *e);
+
+/* vm_devices.c: root ports.  A new one on bus 0 (its index, or -errno): with an I/O window
+ * when `io`; all of them go (vm_ports_remove) with the PCI devices step's undo. */
+int vm_port_add(struct vm *vm, bool io, struct err *e);
+void vm_ports_remove(struct vm *vm);
+/* `d` is in port `port`'s slot from power-on; when `removable`, it can leave with it. */
+void vm_port_occupy(struct vm *vm, unsigned int port, struct dev *d, bool removable);
 /* Whether `d` needs an I/O window from the port it sits behind. */
 bool vm_dev_has_io_bar(const struct pci_dev *d);
 
 /*
- * vm_state.c: every device's state, in build order (root ports, the PCI test device, the
- * virtio devices on their transports), for snapshots.  Save quiesces the devices first
- * (requests in flight complete); a VM with passed-through devices cannot be saved
+ * vm_state.c: every device's state, through the registry (devreg.h) in build order: the
+ * legacy devices, the root ports (slot state), the PCI test device, the virtio devices on
+ * their transports.  Quiesce pauses and resumes every device (requests in flight complete);
+ * save does the same around the save.  A VM with passed-through devices cannot be saved
  * (-ENOTSUP).  Restore needs a VM built with the same devices in the same places, not yet
  * running: -EINVAL with the reason for anything else, a short or a corrupted state.
  */

@@ -29,7 +29,7 @@ static int blk_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, stru
 	const struct vm_disk_cfg *c = cfg;
 	struct virtio_blk_opts o = {
 	    .path = c->path,
-	    .drive_id = vv->name,
+	    .drive_id = vv->dev.name,
 	    .read_only = c->read_only,
 	    .engine =
 	        c->engine == VM_ENGINE_URING ? BLOCKFILE_ENGINE_IO_URING : BLOCKFILE_ENGINE_SYNC,
@@ -60,7 +60,7 @@ static void blk_collect(struct vm_virtio *vv, struct metrics_values *v)
 		return;
 	o = &v->block[v->nblock++];
 	memset(o, 0, sizeof(*o));
-	snprintf(o->id, sizeof(o->id), "%s", vv->name);
+	snprintf(o->id, sizeof(o->id), "%s", vv->dev.name);
 	pthread_mutex_lock(&b->vdev.lock);
 	o->read_bytes = b->bytes_read;
 	o->write_bytes = b->bytes_written;
@@ -92,7 +92,7 @@ static int net_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, stru
 {
 	const struct vm_net_cfg *c = cfg;
 	struct virtio_net_opts o = {
-	    .id = vv->name,
+	    .id = vv->dev.name,
 	    .backend = c->tap ? VIRTIO_NET_BACKEND_TAP : VIRTIO_NET_BACKEND_SLIRP,
 	    .tap_name = c->tap,
 	    .has_mac = c->has_mac,
@@ -125,7 +125,7 @@ static void net_collect(struct vm_virtio *vv, struct metrics_values *v)
 		return;
 	o = &v->net[v->nnet++];
 	memset(o, 0, sizeof(*o));
-	snprintf(o->id, sizeof(o->id), "%s", vv->name);
+	snprintf(o->id, sizeof(o->id), "%s", vv->dev.name);
 	pthread_mutex_lock(&n->vdev.lock);
 	o->rx_bytes_count = n->st.rx_bytes;
 	o->rx_packets_count = o->rx_count = n->st.rx_frames;
@@ -260,6 +260,7 @@ static const void *rng_at(const struct vm_devices_cfg *d, unsigned int i)
 
 static const struct vm_kind kinds[] = {
     [VM_VIRTIO_BLK] = {.label = "block",
+                       .ops = VM_VIRTIO_DEV_OPS("block"),
                        .cfg_id = blk_id,
                        .cfg_count = blk_count,
                        .cfg_at = blk_at,
@@ -270,6 +271,7 @@ static const struct vm_kind kinds[] = {
                        .drain = blk_drain,
                        .collect = blk_collect},
     [VM_VIRTIO_NET] = {.label = "net",
+                       .ops = VM_VIRTIO_DEV_OPS("net"),
                        .cfg_id = net_id,
                        .cfg_count = net_count,
                        .cfg_at = net_at,
@@ -279,6 +281,7 @@ static const struct vm_kind kinds[] = {
                        .destroy = net_destroy,
                        .collect = net_collect},
     [VM_VIRTIO_VSOCK] = {.label = "vsock",
+                         .ops = VM_VIRTIO_DEV_OPS("vsock"),
                          .cfg_count = vsock_count,
                          .cfg_at = vsock_at,
                          .cfg_transport = vsock_transport,
@@ -287,6 +290,7 @@ static const struct vm_kind kinds[] = {
                          .destroy = vsock_destroy,
                          .collect = vsock_collect},
     [VM_VIRTIO_RNG] = {.label = "entropy",
+                       .ops = VM_VIRTIO_DEV_OPS("entropy"),
                        .cfg_count = rng_count,
                        .cfg_at = rng_at,
                        .cfg_transport = rng_transport,

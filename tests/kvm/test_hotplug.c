@@ -116,7 +116,7 @@ TEST(plug_behind_first_free_port)
 	CHECK_EQ(vm_hotplug(vm, VM_VIRTIO_BLK, &mm, &slot, &e), -EINVAL);
 	CHECK_STR_CONTAINS(e.msg, "cannot be hot plugged");
 	CHECK_EQ(vm->slots[1].state, VM_SLOT_EMPTY);
-	CHECK_EQ(vm->nvirtio, 1);
+	CHECK_EQ(vm_virtio_count(vm), 1);
 
 	/* Unknown names and a second orderly request. */
 	err_clear(&e);
@@ -168,7 +168,7 @@ TEST(start_up_device_behind_own_port)
 	CHECK_EQ(vm_slot_count(vm), 3);
 	CHECK_EQ(PCI_SLOT(vm->ports[2].dev.devfn), 3);
 	CHECK_EQ(vm->slots[2].state, VM_SLOT_OCCUPIED);
-	CHECK(vm->slots[2].vv && !strcmp(vm->slots[2].vv->name, "cold"));
+	CHECK(vm->slots[2].dev && !strcmp(vm->slots[2].dev->name, "cold"));
 	bus = pci_host_cfg_read(&vm->pci, 0, PCI_DEVFN(3, 0), PCI_SECONDARY_BUS, 1);
 	CHECK_EQ(bus, 3);
 	CHECK_EQ(pci_host_cfg_read(&vm->pci, (uint8_t)bus, PCI_DEVFN(0, 0), 0, 4), 0x10421af4);
@@ -183,7 +183,7 @@ TEST(start_up_device_behind_own_port)
 	CHECK_EQ(unplugged_calls, 1);
 	CHECK_STR_CONTAINS(unplugged_name, "cold");
 	CHECK_EQ(vm->slots[2].state, VM_SLOT_EMPTY);
-	CHECK_EQ(vm->nvirtio, 0);
+	CHECK_EQ(vm_virtio_count(vm), 0);
 	CHECK(pci_host_find(&vm->pci, (uint8_t)bus, PCI_DEVFN(0, 0)) == NULL);
 	CHECK_EQ(slot_status(vm, 3) & SLTSTA_PDS, 0);
 
@@ -238,7 +238,7 @@ TEST(orderly_unplug_on_power_off)
 	CHECK(pci_host_find(&vm->pci, 1, PCI_DEVFN(0, 0)) == NULL);
 	CHECK_EQ(unplugged_calls, 1);
 	CHECK(!strcmp(unplugged_name, "hot0"));
-	CHECK_EQ(vm->nvirtio, 0);
+	CHECK_EQ(vm_virtio_count(vm), 0);
 	vm_destroy(vm);
 	evloop_destroy(&loop);
 }
@@ -320,7 +320,7 @@ TEST(hundred_cycles_leak_nothing)
 	}
 	CHECK_EQ(count_fds(), fds);
 	CHECK_EQ(gsi_msi_count(&vm->gsi), routes);
-	CHECK_EQ(vm->nvirtio, 0);
+	CHECK_EQ(vm_virtio_count(vm), 0);
 	vm_destroy(vm);
 	evloop_destroy(&loop);
 }
@@ -359,7 +359,7 @@ TEST(hundred_cycles_of_each_kind_leak_nothing)
 			CHECK_EQ(vm_hotplug(vm, kinds[k].kind, kinds[k].cfg, NULL, &e), 0);
 			if (e.code)
 				printf("  %s: %s\n", kinds[k].name, e.msg);
-			CHECK_EQ(vm->nvirtio, 1);
+			CHECK_EQ(vm_virtio_count(vm), 1);
 			CHECK_EQ(vm_unplug(vm, kinds[k].kind, kinds[k].name, true, &e), 0);
 			CHECK_EQ(vm->slots[0].state, VM_SLOT_EMPTY);
 			if (e.code)
@@ -367,7 +367,7 @@ TEST(hundred_cycles_of_each_kind_leak_nothing)
 		}
 		CHECK_EQ(count_fds(), fds);
 		CHECK_EQ(gsi_msi_count(&vm->gsi), routes);
-		CHECK_EQ(vm->nvirtio, 0);
+		CHECK_EQ(vm_virtio_count(vm), 0);
 	}
 	vm_destroy(vm);
 	evloop_destroy(&loop);
@@ -411,9 +411,9 @@ static char *dump(struct vm *vm)
 
 /*
  * Two VMs built alike: what the guest set in the first (the disk's port's slot control, the
- * disk's COMMAND, Interrupt Line and MSI-X Enable) is in the second after its devices are
- * restored from the first's state, every function's configuration space byte for byte; a
- * VM built with other devices, and every cut-short copy, are refused with the reason.
+ * disk's COMMAND, Interrupt Line and MSI-X Enable, the UART and the CMOS) is in the second after
+ * its devices are restored from the first's state, every function's configuration space byte for
+ * byte; a VM built with other devices, and every cut-short copy, are refused with the reason.
  */
 TEST(devices_state_round_trip)
 {
@@ -434,11 +434,15 @@ TEST(devices_state_round_trip)
 	if (!a || !b || !c)
 		goto out;
 	d0 = vm_find_virtio(a, VM_VIRTIO_BLK, "d0");
-	CHECK(d0 && a->slots[1].vv == d0);
+	CHECK(d0 && a->slots[1].dev == &d0->dev);
 	pci_host_cfg_write(&a->pci, 0, PCI_DEVFN(2, 0), a->ports[1].exp + EXP_SLTCTL, 0x1028, 2);
 	pci_host_cfg_write(&a->pci, 2, 0, PCI_COMMAND, 0x0006, 2);
 	pci_host_cfg_write(&a->pci, 2, 0, PCI_INTERRUPT_LINE, 9, 1);
 	pci_host_cfg_write(&a->pci, 2, 0, d0->pci.msix.cap + 2, 0x8000, 2);
+	/* The legacy devices' state goes along: the UART's scratch register, a CMOS byte. */
+	serial_ops.write(&a->serial, 7, 0x77, 1);
+	cmos_ops.write(&a->cmos, 0, 0x40, 1);
+	cmos_ops.write(&a->cmos, 1, 0x5a, 1);
 	da = dump(a);
 	db = dump(b);
 	CHECK(strcmp(da, db) != 0);
@@ -455,7 +459,7 @@ TEST(devices_state_round_trip)
 	snap_r_init(&r, w.buf, w.len);
 	err_clear(&e);
 	CHECK(vm_devices_restore(c, &r, &e) < 0);
-	CHECK_STR_CONTAINS(e.msg, "the saved VM has 2 virtio devices, this one 1");
+	CHECK_STR_CONTAINS(e.msg, "the saved VM has 7 devices with state, this one 6");
 	snap_r_init(&r, w.buf, w.len);
 	err_clear(&e);
 	CHECK_EQ(vm_devices_restore(b, &r, &e), 0);
@@ -464,6 +468,8 @@ TEST(devices_state_round_trip)
 	db = dump(b);
 	CHECK(!strcmp(da, db));
 	CHECK(pci_msix_enabled(&vm_find_virtio(b, VM_VIRTIO_BLK, "d0")->pci.msix));
+	CHECK_EQ(serial_ops.read(&b->serial, 7, 1), 0x77);
+	CHECK_EQ(cmos_ops.read(&b->cmos, 1, 1), 0x5a); /* index 0x40 was restored too */
 	free(da);
 	free(db);
 	snap_w_free(&w);

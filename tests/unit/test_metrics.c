@@ -637,7 +637,7 @@ TEST(collect_from_vm)
 
 	CHECK(vm && blk && net && rng && vs);
 	blk->kind = VM_VIRTIO_BLK;
-	snprintf(blk->name, sizeof(blk->name), "rootfs");
+	snprintf(blk->dev.name, sizeof(blk->dev.name), "rootfs");
 	pthread_mutex_init(&blk->u.blk.vdev.lock, NULL);
 	blk->u.blk.reads = 3;
 	blk->u.blk.bytes_read = 1536;
@@ -646,7 +646,7 @@ TEST(collect_from_vm)
 	blk->u.blk.flushes = 1;
 	blk->u.blk.errors = 4;
 	net->kind = VM_VIRTIO_NET;
-	snprintf(net->name, sizeof(net->name), "eth0");
+	snprintf(net->dev.name, sizeof(net->dev.name), "eth0");
 	pthread_mutex_init(&net->u.net.vdev.lock, NULL);
 	net->u.net.st.rx_frames = 5;
 	net->u.net.st.rx_bytes = 700;
@@ -664,17 +664,25 @@ TEST(collect_from_vm)
 	vs->u.vsock.rx_pkts = 11;
 	vs->u.vsock.tx_pkts = 12;
 	vs->u.vsock.conns_opened = 3;
-	vm->virtio[0] = blk;
-	vm->virtio[1] = net;
-	vm->virtio[2] = rng;
-	vm->virtio[3] = vs;
-	vm->nvirtio = 4;
+	snprintf(rng->dev.name, sizeof(rng->dev.name), "entropy");
+	snprintf(vs->dev.name, sizeof(vs->dev.name), "vsock");
+	/* On the registry as vm_devices.c puts them: their kind's ops, themselves. */
+	{
+		struct vm_virtio *all[] = {blk, net, rng, vs};
+
+		for (unsigned int i = 0; i < 4; i++) {
+			all[i]->dev.ops = &vm_kind(all[i]->kind)->ops;
+			all[i]->dev.obj = all[i];
+			CHECK_EQ(devreg_add(&vm->devs, &all[i]->dev, NULL), 0);
+		}
+	}
 
 	/* The UART: two bytes out, one dropped, one read by the guest. */
 	if (pipe2(p, O_NONBLOCK) < 0)
 		abort();
 	CHECK_EQ(serial_init(&vm->serial, p[1], -1), 0);
 	vm->legacy_ready = true;
+	CHECK_EQ(vm_legacy_register(vm, NULL), 0);
 	serial_ops.write(&vm->serial, 0, 'h', 1);
 	serial_ops.write(&vm->serial, 0, 'i', 1);
 	close(p[0]); /* no reader: the next byte cannot leave (EPIPE under SIG_IGN) */

@@ -36,6 +36,7 @@ struct fix {
 	unsigned int activates, resets, cfg_reads, cfg_writes;
 	uint8_t status_at_activate;
 	unsigned int notifies[VIRTIO_MAX_QUEUES], config_irqs;
+	unsigned int kicks[VIRTIO_MAX_QUEUES]; /* ops->queue_notify calls */
 };
 
 static struct fix *fix_of(struct virtio_dev *v)
@@ -67,7 +68,13 @@ static void dev_reset(struct virtio_dev *v)
 	fix_of(v)->resets++;
 }
 
+static void dev_queue_notify(struct virtio_dev *v, unsigned int q)
+{
+	fix_of(v)->kicks[q]++;
+}
+
 static const struct virtio_dev_ops dev_ops = {
+    .queue_notify = dev_queue_notify,
     .config_read = dev_config_read,
     .config_write = dev_config_write,
     .activate = dev_activate,
@@ -607,6 +614,52 @@ TEST(notify_queue)
 	teardown(f);
 }
 
+/* A transport's kick while paused is noted, served once on resume, and only while usable. */
+static bool kick(struct fix *f, unsigned int q)
+{
+	bool deferred;
+
+	pthread_mutex_lock(&f->v.lock);
+	deferred = virtio_kick_deferred(&f->v, q);
+	pthread_mutex_unlock(&f->v.lock);
+	return deferred;
+}
+
+TEST(pause_defers_kicks)
+{
+	struct fix *f = setup();
+
+	reach(f, A | D | F | O);
+	CHECK(!kick(f, 0)); /* not paused: the transport serves it itself */
+	virtio_pause(&f->v);
+	CHECK(kick(f, 0));
+	CHECK(kick(f, 0));
+	CHECK(kick(f, 1)); /* queue 1 is not ready: noted, dropped at resume */
+	CHECK_EQ(f->kicks[0], 0);
+	virtio_resume(&f->v);
+	CHECK_EQ(f->kicks[0], 1); /* two kicks, one pass over the ring */
+	CHECK_EQ(f->kicks[1], 0);
+	virtio_resume(&f->v); /* nothing noted any more */
+	CHECK_EQ(f->kicks[0], 1);
+	CHECK(!kick(f, 0));
+	/* A reset while paused forgets the kicks: the rings they were for are gone. */
+	virtio_pause(&f->v);
+	CHECK(kick(f, 0));
+	status_write(f, 0);
+	virtio_resume(&f->v);
+	CHECK_EQ(f->kicks[0], 1);
+	/* A device the guest broke is not served either. */
+	reach(f, A | D | F | O);
+	virtio_pause(&f->v);
+	CHECK(kick(f, 0));
+	pthread_mutex_lock(&f->v.lock);
+	virtio_needs_reset(&f->v, "test");
+	pthread_mutex_unlock(&f->v.lock);
+	virtio_resume(&f->v);
+	CHECK_EQ(f->kicks[0], 1);
+	teardown(f);
+}
+
 TEST(config_changed)
 {
 	struct fix *f = setup();
@@ -712,6 +765,7 @@ int main(void)
 	RUN(needs_reset_before_driver_ok);
 	RUN(reset_drops_pending_interrupt);
 	RUN(notify_queue);
+	RUN(pause_defers_kicks);
 	RUN(config_changed);
 	RUN(config_access);
 	RUN(config_access_no_ops);

@@ -58,6 +58,7 @@
 #include "boot/layout.h"
 #include "bus/bus.h"
 #include "util/log.h"
+#include "util/snap.h"
 
 #define CMOS_INDEX_PORT 0x70
 #define CMOS_PORTS      2 /* index and data */
@@ -90,5 +91,13 @@ void cmos_destroy(struct cmos *c);
 
 /* Bus handlers for the CMOS_PORTS-byte PIO range at CMOS_INDEX_PORT; opaque is the struct cmos. */
 extern const struct bus_ops cmos_ops;
+
+/*
+ * Saved state (snapshots): a "CMOS" section with the index, the RAM and the guest clock's
+ * offset from the host's wall clock (so the guest's clock goes on with the host's time, as a
+ * real RTC keeps running while a machine is off) or its frozen value.
+ */
+void cmos_save(struct cmos *c, struct snap_w *w);
+int cmos_restore(struct cmos *c, struct snap_r *r, struct err *e);
 
 #endif

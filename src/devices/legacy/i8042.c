@@ -395,3 +395,57 @@ int i8042_send_ctrl_alt_del(struct i8042 *k)
 	pthread_mutex_unlock(&k->lock);
 	return rc;
 }
+
+/* ---- saved state (snapshots) ---- */
+
+#define SNAP_KBDC SNAP_TAG('K', 'B', 'D', 'C')
+
+void i8042_save(struct i8042 *k, struct snap_w *w)
+{
+	size_t at = snap_begin(w, SNAP_KBDC, 1);
+
+	pthread_mutex_lock(&k->lock);
+	snap_put(w, k->ram, sizeof(k->ram));
+	snap_put_u8(w, k->outport);
+	snap_put_u8(w, k->last_was_cmd);
+	snap_put_u8(w, k->pending_cmd);
+	snap_put_u8(w, k->kbd_pending);
+	snap_put_u32(w, k->q_count);
+	for (unsigned int i = 0; i < k->q_count; i++)
+		snap_put_u8(w, k->queue[(k->q_head + i) % I8042_QUEUE]);
+	pthread_mutex_unlock(&k->lock);
+	snap_end(w, at);
+}
+
+int i8042_restore(struct i8042 *k, struct snap_r *r, struct err *e)
+{
+	struct snap_r b;
+	uint16_t ver;
+	uint8_t ram[sizeof(k->ram)], st[4], q[I8042_QUEUE];
+	uint32_t n = 0;
+	int rc = snap_section(r, SNAP_KBDC, 1, "i8042", &ver, &b, e);
+
+	if (rc < 0)
+		return rc;
+	snap_get(&b, ram, sizeof(ram));
+	snap_get(&b, st, sizeof(st));
+	if (!snap_get_u32(&b, &n))
+		return snap_done(&b, "i8042", e);
+	if (n > I8042_QUEUE)
+		return err_set(e, EINVAL, "i8042: %u bytes in a %u-byte queue", n, I8042_QUEUE);
+	snap_get(&b, q, n);
+	rc = snap_done(&b, "i8042", e);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&k->lock);
+	memcpy(k->ram, ram, sizeof(ram));
+	k->outport = st[0];
+	k->last_was_cmd = st[1];
+	k->pending_cmd = st[2];
+	k->kbd_pending = st[3];
+	memcpy(k->queue, q, n);
+	k->q_head = 0;
+	k->q_count = n;
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}

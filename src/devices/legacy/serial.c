@@ -409,3 +409,72 @@ void serial_get_stats(struct serial *s, struct serial_stats *out)
 	out->rate_limiter_dropped_bytes = s->out_dropped;
 	pthread_mutex_unlock(&s->lock);
 }
+
+/* ---- saved state (snapshots) ---- */
+
+#define SNAP_UART SNAP_TAG('U', 'A', 'R', 'T')
+
+void serial_save(struct serial *s, struct snap_w *w)
+{
+	size_t at = snap_begin(w, SNAP_UART, 1);
+
+	pthread_mutex_lock(&s->lock);
+	snap_put_u8(w, s->ier);
+	snap_put_u8(w, s->lcr);
+	snap_put_u8(w, s->mcr);
+	snap_put_u8(w, s->scr);
+	snap_put_u8(w, s->dll);
+	snap_put_u8(w, s->dlm);
+	snap_put_u8(w, s->lsr_err);
+	snap_put_u8(w, s->msr);
+	snap_put_u8(w, s->fcr);
+	snap_put_u8(w, s->thre_pending != 0);
+	snap_put_u8(w, s->irq_line != 0);
+	snap_put_u32(w, s->rx_count);
+	for (unsigned int i = 0; i < s->rx_count; i++)
+		snap_put_u8(w, s->rx[(s->rx_head + i) % SERIAL_RX_FIFO]);
+	pthread_mutex_unlock(&s->lock);
+	snap_end(w, at);
+}
+
+int serial_restore(struct serial *s, struct snap_r *r, struct err *e)
+{
+	struct snap_r b;
+	uint16_t ver;
+	uint8_t reg[9], rx[SERIAL_RX_FIFO];
+	bool thre = false, line = false;
+	uint32_t n = 0;
+	int rc = snap_section(r, SNAP_UART, 1, "serial port", &ver, &b, e);
+
+	if (rc < 0)
+		return rc;
+	snap_get(&b, reg, sizeof(reg));
+	snap_get_bool(&b, &thre);
+	snap_get_bool(&b, &line);
+	if (!snap_get_u32(&b, &n))
+		return snap_done(&b, "serial port", e);
+	if (n > SERIAL_RX_FIFO)
+		return err_set(e, EINVAL, "serial port: %u bytes in a %u-byte receive FIFO", n,
+		               SERIAL_RX_FIFO);
+	snap_get(&b, rx, n);
+	rc = snap_done(&b, "serial port", e);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	s->ier = reg[0];
+	s->lcr = reg[1];
+	s->mcr = reg[2];
+	s->scr = reg[3];
+	s->dll = reg[4];
+	s->dlm = reg[5];
+	s->lsr_err = reg[6];
+	s->msr = reg[7];
+	s->fcr = reg[8];
+	s->thre_pending = thre;
+	s->irq_line = line;
+	memcpy(s->rx, rx, n);
+	s->rx_head = 0;
+	s->rx_count = n;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}

@@ -53,6 +53,7 @@
 
 #include "bus/bus.h"
 #include "util/log.h"
+#include "util/snap.h"
 #include "util/ratelimit.h"
 
 #define SERIAL_COM1_BASE 0x3f8 /* I/O port */
@@ -138,5 +139,13 @@ size_t serial_input(struct serial *s, const uint8_t *buf, size_t len);
 
 /* Bus handlers for the SERIAL_PORTS-byte PIO range; opaque is the struct serial. */
 extern const struct bus_ops serial_ops;
+
+/*
+ * Saved state (snapshots): a "UART" section with the registers, the pending interrupt sources
+ * and the receive FIFO.  The output fd, the limiter and the counters are the VM's, not saved.
+ * Restore checks every value (a corrupted FIFO count is -EINVAL with the reason in `e`).
+ */
+void serial_save(struct serial *s, struct snap_w *w);
+int serial_restore(struct serial *s, struct snap_r *r, struct err *e);
 
 #endif
