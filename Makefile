@@ -200,9 +200,10 @@ integration: $(SAN_DIR)/ember $(SAN_DIR)/ember-jailer $(REL_DIR)/ember guest $(S
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # The Linux tier: Debian's kernel (bzImage and ELF vmlinux) on the sanitizer build, every
-# device kind, pciehp plug and unplug (docs/linux-guest.md).
-linux: $(SAN_DIR)/ember $(LINUX_GUEST)
+# device kind, pciehp plug and unplug (docs/linux-guest.md); and on a jailed release ember.
+linux: $(SAN_DIR)/ember $(SAN_DIR)/ember-jailer $(REL_DIR)/ember $(LINUX_GUEST)
 	$(Q)$(KVM_VM) env EMBER=$(SAN_DIR)/ember EMBER_LINUX_DIR=$(LINUX_DIR) \
+		EMBER_JAILER=$(SAN_DIR)/ember-jailer EMBER_JAILED=$(REL_DIR)/ember \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/linux
 
 # Every tier, each one's time and result at the end (scripts/tiers.sh).
