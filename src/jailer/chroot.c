@@ -294,10 +294,27 @@ int jail_chroot_build(const struct jail_chroot *c, struct jail_undo *u, struct e
 	return ret;
 }
 
+/* Undo the mounts made so far (newest first), so the undo list's folders can go again. */
+static void unmount_all(const struct jail_chroot *c, unsigned int nlib, bool self)
+{
+	char path[PATH_MAX * 2];
+
+	while (nlib--) {
+		if (c->libdirs[nlib].target[0])
+			continue;
+		snprintf(path, sizeof(path), "%s%s", c->dir, c->libdirs[nlib].path);
+		(void)umount2(path, MNT_DETACH);
+	}
+	if (self)
+		(void)umount2(c->dir, MNT_DETACH);
+}
+
 int jail_chroot_enter(const struct jail_chroot *c, struct jail_undo *u, bool *entered,
                       struct err *e)
 {
 	char path[PATH_MAX * 2];
+	unsigned int i = 0;
+	bool self = false;
 	int ret;
 
 	*entered = false;
@@ -309,30 +326,51 @@ int jail_chroot_enter(const struct jail_chroot *c, struct jail_undo *u, bool *en
 	/* pivot_root wants the new root to be a mount point. */
 	if (mount(c->dir, c->dir, NULL, MS_BIND | MS_REC, NULL))
 		return err_sys(e, errno, "cannot bind-mount %s on itself", c->dir);
-	for (unsigned int i = 0; i < c->nlibdirs; i++) {
+	self = true;
+	for (i = 0; i < c->nlibdirs; i++) {
 		const struct jail_libdir *d = &c->libdirs[i];
 
 		if (d->target[0])
 			continue;
 		snprintf(path, sizeof(path), "%s%s", c->dir, d->path);
-		if (mount(d->path, path, NULL, MS_BIND | MS_REC, NULL))
-			return err_sys(e, errno, "cannot bind-mount %s into the jail", d->path);
+		if (mount(d->path, path, NULL, MS_BIND | MS_REC, NULL)) {
+			ret = err_sys(e, errno, "cannot bind-mount %s into the jail", d->path);
+			goto fail;
+		}
 		if (mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
-		          NULL))
-			return err_sys(e, errno, "cannot make the jail's %s read-only", d->path);
+		          NULL)) {
+			ret = err_sys(e, errno, "cannot make the jail's %s read-only", d->path);
+			i++;
+			goto fail;
+		}
 	}
-	if (chdir(c->dir))
-		return err_sys(e, errno, "cannot enter %s", c->dir);
-	if (mkdir("old_root", 0700))
-		return err_sys(e, errno, "cannot create %s/old_root", c->dir);
+	if (chdir(c->dir)) {
+		ret = err_sys(e, errno, "cannot enter %s", c->dir);
+		goto fail;
+	}
+	if (mkdir("old_root", 0700)) {
+		ret = err_sys(e, errno, "cannot create %s/old_root", c->dir);
+		goto fail;
+	}
 	snprintf(path, sizeof(path), "%s/old_root", c->dir);
 	ret = jail_undo_add(u, path, true);
 	if (ret) {
 		(void)rmdir("old_root");
-		return err_sys(e, -ret, "%s: cannot record it", path);
+		ret = err_sys(e, -ret, "%s: cannot record it", path);
+		goto fail;
 	}
-	if (syscall(SYS_pivot_root, ".", "old_root"))
-		return err_sys(e, errno, "pivot_root into %s failed", c->dir);
+#ifdef EMBER_TEST_HOOKS
+	/* The test build's hook: fail at the last step before the jail, when the most is undone. */
+	if (getenv("EMBER_TEST_JAILER_FAIL") &&
+	    !strcmp(getenv("EMBER_TEST_JAILER_FAIL"), "pivot")) {
+		ret = err_set(e, EPERM, "pivot_root into %s failed (test hook)", c->dir);
+		goto fail;
+	}
+#endif
+	if (syscall(SYS_pivot_root, ".", "old_root")) {
+		ret = err_sys(e, errno, "pivot_root into %s failed", c->dir);
+		goto fail;
+	}
 	*entered = true;
 	if (chdir("/"))
 		return err_sys(e, errno, "cannot chdir to the jail's /");
@@ -341,4 +379,8 @@ int jail_chroot_enter(const struct jail_chroot *c, struct jail_undo *u, bool *en
 	if (rmdir("/old_root"))
 		return err_sys(e, errno, "cannot remove the jail's /old_root");
 	return 0;
+fail:
+	(void)chdir("/");
+	unmount_all(c, i, self);
+	return ret;
 }

@@ -390,6 +390,21 @@ def test_bad_input_leaves_nothing(case, base, cgroot, tmp_path):
     assert cgroup_tree(cgroot) == before_cg
 
 
+def test_failure_at_the_last_step_undoes_everything(base, cgroot, tmp_path):
+    """The test build's hook fails the jailer just before pivot_root: the jail's tree, the
+    library mount points (mounted by then, in the jailer's namespace), the cgroup (the jailer
+    is in it by then) are all gone again."""
+    before_cg = cgroup_tree(cgroot)
+    env = dict(os.environ, EMBER_TEST_JAILER_FAIL="pivot")
+    p = subprocess.run(jail_cmd(base, new_id(), ["--cgroup", "pids.max=32"]), env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60, text=True)
+    assert p.returncode == 1, p
+    assert p.stderr.splitlines() == [p.stderr.strip()] and \
+        "ember-jailer: error: pivot_root into" in p.stderr, p.stderr
+    assert list(base.iterdir()) == []
+    assert cgroup_tree(cgroot) == before_cg
+
+
 def test_allow_root_is_the_consent_to_uid_0(jailed):
     j = jailed(uid=0, gid=0, opts=["--allow-root"])
     st = proc_status(j.proc.pid)
