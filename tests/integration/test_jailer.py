@@ -267,17 +267,10 @@ def test_new_pid_ns_and_daemonize(jailed, base):
         time.sleep(0.05)
     pid = int(pidfile.read_text())
     try:
-        st = proc_status(pid)
-        assert st["NSpid"][-1] == "1" and len(st["NSpid"]) == 2, st["NSpid"]  # pid 1 in there
-        assert st["Uid"] == [str(UID)] * 4
-        # A daemon: no terminal, its own session, stdin/stdout/stderr on /dev/null.
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        assert stat[3] != str(os.getsid(0)), stat  # session
-        assert stat[4] == "0", stat  # tty_nr
-        for fd in (0, 1, 2):
-            assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
+        # The pid file is written as the child starts: once the API answers from inside the
+        # jail, ember has replaced the jailer there (identity dropped, exec done).
         deadline = time.monotonic() + 30
-        while True:  # the API answers from inside the jail
+        while True:
             try:
                 assert j.get("/")["id"] == vmid
                 break
@@ -285,6 +278,16 @@ def test_new_pid_ns_and_daemonize(jailed, base):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+        st = proc_status(pid)
+        assert st["NSpid"][-1] == "1" and len(st["NSpid"]) == 2, st["NSpid"]  # pid 1 in there
+        assert st["Uid"] == [str(UID)] * 4
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/ember\0--id\0")
+        # A daemon: no terminal, its own session, stdin/stdout/stderr on /dev/null.
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        assert stat[3] != str(os.getsid(0)), stat  # session
+        assert stat[4] == "0", stat  # tty_nr
+        for fd in (0, 1, 2):
+            assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
     finally:
         os.kill(pid, signal.SIGKILL)
 
