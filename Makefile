@@ -1,6 +1,6 @@
 # ember build.  See docs/build.md for why Make, and the targets below.
 #
-#   make            release build: build/release/ember
+#   make            release build: build/release/ember and build/release/ember-jailer
 #   make run        boot the demo guest (installs missing Debian packages first)
 #   make test       every test tier on a sanitizer build (installs missing packages first)
 #   make unit       unit tests only (ASan + UBSan; no /dev/kvm needed)
@@ -68,8 +68,8 @@ LINUX_GUEST = $(LINUX_DIR)/bzImage $(LINUX_DIR)/vmlinux $(LINUX_DIR)/initramfs.c
 	bench bench-short linux-guest linux kvm-vm-test vfio
 
 all: release
-release: $(REL_DIR)/ember
-asan: $(SAN_DIR)/ember
+release: $(REL_DIR)/ember $(REL_DIR)/ember-jailer
+asan: $(SAN_DIR)/ember $(SAN_DIR)/ember-jailer
 
 $(REL_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -103,6 +103,14 @@ $(REL_DIR)/ember: $(REL_DIR)/src/main.o $(REL_DIR)/libember.a
 
 $(SAN_DIR)/ember: $(SAN_DIR)/src/main.o $(SAN_DIR)/libember.a
 	$(Q)$(CC) $(SAN_CFLAGS) -o $@ $^ $(LDLIBS)
+
+# ember-jailer (src/jailer/, docs/security.md): its modules are in libember.a for the unit
+# tests; it links none of ember's libraries.
+$(REL_DIR)/ember-jailer: $(REL_DIR)/src/jailer/main.o $(REL_DIR)/libember.a
+	$(Q)$(CC) $(REL_CFLAGS) -o $@ $^ -pthread
+
+$(SAN_DIR)/ember-jailer: $(SAN_DIR)/src/jailer/main.o $(SAN_DIR)/libember.a
+	$(Q)$(CC) $(SAN_CFLAGS) -o $@ $^ -pthread
 
 $(SAN_DIR)/unit/%: tests/unit/%.c $(SAN_DIR)/libember.a tests/unit/test.h
 	@mkdir -p $(dir $@)
@@ -184,14 +192,18 @@ vfio: $(VFIO_TEST_BIN) $(SAN_DIR)/ember guest $(LINUX_GUEST) $(VFIO_EDU_ROM)
 		EMBER_VFIO_NVME_IMG=$(VFIO_NVME_IMG) $(PYTHON) -m pytest -q \
 		-p no:cacheprovider tests/vfio'
 
-integration: $(SAN_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
-	$(Q)$(KVM_VM) env EMBER=$(SAN_DIR)/ember EMBER_GUEST=$(GUEST_ELF) \
+# The jailer tests (test_jailer.py) jail the release ember: the sanitizers' runtime needs a
+# /proc, which a jail has not (docs/security.md).
+integration: $(SAN_DIR)/ember $(SAN_DIR)/ember-jailer $(REL_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
+	$(Q)$(KVM_VM) env EMBER=$(SAN_DIR)/ember EMBER_JAILER=$(SAN_DIR)/ember-jailer \
+		EMBER_JAILED=$(REL_DIR)/ember EMBER_GUEST=$(GUEST_ELF) \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # The Linux tier: Debian's kernel (bzImage and ELF vmlinux) on the sanitizer build, every
-# device kind, pciehp plug and unplug (docs/linux-guest.md).
-linux: $(SAN_DIR)/ember $(LINUX_GUEST)
+# device kind, pciehp plug and unplug (docs/linux-guest.md); and on a jailed release ember.
+linux: $(SAN_DIR)/ember $(SAN_DIR)/ember-jailer $(REL_DIR)/ember $(LINUX_GUEST)
 	$(Q)$(KVM_VM) env EMBER=$(SAN_DIR)/ember EMBER_LINUX_DIR=$(LINUX_DIR) \
+		EMBER_JAILER=$(SAN_DIR)/ember-jailer EMBER_JAILED=$(REL_DIR)/ember \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/linux
 
 # Every tier, each one's time and result at the end (scripts/tiers.sh).
@@ -247,4 +259,5 @@ clean:
 	rm -rf build
 
 -include $(REL_OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d) $(REL_DIR)/src/main.d $(SAN_DIR)/src/main.d \
+	$(REL_DIR)/src/jailer/main.d $(SAN_DIR)/src/jailer/main.d \
 	$(addsuffix .d,$(UNIT_BIN) $(KVM_UNIT_BIN) $(VFIO_TEST_BIN) $(FUZZ_BIN))
