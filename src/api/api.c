@@ -164,8 +164,6 @@ static bool not_yet(struct route *rt)
 	if (!strcmp(t0, "balloon") && (rt->ntok == 1 || is(rt, 2, "balloon", "statistics") ||
 	                               (rt->ntok == 3 && !strcmp(rt->tok[1], "hinting"))))
 		msg = "ember does not support the balloon device yet.";
-	else if (is(rt, 1, "cpu-config", NULL))
-		msg = "ember does not support custom CPU templates (cpu-config) yet.";
 	else if (is(rt, 1, "mmds", NULL) || is(rt, 2, "mmds", "config"))
 		msg = "ember does not support MMDS (the microVM metadata service) yet.";
 	else if (is(rt, 2, "snapshot", "create") || is(rt, 2, "snapshot", "load"))
@@ -384,6 +382,13 @@ int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_i
 				res_metrics_clear(&c->res.metrics);
 		}
 		res_metrics_clear(&m);
+	} else if (!strcmp(what, "cpu-config")) {
+		struct res_cpu_config cc;
+
+		r = json_to_cpu_config(j, &cc, e);
+		if (r == 0)
+			r = res_set_cpu_config(&c->res, &cc, e);
+		res_cpu_config_clear(&cc);
 	} else if (!strcmp(what, "serial")) {
 		struct res_serial sr;
 
@@ -399,8 +404,8 @@ int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_i
 
 static void handle_put(struct route *rt)
 {
-	static const char *const singles[] = {"boot-source", "machine-config", "logger",
-	                                      "metrics",     "serial",         NULL};
+	static const char *const singles[] = {"boot-source", "machine-config", "logger", "metrics",
+	                                      "serial",      "cpu-config",     NULL};
 	const struct api_device *dev;
 	struct err e = {0};
 	bool known = false;

@@ -27,6 +27,18 @@ static int config_key(struct ctl *c, const char *key, json_t *v, struct err *e)
 
 	if (json_is_null(v))
 		return 0;
+	/* Firecracker's "cpu-config" is a custom template, or the path of a file holding one. */
+	if (!strcmp(key, "cpu-config") && json_is_string(v)) {
+		json_error_t je;
+		json_t *t = json_load_file(json_string_value(v), JSON_REJECT_DUPLICATES, &je);
+
+		if (!t)
+			return err_set(e, EINVAL, "cannot read the CPU template %.200s: %s",
+			               json_string_value(v), je.text);
+		r = api_apply_put(c, key, t, NULL, e);
+		json_decref(t);
+		return r;
+	}
 	/* Keyed devices, pmem and vfio are arrays of bodies; the rest one body each. */
 	if (!api_keyed_device(key) && strcmp(key, "pmem") && strcmp(key, "vfio"))
 		return api_apply_put(c, key, v, NULL, e);

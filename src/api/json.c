@@ -296,8 +296,10 @@ int json_to_boot(json_t *o, struct res_boot *out, struct err *e)
 }
 
 static const char *const huge_names[] = {"None", "Transparent", "2M", NULL};
-static const char *const template_names[] = {"None", "C3",  "T2",   "T2S",
-                                             "T2CL", "T2A", "V1N1", NULL};
+/* Firecracker's x86_64 StaticCpuTemplate, in its order (V1N1 is aarch64's). */
+static const char *const template_names[] = {"C3", "T2", "T2S", "None", "T2CL", "T2A", NULL};
+static const enum cputmpl_static template_values[] = {CPUTMPL_C3,   CPUTMPL_T2,   CPUTMPL_T2S,
+                                                      CPUTMPL_NONE, CPUTMPL_T2CL, CPUTMPL_T2A};
 
 int json_to_machine(json_t *o, const struct res_machine *base, bool patch, struct res_machine *out,
                     struct err *e)
@@ -341,13 +343,9 @@ int json_to_machine(json_t *o, const struct res_machine *base, bool patch, struc
 	r = get_enum(o, "cpu_template", template_names, false, &en, &present, e);
 	if (r < 0)
 		return r;
-	if (present && en != 0)
-		return err_set(e, ENOTSUP,
-		               "ember does not implement CPU templates: cpu_template %s is not "
-		               "supported (only \"None\").",
-		               template_names[en]);
-	if (present)
-		out->cpu_template_set = true;
+	/* Absent: the template configured before stays (static or custom), as in Firecracker. */
+	out->cpu_template = present ? template_values[en] : base->cpu_template;
+	out->cpu_template_set = present;
 	r = get_uint(o, "pcie_root_ports", false, UINT32_MAX, "u32", &v, &present, e);
 	if (r < 0)
 		return r;
@@ -718,6 +716,284 @@ int json_to_vm_state(json_t *o, bool *paused, struct err *e)
 	return r;
 }
 
+/* ---- custom CPU templates (PUT /cpu-config) ---------------------------------------------- */
+
+/* A failure inside a template: where it is, then what (`why` is a parser's message). */
+static int tmpl_fail(struct err *e, const char *where, const struct err *why)
+{
+	return fail(e, "%s: %s", where, why->msg);
+}
+
+/* A string field of a template object, or serde's error. */
+static int tmpl_str(json_t *o, const char *key, const char *where, const char **out, struct err *e)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v)
+		return fail(e, "%s: missing field `%s`", where, key);
+	if (!json_is_string(v)) {
+		char what[96];
+
+		describe(v, what, sizeof(what));
+		return fail(e, "%s.%s: invalid type: %s, expected a string", where, key, what);
+	}
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return fail(e, "%s.%s: invalid value: string with a NUL byte, expected a string",
+		            where, key);
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* A "0x..."/"0b..." number field (leaf, subleaf, addr). */
+static int tmpl_u32(json_t *o, const char *key, const char *where, uint32_t *out, struct err *e)
+{
+	struct err why = {0};
+	char at[96];
+	const char *str;
+	int r = tmpl_str(o, key, where, &str, e);
+
+	if (r < 0)
+		return r;
+	snprintf(at, sizeof(at), "%s.%s", where, key);
+	return cputmpl_parse_u32(str, out, &why) < 0 ? tmpl_fail(e, at, &why) : 0;
+}
+
+static int tmpl_bitmap(json_t *o, const char *where, unsigned int bits, uint64_t *filter,
+                       uint64_t *value, struct err *e)
+{
+	struct err why = {0};
+	char at[96];
+	const char *str;
+	int r = tmpl_str(o, "bitmap", where, &str, e);
+
+	if (r < 0)
+		return r;
+	snprintf(at, sizeof(at), "%s.bitmap", where);
+	return cputmpl_parse_bitmap(str, bits, filter, value, &why) < 0 ? tmpl_fail(e, at, &why)
+	                                                                : 0;
+}
+
+/* An optional array field (null: absent) of at most `max` elements. */
+static int tmpl_array(json_t *o, const char *key, size_t max, json_t **out, struct err *e)
+{
+	json_t *v = field(o, key, false);
+
+	*out = NULL;
+	if (!v)
+		return 0;
+	if (!json_is_array(v)) {
+		char what[96];
+
+		describe(v, what, sizeof(what));
+		return fail(e, "%s: invalid type: %s, expected a sequence", key, what);
+	}
+	if (json_array_size(v) > max)
+		return fail(e, "%s: %zu entries; ember takes at most %zu", key, json_array_size(v),
+		            max);
+	*out = v;
+	return 0;
+}
+
+static int tmpl_leaf(json_t *o, unsigned int idx, struct cputmpl_leaf *l, struct err *e)
+{
+	static const char *const fields[] = {"leaf", "subleaf", "flags", "modifiers", NULL};
+	static const char *const regs[] = {"eax", "ebx", "ecx", "edx"};
+	struct cputmpl_reg_mod *mods = NULL;
+	char where[64], at[96];
+	json_t *arr, *v;
+	uint64_t flags;
+	size_t i, n;
+	int r;
+
+	snprintf(where, sizeof(where), "cpuid_modifiers[%u]", idx);
+	if (!json_is_object(o)) {
+		char what[96];
+
+		describe(o, what, sizeof(what));
+		return fail(e, "%s: invalid type: %s, expected struct CpuidLeafModifier", where,
+		            what);
+	}
+	r = check_object(o, fields, "struct CpuidLeafModifier", e);
+	if (r == 0)
+		r = tmpl_u32(o, "leaf", where, &l->leaf, e);
+	if (r == 0)
+		r = tmpl_u32(o, "subleaf", where, &l->subleaf, e);
+	if (r == 0)
+		r = get_uint(o, "flags", true, UINT32_MAX, "u32", &flags, NULL, e);
+	if (r < 0)
+		return r;
+	l->flags = (uint32_t)flags;
+	v = json_object_get(o, "modifiers");
+	if (!v)
+		return fail(e, "%s: missing field `modifiers`", where);
+	snprintf(at, sizeof(at), "%s.modifiers", where);
+	if (!json_is_array(v)) {
+		char what[96];
+
+		describe(v, what, sizeof(what));
+		return fail(e, "%s: invalid type: %s, expected a sequence", at, what);
+	}
+	arr = v;
+	n = json_array_size(arr);
+	if (n > CPUTMPL_MAX_MODS)
+		return fail(e, "%s: %zu entries; ember takes at most %u", at, n, CPUTMPL_MAX_MODS);
+	if (n) {
+		mods = calloc(n, sizeof(*mods));
+		if (!mods)
+			return err_set(e, ENOMEM, "out of memory");
+	}
+	for (i = 0; i < n; i++) {
+		static const char *const mfields[] = {"register", "bitmap", NULL};
+		json_t *m = json_array_get(arr, i);
+		uint64_t filter = 0, value = 0;
+		const char *reg;
+		unsigned int k;
+
+		snprintf(at, sizeof(at), "%s.modifiers[%zu]", where, i);
+		if (!json_is_object(m)) {
+			char what[96];
+
+			describe(m, what, sizeof(what));
+			r = fail(e, "%s: invalid type: %s, expected struct CpuidRegisterModifier",
+			         at, what);
+			break;
+		}
+		r = check_object(m, mfields, "struct CpuidRegisterModifier", e);
+		if (r == 0)
+			r = tmpl_str(m, "register", at, &reg, e);
+		if (r < 0)
+			break;
+		for (k = 0; k < 4 && strcmp(regs[k], reg); k++)
+			;
+		if (k == 4) {
+			r = fail(
+			    e,
+			    "%s.register: Invalid CPUID register. Must be one of [eax, ebx, ecx, "
+			    "edx] (got \"%.32s\")",
+			    at, reg);
+			break;
+		}
+		r = tmpl_bitmap(m, at, 32, &filter, &value, e);
+		if (r < 0)
+			break;
+		mods[i].reg = (enum cputmpl_reg)k;
+		mods[i].filter = (uint32_t)filter;
+		mods[i].value = (uint32_t)value;
+	}
+	if (r < 0) {
+		free(mods);
+		return r;
+	}
+	l->nmods = (unsigned int)n;
+	l->mods = mods;
+	return 0;
+}
+
+int json_to_cpu_config(json_t *o, struct res_cpu_config *out, struct err *e)
+{
+	static const char *const fields[] = {"kvm_capabilities", "cpuid_modifiers", "msr_modifiers",
+	                                     NULL};
+	struct cputmpl_leaf *leaves = NULL;
+	struct cputmpl_msr *msrs = NULL;
+	struct cputmpl_cap *caps = NULL;
+	json_t *arr;
+	size_t i, n;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (json_is_object(o) &&
+	    (json_object_get(o, "vcpu_features") || json_object_get(o, "reg_modifiers")))
+		return fail(e,
+		            "unknown field `%s`, expected one of `kvm_capabilities`, "
+		            "`cpuid_modifiers`, `msr_modifiers` (`vcpu_features` and "
+		            "`reg_modifiers` are for aarch64 hosts)",
+		            json_object_get(o, "vcpu_features") ? "vcpu_features"
+		                                                : "reg_modifiers");
+	r = check_object(o, fields, "struct CustomCpuTemplate", e);
+	if (r < 0)
+		return r;
+
+	r = tmpl_array(o, "kvm_capabilities", CPUTMPL_MAX_CAPS, &arr, e);
+	if (r < 0)
+		return r;
+	n = arr ? json_array_size(arr) : 0;
+	if (n && !(caps = calloc(n, sizeof(*caps))))
+		return err_set(e, ENOMEM, "out of memory");
+	out->tmpl.caps = caps;
+	for (i = 0; i < n; i++) {
+		json_t *v = json_array_get(arr, i);
+		struct err why = {0};
+		char at[48];
+
+		snprintf(at, sizeof(at), "kvm_capabilities[%zu]", i);
+		if (!json_is_string(v)) {
+			char what[96];
+
+			describe(v, what, sizeof(what));
+			r = fail(e, "%s: invalid type: %s, expected a string", at, what);
+			goto fail;
+		}
+		if (cputmpl_parse_cap(json_string_value(v), &caps[i], &why) < 0) {
+			r = tmpl_fail(e, at, &why);
+			goto fail;
+		}
+		out->tmpl.ncaps++;
+	}
+
+	r = tmpl_array(o, "cpuid_modifiers", CPUTMPL_MAX_LEAVES, &arr, e);
+	if (r < 0)
+		goto fail;
+	n = arr ? json_array_size(arr) : 0;
+	if (n && !(leaves = calloc(n, sizeof(*leaves)))) {
+		r = err_set(e, ENOMEM, "out of memory");
+		goto fail;
+	}
+	out->tmpl.leaves = leaves;
+	for (i = 0; i < n; i++) {
+		r = tmpl_leaf(json_array_get(arr, i), (unsigned int)i, &leaves[i], e);
+		if (r < 0)
+			goto fail;
+		out->tmpl.nleaves++;
+	}
+
+	r = tmpl_array(o, "msr_modifiers", CPUTMPL_MAX_MSRS, &arr, e);
+	if (r < 0)
+		goto fail;
+	n = arr ? json_array_size(arr) : 0;
+	if (n && !(msrs = calloc(n, sizeof(*msrs)))) {
+		r = err_set(e, ENOMEM, "out of memory");
+		goto fail;
+	}
+	out->tmpl.msrs = msrs;
+	for (i = 0; i < n; i++) {
+		static const char *const mfields[] = {"addr", "bitmap", NULL};
+		json_t *m = json_array_get(arr, i);
+		char at[48];
+
+		snprintf(at, sizeof(at), "msr_modifiers[%zu]", i);
+		if (!json_is_object(m)) {
+			char what[96];
+
+			describe(m, what, sizeof(what));
+			r = fail(e, "%s: invalid type: %s, expected struct RegisterModifier", at,
+			         what);
+			goto fail;
+		}
+		r = check_object(m, mfields, "struct RegisterModifier", e);
+		if (r == 0)
+			r = tmpl_u32(m, "addr", at, &msrs[i].addr, e);
+		if (r == 0)
+			r = tmpl_bitmap(m, at, 64, &msrs[i].filter, &msrs[i].value, e);
+		if (r < 0)
+			goto fail;
+		out->tmpl.nmsrs++;
+	}
+	return 0;
+fail:
+	res_cpu_config_clear(out);
+	return r;
+}
+
 /* ---- encoders ----------------------------------------------------------------------------- */
 
 static json_t *str_or_null(const char *s)
@@ -732,11 +1008,17 @@ static const char *transport_name(enum vm_transport t)
 
 json_t *json_from_machine(const struct res_machine *m)
 {
-	return json_pack("{s:I, s:I, s:b, s:b, s:s, s:I}", "vcpu_count", (json_int_t)m->vcpu_count,
-	                 "mem_size_mib", (json_int_t)m->mem_size_mib, "smt", m->smt,
-	                 "track_dirty_pages", m->track_dirty_pages, "huge_pages",
-	                 huge_names[m->huge_pages], "pcie_root_ports",
-	                 (json_int_t)m->pcie_root_ports);
+	json_t *o =
+	    json_pack("{s:I, s:I, s:b, s:b, s:s, s:I}", "vcpu_count", (json_int_t)m->vcpu_count,
+	              "mem_size_mib", (json_int_t)m->mem_size_mib, "smt", m->smt,
+	              "track_dirty_pages", m->track_dirty_pages, "huge_pages",
+	              huge_names[m->huge_pages], "pcie_root_ports", (json_int_t)m->pcie_root_ports);
+
+	/* Firecracker shows a static template only (none or a custom one: no field). */
+	if (o && m->cpu_template != CPUTMPL_NONE)
+		json_object_set_new(o, "cpu_template",
+		                    json_string(cputmpl_static_name(m->cpu_template)));
+	return o;
 }
 
 static json_t *from_bucket(const struct res_bucket *b)
@@ -791,6 +1073,57 @@ static json_t *from_net(const struct res_net *n)
 	return o;
 }
 
+/* A custom template as Firecracker's JSON (what json_to_cpu_config reads back). */
+static json_t *from_cpu_config(const struct res_cpu_config *c)
+{
+	const struct cpu_template *t = &c->tmpl;
+	static const char *const regs[] = {"eax", "ebx", "ecx", "edx"};
+	json_t *o, *caps = json_array(), *leaves = json_array(), *msrs = json_array();
+	char buf[80];
+	unsigned int i, k;
+
+	for (i = 0; caps && i < t->ncaps; i++) {
+		snprintf(buf, sizeof(buf), "%s%u", t->caps[i].remove ? "!" : "", t->caps[i].cap);
+		json_array_append_new(caps, json_string(buf));
+	}
+	for (i = 0; leaves && i < t->nleaves; i++) {
+		const struct cputmpl_leaf *l = &t->leaves[i];
+		json_t *mods = json_array();
+		char leaf[16], sub[16];
+
+		for (k = 0; mods && k < l->nmods; k++) {
+			cputmpl_format_bitmap(l->mods[k].filter, l->mods[k].value, 32, buf);
+			json_array_append_new(mods, json_pack("{s:s, s:s}", "register",
+			                                      regs[l->mods[k].reg], "bitmap", buf));
+		}
+		snprintf(leaf, sizeof(leaf), "%#x", l->leaf);
+		snprintf(sub, sizeof(sub), "%#x", l->subleaf);
+		json_array_append_new(leaves, json_pack("{s:s, s:s, s:I, s:o}", "leaf",
+		                                        l->leaf ? leaf : "0x0", "subleaf",
+		                                        l->subleaf ? sub : "0x0", "flags",
+		                                        (json_int_t)l->flags, "modifiers",
+		                                        mods ? mods : json_array()));
+	}
+	for (i = 0; msrs && i < t->nmsrs; i++) {
+		char addr[16];
+
+		snprintf(addr, sizeof(addr), "%#x", t->msrs[i].addr);
+		cputmpl_format_bitmap(t->msrs[i].filter, t->msrs[i].value, 64, buf);
+		json_array_append_new(
+		    msrs,
+		    json_pack("{s:s, s:s}", "addr", t->msrs[i].addr ? addr : "0x0", "bitmap", buf));
+	}
+	if (!caps || !leaves || !msrs) {
+		json_decref(caps);
+		json_decref(leaves);
+		json_decref(msrs);
+		return json_null();
+	}
+	o = json_pack("{s:o, s:o, s:o}", "kvm_capabilities", caps, "cpuid_modifiers", leaves,
+	              "msr_modifiers", msrs);
+	return o ? o : json_null();
+}
+
 json_t *json_from_full_config(const struct resources *r)
 {
 	json_t *o = json_object(), *drives = json_array(), *nets = json_array(), *v;
@@ -813,7 +1146,8 @@ json_t *json_from_full_config(const struct resources *r)
 	else
 		v = json_null();
 	json_object_set_new(o, "boot-source", v);
-	json_object_set_new(o, "cpu-config", json_null());
+	json_object_set_new(o, "cpu-config",
+	                    r->cpu_config.present ? from_cpu_config(&r->cpu_config) : json_null());
 	if (r->logger.present) {
 		static const char *const names[] = {"Error", "Warning", "Info", "Debug", "Trace"};
 

@@ -47,6 +47,14 @@ int json_to_entropy(json_t *o, struct res_entropy *out, struct err *e);
 int json_to_logger(json_t *o, struct res_logger *out, struct err *e);
 int json_to_metrics(json_t *o, struct res_metrics *out, struct err *e);
 int json_to_serial(json_t *o, struct res_serial *out, struct err *e);
+/*
+ * PUT /cpu-config: Firecracker's custom CPU template for x86_64 ("kvm_capabilities",
+ * "cpuid_modifiers", "msr_modifiers"; aarch64's "vcpu_features" and "reg_modifiers" are
+ * refused).  Every leaf, subleaf, address, register name and bitmap is checked; a message
+ * names the element ("cpuid_modifiers[1].modifiers[0].bitmap: ...").  out->tmpl's arrays
+ * are malloc'd (res_cpu_config_clear frees them).
+ */
+int json_to_cpu_config(json_t *o, struct res_cpu_config *out, struct err *e);
 
 enum json_action {
 	JSON_ACTION_INSTANCE_START,

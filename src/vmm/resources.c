@@ -76,6 +76,12 @@ void res_serial_clear(struct res_serial *s)
 	memset(s, 0, sizeof(*s));
 }
 
+void res_cpu_config_clear(struct res_cpu_config *c)
+{
+	cputmpl_free(&c->tmpl);
+	memset(c, 0, sizeof(*c));
+}
+
 void res_destroy(struct resources *r)
 {
 	unsigned int i;
@@ -89,6 +95,7 @@ void res_destroy(struct resources *r)
 	res_logger_clear(&r->logger);
 	res_metrics_clear(&r->metrics);
 	res_serial_clear(&r->serial);
+	res_cpu_config_clear(&r->cpu_config);
 	for (i = 0; i < r->nvfio; i++)
 		res_vfio_clear(&r->vfio[i]);
 	free(r->firmware_path);
@@ -186,8 +193,34 @@ int res_set_machine(struct resources *r, const struct res_machine *m, struct err
 		return err_set(e, EINVAL,
 		               "pcie_root_ports: the PCI test device sits behind root port %u.",
 		               r->pci_testdev_port);
+	if (m->cpu_template_set &&
+	    cputmpl_check_vendor(cputmpl_static(m->cpu_template), cputmpl_host_vendor(), e) < 0)
+		return -EINVAL;
+	/* A template given here replaces a custom one (the last configured wins, as in
+	 * Firecracker); "None" drops both. */
+	if (m->cpu_template_set)
+		res_cpu_config_clear(&r->cpu_config);
 	r->machine = *m;
+	r->machine.cpu_template_set = false;
 	return 0;
+}
+
+int res_set_cpu_config(struct resources *r, struct res_cpu_config *c, struct err *e)
+{
+	(void)e;
+	res_cpu_config_clear(&r->cpu_config);
+	r->cpu_config = *c;
+	r->cpu_config.present = true;
+	r->machine.cpu_template = CPUTMPL_NONE;
+	memset(c, 0, sizeof(*c));
+	return 0;
+}
+
+const struct cpu_template *res_cpu_template(const struct resources *r)
+{
+	if (r->cpu_config.present)
+		return &r->cpu_config.tmpl;
+	return cputmpl_static(r->machine.cpu_template);
 }
 
 static unsigned int find_drive_index(const struct resources *r, const char *id)
@@ -574,6 +607,7 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 	cfg->track_dirty_pages = r->machine.track_dirty_pages;
 	cfg->huge_pages = r->machine.huge_pages;
 	cfg->root_ports = r->machine.pcie_root_ports;
+	cfg->cpu_template = res_cpu_template(r);
 	cfg->pvh = r->pvh;
 	cfg->no_acpi = r->no_acpi;
 	cfg->pci_testdev = r->pci_testdev;

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "boot/cpu_template.h"
 #include "util/err.h"
 #include "util/ratelimit.h"
 #include "vmm/devopts.h"
@@ -48,15 +49,15 @@ struct res_boot {
 /* Firecracker's default, less 8250.nr_uarts=0 (ember's console is the UART). */
 #define RES_DEFAULT_BOOT_ARGS "reboot=k panic=1 nomodule i8042.noaux i8042.nomux i8042.dumbkbd"
 
-enum res_cpu_template { RES_CPU_TEMPLATE_NONE = 0 };
-
 struct res_machine {
 	unsigned int vcpu_count;
 	uint64_t mem_size_mib;
 	bool smt;
 	bool track_dirty_pages;
 	enum vm_huge_pages huge_pages;
-	bool cpu_template_set;        /* "cpu_template": "None" was given */
+	/* "cpu_template": a static template (CPUTMPL_NONE: none, or a custom one); set: given */
+	enum cputmpl_static cpu_template;
+	bool cpu_template_set;
 	unsigned int pcie_root_ports; /* ember: hot-plug slots */
 };
 
@@ -124,6 +125,16 @@ struct res_metrics {
 	char **prop_keys, **prop_values;
 };
 
+/*
+ * A custom CPU template (PUT /cpu-config, the config file's "cpu-config"): Firecracker's
+ * CustomCpuTemplate.  As in Firecracker, the last of a static template (machine-config
+ * "cpu_template") and a custom one configured is the one the VM gets.
+ */
+struct res_cpu_config {
+	bool present;
+	struct cpu_template tmpl; /* its arrays are owned */
+};
+
 struct res_serial {
 	bool present;
 	char *serial_out_path; /* NULL: standard output */
@@ -142,6 +153,7 @@ struct resources {
 	struct res_logger logger;
 	struct res_metrics metrics;
 	struct res_serial serial;
+	struct res_cpu_config cpu_config;
 	/* ember's own: firmware boot, no ACPI, the PCI test device (command line only). */
 	char *firmware_path;
 	bool pvh, no_acpi, pci_testdev;
@@ -181,6 +193,10 @@ int res_set_entropy(struct resources *r, const struct res_entropy *en, struct er
 int res_set_logger(struct resources *r, struct res_logger *l, struct err *e);
 int res_set_metrics(struct resources *r, struct res_metrics *m, struct err *e);
 int res_set_serial(struct resources *r, struct res_serial *s, struct err *e);
+/* Takes over c->tmpl's arrays (c is cleared) and drops any static template. */
+int res_set_cpu_config(struct resources *r, struct res_cpu_config *c, struct err *e);
+/* The template the VM gets: the static one, the custom one, or NULL. */
+const struct cpu_template *res_cpu_template(const struct resources *r);
 
 /* Free the strings of a value that was not taken. */
 void res_boot_clear(struct res_boot *b);
@@ -190,6 +206,7 @@ void res_vsock_clear(struct res_vsock *v);
 void res_logger_clear(struct res_logger *l);
 void res_metrics_clear(struct res_metrics *m);
 void res_serial_clear(struct res_serial *s);
+void res_cpu_config_clear(struct res_cpu_config *c);
 
 struct res_drive *res_find_drive(struct resources *r, const char *id);
 struct res_net *res_find_net(struct resources *r, const char *id);

@@ -236,6 +236,7 @@ static const struct rule vmm_rules[] = {
     IOCTL(KVM_CREATE_VCPU),
     IOCTL(KVM_SET_CPUID2),
     IOCTL(KVM_SET_MSRS),
+    IOCTL(KVM_GET_MSRS), /* a CPU template's MSRs, read to apply its bitmaps */
     IOCTL(KVM_GET_LAPIC),
     IOCTL(KVM_SET_LAPIC),
     IOCTL(KVM_SET_FPU),

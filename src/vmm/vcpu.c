@@ -9,9 +9,52 @@
 #include <sys/ioctl.h>
 
 #include "boot/cpu.h"
+#include "boot/cpu_template.h"
 #include "boot/cpuid.h"
 #include "vmm/seccomp.h"
 #include "vmm/vm_internal.h"
+
+/*
+ * A CPU template's MSRs (cpu_template.h): read after the boot MSRs and the CPUID are set (KVM
+ * decides from CPUID which MSRs a vCPU has), the template's bits applied, written back.
+ */
+static int vcpu_template_msrs(struct vcpu *v, const struct cpu_template *t, struct err *e)
+{
+	unsigned int id = v->kf.id, i;
+	struct kvm_msrs *msrs;
+	int r;
+
+	if (!t || !t->nmsrs)
+		return 0;
+	msrs = calloc(1, sizeof(*msrs) + t->nmsrs * sizeof(struct kvm_msr_entry));
+	if (!msrs)
+		return err_set(e, ENOMEM, "out of memory");
+	msrs->nmsrs = t->nmsrs;
+	for (i = 0; i < t->nmsrs; i++)
+		msrs->entries[i].index = t->msrs[i].addr;
+	r = ioctl(v->kf.fd, KVM_GET_MSRS, msrs);
+	if (r < 0) {
+		r = err_sys(e, errno, "vCPU %u: KVM_GET_MSRS", id);
+		goto out;
+	}
+	r = cputmpl_apply_msrs(t, msrs->entries, (unsigned int)r, e);
+	if (r < 0)
+		goto out;
+	r = ioctl(v->kf.fd, KVM_SET_MSRS, msrs);
+	if (r < 0 || (unsigned int)r != msrs->nmsrs) {
+		r = r < 0
+		        ? err_sys(e, errno, "vCPU %u: KVM_SET_MSRS", id)
+		        : err_set(e, EINVAL,
+		                  "vCPU %u: KVM refused MSR %#x of the CPU template (value %#llx)",
+		                  id, msrs->entries[r].index,
+		                  (unsigned long long)msrs->entries[r].data);
+		goto out;
+	}
+	r = 0;
+out:
+	free(msrs);
+	return r;
+}
 
 int vcpu_setup(struct vcpu *v, struct err *e)
 {
@@ -26,6 +69,12 @@ int vcpu_setup(struct vcpu *v, struct err *e)
 	if (r < 0)
 		return r;
 	cpuid_apply_policy(cpuid, id, vm->cfg.vcpus, vm->cfg.smt);
+	/* The template goes on top of ember's policy: what it says is what the guest sees. */
+	r = cputmpl_apply_cpuid(vm->cfg.cpu_template, cpuid, e);
+	if (r < 0) {
+		free(cpuid);
+		return r;
+	}
 	r = ioctl(v->kf.fd, KVM_SET_CPUID2, cpuid);
 	free(cpuid);
 	if (r < 0)
@@ -43,6 +92,9 @@ int vcpu_setup(struct vcpu *v, struct err *e)
 		return r;
 	}
 	free(msrs);
+	r = vcpu_template_msrs(v, vm->cfg.cpu_template, e);
+	if (r < 0)
+		return r;
 
 	if (ioctl(v->kf.fd, KVM_GET_LAPIC, &lapic) < 0)
 		return err_sys(e, errno, "vCPU %u: KVM_GET_LAPIC", id);

@@ -40,6 +40,7 @@ enum vm_huge_pages {
 };
 
 struct seccomp_filters; /* vmm/seccomp.h */
+struct cpu_template;    /* boot/cpu_template.h */
 
 struct vm_config {
 	const char *kernel_path;   /* or NULL with firmware_path */
@@ -67,6 +68,8 @@ struct vm_config {
 	bool smt; /* two threads per core in the CPUID topology (vcpus must be 1 or even) */
 	bool track_dirty_pages; /* KVM dirty-page logging on guest RAM */
 	enum vm_huge_pages huge_pages;
+	/* CPUID and MSR modifiers on top of ember's own (borrowed; NULL: none; cpu_template.h) */
+	const struct cpu_template *cpu_template;
 	/* vCPU threads install its vCPU filter before KVM_RUN (borrowed; NULL: none) */
 	const struct seccomp_filters *seccomp;
 };

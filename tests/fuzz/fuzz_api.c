@@ -45,6 +45,7 @@ static void decode_all(json_t *o)
 	struct res_logger l;
 	struct res_metrics me;
 	struct res_serial s;
+	struct res_cpu_config cc;
 	struct res_limiter rx, tx;
 	enum json_action act;
 	char id[RES_ID_MAX + 1], *path;
@@ -71,6 +72,8 @@ static void decode_all(json_t *o)
 		res_metrics_clear(&me);
 	if (json_to_serial(o, &s, &e) == 0)
 		res_serial_clear(&s);
+	if (json_to_cpu_config(o, &cc, &e) == 0)
+		res_cpu_config_clear(&cc);
 	json_to_action(o, &act, &e);
 	json_to_vm_state(o, &paused, &e);
 }

@@ -394,6 +394,10 @@ def configured_ember(ember_bin, guest_elf, tmp_path_factory):
         ("/logger", {"log_path": str(d / "log.txt"), "level": "Info"}),
         ("/metrics", {"metrics_path": str(d / "metrics.json"), "emit_id": True,
                       "properties": {"team": "ember"}}),
+        ("/cpu-config", {"kvm_capabilities": ["!56"], "cpuid_modifiers": [
+            {"leaf": "0x1", "subleaf": "0x0", "flags": 0,
+             "modifiers": [{"register": "eax", "bitmap": "0bxxxx000000000011xx00011011110010"}]}],
+            "msr_modifiers": [{"addr": "0x10a", "bitmap": "0b" + "0" * 64}]}),
     ]
     e = Ember(d).start().setup(lambda e: [e.ok("PUT", path, body) for path, body in puts])
     yield e
@@ -415,7 +419,8 @@ def test_get_answers_match_the_schema(configured_ember, path, schema):
 def test_vm_config_has_every_section(configured_ember):
     """The schema allows any section to be absent; what was configured must be there."""
     cfg = configured_ember.get("/vm/config")
-    for key in ("boot-source", "machine-config", "vsock", "entropy", "logger", "metrics"):
+    for key in ("boot-source", "machine-config", "vsock", "entropy", "logger", "metrics",
+                "cpu-config"):
         assert isinstance(cfg.get(key), dict), (key, cfg)
     assert [d["drive_id"] for d in cfg["drives"]] == ["rootfs", "data"], cfg["drives"]
     assert [n["iface_id"] for n in cfg["network-interfaces"]] == ["eth0"], cfg

@@ -110,9 +110,16 @@ TEST(machine_config_put_patch_get)
 	expect_fault(&c, HTTP_PUT, "/machine-config",
 	             "{\"vcpu_count\": 2, \"mem_size_mib\": 64, \"foo\": 1}",
 	             "unknown field `foo`, expected one of `vcpu_count`");
+	/* A template for the other vendor than this host's. */
 	expect_fault(&c, HTTP_PUT, "/machine-config",
-	             "{\"vcpu_count\": 2, \"mem_size_mib\": 64, \"cpu_template\": \"T2\"}",
-	             "CPU templates");
+	             cputmpl_host_vendor() == CPUTMPL_VENDOR_AMD
+	                 ? "{\"vcpu_count\": 2, \"mem_size_mib\": 64, \"cpu_template\": \"T2\"}"
+	                 : "{\"vcpu_count\": 2, \"mem_size_mib\": 64, \"cpu_template\": \"T2A\"}",
+	             "CPU vendor mismatched between actual CPU and CPU template.");
+	expect_fault(&c, HTTP_PUT, "/machine-config",
+	             "{\"vcpu_count\": 2, \"mem_size_mib\": 64, \"cpu_template\": \"V1N1\"}",
+	             "unknown variant `V1N1`, expected one of `C3`, `T2`, `T2S`, `None`, `T2CL`, "
+	             "`T2A`");
 	expect_fault(&c, HTTP_PUT, "/machine-config",
 	             "{\"vcpu_count\": 2, \"mem_size_mib\": 64, \"huge_pages\": \"1G\"}",
 	             "unknown variant `1G`");
@@ -188,7 +195,6 @@ TEST(not_yet_features_say_so)
 	    {HTTP_GET, "/hotplug/memory"},
 	    {HTTP_PUT, "/pmem/p0"},
 	    {HTTP_PATCH, "/pmem/p0"},
-	    {HTTP_PUT, "/cpu-config"},
 	};
 	struct ctl c;
 	struct err e = {0};
@@ -380,6 +386,200 @@ TEST(null_optional_fields)
 	ctl_destroy(&c);
 }
 
+/* A custom template as Firecracker's docs write one, and one reaching every field. */
+#define CPU_CONFIG_DOC                                                                             \
+	"{\"kvm_capabilities\": [\"!56\"], \"cpuid_modifiers\": [{\"leaf\": \"0x1\", "             \
+	"\"subleaf\": \"0x0\", \"flags\": 0, \"modifiers\": [{\"register\": \"eax\", "             \
+	"\"bitmap\": \"0bxxxx000000000011xx00011011110010\"}]}], \"msr_modifiers\": [{\"addr\": "  \
+	"\"0x10a\", \"bitmap\": "                                                                  \
+	"\"0b0000000000000000000000000000000000000000000000000000000000000000\"}]}"
+
+TEST(cpu_config_put_and_get)
+{
+	struct ctl c;
+	struct err e = {0};
+	const struct cpu_template *t;
+	json_t *j, *cc, *l;
+	char *out = NULL;
+
+	ctl_init(&c, &e);
+	CHECK_EQ(call(&c, HTTP_PUT, "/cpu-config", CPU_CONFIG_DOC, NULL), 204);
+	t = res_cpu_template(&c.res);
+	CHECK(t && t->ncaps == 1 && t->nleaves == 1 && t->nmsrs == 1);
+	if (t && t->nleaves == 1 && t->nmsrs == 1 && t->ncaps == 1) {
+		CHECK(t->caps[0].remove && t->caps[0].cap == 56);
+		CHECK_EQ(t->leaves[0].leaf, 1);
+		CHECK_EQ(t->leaves[0].nmods, 1);
+		CHECK_EQ(t->leaves[0].mods[0].filter, 0x0fff3fff);
+		CHECK_EQ(t->leaves[0].mods[0].value, 0x000306f2);
+		CHECK_EQ(t->msrs[0].addr, 0x10a);
+		CHECK(t->msrs[0].filter == UINT64_MAX && t->msrs[0].value == 0);
+	}
+	j = get_json(&c, "/vm/config");
+	cc = json_object_get(j, "cpu-config");
+	CHECK(json_is_object(cc));
+	l = json_array_get(json_object_get(cc, "cpuid_modifiers"), 0);
+	CHECK_STR_CONTAINS(json_string_value(json_object_get(l, "leaf")), "0x1");
+	CHECK_STR_CONTAINS(json_string_value(json_object_get(
+	                       json_array_get(json_object_get(l, "modifiers"), 0), "bitmap")),
+	                   "0bxxxx000000000011xx00011011110010");
+	CHECK_STR_CONTAINS(
+	    json_string_value(json_array_get(json_object_get(cc, "kvm_capabilities"), 0)), "!56");
+	/* GET /machine-config shows no static template when a custom one is set (Firecracker). */
+	CHECK(!json_object_get(json_object_get(j, "machine-config"), "cpu_template"));
+	json_decref(j);
+
+	/* A static template given later replaces the custom one; "None" drops both. */
+	if (cputmpl_host_vendor() == CPUTMPL_VENDOR_AMD ||
+	    cputmpl_host_vendor() == CPUTMPL_VENDOR_INTEL) {
+		bool amd = cputmpl_host_vendor() == CPUTMPL_VENDOR_AMD;
+
+		CHECK_EQ(call(&c, HTTP_PATCH, "/machine-config",
+		              amd ? "{\"cpu_template\": \"T2A\"}" : "{\"cpu_template\": \"T2\"}",
+		              NULL),
+		         204);
+		CHECK(res_cpu_template(&c.res) == cputmpl_static(amd ? CPUTMPL_T2A : CPUTMPL_T2));
+		CHECK(!c.res.cpu_config.present);
+		j = get_json(&c, "/machine-config");
+		CHECK_STR_CONTAINS(json_string_value(json_object_get(j, "cpu_template")),
+		                   amd ? "T2A" : "T2");
+		json_decref(j);
+		/* A PUT without the field keeps it, as Firecracker's. */
+		CHECK_EQ(call(&c, HTTP_PUT, "/machine-config",
+		              "{\"vcpu_count\": 1, \"mem_size_mib\": 128}", NULL),
+		         204);
+		CHECK(res_cpu_template(&c.res) != NULL);
+		/* The custom one again, then "None". */
+		CHECK_EQ(call(&c, HTTP_PUT, "/cpu-config", CPU_CONFIG_DOC, NULL), 204);
+		CHECK_EQ(c.res.machine.cpu_template, CPUTMPL_NONE);
+		CHECK_EQ(
+		    call(&c, HTTP_PATCH, "/machine-config", "{\"cpu_template\": \"None\"}", NULL),
+		    204);
+		CHECK(res_cpu_template(&c.res) == NULL);
+	}
+	/* An empty template is a template. */
+	CHECK_EQ(call(&c, HTTP_PUT, "/cpu-config", "{}", NULL), 204);
+	CHECK(c.res.cpu_config.present);
+	CHECK_EQ(call(&c, HTTP_GET, "/cpu-config", NULL, &out), 400);
+	CHECK_STR_CONTAINS(out, "Invalid request method and/or path: GET /cpu-config.");
+	free(out);
+	ctl_destroy(&c);
+}
+
+TEST(cpu_config_refusals)
+{
+	static const struct {
+		const char *body, *msg;
+	} cases[] = {
+	    {"{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": 0, "
+	     "\"modifiers\": [{\"register\": \"eax\", \"bitmap\": "
+	     "\"0b000000000000000000000000000000000\"}]}]}",
+	     "cpuid_modifiers[0].modifiers[0].bitmap: Failed to parse string "
+	     "[0b000000000000000000000000000000000] as a bitmap - string is too long"},
+	    {"{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": 0, "
+	     "\"modifiers\": [{\"register\": \"eax\", \"bitmap\": \"0b012\"}]}]}",
+	     "unknown character: '2'"},
+	    {"{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": 0, "
+	     "\"modifiers\": [{\"register\": \"rax\", \"bitmap\": \"0b0\"}]}]}",
+	     "cpuid_modifiers[0].modifiers[0].register: Invalid CPUID register. Must be one of "
+	     "[eax, ebx, ecx, edx]"},
+	    {"{\"cpuid_modifiers\": [{\"leaf\": 1, \"subleaf\": \"0x0\", \"flags\": 0, "
+	     "\"modifiers\": []}]}",
+	     "cpuid_modifiers[0].leaf: invalid type: integer `1`, expected a string"},
+	    {"{\"cpuid_modifiers\": [{\"leaf\": \"one\", \"subleaf\": \"0x0\", \"flags\": 0, "
+	     "\"modifiers\": []}]}",
+	     "No supported number system prefix found in value [one]"},
+	    {"{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"flags\": 0, \"modifiers\": []}]}",
+	     "cpuid_modifiers[0]: missing field `subleaf`"},
+	    {"{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"modifiers\": "
+	     "[]}]}",
+	     "missing field `flags`"},
+	    {"{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": -1, "
+	     "\"modifiers\": []}]}",
+	     "invalid value: integer `-1`, expected u32"},
+	    {"{\"cpuid_modifiers\": {}}",
+	     "cpuid_modifiers: invalid type: map, expected a sequence"},
+	    {"{\"cpuid_modifiers\": [7]}", "cpuid_modifiers[0]: invalid type: integer `7`"},
+	    {"{\"msr_modifiers\": [{\"addr\": \"0x10a\", \"bitmap\": \"0b2\"}]}",
+	     "msr_modifiers[0].bitmap: Failed to parse string [0b2] as a bitmap"},
+	    {"{\"msr_modifiers\": [{\"addr\": \"0x1ffffffff\", \"bitmap\": \"0b0\"}]}",
+	     "msr_modifiers[0].addr: Failed to parse string [0x1ffffffff] as a number for CPU "
+	     "template - number too large to fit in target type"},
+	    {"{\"msr_modifiers\": [{\"addr\": \"0x10a\"}]}", "missing field `bitmap`"},
+	    {"{\"kvm_capabilities\": [\"x\"]}",
+	     "kvm_capabilities[0]: Failed to parse string [x] as a kvm capability"},
+	    {"{\"kvm_capabilities\": [56]}", "kvm_capabilities[0]: invalid type: integer `56`"},
+	    {"{\"vcpu_features\": [{\"index\": 0, \"bitmap\": \"0b1\"}]}",
+	     "unknown field `vcpu_features`, expected one of `kvm_capabilities`, "
+	     "`cpuid_modifiers`, `msr_modifiers`"},
+	    {"{\"reg_modifiers\": []}", "`reg_modifiers` are for aarch64 hosts"},
+	    {"{\"cpuid_modifier\": []}", "unknown field `cpuid_modifier`"},
+	    {"[]", "invalid type: sequence, expected struct CustomCpuTemplate"},
+	    {"{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": 0, "
+	     "\"modifiers\": [{\"register\": \"eax\", \"bitmap\": \"0b0\", \"mask\": 1}]}]}",
+	     "unknown field `mask`"},
+	};
+	struct ctl c;
+	struct err e = {0};
+	unsigned int i;
+
+	ctl_init(&c, &e);
+	CHECK_EQ(call(&c, HTTP_PUT, "/cpu-config", CPU_CONFIG_DOC, NULL), 204);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		expect_fault(&c, HTTP_PUT, "/cpu-config", cases[i].body, cases[i].msg);
+		expect_fault(&c, HTTP_PUT, "/cpu-config", cases[i].body, JSON_ERR_PREFIX);
+	}
+	/* Refusals changed nothing: the first template is still there. */
+	CHECK(c.res.cpu_config.present && c.res.cpu_config.tmpl.nmsrs == 1);
+	ctl_destroy(&c);
+}
+
+/* The config file: "cpu-config" as an object or as a path to a file holding one. */
+TEST(cpu_config_in_the_config_file)
+{
+	char path[] = "/tmp/ember-test-tmpl-XXXXXX", text[512];
+	struct ctl c;
+	struct err e = {0};
+	int fd;
+
+	ctl_init(&c, &e);
+	snprintf(text, sizeof(text), "{\"cpu-config\": %s}", CPU_CONFIG_DOC);
+	CHECK_EQ(api_apply_config_text(&c, text, strlen(text), &e), 0);
+	CHECK(c.res.cpu_config.present && c.res.cpu_config.tmpl.nleaves == 1);
+	ctl_destroy(&c);
+
+	fd = mkstemp(path);
+	CHECK(fd >= 0);
+	CHECK_EQ(write(fd, CPU_CONFIG_DOC, strlen(CPU_CONFIG_DOC)), (long)strlen(CPU_CONFIG_DOC));
+	close(fd);
+	ctl_init(&c, &e);
+	snprintf(text, sizeof(text), "{\"cpu-config\": \"%s\"}", path);
+	CHECK_EQ(api_apply_config_text(&c, text, strlen(text), &e), 0);
+	CHECK(c.res.cpu_config.present && c.res.cpu_config.tmpl.nmsrs == 1);
+	ctl_destroy(&c);
+	unlink(path);
+
+	ctl_init(&c, &e);
+	snprintf(text, sizeof(text), "{\"cpu-config\": \"%s\"}", path);
+	CHECK(api_apply_config_text(&c, text, strlen(text), &e) < 0);
+	CHECK_STR_CONTAINS(e.msg, "config file, \"cpu-config\": cannot read the CPU template");
+	err_clear(&e);
+	snprintf(
+	    text, sizeof(text),
+	    "{\"cpu-config\": {\"msr_modifiers\": [{\"addr\": \"16\", \"bitmap\": \"0b0\"}]}}");
+	CHECK(api_apply_config_text(&c, text, strlen(text), &e) < 0);
+	CHECK_STR_CONTAINS(e.msg, "No supported number system prefix found in value [16]");
+	err_clear(&e);
+	/* machine-config's template is checked against the host from the config file too. */
+	snprintf(text, sizeof(text),
+	         "{\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128, "
+	         "\"cpu_template\": \"%s\"}}",
+	         cputmpl_host_vendor() == CPUTMPL_VENDOR_AMD ? "C3" : "T2A");
+	CHECK(api_apply_config_text(&c, text, strlen(text), &e) < 0);
+	CHECK_STR_CONTAINS(e.msg, "config file, \"machine-config\": CPU vendor mismatched");
+	ctl_destroy(&c);
+}
+
 /* What GET /vm/config answers is taken back, unchanged, as a config file. */
 TEST(vm_config_round_trips)
 {
@@ -399,8 +599,8 @@ TEST(vm_config_round_trips)
 	    "\"rate_limiter\": {\"ops\": {\"size\": 100, \"refill_time\": 1000}}}], "
 	    "\"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", "
 	    "\"guest_mac\": \"06:00:ac:10:00:02\"}], \"vsock\": {\"guest_cid\": 3, \"uds_path\": "
-	    "\"/tmp/v.sock\"}, \"entropy\": {}}",
-	    image);
+	    "\"/tmp/v.sock\"}, \"entropy\": {}, \"cpu-config\": %s}",
+	    image, CPU_CONFIG_DOC);
 	CHECK_EQ(api_apply_config_text(&a, text, strlen(text), &e), 0);
 	j = get_json(&a, "/vm/config");
 	first = json_dumps(j, JSON_SORT_KEYS);
@@ -551,6 +751,9 @@ int main(void)
 	RUN(drives_and_full_config);
 	RUN(config_text);
 	RUN(null_optional_fields);
+	RUN(cpu_config_put_and_get);
+	RUN(cpu_config_refusals);
+	RUN(cpu_config_in_the_config_file);
 	RUN(vm_config_round_trips);
 	RUN(vsock_and_tap_errors_at_the_put);
 	RUN(vfio_put_and_delete);
