@@ -58,6 +58,7 @@
 #include "boot/layout.h"
 #include "bus/bus.h"
 #include "util/log.h"
+#include "util/snap.h"
 
 #define CMOS_INDEX_PORT 0x70
 #define CMOS_PORTS      2 /* index and data */
@@ -90,5 +91,14 @@ void cmos_destroy(struct cmos *c);
 
 /* Bus handlers for the CMOS_PORTS-byte PIO range at CMOS_INDEX_PORT; opaque is the struct cmos. */
 extern const struct bus_ops cmos_ops;
+
+/*
+ * Saved state (snapshots): a "CMOS" section with the index register, the storage and the
+ * guest clock as an offset from the host's wall clock (so the guest's RTC keeps following
+ * real time across a save and a restore, as a battery-backed one would).  Restore before
+ * the vCPUs run; -EINVAL with the reason in `e` for a short state.
+ */
+void cmos_save(struct cmos *c, struct snap_w *w);
+int cmos_restore(struct cmos *c, struct snap_r *r, struct err *e);
 
 #endif

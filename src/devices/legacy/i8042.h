@@ -42,6 +42,7 @@
 
 #include "bus/bus.h"
 #include "util/log.h"
+#include "util/snap.h"
 
 #define I8042_DATA_PORT 0x60
 #define I8042_CMD_PORT  0x64
@@ -95,5 +96,13 @@ int i8042_send_ctrl_alt_del(struct i8042 *k);
 /* Bus handlers: one 1-byte range each; opaque is the struct i8042. */
 extern const struct bus_ops i8042_data_ops; /* port 0x60 */
 extern const struct bus_ops i8042_cmd_ops;  /* port 0x64 */
+
+/*
+ * Saved state (snapshots): an "I842" section with the controller RAM, output port,
+ * pending commands and the output queue.  Restore before the vCPUs run; -EINVAL with the
+ * reason in `e` for a short or impossible state.
+ */
+void i8042_save(struct i8042 *k, struct snap_w *w);
+int i8042_restore(struct i8042 *k, struct snap_r *r, struct err *e);
 
 #endif

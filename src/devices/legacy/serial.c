@@ -409,3 +409,69 @@ void serial_get_stats(struct serial *s, struct serial_stats *out)
 	out->rate_limiter_dropped_bytes = s->out_dropped;
 	pthread_mutex_unlock(&s->lock);
 }
+
+#define SNAP_UART SNAP_TAG('U', 'A', 'R', 'T')
+
+void serial_save(struct serial *s, struct snap_w *w)
+{
+	size_t at;
+
+	pthread_mutex_lock(&s->lock);
+	at = snap_begin(w, SNAP_UART, 1);
+	snap_put_u8(w, s->ier);
+	snap_put_u8(w, s->lcr);
+	snap_put_u8(w, s->mcr);
+	snap_put_u8(w, s->scr);
+	snap_put_u8(w, s->dll);
+	snap_put_u8(w, s->dlm);
+	snap_put_u8(w, s->lsr_err);
+	snap_put_u8(w, s->msr);
+	snap_put_u8(w, s->fcr);
+	snap_put_u8(w, (uint8_t) !!s->thre_pending);
+	snap_put_u8(w, (uint8_t) !!s->irq_line);
+	snap_put_u32(w, s->rx_count);
+	for (unsigned int i = 0; i < s->rx_count; i++)
+		snap_put_u8(w, s->rx[(s->rx_head + i) % SERIAL_RX_FIFO]);
+	snap_end(w, at);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int serial_restore(struct serial *s, struct snap_r *r, struct err *e)
+{
+	struct snap_r b;
+	uint16_t ver;
+	uint32_t n = 0;
+	bool thre = false, line = false;
+	uint8_t reg[9];
+	int rc = snap_section(r, SNAP_UART, 1, "serial port", &ver, &b, e);
+
+	if (rc < 0)
+		return rc;
+	snap_get(&b, reg, sizeof(reg));
+	snap_get_bool(&b, &thre);
+	snap_get_bool(&b, &line);
+	snap_get_u32(&b, &n);
+	if (b.err)
+		return snap_done(&b, "serial port", e);
+	if (n > SERIAL_RX_FIFO)
+		return err_set(e, EINVAL, "serial port: %u saved bytes in a %u-byte FIFO", n,
+		               SERIAL_RX_FIFO);
+	pthread_mutex_lock(&s->lock);
+	s->ier = reg[0];
+	s->lcr = reg[1];
+	s->mcr = reg[2];
+	s->scr = reg[3];
+	s->dll = reg[4];
+	s->dlm = reg[5];
+	s->lsr_err = reg[6];
+	s->msr = reg[7];
+	s->fcr = reg[8];
+	s->thre_pending = thre;
+	s->irq_line = line;
+	s->rx_head = 0;
+	s->rx_count = 0;
+	for (uint32_t i = 0; i < n && snap_get_u8(&b, &s->rx[i]); i++)
+		s->rx_count = i + 1;
+	pthread_mutex_unlock(&s->lock);
+	return snap_done(&b, "serial port", e);
+}

@@ -54,6 +54,7 @@
 #include "bus/bus.h"
 #include "util/log.h"
 #include "util/ratelimit.h"
+#include "util/snap.h"
 
 #define SERIAL_COM1_BASE 0x3f8 /* I/O port */
 #define SERIAL_COM1_GSI  4     /* ISA IRQ 4 */
@@ -138,5 +139,14 @@ size_t serial_input(struct serial *s, const uint8_t *buf, size_t len);
 
 /* Bus handlers for the SERIAL_PORTS-byte PIO range; opaque is the struct serial. */
 extern const struct bus_ops serial_ops;
+
+/*
+ * Saved state (snapshots): a "UART" section with the registers, the latched interrupt
+ * sources and the receive FIFO.  Restore into a UART just initialised, before the vCPUs
+ * run; -EINVAL with the reason in `e` for a short or impossible state (a FIFO count past
+ * its size).  The counters and the output limiter are the new process's own.
+ */
+void serial_save(struct serial *s, struct snap_w *w);
+int serial_restore(struct serial *s, struct snap_r *r, struct err *e);
 
 #endif
