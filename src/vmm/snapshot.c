@@ -434,6 +434,28 @@ int vm_snapshot_create(struct vm *vm, const char *snap_path, const char *mem_pat
 		               "not part of a snapshot)");
 	if (!vm_paused(vm))
 		return err_set(e, EINVAL, "the VM is not paused");
+	/*
+	 * A restore builds every configured device at start-up, each behind a port of its own:
+	 * a device hot plugged into a configured slot, or a start-up device's port left empty
+	 * by an unplug, would not be where the saved state says (docs/snapshot.md).
+	 */
+	for (unsigned int i = 0; i < vm->nports; i++) {
+		const struct vm_slot *sl = &vm->slots[i];
+		bool configured_slot = i < vm->cfg.root_ports;
+
+		if (configured_slot && (sl->vv || sl->pt) &&
+		    !(vm->cfg.pci_testdev && vm->cfg.pci_testdev_port == i + 1))
+			return err_set(
+			    e, ENOTSUP,
+			    "%s was hot plugged: a VM with hot-plugged devices cannot be "
+			    "saved yet",
+			    sl->vv ? sl->vv->name : sl->pt->name);
+		if (!configured_slot && sl->state != VM_SLOT_OCCUPIED)
+			return err_set(e, ENOTSUP,
+			               "a device was unplugged (root port %u is empty): such a VM "
+			               "cannot be saved yet",
+			               i + 1);
+	}
 	if (!strcmp(snap_path, mem_path))
 		return err_set(e, EINVAL, "the snapshot and the memory file are both %s",
 		               snap_path);

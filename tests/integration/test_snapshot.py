@@ -24,7 +24,7 @@ DISK_BYTES = 1 << 20
 MEM_MIB = 64
 
 
-def boot_counter(tmp_path, name="a", vcpus=1, ms=20):
+def boot_counter(tmp_path, name="a", vcpus=1, ms=20, ports=0):
     """An ember running the counting guest (lifecycle=count) on a disk; returns it once the
     guest has counted a few rounds."""
     disk = tmp_path / "disk.img"
@@ -36,7 +36,8 @@ def boot_counter(tmp_path, name="a", vcpus=1, ms=20):
         "kernel_image_path": str(guest_path()),
         "boot_args": f"console=ttyS0 lifecycle=count test.virtio_blk=pci "
                      f"test.virtio_mode=msix test.count_ms={ms}"})
-    e.ok("PUT", "/machine-config", {"vcpu_count": vcpus, "mem_size_mib": MEM_MIB})
+    e.ok("PUT", "/machine-config", {"vcpu_count": vcpus, "mem_size_mib": MEM_MIB,
+                                    "pcie_root_ports": ports})
     e.ok("PUT", "/drives/vda", {"drive_id": "vda", "path_on_host": str(disk),
                                 "is_root_device": False, "is_read_only": False})
     e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
@@ -306,6 +307,39 @@ def test_create_failure_keeps_vm(ember_bin, guest_elf, tmp_path):
     a.wait_output(f"count {last + 2} ", timeout=60)
     check_continues(before, a.out()[len(before):], more=2)
     a.check_clean()
+
+
+def test_hot_plugged_vm_refused(ember_bin, guest_elf, tmp_path):
+    a = boot_counter(tmp_path, ports=1)
+    extra = tmp_path / "extra.img"
+    with open(extra, "wb") as f:
+        f.truncate(DISK_BYTES)
+    a.ok("PUT", "/drives/hp", {"drive_id": "hp", "path_on_host": str(extra),
+                               "is_root_device": False, "is_read_only": True})
+    a.ok("PATCH", "/vm", {"state": "Paused"})
+    snap, mem = snap_paths(tmp_path)
+    m = a.fault("PUT", "/snapshot/create", {"snapshot_path": str(snap),
+                                            "mem_file_path": str(mem)})
+    assert m == ("Create snapshot error: hp was hot plugged: a VM with hot-plugged devices "
+                 "cannot be saved yet"), m
+    assert not snap.exists() and not mem.exists()
+    a.ok("PATCH", "/vm", {"state": "Resumed"})
+    a.check_clean()
+
+
+def test_load_refuses_unknown_override(ember_bin, guest_elf, tmp_path):
+    before, snap, mem = saved_counter(tmp_path)
+    b = Ember(tmp_path, name="b", sock=tmp_path / "b.sock").start()
+    m = b.fault("PUT", "/snapshot/load", load_body(snap, mem, network_overrides=[
+        {"iface_id": "eth0", "host_dev_name": "tap0"}]))
+    assert m == LOAD_ERR + ("Unknown Network Device: the snapshot has no network interface "
+                            "eth0 to override"), m
+    m = b.fault("PUT", "/snapshot/load", load_body(snap, mem, vsock_override={
+        "uds_path": str(tmp_path / "v.sock")}))
+    assert "Unknown Vsock Device" in m, m
+    b.ok("PUT", "/snapshot/load", load_body(snap, mem))
+    b.wait_output(f"count {counts(before)[-1][0] + 2} ", timeout=60)
+    b.check_clean()
 
 
 def fds_of(pid):
