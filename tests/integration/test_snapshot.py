@@ -45,6 +45,11 @@ def boot_counter(tmp_path, name="a", vcpus=1, ms=20, ports=0):
     return e
 
 
+def wait_count(e, n):
+    """Wait until the guest's line `count n` is complete (the next one has begun)."""
+    e.wait_output(f"count {n + 1} ", timeout=60)
+
+
 def counts(text):
     """The (n, sector, irqs, verdict) of every complete count line."""
     return [(int(a), int(b), int(c), d) for a, b, c, d in COUNT.findall(text)]
@@ -122,7 +127,7 @@ def test_save_kill_restore_continues(ember_bin, guest_elf, tmp_path, vcpus):
     print(f"load to running: {1000 * (time.monotonic() - t0):.0f} ms")
     assert b.get("/")["state"] == "Running"
     last = counts(before)[-1][0]
-    b.wait_output(f"count {last + 5} ", timeout=60)
+    wait_count(b, last + 5)
     lines = check_continues(before, b.out())
     # What the restored VM was built from: the snapshot's configuration.
     cfg = b.get("/vm/config")
@@ -147,14 +152,14 @@ def test_restore_paused_then_resume(ember_bin, guest_elf, tmp_path):
     create(b, snap2, mem2)
     b.ok("PATCH", "/vm", {"state": "Resumed"})
     last = counts(before)[-1][0]
-    b.wait_output(f"count {last + 3} ", timeout=60)
+    wait_count(b, last + 3)
     check_continues(before, b.out())
     b.check_clean()
 
     c = Ember(tmp_path, name="c", sock=tmp_path / "c.sock").start()
     c.ok("PUT", "/snapshot/load", {"snapshot_path": str(snap2), "mem_file_path": str(mem2),
                                    "resume_vm": True})
-    c.wait_output(f"count {last + 3} ", timeout=60)
+    wait_count(c, last + 3)
     check_continues(before, c.out())
     c.check_clean()
 
@@ -265,7 +270,7 @@ def test_damaged_files_refused(ember_bin, guest_elf, tmp_path):
     # After every refusal this process is still fresh: the good snapshot loads.
     b.ok("PUT", "/snapshot/load", load_body(snap, mem))
     last = counts(before)[-1][0]
-    b.wait_output(f"count {last + 2} ", timeout=60)
+    wait_count(b, last + 2)
     check_continues(before, b.out(), more=2)
     # ... and a loaded VM takes no second load.
     assert b.fault("PUT", "/snapshot/load", load_body(snap, mem)) == NOT_AFTER_BOOT
@@ -304,7 +309,7 @@ def test_create_failure_keeps_vm(ember_bin, guest_elf, tmp_path):
     before = a.out()
     last = counts(before)[-1][0]
     a.ok("PATCH", "/vm", {"state": "Resumed"})
-    a.wait_output(f"count {last + 2} ", timeout=60)
+    wait_count(a, last + 2)
     check_continues(before, a.out()[len(before):], more=2)
     a.check_clean()
 
@@ -338,7 +343,7 @@ def test_load_refuses_unknown_override(ember_bin, guest_elf, tmp_path):
         "uds_path": str(tmp_path / "v.sock")}))
     assert "Unknown Vsock Device" in m, m
     b.ok("PUT", "/snapshot/load", load_body(snap, mem))
-    b.wait_output(f"count {counts(before)[-1][0] + 2} ", timeout=60)
+    wait_count(b, counts(before)[-1][0] + 2)
     b.check_clean()
 
 
@@ -367,6 +372,6 @@ def test_create_cycles_no_fd_growth(ember_bin, guest_elf, tmp_path):
     before = a.out()
     b = Ember(tmp_path, name="b", sock=tmp_path / "b.sock").start()
     b.ok("PUT", "/snapshot/load", load_body(snap, mem))
-    b.wait_output(f"count {counts(before)[-1][0] + 2} ", timeout=60)
+    wait_count(b, counts(before)[-1][0] + 2)
     check_continues(before, b.out(), more=2)
     b.check_clean()
