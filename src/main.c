@@ -16,8 +16,6 @@
 #include "vmm/ctl.h"
 #include "vmm/vm.h"
 
-#define EMBER_VERSION "0.1.0"
-
 /* Exit statuses (documented in --help and docs/usage.md). */
 #define EXIT_GUEST_DONE 0 /* the guest reset or shut down, or SIGINT/SIGTERM stopped it */
 #define EXIT_FAILURE_VM 1 /* the VM could not be built, or stopped on a fatal error */
@@ -29,6 +27,8 @@ static const char usage_text[] =
     "       ember --api-sock PATH [OPTIONS]          wait for Firecracker API requests\n"
     "       ember --config-file FILE [--no-api] [OPTIONS]\n"
     "                                                boot from a Firecracker config file\n"
+    "       ember --restore SNAPSHOT --mem-file MEM [--resume] [OPTIONS]\n"
+    "                                                restore a microVM from a snapshot\n"
     "       ember --dump-pci [OPTIONS]\n"
     "\n"
     "A KVM microVM monitor driven by Firecracker's REST API (docs/api.md).\n"
@@ -105,6 +105,12 @@ static const char usage_text[] =
     "      --vfio PATH        pass the host PCI device PATH (its sysfs folder or\n"
     "                         DDDD:BB:DD.F, bound to vfio-pci) through to the guest,\n"
     "                         behind a root port of its own; up to 4 (docs/vfio.md)\n"
+    "      --restore SNAPSHOT restore the microVM saved in SNAPSHOT (PUT /snapshot/create)\n"
+    "                         instead of booting one, as PUT /snapshot/load does; the\n"
+    "                         VM's configuration comes from the snapshot (docs/snapshot.md)\n"
+    "      --mem-file MEM     the snapshot's memory file (needed with --restore)\n"
+    "      --resume           run the restored VM at once (without it, it stays paused\n"
+    "                         until PATCH /vm resumes it: needs --api-sock)\n"
     "      --dump-pci         build the VM's devices, print every PCI function's\n"
     "                         configuration space in 'lspci -xxxx' format and exit\n"
     "                         without running (no --kernel needed)\n"
@@ -182,6 +188,9 @@ enum {
 	OPT_MODULE,
 	OPT_MMDS_SIZE_LIMIT,
 	OPT_VFIO,
+	OPT_RESTORE,
+	OPT_MEM_FILE,
+	OPT_RESUME,
 	OPT_LAST
 };
 
@@ -223,6 +232,9 @@ static const struct option long_opts[] = {
     {"module", required_argument, NULL, OPT_MODULE},
     {"mmds-size-limit", required_argument, NULL, OPT_MMDS_SIZE_LIMIT},
     {"vfio", required_argument, NULL, OPT_VFIO},
+    {"restore", required_argument, NULL, OPT_RESTORE},
+    {"mem-file", required_argument, NULL, OPT_MEM_FILE},
+    {"resume", no_argument, NULL, OPT_RESUME},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -245,6 +257,9 @@ struct cli {
 	bool start_time_set, start_time_cpu_set;
 	bool no_api, show_level, show_origin, boot_timer;
 	unsigned long long max_payload;
+	const char *restore, *mem_file; /* --restore, --mem-file */
+	bool resume;
+	bool vm_flags; /* a flag that configures the VM (--mem, --disk, ...): not with --restore */
 };
 
 static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
@@ -259,6 +274,11 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 		if (opt > 0 && opt < OPT_LAST && opt != OPT_DISK && opt != OPT_NET &&
 		    opt != OPT_VFIO && seen[opt]++)
 			return usage_error("option '%s' given more than once", argv[optind - 1]);
+		if (opt == 'm' || opt == 'n' || opt == OPT_DISK || opt == OPT_NET ||
+		    opt == OPT_VSOCK || opt == OPT_RNG || opt == OPT_ROOT_PORTS ||
+		    opt == OPT_PCI_TESTDEV || opt == OPT_PCI_TESTDEV_PORT || opt == OPT_VFIO ||
+		    opt == OPT_NO_ACPI)
+			o->vm_flags = true;
 		switch (opt) {
 		case 'k':
 			o->kernel = optarg;
@@ -426,6 +446,15 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 				return usage_error("--vfio: at most %d devices", VM_MAX_VFIO);
 			o->vfio[o->nvfio++] = optarg;
 			break;
+		case OPT_RESTORE:
+			o->restore = optarg;
+			break;
+		case OPT_MEM_FILE:
+			o->mem_file = optarg;
+			break;
+		case OPT_RESUME:
+			o->resume = true;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			*exit_now = 0;
@@ -455,13 +484,28 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 		                   "be combined with --kernel, --initrd, --cmdline or --pvh");
 	if ((o->initrd || o->cmdline || o->pvh) && !o->kernel)
 		return usage_error("%s", "--initrd, --cmdline and --pvh need --kernel");
+	if ((o->mem_file || o->resume) && !o->restore)
+		return usage_error("%s", "--mem-file and --resume need --restore");
+	if (o->restore && !o->mem_file)
+		return usage_error("%s", "--restore needs --mem-file (the snapshot's memory file)");
+	if (o->restore &&
+	    (o->kernel || o->firmware || o->config_file || o->dump_pci || o->vm_flags || o->pvh))
+		return usage_error("%s",
+		                   "--restore takes the VM's configuration from the snapshot: "
+		                   "it cannot be combined with --kernel, --firmware, "
+		                   "--config-file, --dump-pci or the VM's flags (--mem, "
+		                   "--disk, ...)");
+	if (o->restore && !o->resume && !o->api_sock)
+		return usage_error("%s", "--restore without --resume leaves the VM paused: it "
+		                         "needs --api-sock to resume it (PATCH /vm)");
 	if (o->no_seccomp && o->seccomp_filter)
 		return usage_error("%s", "--no-seccomp and --seccomp-filter cannot be combined");
 	if (o->no_api && o->api_sock)
 		return usage_error("%s", "--no-api and --api-sock cannot be combined");
-	if (o->no_api && !o->config_file && !o->kernel && !o->firmware)
+	if (o->no_api && !o->config_file && !o->kernel && !o->firmware && !o->restore)
 		return usage_error("%s", "--no-api needs --config-file (or --kernel/--firmware)");
-	if (!o->kernel && !o->firmware && !o->dump_pci && !o->api_sock && !o->config_file)
+	if (!o->kernel && !o->firmware && !o->dump_pci && !o->api_sock && !o->config_file &&
+	    !o->restore)
 		return usage_error("%s", "no kernel given: use --kernel PATH (or --firmware PATH, "
 		                         "--api-sock PATH or --config-file FILE)");
 	if (o->dump_pci && (o->api_sock || o->config_file))
@@ -652,6 +696,8 @@ int main(int argc, char **argv)
 		r = seccomp_install(&c.seccomp, SECCOMP_THREAD_VMM, "vmm", &e);
 	if (r == 0 && (o.kernel || o.firmware || o.config_file || o.dump_pci))
 		r = ctl_start(&c, &e);
+	if (r == 0 && o.restore)
+		r = api_restore(&c, o.restore, o.mem_file, o.resume, &e);
 	if (r < 0) {
 		api_destroy(&api);
 		ctl_destroy(&c);

@@ -15,8 +15,6 @@
 #include "pci/pci.h"
 #include "util/log.h"
 
-#define EMBER_VERSION "0.1.0"
-
 /* ---- answers ------------------------------------------------------------------------------ */
 
 static void reply_json(struct http_response *resp, int status, json_t *j)
@@ -166,8 +164,6 @@ static bool not_yet(struct route *rt)
 		msg = "ember does not support the balloon device yet.";
 	else if (is(rt, 1, "mmds", NULL) || is(rt, 2, "mmds", "config"))
 		msg = "ember does not support MMDS (the microVM metadata service) yet.";
-	else if (is(rt, 2, "snapshot", "create") || is(rt, 2, "snapshot", "load"))
-		msg = "ember does not support snapshots yet.";
 	else if (is(rt, 2, "hotplug", "memory"))
 		msg = "ember does not support memory hot plug yet.";
 	else if (!strcmp(t0, "pmem") && rt->ntok <= 2)
@@ -329,6 +325,11 @@ int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_i
 {
 	int r;
 
+	/* Firecracker's boot_path: anything but the process's own settings rules out a load. */
+	if (c->state == CTL_NOT_STARTED && strcmp(what, "logger") && strcmp(what, "metrics") &&
+	    strcmp(what, "serial"))
+		c->boot_configured = true;
+
 	if (!strcmp(what, "boot-source")) {
 		struct res_boot b;
 
@@ -426,6 +427,7 @@ static void handle_put(struct route *rt)
 	for (i = 0; singles[i]; i++)
 		known |= is(rt, 1, singles[i], NULL);
 	known |= is(rt, 1, "actions", NULL);
+	known |= is(rt, 2, "snapshot", "create") || is(rt, 2, "snapshot", "load");
 	dev = api_device(rt->tok[0]);
 	if (dev)
 		known |= rt->ntok <= (res_kind(dev->kind)->keyed ? 2u : 1u);
@@ -439,6 +441,8 @@ static void handle_put(struct route *rt)
 		return;
 	if (is(rt, 1, "actions", NULL)) {
 		put_actions(rt, j);
+	} else if (!strcmp(rt->tok[0], "snapshot")) {
+		api_put_snapshot(rt->ctl, !strcmp(rt->tok[1], "create"), j, rt->resp);
 	} else if ((dev || !strcmp(rt->tok[0], "vfio") || pre_boot(rt)) &&
 	           (rt->ntok == 1 || path_id(rt, NULL))) {
 		if (rt->ntok == 1 && api_keyed_device(rt->tok[0]))

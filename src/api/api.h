@@ -47,6 +47,13 @@ void api_handle(void *opaque, const struct http_request *req, struct http_respon
  * naming the key.  Does not start the VM.
  */
 int api_apply_config_file(struct ctl *c, const char *path, struct err *e);
+/*
+ * Restore a microVM from a snapshot (--restore; PUT /snapshot/load without its other
+ * fields): the state file, the memory file, and whether it runs at once or stays paused.
+ * Before any other configuration.  -errno with `e`; nothing configured then.
+ */
+int api_restore(struct ctl *c, const char *snapshot_path, const char *mem_path, bool resume,
+                struct err *e);
 /* The same from a string (tests, fuzzing). */
 int api_apply_config_text(struct ctl *c, const char *text, size_t len, struct err *e);
 

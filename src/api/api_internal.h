@@ -20,6 +20,15 @@
  */
 int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_id, struct err *e);
 
+/* The config file's object (api_apply_config_text without the parsing); the snapshot's
+ * configuration goes through it too. */
+int api_apply_config_json(struct ctl *c, json_t *j, struct err *e);
+
+/* PUT /snapshot/create and /snapshot/load (snapshot.c): the body decoded, the answer set. */
+struct json_snapshot_load;
+void api_put_snapshot(struct ctl *c, bool create, json_t *j, struct http_response *resp);
+int api_snapshot_load(struct ctl *c, const struct json_snapshot_load *p, struct err *e);
+
 /* Whether `what` names a device kind configured by id (/drives/{id}): an array in the config
  * file. */
 bool api_keyed_device(const char *what);

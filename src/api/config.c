@@ -55,9 +55,7 @@ static int config_key(struct ctl *c, const char *key, json_t *v, struct err *e)
 
 int api_apply_config_text(struct ctl *c, const char *text, size_t len, struct err *e)
 {
-	const char *key;
-	json_t *j, *v;
-	unsigned int i;
+	json_t *j;
 	int r;
 
 	r = json_body(text, len, &j, e);
@@ -71,19 +69,26 @@ int api_apply_config_text(struct ctl *c, const char *text, size_t len, struct er
 		               "the config file is not valid JSON: %s at line %d column %d",
 		               je.text, je.line, je.column);
 	}
-	if (!json_is_object(j)) {
-		json_decref(j);
+	r = api_apply_config_json(c, j, e);
+	json_decref(j);
+	return r;
+}
+
+int api_apply_config_json(struct ctl *c, json_t *j, struct err *e)
+{
+	const char *key;
+	unsigned int i;
+	json_t *v;
+	int r = 0;
+
+	if (!json_is_object(j))
 		return err_set(e, EINVAL, "the config file must hold a JSON object");
-	}
 	json_object_foreach(j, key, v)
 	{
 		for (i = 0; config_keys[i] && strcmp(config_keys[i], key); i++)
 			;
-		if (!config_keys[i]) {
-			r = err_set(e, EINVAL, "unknown key \"%.64s\" in the config file", key);
-			json_decref(j);
-			return r;
-		}
+		if (!config_keys[i])
+			return err_set(e, EINVAL, "unknown key \"%.64s\" in the config file", key);
 	}
 	for (i = 0; config_keys[i]; i++) {
 		v = json_object_get(j, config_keys[i]);
@@ -95,7 +100,6 @@ int api_apply_config_text(struct ctl *c, const char *text, size_t len, struct er
 			break;
 		}
 	}
-	json_decref(j);
 	return r;
 }
 

@@ -994,6 +994,164 @@ fail:
 	return r;
 }
 
+/* ---- snapshots ---------------------------------------------------------------------------- */
+
+void json_snapshot_create_clear(struct json_snapshot_create *c)
+{
+	free(c->snapshot_path);
+	free(c->mem_file_path);
+	memset(c, 0, sizeof(*c));
+}
+
+int json_to_snapshot_create(json_t *o, struct json_snapshot_create *out, struct err *e)
+{
+	static const char *const fields[] = {"snapshot_type", "snapshot_path", "mem_file_path",
+	                                     NULL};
+	static const char *const types[] = {"Diff", "Full", NULL};
+	unsigned int type = 1;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct CreateSnapshotParams", e);
+	if (r == 0)
+		r = get_enum(o, "snapshot_type", types, false, &type, NULL, e);
+	if (r == 0)
+		r = get_str(o, "snapshot_path", true, &out->snapshot_path, e);
+	if (r == 0)
+		r = get_str(o, "mem_file_path", true, &out->mem_file_path, e);
+	if (r < 0) {
+		json_snapshot_create_clear(out);
+		return r;
+	}
+	out->diff = type == 0;
+	return 0;
+}
+
+void json_snapshot_load_clear(struct json_snapshot_load *l)
+{
+	free(l->snapshot_path);
+	free(l->mem_path);
+	free(l->vsock_uds);
+	for (unsigned int i = 0; i < l->noverrides; i++)
+		free(l->ov_dev[i]);
+	memset(l, 0, sizeof(*l));
+}
+
+static int load_mem_backend(json_t *o, struct json_snapshot_load *out, struct err *e)
+{
+	static const char *const fields[] = {"backend_type", "backend_path", NULL};
+	static const char *const types[] = {"File", "Uffd", NULL};
+	json_t *mb = field(o, "mem_backend", false);
+	char *file = NULL;
+	unsigned int type = 0;
+	bool has_type = false;
+	int r = get_str(o, "mem_file_path", false, &file, e);
+
+	if (r < 0)
+		return r;
+	if (mb && file) {
+		free(file);
+		return fail(e, "too many fields: either `mem_backend` or `mem_file_path` "
+		               "exclusively is required");
+	}
+	if (!mb && !file)
+		return fail(e,
+		            "missing field: either `mem_backend` or `mem_file_path` is required");
+	if (file) {
+		out->mem_path = file;
+		return 0;
+	}
+	r = check_object(mb, fields, "struct MemBackendConfig", e);
+	if (r == 0)
+		r = get_enum(mb, "backend_type", types, false, &type, &has_type, e);
+	if (r == 0 && !has_type)
+		r = fail(e, "missing field `backend_type`");
+	if (r == 0)
+		r = get_str(mb, "backend_path", true, &out->mem_path, e);
+	out->uffd = type == 1;
+	return r;
+}
+
+static int load_overrides(json_t *o, struct json_snapshot_load *out, struct err *e)
+{
+	static const char *const fields[] = {"iface_id", "host_dev_name", NULL};
+	static const char *const vfields[] = {"uds_path", NULL};
+	json_t *a = field(o, "network_overrides", false), *v = field(o, "vsock_override", false);
+	size_t i;
+	int r = 0;
+
+	if (a && !json_is_array(a))
+		return bad_type(a, "a sequence", e);
+	if (a && json_array_size(a) > VM_MAX_NETS)
+		return err_set(e, EINVAL, "%zu network overrides; a VM has at most %u interfaces",
+		               json_array_size(a), VM_MAX_NETS);
+	for (i = 0; a && r == 0 && i < json_array_size(a); i++) {
+		json_t *n = json_array_get(a, i);
+
+		r = check_object(n, fields, "struct NetworkOverride", e);
+		if (r == 0)
+			r = get_id(n, "iface_id", out->ov_id[out->noverrides], e);
+		if (r == 0)
+			r = get_str(n, "host_dev_name", true, &out->ov_dev[out->noverrides], e);
+		if (r == 0)
+			out->noverrides++;
+	}
+	if (r == 0 && v) {
+		r = check_object(v, vfields, "struct VsockOverride", e);
+		if (r == 0)
+			r = get_str(v, "uds_path", true, &out->vsock_uds, e);
+	}
+	return r;
+}
+
+int json_to_snapshot_load(json_t *o, struct json_snapshot_load *out, struct err *e)
+{
+	static const char *const fields[] = {"snapshot_path",
+	                                     "mem_file_path",
+	                                     "mem_backend",
+	                                     "enable_diff_snapshots",
+	                                     "track_dirty_pages",
+	                                     "resume_vm",
+	                                     "network_overrides",
+	                                     "vsock_override",
+	                                     "clock_realtime",
+	                                     "huge_pages",
+	                                     NULL};
+	static const char *const hp[] = {"Snapshot", "None", "Transparent", "2M", NULL};
+	bool diff = false;
+	unsigned int h = 0;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct LoadSnapshotConfig", e);
+	if (r == 0)
+		r = get_str(o, "snapshot_path", true, &out->snapshot_path, e);
+	if (r == 0)
+		r = load_mem_backend(o, out, e);
+	if (r == 0)
+		r = get_bool(o, "enable_diff_snapshots", false, &diff, NULL, e);
+	if (r == 0)
+		r = get_bool(o, "track_dirty_pages", false, &out->track_dirty_pages, NULL, e);
+	if (r == 0)
+		r = get_bool(o, "resume_vm", false, &out->resume_vm, NULL, e);
+	if (r == 0)
+		r = get_bool(o, "clock_realtime", false, &out->clock_realtime, NULL, e);
+	if (r == 0)
+		r = get_enum(o, "huge_pages", hp, false, &h, NULL, e);
+	if (r == 0)
+		r = load_overrides(o, out, e);
+	if (r < 0) {
+		json_snapshot_load_clear(out);
+		return r;
+	}
+	out->track_dirty_pages |= diff;
+	out->huge_pages_set = h != 0;
+	out->huge_pages = h == 3   ? VM_HUGE_PAGES_2M
+	                  : h == 2 ? VM_HUGE_PAGES_TRANSPARENT
+	                           : VM_HUGE_PAGES_NONE;
+	return 0;
+}
+
 /* ---- encoders ----------------------------------------------------------------------------- */
 
 static json_t *str_or_null(const char *s)

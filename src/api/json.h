@@ -64,6 +64,30 @@ enum json_action {
 /* PUT /vfio/{id} (ember's own): {"vfio_id", "path"}. */
 int json_to_vfio(json_t *o, struct res_vfio *out, struct err *e);
 int json_to_action(json_t *o, enum json_action *out, struct err *e);
+/* PUT /snapshot/create (SnapshotCreateParams); the paths are malloc'd. */
+struct json_snapshot_create {
+	bool diff; /* snapshot_type "Diff" (default "Full") */
+	char *snapshot_path, *mem_file_path;
+};
+int json_to_snapshot_create(json_t *o, struct json_snapshot_create *out, struct err *e);
+void json_snapshot_create_clear(struct json_snapshot_create *c);
+
+/* PUT /snapshot/load (SnapshotLoadParams); the strings are malloc'd. */
+struct json_snapshot_load {
+	char *snapshot_path;
+	char *mem_path; /* mem_backend.backend_path, or the deprecated mem_file_path */
+	bool uffd;      /* mem_backend.backend_type "Uffd" */
+	bool track_dirty_pages, resume_vm, clock_realtime;
+	bool huge_pages_set;
+	enum vm_huge_pages huge_pages; /* huge_pages other than "Snapshot" */
+	unsigned int noverrides;       /* network_overrides */
+	char ov_id[VM_MAX_NETS][RES_ID_MAX + 1];
+	char *ov_dev[VM_MAX_NETS];
+	char *vsock_uds; /* vsock_override.uds_path, or NULL */
+};
+int json_to_snapshot_load(json_t *o, struct json_snapshot_load *out, struct err *e);
+void json_snapshot_load_clear(struct json_snapshot_load *l);
+
 /* DELETE's optional body: {"force": bool} (ember). */
 int json_to_delete(json_t *o, bool *force, struct err *e);
 /* {"state": "Paused" | "Resumed"} */

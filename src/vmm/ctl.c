@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "vmm/snapshot.h"
 #include "vmm/vm_internal.h"
 
 static uint64_t ts_us(clockid_t clk)
@@ -248,9 +249,11 @@ static void on_unplugged(void *opaque, bool vfio, enum vm_virtio_kind kind, cons
 		res_kind(kind)->remove(&c->res, name);
 }
 
-int ctl_start(struct ctl *c, struct err *e)
+/* Build the VM from the resources (booted, or restored with `restore`) and start its vCPUs
+ * (parked first when `paused`). */
+static int ctl_build(struct ctl *c, const struct vm_restore *restore, bool paused, struct err *e)
 {
-	struct vm_config cfg = {0};
+	struct vm_config cfg = {.restore = restore};
 	int r;
 
 	if (c->state != CTL_NOT_STARTED || c->vm)
@@ -280,6 +283,8 @@ int ctl_start(struct ctl *c, struct err *e)
 	vm_set_unplugged_cb(c->vm, on_unplugged, c);
 	if (c->build_only)
 		return 0;
+	if (paused)
+		vm_pause(c->vm, e); /* before the threads start: they park before their first run */
 	r = vm_start(c->vm);
 	if (r < 0) {
 		err_set(e, -r, "cannot start the vCPUs");
@@ -288,15 +293,69 @@ int ctl_start(struct ctl *c, struct err *e)
 		c->vm = NULL;
 		goto fail;
 	}
-	c->state = CTL_RUNNING;
-	log_info("the microVM started: %u vCPU(s), %llu MiB", cfg.vcpus,
-	         (unsigned long long)cfg.mem_mib);
+	c->state = paused ? CTL_PAUSED : CTL_RUNNING;
+	log_info("the microVM %s: %u vCPU(s), %llu MiB",
+	         !restore ? "started"
+	         : paused ? "was restored, paused"
+	                  : "was restored and resumed",
+	         cfg.vcpus, (unsigned long long)cfg.mem_mib);
 	return 0;
 fail:
 	if (c->serial_fd >= 0)
 		close(c->serial_fd);
 	c->serial_fd = -1;
 	c->console_out_fd = STDOUT_FILENO;
+	return r;
+}
+
+int ctl_start(struct ctl *c, struct err *e)
+{
+	return ctl_build(c, NULL, false, e);
+}
+
+int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path,
+                        const char *config, size_t config_len, struct err *e)
+{
+	int r;
+
+	if (!c->vm || c->state == CTL_NOT_STARTED)
+		return err_set(e, EINVAL, CTL_MSG_NOT_BEFORE_BOOT);
+	if (c->state != CTL_PAUSED)
+		return err_set(e, EINVAL, CTL_MSG_SNAPSHOT_RUNNING);
+	r = vm_snapshot_create(c->vm, snap_path, mem_path, config, config_len, e);
+	if (r < 0)
+		err_prefix(e, "Create snapshot error");
+	return r;
+}
+
+int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, bool resume,
+                      struct err *e)
+{
+	const struct snapshot_vm *v = &s->vm;
+	struct vm_restore restore = {.snap = s, .mem_fd = mem_fd};
+	int r;
+
+	if (c->state != CTL_NOT_STARTED || c->vm)
+		return err_set(e, EINVAL, CTL_MSG_NOT_AFTER_BOOT);
+	/* The configuration came from the snapshot's JSON: it must say what the state is of. */
+	if (c->res.machine.vcpu_count != v->vcpus ||
+	    c->res.machine.mem_size_mib << 20 != v->mem_bytes ||
+	    c->res.machine.pcie_root_ports != v->root_ports)
+		return err_set(
+		    e, EINVAL,
+		    "the snapshot's configuration (%u vCPUs, %llu MiB, %u root ports) does "
+		    "not match its state (%u vCPUs, %llu MiB, %u root ports)",
+		    c->res.machine.vcpu_count, (unsigned long long)c->res.machine.mem_size_mib,
+		    c->res.machine.pcie_root_ports, v->vcpus,
+		    (unsigned long long)(v->mem_bytes >> 20), v->root_ports);
+	c->res.pci_testdev = v->pci_testdev;
+	c->res.pci_testdev_port = v->pci_testdev_port;
+	c->boot_timer = v->boot_timer;
+	r = ctl_build(c, &restore, !resume, e);
+	if (r < 0) {
+		c->res.pci_testdev = false;
+		c->res.pci_testdev_port = 0;
+	}
 	return r;
 }
 

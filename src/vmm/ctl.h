@@ -60,6 +60,10 @@ struct ctl {
 	/* The filters (--no-seccomp: disabled); the vCPUs install theirs from here. */
 	struct seccomp_filters seccomp;
 
+	/* A resource that builds the VM was configured (boot source, machine, devices): a
+	 * snapshot can no longer be loaded (Firecracker's boot_path). */
+	bool boot_configured;
+
 	struct vm *vm;
 	char cmdline[LAYOUT_CMDLINE_MAX + 64];
 	enum ctl_state state;
@@ -101,6 +105,31 @@ int ctl_start(struct ctl *c, struct err *e);
  * a signal stopped it, 1 on a fatal error.  ctl->exit says how it ended.
  */
 int ctl_run(struct ctl *c);
+
+/* Firecracker's messages for snapshots refused in the wrong state. */
+#define CTL_MSG_SNAPSHOT_RUNNING                                                                   \
+	"Create snapshot error: Cannot save the microVM state: Operation not allowed: "            \
+	"save/restore unavailable while running"
+#define CTL_MSG_LOAD_NOT_ALLOWED                                                                   \
+	"Load snapshot error: Loading a microVM snapshot not allowed after configuring "           \
+	"boot-specific resources."
+
+struct snapshot;
+/*
+ * PUT /snapshot/create (Full): the paused VM's state to `snap_path` with `config` (the
+ * configuration's JSON) inside, its RAM to `mem_path` (vmm/snapshot.h).  The VM stays paused
+ * whatever happens.  -errno with `e` (Firecracker's message for a VM not started or not
+ * paused).
+ */
+int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path,
+                        const char *config, size_t config_len, struct err *e);
+/*
+ * PUT /snapshot/load, once the resources hold the snapshot's configuration: build the VM
+ * from them and the parsed snapshot `s` with RAM from `mem_fd` (borrowed), then run it
+ * (`resume`) or leave it paused.  -errno with `e`; nothing is left of the VM then.
+ */
+int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, bool resume,
+                      struct err *e);
 
 /* Post-boot actions (-errno with `e`; CTL_MSG_* when the state does not allow it). */
 int ctl_send_ctrl_alt_del(struct ctl *c, struct err *e);

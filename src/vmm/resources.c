@@ -656,7 +656,33 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 			               "device's options.");
 		cfg->cmdline = cmdline;
 	}
-	if (!r->boot.present && !r->firmware_path)
+	if (!r->boot.present && !r->firmware_path && !cfg->restore)
 		return err_set(e, EINVAL, "Cannot start microvm without kernel configuration.");
 	return 0;
+}
+
+void res_forget_vm(struct resources *r)
+{
+	char id[RES_ID_MAX + 1];
+
+	res_boot_clear(&r->boot);
+	while (r->ndrives) {
+		snprintf(id, sizeof(id), "%s", r->drives[0].id);
+		res_remove_drive(r, id);
+	}
+	while (r->nnets) {
+		snprintf(id, sizeof(id), "%s", r->nets[0].id);
+		res_remove_net(r, id);
+	}
+	while (r->nvfio) {
+		snprintf(id, sizeof(id), "%s", r->vfio[0].id);
+		res_remove_vfio(r, id);
+	}
+	res_vsock_clear(&r->vsock);
+	memset(&r->entropy, 0, sizeof(r->entropy));
+	memset(&r->machine, 0, sizeof(r->machine));
+	r->machine.vcpu_count = 1;
+	r->machine.mem_size_mib = 128;
+	r->pci_testdev = false;
+	r->pci_testdev_port = 0;
 }

@@ -275,10 +275,18 @@ int res_check_limiter(const struct res_limiter *l, struct err *e);
 void res_limiter_cfg(const struct res_limiter *l, struct rate_limiter_cfg *out);
 
 /*
+ * Forget what builds a VM (boot source, machine, devices) and keep the process's settings
+ * (logger, metrics, serial): a snapshot load that failed after taking the snapshot's
+ * configuration leaves the resources as they were before it.
+ */
+void res_forget_vm(struct resources *r);
+
+/*
  * Fill a VM configuration from the resources (strings point into `r`, which
  * must outlive the VM).  `cmdline` receives the kernel command line: the boot
  * arguments plus the root device's root= option, as Firecracker adds it.
- * -errno with `e`: no boot source, or one that cannot be used.
+ * -errno with `e`: no boot source (unless cfg->restore, set by the caller: a VM
+ * restored from a snapshot boots nothing), or one that cannot be used.
  */
 int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmdline,
                      size_t cmdline_size, struct err *e);

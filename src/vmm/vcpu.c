@@ -102,8 +102,9 @@ int vcpu_setup(struct vcpu *v, struct err *e)
 	if (ioctl(v->kf.fd, KVM_SET_LAPIC, &lapic) < 0)
 		return err_sys(e, errno, "vCPU %u: KVM_SET_LAPIC", id);
 
-	/* Firmware starts from KVM's reset state: real mode at the reset vector. */
-	if (id == 0 && !vm->cfg.firmware_path) {
+	/* Firmware starts from KVM's reset state: real mode at the reset vector.  A restored
+	 * vCPU gets its registers from the snapshot (vm_step_restore). */
+	if (id == 0 && !vm->cfg.firmware_path && !vm->cfg.restore) {
 		bool pvh = vm->boot.entry_mode == BOOT_ENTRY_PVH;
 		struct kvm_sregs sregs;
 		struct kvm_regs regs;
@@ -329,6 +330,16 @@ bool vcpu_pause_point(struct vcpu *v)
 		return false;
 	if (!__atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST))
 		return true;
+	/*
+	 * Finish the exit just handled before parking: KVM completes a port or MMIO read (the
+	 * value into the register, RIP past the instruction) only on the next KVM_RUN, which
+	 * with immediate_exit returns at once after that (Linux's api.rst, immediate_exit).  A
+	 * parked vCPU's registers are then whole, as a snapshot must save them.
+	 */
+	__atomic_store_n(&v->kf.run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (ioctl(v->kf.fd, KVM_RUN, 0) == 0)
+		log_debug("vCPU %u: KVM_RUN with immediate_exit ran the guest", v->kf.id);
+	__atomic_store_n(&v->kf.run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&vm->pause_lock);
 	vm->nparked++;
 	pthread_cond_broadcast(&vm->pause_cond);

@@ -93,12 +93,38 @@ static void undo_memory(struct vm *vm)
 	memset(&vm->gm, 0, sizeof(vm->gm));
 }
 
+/*
+ * A restored VM's RAM: the memory file mapped MAP_PRIVATE at `off`, read page by page as the
+ * guest touches it; what the guest writes stays in this process (docs/snapshot.md).  2 MiB
+ * huge pages cannot back a file mapping: 4 KiB pages then, with a warning.
+ */
+static void *map_ram_file(struct vm *vm, uint64_t size, uint64_t off, struct err *e,
+                          const char *what)
+{
+	void *p;
+
+	if (vm->cfg.huge_pages == VM_HUGE_PAGES_2M)
+		log_warn("a restored VM's %s RAM is the memory file in 4 KiB pages, not 2 MiB ones",
+		         what);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE,
+	         vm->cfg.restore->mem_fd, (off_t)off);
+	if (p == MAP_FAILED) {
+		err_sys(e, errno, "cannot map %llu MiB of the memory file as %s guest RAM",
+		        (unsigned long long)(size >> 20), what);
+		return NULL;
+	}
+	if (vm->cfg.huge_pages == VM_HUGE_PAGES_TRANSPARENT && madvise(p, size, MADV_HUGEPAGE) < 0)
+		log_debug("madvise(MADV_HUGEPAGE) on %s guest RAM: %s", what, strerror(errno));
+	return p;
+}
+
 static int step_memory(struct vm *vm, struct err *e)
 {
 	int r;
 
 	mem_layout_init(&vm->ml, vm->cfg.mem_mib << 20);
-	vm->ram_low = map_ram(vm->ml.low_size, vm->cfg.huge_pages, e, "low");
+	vm->ram_low = vm->cfg.restore ? map_ram_file(vm, vm->ml.low_size, 0, e, "low")
+	                              : map_ram(vm->ml.low_size, vm->cfg.huge_pages, e, "low");
 	if (!vm->ram_low)
 		return e->code;
 	r = gmem_add(&vm->gm, 0, vm->ml.low_size, vm->ram_low);
@@ -108,7 +134,9 @@ static int step_memory(struct vm *vm, struct err *e)
 	if (r < 0)
 		goto fail;
 	if (vm->ml.high_size) {
-		vm->ram_high = map_ram(vm->ml.high_size, vm->cfg.huge_pages, e, "high");
+		vm->ram_high = vm->cfg.restore
+		                   ? map_ram_file(vm, vm->ml.high_size, vm->ml.low_size, e, "high")
+		                   : map_ram(vm->ml.high_size, vm->cfg.huge_pages, e, "high");
 		if (!vm->ram_high) {
 			r = e->code;
 			goto fail;
@@ -333,8 +361,8 @@ static int step_acpi(struct vm *vm, struct err *e)
 
 	vm->rsdp_gpa = 0;
 	/* Firmware builds its own tables, and its shadow copy owns 0xE0000-0xFFFFF. */
-	if (vm->cfg.no_acpi || vm->cfg.build_only || vm->cfg.firmware_path)
-		return 0;
+	if (vm->cfg.no_acpi || vm->cfg.build_only || vm->cfg.firmware_path || vm->cfg.restore)
+		return 0; /* a restored VM's tables are in its RAM already */
 	DEVREG_FOR_EACH(&vm->devs, d)
 	{
 		struct vm_virtio *vv = vm_dev_virtio(d);
@@ -398,8 +426,8 @@ static int step_kernel(struct vm *vm, struct err *e)
 	};
 	int r;
 
-	if (vm->cfg.build_only)
-		return 0;
+	if (vm->cfg.build_only || vm->cfg.restore)
+		return 0; /* a restored guest is already running its kernel */
 	if (vm->cfg.firmware_path)
 		return load_firmware(vm, e);
 	req.cmdline = vm_build_cmdline(vm, e);
@@ -489,6 +517,7 @@ static const struct vm_step {
     {"acpi", step_acpi, undo_nothing},
     {"kernel", step_kernel, undo_kernel},
     {"vcpus", step_vcpus, undo_vcpus},
+    {"restore", vm_step_restore, undo_nothing},
     {"console", vm_step_console, vm_undo_console},
 };
 
@@ -496,7 +525,12 @@ static const struct vm_step {
 
 static int check_config(const struct vm_config *cfg, struct err *e)
 {
-	if (!cfg->build_only && !cfg->firmware_path && (!cfg->kernel_path || !*cfg->kernel_path))
+	if (cfg->restore && (cfg->firmware_path || cfg->build_only || cfg->nvfio))
+		return err_set(e, EINVAL,
+		               "a VM restored from a snapshot has no firmware and no "
+		               "passed-through devices");
+	if (!cfg->build_only && !cfg->firmware_path && !cfg->restore &&
+	    (!cfg->kernel_path || !*cfg->kernel_path))
 		return err_set(e, EINVAL, "no kernel given (--kernel PATH)");
 	if (!cfg->loop)
 		return err_set(e, EINVAL, "no event loop for the VM");

@@ -27,6 +27,8 @@
 #include "util/log.h"
 #include "vmm/devopts.h"
 
+#define EMBER_VERSION "0.1.0" /* ember's own version (GET /version, snapshot headers) */
+
 #define VM_MAX_VCPUS      32
 #define VM_MIN_MEM_MIB    2ull
 #define VM_MAX_MEM_MIB    (1ull << 20) /* 1 TiB */
@@ -41,6 +43,19 @@ enum vm_huge_pages {
 
 struct seccomp_filters; /* vmm/seccomp.h */
 struct cpu_template;    /* boot/cpu_template.h */
+struct snapshot;        /* vmm/snapshot.h */
+
+/*
+ * A VM rebuilt from a snapshot instead of booted (docs/snapshot.md): the same build steps
+ * make the same devices, guest RAM is the memory file mapped MAP_PRIVATE (pages are read
+ * when the guest touches them; its writes stay in this process), no kernel is loaded and
+ * no boot tables are written, and a last step puts back KVM's, the vCPUs' and the devices'
+ * state.  Both are borrowed for vm_create() only.
+ */
+struct vm_restore {
+	const struct snapshot *snap; /* parsed and checked (snapshot_parse) */
+	int mem_fd;                  /* snapshot_open_mem() */
+};
 
 struct vm_config {
 	const char *kernel_path;   /* or NULL with firmware_path */
@@ -70,6 +85,7 @@ struct vm_config {
 	enum vm_huge_pages huge_pages;
 	/* CPUID and MSR modifiers on top of ember's own (borrowed; NULL: none; cpu_template.h) */
 	const struct cpu_template *cpu_template;
+	const struct vm_restore *restore; /* NULL: boot the kernel or firmware */
 	/* vCPU threads install its vCPU filter before KVM_RUN (borrowed; NULL: none) */
 	const struct seccomp_filters *seccomp;
 };

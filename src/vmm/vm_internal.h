@@ -269,6 +269,10 @@ void vm_devices_quiesce(struct vm *vm);
 int vm_devices_save(struct vm *vm, struct snap_w *w, struct err *e);
 int vm_devices_restore(struct vm *vm, struct snap_r *r, struct err *e);
 
+/* snapshot.c: with cfg.restore, the saved state of KVM, the devices and the vCPUs (the last
+ * build step; nothing to undo). */
+int vm_step_restore(struct vm *vm, struct err *e);
+
 /* vm_hotplug.c: the root ports' slots. */
 int vm_step_hotplug(struct vm *vm, struct err *e);
 void vm_undo_hotplug(struct vm *vm);

@@ -179,7 +179,10 @@ void guest_reset(void)
  *                IOAPIC pin 20), then power off as above
  *   boot-timer   write 123 to the boot timer (Firecracker's "booted" signal,
  *                ember's at 0xf0fff000 with --boot-timer), then hang
+ *   count        count, write and read back the first disk forever (snapcount.c; the
+ *                snapshot tests save and restore it in the middle)
  */
+void snapcount_run(void);
 #define LIFECYCLE_SLEEP_PORT     0x600
 #define LIFECYCLE_S5             0x34 /* SLP_TYP 5 << 2 | SLP_EN (ACPI 6.5 §4.8.3.7) */
 #define LIFECYCLE_GED_PIN        20
@@ -220,6 +223,8 @@ static void lifecycle_run(const char *how, size_t len)
 		for (;;)
 			cpu_relax();
 	}
+	if (len == 5 && !memcmp(how, "count", 5))
+		snapcount_run();
 	if (len == 9 && !memcmp(how, "mmio-exec", 9)) {
 		printf("executing from MMIO at 0x%llx\n", LIFECYCLE_MMIO_EXEC_GPA);
 		/*

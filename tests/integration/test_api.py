@@ -843,6 +843,13 @@ BAD_REQUESTS = [
     case("flush-metrics-unconfigured", "PUT", "/actions", {"action_type": "FlushMetrics"},
          "search", "metrics"),
     case("get-pci-before-boot", "GET", "/pci", None, "any"),
+    # snapshots (docs/snapshot.md): nothing to save yet, and a configured VM takes no load
+    case("snapshot-create-before-boot", "PUT", "/snapshot/create",
+         {"mem_file_path": "@TMP@/mem", "snapshot_path": "@TMP@/snap"}, "exact", NOT_BEFORE_BOOT),
+    case("snapshot-load-after-configuration", "PUT", "/snapshot/load",
+         {"snapshot_path": "@TMP@/snap", "mem_file_path": "@TMP@/mem"}, "exact",
+         "Load snapshot error: Loading a microVM snapshot not allowed after configuring "
+         "boot-specific resources."),
 ]
 
 NOT_YET = [
@@ -859,8 +866,6 @@ NOT_YET = [
     ("PUT", "/mmds", {"latest": {"meta-data": {"ami-id": "ami-1"}}}),
     ("PATCH", "/mmds", {"latest": {"meta-data": {"ami-id": "ami-2"}}}),
     ("PUT", "/mmds/config", {"network_interfaces": ["eth0"], "version": "V2"}),
-    ("PUT", "/snapshot/create", {"mem_file_path": "@TMP@/mem", "snapshot_path": "@TMP@/snap"}),
-    ("PUT", "/snapshot/load", {"snapshot_path": "@TMP@/snap", "mem_file_path": "@TMP@/mem"}),
     ("PUT", "/hotplug/memory", {"total_size_mib": 1024}),
     ("PATCH", "/hotplug/memory", {"requested_size_mib": 128}),
     ("GET", "/hotplug/memory", None),
@@ -1207,6 +1212,7 @@ AFTER_BOOT = [
     ("PUT", "/metrics", {"metrics_path": "@TMP@/m.json"}),
     ("PUT", "/serial", {}),
     ("PUT", "/actions", {"action_type": "InstanceStart"}),
+    ("PUT", "/snapshot/load", {"snapshot_path": "@TMP@/snap", "mem_file_path": "@TMP@/mem"}),
 ]
 
 
@@ -1242,10 +1248,16 @@ class TestAfterBoot:
         refused_and_unchanged(booted, method, path, body, ("exact", NOT_AFTER_BOOT))
 
     def test_not_yet_still_says_so(self, booted):
-        for method, path, body in (("GET", "/balloon", None), ("PUT", "/snapshot/create",
-                                   {"mem_file_path": "@TMP@/m", "snapshot_path": "@TMP@/s"})):
+        for method, path, body in (("GET", "/balloon", None),
+                                   ("PUT", "/cpu-config", {"cpuid_modifiers": []})):
             msg = refused_and_unchanged(booted, method, path, body)
             assert NOT_YET_RE.match(msg), msg
+
+    def test_snapshot_of_running_vm_refused(self, booted):
+        refused_and_unchanged(booted, "PUT", "/snapshot/create",
+                              {"mem_file_path": "@TMP@/m", "snapshot_path": "@TMP@/s"},
+                              ("exact", "Create snapshot error: Cannot save the microVM state: "
+                               "Operation not allowed: save/restore unavailable while running"))
 
     def test_pause_and_resume(self, booted):
         booted.ok("PATCH", "/vm", {"state": "Paused"})

@@ -188,8 +188,6 @@ TEST(not_yet_features_say_so)
 	    {HTTP_PUT, "/mmds"},
 	    {HTTP_PATCH, "/mmds"},
 	    {HTTP_PUT, "/mmds/config"},
-	    {HTTP_PUT, "/snapshot/create"},
-	    {HTTP_PUT, "/snapshot/load"},
 	    {HTTP_PUT, "/hotplug/memory"},
 	    {HTTP_PATCH, "/hotplug/memory"},
 	    {HTTP_GET, "/hotplug/memory"},
@@ -204,6 +202,50 @@ TEST(not_yet_features_say_so)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		expect_fault(&c, cases[i].m, cases[i].path, cases[i].m == HTTP_GET ? NULL : "{}",
 		             "ember does not support");
+	ctl_destroy(&c);
+}
+
+/* The snapshot routes before boot: their bodies, and Firecracker's rules and messages. */
+TEST(snapshot_routes)
+{
+	struct ctl c;
+	struct err e = {0};
+
+	ctl_init(&c, &e);
+	expect_fault(&c, HTTP_PUT, "/snapshot/create",
+	             "{\"snapshot_path\": \"/tmp/s\", \"mem_file_path\": \"/tmp/m\"}",
+	             CTL_MSG_NOT_BEFORE_BOOT);
+	expect_fault(&c, HTTP_PUT, "/snapshot/create", "{\"snapshot_path\": \"/tmp/s\"}",
+	             "missing field `mem_file_path`");
+	expect_fault(&c, HTTP_PUT, "/snapshot/create",
+	             "{\"snapshot_type\": \"Half\", \"snapshot_path\": \"s\", "
+	             "\"mem_file_path\": \"m\"}",
+	             "unknown variant `Half`, expected one of `Diff`, `Full`");
+	expect_fault(&c, HTTP_PUT, "/snapshot/load", "{\"snapshot_path\": \"/tmp/s\"}",
+	             "either `mem_backend` or `mem_file_path` is required");
+	expect_fault(&c, HTTP_PUT, "/snapshot/load",
+	             "{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": \"File\"}}",
+	             "missing field `backend_path`");
+	expect_fault(&c, HTTP_PUT, "/snapshot/load",
+	             "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+	             "\"network_overrides\": [{\"iface_id\": \"eth0\"}]}",
+	             "missing field `host_dev_name`");
+	expect_fault(&c, HTTP_PUT, "/snapshot/load",
+	             "{\"snapshot_path\": \"/nonexistent/s\", \"mem_file_path\": \"m\"}",
+	             "Load snapshot error: Failed to restore from snapshot: cannot open the "
+	             "snapshot /nonexistent/s");
+	/* A failed load configured nothing: a load is still allowed. */
+	CHECK(!c.boot_configured);
+	CHECK_EQ(c.res.ndrives, 0u);
+	/* The logger, metrics and serial do not rule a load out; the machine does. */
+	CHECK_EQ(call(&c, HTTP_PUT, "/serial", "{}", NULL), 204);
+	CHECK(!c.boot_configured);
+	CHECK_EQ(call(&c, HTTP_PUT, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}",
+	              NULL),
+	         204);
+	expect_fault(&c, HTTP_PUT, "/snapshot/load",
+	             "{\"snapshot_path\": \"/nonexistent/s\", \"mem_file_path\": \"m\"}",
+	             CTL_MSG_LOAD_NOT_ALLOWED);
 	ctl_destroy(&c);
 }
 
@@ -748,6 +790,7 @@ int main(void)
 	RUN(machine_config_put_patch_get);
 	RUN(routing_errors);
 	RUN(not_yet_features_say_so);
+	RUN(snapshot_routes);
 	RUN(drives_and_full_config);
 	RUN(config_text);
 	RUN(null_optional_fields);

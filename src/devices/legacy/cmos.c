@@ -366,28 +366,27 @@ void cmos_destroy(struct cmos *c)
 	pthread_mutex_destroy(&c->lock);
 }
 
-/* ---- saved state (snapshots) ---- */
-
 #define SNAP_CMOS SNAP_TAG('C', 'M', 'O', 'S')
 
 void cmos_save(struct cmos *c, struct snap_w *w)
 {
-	size_t at = snap_begin(w, SNAP_CMOS, 1);
+	size_t at;
 
 	pthread_mutex_lock(&c->lock);
+	at = snap_begin(w, SNAP_CMOS, 1);
 	snap_put_u8(w, c->index);
 	snap_put(w, c->ram, sizeof(c->ram));
 	snap_put_u64(w, (uint64_t)c->offset_sec);
 	snap_put_u64(w, (uint64_t)c->frozen);
-	pthread_mutex_unlock(&c->lock);
 	snap_end(w, at);
+	pthread_mutex_unlock(&c->lock);
 }
 
 int cmos_restore(struct cmos *c, struct snap_r *r, struct err *e)
 {
 	struct snap_r b;
 	uint16_t ver;
-	uint8_t index = 0, ram[CMOS_SIZE];
+	uint8_t index = 0, ram[sizeof(c->ram)];
 	uint64_t off = 0, frozen = 0;
 	int rc = snap_section(r, SNAP_CMOS, 1, "CMOS", &ver, &b, e);
 
@@ -400,10 +399,8 @@ int cmos_restore(struct cmos *c, struct snap_r *r, struct err *e)
 	rc = snap_done(&b, "CMOS", e);
 	if (rc < 0)
 		return rc;
-	if (index >= CMOS_SIZE)
-		return err_set(e, EINVAL, "CMOS: register index %u of %u", index, CMOS_SIZE);
 	pthread_mutex_lock(&c->lock);
-	c->index = index;
+	c->index = index & 0x7f;
 	memcpy(c->ram, ram, sizeof(ram));
 	c->offset_sec = (int64_t)off;
 	c->frozen = (int64_t)frozen;

@@ -93,9 +93,10 @@ void cmos_destroy(struct cmos *c);
 extern const struct bus_ops cmos_ops;
 
 /*
- * Saved state (snapshots): a "CMOS" section with the index, the RAM and the guest clock's
- * offset from the host's wall clock (so the guest's clock goes on with the host's time, as a
- * real RTC keeps running while a machine is off) or its frozen value.
+ * Saved state (snapshots): a "CMOS" section with the index register, the storage and the
+ * guest clock as an offset from the host's wall clock (so the guest's RTC keeps following
+ * real time across a save and a restore, as a battery-backed one would).  Restore before
+ * the vCPUs run; -EINVAL with the reason in `e` for a short state.
  */
 void cmos_save(struct cmos *c, struct snap_w *w);
 int cmos_restore(struct cmos *c, struct snap_r *r, struct err *e);

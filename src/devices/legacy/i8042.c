@@ -396,15 +396,14 @@ int i8042_send_ctrl_alt_del(struct i8042 *k)
 	return rc;
 }
 
-/* ---- saved state (snapshots) ---- */
-
-#define SNAP_KBDC SNAP_TAG('K', 'B', 'D', 'C')
+#define SNAP_I842 SNAP_TAG('I', '8', '4', '2')
 
 void i8042_save(struct i8042 *k, struct snap_w *w)
 {
-	size_t at = snap_begin(w, SNAP_KBDC, 1);
+	size_t at;
 
 	pthread_mutex_lock(&k->lock);
+	at = snap_begin(w, SNAP_I842, 1);
 	snap_put(w, k->ram, sizeof(k->ram));
 	snap_put_u8(w, k->outport);
 	snap_put_u8(w, k->last_was_cmd);
@@ -413,39 +412,38 @@ void i8042_save(struct i8042 *k, struct snap_w *w)
 	snap_put_u32(w, k->q_count);
 	for (unsigned int i = 0; i < k->q_count; i++)
 		snap_put_u8(w, k->queue[(k->q_head + i) % I8042_QUEUE]);
-	pthread_mutex_unlock(&k->lock);
 	snap_end(w, at);
+	pthread_mutex_unlock(&k->lock);
 }
 
 int i8042_restore(struct i8042 *k, struct snap_r *r, struct err *e)
 {
 	struct snap_r b;
 	uint16_t ver;
-	uint8_t ram[sizeof(k->ram)], st[4], q[I8042_QUEUE];
 	uint32_t n = 0;
-	int rc = snap_section(r, SNAP_KBDC, 1, "i8042", &ver, &b, e);
+	uint8_t ram[sizeof(k->ram)], reg[4];
+	int rc = snap_section(r, SNAP_I842, 1, "i8042", &ver, &b, e);
 
 	if (rc < 0)
 		return rc;
 	snap_get(&b, ram, sizeof(ram));
-	snap_get(&b, st, sizeof(st));
-	if (!snap_get_u32(&b, &n))
+	snap_get(&b, reg, sizeof(reg));
+	snap_get_u32(&b, &n);
+	if (b.err)
 		return snap_done(&b, "i8042", e);
 	if (n > I8042_QUEUE)
-		return err_set(e, EINVAL, "i8042: %u bytes in a %u-byte queue", n, I8042_QUEUE);
-	snap_get(&b, q, n);
-	rc = snap_done(&b, "i8042", e);
-	if (rc < 0)
-		return rc;
+		return err_set(e, EINVAL, "i8042: %u saved bytes in a %u-byte queue", n,
+		               I8042_QUEUE);
 	pthread_mutex_lock(&k->lock);
 	memcpy(k->ram, ram, sizeof(ram));
-	k->outport = st[0];
-	k->last_was_cmd = st[1];
-	k->pending_cmd = st[2];
-	k->kbd_pending = st[3];
-	memcpy(k->queue, q, n);
+	k->outport = reg[0];
+	k->last_was_cmd = reg[1];
+	k->pending_cmd = reg[2];
+	k->kbd_pending = reg[3];
 	k->q_head = 0;
-	k->q_count = n;
+	k->q_count = 0;
+	for (uint32_t i = 0; i < n && snap_get_u8(&b, &k->queue[i]); i++)
+		k->q_count = i + 1;
 	pthread_mutex_unlock(&k->lock);
-	return 0;
+	return snap_done(&b, "i8042", e);
 }

@@ -98,8 +98,9 @@ extern const struct bus_ops i8042_data_ops; /* port 0x60 */
 extern const struct bus_ops i8042_cmd_ops;  /* port 0x64 */
 
 /*
- * Saved state (snapshots): a "KBDC" section with the controller RAM, the output
- * port, the commands waiting for a byte and the output queue.
+ * Saved state (snapshots): an "I842" section with the controller RAM, output port,
+ * pending commands and the output queue.  Restore before the vCPUs run; -EINVAL with the
+ * reason in `e` for a short or impossible state.
  */
 void i8042_save(struct i8042 *k, struct snap_w *w);
 int i8042_restore(struct i8042 *k, struct snap_r *r, struct err *e);

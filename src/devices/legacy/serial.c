@@ -410,15 +410,14 @@ void serial_get_stats(struct serial *s, struct serial_stats *out)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* ---- saved state (snapshots) ---- */
-
 #define SNAP_UART SNAP_TAG('U', 'A', 'R', 'T')
 
 void serial_save(struct serial *s, struct snap_w *w)
 {
-	size_t at = snap_begin(w, SNAP_UART, 1);
+	size_t at;
 
 	pthread_mutex_lock(&s->lock);
+	at = snap_begin(w, SNAP_UART, 1);
 	snap_put_u8(w, s->ier);
 	snap_put_u8(w, s->lcr);
 	snap_put_u8(w, s->mcr);
@@ -428,22 +427,22 @@ void serial_save(struct serial *s, struct snap_w *w)
 	snap_put_u8(w, s->lsr_err);
 	snap_put_u8(w, s->msr);
 	snap_put_u8(w, s->fcr);
-	snap_put_u8(w, s->thre_pending != 0);
-	snap_put_u8(w, s->irq_line != 0);
+	snap_put_u8(w, (uint8_t) !!s->thre_pending);
+	snap_put_u8(w, (uint8_t) !!s->irq_line);
 	snap_put_u32(w, s->rx_count);
 	for (unsigned int i = 0; i < s->rx_count; i++)
 		snap_put_u8(w, s->rx[(s->rx_head + i) % SERIAL_RX_FIFO]);
-	pthread_mutex_unlock(&s->lock);
 	snap_end(w, at);
+	pthread_mutex_unlock(&s->lock);
 }
 
 int serial_restore(struct serial *s, struct snap_r *r, struct err *e)
 {
 	struct snap_r b;
 	uint16_t ver;
-	uint8_t reg[9], rx[SERIAL_RX_FIFO];
-	bool thre = false, line = false;
 	uint32_t n = 0;
+	bool thre = false, line = false;
+	uint8_t reg[9];
 	int rc = snap_section(r, SNAP_UART, 1, "serial port", &ver, &b, e);
 
 	if (rc < 0)
@@ -451,15 +450,12 @@ int serial_restore(struct serial *s, struct snap_r *r, struct err *e)
 	snap_get(&b, reg, sizeof(reg));
 	snap_get_bool(&b, &thre);
 	snap_get_bool(&b, &line);
-	if (!snap_get_u32(&b, &n))
+	snap_get_u32(&b, &n);
+	if (b.err)
 		return snap_done(&b, "serial port", e);
 	if (n > SERIAL_RX_FIFO)
-		return err_set(e, EINVAL, "serial port: %u bytes in a %u-byte receive FIFO", n,
+		return err_set(e, EINVAL, "serial port: %u saved bytes in a %u-byte FIFO", n,
 		               SERIAL_RX_FIFO);
-	snap_get(&b, rx, n);
-	rc = snap_done(&b, "serial port", e);
-	if (rc < 0)
-		return rc;
 	pthread_mutex_lock(&s->lock);
 	s->ier = reg[0];
 	s->lcr = reg[1];
@@ -472,9 +468,10 @@ int serial_restore(struct serial *s, struct snap_r *r, struct err *e)
 	s->fcr = reg[8];
 	s->thre_pending = thre;
 	s->irq_line = line;
-	memcpy(s->rx, rx, n);
 	s->rx_head = 0;
-	s->rx_count = n;
+	s->rx_count = 0;
+	for (uint32_t i = 0; i < n && snap_get_u8(&b, &s->rx[i]); i++)
+		s->rx_count = i + 1;
 	pthread_mutex_unlock(&s->lock);
-	return 0;
+	return snap_done(&b, "serial port", e);
 }

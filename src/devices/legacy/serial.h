@@ -53,8 +53,8 @@
 
 #include "bus/bus.h"
 #include "util/log.h"
-#include "util/snap.h"
 #include "util/ratelimit.h"
+#include "util/snap.h"
 
 #define SERIAL_COM1_BASE 0x3f8 /* I/O port */
 #define SERIAL_COM1_GSI  4     /* ISA IRQ 4 */
@@ -141,9 +141,10 @@ size_t serial_input(struct serial *s, const uint8_t *buf, size_t len);
 extern const struct bus_ops serial_ops;
 
 /*
- * Saved state (snapshots): a "UART" section with the registers, the pending interrupt sources
- * and the receive FIFO.  The output fd, the limiter and the counters are the VM's, not saved.
- * Restore checks every value (a corrupted FIFO count is -EINVAL with the reason in `e`).
+ * Saved state (snapshots): a "UART" section with the registers, the latched interrupt
+ * sources and the receive FIFO.  Restore into a UART just initialised, before the vCPUs
+ * run; -EINVAL with the reason in `e` for a short or impossible state (a FIFO count past
+ * its size).  The counters and the output limiter are the new process's own.
  */
 void serial_save(struct serial *s, struct snap_w *w);
 int serial_restore(struct serial *s, struct snap_r *r, struct err *e);

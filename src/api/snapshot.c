@@ -1,0 +1,189 @@
+/* snapshot.c - PUT /snapshot/create and /snapshot/load (docs/snapshot.md), and --restore. */
+#include "api/api_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/json.h"
+#include "util/log.h"
+#include "vmm/snapshot.h"
+
+#define LOAD_ERR "Load snapshot error: Failed to restore from snapshot"
+
+static void reply(struct http_response *resp, int r, const struct err *e)
+{
+	if (r == 0) {
+		resp->status = 204;
+		resp->body = NULL;
+		return;
+	}
+	resp->status = 400;
+	resp->body = http_fault_body(e->msg[0] ? e->msg : strerror(-r));
+	log_error("The API request failed (400 Bad Request): %s", e->msg);
+}
+
+static int create(struct ctl *c, json_t *j, struct err *e)
+{
+	struct json_snapshot_create p;
+	char *conf = NULL;
+	json_t *cj;
+	int r = json_to_snapshot_create(j, &p, e);
+
+	if (r < 0)
+		return r;
+	if (p.diff && c->state != CTL_NOT_STARTED) {
+		r = err_set(e, ENOTSUP,
+		            "ember does not support Diff snapshots yet: create a Full snapshot.");
+		goto out;
+	}
+	cj = json_from_full_config(&c->res);
+	conf = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
+	json_decref(cj);
+	if (!conf) {
+		r = err_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	r = ctl_snapshot_create(c, p.snapshot_path, p.mem_file_path, conf, strlen(conf), e);
+out:
+	free(conf);
+	json_snapshot_create_clear(&p);
+	return r;
+}
+
+void api_put_snapshot(struct ctl *c, bool is_create, json_t *j, struct http_response *resp)
+{
+	struct err e = {0};
+	int r;
+
+	if (is_create) {
+		r = create(c, j, &e);
+	} else {
+		struct json_snapshot_load p;
+
+		r = json_to_snapshot_load(j, &p, &e);
+		if (r == 0)
+			r = api_snapshot_load(c, &p, &e);
+		json_snapshot_load_clear(&p);
+	}
+	reply(resp, r, &e);
+}
+
+/* The snapshot's configuration as this process will build it: the VM's resources only (the
+ * logger, metrics and console are this process's own), with the load's overrides. */
+static int prepare_config(json_t *conf, const struct json_snapshot_load *p, struct err *e)
+{
+	static const char *const own[] = {"boot-source", "logger", "metrics", "serial", NULL};
+	json_t *mc = json_object_get(conf, "machine-config");
+	json_t *nets = json_object_get(conf, "network-interfaces");
+	json_t *vs = json_object_get(conf, "vsock");
+	unsigned int i;
+	size_t k;
+
+	if (!json_is_object(mc))
+		return err_set(e, EINVAL, "the snapshot's configuration has no machine-config");
+	for (i = 0; own[i]; i++)
+		json_object_del(conf, own[i]);
+	json_object_set_new(mc, "track_dirty_pages", json_boolean(p->track_dirty_pages));
+	if (p->huge_pages_set)
+		json_object_set_new(mc, "huge_pages",
+		                    json_string(p->huge_pages == VM_HUGE_PAGES_TRANSPARENT
+		                                    ? "Transparent"
+		                                    : "None"));
+	for (i = 0; i < p->noverrides; i++) {
+		json_t *n = NULL;
+
+		for (k = 0; json_is_array(nets) && k < json_array_size(nets); k++) {
+			json_t *id = json_object_get(json_array_get(nets, k), "iface_id");
+
+			if (json_is_string(id) && !strcmp(json_string_value(id), p->ov_id[i]))
+				n = json_array_get(nets, k);
+		}
+		if (!n)
+			return err_set(e, EINVAL,
+			               "Unknown Network Device: the snapshot has no "
+			               "network interface %s to override",
+			               p->ov_id[i]);
+		json_object_set_new(n, "host_dev_name", json_string(p->ov_dev[i]));
+	}
+	if (p->vsock_uds) {
+		if (!json_is_object(vs))
+			return err_set(e, EINVAL,
+			               "Unknown Vsock Device: the snapshot has no vsock device");
+		json_object_set_new(vs, "uds_path", json_string(p->vsock_uds));
+	}
+	return 0;
+}
+
+int api_snapshot_load(struct ctl *c, const struct json_snapshot_load *p, struct err *e)
+{
+	struct snapshot s;
+	json_error_t je;
+	json_t *conf = NULL;
+	int fd = -1, r;
+
+	if (c->state != CTL_NOT_STARTED)
+		return err_set(e, EINVAL, CTL_MSG_NOT_AFTER_BOOT);
+	if (c->boot_configured)
+		return err_set(e, EINVAL, CTL_MSG_LOAD_NOT_ALLOWED);
+	if (p->uffd)
+		return err_set(e, ENOTSUP,
+		               "ember does not support the Uffd memory backend yet: use File.");
+	if (p->clock_realtime)
+		return err_set(e, ENOTSUP, "ember does not support clock_realtime yet.");
+	if (p->huge_pages_set && p->huge_pages == VM_HUGE_PAGES_2M)
+		return err_set(e, ENOTSUP,
+		               "2 MiB huge pages for a restored VM need the Uffd memory backend, "
+		               "which ember does not support yet.");
+	r = snapshot_read(&s, p->snapshot_path, e);
+	if (r < 0) {
+		err_prefix(e, LOAD_ERR);
+		return r;
+	}
+	fd = snapshot_open_mem(&s, p->mem_path, e);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	conf = json_loadb(s.config, s.config_len, JSON_REJECT_DUPLICATES, &je);
+	if (!json_is_object(conf)) {
+		r = err_set(e, EINVAL, "the snapshot's configuration is not a JSON object: %s",
+		            conf ? "" : je.text);
+		goto out;
+	}
+	r = prepare_config(conf, p, e);
+	if (r == 0)
+		r = api_apply_config_json(c, conf, e);
+	if (r == 0)
+		r = ctl_snapshot_load(c, &s, fd, p->resume_vm, e);
+	if (r < 0) {
+		/* As before the request: a fresh process that may load again or boot. */
+		res_forget_vm(&c->res);
+		c->boot_configured = false;
+	}
+out:
+	if (r < 0)
+		err_prefix(e, LOAD_ERR);
+	if (fd >= 0)
+		close(fd);
+	json_decref(conf);
+	snapshot_free(&s);
+	return r;
+}
+
+int api_restore(struct ctl *c, const char *snapshot_path, const char *mem_path, bool resume,
+                struct err *e)
+{
+	struct json_snapshot_load p;
+	int r;
+
+	memset(&p, 0, sizeof(p));
+	p.snapshot_path = strdup(snapshot_path);
+	p.mem_path = strdup(mem_path);
+	p.resume_vm = resume;
+	r = p.snapshot_path && p.mem_path ? api_snapshot_load(c, &p, e)
+	                                  : err_set(e, ENOMEM, "out of memory");
+	json_snapshot_load_clear(&p);
+	return r;
+}
