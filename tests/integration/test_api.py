@@ -1213,6 +1213,7 @@ AFTER_BOOT = [
     ("PUT", "/serial", {}),
     ("PUT", "/actions", {"action_type": "InstanceStart"}),
     ("PUT", "/snapshot/load", {"snapshot_path": "@TMP@/snap", "mem_file_path": "@TMP@/mem"}),
+    ("PUT", "/cpu-config", {"cpuid_modifiers": []}),
 ]
 
 
@@ -1249,7 +1250,7 @@ class TestAfterBoot:
 
     def test_not_yet_still_says_so(self, booted):
         for method, path, body in (("GET", "/balloon", None),
-                                   ("PUT", "/cpu-config", {"cpuid_modifiers": []})):
+                                   ("PUT", "/pmem/p0", {"id": "p0", "path_on_host": "@IMG@"})):
             msg = refused_and_unchanged(booted, method, path, body)
             assert NOT_YET_RE.match(msg), msg
 
