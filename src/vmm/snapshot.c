@@ -578,5 +578,16 @@ int vm_step_restore(struct vm *vm, struct err *e)
 		rc = kvm_vcpu_restore(&vm->vcpus[i].kf, &r, e);
 	if (rc == 0)
 		rc = snap_done(&r, "the vCPUs' state", e);
-	return rc;
+	if (rc < 0)
+		return rc;
+	/* Last, with the vCPUs' interrupt state back: what a device tells the guest after a
+	 * restore (an interrupt raised before the LAPICs' restore would be lost). */
+	DEVREG_FOR_EACH(&vm->devs, d)
+	{
+		struct vm_virtio *vv = vm_dev_virtio(d);
+
+		if (vv && vm_kind(vv->kind)->restored)
+			vm_kind(vv->kind)->restored(vv);
+	}
+	return 0;
 }

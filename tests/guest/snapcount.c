@@ -33,6 +33,15 @@
  *   count: removed port=K after <n>
  *
  * and spins until the host stops it.
+ *
+ * With test.count_vsock=1 (and test.virtio_vsock=pci|mmio) the guest also drives the vsock
+ * device: queues set up, DRIVER_OK, four 8-byte buffers on its event queue and nothing else.
+ * Between rounds it looks at the event queue; an event is printed as
+ *
+ *   count: vsock event id=<le32 id> len=<bytes the device wrote> irq=<yes|no>
+ *
+ * (irq: whether the queue's interrupt came within a second) and its buffer posted again.
+ * A restored ember sends VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (id 0, virtio 1.2 §5.10.6.6).
  */
 
 #define SECTOR 512
@@ -98,9 +107,67 @@ static bool hp_released(struct hp_port *p, struct vblk *b, u64 n)
 	return true;
 }
 
+#define EV_BUFS 4
+
+struct vsock_ev {
+	struct virtio_dev dev;
+	struct vq *ev;
+	u8 *buf;  /* EV_BUFS x 8 bytes */
+	u32 irqs; /* the event queue's interrupts already accounted for */
+};
+
+static void ev_post(struct vsock_ev *v, unsigned int i)
+{
+	struct vbuf b = {pa(v->buf + 8 * i), 8, true};
+
+	memset(v->buf + 8 * i, 0xff, 8);
+	vq_add(v->ev, &b, 1, false);
+}
+
+/* test.count_vsock=1: the vsock device with event buffers only. */
+static bool vsock_open(struct vsock_ev *v)
+{
+	v->buf = dma_alloc(EV_BUFS * 8, 4096);
+	if (!v->buf || !virtio_open(&v->dev, VIRTIO_ID_VSOCK, "vsock", 0) ||
+	    !virtio_start(&v->dev, 0) || !virtio_queue(&v->dev, 0, 0, 0) ||
+	    !virtio_queue(&v->dev, 1, 0, 0) || !(v->ev = virtio_queue(&v->dev, 2, 0, 0)) ||
+	    !virtio_ready(&v->dev))
+		return false;
+	for (unsigned int i = 0; i < EV_BUFS; i++)
+		ev_post(v, i);
+	vq_kick(v->ev);
+	v->irqs = vq_irqs(v->ev);
+	printf("count: vsock ready, %u event buffers\n", EV_BUFS);
+	return true;
+}
+
+static void vsock_events(struct vsock_ev *v)
+{
+	u16 head;
+	u32 len;
+
+	while (vq_has_used(v->ev) && vq_get_used(v->ev, &head, &len)) {
+		unsigned int i = (unsigned int)((v->ev->desc[head].addr - pa(v->buf)) / 8);
+		u32 id;
+		bool irq = wait_until(vq_irqs(v->ev) != v->irqs, 1000);
+
+		v->irqs = vq_irqs(v->ev);
+		if (i >= EV_BUFS) {
+			printf("count: vsock event in an unknown buffer (head %u)\n", head);
+			continue;
+		}
+		memcpy(&id, v->buf + 8 * i, 4);
+		printf("count: vsock event id=%u len=%u irq=%s\n", id, len, irq ? "yes" : "no");
+		ev_post(v, i);
+		vq_kick(v->ev);
+	}
+}
+
 void snapcount_run(void);
 void snapcount_run(void)
 {
+	static struct vsock_ev vs;
+	bool vsock = cmdline_num("test.count_vsock", 0) != 0;
 	static struct vblk b;
 	static struct hp_port p;
 	u64 ms = cmdline_num("test.count_ms", 20);
@@ -110,6 +177,10 @@ void snapcount_run(void)
 	if (hp ? !hp_disk(&p, &b)
 	       : !virtio_open(&b.dev, VIRTIO_ID_BLOCK, "blk", 0) || !vblk_start(&b, 0)) {
 		printf("count: no disk\n");
+		return;
+	}
+	if (vsock && !vsock_open(&vs)) {
+		printf("count: no vsock\n");
 		return;
 	}
 	out = dma_alloc(SECTOR, 4096);
@@ -135,6 +206,8 @@ void snapcount_run(void)
 		end = deadline_ms(ms);
 		while (rdtsc() < end)
 			cpu_relax();
+		if (vsock)
+			vsock_events(&vs);
 		if (hp && hp_released(&p, &b, n))
 			for (;;)
 				cpu_relax();

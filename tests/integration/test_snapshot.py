@@ -24,9 +24,10 @@ DISK_BYTES = 1 << 20
 MEM_MIB = 64
 
 
-def boot_counter(tmp_path, name="a", vcpus=1, ms=20, ports=0):
-    """An ember running the counting guest (lifecycle=count) on a disk; returns it once the
-    guest has counted a few rounds."""
+def boot_counter(tmp_path, name="a", vcpus=1, ms=20, ports=0, vsock=False):
+    """An ember running the counting guest (lifecycle=count) on a disk (and with `vsock` a
+    vsock device whose event queue it watches); returns it once the guest has counted a few
+    rounds."""
     disk = tmp_path / "disk.img"
     if not disk.exists():
         with open(disk, "wb") as f:
@@ -35,11 +36,14 @@ def boot_counter(tmp_path, name="a", vcpus=1, ms=20, ports=0):
     e.ok("PUT", "/boot-source", {
         "kernel_image_path": str(guest_path()),
         "boot_args": f"console=ttyS0 lifecycle=count test.virtio_blk=pci "
-                     f"test.virtio_mode=msix test.count_ms={ms}"})
+                     f"test.virtio_mode=msix test.count_ms={ms}" +
+                     (" test.count_vsock=1 test.virtio_vsock=pci" if vsock else "")})
     e.ok("PUT", "/machine-config", {"vcpu_count": vcpus, "mem_size_mib": MEM_MIB,
                                     "pcie_root_ports": ports})
     e.ok("PUT", "/drives/vda", {"drive_id": "vda", "path_on_host": str(disk),
                                 "is_root_device": False, "is_read_only": False})
+    if vsock:
+        e.ok("PUT", "/vsock", {"guest_cid": 3, "uds_path": str(tmp_path / f"{name}.vsock")})
     e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
     e.wait_output("count 3 ", timeout=60)
     return e
@@ -421,6 +425,36 @@ def test_hot_plugged_disk_saved_and_restored(ember_bin, guest_elf, tmp_path):
     assert b.get("/vm/config")["drives"] == []
     assert "01:00.0" not in config_spaces(b)
     check_disk(hp, counts(before + b.out()))
+    b.check_clean()
+
+
+VSOCK_EVENT = re.compile(r"^count: vsock event id=(\d+) len=(\d+) irq=(yes|no)\r?$", re.M)
+
+
+def test_vsock_transport_reset_on_load(ember_bin, guest_elf, tmp_path):
+    """A restored vsock device sends the guest VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (id 0, a
+    4-byte event, with the event queue's interrupt), once; the saved VM never got one."""
+    a = boot_counter(tmp_path, vsock=True)
+    assert re.search(r"^lifecycle: count: vsock ready, 4 event buffers\r?$", a.out(), re.M), \
+        a.out()
+    a.ok("PATCH", "/vm", {"state": "Paused"})
+    snap, mem = snap_paths(tmp_path)
+    create(a, snap, mem)
+    a.proc.kill()
+    a.wait_exit()
+    before = a.out()
+    assert not VSOCK_EVENT.search(before), before
+
+    b = Ember(tmp_path, name="b", sock=tmp_path / "b.sock").start()
+    b.ok("PUT", "/snapshot/load", load_body(snap, mem, vsock_override={
+        "uds_path": str(tmp_path / "b.vsock")}))
+    m = wait_line(b, VSOCK_EVENT.pattern)
+    assert m.groups() == ("0", "4", "yes"), m.group(0)
+    last = counts(before)[-1][0]
+    wait_count(b, last + 5)
+    check_continues(before, b.out())
+    assert len(VSOCK_EVENT.findall(b.out())) == 1, b.out()
+    assert (tmp_path / "b.vsock").exists()
     b.check_clean()
 
 
