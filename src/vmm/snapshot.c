@@ -20,7 +20,6 @@
 #define SNAP_KVMS SNAP_TAG('K', 'V', 'M', 'S')
 #define SNAP_CPUS SNAP_TAG('C', 'P', 'U', 'S')
 #define SNAP_DEVC SNAP_TAG('D', 'E', 'V', 'C')
-#define SNAP_LEGC SNAP_TAG('L', 'E', 'G', 'C')
 
 #define PAGE 4096u
 
@@ -229,8 +228,7 @@ int snapshot_parse(struct snapshot *s, const void *buf, size_t len, struct err *
 	if (!snap_get_u32(&s->cpus, &n) || n != s->vm.vcpus)
 		return err_set(e, EINVAL, "the snapshot holds %u vCPU states for %u vCPUs", n,
 		               s->vm.vcpus);
-	if (snap_section(&r, SNAP_DEVC, 1, "the devices' state", &ver, &s->devs, e) < 0 ||
-	    snap_section(&r, SNAP_LEGC, 1, "the legacy devices' state", &ver, &s->legacy, e) < 0)
+	if (snap_section(&r, SNAP_DEVC, 1, "the devices' state", &ver, &s->devs, e) < 0)
 		return -EINVAL;
 	if (r.off != r.len)
 		return err_set(e, EINVAL,
@@ -390,7 +388,7 @@ static int save_memory(struct vm *vm, const char *path, struct err *e)
 static int save_state(struct vm *vm, struct snap_w *body, const char *config, size_t config_len,
                       struct err *e)
 {
-	struct snap_w dev, cpu, kvm, leg;
+	struct snap_w dev, cpu, kvm;
 	uint32_t *msrs = NULL;
 	unsigned int nmsrs = 0, i;
 	size_t at;
@@ -399,7 +397,6 @@ static int save_state(struct vm *vm, struct snap_w *body, const char *config, si
 	snap_w_init(&dev);
 	snap_w_init(&cpu);
 	snap_w_init(&kvm);
-	snap_w_init(&leg);
 	/* Devices first (Firecracker's order): completing their requests may raise interrupts,
 	 * which must be in the interrupt controllers' state saved after them. */
 	r = vm_devices_save(vm, &dev, e);
@@ -411,9 +408,6 @@ static int save_state(struct vm *vm, struct snap_w *body, const char *config, si
 		r = kvm_vm_save(&vm->kvm, &kvm, e);
 	if (r < 0)
 		goto out;
-	serial_save(&vm->serial, &leg);
-	i8042_save(&vm->i8042, &leg);
-	cmos_save(&vm->cmos, &leg);
 
 	at = snap_begin(body, SNAP_CONF, 1);
 	snap_put(body, config, config_len);
@@ -449,17 +443,13 @@ static int save_state(struct vm *vm, struct snap_w *body, const char *config, si
 	at = snap_begin(body, SNAP_DEVC, 1);
 	snap_put(body, dev.buf, dev.len);
 	snap_end(body, at);
-	at = snap_begin(body, SNAP_LEGC, 1);
-	snap_put(body, leg.buf, leg.len);
-	snap_end(body, at);
-	if (body->oom || kvm.oom || cpu.oom || dev.oom || leg.oom)
+	if (body->oom || kvm.oom || cpu.oom || dev.oom)
 		r = err_set(e, ENOMEM, "out of memory for the snapshot");
 out:
 	free(msrs);
 	snap_w_free(&dev);
 	snap_w_free(&cpu);
 	snap_w_free(&kvm);
-	snap_w_free(&leg);
 	return r;
 }
 
@@ -564,15 +554,6 @@ int vm_step_restore(struct vm *vm, struct err *e)
 		rc = vm_devices_restore(vm, &r, e);
 	if (rc == 0)
 		rc = snap_done(&r, "the devices' state", e);
-	r = s->legacy;
-	if (rc == 0)
-		rc = serial_restore(&vm->serial, &r, e);
-	if (rc == 0)
-		rc = i8042_restore(&vm->i8042, &r, e);
-	if (rc == 0)
-		rc = cmos_restore(&vm->cmos, &r, e);
-	if (rc == 0)
-		rc = snap_done(&r, "the legacy devices' state", e);
 	r = s->cpus;
 	for (i = 0; rc == 0 && i < vm->nvcpus_created; i++)
 		rc = kvm_vcpu_restore(&vm->vcpus[i].kf, &r, e);

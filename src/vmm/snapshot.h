@@ -18,8 +18,8 @@
  *             device in its slot (kind and name; none: an empty slot)
  *     "KVMS"  KVM's VM state (kvm/state.h "KVMV": PIC, IOAPIC, PIT, kvmclock)
  *     "CPUS"  a count, then each vCPU's state (kvm/state.h "VCPU")
- *     "DEVC"  every PCI and virtio device (vmm/vm_state.c "DEVS")
- *     "LEGC"  the serial port, the i8042 and the CMOS
+ *     "DEVC"  every device through the registry (vmm/devreg.h "DEVS"): the legacy ones
+ *             (serial port, i8042, CMOS), root ports, the PCI test device, virtio devices
  *
  * Every value read from a file is untrusted: the parser checks the header, the checksum,
  * each section's tag, version and length and every count before anything uses them, and
@@ -34,7 +34,7 @@
 #include "util/snap.h"
 
 #define SNAPSHOT_MAGIC          "EMBERSNP"
-#define SNAPSHOT_FORMAT_VERSION 2u
+#define SNAPSHOT_FORMAT_VERSION 3u
 #define SNAPSHOT_HEADER_SIZE    64u
 #define SNAPSHOT_MAX_SIZE       (64u << 20) /* a state file larger than this is refused */
 #define SNAPSHOT_CONFIG_MAX     (1u << 20)  /* the JSON configuration */
@@ -68,7 +68,7 @@ struct snapshot {
 	struct snapshot_vm vm;
 	unsigned int nslots; /* the root ports, in the order they were built */
 	struct snapshot_slot slots[SNAPSHOT_MAX_SLOTS];
-	struct snap_r kvm, cpus, devs, legacy; /* the state sections' bodies, unread */
+	struct snap_r kvm, cpus, devs; /* the state sections' bodies, unread */
 };
 
 /* CRC-32 (IEEE 802.3, the polynomial and result of zlib's crc32): crc32(0, p, n). */

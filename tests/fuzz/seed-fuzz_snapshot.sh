@@ -14,6 +14,6 @@ def port(dev, io, kind, name):
 slot = (struct.pack("<I", 3) + port(1, 1, b"", b"") + port(2, 1, b"block", b"hp") +
         port(3, 0, b"block", b"vdb"))
 body = (sec(b"CONF", conf) + sec(b"VMCF", vmcf) + sec(b"SLOT", slot) + sec(b"KVMS", b"\xef\xbe\xad\xde") +
-        sec(b"CPUS", struct.pack("<I", 2)) + sec(b"DEVC", b"") + sec(b"LEGC", b""))
+        sec(b"CPUS", struct.pack("<I", 2)) + sec(b"DEVC", b""))
 open(sys.argv[1], "wb").write(body)
 PY

@@ -1,4 +1,5 @@
-/* test_snapshot.c - the snapshot file's parser (vmm/snapshot.c) and the legacy devices' state. */
+/* test_snapshot.c - the snapshot file's parser (vmm/snapshot.c) and the legacy devices' state
+ * (saved through the registry's DEV sections). */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -35,6 +36,8 @@ static void put_slot(struct snap_w *w, unsigned int dev, bool io, const char *ki
  * with its disk; `bad` spoils it one way or another. */
 enum slots_bad { SLOTS_GOOD, SLOTS_FEWER, SLOTS_ORDER, SLOTS_TWICE, SLOTS_NAMELESS };
 static enum slots_bad slots_bad;
+/* A legacy-device section after DEVC, as format versions 1 and 2 had. */
+static bool with_legc;
 
 static void put_slots(struct snap_w *w)
 {
@@ -86,8 +89,10 @@ static uint8_t *make_file(size_t *len, uint32_t format, uint32_t vcpus_in_cpus)
 	snap_end(&w, at);
 	at = snap_begin(&w, TAG("DEVC"), 1);
 	snap_end(&w, at);
-	at = snap_begin(&w, TAG("LEGC"), 1);
-	snap_end(&w, at);
+	if (with_legc) {
+		at = snap_begin(&w, TAG("LEGC"), 1);
+		snap_end(&w, at);
+	}
 	CHECK(!w.oom);
 	*len = SNAPSHOT_HEADER_SIZE + w.len;
 	f = calloc(1, *len);
@@ -195,6 +200,21 @@ TEST(parse_messages)
 	err_clear(&e);
 	CHECK_EQ(snapshot_parse(&s, "EMBERSNQ", 8, &e), -EINVAL);
 	CHECK_STR_CONTAINS(e.msg, "not an ember snapshot");
+	free(f);
+	/* The legacy devices are the registry's (DEVC): a LEGC section is not this format's. */
+	with_legc = true;
+	f = make_file(&len, SNAPSHOT_FORMAT_VERSION, 2);
+	with_legc = false;
+	err_clear(&e);
+	CHECK_EQ(snapshot_parse(&s, f, len, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "the snapshot has 12 unknown bytes after its last section");
+	free(f);
+	/* Nor is a file of format version 2 read. */
+	f = make_file(&len, 2, 2);
+	err_clear(&e);
+	CHECK_EQ(snapshot_parse(&s, f, len, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "the snapshot is of format version 2 (written by ember 0.1.0); "
+	                          "this ember (" EMBER_VERSION ") reads format version 3 only");
 	free(f);
 }
 
