@@ -399,6 +399,22 @@ def test_hot_plugged_disk_saved_and_restored(ember_bin, guest_elf, tmp_path):
     before = a.out()
 
     b = Ember(tmp_path, name="b", sock=tmp_path / "b.sock").start()
+    # A configuration whose disk is not the one the saved slot holds is refused, and leaves
+    # the process fresh.
+    data = open(snap, "rb").read()
+    body = bytearray(data[64:])
+    conf_len = struct.unpack_from("<I", body, 8)[0]
+    conf = bytes(body[12:12 + conf_len])
+    assert conf.count(b'"drive_id":"hp"') == 1, conf
+    body[12:12 + conf_len] = conf.replace(b'"drive_id":"hp"', b'"drive_id":"hq"')
+    hdr = bytearray(data[:64])
+    hdr[40:44] = struct.pack("<I", zlib.crc32(bytes(body)))
+    bad = tmp_path / "other-disk.snap"
+    open(bad, "wb").write(bytes(hdr + body))
+    m = b.fault("PUT", "/snapshot/load", load_body(bad, mem))
+    assert m == LOAD_ERR + ("the snapshot's configuration has block hq on virtio-pci, but "
+                            "none of its slots holds it"), m
+    assert b.get("/vm/config")["drives"] == []
     b.ok("PUT", "/snapshot/load", load_body(snap, mem))
     last = counts(before)[-1][0]
     wait_count(b, last + 5)
