@@ -144,25 +144,39 @@ int devreg_save(struct devreg *reg, struct snap_w *w, struct err *e)
 	return 0;
 }
 
-/* One device's section: the same device (kind, name, parent) as saved, then its state. */
-static int restore_one(struct dev *d, struct snap_r *r, struct err *e)
+/*
+ * One device's section: a device of this registry (kind and name) behind the same parent,
+ * not restored yet, then its state.
+ */
+static int restore_one(struct devreg *reg, struct snap_r *r, struct err *e)
 {
 	char kind[256], name[256], parent[256];
-	const char *want_parent = d->parent ? d->parent->name : "";
+	const char *want_parent;
 	struct snap_r s;
+	struct dev *d;
 	uint16_t ver;
-	int rc = snap_section(r, SNAP_DEV, 1, d->name, &ver, &s, e);
+	int rc = snap_section(r, SNAP_DEV, 1, "a device", &ver, &s, e);
 
 	if (rc < 0)
 		return rc;
 	if (!get_str(&s, kind) || !get_str(&s, name) || !get_str(&s, parent))
-		return snap_done(&s, d->name, e);
-	if (strcmp(kind, d->ops->kind) || strcmp(name, d->name) || strcmp(parent, want_parent))
+		return snap_done(&s, "a device", e);
+	d = devreg_find(reg, kind, name);
+	if (!d || !d->ops->save)
 		return err_set(e, EINVAL,
-		               "the saved state has %s %s%s%s where this VM has %s %s%s%s: the VM "
+		               "the saved state has %s %s%s%s, which this VM does not have: the VM "
 		               "must be built with the devices it was saved with",
-		               kind, name, *parent ? " behind " : "", parent, d->ops->kind, d->name,
-		               *want_parent ? " behind " : "", want_parent);
+		               kind, name, *parent ? " behind " : "", parent);
+	if (d->restored)
+		return err_set(e, EINVAL, "the saved state has %s %s twice", kind, name);
+	want_parent = d->parent ? d->parent->name : "";
+	if (strcmp(parent, want_parent))
+		return err_set(e, EINVAL,
+		               "the saved state has %s %s%s%s where this VM has it%s%s: the VM "
+		               "must be built with the devices it was saved with",
+		               kind, name, *parent ? " behind " : " on bus 0", parent,
+		               *want_parent ? " behind " : " on bus 0", want_parent);
+	d->restored = true;
 	rc = d->ops->restore ? d->ops->restore(d, &s, e) : 0;
 	return rc < 0 ? rc : snap_done(&s, d->name, e);
 }
@@ -171,7 +185,7 @@ int devreg_restore(struct devreg *reg, struct snap_r *r, struct err *e)
 {
 	struct snap_r s;
 	uint16_t ver;
-	uint32_t n = 0;
+	uint32_t n = 0, i;
 	int rc = snap_section(r, SNAP_DEVS, 1, "devices", &ver, &s, e);
 
 	if (rc < 0)
@@ -182,10 +196,10 @@ int devreg_restore(struct devreg *reg, struct snap_r *r, struct err *e)
 		return err_set(e, EINVAL, "the saved VM has %u devices with state, this one %u", n,
 		               saved_count(reg));
 	DEVREG_FOR_EACH(reg, d)
-	{
-		if (!d->ops->save)
-			continue;
-		rc = restore_one(d, &s, e);
+	d->restored = false;
+	/* In the saved order (the saved VM's build order: a root port before what is behind it). */
+	for (i = 0; i < n; i++) {
+		rc = restore_one(reg, &s, e);
 		if (rc < 0)
 			return rc;
 	}

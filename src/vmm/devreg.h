@@ -65,6 +65,7 @@ struct dev {
 	uint64_t base, size;     /* DEV_AT_PIO, DEV_AT_MMIO */
 	struct dev *prev, *next; /* on the registry, in build order */
 	bool registered;
+	bool restored; /* devreg_restore's: its state was read */
 };
 
 struct devreg {
@@ -98,9 +99,11 @@ void devreg_collect(struct devreg *reg, struct metrics_values *v);
  * name and parent's name, then what the op wrote.  -ENOTSUP with the reason if a device
  * cannot be saved (nothing is written then); -ENOMEM.  Pause the devices first.
  *
- * Restore into a registry built the same way: the saved devices must be this registry's, in
- * the same order, kinds, names and parents; -EINVAL naming the first difference, or what a
- * device's restore or the reader said (short or corrupted state).
+ * Restore into a registry built with the same devices: each saved device must be one of this
+ * registry's (found by kind and name, whatever the order it was built in) behind the same
+ * parent, each once, and every device with a save op must be there; they are restored in the
+ * saved order.  -EINVAL naming the first difference, or what a device's restore or the reader
+ * said (short or corrupted state).
  */
 int devreg_save(struct devreg *reg, struct snap_w *w, struct err *e);
 int devreg_restore(struct devreg *reg, struct snap_r *r, struct err *e);

@@ -16,10 +16,10 @@
 
 #define SNAP_CONF SNAP_TAG('C', 'O', 'N', 'F')
 #define SNAP_VMCF SNAP_TAG('V', 'M', 'C', 'F')
+#define SNAP_SLOT SNAP_TAG('S', 'L', 'O', 'T')
 #define SNAP_KVMS SNAP_TAG('K', 'V', 'M', 'S')
 #define SNAP_CPUS SNAP_TAG('C', 'P', 'U', 'S')
 #define SNAP_DEVC SNAP_TAG('D', 'E', 'V', 'C')
-#define SNAP_LEGC SNAP_TAG('L', 'E', 'G', 'C')
 
 #define PAGE 4096u
 
@@ -89,6 +89,64 @@ static int parse_vmcf(struct snapshot *s, struct snap_r *b, struct err *e)
 		               "device behind %u) is not one ember builds",
 		               v->root_ports, v->pci_testdev_port);
 	return 0;
+}
+
+/* A string of at most `size` - 1 bytes, saved as its length (u8) and its bytes. */
+static bool get_name(struct snap_r *b, char *buf, size_t size)
+{
+	uint8_t n = 0;
+
+	buf[0] = 0;
+	if (!snap_get_u8(b, &n) || n >= size || !snap_get(b, buf, n))
+		return false;
+	buf[n] = 0;
+	return strlen(buf) == n; /* no NUL inside */
+}
+
+static void put_name(struct snap_w *w, const char *s)
+{
+	size_t n = strlen(s);
+
+	snap_put_u8(w, (uint8_t)n);
+	snap_put(w, s, n);
+}
+
+/* "SLOT": the root ports in build order, each on the next device number of bus 0. */
+static int parse_slots(struct snapshot *s, struct snap_r *b, struct err *e)
+{
+	uint32_t n = 0;
+	unsigned int i, j;
+
+	if (!snap_get_u32(b, &n))
+		return snap_done(b, "the snapshot's slots", e);
+	if (n < s->vm.root_ports || n > SNAPSHOT_MAX_SLOTS)
+		return err_set(e, EINVAL, "the snapshot has %u root ports (%u configured)", n,
+		               s->vm.root_ports);
+	s->nslots = n;
+	for (i = 0; i < n; i++) {
+		struct snapshot_slot *sl = &s->slots[i];
+		uint8_t io = 0;
+
+		if (!snap_get_u8(b, &sl->devfn) || !snap_get_u8(b, &io) ||
+		    !get_name(b, sl->kind, sizeof(sl->kind)) ||
+		    !get_name(b, sl->name, sizeof(sl->name)))
+			return err_set(e, EINVAL, "the snapshot's slot %u is malformed", i + 1);
+		sl->io = io;
+		if (io > 1 || (sl->devfn & 7) || (sl->devfn >> 3) < 1 ||
+		    (i && sl->devfn <= s->slots[i - 1].devfn) || !*sl->kind != !*sl->name)
+			return err_set(
+			    e, EINVAL,
+			    "the snapshot's slot %u (device %u, I/O %u, \"%s\" \"%s\") is "
+			    "not one ember builds",
+			    i + 1, sl->devfn >> 3, io, sl->kind, sl->name);
+		for (j = 0; *sl->name && j < i; j++)
+			if (!strcmp(s->slots[j].kind, sl->kind) &&
+			    !strcmp(s->slots[j].name, sl->name))
+				return err_set(e, EINVAL,
+				               "the snapshot has %s %s in slots %u and %u",
+				               sl->kind, sl->name, j + 1, i + 1);
+	}
+	return snap_done(b, "the snapshot's slots", e);
 }
 
 int snapshot_parse(struct snapshot *s, const void *buf, size_t len, struct err *e)
@@ -161,14 +219,16 @@ int snapshot_parse(struct snapshot *s, const void *buf, size_t len, struct err *
 	if (snap_section(&r, SNAP_VMCF, 1, "the snapshot's machine", &ver, &b, e) < 0 ||
 	    parse_vmcf(s, &b, e) < 0)
 		return -EINVAL;
+	if (snap_section(&r, SNAP_SLOT, 1, "the snapshot's slots", &ver, &b, e) < 0 ||
+	    parse_slots(s, &b, e) < 0)
+		return -EINVAL;
 	if (snap_section(&r, SNAP_KVMS, 1, "KVM's state", &ver, &s->kvm, e) < 0 ||
 	    snap_section(&r, SNAP_CPUS, 1, "the vCPUs' state", &ver, &s->cpus, e) < 0)
 		return -EINVAL;
 	if (!snap_get_u32(&s->cpus, &n) || n != s->vm.vcpus)
 		return err_set(e, EINVAL, "the snapshot holds %u vCPU states for %u vCPUs", n,
 		               s->vm.vcpus);
-	if (snap_section(&r, SNAP_DEVC, 1, "the devices' state", &ver, &s->devs, e) < 0 ||
-	    snap_section(&r, SNAP_LEGC, 1, "the legacy devices' state", &ver, &s->legacy, e) < 0)
+	if (snap_section(&r, SNAP_DEVC, 1, "the devices' state", &ver, &s->devs, e) < 0)
 		return -EINVAL;
 	if (r.off != r.len)
 		return err_set(e, EINVAL,
@@ -328,7 +388,7 @@ static int save_memory(struct vm *vm, const char *path, struct err *e)
 static int save_state(struct vm *vm, struct snap_w *body, const char *config, size_t config_len,
                       struct err *e)
 {
-	struct snap_w dev, cpu, kvm, leg;
+	struct snap_w dev, cpu, kvm;
 	uint32_t *msrs = NULL;
 	unsigned int nmsrs = 0, i;
 	size_t at;
@@ -337,7 +397,6 @@ static int save_state(struct vm *vm, struct snap_w *body, const char *config, si
 	snap_w_init(&dev);
 	snap_w_init(&cpu);
 	snap_w_init(&kvm);
-	snap_w_init(&leg);
 	/* Devices first (Firecracker's order): completing their requests may raise interrupts,
 	 * which must be in the interrupt controllers' state saved after them. */
 	r = vm_devices_save(vm, &dev, e);
@@ -349,9 +408,6 @@ static int save_state(struct vm *vm, struct snap_w *body, const char *config, si
 		r = kvm_vm_save(&vm->kvm, &kvm, e);
 	if (r < 0)
 		goto out;
-	serial_save(&vm->serial, &leg);
-	i8042_save(&vm->i8042, &leg);
-	cmos_save(&vm->cmos, &leg);
 
 	at = snap_begin(body, SNAP_CONF, 1);
 	snap_put(body, config, config_len);
@@ -366,6 +422,17 @@ static int save_state(struct vm *vm, struct snap_w *body, const char *config, si
 	snap_put_u8(body, vm->cfg.pci_testdev);
 	snap_put_u8(body, vm->cfg.boot_timer);
 	snap_end(body, at);
+	at = snap_begin(body, SNAP_SLOT, 1);
+	snap_put_u32(body, vm->nports);
+	for (i = 0; i < vm->nports; i++) {
+		const struct dev *d = vm->slots[i].dev;
+
+		snap_put_u8(body, vm->ports[i].dev.devfn);
+		snap_put_u8(body, !vm->ports[i].dev.bridge_no_io);
+		put_name(body, d ? d->ops->kind : "");
+		put_name(body, d ? d->name : "");
+	}
+	snap_end(body, at);
 	at = snap_begin(body, SNAP_KVMS, 1);
 	snap_put(body, kvm.buf, kvm.len);
 	snap_end(body, at);
@@ -376,17 +443,13 @@ static int save_state(struct vm *vm, struct snap_w *body, const char *config, si
 	at = snap_begin(body, SNAP_DEVC, 1);
 	snap_put(body, dev.buf, dev.len);
 	snap_end(body, at);
-	at = snap_begin(body, SNAP_LEGC, 1);
-	snap_put(body, leg.buf, leg.len);
-	snap_end(body, at);
-	if (body->oom || kvm.oom || cpu.oom || dev.oom || leg.oom)
+	if (body->oom || kvm.oom || cpu.oom || dev.oom)
 		r = err_set(e, ENOMEM, "out of memory for the snapshot");
 out:
 	free(msrs);
 	snap_w_free(&dev);
 	snap_w_free(&cpu);
 	snap_w_free(&kvm);
-	snap_w_free(&leg);
 	return r;
 }
 
@@ -435,27 +498,17 @@ int vm_snapshot_create(struct vm *vm, const char *snap_path, const char *mem_pat
 	if (!vm_paused(vm))
 		return err_set(e, EINVAL, "the VM is not paused");
 	/*
-	 * A restore builds every configured device at start-up, each behind a port of its own:
-	 * a device hot plugged into a configured slot, or a start-up device's port left empty
-	 * by an unplug, would not be where the saved state says (docs/snapshot.md).
+	 * Hot-plugged devices and emptied slots are saved ("SLOT"): the restore builds each
+	 * device behind the port it is in.  An unplug under way is not: the guest is in the
+	 * middle of giving the device back (docs/snapshot.md).
 	 */
-	for (unsigned int i = 0; i < vm->nports; i++) {
-		const struct vm_slot *sl = &vm->slots[i];
-		bool configured_slot = i < vm->cfg.root_ports;
-
-		if (configured_slot && sl->dev &&
-		    !(vm->cfg.pci_testdev && vm->cfg.pci_testdev_port == i + 1))
+	for (unsigned int i = 0; i < vm->nports; i++)
+		if (vm->slots[i].state == VM_SLOT_REMOVING)
 			return err_set(
-			    e, ENOTSUP,
-			    "%s was hot plugged: a VM with hot-plugged devices cannot be "
-			    "saved yet",
-			    sl->dev->name);
-		if (!configured_slot && sl->state != VM_SLOT_OCCUPIED)
-			return err_set(e, ENOTSUP,
-			               "a device was unplugged (root port %u is empty): such a VM "
-			               "cannot be saved yet",
-			               i + 1);
-	}
+			    e, EBUSY,
+			    "%s is being unplugged: a VM cannot be saved until the guest "
+			    "has released it (or the unplug has timed out)",
+			    vm->slots[i].dev ? vm->slots[i].dev->name : "a device");
 	if (!strcmp(snap_path, mem_path))
 		return err_set(e, EINVAL, "the snapshot and the memory file are both %s",
 		               snap_path);
@@ -501,19 +554,21 @@ int vm_step_restore(struct vm *vm, struct err *e)
 		rc = vm_devices_restore(vm, &r, e);
 	if (rc == 0)
 		rc = snap_done(&r, "the devices' state", e);
-	r = s->legacy;
-	if (rc == 0)
-		rc = serial_restore(&vm->serial, &r, e);
-	if (rc == 0)
-		rc = i8042_restore(&vm->i8042, &r, e);
-	if (rc == 0)
-		rc = cmos_restore(&vm->cmos, &r, e);
-	if (rc == 0)
-		rc = snap_done(&r, "the legacy devices' state", e);
 	r = s->cpus;
 	for (i = 0; rc == 0 && i < vm->nvcpus_created; i++)
 		rc = kvm_vcpu_restore(&vm->vcpus[i].kf, &r, e);
 	if (rc == 0)
 		rc = snap_done(&r, "the vCPUs' state", e);
-	return rc;
+	if (rc < 0)
+		return rc;
+	/* Last, with the vCPUs' interrupt state back: what a device tells the guest after a
+	 * restore (an interrupt raised before the LAPICs' restore would be lost). */
+	DEVREG_FOR_EACH(&vm->devs, d)
+	{
+		struct vm_virtio *vv = vm_dev_virtio(d);
+
+		if (vv && vm_kind(vv->kind)->restored)
+			vm_kind(vv->kind)->restored(vv);
+	}
+	return 0;
 }

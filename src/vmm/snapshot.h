@@ -13,10 +13,13 @@
  *     "CONF"  the VM's configuration as GET /vm/config's JSON (what rebuilds the devices)
  *     "VMCF"  what the JSON does not hold: memory size and layout, vCPUs, root ports, the
  *             PCI test device, the boot timer
+ *     "SLOT"  every root port on bus 0 (the configured hot-plug slots, then the start-up
+ *             devices' own): its device number, whether it has an I/O window, and the
+ *             device in its slot (kind and name; none: an empty slot)
  *     "KVMS"  KVM's VM state (kvm/state.h "KVMV": PIC, IOAPIC, PIT, kvmclock)
  *     "CPUS"  a count, then each vCPU's state (kvm/state.h "VCPU")
- *     "DEVC"  every PCI and virtio device (vmm/vm_state.c "DEVS")
- *     "LEGC"  the serial port, the i8042 and the CMOS
+ *     "DEVC"  every device through the registry (vmm/devreg.h "DEVS"): the legacy ones
+ *             (serial port, i8042, CMOS), root ports, the PCI test device, virtio devices
  *
  * Every value read from a file is untrusted: the parser checks the header, the checksum,
  * each section's tag, version and length and every count before anything uses them, and
@@ -31,7 +34,7 @@
 #include "util/snap.h"
 
 #define SNAPSHOT_MAGIC          "EMBERSNP"
-#define SNAPSHOT_FORMAT_VERSION 1u
+#define SNAPSHOT_FORMAT_VERSION 3u
 #define SNAPSHOT_HEADER_SIZE    64u
 #define SNAPSHOT_MAX_SIZE       (64u << 20) /* a state file larger than this is refused */
 #define SNAPSHOT_CONFIG_MAX     (1u << 20)  /* the JSON configuration */
@@ -45,6 +48,15 @@ struct snapshot_vm {
 	bool pci_testdev, boot_timer;
 };
 
+/* "SLOT": one root port and what is in its slot. */
+#define SNAPSHOT_MAX_SLOTS 31 /* bus 0's device numbers 1..31 */
+struct snapshot_slot {
+	uint8_t devfn; /* on bus 0 (function 0) */
+	bool io;       /* the port has an I/O window */
+	char kind[16]; /* the device in the slot: its kind ("block", ...) and name; */
+	char name[72]; /* both "" for an empty slot (or one the PCI test device holds) */
+};
+
 /* A parsed snapshot file.  The readers point into `buf`. */
 struct snapshot {
 	uint8_t *buf; /* the whole file, owned with snapshot_read (else borrowed) */
@@ -54,7 +66,9 @@ struct snapshot {
 	const char *config; /* the JSON configuration, config_len bytes, not NUL-terminated */
 	size_t config_len;
 	struct snapshot_vm vm;
-	struct snap_r kvm, cpus, devs, legacy; /* the state sections' bodies, unread */
+	unsigned int nslots; /* the root ports, in the order they were built */
+	struct snapshot_slot slots[SNAPSHOT_MAX_SLOTS];
+	struct snap_r kvm, cpus, devs; /* the state sections' bodies, unread */
 };
 
 /* CRC-32 (IEEE 802.3, the polynomial and result of zlib's crc32): crc32(0, p, n). */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "transport/state.h"
+#include "vmm/snapshot.h"
 
 /* ---- step: virtio devices ---------------------------------------------------------------- */
 
@@ -213,13 +214,85 @@ void vm_port_occupy(struct vm *vm, unsigned int port, struct dev *d, bool remova
 	}
 }
 
+/*
+ * A restore: the port whose slot held `vv` when the VM was saved ("SLOT"), a start-up device's
+ * own or a configured hot-plug slot it was plugged into.  Its index, or -EINVAL.
+ */
+static int saved_port(struct vm *vm, const struct vm_virtio *vv, struct err *e)
+{
+	const struct snapshot *s = vm->cfg.restore->snap;
+	const char *kind = vv->dev.ops->kind;
+	unsigned int i;
+
+	for (i = 0; i < s->nslots && i < vm->nports; i++)
+		if (!strcmp(s->slots[i].kind, kind) && !strcmp(s->slots[i].name, vv->dev.name))
+			break;
+	if (i == s->nslots || i == vm->nports)
+		return err_set(e, EINVAL,
+		               "the snapshot's configuration has %s %s on virtio-pci, but none of "
+		               "its slots holds it",
+		               kind, vv->dev.name);
+	if (vm->slots[i].dev || root_port_present(&vm->ports[i]))
+		return err_set(e, EINVAL, "the snapshot puts %s %s in slot %u, which is taken",
+		               kind, vv->dev.name, i + 1);
+	return (int)i;
+}
+
+/*
+ * A restore: the root ports the start-up devices had, every one of them, also those an unplug
+ * left empty, so that each port is on the device number (and its slot's device on the bus)
+ * the guest knows.  The configured ones are built already (step_pci_devices).
+ */
+static int restore_ports(struct vm *vm, struct err *e)
+{
+	const struct snapshot *s = vm->cfg.restore->snap;
+	unsigned int i;
+
+	if (s->nslots > VM_MAX_PORTS)
+		return err_set(e, EINVAL, "the snapshot has %u root ports; ember builds at most %u",
+		               s->nslots, VM_MAX_PORTS);
+	for (i = 0; i < s->nslots; i++) {
+		const struct snapshot_slot *sl = &s->slots[i];
+
+		if (i >= vm->nports) {
+			int r = vm_port_add(vm, sl->io, e);
+
+			if (r < 0)
+				return r;
+		}
+		if (vm->ports[i].dev.devfn != sl->devfn || vm->ports[i].dev.bridge_no_io == sl->io)
+			return err_set(e, EINVAL,
+			               "the snapshot's root port %u is device %u%s; this VM's is "
+			               "device %u%s",
+			               i + 1, sl->devfn >> 3, sl->io ? " with an I/O window" : "",
+			               PCI_SLOT(vm->ports[i].dev.devfn),
+			               vm->ports[i].dev.bridge_no_io ? "" : " with an I/O window");
+	}
+	return 0;
+}
+
+/* A restore: every device the snapshot's slots hold was built into its slot. */
+static int restore_slots_check(struct vm *vm, struct err *e)
+{
+	const struct snapshot *s = vm->cfg.restore->snap;
+
+	for (unsigned int i = 0; i < s->nslots; i++)
+		if (*s->slots[i].name && !vm->slots[i].dev)
+			return err_set(
+			    e, EINVAL,
+			    "the snapshot's slot %u holds %s %s, which its configuration "
+			    "does not have",
+			    i + 1, s->slots[i].kind, s->slots[i].name);
+	return 0;
+}
+
 /* Put an initialised device on its transport. */
 static int virtio_attach(struct vm *vm, struct vm_virtio *vv, struct err *e)
 {
 	int r;
 
 	if (vv->transport == VM_TRANSPORT_PCI) {
-		int port = vm_port_add(vm, false, e);
+		int port = vm->cfg.restore ? saved_port(vm, vv, e) : vm_port_add(vm, false, e);
 
 		if (port < 0)
 			return port;
@@ -314,10 +387,15 @@ int vm_step_virtio(struct vm *vm, struct err *e)
 	int r = 0;
 
 	vm->venv = (struct virtio_env){.gm = &vm->gm, .loop = vm->loop, .plat = vm->plat};
+	/* A restore builds the saved ports first, then each virtio-pci device into its slot. */
+	if (vm->cfg.restore)
+		r = restore_ports(vm, e);
 	/* In the order of enum vm_virtio_kind: disks, NICs, vsock, entropy. */
 	for (k = 0; r == 0 && k < VM_VIRTIO_KINDS; k++)
 		for (i = 0; r == 0 && i < vm_kind(k)->cfg_count(d); i++)
 			r = virtio_add(vm, k, vm_kind(k)->cfg_at(d, i), i, e);
+	if (r == 0 && vm->cfg.restore)
+		r = restore_slots_check(vm, e);
 	if (r < 0)
 		vm_undo_virtio(vm);
 	return r;

@@ -193,6 +193,9 @@ struct vm_kind {
 	void (*drain)(struct vm_virtio *vv);
 	/* Add the device's counters to Firecracker's metrics (metrics.h), under its lock. */
 	void (*collect)(struct vm_virtio *vv, struct metrics_values *v);
+	/* After a restore, every state back (the vCPUs' too): what the device tells the guest
+	 * (vsock: the transport reset).  May be NULL. */
+	void (*restored)(struct vm_virtio *vv);
 };
 const struct vm_kind *vm_kind(enum vm_virtio_kind kind);
 

@@ -234,6 +234,12 @@ static const void *net_at(const struct vm_devices_cfg *d, unsigned int i)
 	return &d->nets[i];
 }
 
+static void vsock_restored(struct vm_virtio *vv)
+{
+	if (virtio_vsock_transport_reset(&vv->u.vsock))
+		log_info("%s: transport reset sent to the guest", vv->dev.name);
+}
+
 static unsigned int vsock_count(const struct vm_devices_cfg *d)
 {
 	return d->vsock.present;
@@ -288,7 +294,8 @@ static const struct vm_kind kinds[] = {
                          .default_name = vsock_name,
                          .create = vsock_create,
                          .destroy = vsock_destroy,
-                         .collect = vsock_collect},
+                         .collect = vsock_collect,
+                         .restored = vsock_restored},
     [VM_VIRTIO_RNG] = {.label = "entropy",
                        .ops = VM_VIRTIO_DEV_OPS("entropy"),
                        .cfg_count = rng_count,

@@ -27,7 +27,7 @@ static void check(const uint8_t *buf, size_t len)
 	}
 	if (s.config < (const char *)buf || s.config + s.config_len > (const char *)buf + len ||
 	    s.kvm.p + s.kvm.len > buf + len || s.cpus.p + s.cpus.len > buf + len ||
-	    s.devs.p + s.devs.len > buf + len || s.legacy.p + s.legacy.len > buf + len)
+	    s.devs.p + s.devs.len > buf + len)
 		abort();
 	snapshot_free(&s);
 }

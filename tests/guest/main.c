@@ -179,7 +179,8 @@ void guest_reset(void)
  *                IOAPIC pin 20), then power off as above
  *   boot-timer   write 123 to the boot timer (Firecracker's "booted" signal,
  *                ember's at 0xf0fff000 with --boot-timer), then hang
- *   count        count, write and read back the first disk forever (snapcount.c; the
+ *   count        count, write and read back the first disk (with test.count_hp=K: a disk
+ *                the host hot plugs into root port K) forever (snapcount.c; the
  *                snapshot tests save and restore it in the middle)
  */
 void snapcount_run(void);

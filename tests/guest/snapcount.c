@@ -1,4 +1,5 @@
 /* snapcount.c - lifecycle=count: count, write and read back a disk, forever (snapshot tests). */
+#include "hotplug.h"
 #include "virtio.h"
 
 /*
@@ -13,6 +14,34 @@
  * completion is an MSI-X interrupt, so a restored guest shows its interrupts still arrive
  * (the irqs column keeps growing) and its disk still answers; the host checks the lines
  * run on without a gap and the sectors hold the last rounds' words.
+ *
+ * With test.count_hp=K the disk is one the host hot plugs into root port K instead (the
+ * snapshot tests save a VM with a hot-plugged device): the guest takes charge of the slot
+ * as pciehp does (hotplug.c, slot interrupt on), prints
+ *
+ *   count: waiting port=K
+ *
+ * waits for the device, enumerates it (test.hp_move=1: moving its first memory BAR inside
+ * the port's window first, as a guest may), starts the disk and prints
+ *
+ *   count: plugged port=K bdf=<bus>:00.0 bar<i>=0x<where the memory BAR is>
+ *
+ * then counts on it as above.  Between rounds it looks at the slot: when the host asks for
+ * the device back, it resets the device, powers the slot off (the orderly removal ember
+ * waits for), prints
+ *
+ *   count: removed port=K after <n>
+ *
+ * and spins until the host stops it.
+ *
+ * With test.count_vsock=1 (and test.virtio_vsock=pci|mmio) the guest also drives the vsock
+ * device: queues set up, DRIVER_OK, four 8-byte buffers on its event queue and nothing else.
+ * Between rounds it looks at the event queue; an event is printed as
+ *
+ *   count: vsock event id=<le32 id> len=<bytes the device wrote> irq=<yes|no>
+ *
+ * (irq: whether the queue's interrupt came within a second) and its buffer posted again.
+ * A restored ember sends VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (id 0, virtio 1.2 §5.10.6.6).
  */
 
 #define SECTOR 512
@@ -23,15 +52,135 @@ static void fill(u64 *w, u64 n, u64 sector)
 		w[i] = n << 32 | sector << 16 | i;
 }
 
+/* The first memory BAR of `bdf` (its index in *bar), 0 if none. */
+static u64 mem_bar(u16 bdf, unsigned int *bar)
+{
+	struct pci_bar_info b;
+
+	for (unsigned int i = 0; i < 6; i++) {
+		pci_bar_probe(bdf, i, &b);
+		if (b.present && !b.io) {
+			*bar = i;
+			return b.addr;
+		}
+		if (b.mem64)
+			i++;
+	}
+	return 0;
+}
+
+/* test.count_hp=K: wait for the host to plug a disk into port K and start it. */
+static bool hp_disk(struct hp_port *p, struct vblk *b)
+{
+	unsigned int port = (unsigned int)cmdline_num("test.count_hp", 0), bar = 0;
+	struct virtio_opts o = {.transport = VT_PCI};
+	u64 addr;
+	u16 bdf;
+
+	if (!hp_port_open(p, port, true))
+		return false;
+	printf("count: waiting port=%u\n", port);
+	if (hp_wait_event(p, 120000, NULL, NULL) != HP_ADDED) {
+		printf("count: nothing plugged into port %u\n", port);
+		return false;
+	}
+	virtio_opts_parse(&o);
+	if (!hp_enumerate(p, &bdf, cmdline_num("test.hp_move", 0)) ||
+	    !virtio_attach(&b->dev, bdf, &o) || !vblk_start(b, 0))
+		return false;
+	addr = mem_bar(bdf, &bar);
+	printf("count: plugged port=%u bdf=%02x:00.0 bar%u=0x%llx\n", port, BDF_BUS(bdf), bar,
+	       addr);
+	return true;
+}
+
+/* Whether the host asked for the hot-plugged disk back; if so, give it back. */
+static bool hp_released(struct hp_port *p, struct vblk *b, u64 n)
+{
+	if (irq_count[p->vector] == p->irq_seen && !(hp_slot_status(p) & SLTSTA_EVENTS))
+		return false;
+	if (hp_wait_event(p, 2 * HP_IRQ_GRACE_MS, NULL, NULL) != HP_REMOVED)
+		return false;
+	virtio_close(&b->dev);
+	hp_power(p, false);
+	printf("count: removed port=%u after %llu\n", p->num, n);
+	return true;
+}
+
+#define EV_BUFS 4
+
+struct vsock_ev {
+	struct virtio_dev dev;
+	struct vq *ev;
+	u8 *buf;  /* EV_BUFS x 8 bytes */
+	u32 irqs; /* the event queue's interrupts already accounted for */
+};
+
+static void ev_post(struct vsock_ev *v, unsigned int i)
+{
+	struct vbuf b = {pa(v->buf + 8 * i), 8, true};
+
+	memset(v->buf + 8 * i, 0xff, 8);
+	vq_add(v->ev, &b, 1, false);
+}
+
+/* test.count_vsock=1: the vsock device with event buffers only. */
+static bool vsock_open(struct vsock_ev *v)
+{
+	v->buf = dma_alloc(EV_BUFS * 8, 4096);
+	if (!v->buf || !virtio_open(&v->dev, VIRTIO_ID_VSOCK, "vsock", 0) ||
+	    !virtio_start(&v->dev, 0) || !virtio_queue(&v->dev, 0, 0, 0) ||
+	    !virtio_queue(&v->dev, 1, 0, 0) || !(v->ev = virtio_queue(&v->dev, 2, 0, 0)) ||
+	    !virtio_ready(&v->dev))
+		return false;
+	for (unsigned int i = 0; i < EV_BUFS; i++)
+		ev_post(v, i);
+	vq_kick(v->ev);
+	v->irqs = vq_irqs(v->ev);
+	printf("count: vsock ready, %u event buffers\n", EV_BUFS);
+	return true;
+}
+
+static void vsock_events(struct vsock_ev *v)
+{
+	u16 head;
+	u32 len;
+
+	while (vq_has_used(v->ev) && vq_get_used(v->ev, &head, &len)) {
+		unsigned int i = (unsigned int)((v->ev->desc[head].addr - pa(v->buf)) / 8);
+		u32 id;
+		bool irq = wait_until(vq_irqs(v->ev) != v->irqs, 1000);
+
+		v->irqs = vq_irqs(v->ev);
+		if (i >= EV_BUFS) {
+			printf("count: vsock event in an unknown buffer (head %u)\n", head);
+			continue;
+		}
+		memcpy(&id, v->buf + 8 * i, 4);
+		printf("count: vsock event id=%u len=%u irq=%s\n", id, len, irq ? "yes" : "no");
+		ev_post(v, i);
+		vq_kick(v->ev);
+	}
+}
+
 void snapcount_run(void);
 void snapcount_run(void)
 {
+	static struct vsock_ev vs;
+	bool vsock = cmdline_num("test.count_vsock", 0) != 0;
 	static struct vblk b;
+	static struct hp_port p;
 	u64 ms = cmdline_num("test.count_ms", 20);
+	bool hp = cmdline_num("test.count_hp", 0) != 0;
 	u64 *out, *in;
 
-	if (!virtio_open(&b.dev, VIRTIO_ID_BLOCK, "blk", 0) || !vblk_start(&b, 0)) {
+	if (hp ? !hp_disk(&p, &b)
+	       : !virtio_open(&b.dev, VIRTIO_ID_BLOCK, "blk", 0) || !vblk_start(&b, 0)) {
 		printf("count: no disk\n");
+		return;
+	}
+	if (vsock && !vsock_open(&vs)) {
+		printf("count: no vsock\n");
 		return;
 	}
 	out = dma_alloc(SECTOR, 4096);
@@ -57,5 +206,10 @@ void snapcount_run(void)
 		end = deadline_ms(ms);
 		while (rdtsc() < end)
 			cpu_relax();
+		if (vsock)
+			vsock_events(&vs);
+		if (hp && hp_released(&p, &b, n))
+			for (;;)
+				cpu_relax();
 	}
 }

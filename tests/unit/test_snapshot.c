@@ -1,4 +1,5 @@
-/* test_snapshot.c - the snapshot file's parser (vmm/snapshot.c) and the legacy devices' state. */
+/* test_snapshot.c - the snapshot file's parser (vmm/snapshot.c) and the legacy devices' state
+ * (saved through the registry's DEV sections). */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -13,6 +14,49 @@
 #define TAG(s) SNAP_TAG(s[0], s[1], s[2], s[3])
 
 static const char conf[] = "{\"machine-config\":{\"vcpu_count\":2,\"mem_size_mib\":64}}";
+
+static void put_str(struct snap_w *w, const char *s)
+{
+	snap_put_u8(w, (uint8_t)strlen(s));
+	snap_put(w, s, strlen(s));
+}
+
+/* One saved root port: its device number on bus 0, I/O window, the device in its slot. */
+static void put_slot(struct snap_w *w, unsigned int dev, bool io, const char *kind,
+                     const char *name)
+{
+	snap_put_u8(w, (uint8_t)(dev << 3));
+	snap_put_u8(w, io);
+	put_str(w, kind);
+	put_str(w, name);
+}
+
+/* The ports of make_file's VM (2 configured, the test device behind port 1): a disk hot
+ * plugged into port 2, then a start-up device's port left empty by an unplug, then one
+ * with its disk; `bad` spoils it one way or another. */
+enum slots_bad { SLOTS_GOOD, SLOTS_FEWER, SLOTS_ORDER, SLOTS_TWICE, SLOTS_NAMELESS };
+static enum slots_bad slots_bad;
+/* A legacy-device section after DEVC, as format versions 1 and 2 had. */
+static bool with_legc;
+
+static void put_slots(struct snap_w *w)
+{
+	size_t at = snap_begin(w, TAG("SLOT"), 1);
+
+	snap_put_u32(w, slots_bad == SLOTS_FEWER ? 1 : 4);
+	put_slot(w, 1, true, "", "");
+	if (slots_bad == SLOTS_FEWER) {
+		snap_end(w, at);
+		return;
+	}
+	put_slot(w, 2, true, "block", "hp");
+	put_slot(w, slots_bad == SLOTS_ORDER ? 2 : 3, false, "", "");
+	put_slot(w, 4, false, slots_bad == SLOTS_NAMELESS ? "net" : "block",
+	         slots_bad == SLOTS_TWICE      ? "hp"
+	         : slots_bad == SLOTS_NAMELESS ? ""
+	                                       : "vdb");
+	snap_end(w, at);
+}
 
 /* A well-formed file: the sections ember writes, with stand-in state bodies. */
 static uint8_t *make_file(size_t *len, uint32_t format, uint32_t vcpus_in_cpus)
@@ -36,6 +80,7 @@ static uint8_t *make_file(size_t *len, uint32_t format, uint32_t vcpus_in_cpus)
 	snap_put_u8(&w, 1);
 	snap_put_u8(&w, 0);
 	snap_end(&w, at);
+	put_slots(&w);
 	at = snap_begin(&w, TAG("KVMS"), 1);
 	snap_put_u32(&w, 0xdeadbeef);
 	snap_end(&w, at);
@@ -44,8 +89,10 @@ static uint8_t *make_file(size_t *len, uint32_t format, uint32_t vcpus_in_cpus)
 	snap_end(&w, at);
 	at = snap_begin(&w, TAG("DEVC"), 1);
 	snap_end(&w, at);
-	at = snap_begin(&w, TAG("LEGC"), 1);
-	snap_end(&w, at);
+	if (with_legc) {
+		at = snap_begin(&w, TAG("LEGC"), 1);
+		snap_end(&w, at);
+	}
 	CHECK(!w.oom);
 	*len = SNAPSHOT_HEADER_SIZE + w.len;
 	f = calloc(1, *len);
@@ -87,6 +134,12 @@ TEST(parse_good_file)
 	CHECK_EQ(s.vm.pci_testdev_port, 1u);
 	CHECK_EQ(s.kvm.len, 4u);
 	CHECK(!strcmp(s.ember_version, "0.1.0"));
+	CHECK_EQ(s.nslots, 4u);
+	CHECK_EQ(s.slots[0].devfn, 1u << 3);
+	CHECK(s.slots[0].io && !s.slots[2].io);
+	CHECK(!strcmp(s.slots[1].kind, "block") && !strcmp(s.slots[1].name, "hp"));
+	CHECK(!s.slots[2].kind[0] && !s.slots[2].name[0]);
+	CHECK(!strcmp(s.slots[3].name, "vdb"));
 	snapshot_free(&s);
 	free(f);
 }
@@ -148,6 +201,50 @@ TEST(parse_messages)
 	CHECK_EQ(snapshot_parse(&s, "EMBERSNQ", 8, &e), -EINVAL);
 	CHECK_STR_CONTAINS(e.msg, "not an ember snapshot");
 	free(f);
+	/* The legacy devices are the registry's (DEVC): a LEGC section is not this format's. */
+	with_legc = true;
+	f = make_file(&len, SNAPSHOT_FORMAT_VERSION, 2);
+	with_legc = false;
+	err_clear(&e);
+	CHECK_EQ(snapshot_parse(&s, f, len, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "the snapshot has 12 unknown bytes after its last section");
+	free(f);
+	/* Nor is a file of format version 2 read. */
+	f = make_file(&len, 2, 2);
+	err_clear(&e);
+	CHECK_EQ(snapshot_parse(&s, f, len, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "the snapshot is of format version 2 (written by ember 0.1.0); "
+	                          "this ember (" EMBER_VERSION ") reads format version 3 only");
+	free(f);
+}
+
+/* The saved slots are checked before a restore builds anything from them. */
+TEST(parse_refuses_bad_slots)
+{
+	static const struct {
+		enum slots_bad bad;
+		const char *msg;
+	} cases[] = {
+	    {SLOTS_FEWER, "the snapshot has 1 root ports (2 configured)"},
+	    {SLOTS_ORDER,
+	     "the snapshot's slot 3 (device 2, I/O 0, \"\" \"\") is not one ember builds"},
+	    {SLOTS_TWICE, "the snapshot has block hp in slots 2 and 4"},
+	    {SLOTS_NAMELESS, "the snapshot's slot 4 (device 4, I/O 0, \"net\" \"\") is not one"},
+	};
+
+	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct snapshot s;
+		struct err e = {0};
+		size_t len;
+		uint8_t *f;
+
+		slots_bad = cases[i].bad;
+		f = make_file(&len, SNAPSHOT_FORMAT_VERSION, 2);
+		CHECK_EQ(snapshot_parse(&s, f, len, &e), -EINVAL);
+		CHECK_STR_CONTAINS(e.msg, cases[i].msg);
+		free(f);
+	}
+	slots_bad = SLOTS_GOOD;
 }
 
 TEST(legacy_round_trip)
@@ -225,6 +322,7 @@ int main(void)
 	RUN(parse_good_file);
 	RUN(parse_refuses_damage);
 	RUN(parse_messages);
+	RUN(parse_refuses_bad_slots);
 	RUN(legacy_round_trip);
 	return test_summary();
 }

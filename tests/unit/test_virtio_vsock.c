@@ -1249,6 +1249,56 @@ TEST(bad_ring_needs_reset)
 	vg_fini(&v);
 }
 
+#define EVBUF_BASE 0x7f0000u /* above the tx slots */
+
+/*
+ * After a restore: the host side's connections end and the guest gets
+ * VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (id 0, 4 bytes, virtio 1.2 §5.10.6.6) in its next event
+ * buffer with a notification; without a buffer, or before DRIVER_OK, nothing is sent, and a
+ * buffer too short for the event comes back empty.
+ */
+TEST(transport_reset_event)
+{
+	struct vg v;
+	uint32_t lport, id, len;
+	uint8_t *ev;
+	int fd;
+
+	CHECK_EQ(vg_init_opts(&v, NULL, false), 0);
+	CHECK(!virtio_vsock_transport_reset(&v.s)); /* no driver yet */
+	vg_fini(&v);
+
+	CHECK_EQ(vg_init(&v), 0);
+	fd = connect_host(&v, 5000, 65536, &lport);
+	CHECK_EQ(virtio_vsock_nconns(&v.s), 1u);
+	/* No event buffer posted: the connections end all the same, no event, no interrupt. */
+	CHECK(!virtio_vsock_transport_reset(&v.s));
+	CHECK_EQ(virtio_vsock_nconns(&v.s), 0u);
+	CHECK(host_eof(&v, fd, 1000));
+	CHECK_EQ(v.ft.notified[VIRTIO_VSOCK_EVQ], 0u);
+	close(fd);
+
+	ev = fake_guest_ptr(&v.g, EVBUF_BASE);
+	memset(ev, 0xff, 16);
+	fake_vq_add(&v.q[VIRTIO_VSOCK_EVQ], (struct fake_seg[]){{EVBUF_BASE, 2, true}}, 1);
+	fake_vq_add(&v.q[VIRTIO_VSOCK_EVQ], (struct fake_seg[]){{EVBUF_BASE + 8, 8, true}}, 1);
+	kick(&v, VIRTIO_VSOCK_EVQ); /* kept, not used */
+	CHECK_EQ(fake_vq_pending(&v.q[VIRTIO_VSOCK_EVQ]), 0u);
+	/* Too short for an event: returned empty, untouched. */
+	CHECK(!virtio_vsock_transport_reset(&v.s));
+	CHECK(fake_vq_used(&v.q[VIRTIO_VSOCK_EVQ], &id, &len));
+	CHECK_EQ(len, 0u);
+	CHECK_EQ(ev[0], 0xff);
+	/* The event: le32 0 in the next buffer, 4 bytes used, the queue notified. */
+	CHECK(virtio_vsock_transport_reset(&v.s));
+	CHECK(fake_vq_used(&v.q[VIRTIO_VSOCK_EVQ], &id, &len));
+	CHECK_EQ(len, 4u);
+	CHECK(!memcmp(ev + 8, "\0\0\0\0\xff\xff\xff\xff", 8));
+	CHECK(v.ft.notified[VIRTIO_VSOCK_EVQ] >= 1u);
+	CHECK(virtio_live(&v.s.vdev));
+	vg_fini(&v);
+}
+
 int main(void)
 {
 	RUN(identity_and_config);
@@ -1273,5 +1323,6 @@ int main(void)
 	RUN(reset_closes_everything);
 	RUN(connection_limit);
 	RUN(bad_ring_needs_reset);
+	RUN(transport_reset_event);
 	return test_summary();
 }

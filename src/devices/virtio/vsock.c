@@ -249,6 +249,50 @@ void vsock_notify(struct virtio_vsock *s, bool rx, bool tx)
 		virtio_flush_irqs(&s->vdev);
 }
 
+/* ---- transport reset (after a restore) ---- */
+
+bool virtio_vsock_transport_reset(struct virtio_vsock *s)
+{
+	struct virtq *q = &s->vdev.vq[VIRTIO_VSOCK_EVQ];
+	/* struct virtio_vsock_event (§5.10.6.6): le32 id, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET = 0 */
+	static const uint8_t event[4] = {0, 0, 0, 0};
+	bool pushed = false, sent = false;
+	int k;
+
+	pthread_mutex_lock(&s->vdev.lock);
+	/* The host side starts afresh: no connection the guest had is known here any more. */
+	vsock_conns_reset(s);
+	if (virtio_live(&s->vdev)) {
+		/* tx_chain is scratch under the lock: no tx packet is being parsed now. */
+		k = virtq_pop(q, &s->tx_chain);
+		if (k < 0) {
+			virtio_needs_reset(&s->vdev, q->err ? q->err : "bad event chain");
+		} else if (k == 0) {
+			log_guest(&s->vdev.rl, LOG_WARN,
+			          "%s: no event buffer for the transport reset: the guest's "
+			          "connections are not told they ended",
+			          s->vdev.name);
+		} else if (s->tx_chain.in_len < sizeof(event)) {
+			log_guest(&s->vdev.rl, LOG_WARN,
+			          "%s: event buffer of %u writable bytes, shorter than an event: "
+			          "returned empty",
+			          s->vdev.name, s->tx_chain.in_len);
+			virtq_push(q, s->tx_chain.head, 0);
+			pushed = true;
+		} else {
+			virtq_copy_to_chain(&s->tx_chain, 0, event, sizeof(event));
+			virtq_push(q, s->tx_chain.head, sizeof(event));
+			pushed = sent = true;
+		}
+	}
+	pthread_mutex_unlock(&s->vdev.lock);
+	if (pushed)
+		virtio_notify_queue(&s->vdev, VIRTIO_VSOCK_EVQ);
+	else
+		virtio_flush_irqs(&s->vdev);
+	return sent;
+}
+
 /* ---- virtio device ops ---- */
 
 static void vsock_queue_notify(struct virtio_dev *v, unsigned int q)
@@ -257,7 +301,8 @@ static void vsock_queue_notify(struct virtio_dev *v, unsigned int q)
 	bool rx, tx;
 
 	if (q == VIRTIO_VSOCK_EVQ)
-		return; /* event buffers are kept for events ember does not send yet (§5.10.6.7) */
+		return; /* event buffers wait for a transport reset (virtio_vsock_transport_reset)
+		         */
 	pthread_mutex_lock(&v->lock);
 	vsock_process_locked(s, &rx, &tx);
 	pthread_mutex_unlock(&v->lock);

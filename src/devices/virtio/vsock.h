@@ -19,7 +19,8 @@
  * le64 guest_cid, read-only.  No device feature bit is offered: stream only
  * (§5.10.3 "If no feature bit is set, only stream socket type is supported");
  * ember offers VIRTIO_F_EVENT_IDX and VIRTIO_F_INDIRECT_DESC.  The event
- * queue's buffers are kept and never used (no transport reset event yet).
+ * queue's buffers are kept for the one event ember sends: a transport reset after
+ * the VM is restored from a snapshot (virtio_vsock_transport_reset).
  *
  * Everything in a packet from the guest is validated (header §5.10.6, 44
  * bytes): a chain shorter than a header is dropped (it has no address to
@@ -169,6 +170,16 @@ int virtio_vsock_init(struct virtio_vsock *s, const struct virtio_vsock_opts *o,
 
 /* Close every connection and the listener, remove uds_path (if it is still ours). */
 void virtio_vsock_destroy(struct virtio_vsock *s);
+
+/*
+ * After a restore (docs/snapshot.md), as Firecracker does: every host-side connection is
+ * dropped and, when the driver is live, the guest is sent VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
+ * (virtio 1.2 §5.10.6.6: "the driver ... will shut down established connections") in its
+ * next event queue buffer, with the queue's interrupt.  Whether the event was sent: no
+ * buffer posted, or one too short for the event (returned empty), is logged and not.  Takes
+ * vdev.lock; a restored VM's vCPUs must have their interrupt state back already.
+ */
+bool virtio_vsock_transport_reset(struct virtio_vsock *s);
 
 /* Live connections (accepted host clients waiting for CONNECT included).  Takes vdev.lock. */
 unsigned int virtio_vsock_nconns(struct virtio_vsock *s);
