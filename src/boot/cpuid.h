@@ -9,8 +9,9 @@
  * machine-config smt -- APIC ID = vCPU index), the hypervisor bit and
  * KVM's paravirtual leaves (0x40000000, kept so guests find kvm-clock).
  *
- * Note: on the nested KVM ember is developed on, KVM_SET_CPUID2 is accepted
- * but ignored (PLATFORM.md); on ordinary hosts the guest sees exactly this.
+ * The guest sees exactly this table, CPU templates applied on top
+ * (cpu_template.h); the KVM test VM honours it too, and the `cpuid` guest
+ * test (tests/guest/t_cpuid.c) checks leaves from inside a guest.
  */
 
 #include <linux/kvm.h>
