@@ -335,9 +335,10 @@ bool virtq_unpop(struct virtq *q)
 
 /*
  * With dirty tracking (gmem_track_dirty), mark what the device may have written for the
- * chain at `head`: its device-writable buffers, walked again from the descriptor table
- * (the driver may not change an in-flight chain, §2.7.13.1; if it did, only its own
- * snapshot suffers).  KVM's dirty log does not see these writes: ember makes them.
+ * chain at `head`: its device-writable buffers, walked again (with every check of a pop)
+ * from the descriptor table, which a driver leaves alone until the device has used the
+ * chain; one that changed it meanwhile only spoils its own snapshot.  KVM's dirty log does
+ * not see these writes: ember makes them through its own mapping.
  */
 static void mark_chain_written(struct virtq *q, uint16_t head)
 {
