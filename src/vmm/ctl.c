@@ -313,16 +313,19 @@ int ctl_start(struct ctl *c, struct err *e)
 	return ctl_build(c, NULL, false, e);
 }
 
-int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path,
+int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path, bool diff,
                         const char *config, size_t config_len, struct err *e)
 {
 	int r;
 
 	if (!c->vm || c->state == CTL_NOT_STARTED)
 		return err_set(e, EINVAL, CTL_MSG_NOT_BEFORE_BOOT);
+	/* Firecracker checks this before the VM's state, and answers it without a prefix. */
+	if (diff && !c->vm->cfg.track_dirty_pages)
+		return err_set(e, ENOTSUP, SNAPSHOT_MSG_DIFF_NO_TRACKING);
 	if (c->state != CTL_PAUSED)
 		return err_set(e, EINVAL, CTL_MSG_SNAPSHOT_RUNNING);
-	r = vm_snapshot_create(c->vm, snap_path, mem_path, config, config_len, e);
+	r = vm_snapshot_create(c->vm, snap_path, mem_path, diff, config, config_len, e);
 	if (r < 0)
 		err_prefix(e, "Create snapshot error");
 	return r;

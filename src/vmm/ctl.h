@@ -116,12 +116,13 @@ int ctl_run(struct ctl *c);
 
 struct snapshot;
 /*
- * PUT /snapshot/create (Full): the paused VM's state to `snap_path` with `config` (the
- * configuration's JSON) inside, its RAM to `mem_path` (vmm/snapshot.h).  The VM stays paused
- * whatever happens.  -errno with `e` (Firecracker's message for a VM not started or not
- * paused).
+ * PUT /snapshot/create, Full or Diff (`diff`): the paused VM's state to `snap_path` with
+ * `config` (the configuration's JSON) inside, its RAM (or, Diff, the pages changed since the
+ * last snapshot) to `mem_path` (vmm/snapshot.h).  The VM stays paused whatever happens.
+ * -errno with `e` (Firecracker's message for a VM not started or not paused, or a Diff of a
+ * VM without track_dirty_pages).
  */
-int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path,
+int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path, bool diff,
                         const char *config, size_t config_len, struct err *e);
 /*
  * PUT /snapshot/load, once the resources hold the snapshot's configuration: build the VM

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "boot/boot.h"
 #include "boot/firmware.h"
@@ -88,6 +89,10 @@ struct vm {
 	struct kvm kvm;
 	struct mem_layout ml;
 	void *ram_low, *ram_high;
+	uint32_t ram_slot[2]; /* KVM's memory slots of ram_low and ram_high */
+	bool ram_file;        /* restored: RAM is a MAP_PRIVATE mapping of this file */
+	dev_t ram_file_dev;
+	ino_t ram_file_ino;
 	struct gmem gm;
 	struct rcu rcu;
 	struct bus pio, mmio;
