@@ -755,6 +755,24 @@ def one_restore(case):
                 return time.perf_counter() - t0
             finally:
                 stop(p)
+    if kind == "qmp":
+        cmdline, state = arg
+        with tempfile.TemporaryDirectory(prefix="ember-bench-qmp.") as d:
+            sock = os.path.join(d, "qmp.sock")
+            p = spawn([*cmdline, "-incoming", "defer", "-qmp",
+                       "unix:%s,server=on,wait=off" % sock])
+            try:
+                wait_sock(p, sock)
+                cmd, s = qmp(sock)
+                try:
+                    t0 = time.perf_counter()
+                    cmd("migrate-incoming", uri="exec:cat " + state)
+                    next_count(p, last)
+                    return time.perf_counter() - t0
+                finally:
+                    s.close()
+            finally:
+                stop(p)
     t0 = time.perf_counter()
     p = spawn(arg)
     try:
@@ -768,7 +786,9 @@ def bench_restore(v, a, rows, raw):
     """The counting guest (lifecycle=count: a line per round, each round a disk write and
     read-back through virtio-blk-pci with MSI-X) saved once by each VMM, then restored
     alternately: ember --restore --resume and QEMU -incoming from process start to the
-    guest's next count line; and ember's PUT /snapshot/load to that line."""
+    guest's next count line; and, with each VMM already running, from the load request
+    (ember's PUT /snapshot/load, QEMU's QMP migrate-incoming after -incoming defer) to that
+    line."""
     tmp = tempfile.mkdtemp(prefix="ember-bench-restore.")
     try:
         disks = {}
@@ -783,6 +803,7 @@ def bench_restore(v, a, rows, raw):
             "qemu": ("cmd", qemu_restore_cmd(v, disks["qemu"], ["-incoming", "exec:cat " + state]),
                      q_last),
             "ember-api": ("api", (v, snap, mem), e_last),
+            "qemu-qmp": ("qmp", (qemu_restore_cmd(v, disks["qemu"]), state), q_last),
         }
         s = alternate(cases, a.restore_runs, one_restore)
         sizes = (os.path.getsize(state), os.stat(mem).st_blocks * 512)
@@ -791,8 +812,10 @@ def bench_restore(v, a, rows, raw):
     add_row(rows, raw, "restore: process start to the guest's next line (ember --restore "
             "--resume vs QEMU -incoming)", "ms", [x * 1000 for x in s["ember"]],
             [x * 1000 for x in s["qemu"]], lower_better=True)
-    add_row(rows, raw, "restore: PUT /snapshot/load to the guest's next line (ember only)", "ms",
-            [x * 1000 for x in s["ember-api"]], None, lower_better=True)
+    add_row(rows, raw, "restore: load request to the guest's next line, VMM already running "
+            "(ember PUT /snapshot/load vs QEMU -incoming defer + QMP migrate-incoming)", "ms",
+            [x * 1000 for x in s["ember-api"]], [x * 1000 for x in s["qemu-qmp"]],
+            lower_better=True)
     print("  restore: QEMU's migration file %d KiB, ember's memory file %d KiB on disk"
           % (sizes[0] // 1024, sizes[1] // 1024), flush=True)
 
