@@ -212,6 +212,50 @@ static void rng_collect(struct vm_virtio *vv, struct metrics_values *v)
 	pthread_mutex_unlock(&r->vdev.lock);
 }
 
+/* ---- balloon -------------------------------------------------------------------------------- */
+
+static enum vm_transport balloon_transport(const void *cfg)
+{
+	return ((const struct vm_balloon_cfg *)cfg)->transport;
+}
+
+static void balloon_name(char *buf, size_t len, unsigned int index)
+{
+	(void)index;
+	snprintf(buf, len, "balloon");
+}
+
+static int balloon_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
+{
+	const struct vm_balloon_cfg *c = cfg;
+	struct virtio_balloon_opts o = {
+	    .num_pages = c->amount_mib * VIRTIO_BALLOON_PAGES_PER_MIB,
+	    .deflate_on_oom = c->deflate_on_oom,
+	    .stats_interval_s = c->stats_polling_interval_s,
+	};
+
+	vv->vdev = &vv->u.balloon.vdev;
+	return virtio_balloon_init(&vv->u.balloon, &o, &vm->venv, e);
+}
+
+static void balloon_destroy(struct vm_virtio *vv)
+{
+	virtio_balloon_destroy(&vv->u.balloon);
+}
+
+static void balloon_collect(struct vm_virtio *vv, struct metrics_values *v)
+{
+	struct virtio_balloon *b = &vv->u.balloon;
+
+	pthread_mutex_lock(&b->vdev.lock);
+	v->balloon.inflate_count += b->inflate_count;
+	v->balloon.deflate_count += b->deflate_count;
+	v->balloon.stats_updates_count += b->stats_updates_count;
+	v->balloon.stats_update_fails += b->stats_update_fails;
+	v->balloon.event_fails += b->event_fails;
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
 /* ---- where each kind sits in the VM's configuration ----------------------------------------- */
 
 static unsigned int blk_count(const struct vm_devices_cfg *d)
@@ -256,6 +300,17 @@ static const void *rng_at(const struct vm_devices_cfg *d, unsigned int i)
 	return &d->rng;
 }
 
+static unsigned int balloon_count(const struct vm_devices_cfg *d)
+{
+	return d->balloon.present;
+}
+
+static const void *balloon_at(const struct vm_devices_cfg *d, unsigned int i)
+{
+	(void)i;
+	return &d->balloon;
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const struct vm_kind kinds[] = {
@@ -298,6 +353,15 @@ static const struct vm_kind kinds[] = {
                        .create = rng_create,
                        .destroy = rng_destroy,
                        .collect = rng_collect},
+    [VM_VIRTIO_BALLOON] = {.label = "balloon",
+                           .ops = VM_VIRTIO_DEV_OPS("balloon"),
+                           .cfg_count = balloon_count,
+                           .cfg_at = balloon_at,
+                           .cfg_transport = balloon_transport,
+                           .default_name = balloon_name,
+                           .create = balloon_create,
+                           .destroy = balloon_destroy,
+                           .collect = balloon_collect},
 };
 
 _Static_assert(sizeof(kinds) / sizeof(kinds[0]) == VM_VIRTIO_KINDS, "one entry per kind");
