@@ -16,6 +16,9 @@
  *      "# balloon: stats round 2 sent"
  *   4. Wait for num_pages 0, deflate everything, write actual 0.
  *      "# balloon: deflated N pages, actual 0"
+ *   5. Wait for num_pages again (the host's last request, once it has checked step 4), inflate
+ *      that many of the pages just deflated, and end.
+ *      "# balloon: inflated again M pages, actual M"
  */
 
 #define F_STATS_VQ       1
@@ -162,6 +165,16 @@ static void balloon_exercise(struct virtio_dev *d)
 	pages[0] = 0x33; /* the page is the guest's again */
 	expect(pages[0] == 0x33, "a deflated page does not keep a write");
 	printf("# balloon: deflated %u pages, actual 0\n", target);
+
+	/* 5: inflate again, deflated pages included. */
+	target = wait_num_pages(d, ~0ull);
+	if (!expect(target != 0 && target <= npages, "num_pages %u after the deflate", target))
+		return;
+	if (!send_pfns(inq, pfn, target, "inflate again"))
+		return;
+	expect(pages[0] == 0, "page 0 holds %#x after inflating it again, want 0", pages[0]);
+	virtio_cfg_write32(d, CFG_ACTUAL, target);
+	printf("# balloon: inflated again %u pages, actual %u\n", target, target);
 	vq_expect_clean(inq);
 	vq_expect_clean(defq);
 	expect(!(virtio_get_status(d) & VIRTIO_STATUS_NEEDS_RESET), "NEEDS_RESET set");
