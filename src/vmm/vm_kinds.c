@@ -256,6 +256,23 @@ static void balloon_collect(struct vm_virtio *vv, struct metrics_values *v)
 	pthread_mutex_unlock(&b->vdev.lock);
 }
 
+/* The virtio core's and transport's state, then the balloon's own (balloon.h). */
+static void balloon_op_save(struct dev *d, struct snap_w *w)
+{
+	struct vm_virtio *vv = d->obj;
+
+	vm_virtio_op_save(d, w);
+	virtio_balloon_save(&vv->u.balloon, w);
+}
+
+static int balloon_op_restore(struct dev *d, struct snap_r *r, struct err *e)
+{
+	struct vm_virtio *vv = d->obj;
+	int rc = vm_virtio_op_restore(d, r, e);
+
+	return rc < 0 ? rc : virtio_balloon_restore(&vv->u.balloon, r, e);
+}
+
 /* ---- where each kind sits in the VM's configuration ----------------------------------------- */
 
 static unsigned int blk_count(const struct vm_devices_cfg *d)
@@ -354,7 +371,13 @@ static const struct vm_kind kinds[] = {
                        .destroy = rng_destroy,
                        .collect = rng_collect},
     [VM_VIRTIO_BALLOON] = {.label = "balloon",
-                           .ops = VM_VIRTIO_DEV_OPS("balloon"),
+                           .ops = {.kind = "balloon",
+                                   .destroy = vm_virtio_op_destroy,
+                                   .collect = vm_virtio_op_collect,
+                                   .pause = vm_virtio_op_pause,
+                                   .resume = vm_virtio_op_resume,
+                                   .save = balloon_op_save,
+                                   .restore = balloon_op_restore},
                            .cfg_count = balloon_count,
                            .cfg_at = balloon_at,
                            .cfg_transport = balloon_transport,

@@ -163,3 +163,34 @@ def test_balloon_inflate_stats_deflate(ember_bin, tmp_path, transport, mode, sta
         check_tap(rc, out, err, ["virtio_balloon"])
     finally:
         e.stop()
+
+
+def test_balloon_delete(ember_bin, guest_elf, tmp_path):
+    """DELETE /balloon (ember's): before boot it forgets the balloon, after boot it unplugs."""
+    e = Ember(tmp_path).start()
+    try:
+        e.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})
+        e.ok("PUT", "/balloon", {"amount_mib": 8, "deflate_on_oom": False})
+        e.ok("DELETE", "/balloon")
+        assert fault_of(e.request("GET", "/balloon")) == (
+            "Balloon config error: No balloon device found.")
+        assert e.get("/vm/config")["balloon"] is None
+        assert fault_of(e.request("DELETE", "/balloon")) == "There is no balloon device."
+        e.ok("PUT", "/balloon", {"amount_mib": 8, "deflate_on_oom": False})
+        e.ok("PUT", "/boot-source", {"kernel_image_path": str(guest_elf),
+                                     "boot_args": "console=ttyS0 lifecycle=hang"})
+        e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        wait_line(e, "lifecycle: hanging", 60)
+        assert e.get("/balloon")["amount_mib"] == 8
+        e.ok("DELETE", "/balloon", {"force": True})
+        deadline = time.monotonic() + 10
+        while e.get("/vm/config")["balloon"] is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert e.get("/vm/config")["balloon"] is None
+        assert fault_of(e.request("GET", "/balloon")) == (
+            "Internal VMM error: Failed perform action on device: Device not found")
+        assert fault_of(e.request("PATCH", "/balloon", {"amount_mib": 1})) == (
+            "Balloon update error: Failed perform action on device: Device not found")
+    finally:
+        e.stop()
+    e.check_clean()

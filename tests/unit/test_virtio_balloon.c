@@ -8,6 +8,7 @@
 #include "devices/virtio/balloon.h"
 #include "test.h"
 #include "util/evloop.h"
+#include "util/snap.h"
 #include "virtio_fake_driver.h"
 
 #define RAM_SIZE  (4u << 20)
@@ -457,6 +458,83 @@ TEST(bad_chain_needs_reset_then_recovers)
 	guest_fini(&g);
 }
 
+TEST(save_restore)
+{
+	struct guest g;
+	struct virtio_balloon a, b, c;
+	struct virtio_balloon_opts o = {.num_pages = 0, .stats_interval_s = 1};
+	struct virtio_balloon_stats st;
+	struct err e = {0};
+	struct fake_seg s = {BUF_BASE, 10, false};
+	struct snap_w w;
+	struct snap_r r;
+	uint32_t v = 77, id, len;
+	int h;
+
+	guest_init(&g);
+	CHECK_EQ(virtio_balloon_init(&a, &o, &g.fg.env, &e), 0);
+	guest_bring_up(&g, &a.vdev, 3);
+	put_stat(&g, BUF_BASE, VIRTIO_BALLOON_S_MINFLT, 99);
+	h = fake_vq_add(&g.q[2], &s, 1);
+	fake_kick(&a.vdev, 2);
+	CHECK_EQ(virtio_balloon_set_target(&a, 512), 0);
+	CHECK_EQ(virtio_balloon_set_stats_interval(&a, 4), 0); /* gives the buffer back... */
+	CHECK(fake_vq_used(&g.q[2], &id, &len));
+	h = fake_vq_add(&g.q[2], &s, 1); /* ...and the driver hands it over again */
+	fake_kick(&a.vdev, 2);
+	pthread_mutex_lock(&a.vdev.lock);
+	virtio_config_access(&a.vdev, 4, &v, 4, true);
+	pthread_mutex_unlock(&a.vdev.lock);
+
+	snap_w_init(&w);
+	virtio_save(&a.vdev, &w);
+	virtio_balloon_save(&a, &w);
+	CHECK(!w.oom);
+
+	/* Built the same way (the interval of the configuration, 4 after the PATCH). */
+	o.stats_interval_s = 4;
+	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
+	fake_transport_attach(&g.ft, &b.vdev);
+	snap_r_init(&r, w.buf, w.len);
+	CHECK_EQ(virtio_restore(&b.vdev, &r, &e), 0);
+	CHECK_EQ(virtio_balloon_restore(&b, &r, &e), 0);
+	CHECK(b.activated);
+	CHECK(b.stats_held);
+	CHECK_EQ(b.stats_head, h);
+	CHECK_EQ(b.stats_interval_s, 4);
+	virtio_balloon_get_stats(&b, &st);
+	CHECK_EQ(st.num_pages, 512);
+	CHECK_EQ(st.actual, 77);
+	CHECK_EQ(st.present, 1u << VIRTIO_BALLOON_S_MINFLT);
+	CHECK_EQ(st.val[VIRTIO_BALLOON_S_MINFLT], 99);
+	/* The restored device gives the guest's buffer back where the saved one would have. */
+	virtio_balloon_stats_poll(&b);
+	CHECK(fake_vq_used(&g.q[2], &id, &len));
+	CHECK_EQ(id, h);
+
+	/* Into a device without statistics: refused, nothing changed. */
+	CHECK_EQ(virtio_balloon_init(&c, NULL, &g.fg.env, &e), 0);
+	snap_r_init(&r, w.buf, w.len);
+	{
+		struct snap_r skip = r;
+		struct snap_r sub;
+		uint16_t ver;
+
+		CHECK_EQ(
+		    snap_section(&skip, SNAP_TAG('V', 'I', 'R', 'T'), 99, "virtio", &ver, &sub, &e),
+		    0);
+		err_clear(&e);
+		CHECK(virtio_balloon_restore(&c, &skip, &e) < 0);
+		CHECK_STR_CONTAINS(e.msg, "saved with statistics on, built with them off");
+	}
+	CHECK_EQ(c.num_pages, 0);
+	snap_w_free(&w);
+	virtio_balloon_destroy(&c);
+	virtio_balloon_destroy(&b);
+	virtio_balloon_destroy(&a);
+	guest_fini(&g);
+}
+
 int main(void)
 {
 	RUN(identity);
@@ -468,5 +546,6 @@ int main(void)
 	RUN(stats_oversized_held_unread);
 	RUN(target_and_interval);
 	RUN(bad_chain_needs_reset_then_recovers);
+	RUN(save_restore);
 	return test_summary();
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/snap.h"
 
 #define INFLATEQ 0
 #define DEFLATEQ 1
@@ -408,4 +409,78 @@ void virtio_balloon_get_stats(struct virtio_balloon *b, struct virtio_balloon_st
 	out->num_pages = b->num_pages;
 	out->actual = b->actual;
 	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+/* ---- saved state -------------------------------------------------------------------------- */
+
+#define SNAP_BALN SNAP_TAG('B', 'A', 'L', 'N')
+
+void virtio_balloon_save(struct virtio_balloon *b, struct snap_w *w)
+{
+	size_t at;
+
+	pthread_mutex_lock(&b->vdev.lock);
+	at = snap_begin(w, SNAP_BALN, 1);
+	snap_put_u32(w, b->num_pages);
+	snap_put_u32(w, b->actual);
+	snap_put_u16(w, b->stats_interval_s);
+	snap_put_u8(w, b->activated);
+	snap_put_u8(w, b->stats_held);
+	snap_put_u16(w, b->stats_head);
+	snap_put_u32(w, b->st.present);
+	for (unsigned int i = 0; i < VIRTIO_BALLOON_S_NR; i++)
+		snap_put_u64(w, b->st.val[i]);
+	snap_end(w, at);
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+int virtio_balloon_restore(struct virtio_balloon *b, struct snap_r *r, struct err *e)
+{
+	struct virtio_balloon_stats st = {0};
+	uint32_t num_pages = 0, actual = 0;
+	uint16_t ver, interval = 0, head = 0;
+	bool activated = false, held = false;
+	struct snap_r s;
+	int rc = snap_section(r, SNAP_BALN, 1, "virtio-balloon", &ver, &s, e);
+
+	if (rc < 0)
+		return rc;
+	snap_get_u32(&s, &num_pages);
+	snap_get_u32(&s, &actual);
+	snap_get_u16(&s, &interval);
+	snap_get_bool(&s, &activated);
+	snap_get_bool(&s, &held);
+	snap_get_u16(&s, &head);
+	snap_get_u32(&s, &st.present);
+	for (unsigned int i = 0; i < VIRTIO_BALLOON_S_NR; i++)
+		snap_get_u64(&s, &st.val[i]);
+	rc = snap_done(&s, "virtio-balloon", e);
+	if (rc < 0)
+		return rc;
+	if ((interval > 0) != b->stats_on)
+		return err_set(e, EINVAL,
+		               "virtio-balloon: saved with statistics %s, built with them %s",
+		               interval ? "on" : "off", b->stats_on ? "on" : "off");
+	if (held && (!b->stats_on || head >= b->vdev.vq[STATSQ].size))
+		return err_set(e, EINVAL,
+		               "virtio-balloon: saved stats buffer %u is not in its queue", head);
+	if (st.present >> VIRTIO_BALLOON_S_NR)
+		return err_set(e, EINVAL, "virtio-balloon: saved statistics of unknown tags");
+	if (b->stats_on && interval != b->stats_interval_s) {
+		rc = arm_timer(b, interval);
+		if (rc < 0)
+			return err_sys(e, -rc, "virtio-balloon: timerfd_settime");
+	}
+	pthread_mutex_lock(&b->vdev.lock);
+	b->num_pages = num_pages;
+	b->actual = actual;
+	b->stats_interval_s = interval;
+	b->activated = activated || b->activated;
+	b->stats_held = held;
+	b->stats_head = head;
+	st.num_pages = num_pages;
+	st.actual = actual;
+	b->st = st;
+	pthread_mutex_unlock(&b->vdev.lock);
+	return 0;
 }

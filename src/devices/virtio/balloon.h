@@ -154,4 +154,15 @@ void virtio_balloon_stats_poll(struct virtio_balloon *b);
 /* The configuration space and the latest statistics.  Any thread, lock NOT held. */
 void virtio_balloon_get_stats(struct virtio_balloon *b, struct virtio_balloon_stats *out);
 
+/*
+ * Saved state (snapshots, util/snap.h): a "BALN" section after the virtio core's (virtio.h):
+ * num_pages, actual, the polling interval, the held stats buffer and the latest statistics.
+ * Restore into a device built the same way (statistics on or off) whose virtio state was just
+ * restored; -EINVAL with the reason for a corrupted or mismatched section (nothing changes).
+ */
+struct snap_w;
+struct snap_r;
+void virtio_balloon_save(struct virtio_balloon *b, struct snap_w *w);
+int virtio_balloon_restore(struct virtio_balloon *b, struct snap_r *r, struct err *e);
+
 #endif
