@@ -16,8 +16,10 @@
  *      "# balloon: stats round 2 sent"
  *   4. Wait for num_pages 0, deflate everything, write actual 0.
  *      "# balloon: deflated N pages, actual 0"
- *   5. Wait for num_pages again (the host's last request, once it has checked step 4), inflate
- *      that many of the pages just deflated, and end.
+ *   5. With statistics: wait for the stats buffer once more, refill it with round-3 values
+ *      (3000 + tag).     "# balloon: stats round 3 sent"
+ *   6. Wait for num_pages again (the host's last request, once it has checked the rest),
+ *      inflate that many of the pages just deflated, and end.
  *      "# balloon: inflated again M pages, actual M"
  */
 
@@ -166,7 +168,21 @@ static void balloon_exercise(struct virtio_dev *d)
 	expect(pages[0] == 0x33, "a deflated page does not keep a write");
 	printf("# balloon: deflated %u pages, actual 0\n", target);
 
-	/* 5: inflate again, deflated pages included. */
+	/* 5: one more round of statistics. */
+	if (stq) {
+		struct vbuf b = {pa(st), NSTATS * sizeof(*st), false};
+
+		if (!expect(vq_wait_get(stq, &head, &len, 30000),
+		            "the stats buffer did not come back a third time in 30 s"))
+			return;
+		fill_stats(st, 3000);
+		expect(vq_add(stq, &b, 1, false) >= 0,
+		       "cannot queue the stats buffer a third time");
+		vq_kick(stq);
+		printf("# balloon: stats round 3 sent\n");
+	}
+
+	/* 6: inflate again, deflated pages included. */
 	target = wait_num_pages(d, ~0ull);
 	if (!expect(target != 0 && target <= npages, "num_pages %u after the deflate", target))
 		return;
