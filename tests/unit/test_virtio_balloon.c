@@ -373,6 +373,50 @@ TEST(stats_oversized_held_unread)
 	guest_fini(&g);
 }
 
+/* Linux kicks its first stats buffer before DRIVER_OK: the device takes it at activation. */
+TEST(stats_buffer_before_driver_ok)
+{
+	struct guest g;
+	struct virtio_balloon b;
+	struct virtio_balloon_opts o = {.stats_interval_s = 1};
+	struct virtio_balloon_stats st;
+	struct err e = {0};
+	struct fake_seg s = {BUF_BASE, 10, false};
+	const uint8_t pre =
+	    VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK;
+	uint32_t id, len;
+	int h;
+
+	guest_init(&g);
+	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
+	fake_transport_attach(&g.ft, &b.vdev);
+	for (unsigned int i = 0; i < 3; i++)
+		fake_vq_init(&g.q[i], &g.fg, 256);
+	pthread_mutex_lock(&b.vdev.lock);
+	virtio_set_status(&b.vdev, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	virtio_set_driver_features(&b.vdev, 0, 1u << VIRTIO_BALLOON_F_STATS_VQ);
+	virtio_set_driver_features(&b.vdev, 1, 1u);
+	virtio_set_status(&b.vdev, pre);
+	for (unsigned int i = 0; i < 3; i++)
+		fake_vq_attach(&g.q[i], &b.vdev.vq[i]);
+	pthread_mutex_unlock(&b.vdev.lock);
+	put_stat(&g, BUF_BASE, VIRTIO_BALLOON_S_MEMTOT, 512ull << 20);
+	h = fake_vq_add(&g.q[2], &s, 1);
+	fake_kick(&b.vdev, 2); /* not live yet: nothing happens */
+	CHECK(!b.stats_held);
+	fake_set_status(&b.vdev, pre | VIRTIO_STATUS_DRIVER_OK);
+	CHECK(virtio_live(&b.vdev));
+	CHECK(b.stats_held);
+	CHECK_EQ(b.stats_head, h);
+	virtio_balloon_get_stats(&b, &st);
+	CHECK_EQ(st.val[VIRTIO_BALLOON_S_MEMTOT], 512ull << 20);
+	virtio_balloon_stats_poll(&b);
+	CHECK(fake_vq_used(&g.q[2], &id, &len));
+	CHECK_EQ(id, h);
+	virtio_balloon_destroy(&b);
+	guest_fini(&g);
+}
+
 TEST(target_and_interval)
 {
 	struct guest g;
@@ -544,6 +588,7 @@ int main(void)
 	RUN(deflate_counts);
 	RUN(stats_held_parsed_returned);
 	RUN(stats_oversized_held_unread);
+	RUN(stats_buffer_before_driver_ok);
 	RUN(target_and_interval);
 	RUN(bad_chain_needs_reset_then_recovers);
 	RUN(save_restore);

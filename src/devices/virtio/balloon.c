@@ -284,9 +284,21 @@ static void balloon_config_write(struct virtio_dev *v, uint32_t off, const void 
 	b->st.actual = b->actual;
 }
 
+/*
+ * Lock held, DRIVER_OK just set.  Linux's driver hands its first stats buffer over and kicks
+ * before it sets DRIVER_OK (virtballoon_probe: init_vqs, then virtio_device_ready), which
+ * §3.1.1 does not allow and which ember's kick handling ignores (the device is not live
+ * yet); take that buffer now, or statistics would never start.  Nothing is pushed here
+ * unless the driver put two buffers there (stats_process_locked gives the first back; its
+ * interrupt then waits for the next notification).
+ */
 static int balloon_activate(struct virtio_dev *v)
 {
-	((struct virtio_balloon *)v->opaque)->activated = true;
+	struct virtio_balloon *b = v->opaque;
+
+	b->activated = true;
+	if (b->stats_on)
+		stats_process_locked(b);
 	return 0;
 }
 
