@@ -304,6 +304,13 @@ TEST(stats_held_parsed_returned)
 	CHECK_EQ(b.stats_update_fails, 1);
 	CHECK_EQ(b.stats_updates_count, 1);
 
+	/* Paused (a snapshot being taken): the rings stay still. */
+	virtio_pause(&b.vdev);
+	virtio_balloon_stats_poll(&b);
+	CHECK_EQ(fake_vq_pending(&g.q[2]), 0);
+	CHECK(b.stats_held);
+	virtio_resume(&b.vdev);
+
 	/* The timer's work: the buffer goes back, empty-handed. */
 	virtio_balloon_stats_poll(&b);
 	CHECK(fake_vq_used(&g.q[2], &id, &len));

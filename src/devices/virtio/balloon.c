@@ -202,8 +202,9 @@ void virtio_balloon_stats_poll(struct virtio_balloon *b)
 {
 	bool pushed;
 
+	/* A paused device (a snapshot being taken) keeps its rings still: the next tick asks. */
 	pthread_mutex_lock(&b->vdev.lock);
-	pushed = b->stats_on && stats_return_locked(b);
+	pushed = b->stats_on && !b->vdev.paused && stats_return_locked(b);
 	pthread_mutex_unlock(&b->vdev.lock);
 	if (pushed)
 		virtio_notify_queue(&b->vdev, STATSQ);
@@ -270,14 +271,14 @@ static void balloon_config_write(struct virtio_dev *v, uint32_t off, const void 
 	const uint8_t *p = buf;
 	uint32_t i;
 
+	if (off < 4)
+		log_guest(&v->rl, LOG_WARN, "%s: driver wrote num_pages (offset %u): ignored",
+		          v->name, off);
 	for (i = 0; i < len; i++) {
 		uint32_t at = off + i;
 
-		if (at < 4) {
-			log_guest(&v->rl, LOG_WARN,
-			          "%s: driver wrote num_pages (offset %u): ignored", v->name, at);
+		if (at < 4)
 			continue;
-		}
 		at -= 4;
 		b->actual = (b->actual & ~(0xffu << (8 * at))) | (uint32_t)p[i] << (8 * at);
 	}

@@ -148,7 +148,10 @@ int virtio_balloon_set_target(struct virtio_balloon *b, uint32_t num_pages);
  */
 int virtio_balloon_set_stats_interval(struct virtio_balloon *b, uint16_t seconds);
 
-/* Give the held stats buffer back (what the timer does).  VMM thread, lock NOT held. */
+/*
+ * Give the held stats buffer back (what the timer does); nothing while the device is paused.
+ * VMM thread, lock NOT held.
+ */
 void virtio_balloon_stats_poll(struct virtio_balloon *b);
 
 /* The configuration space and the latest statistics.  Any thread, lock NOT held. */
