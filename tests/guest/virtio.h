@@ -22,7 +22,7 @@
  * Which device a test expects and how to drive it comes from the command
  * line (the integration harness puts it there):
  *
- *   test.virtio_<dev>=pci|mmio   <dev> is blk, net, rng, vsock: the device is
+ *   test.virtio_<dev>=pci|mmio   <dev> is blk, net, rng, vsock, balloon: the device is
  *                                expected on that transport (missing = failure);
  *                                without the word the test skips
  *   test.virtio_mode=poll|msix|intx|irq
