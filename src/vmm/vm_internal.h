@@ -27,6 +27,7 @@
 #include "devices/pci/root_port.h"
 #include "devices/pci/testdev.h"
 #include "devices/pci/vfio_pci.h"
+#include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
@@ -50,6 +51,7 @@ struct vm_virtio {
 		struct virtio_net net;
 		struct virtio_vsock vsock;
 		struct virtio_rng rng;
+		struct virtio_balloon balloon;
 	} u;
 	struct virtio_dev *vdev;
 	enum vm_transport transport;
@@ -60,7 +62,7 @@ struct vm_virtio {
 	uint32_t mmio_gsi;
 };
 
-#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 2)
+#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 3) /* + vsock, entropy, balloon */
 /*
  * Root ports: the configured hot-plug slots (cfg.root_ports, ports 1..N), then one per
  * device built at start-up (--vfio devices, then virtio-pci ones), so that it can be unplugged like
