@@ -123,8 +123,9 @@ static int step_memory(struct vm *vm, struct err *e)
 	int r;
 
 	mem_layout_init(&vm->ml, vm->cfg.mem_mib << 20);
-	vm->ram_low = vm->cfg.restore ? map_ram_file(vm, vm->ml.low_size, 0, e, "low")
-	                              : map_ram(vm->ml.low_size, vm->cfg.huge_pages, e, "low");
+	vm->ram_low = vm->cfg.restore && !vm->cfg.restore->uffd_path
+	                  ? map_ram_file(vm, vm->ml.low_size, 0, e, "low")
+	                  : map_ram(vm->ml.low_size, vm->cfg.huge_pages, e, "low");
 	if (!vm->ram_low)
 		return e->code;
 	r = gmem_add(&vm->gm, 0, vm->ml.low_size, vm->ram_low);
@@ -134,7 +135,7 @@ static int step_memory(struct vm *vm, struct err *e)
 	if (r < 0)
 		goto fail;
 	if (vm->ml.high_size) {
-		vm->ram_high = vm->cfg.restore
+		vm->ram_high = vm->cfg.restore && !vm->cfg.restore->uffd_path
 		                   ? map_ram_file(vm, vm->ml.high_size, vm->ml.low_size, e, "high")
 		                   : map_ram(vm->ml.high_size, vm->cfg.huge_pages, e, "high");
 		if (!vm->ram_high) {
@@ -506,6 +507,7 @@ static const struct vm_step {
 } vm_steps[] = {
     {"kvm", step_kvm, undo_kvm},
     {"memory", step_memory, undo_memory},
+    {"userfaultfd", vm_step_uffd, vm_undo_uffd},
     {"irqchip", step_irqchip, undo_nothing},
     {"buses", step_buses, undo_buses},
     {"event loop", vm_step_loop, vm_undo_loop},

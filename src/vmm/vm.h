@@ -54,7 +54,10 @@ struct snapshot;        /* vmm/snapshot.h */
  */
 struct vm_restore {
 	const struct snapshot *snap; /* parsed and checked (snapshot_parse) */
-	int mem_fd;                  /* snapshot_open_mem() */
+	int mem_fd;                  /* snapshot_open_mem(); -1 with uffd_path */
+	/* The Uffd memory backend (vm_uffd.c): guest RAM is anonymous, its pages are served by
+	 * the page-fault handler listening on this Unix socket.  NULL: the memory file. */
+	const char *uffd_path;
 };
 
 struct vm_config {

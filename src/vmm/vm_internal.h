@@ -89,6 +89,10 @@ struct vm {
 	struct mem_layout ml;
 	void *ram_low, *ram_high;
 	struct gmem gm;
+	/* The Uffd memory backend (vm_uffd.c): the userfaultfd and the handler's connection. */
+	int uffd, uffd_sock;
+	struct evloop_watch uffd_watch;
+	char uffd_path[108]; /* the handler's socket (cfg.restore is gone after vm_create) */
 	struct rcu rcu;
 	struct bus pio, mmio;
 
@@ -275,6 +279,11 @@ int vm_devices_restore(struct vm *vm, struct snap_r *r, struct err *e);
 /* snapshot.c: with cfg.restore, the saved state of KVM, the devices and the vCPUs (the last
  * build step; nothing to undo). */
 int vm_step_restore(struct vm *vm, struct err *e);
+
+/* vm_uffd.c: with cfg.restore->uffd_path, register guest RAM with a new userfaultfd and hand
+ * it to the page-fault handler (Firecracker's protocol; docs/snapshot.md). */
+int vm_step_uffd(struct vm *vm, struct err *e);
+void vm_undo_uffd(struct vm *vm);
 
 /* vm_hotplug.c: the root ports' slots. */
 int vm_step_hotplug(struct vm *vm, struct err *e);
