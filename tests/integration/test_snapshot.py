@@ -802,3 +802,32 @@ def test_uffd_huge_pages(ember_bin, guest_elf, tmp_path):
     finally:
         with open(nr, "w") as f:
             f.write(str(old))
+
+
+def test_uffd_restored_vm_saved(ember_bin, guest_elf, tmp_path):
+    """A VM restored with Uffd saved again: create reads all of RAM, so the handler serves
+    every page; the new snapshot loads from its memory file and counts on."""
+    before, snap, mem = saved_counter(tmp_path)
+    h, sock, hout = start_handler(tmp_path, mem)
+    b = Ember(tmp_path, name="b", sock=tmp_path / "b.sock").start()
+    b.ok("PUT", "/snapshot/load", uffd_body(snap, sock))
+    wait_count(b, counts(before)[-1][0] + 2)
+    b.ok("PATCH", "/vm", {"state": "Paused"})
+    snap2, mem2 = snap_paths(tmp_path, "t")
+    t0 = time.monotonic()
+    r = b.request("PUT", "/snapshot/create", {"snapshot_type": "Full",
+                                              "snapshot_path": str(snap2),
+                                              "mem_file_path": str(mem2)}, timeout=300)
+    assert r[0] == 204, r
+    print(f"create through the handler: {1000 * (time.monotonic() - t0):.0f} ms")
+    b.proc.kill()
+    b.wait_exit()
+    assert h.wait(timeout=30) == 0, open(hout).read()
+    faults, pages = map(int, re.search(r"^faults=(\d+) pages=(\d+)$", open(hout).read(),
+                                       re.M).groups())
+    assert faults == pages, (faults, pages)
+    c = Ember(tmp_path, name="c", sock=tmp_path / "c.sock").start()
+    c.ok("PUT", "/snapshot/load", load_body(snap2, mem2))
+    wait_count(c, counts(before + b.out())[-1][0] + 3)
+    check_continues(before + b.out(), c.out())
+    c.check_clean()
