@@ -592,6 +592,9 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e)
 		return err_set(e, ENOMEM, "out of memory");
 	vm->cfg = *cfg;
 	vm->ged_fd = -1;
+	/* Until the console step: a stop asked for during the build (the page-fault handler's
+	 * watcher) is seen by ctl_run through vm_stopping(). */
+	vm->stop_fd = -1;
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
@@ -629,7 +632,7 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt,
 	pthread_mutex_lock(&vm->pause_lock);
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
-	if (write(vm->stop_fd, &one, sizeof(one)) < 0)
+	if (vm->stop_fd >= 0 && write(vm->stop_fd, &one, sizeof(one)) < 0)
 		log_debug("stop eventfd write: %s", strerror(errno));
 }
 

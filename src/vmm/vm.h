@@ -48,7 +48,8 @@ struct snapshot;        /* vmm/snapshot.h */
 /*
  * A VM rebuilt from a snapshot instead of booted (docs/snapshot.md): the same build steps
  * make the same devices, guest RAM is the memory file mapped MAP_PRIVATE (pages are read
- * when the guest touches them; its writes stay in this process), no kernel is loaded and
+ * when the guest touches them; its writes stay in this process) or, with uffd_path,
+ * anonymous memory a page-fault handler fills (vm_uffd.c), no kernel is loaded and
  * no boot tables are written, and a last step puts back KVM's, the vCPUs' and the devices'
  * state.  Both are borrowed for vm_create() only.
  */
@@ -199,6 +200,12 @@ struct vm_slot_info {
 /* Slot `i` (0 .. vm_slot_count() - 1). */
 void vm_slot_get(const struct vm *vm, unsigned int i, struct vm_slot_info *out);
 unsigned int vm_msi_route_count(struct vm *vm);
+
+/*
+ * With the Uffd memory backend: the page-fault handler has closed its connection, so the
+ * pages it had not served read as zeroes (vm_uffd.c; the VM is stopping).  Any thread.
+ */
+bool vm_uffd_lost(struct vm *vm);
 
 /* Undo every build step and free the VM.  NULL is fine. */
 void vm_destroy(struct vm *vm);

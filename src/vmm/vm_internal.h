@@ -89,9 +89,12 @@ struct vm {
 	struct mem_layout ml;
 	void *ram_low, *ram_high;
 	struct gmem gm;
-	/* The Uffd memory backend (vm_uffd.c): the userfaultfd and the handler's connection. */
+	/* The Uffd memory backend (vm_uffd.c): the userfaultfd, the handler's connection and
+	 * the thread that watches it (uffd is taken with an atomic exchange: either that thread
+	 * or the undo closes it). */
 	int uffd, uffd_sock;
-	struct evloop_watch uffd_watch;
+	pthread_t uffd_thread;
+	bool uffd_watching, uffd_closing, uffd_lost; /* lost: the handler hung up */
 	char uffd_path[108]; /* the handler's socket (cfg.restore is gone after vm_create) */
 	struct rcu rcu;
 	struct bus pio, mmio;

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -218,17 +217,22 @@ static int wait_taken(int sock, const char *path, struct err *e)
 
 /*
  * The handler closed its end of the connection: it has ended (Firecracker's handlers keep the
- * connection while they serve), and the guest's next missing page would never come.  Stop
- * the VM, and close ember's userfaultfd: when it is the last reference, that wakes the vCPUs
- * waiting on a fault (the pages read as zeroes), so that they can stop.
+ * connection while they serve), and the guest's next missing page would never come.  A thread
+ * of its own waits for that, because every other thread of ember may be the one waiting on a
+ * fault (the VMM thread reads guest RAM for devices and snapshots).  It stops the VM and
+ * closes ember's userfaultfd: when that is the last reference, every thread waiting on a
+ * fault returns (the pages read as zeroes) and the VM can stop.
  */
-static void handler_gone(struct evloop_watch *w, uint32_t events)
+static void *watch_handler(void *opaque)
 {
-	struct vm *vm = w->opaque;
+	struct vm *vm = opaque;
+	struct pollfd p = {.fd = vm->uffd_sock, .events = POLLRDHUP};
+	int fd;
 
-	(void)events;
-	evloop_del(vm->cfg.loop, &vm->uffd_watch);
-	vm->uffd_watch.cb = NULL;
+	while (poll(&p, 1, -1) < 0 && errno == EINTR)
+		;
+	if (__atomic_load_n(&vm->uffd_closing, __ATOMIC_ACQUIRE))
+		return NULL; /* vm_undo_uffd shut the connection down */
 	log_error("the page-fault handler at %s closed its connection: the guest's memory is no "
 	          "longer served",
 	          vm->uffd_path);
@@ -236,8 +240,16 @@ static void handler_gone(struct evloop_watch *w, uint32_t events)
 	                "the page-fault handler at %s closed its connection: the guest's memory "
 	                "is no longer served",
 	                vm->uffd_path);
-	close(vm->uffd);
-	vm->uffd = -1;
+	__atomic_store_n(&vm->uffd_lost, true, __ATOMIC_RELEASE);
+	fd = __atomic_exchange_n(&vm->uffd, -1, __ATOMIC_ACQ_REL);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+bool vm_uffd_lost(struct vm *vm)
+{
+	return __atomic_load_n(&vm->uffd_lost, __ATOMIC_ACQUIRE);
 }
 
 int vm_step_uffd(struct vm *vm, struct err *e)
@@ -270,13 +282,12 @@ int vm_step_uffd(struct vm *vm, struct err *e)
 		r = wait_taken(vm->uffd_sock, path, e);
 	if (r < 0)
 		goto fail;
-	vm->uffd_watch =
-	    (struct evloop_watch){.fd = vm->uffd_sock, .cb = handler_gone, .opaque = vm};
-	r = evloop_add(vm->cfg.loop, &vm->uffd_watch, EPOLLRDHUP);
+	r = -pthread_create(&vm->uffd_thread, NULL, watch_handler, vm);
 	if (r < 0) {
-		err_sys(e, -r, "cannot watch the page-fault handler's connection");
+		err_sys(e, -r, "cannot start the thread that watches the page-fault handler");
 		goto fail;
 	}
+	vm->uffd_watching = true;
 	log_info("snapshot: guest memory served by the page-fault handler at %s (%s)", path, json);
 	return 0;
 fail:
@@ -289,12 +300,20 @@ fail:
 
 void vm_undo_uffd(struct vm *vm)
 {
-	if (vm->uffd_watch.cb)
-		evloop_del(vm->cfg.loop, &vm->uffd_watch);
-	vm->uffd_watch.cb = NULL;
+	int fd;
+
+	if (vm->uffd_watching) {
+		/* Our own shutdown wakes the watcher's poll; the flag says it is not the handler.
+		 */
+		__atomic_store_n(&vm->uffd_closing, true, __ATOMIC_RELEASE);
+		shutdown(vm->uffd_sock, SHUT_RDWR);
+		pthread_join(vm->uffd_thread, NULL);
+		vm->uffd_watching = false;
+	}
 	if (vm->uffd_sock >= 0)
 		close(vm->uffd_sock);
-	if (vm->uffd >= 0)
-		close(vm->uffd);
-	vm->uffd = vm->uffd_sock = -1;
+	fd = __atomic_exchange_n(&vm->uffd, -1, __ATOMIC_ACQ_REL);
+	if (fd >= 0)
+		close(fd);
+	vm->uffd_sock = -1;
 }

@@ -831,3 +831,26 @@ def test_uffd_restored_vm_saved(ember_bin, guest_elf, tmp_path):
     wait_count(c, counts(before + b.out())[-1][0] + 3)
     check_continues(before + b.out(), c.out())
     c.check_clean()
+
+
+def test_uffd_handler_gone_during_create(ember_bin, guest_elf, tmp_path):
+    """A handler that ends while create reads guest RAM through it: the create is refused
+    with nothing left behind (what it had not served would read as zeroes), and ember stops
+    with the reason."""
+    before, snap, mem = saved_counter(tmp_path)
+    h, sock, hout = start_handler(tmp_path, mem, mode="limit:2000")
+    b = Ember(tmp_path, name="b", sock=tmp_path / "b.sock").start()
+    b.ok("PUT", "/snapshot/load", uffd_body(snap, sock, resume=False))
+    snap2, mem2 = snap_paths(tmp_path, "t")
+    r = b.request("PUT", "/snapshot/create", {"snapshot_type": "Full",
+                                              "snapshot_path": str(snap2),
+                                              "mem_file_path": str(mem2)}, timeout=300)
+    assert h.wait(timeout=30) == 0 and "limit reached" in open(hout).read()
+    assert r.status == 400 and r.body["fault_message"] == (
+        "Create snapshot error: the page-fault handler closed its connection: the guest's "
+        "memory it had not served is lost, nothing was saved"), r
+    assert not snap2.exists() and not mem2.exists()
+    rc, _, err = b.wait_exit(timeout=60)
+    assert rc == 1 and (f"the page-fault handler at {sock} closed its connection: the "
+                        "guest's memory is no longer served") in err, (rc, err)
+    assert "ERROR: AddressSanitizer" not in err

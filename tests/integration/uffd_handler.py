@@ -7,7 +7,8 @@ it served, the pages of guest RAM) and exits.
     uffd_handler.py SOCKET MEMFILE [serve|close|silent]
 
 `close`: accept the connection and close it without reading (a handler that fails);
-`silent`: accept and never read.  Prints `listening` once the socket is bound.
+`silent`: accept and never read; `limit:N`: serve N faults, then end (a handler that dies
+in the middle).  Prints `listening` once the socket is bound.
 """
 import ctypes
 import errno
@@ -26,7 +27,7 @@ UFFD_MSG_SIZE = 32  # struct uffd_msg (linux/userfaultfd.h)
 UFFDIO_COPY = (3 << 30) | (40 << 16) | (0xAA << 8) | 0x03
 
 
-def serve(conn, mem_path):
+def serve(conn, mem_path, limit=None):
     msg, fds, _, _ = socket.recv_fds(conn, 4096, 1)
     assert len(fds) == 1, f"no userfaultfd in the handshake: {fds}"
     uffd = fds[0]
@@ -74,6 +75,9 @@ def serve(conn, mem_path):
                     try:
                         fcntl.ioctl(uffd, UFFDIO_COPY, arg, True)
                         faults += 1
+                        if faults == limit:
+                            print(f"faults={faults} pages={pages} limit reached", flush=True)
+                            return
                     except OSError as ex:
                         if ex.errno not in (errno.EEXIST, errno.EAGAIN):
                             raise
@@ -96,7 +100,7 @@ def main():
         return
     if mode == "silent":
         select.select([], [], [])
-    serve(conn, mem_path)
+    serve(conn, mem_path, int(mode[6:]) if mode.startswith("limit:") else None)
 
 
 if __name__ == "__main__":
