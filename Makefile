@@ -1,6 +1,6 @@
 # ember build.  See docs/build.md for why Make, and the targets below.
 #
-#   make            release build: build/release/ember and build/release/ember-jailer
+#   make            release build: build/release/ember, ember-jailer and ember-snap
 #   make run        boot the demo guest (installs missing Debian packages first)
 #   make test       every test tier on a sanitizer build (installs missing packages first)
 #   make unit       unit tests only (ASan + UBSan; no /dev/kvm needed)
@@ -68,8 +68,8 @@ LINUX_GUEST = $(LINUX_DIR)/bzImage $(LINUX_DIR)/vmlinux $(LINUX_DIR)/initramfs.c
 	bench bench-short linux-guest linux kvm-vm-test vfio
 
 all: release
-release: $(REL_DIR)/ember $(REL_DIR)/ember-jailer
-asan: $(SAN_DIR)/ember $(SAN_DIR)/ember-jailer
+release: $(REL_DIR)/ember $(REL_DIR)/ember-jailer $(REL_DIR)/ember-snap
+asan: $(SAN_DIR)/ember $(SAN_DIR)/ember-jailer $(SAN_DIR)/ember-snap
 
 $(REL_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -110,6 +110,13 @@ $(REL_DIR)/ember-jailer: $(REL_DIR)/src/jailer/main.o $(REL_DIR)/libember.a
 	$(Q)$(CC) $(REL_CFLAGS) -o $@ $^ -pthread
 
 $(SAN_DIR)/ember-jailer: $(SAN_DIR)/src/jailer/main.o $(SAN_DIR)/libember.a
+	$(Q)$(CC) $(SAN_CFLAGS) -o $@ $^ -pthread
+
+# ember-snap (src/snaptool/, docs/snapshot.md): merges a Diff snapshot onto its base.
+$(REL_DIR)/ember-snap: $(REL_DIR)/src/snaptool/main.o $(REL_DIR)/libember.a
+	$(Q)$(CC) $(REL_CFLAGS) -o $@ $^ -pthread
+
+$(SAN_DIR)/ember-snap: $(SAN_DIR)/src/snaptool/main.o $(SAN_DIR)/libember.a
 	$(Q)$(CC) $(SAN_CFLAGS) -o $@ $^ -pthread
 
 $(SAN_DIR)/unit/%: tests/unit/%.c $(SAN_DIR)/libember.a tests/unit/test.h
@@ -194,7 +201,7 @@ vfio: $(VFIO_TEST_BIN) $(SAN_DIR)/ember guest $(LINUX_GUEST) $(VFIO_EDU_ROM)
 
 # The jailer tests (test_jailer.py) jail the release ember: the sanitizers' runtime needs a
 # /proc, which a jail has not (docs/security.md).
-integration: $(SAN_DIR)/ember $(SAN_DIR)/ember-jailer $(REL_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
+integration: $(SAN_DIR)/ember $(SAN_DIR)/ember-jailer $(SAN_DIR)/ember-snap $(REL_DIR)/ember guest $(SAN_DIR)/unit/test_acpi
 	$(Q)$(KVM_VM) env EMBER=$(SAN_DIR)/ember EMBER_JAILER=$(SAN_DIR)/ember-jailer \
 		EMBER_JAILED=$(REL_DIR)/ember EMBER_GUEST=$(GUEST_ELF) \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
@@ -260,4 +267,5 @@ clean:
 
 -include $(REL_OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d) $(REL_DIR)/src/main.d $(SAN_DIR)/src/main.d \
 	$(REL_DIR)/src/jailer/main.d $(SAN_DIR)/src/jailer/main.d \
+	$(REL_DIR)/src/snaptool/main.d $(SAN_DIR)/src/snaptool/main.d \
 	$(addsuffix .d,$(UNIT_BIN) $(KVM_UNIT_BIN) $(VFIO_TEST_BIN) $(FUZZ_BIN))

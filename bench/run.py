@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""ember vs QEMU microvm, side by side: start-up, memory, block I/O, density, exit cost, Linux boot.
+"""ember vs QEMU microvm, side by side: start-up, memory, block, density, exits, restore, Linux.
 
 Both VMMs boot the same test guest (build/guest/testguest.elf: ember through its 64-bit
 entry, QEMU through its PVH note with -kernel) with 128 MiB and 1 vCPU.  Runs alternate
@@ -7,8 +7,8 @@ ember and QEMU run by run; the table gives medians, the ember/QEMU ratio and the
 (min-max) of each side.  Raw samples (CSV and JSON), the table and a plot go to
 results/<timestamp>/.  See docs/performance.md.
 
-    bench/run.py [--runs N] [--short] [--only startup,memory,block,density,exit,hotplug,linux]
-                 [--density-k K] [--linux-runs N] [--out DIR]
+    bench/run.py [--runs N] [--short] [--only startup,memory,block,density,exit,hotplug,restore,linux]
+                 [--density-k K] [--restore-runs N] [--linux-runs N] [--out DIR]
     bench/run.py --only vfio [--short] [--vfio-nvme BDF] [--vfio-img FILE]
 
 The Linux row boots Debian's kernel (make linux-guest) on ember and on QEMU's q35 instead.
@@ -37,7 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
 MEM = 128
 VCPUS = 1
-BENCHES = ["startup", "memory", "block", "density", "exit", "hotplug", "linux", "vfio"]
+BENCHES = ["startup", "memory", "block", "density", "exit", "hotplug", "restore", "linux",
+           "vfio"]
 DEFAULT = [b for b in BENCHES if b != "vfio"]
 
 
@@ -591,6 +592,234 @@ def bench_vfio(v, a, rows, raw):
     add_row(rows, raw, name, "IOPS", nvme, vblk, lower_better=False)
 
 
+# ---- 9. restore from a snapshot ----
+
+COUNT_LINE = re.compile(rb"^count (\d+) sector \d+ irqs \d+ (ok|bad)\r?\n", re.M)
+COUNT_WORDS = ("console=ttyS0 lifecycle=count test.virtio_blk=pci test.virtio_mode=msix "
+               "test.count_ms=20")
+
+
+def api_call(sock, method, path, body=None, timeout=30):
+    """One HTTP request on ember's API socket; (status, body bytes)."""
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock)
+        data = b"" if body is None else json.dumps(body).encode()
+        s.sendall(("%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %d\r\n\r\n" % (method, path, len(data))).encode() + data)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        m = re.search(rb"content-length:\s*(\d+)", head, re.I)
+        want = int(m.group(1)) if m else 0
+        while len(rest) < want:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return int(head.split()[1]), rest
+    finally:
+        s.close()
+
+
+def api_ok(sock, method, path, body=None):
+    status, raw = api_call(sock, method, path, body)
+    if status not in (200, 204):
+        raise BootError("ember: %s %s answered %d %r" % (method, path, status, raw))
+
+
+def wait_sock(p, sock, timeout=30):
+    """Until p's Unix socket accepts a connection (it exists a moment before it listens)."""
+    import socket
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if p.poll() is not None:
+            raise BootError("%s ended (status %s) before its socket answered" % (p.args[0], p.returncode))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(sock)
+            return
+        except OSError:
+            time.sleep(0.002)
+        finally:
+            s.close()
+    raise BootError("%s: no socket %s after %ds" % (p.args[0], sock, timeout))
+
+
+def qmp(sock):
+    """A QMP session on QEMU's socket: a function sending one command and returning its
+    answer's "return" (events are skipped)."""
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    s.connect(sock)
+    f = s.makefile("rwb")
+    json.loads(f.readline())  # the greeting
+
+    def cmd(name, **args):
+        f.write(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
+        f.flush()
+        while True:
+            line = f.readline()
+            if not line:
+                raise BootError("QEMU closed its QMP socket during %s" % name)
+            m = json.loads(line)
+            if "return" in m:
+                return m["return"]
+            if "error" in m:
+                raise BootError("QMP %s: %s" % (name, m["error"]))
+    cmd("qmp_capabilities")
+    return cmd, s
+
+
+def next_count(p, after, timeout=60):
+    """Read p's stdout until a whole count line numbered above `after`; its number."""
+    def pred(buf):
+        return any(int(m.group(1)) > after for m in COUNT_LINE.finditer(buf))
+    buf = read_until(p, pred, timeout)
+    n = [int(m.group(1)) for m in COUNT_LINE.finditer(buf) if int(m.group(1)) > after][0]
+    if b" bad\r" in buf or b" bad\n" in buf:
+        raise BootError("%s: the restored guest's disk check failed: %r" % (p.args[0], buf[-300:]))
+    return n
+
+
+def save_ember(v, tmp, disk):
+    sock = os.path.join(tmp, "ember.sock")
+    snap, mem = os.path.join(tmp, "ember.snap"), os.path.join(tmp, "ember.mem")
+    p = spawn(v.ember_cmd(COUNT_WORDS, ["--api-sock", sock, "--disk", disk + ",transport=pci"]))
+    try:
+        last = next_count(p, 2)
+        wait_sock(p, sock)
+        api_ok(sock, "PATCH", "/vm", {"state": "Paused"})
+        api_ok(sock, "PUT", "/snapshot/create", {"snapshot_type": "Full", "snapshot_path": snap,
+                                                 "mem_file_path": mem})
+    finally:
+        stop(p)
+    return snap, mem, last
+
+
+def qemu_restore_cmd(v, disk, extra=()):
+    return v.qemu_cmd(COUNT_WORDS, "pcie=on",
+                      ["-drive", "file=%s,if=none,id=d0,format=raw,cache=writeback" % disk,
+                       "-device", "virtio-blk-pci,drive=d0,disable-legacy=on", *extra])
+
+
+def save_qemu(v, tmp, disk):
+    """A live migration to a file (the guest keeps running until it completes, so the
+    incoming side starts it again: QEMU restores a stopped source stopped)."""
+    sock, state = os.path.join(tmp, "qmp.sock"), os.path.join(tmp, "qemu.state")
+    p = spawn(qemu_restore_cmd(v, disk, ["-qmp", "unix:%s,server=on,wait=off" % sock]))
+    try:
+        last = next_count(p, 2)
+        wait_sock(p, sock)
+        cmd, s = qmp(sock)
+        try:
+            cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+            cmd("migrate", uri="exec:cat > %s" % state)
+            end = time.monotonic() + 120
+            while True:
+                st = cmd("query-migrate").get("status")
+                if st == "completed":
+                    break
+                if st in ("failed", "cancelled") or time.monotonic() > end:
+                    raise BootError("QEMU's migration to %s: %s" % (state, st))
+                time.sleep(0.02)
+        finally:
+            s.close()
+    finally:
+        stop(p)
+    return state, last
+
+
+def one_restore(case):
+    """Seconds from the restore's start to the restored guest's next whole count line."""
+    kind, arg, last = case
+    if kind == "api":
+        v, snap, mem = arg
+        with tempfile.TemporaryDirectory(prefix="ember-bench-api.") as d:
+            sock = os.path.join(d, "api.sock")
+            p = spawn([v.ember, "--api-sock", sock])
+            try:
+                wait_sock(p, sock)
+                t0 = time.perf_counter()
+                api_ok(sock, "PUT", "/snapshot/load", {
+                    "snapshot_path": snap, "resume_vm": True,
+                    "mem_backend": {"backend_type": "File", "backend_path": mem}})
+                next_count(p, last)
+                return time.perf_counter() - t0
+            finally:
+                stop(p)
+    if kind == "qmp":
+        cmdline, state = arg
+        with tempfile.TemporaryDirectory(prefix="ember-bench-qmp.") as d:
+            sock = os.path.join(d, "qmp.sock")
+            p = spawn([*cmdline, "-incoming", "defer", "-qmp",
+                       "unix:%s,server=on,wait=off" % sock])
+            try:
+                wait_sock(p, sock)
+                cmd, s = qmp(sock)
+                try:
+                    t0 = time.perf_counter()
+                    cmd("migrate-incoming", uri="exec:cat " + state)
+                    next_count(p, last)
+                    return time.perf_counter() - t0
+                finally:
+                    s.close()
+            finally:
+                stop(p)
+    t0 = time.perf_counter()
+    p = spawn(arg)
+    try:
+        next_count(p, last)
+        return time.perf_counter() - t0
+    finally:
+        stop(p)
+
+
+def bench_restore(v, a, rows, raw):
+    """The counting guest (lifecycle=count: a line per round, each round a disk write and
+    read-back through virtio-blk-pci with MSI-X) saved once by each VMM, then restored
+    alternately: ember --restore --resume and QEMU -incoming from process start to the
+    guest's next count line; and, with each VMM already running, from the load request
+    (ember's PUT /snapshot/load, QEMU's QMP migrate-incoming after -incoming defer) to that
+    line."""
+    tmp = tempfile.mkdtemp(prefix="ember-bench-restore.")
+    try:
+        disks = {}
+        for k in ("ember", "qemu"):
+            disks[k] = os.path.join(tmp, k + ".img")
+            with open(disks[k], "wb") as f:
+                f.truncate(1 << 20)
+        snap, mem, e_last = save_ember(v, tmp, disks["ember"])
+        state, q_last = save_qemu(v, tmp, disks["qemu"])
+        cases = {
+            "ember": ("cmd", [v.ember, "--restore", snap, "--mem-file", mem, "--resume"], e_last),
+            "qemu": ("cmd", qemu_restore_cmd(v, disks["qemu"], ["-incoming", "exec:cat " + state]),
+                     q_last),
+            "ember-api": ("api", (v, snap, mem), e_last),
+            "qemu-qmp": ("qmp", (qemu_restore_cmd(v, disks["qemu"]), state), q_last),
+        }
+        s = alternate(cases, a.restore_runs, one_restore)
+        sizes = (os.path.getsize(state), os.stat(mem).st_blocks * 512)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    add_row(rows, raw, "restore: process start to the guest's next line (ember --restore "
+            "--resume vs QEMU -incoming)", "ms", [x * 1000 for x in s["ember"]],
+            [x * 1000 for x in s["qemu"]], lower_better=True)
+    add_row(rows, raw, "restore: load request to the guest's next line, VMM already running "
+            "(ember PUT /snapshot/load vs QEMU -incoming defer + QMP migrate-incoming)", "ms",
+            [x * 1000 for x in s["ember-api"]], [x * 1000 for x in s["qemu-qmp"]],
+            lower_better=True)
+    print("  restore: QEMU's migration file %d KiB, ember's memory file %d KiB on disk"
+          % (sizes[0] // 1024, sizes[1] // 1024), flush=True)
+
+
 def build_floor():
     """Compile bench/kvm-floor.c (50 lines: KVM_RUN and return) into build/bench/."""
     src = os.path.join(ROOT, "bench", "kvm-floor.c")
@@ -747,6 +976,8 @@ def main():
     ap.add_argument("--exit-reads", type=int, default=None, help="default 20000; --short 2000")
     ap.add_argument("--ember", default=os.path.join(ROOT, "build/release/ember"))
     ap.add_argument("--guest", default=os.path.join(ROOT, "build/guest/testguest.elf"))
+    ap.add_argument("--restore-runs", type=int, default=None,
+                    help="restores per VMM (default 10; --short 3)")
     ap.add_argument("--linux-runs", type=int, default=None, help="Linux boots per VMM (default 3; --short 1)")
     ap.add_argument("--linux-dir", default=os.path.join(ROOT, "build/linux"),
                     help="the Linux guest (make linux-guest)")
@@ -757,7 +988,7 @@ def main():
                     help="vfio: the controller's backing image, copied for the virtio-blk disk")
     a = ap.parse_args()
     d = {"runs": (3, 40), "density_k": (3, 8), "blk_runs": (1, 3), "bench_ms": (300, 2000),
-         "exit_reads": (2000, 20000), "linux_runs": (1, 3)}
+         "exit_reads": (2000, 20000), "linux_runs": (1, 3), "restore_runs": (3, 10)}
     for k, (short, full) in d.items():
         if getattr(a, k) is None:
             setattr(a, k, short if a.short else full)
@@ -781,6 +1012,7 @@ def main():
     rows, raw, failures, durations = [], [], [], {}
     fns = {"startup": bench_startup, "memory": bench_memory, "block": bench_block,
            "density": bench_density, "exit": bench_exit, "hotplug": bench_hotplug,
+           "restore": bench_restore,
            "linux": bench_linux, "vfio": bench_vfio}
     for b in BENCHES:
         if b not in only:

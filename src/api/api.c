@@ -11,6 +11,7 @@
 
 #include "api/api_internal.h"
 #include "api/json.h"
+#include "devices/virtio/balloon.h"
 #include "pci/dump.h"
 #include "pci/pci.h"
 #include "util/log.h"
@@ -159,10 +160,7 @@ static bool not_yet(struct route *rt)
 {
 	const char *t0 = rt->tok[0], *msg = NULL;
 
-	if (!strcmp(t0, "balloon") && (rt->ntok == 1 || is(rt, 2, "balloon", "statistics") ||
-	                               (rt->ntok == 3 && !strcmp(rt->tok[1], "hinting"))))
-		msg = "ember does not support the balloon device yet.";
-	else if (is(rt, 1, "mmds", NULL) || is(rt, 2, "mmds", "config"))
+	if (is(rt, 1, "mmds", NULL) || is(rt, 2, "mmds", "config"))
 		msg = "ember does not support MMDS (the microVM metadata service) yet.";
 	else if (is(rt, 2, "hotplug", "memory"))
 		msg = "ember does not support memory hot plug yet.";
@@ -171,6 +169,71 @@ static bool not_yet(struct route *rt)
 	if (msg)
 		reply_fault(rt->resp, msg);
 	return msg != NULL;
+}
+
+/* ---- balloon ------------------------------------------------------------------------------ */
+
+/* /balloon/hinting/<what>: free page hinting, which ember never enables (Firecracker's answer). */
+static bool is_hinting(const struct route *rt, const char *what)
+{
+	return rt->ntok == 3 && !strcmp(rt->tok[0], "balloon") && !strcmp(rt->tok[1], "hinting") &&
+	       !strcmp(rt->tok[2], what);
+}
+
+static void balloon_hinting(struct route *rt)
+{
+	struct err e = {0};
+
+	if (!post_boot(rt))
+		return;
+	reply_ok(rt->resp, ctl_balloon_hinting(rt->ctl, &e), &e);
+}
+
+static void get_balloon(struct route *rt)
+{
+	struct err e = {0};
+
+	if (rt->ntok == 1) {
+		struct res_balloon b;
+
+		if (ctl_balloon_config(rt->ctl, &b, &e) < 0)
+			reply_err(rt->resp, &e);
+		else
+			reply_json(rt->resp, 200, json_from_balloon(&b, false));
+	} else if (is(rt, 2, "balloon", "statistics")) {
+		struct virtio_balloon_stats st;
+
+		if (ctl_balloon_stats(rt->ctl, &st, &e) < 0)
+			reply_err(rt->resp, &e);
+		else
+			reply_json(rt->resp, 200, json_from_balloon_stats(&st));
+	} else if (is_hinting(rt, "status")) {
+		balloon_hinting(rt);
+	} else {
+		invalid_path(rt);
+	}
+}
+
+/* PATCH /balloon (a new target) and /balloon/statistics (a new polling interval). */
+static void patch_balloon(struct route *rt, json_t *j)
+{
+	struct err e = {0};
+	int r;
+
+	if (rt->ntok == 1) {
+		uint32_t mib;
+
+		r = json_to_balloon_update(j, &mib, &e);
+		if (r == 0)
+			r = ctl_balloon_update(rt->ctl, mib, &e);
+	} else {
+		uint16_t s;
+
+		r = json_to_balloon_stats_update(j, &s, &e);
+		if (r == 0)
+			r = ctl_balloon_update_stats(rt->ctl, s, &e);
+	}
+	reply_ok(rt->resp, r, &e);
 }
 
 static void handle_get(struct route *rt)
@@ -201,6 +264,8 @@ static void handle_get(struct route *rt)
 			return;
 		}
 		reply_json(rt->resp, 200, api_pci_topology(c));
+	} else if (!strcmp(rt->tok[0], "balloon")) {
+		get_balloon(rt);
 	} else if (!not_yet(rt)) {
 		invalid_path(rt);
 	}
@@ -254,6 +319,7 @@ static int same_id(const char *path_id, const char *body_id, struct err *e)
 struct api_device {
 	const char *path; /* "drives": the path's first part and the config file's key */
 	enum vm_virtio_kind kind;
+	bool pre_boot_only; /* PUT after boot is refused (Firecracker's), not a hot plug */
 	/* The body into a struct res_drive, ... (api/json.h); obj is cleared first. */
 	int (*parse)(json_t *j, void *obj, struct err *e);
 };
@@ -278,11 +344,17 @@ static int parse_entropy(json_t *j, void *obj, struct err *e)
 	return json_to_entropy(j, obj, e);
 }
 
+static int parse_balloon(json_t *j, void *obj, struct err *e)
+{
+	return json_to_balloon(j, obj, e);
+}
+
 static const struct api_device api_devices[] = {
-    {"drives", VM_VIRTIO_BLK, parse_drive},
-    {"network-interfaces", VM_VIRTIO_NET, parse_net},
-    {"vsock", VM_VIRTIO_VSOCK, parse_vsock},
-    {"entropy", VM_VIRTIO_RNG, parse_entropy},
+    {"drives", VM_VIRTIO_BLK, false, parse_drive},
+    {"network-interfaces", VM_VIRTIO_NET, false, parse_net},
+    {"vsock", VM_VIRTIO_VSOCK, false, parse_vsock},
+    {"entropy", VM_VIRTIO_RNG, false, parse_entropy},
+    {"balloon", VM_VIRTIO_BALLOON, true, parse_balloon},
 };
 
 /* The device kind whose path (or config file key) is `what`, or NULL. */
@@ -443,7 +515,7 @@ static void handle_put(struct route *rt)
 		put_actions(rt, j);
 	} else if (!strcmp(rt->tok[0], "snapshot")) {
 		api_put_snapshot(rt->ctl, !strcmp(rt->tok[1], "create"), j, rt->resp);
-	} else if ((dev || !strcmp(rt->tok[0], "vfio") || pre_boot(rt)) &&
+	} else if (((dev && !dev->pre_boot_only) || !strcmp(rt->tok[0], "vfio") || pre_boot(rt)) &&
 	           (rt->ntok == 1 || path_id(rt, NULL))) {
 		if (rt->ntok == 1 && api_keyed_device(rt->tok[0]))
 			reply_fault(rt->resp, "The ID cannot be empty.");
@@ -469,11 +541,16 @@ static void handle_patch(struct route *rt)
 	}
 	if (not_yet(rt))
 		return;
+	if (is_hinting(rt, "start") || is_hinting(rt, "stop")) { /* bodies optional */
+		balloon_hinting(rt);
+		return;
+	}
 	if (!rt->req->body_len) {
 		reply_fault(rt->resp, "Empty PATCH request.");
 		return;
 	}
 	if (!(is(rt, 1, "machine-config", NULL) || is(rt, 1, "vm", NULL) ||
+	      is(rt, 1, "balloon", NULL) || is(rt, 2, "balloon", "statistics") ||
 	      (!strcmp(rt->tok[0], "drives") && rt->ntok <= 2) ||
 	      (!strcmp(rt->tok[0], "network-interfaces") && rt->ntok <= 2))) {
 		invalid_path(rt);
@@ -482,6 +559,10 @@ static void handle_patch(struct route *rt)
 	j = body_json(rt);
 	if (!j)
 		return;
+	if (!strcmp(rt->tok[0], "balloon")) {
+		patch_balloon(rt, j);
+		goto out;
+	}
 	if (is(rt, 1, "machine-config", NULL)) {
 		struct res_machine m;
 

@@ -5,6 +5,8 @@
  * mirror image of the PUT decoders (tests/unit/test_api.c round-trips it). */
 #include "api/json.h"
 
+#include "devices/virtio/balloon.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -556,6 +558,66 @@ int json_to_entropy(json_t *o, struct res_entropy *out, struct err *e)
 		r = get_limiter(o, "rate_limiter", &out->rate_limiter, e);
 	if (r == 0)
 		r = get_transport(o, &out->transport, e);
+	return r;
+}
+
+int json_to_balloon(json_t *o, struct res_balloon *out, struct err *e)
+{
+	static const char *const fields[] = {"amount_mib",
+	                                     "deflate_on_oom",
+	                                     "stats_polling_interval_s",
+	                                     "free_page_hinting",
+	                                     "free_page_reporting",
+	                                     "transport",
+	                                     NULL};
+	bool hinting = false, reporting = false;
+	uint64_t mib = 0, interval = 0;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct BalloonDeviceConfig", e);
+	if (r == 0)
+		r = get_uint(o, "amount_mib", true, UINT32_MAX, "u32", &mib, NULL, e);
+	if (r == 0)
+		r = get_bool(o, "deflate_on_oom", true, &out->deflate_on_oom, NULL, e);
+	if (r == 0)
+		r = get_uint(o, "stats_polling_interval_s", false, UINT16_MAX, "u16", &interval,
+		             NULL, e);
+	if (r == 0)
+		r = get_bool(o, "free_page_hinting", false, &hinting, NULL, e);
+	if (r == 0)
+		r = get_bool(o, "free_page_reporting", false, &reporting, NULL, e);
+	if (r == 0)
+		r = get_transport(o, &out->transport, e);
+	if (r == 0 && (hinting || reporting))
+		r = err_set(e, ENOTSUP, "ember does not support the balloon's free page %s yet.",
+		            hinting ? "hinting" : "reporting");
+	out->amount_mib = (uint32_t)mib;
+	out->stats_polling_interval_s = (uint16_t)interval;
+	return r;
+}
+
+int json_to_balloon_update(json_t *o, uint32_t *amount_mib, struct err *e)
+{
+	static const char *const fields[] = {"amount_mib", NULL};
+	uint64_t v = 0;
+	int r = check_object(o, fields, "struct BalloonUpdateConfig", e);
+
+	if (r == 0)
+		r = get_uint(o, "amount_mib", true, UINT32_MAX, "u32", &v, NULL, e);
+	*amount_mib = (uint32_t)v;
+	return r;
+}
+
+int json_to_balloon_stats_update(json_t *o, uint16_t *seconds, struct err *e)
+{
+	static const char *const fields[] = {"stats_polling_interval_s", NULL};
+	uint64_t v = 0;
+	int r = check_object(o, fields, "struct BalloonUpdateStatsConfig", e);
+
+	if (r == 0)
+		r = get_uint(o, "stats_polling_interval_s", true, UINT16_MAX, "u16", &v, NULL, e);
+	*seconds = (uint16_t)v;
 	return r;
 }
 
@@ -1282,6 +1344,37 @@ static json_t *from_cpu_config(const struct res_cpu_config *c)
 	return o ? o : json_null();
 }
 
+json_t *json_from_balloon(const struct res_balloon *b, bool transport)
+{
+	json_t *o = json_pack("{s:I, s:b, s:I, s:b, s:b}", "amount_mib", (json_int_t)b->amount_mib,
+	                      "deflate_on_oom", b->deflate_on_oom, "stats_polling_interval_s",
+	                      (json_int_t)b->stats_polling_interval_s, "free_page_hinting", 0,
+	                      "free_page_reporting", 0);
+
+	if (o && transport)
+		json_object_set_new(o, "transport", json_string(transport_name(b->transport)));
+	return o;
+}
+
+json_t *json_from_balloon_stats(const struct virtio_balloon_stats *s)
+{
+	json_t *o = json_pack("{s:I, s:I, s:I, s:I}", "target_pages", (json_int_t)s->num_pages,
+	                      "actual_pages", (json_int_t)s->actual, "target_mib",
+	                      (json_int_t)(s->num_pages / VIRTIO_BALLOON_PAGES_PER_MIB),
+	                      "actual_mib", (json_int_t)(s->actual / VIRTIO_BALLOON_PAGES_PER_MIB));
+	unsigned int i;
+
+	/* Firecracker's fields are u64; JSON integers here are signed 64-bit, so a value above
+	 * INT64_MAX (a guest's nonsense) is shown as a real. */
+	for (i = 0; o && i < VIRTIO_BALLOON_S_NR; i++)
+		if (s->present & (1u << i))
+			json_object_set_new(o, virtio_balloon_stat_names[i],
+			                    s->val[i] > INT64_MAX
+			                        ? json_real((double)s->val[i])
+			                        : json_integer((json_int_t)s->val[i]));
+	return o;
+}
+
 json_t *json_from_full_config(const struct resources *r)
 {
 	json_t *o = json_object(), *drives = json_array(), *nets = json_array(), *v;
@@ -1293,7 +1386,8 @@ json_t *json_from_full_config(const struct resources *r)
 		json_decref(nets);
 		return NULL;
 	}
-	json_object_set_new(o, "balloon", json_null());
+	json_object_set_new(
+	    o, "balloon", r->balloon.present ? json_from_balloon(&r->balloon, true) : json_null());
 	for (i = 0; i < r->ndrives; i++)
 		json_array_append_new(drives, from_drive(&r->drives[i]));
 	json_object_set_new(o, "drives", drives);

@@ -33,11 +33,6 @@ static int create(struct ctl *c, json_t *j, struct err *e)
 
 	if (r < 0)
 		return r;
-	if (p.diff && c->state != CTL_NOT_STARTED) {
-		r = err_set(e, ENOTSUP,
-		            "ember does not support Diff snapshots yet: create a Full snapshot.");
-		goto out;
-	}
 	cj = json_from_full_config(&c->res);
 	conf = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
 	json_decref(cj);
@@ -45,7 +40,7 @@ static int create(struct ctl *c, json_t *j, struct err *e)
 		r = err_set(e, ENOMEM, "out of memory");
 		goto out;
 	}
-	r = ctl_snapshot_create(c, p.snapshot_path, p.mem_file_path, conf, strlen(conf), e);
+	r = ctl_snapshot_create(c, p.snapshot_path, p.mem_file_path, p.diff, conf, strlen(conf), e);
 out:
 	free(conf);
 	json_snapshot_create_clear(&p);

@@ -93,6 +93,26 @@ static int add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, ui
 	return 0;
 }
 
+int kvm_get_dirty_log(struct kvm *k, uint32_t slot, uint64_t size, uint64_t *bitmap, struct err *e)
+{
+	uint64_t words = ((size >> 12) + 63) / 64;
+	uint64_t *tmp = calloc(words ? words : 1, sizeof(uint64_t));
+	struct kvm_dirty_log dl = {.slot = slot, .dirty_bitmap = tmp};
+
+	if (!tmp)
+		return err_set(e, ENOMEM, "out of memory for the dirty log of slot %u", slot);
+	if (ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &dl) < 0) {
+		int r = err_sys(e, errno, "KVM_GET_DIRTY_LOG slot %u", slot);
+
+		free(tmp);
+		return r;
+	}
+	for (uint64_t i = 0; i < words; i++)
+		bitmap[i] |= tmp[i];
+	free(tmp);
+	return 0;
+}
+
 uint32_t kvm_reserve_memslot(struct kvm *k)
 {
 	return __atomic_fetch_add(&k->next_slot, 1, __ATOMIC_RELAXED);

@@ -44,6 +44,13 @@ int kvm_add_memslot(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, bool 
                     struct err *e);
 
 /*
+ * KVM_GET_DIRTY_LOG: OR into `bitmap` (a bit per 4 KiB page of the slot, 64-bit words) the
+ * pages the guest wrote in `slot` (added with log_dirty) since the last call, which KVM
+ * then forgets.  -errno with a message.
+ */
+int kvm_get_dirty_log(struct kvm *k, uint32_t slot, uint64_t size, uint64_t *bitmap, struct err *e);
+
+/*
  * Reserve a slot number for kvm_set_memslot() (any thread), and point it at [hva, hva+size)
  * from gpa, or delete it with size 0 (KVM_SET_USER_MEMORY_REGION; a slot is moved by
  * deleting it first).  -errno with a message.

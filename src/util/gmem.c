@@ -2,7 +2,10 @@
 #include "util/gmem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+
+#define GMEM_PAGE_SHIFT 12
 
 int gmem_add(struct gmem *gm, uint64_t gpa, uint64_t size, void *hva)
 {
@@ -79,4 +82,61 @@ uint64_t gmem_total(const struct gmem *gm)
 	for (i = 0; i < gm->n; i++)
 		t += gm->r[i].size;
 	return t;
+}
+
+static uint64_t bitmap_words(uint64_t size)
+{
+	uint64_t pages = (size + (1u << GMEM_PAGE_SHIFT) - 1) >> GMEM_PAGE_SHIFT;
+
+	return (pages + 63) / 64;
+}
+
+int gmem_track_dirty(struct gmem *gm)
+{
+	for (unsigned int i = 0; i < gm->n; i++) {
+		if (gm->r[i].dirty)
+			continue;
+		gm->r[i].dirty = calloc(bitmap_words(gm->r[i].size), sizeof(uint64_t));
+		if (!gm->r[i].dirty) {
+			gmem_free_dirty(gm);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void gmem_free_dirty(struct gmem *gm)
+{
+	for (unsigned int i = 0; i < gm->n; i++) {
+		free(gm->r[i].dirty);
+		gm->r[i].dirty = NULL;
+	}
+}
+
+void gmem_mark_dirty(const struct gmem *gm, uint64_t gpa, uint64_t len)
+{
+	if (len == 0 || gpa + len < gpa)
+		return;
+	for (unsigned int i = 0; i < gm->n; i++) {
+		const struct gmem_region *r = &gm->r[i];
+		uint64_t lo, hi, p;
+
+		if (!r->dirty || gpa >= r->gpa + r->size || gpa + len <= r->gpa)
+			continue;
+		lo = (gpa > r->gpa ? gpa : r->gpa) - r->gpa;
+		hi = (gpa + len < r->gpa + r->size ? gpa + len : r->gpa + r->size) - r->gpa;
+		for (p = lo >> GMEM_PAGE_SHIFT; p <= (hi - 1) >> GMEM_PAGE_SHIFT; p++)
+			__atomic_fetch_or(&r->dirty[p / 64], 1ull << (p % 64), __ATOMIC_RELAXED);
+	}
+}
+
+void gmem_dirty_take(const struct gmem *gm, unsigned int i, uint64_t *out)
+{
+	const struct gmem_region *r = &gm->r[i];
+	uint64_t n = bitmap_words(r->size);
+
+	if (!r->dirty)
+		return;
+	for (uint64_t w = 0; w < n; w++)
+		out[w] |= __atomic_exchange_n(&r->dirty[w], 0, __ATOMIC_RELAXED);
 }

@@ -62,9 +62,14 @@ static uint16_t *avail_field(const struct virtq *q, uint64_t off)
 	return ring_ptr(q, q->avail_gpa, off, 2, 2);
 }
 
+/* A field of the used ring, which the device writes: marked dirty for Diff snapshots. */
 static uint16_t *used_field(const struct virtq *q, uint64_t off)
 {
-	return ring_ptr(q, q->used_gpa, off, 2, 2);
+	uint16_t *p = ring_ptr(q, q->used_gpa, off, 2, 2);
+
+	if (p)
+		gmem_mark_dirty(q->gm, q->used_gpa + off, 2);
+	return p;
 }
 
 /* used_event ends the avail ring, avail_event the used ring (§2.7.6, §2.7.8). */
@@ -328,6 +333,29 @@ bool virtq_unpop(struct virtq *q)
 	return true;
 }
 
+/*
+ * With dirty tracking (gmem_track_dirty), mark what the device may have written for the
+ * chain at `head`: its device-writable buffers, walked again (with every check of a pop)
+ * from the descriptor table, which a driver leaves alone until the device has used the
+ * chain; one that changed it meanwhile only spoils its own snapshot.  KVM's dirty log does
+ * not see these writes: ember makes them through its own mapping.
+ */
+static void mark_chain_written(struct virtq *q, uint16_t head)
+{
+	struct virtq_chain c;
+	const char *err = q->err;
+
+	if (!gmem_dirty_tracked(q->gm))
+		return;
+	c.nseg = 0;
+	c.out_len = c.in_len = 0;
+	if (chain_walk(q, head, &c) == 0)
+		for (unsigned int i = 0; i < c.nseg; i++)
+			if (c.seg[i].write)
+				gmem_mark_dirty(q->gm, c.seg[i].gpa, c.seg[i].len);
+	q->err = err; /* a failed walk here says nothing about the queue's next pop */
+}
+
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 {
 	uint32_t *elem;
@@ -340,6 +368,10 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 	             USED_ELEM_SIZE, USED_ALIGN);
 	if (!elem)
 		return; /* rings outside RAM: the device is already in NEEDS_RESET */
+	mark_chain_written(q, head);
+	gmem_mark_dirty(q->gm,
+	                q->used_gpa + USED_RING + (uint64_t)USED_ELEM_SIZE * (old & (q->size - 1)),
+	                USED_ELEM_SIZE);
 	__atomic_store_n(&elem[0], htole32(head), __ATOMIC_RELAXED);
 	__atomic_store_n(&elem[1], htole32(len), __ATOMIC_RELAXED);
 	/* §2.7.8.2: "The device MUST set len prior to updating the used idx." */

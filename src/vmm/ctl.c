@@ -323,18 +323,21 @@ static int ctl_uffd_check(struct ctl *c, struct err *e)
 	               "not served is lost, nothing was saved");
 }
 
-int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path,
+int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path, bool diff,
                         const char *config, size_t config_len, struct err *e)
 {
 	int r;
 
 	if (!c->vm || c->state == CTL_NOT_STARTED)
 		return err_set(e, EINVAL, CTL_MSG_NOT_BEFORE_BOOT);
+	/* Firecracker checks this before the VM's state, and answers it without a prefix. */
+	if (diff && !c->vm->cfg.track_dirty_pages)
+		return err_set(e, ENOTSUP, SNAPSHOT_MSG_DIFF_NO_TRACKING);
 	if (c->state != CTL_PAUSED)
 		return err_set(e, EINVAL, CTL_MSG_SNAPSHOT_RUNNING);
 	r = ctl_uffd_check(c, e);
 	if (r == 0)
-		r = vm_snapshot_create(c->vm, snap_path, mem_path, config, config_len, e);
+		r = vm_snapshot_create(c->vm, snap_path, mem_path, diff, config, config_len, e);
 	/* A handler that hung up during the create: what it had not served was saved as zeroes. */
 	if (r == 0 && vm_uffd_lost(c->vm)) {
 		unlink(snap_path);
@@ -553,6 +556,92 @@ int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
 	n->rx_rate_limiter = mrx;
 	n->tx_rate_limiter = mtx;
 	return 0;
+}
+
+/* ---- balloon ------------------------------------------------------------------------------- */
+
+#define MSG_BALLOON_NOT_FOUND "Failed perform action on device: Device not found"
+
+/* The running balloon, or NULL with Firecracker's message after `prefix`. */
+static struct virtio_balloon *find_balloon(struct ctl *c, const char *prefix, struct err *e)
+{
+	struct vm_virtio *vv;
+
+	if (need_running(c, e) < 0)
+		return NULL;
+	vv = c->res.balloon.present ? vm_find_virtio(c->vm, VM_VIRTIO_BALLOON, "balloon") : NULL;
+	if (!vv)
+		err_set(e, ENOENT, "%s%s", prefix, MSG_BALLOON_NOT_FOUND);
+	return vv ? &vv->u.balloon : NULL;
+}
+
+int ctl_balloon_config(struct ctl *c, struct res_balloon *out, struct err *e)
+{
+	if (c->state == CTL_NOT_STARTED && !c->res.balloon.present)
+		return err_set(e, ENOENT, "Balloon config error: No balloon device found.");
+	if (c->state != CTL_NOT_STARTED && !find_balloon(c, "Internal VMM error: ", e))
+		return -ENOENT;
+	*out = c->res.balloon;
+	return 0;
+}
+
+int ctl_balloon_stats(struct ctl *c, struct virtio_balloon_stats *out, struct err *e)
+{
+	struct virtio_balloon *b = find_balloon(c, "Internal VMM error: ", e);
+
+	if (!b)
+		return -ENOENT;
+	if (!b->stats_on)
+		return err_set(e, EINVAL,
+		               "Internal VMM error: Balloon: Received stats query when "
+		               "stats are disabled.");
+	virtio_balloon_get_stats(b, out);
+	return 0;
+}
+
+int ctl_balloon_update(struct ctl *c, uint32_t amount_mib, struct err *e)
+{
+	struct virtio_balloon *b = find_balloon(c, "Balloon update error: ", e);
+
+	if (!b)
+		return -ENOENT;
+	if (amount_mib > c->res.machine.mem_size_mib)
+		return err_set(
+		    e, EINVAL,
+		    "Balloon update error: Balloon: Requested memory should be less than "
+		    "%uMiB",
+		    amount_mib);
+	if (virtio_balloon_set_target(b, amount_mib * VIRTIO_BALLOON_PAGES_PER_MIB) < 0)
+		return err_set(e, EAGAIN,
+		               "Balloon update error: Balloon: Device not activated yet.");
+	c->res.balloon.amount_mib = amount_mib;
+	return 0;
+}
+
+int ctl_balloon_update_stats(struct ctl *c, uint16_t seconds, struct err *e)
+{
+	struct virtio_balloon *b = find_balloon(c, "Balloon update error: ", e);
+	int r;
+
+	if (!b)
+		return -ENOENT;
+	r = virtio_balloon_set_stats_interval(b, seconds);
+	if (r == -EINVAL)
+		return err_set(e, EINVAL,
+		               "Balloon update error: Balloon: Statistics cannot be "
+		               "enabled/disabled after activation.");
+	if (r < 0)
+		return err_sys(e, -r, "Balloon update error: the stats timer");
+	c->res.balloon.stats_polling_interval_s = seconds;
+	return 0;
+}
+
+int ctl_balloon_hinting(struct ctl *c, struct err *e)
+{
+	if (!find_balloon(c, "Balloon update error: ", e))
+		return -ENOENT;
+	return err_set(e, ENOTSUP,
+	               "Balloon update error: Balloon: Attempting to use hinting when not enabled");
 }
 
 /* ---- hot plug ------------------------------------------------------------------------------ */

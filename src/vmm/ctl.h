@@ -116,12 +116,13 @@ int ctl_run(struct ctl *c);
 
 struct snapshot;
 /*
- * PUT /snapshot/create (Full): the paused VM's state to `snap_path` with `config` (the
- * configuration's JSON) inside, its RAM to `mem_path` (vmm/snapshot.h).  The VM stays paused
- * whatever happens.  -errno with `e` (Firecracker's message for a VM not started or not
- * paused).
+ * PUT /snapshot/create, Full or Diff (`diff`): the paused VM's state to `snap_path` with
+ * `config` (the configuration's JSON) inside, its RAM (or, Diff, the pages changed since the
+ * last snapshot) to `mem_path` (vmm/snapshot.h).  The VM stays paused whatever happens.
+ * -errno with `e` (Firecracker's message for a VM not started or not paused, or a Diff of a
+ * VM without track_dirty_pages).
  */
-int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path,
+int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path, bool diff,
                         const char *config, size_t config_len, struct err *e);
 /*
  * PUT /snapshot/load, once the resources hold the snapshot's configuration: build the VM
@@ -153,6 +154,23 @@ int ctl_remove(struct ctl *c, enum vm_virtio_kind kind, const char *id, bool for
 /* The same for a host device passed through (PUT and DELETE /vfio/{id}; docs/vfio.md). */
 int ctl_plug_vfio(struct ctl *c, struct res_vfio *v, struct err *e);
 int ctl_remove_vfio(struct ctl *c, const char *id, bool force, struct err *e);
+
+/*
+ * The balloon (docs/devices/balloon.md), with Firecracker's messages.  ctl_balloon_config:
+ * GET /balloon, the configuration (after PATCHes); before boot it must have been configured.
+ * After boot only: ctl_balloon_stats (GET /balloon/statistics: the configuration space and the
+ * guest's latest statistics, when they are on), ctl_balloon_update (PATCH /balloon: a new
+ * target, at most the guest's memory, once the guest's driver has started the device) and
+ * ctl_balloon_update_stats (PATCH /balloon/statistics: a new polling interval, never turning
+ * statistics on or off).  -errno with `e`.
+ */
+struct virtio_balloon_stats;
+int ctl_balloon_config(struct ctl *c, struct res_balloon *out, struct err *e);
+int ctl_balloon_stats(struct ctl *c, struct virtio_balloon_stats *out, struct err *e);
+int ctl_balloon_update(struct ctl *c, uint32_t amount_mib, struct err *e);
+int ctl_balloon_update_stats(struct ctl *c, uint16_t seconds, struct err *e);
+/* /balloon/hinting/{start,status,stop} after boot: ember never enables free page hinting. */
+int ctl_balloon_hinting(struct ctl *c, struct err *e);
 
 /* PATCH /drives: a new backing file and/or rate limiter (NULL: unchanged). */
 int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struct res_limiter *rl,

@@ -56,6 +56,15 @@ struct vm_rng_cfg {
 	enum vm_transport transport;
 };
 
+/* The balloon (API and config file only: Firecracker has no command-line option for it). */
+struct vm_balloon_cfg {
+	bool present;
+	uint32_t amount_mib;
+	bool deflate_on_oom;
+	uint16_t stats_polling_interval_s;
+	enum vm_transport transport;
+};
+
 struct vm_devices_cfg {
 	struct vm_disk_cfg disks[VM_MAX_DISKS];
 	unsigned int ndisks;
@@ -63,6 +72,7 @@ struct vm_devices_cfg {
 	unsigned int nnets;
 	struct vm_vsock_cfg vsock;
 	struct vm_rng_cfg rng;
+	struct vm_balloon_cfg balloon;
 };
 
 /* "xx:xx:xx:xx:xx:xx" (hex) into `mac`; -EINVAL for anything else.  Unicast is the caller's check.

@@ -136,6 +136,15 @@ static const struct field entropy_fields[] = {
     COUNTER(struct metrics_entropy_values, entropy_rate_limiter_throttled),
 };
 
+static const struct field balloon_fields[] = {
+    COUNTER(struct metrics_balloon_values, activate_fails),
+    COUNTER(struct metrics_balloon_values, inflate_count),
+    COUNTER(struct metrics_balloon_values, stats_updates_count),
+    COUNTER(struct metrics_balloon_values, stats_update_fails),
+    COUNTER(struct metrics_balloon_values, deflate_count),
+    COUNTER(struct metrics_balloon_values, event_fails),
+};
+
 static const struct field signal_fields[] = {
     VALUE(struct metrics_signal_values, sigbus),    VALUE(struct metrics_signal_values, sigsegv),
     VALUE(struct metrics_signal_values, sigxfsz),   VALUE(struct metrics_signal_values, sigxcpu),
@@ -339,6 +348,8 @@ static json_t *build(struct metrics *m, const struct metrics_values *v,
 	}
 	set_new(&b, b.root, "api_server",
 	        group(&b, api_server_fields, NELEM(api_server_fields), v, p));
+	set_new(&b, b.root, "balloon",
+	        group(&b, balloon_fields, NELEM(balloon_fields), &v->balloon, &p->balloon));
 	add_block(&b, v, p);
 	set_new(&b, b.root, "get_api_requests",
 	        api_group(&b, &v->api, &p->api, METRICS_API_GET, get_keys, NELEM(get_keys), false));
@@ -587,6 +598,7 @@ void metrics_collect_vm(struct vm *vm, struct metrics_values *v)
 	v->nblock = v->nnet = 0;
 	memset(&v->vsock, 0, sizeof(v->vsock));
 	memset(&v->entropy, 0, sizeof(v->entropy));
+	memset(&v->balloon, 0, sizeof(v->balloon));
 	memset(&v->uart, 0, sizeof(v->uart));
 	memset(&v->vcpu, 0, sizeof(v->vcpu));
 	/* Each device adds its share: disks and NICs a row each, the others to their totals. */

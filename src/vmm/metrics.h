@@ -18,6 +18,8 @@
  *   id                      with emit_id: the instance id
  *   properties              with properties: the operator's {key: value} map, keys sorted
  *   api_server              process_startup_time_us, process_startup_time_cpu_us
+ *   balloon                 activate_fails, inflate_count, stats_updates_count,
+ *                           stats_update_fails, deflate_count, event_fails (the device, or zeros)
  *   block_<drive id>        per drive: read_bytes, write_bytes, read_count, write_count,
  *                           flush_count, execute_fails (failed requests of any kind)
  *   block                   the sum of every block_<id>
@@ -142,6 +144,11 @@ struct metrics_entropy_values {
 	uint64_t entropy_event_count, entropy_bytes, entropy_rate_limiter_throttled;
 };
 
+struct metrics_balloon_values {
+	uint64_t activate_fails, inflate_count, stats_updates_count, stats_update_fails;
+	uint64_t deflate_count, event_fails;
+};
+
 struct metrics_signal_values {
 	uint64_t sigbus, sigsegv, sigxfsz, sigxcpu, sigpipe, sighup, sigill;
 };
@@ -163,6 +170,7 @@ struct metrics_values {
 	struct metrics_uart_values uart;
 	struct metrics_vsock_values vsock;
 	struct metrics_entropy_values entropy;
+	struct metrics_balloon_values balloon;
 	struct metrics_signal_values signals; /* sigpipe is a counter, the others values */
 };
 

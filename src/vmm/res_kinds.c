@@ -135,6 +135,45 @@ static void entropy_to_cfg(struct resources *r, const char *id, void *cfg)
 	res_entropy_to_cfg(&r->entropy, cfg);
 }
 
+/* ---- balloon -------------------------------------------------------------------------------- */
+
+static bool balloon_present(struct resources *r, const char *id)
+{
+	(void)id;
+	return r->balloon.present;
+}
+
+static int balloon_put(struct resources *r, void *obj, struct err *e)
+{
+	return res_set_balloon(r, obj, e);
+}
+
+static void balloon_remove(struct resources *r, const char *id)
+{
+	(void)id;
+	memset(&r->balloon, 0, sizeof(r->balloon));
+}
+
+static void balloon_clear(void *obj)
+{
+	(void)obj; /* no strings */
+}
+
+static void balloon_to_cfg(struct resources *r, const char *id, void *cfg)
+{
+	(void)id;
+	res_balloon_to_cfg(&r->balloon, cfg);
+}
+
+/* Firecracker configures the balloon before boot only (PUT /balloon after boot is refused). */
+static int balloon_plug_check(const void *obj, struct err *e)
+{
+	(void)obj;
+	return err_set(e, EINVAL,
+	               "The requested operation is not supported after starting the "
+	               "microVM.");
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const struct res_kind kinds[] = {
@@ -175,6 +214,15 @@ static const struct res_kind kinds[] = {
                        .remove = entropy_remove,
                        .clear = entropy_clear,
                        .to_cfg = entropy_to_cfg},
+    [VM_VIRTIO_BALLOON] = {.kind = VM_VIRTIO_BALLOON,
+                           .what = "balloon device",
+                           .a_what = "a balloon device",
+                           .present = balloon_present,
+                           .put = balloon_put,
+                           .remove = balloon_remove,
+                           .clear = balloon_clear,
+                           .to_cfg = balloon_to_cfg,
+                           .plug_check = balloon_plug_check},
 };
 
 _Static_assert(sizeof(kinds) / sizeof(kinds[0]) == VM_VIRTIO_KINDS,

@@ -445,6 +445,15 @@ int res_set_entropy(struct resources *r, const struct res_entropy *en, struct er
 	return 0;
 }
 
+int res_set_balloon(struct resources *r, const struct res_balloon *b, struct err *e)
+{
+	if (b->amount_mib > r->machine.mem_size_mib)
+		return err_set(e, EINVAL, RES_MSG_BALLOON_TOO_LARGE);
+	r->balloon = *b;
+	r->balloon.present = true;
+	return 0;
+}
+
 int res_set_logger(struct resources *r, struct res_logger *l, struct err *e)
 {
 	(void)e;
@@ -519,6 +528,16 @@ void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c)
 	c->present = true;
 	c->transport = en->transport;
 	res_limiter_cfg(&en->rate_limiter, &c->rate_limiter);
+}
+
+void res_balloon_to_cfg(const struct res_balloon *b, struct vm_balloon_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->present = true;
+	c->amount_mib = b->amount_mib;
+	c->deflate_on_oom = b->deflate_on_oom;
+	c->stats_polling_interval_s = b->stats_polling_interval_s;
+	c->transport = b->transport;
 }
 
 void res_vfio_clear(struct res_vfio *v)
@@ -640,6 +659,8 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 		res_vsock_to_cfg(&r->vsock, &cfg->dev.vsock);
 	if (r->entropy.present)
 		res_entropy_to_cfg(&r->entropy, &cfg->dev.rng);
+	if (r->balloon.present)
+		res_balloon_to_cfg(&r->balloon, &cfg->dev.balloon);
 
 	cmdline[0] = '\0';
 	cfg->cmdline = NULL;
@@ -688,6 +709,7 @@ void res_forget_vm(struct resources *r)
 	}
 	res_vsock_clear(&r->vsock);
 	memset(&r->entropy, 0, sizeof(r->entropy));
+	memset(&r->balloon, 0, sizeof(r->balloon));
 	memset(&r->machine, 0, sizeof(r->machine));
 	r->machine.vcpu_count = 1;
 	r->machine.mem_size_mib = 128;

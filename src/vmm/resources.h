@@ -102,6 +102,18 @@ struct res_entropy {
 	enum vm_transport transport;
 };
 
+/* Firecracker's BalloonDeviceConfig (free page hinting and reporting: not offered). */
+struct res_balloon {
+	bool present;
+	uint32_t amount_mib;
+	bool deflate_on_oom;
+	uint16_t stats_polling_interval_s;
+	enum vm_transport transport;
+};
+
+/* Firecracker's messages for the balloon's configuration (res_set_balloon). */
+#define RES_MSG_BALLOON_TOO_LARGE "Balloon config error: Amount of pages requested is too large."
+
 struct res_logger {
 	bool present;
 	char *log_path; /* NULL: stderr */
@@ -150,6 +162,7 @@ struct resources {
 	unsigned int nnets;
 	struct res_vsock vsock;
 	struct res_entropy entropy;
+	struct res_balloon balloon;
 	struct res_logger logger;
 	struct res_metrics metrics;
 	struct res_serial serial;
@@ -190,6 +203,8 @@ int res_put_drive(struct resources *r, struct res_drive *d, struct err *e);
 int res_put_net(struct resources *r, struct res_net *n, struct err *e);
 int res_set_vsock(struct resources *r, struct res_vsock *v, struct err *e);
 int res_set_entropy(struct resources *r, const struct res_entropy *en, struct err *e);
+/* The balloon: amount_mib at most the guest's memory (Firecracker's check, at the PUT). */
+int res_set_balloon(struct resources *r, const struct res_balloon *b, struct err *e);
 int res_set_logger(struct resources *r, struct res_logger *l, struct err *e);
 int res_set_metrics(struct resources *r, struct res_metrics *m, struct err *e);
 int res_set_serial(struct resources *r, struct res_serial *s, struct err *e);
@@ -223,6 +238,7 @@ void res_drive_to_cfg(const struct res_drive *d, struct vm_disk_cfg *c);
 void res_net_to_cfg(const struct res_net *n, struct vm_net_cfg *c);
 void res_vsock_to_cfg(const struct res_vsock *v, struct vm_vsock_cfg *c);
 void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c);
+void res_balloon_to_cfg(const struct res_balloon *b, struct vm_balloon_cfg *c);
 
 /* Forget a drive or interface (its strings are freed).  -ENOENT. */
 int res_remove_drive(struct resources *r, const char *id);
@@ -267,12 +283,14 @@ union res_kind_obj {
 	struct res_net net;
 	struct res_vsock vsock;
 	struct res_entropy entropy;
+	struct res_balloon balloon;
 };
 union res_kind_cfg {
 	struct vm_disk_cfg disk;
 	struct vm_net_cfg net;
 	struct vm_vsock_cfg vsock;
 	struct vm_rng_cfg rng;
+	struct vm_balloon_cfg balloon;
 };
 
 /* Can the device build this limiter (refill times in range)?  -EINVAL with Firecracker's text. */

@@ -273,6 +273,7 @@ static const struct rule vmm_rules[] = {
     IOCTL(KVM_SET_PIT2),
     IOCTL(KVM_GET_CLOCK),
     IOCTL(KVM_SET_CLOCK),
+    IOCTL(KVM_GET_DIRTY_LOG), /* Diff snapshots, and clearing the log after a Full one */
     /* tap devices. */
     IOCTL(TUNSETIFF),
     IOCTL(TUNGETFEATURES),

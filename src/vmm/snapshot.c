@@ -364,25 +364,119 @@ static int write_region(int fd, const uint8_t *ram, uint64_t size, uint64_t off)
 	return 0;
 }
 
-static int save_memory(struct vm *vm, const char *path, struct err *e)
+/*
+ * The pages written since the last snapshot (or since the VM started): KVM's dirty log of
+ * each RAM slot ORed with ember's own bitmap of what its devices wrote (util/gmem.h).  Both
+ * are cleared by the taking.  bm[i] is region i's bitmap (low RAM, then high RAM).
+ */
+static int take_dirty(struct vm *vm, uint64_t *bm[2], struct err *e)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), r;
+	uint64_t size[2] = {vm->ml.low_size, vm->ml.high_size};
+	int r = 0;
 
-	if (fd < 0)
-		return err_sys(e, errno, "cannot create the memory file %s", path);
+	for (unsigned int i = 0; i < 2 && size[i]; i++) {
+		bm[i] = calloc(((size[i] / PAGE) + 63) / 64, sizeof(uint64_t));
+		if (!bm[i])
+			return err_set(e, ENOMEM, "out of memory for the dirty page bitmap");
+		gmem_dirty_take(&vm->gm, i, bm[i]);
+		if (r == 0)
+			r = kvm_get_dirty_log(&vm->kvm, vm->ram_slot[i], size[i], bm[i], e);
+	}
+	return r;
+}
+
+/* Give the taken bits back to ember's bitmap: a Diff that failed loses no dirty page. */
+static void untake_dirty(struct vm *vm, uint64_t *bm[2])
+{
+	uint64_t base[2] = {0, MMIO_GAP_END}, size[2] = {vm->ml.low_size, vm->ml.high_size};
+
+	for (unsigned int i = 0; i < 2; i++)
+		for (uint64_t p = 0; bm[i] && p < size[i] / PAGE; p++)
+			if (bm[i][p / 64] >> (p % 64) & 1)
+				gmem_mark_dirty(&vm->gm, base[i] + p * PAGE, PAGE);
+}
+
+static bool bit(const uint64_t *bm, uint64_t p)
+{
+	return bm[p / 64] >> (p % 64) & 1;
+}
+
+/* One region's dirty pages at `off` in the file, zero pages included (they are changes). */
+static int write_dirty(int fd, const uint8_t *ram, uint64_t size, const uint64_t *bm, uint64_t off)
+{
+	uint64_t n = size / PAGE, p = 0;
+
+	while (p < n) {
+		uint64_t start;
+		int r;
+
+		while (p < n && !bit(bm, p))
+			p++;
+		start = p;
+		while (p < n && bit(bm, p))
+			p++;
+		if (p > start) {
+			r = write_all(fd, ram + start * PAGE, (p - start) * PAGE,
+			              off + start * PAGE);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static int save_memory(struct vm *vm, const char *path, bool diff, struct err *e)
+{
+	uint64_t *bm[2] = {NULL, NULL};
+	int fd, r;
+
+	if (diff) {
+		r = take_dirty(vm, bm, e);
+		if (r < 0)
+			goto out;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = err_sys(e, errno, "cannot create the memory file %s", path);
+		goto out;
+	}
 	r = ftruncate(fd, (off_t)vm->ml.ram_size) < 0 ? -errno : 0;
 	if (r == 0)
-		r = write_region(fd, vm->ram_low, vm->ml.low_size, 0);
+		r = diff ? write_dirty(fd, vm->ram_low, vm->ml.low_size, bm[0], 0)
+		         : write_region(fd, vm->ram_low, vm->ml.low_size, 0);
 	if (r == 0 && vm->ml.high_size)
-		r = write_region(fd, vm->ram_high, vm->ml.high_size, vm->ml.low_size);
+		r = diff ? write_dirty(fd, vm->ram_high, vm->ml.high_size, bm[1], vm->ml.low_size)
+		         : write_region(fd, vm->ram_high, vm->ml.high_size, vm->ml.low_size);
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
 	close(fd);
 	if (r < 0) {
 		unlink(path);
-		return err_sys(e, -r, "cannot write the memory file %s", path);
+		r = err_sys(e, -r, "cannot write the memory file %s", path);
 	}
-	return 0;
+out:
+	if (r < 0 && diff)
+		untake_dirty(vm, bm);
+	free(bm[0]);
+	free(bm[1]);
+	return r;
+}
+
+/*
+ * After a Full snapshot, the next Diff holds what changes from it on (Firecracker's rule).
+ * If KVM cannot clear its log, the next Diff holds more pages than it needs: still right.
+ */
+static void reset_dirty(struct vm *vm)
+{
+	uint64_t *bm[2] = {NULL, NULL};
+	struct err e = {0};
+
+	if (take_dirty(vm, bm, &e) < 0)
+		log_warn("snapshot: the dirty logs were not cleared (%s): the next Diff snapshot "
+		         "holds more pages than changed",
+		         e.msg);
+	free(bm[0]);
+	free(bm[1]);
 }
 
 static int save_state(struct vm *vm, struct snap_w *body, const char *config, size_t config_len,
@@ -485,7 +579,15 @@ static int write_state_file(const char *path, const struct snap_w *body, struct 
 	return 0;
 }
 
-int vm_snapshot_create(struct vm *vm, const char *snap_path, const char *mem_path,
+static bool is_ram_file(const struct vm *vm, const char *path)
+{
+	struct stat st;
+
+	return vm->ram_file && stat(path, &st) == 0 && st.st_dev == vm->ram_file_dev &&
+	       st.st_ino == vm->ram_file_ino;
+}
+
+int vm_snapshot_create(struct vm *vm, const char *snap_path, const char *mem_path, bool diff,
                        const char *config, size_t config_len, struct err *e)
 {
 	struct snap_w body;
@@ -497,6 +599,8 @@ int vm_snapshot_create(struct vm *vm, const char *snap_path, const char *mem_pat
 		               "not part of a snapshot)");
 	if (!vm_paused(vm))
 		return err_set(e, EINVAL, "the VM is not paused");
+	if (diff && !vm->cfg.track_dirty_pages)
+		return err_set(e, ENOTSUP, SNAPSHOT_MSG_DIFF_NO_TRACKING);
 	/*
 	 * Hot-plugged devices and emptied slots are saved ("SLOT"): the restore builds each
 	 * device behind the port it is in.  An unplug under way is not: the guest is in the
@@ -512,20 +616,36 @@ int vm_snapshot_create(struct vm *vm, const char *snap_path, const char *mem_pat
 	if (!strcmp(snap_path, mem_path))
 		return err_set(e, EINVAL, "the snapshot and the memory file are both %s",
 		               snap_path);
+	/*
+	 * Truncating the file this VM's RAM is mapped from would take away the pages the guest
+	 * has not written yet (SIGBUS on the next read), and those of every other VM started
+	 * from it.  A Diff is merged with ember-snap rebase instead (docs/snapshot.md).
+	 */
+	for (unsigned int i = 0; i < 2; i++) {
+		const char *path = i ? snap_path : mem_path;
+
+		if (is_ram_file(vm, path))
+			return err_set(e, EINVAL,
+			               "%s is the memory file this VM was loaded from (its RAM is "
+			               "mapped from it): write the snapshot to other files",
+			               path);
+	}
 	snap_w_init(&body);
 	r = save_state(vm, &body, config, config_len, e);
 	if (r == 0)
 		r = write_state_file(snap_path, &body, e);
 	if (r == 0) {
-		r = save_memory(vm, mem_path, e);
+		r = save_memory(vm, mem_path, diff, e);
 		if (r < 0)
 			unlink(snap_path);
 	}
 	snap_w_free(&body);
+	if (r == 0 && !diff && vm->cfg.track_dirty_pages)
+		reset_dirty(vm);
 	if (r < 0)
 		return r;
-	log_info("snapshot: state %s, memory %s (%llu MiB)", snap_path, mem_path,
-	         (unsigned long long)(vm->ml.ram_size >> 20));
+	log_info("snapshot: %s, state %s, memory %s (%llu MiB)", diff ? "Diff" : "Full", snap_path,
+	         mem_path, (unsigned long long)(vm->ml.ram_size >> 20));
 	return 0;
 }
 

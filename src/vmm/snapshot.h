@@ -93,15 +93,23 @@ int snapshot_open_mem(const struct snapshot *s, const char *path, struct err *e)
 
 struct vm;
 
+/* Firecracker's answer to a Diff of a VM without track_dirty_pages. */
+#define SNAPSHOT_MSG_DIFF_NO_TRACKING                                                              \
+	"Diff snapshots are not allowed on uVMs with dirty page tracking disabled."
+
 /*
- * Write a Full snapshot of a paused VM: the state to `snap_path`, the guest's RAM to
- * `mem_path` (both created or truncated, mode 0600; pages of zeroes are left as holes).
+ * Write a snapshot of a paused VM: the state to `snap_path`, the guest's RAM to `mem_path`
+ * (both created or truncated, mode 0600).  Full: all of RAM, pages of zeroes left as holes;
+ * with track_dirty_pages the dirty logs are then cleared.  Diff (`diff`; the VM must track
+ * dirty pages): only the pages written since the last snapshot (or the start), by the guest
+ * (KVM's dirty log) or by ember's devices (util/gmem.h), at their offsets in a sparse file
+ * of RAM's size; a failed Diff keeps those pages dirty for the next one.
  * `config` (config_len bytes) is the configuration to embed ("CONF").  The VM stays paused
  * and unchanged whatever happens; on error neither file is left behind.
  * -errno with `e`: a VM ember cannot save (passed-through devices, firmware boot), a file
  * that cannot be written.
  */
-int vm_snapshot_create(struct vm *vm, const char *snap_path, const char *mem_path,
+int vm_snapshot_create(struct vm *vm, const char *snap_path, const char *mem_path, bool diff,
                        const char *config, size_t config_len, struct err *e);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -90,6 +91,7 @@ static void undo_memory(struct vm *vm)
 	if (vm->ram_high)
 		munmap(vm->ram_high, vm->ml.high_size);
 	vm->ram_low = vm->ram_high = NULL;
+	gmem_free_dirty(&vm->gm);
 	memset(&vm->gm, 0, sizeof(vm->gm));
 }
 
@@ -120,15 +122,25 @@ static void *map_ram_file(struct vm *vm, uint64_t size, uint64_t off, struct err
 
 static int step_memory(struct vm *vm, struct err *e)
 {
+	struct stat st;
 	int r;
 
 	mem_layout_init(&vm->ml, vm->cfg.mem_mib << 20);
+	/* The file RAM is mapped from: a snapshot must never truncate it (snapshot.c).  With the
+	 * Uffd backend (uffd_path) RAM is anonymous. */
+	if (vm->cfg.restore && !vm->cfg.restore->uffd_path &&
+	    fstat(vm->cfg.restore->mem_fd, &st) == 0) {
+		vm->ram_file = true;
+		vm->ram_file_dev = st.st_dev;
+		vm->ram_file_ino = st.st_ino;
+	}
 	vm->ram_low = vm->cfg.restore && !vm->cfg.restore->uffd_path
 	                  ? map_ram_file(vm, vm->ml.low_size, 0, e, "low")
 	                  : map_ram(vm->ml.low_size, vm->cfg.huge_pages, e, "low");
 	if (!vm->ram_low)
 		return e->code;
 	r = gmem_add(&vm->gm, 0, vm->ml.low_size, vm->ram_low);
+	vm->ram_slot[0] = vm->kvm.next_slot;
 	if (r == 0)
 		r = kvm_add_memslot(&vm->kvm, 0, vm->ml.low_size, vm->ram_low,
 		                    vm->cfg.track_dirty_pages, e);
@@ -143,11 +155,17 @@ static int step_memory(struct vm *vm, struct err *e)
 			goto fail;
 		}
 		r = gmem_add(&vm->gm, MMIO_GAP_END, vm->ml.high_size, vm->ram_high);
+		vm->ram_slot[1] = vm->kvm.next_slot;
 		if (r == 0)
 			r = kvm_add_memslot(&vm->kvm, MMIO_GAP_END, vm->ml.high_size, vm->ram_high,
 			                    vm->cfg.track_dirty_pages, e);
 		if (r < 0)
 			goto fail;
+	}
+	/* What ember's devices write, which KVM's dirty log does not see (util/gmem.h). */
+	if (vm->cfg.track_dirty_pages && gmem_track_dirty(&vm->gm) < 0) {
+		r = -ENOMEM;
+		goto fail;
 	}
 	return 0;
 fail:

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "boot/boot.h"
 #include "boot/firmware.h"
@@ -26,6 +27,7 @@
 #include "devices/pci/root_port.h"
 #include "devices/pci/testdev.h"
 #include "devices/pci/vfio_pci.h"
+#include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
@@ -49,6 +51,7 @@ struct vm_virtio {
 		struct virtio_net net;
 		struct virtio_vsock vsock;
 		struct virtio_rng rng;
+		struct virtio_balloon balloon;
 	} u;
 	struct virtio_dev *vdev;
 	enum vm_transport transport;
@@ -59,7 +62,7 @@ struct vm_virtio {
 	uint32_t mmio_gsi;
 };
 
-#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 2)
+#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 3) /* + vsock, entropy, balloon */
 /*
  * Root ports: the configured hot-plug slots (cfg.root_ports, ports 1..N), then one per
  * device built at start-up (--vfio devices, then virtio-pci ones), so that it can be unplugged like
@@ -88,6 +91,10 @@ struct vm {
 	struct kvm kvm;
 	struct mem_layout ml;
 	void *ram_low, *ram_high;
+	uint32_t ram_slot[2]; /* KVM's memory slots of ram_low and ram_high */
+	bool ram_file;        /* restored: RAM is a MAP_PRIVATE mapping of this file */
+	dev_t ram_file_dev;
+	ino_t ram_file_ino;
 	struct gmem gm;
 	/* The Uffd memory backend (vm_uffd.c): the userfaultfd, the handler's connection and
 	 * the thread that watches it (uffd is taken with an atomic exchange: either that thread

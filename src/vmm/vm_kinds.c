@@ -212,6 +212,67 @@ static void rng_collect(struct vm_virtio *vv, struct metrics_values *v)
 	pthread_mutex_unlock(&r->vdev.lock);
 }
 
+/* ---- balloon -------------------------------------------------------------------------------- */
+
+static enum vm_transport balloon_transport(const void *cfg)
+{
+	return ((const struct vm_balloon_cfg *)cfg)->transport;
+}
+
+static void balloon_name(char *buf, size_t len, unsigned int index)
+{
+	(void)index;
+	snprintf(buf, len, "balloon");
+}
+
+static int balloon_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
+{
+	const struct vm_balloon_cfg *c = cfg;
+	struct virtio_balloon_opts o = {
+	    .num_pages = c->amount_mib * VIRTIO_BALLOON_PAGES_PER_MIB,
+	    .deflate_on_oom = c->deflate_on_oom,
+	    .stats_interval_s = c->stats_polling_interval_s,
+	};
+
+	vv->vdev = &vv->u.balloon.vdev;
+	return virtio_balloon_init(&vv->u.balloon, &o, &vm->venv, e);
+}
+
+static void balloon_destroy(struct vm_virtio *vv)
+{
+	virtio_balloon_destroy(&vv->u.balloon);
+}
+
+static void balloon_collect(struct vm_virtio *vv, struct metrics_values *v)
+{
+	struct virtio_balloon *b = &vv->u.balloon;
+
+	pthread_mutex_lock(&b->vdev.lock);
+	v->balloon.inflate_count += b->inflate_count;
+	v->balloon.deflate_count += b->deflate_count;
+	v->balloon.stats_updates_count += b->stats_updates_count;
+	v->balloon.stats_update_fails += b->stats_update_fails;
+	v->balloon.event_fails += b->event_fails;
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+/* The virtio core's and transport's state, then the balloon's own (balloon.h). */
+static void balloon_op_save(struct dev *d, struct snap_w *w)
+{
+	struct vm_virtio *vv = d->obj;
+
+	vm_virtio_op_save(d, w);
+	virtio_balloon_save(&vv->u.balloon, w);
+}
+
+static int balloon_op_restore(struct dev *d, struct snap_r *r, struct err *e)
+{
+	struct vm_virtio *vv = d->obj;
+	int rc = vm_virtio_op_restore(d, r, e);
+
+	return rc < 0 ? rc : virtio_balloon_restore(&vv->u.balloon, r, e);
+}
+
 /* ---- where each kind sits in the VM's configuration ----------------------------------------- */
 
 static unsigned int blk_count(const struct vm_devices_cfg *d)
@@ -262,6 +323,17 @@ static const void *rng_at(const struct vm_devices_cfg *d, unsigned int i)
 	return &d->rng;
 }
 
+static unsigned int balloon_count(const struct vm_devices_cfg *d)
+{
+	return d->balloon.present;
+}
+
+static const void *balloon_at(const struct vm_devices_cfg *d, unsigned int i)
+{
+	(void)i;
+	return &d->balloon;
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const struct vm_kind kinds[] = {
@@ -305,6 +377,21 @@ static const struct vm_kind kinds[] = {
                        .create = rng_create,
                        .destroy = rng_destroy,
                        .collect = rng_collect},
+    [VM_VIRTIO_BALLOON] = {.label = "balloon",
+                           .ops = {.kind = "balloon",
+                                   .destroy = vm_virtio_op_destroy,
+                                   .collect = vm_virtio_op_collect,
+                                   .pause = vm_virtio_op_pause,
+                                   .resume = vm_virtio_op_resume,
+                                   .save = balloon_op_save,
+                                   .restore = balloon_op_restore},
+                           .cfg_count = balloon_count,
+                           .cfg_at = balloon_at,
+                           .cfg_transport = balloon_transport,
+                           .default_name = balloon_name,
+                           .create = balloon_create,
+                           .destroy = balloon_destroy,
+                           .collect = balloon_collect},
 };
 
 _Static_assert(sizeof(kinds) / sizeof(kinds[0]) == VM_VIRTIO_KINDS, "one entry per kind");

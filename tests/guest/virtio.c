@@ -139,6 +139,8 @@ const char *virtio_type_name(u32 type)
 		return "rng";
 	case VIRTIO_ID_VSOCK:
 		return "vsock";
+	case VIRTIO_ID_BALLOON:
+		return "balloon";
 	default:
 		return "?";
 	}
@@ -489,6 +491,11 @@ u16 virtio_cfg16(struct virtio_dev *d, unsigned int off)
 u32 virtio_cfg32(struct virtio_dev *d, unsigned int off)
 {
 	return mmio_read32(cfg_addr(d, off));
+}
+
+void virtio_cfg_write32(struct virtio_dev *d, unsigned int off, u32 v)
+{
+	mmio_write32(cfg_addr(d, off), v);
 }
 
 u64 virtio_cfg64(struct virtio_dev *d, unsigned int off)

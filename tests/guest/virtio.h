@@ -22,7 +22,7 @@
  * Which device a test expects and how to drive it comes from the command
  * line (the integration harness puts it there):
  *
- *   test.virtio_<dev>=pci|mmio   <dev> is blk, net, rng, vsock: the device is
+ *   test.virtio_<dev>=pci|mmio   <dev> is blk, net, rng, vsock, balloon: the device is
  *                                expected on that transport (missing = failure);
  *                                without the word the test skips
  *   test.virtio_mode=poll|msix|intx|irq
@@ -43,10 +43,11 @@
 #define VIRTIO_PCI_VENDOR      0x1af4
 #define VIRTIO_PCI_DEVICE_BASE 0x1040 /* + device ID (§4.1.2) */
 
-#define VIRTIO_ID_NET   1
-#define VIRTIO_ID_BLOCK 2
-#define VIRTIO_ID_RNG   4
-#define VIRTIO_ID_VSOCK 19
+#define VIRTIO_ID_NET     1
+#define VIRTIO_ID_BLOCK   2
+#define VIRTIO_ID_RNG     4
+#define VIRTIO_ID_BALLOON 5
+#define VIRTIO_ID_VSOCK   19
 
 #define VIRTIO_F_INDIRECT_DESC   28
 #define VIRTIO_F_EVENT_IDX       29
@@ -301,6 +302,8 @@ u8 virtio_cfg8(struct virtio_dev *d, unsigned int off);
 u16 virtio_cfg16(struct virtio_dev *d, unsigned int off);
 u32 virtio_cfg32(struct virtio_dev *d, unsigned int off);
 u64 virtio_cfg64(struct virtio_dev *d, unsigned int off);
+/* A driver write to the device configuration space (§2.5.1: the driver-writable fields). */
+void virtio_cfg_write32(struct virtio_dev *d, unsigned int off, u32 v);
 /* Read-and-clear the ISR (pci) or read-and-ACK InterruptStatus (mmio); the bits that were set. */
 u32 virtio_isr_ack(struct virtio_dev *d);
 /* Print one line describing the device, prefixed by "# ". */

@@ -384,6 +384,23 @@ class TestPreBoot:
                        {"rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100},
                                          "ops": None}, "transport": "mmio"})
 
+    def test_put_balloon(self, ember):
+        ember.ok("PUT", "/balloon", {"amount_mib": 16, "deflate_on_oom": False})
+        assert ember.get("/balloon") == {"amount_mib": 16, "deflate_on_oom": False,
+                                         "stats_polling_interval_s": 0,
+                                         "free_page_hinting": False,
+                                         "free_page_reporting": False}
+        ember.ok("PUT", "/balloon", {"amount_mib": 128, "deflate_on_oom": True,
+                                     "stats_polling_interval_s": 5, "free_page_hinting": None,
+                                     "free_page_reporting": False, "transport": "mmio"})
+        assert ember.get("/balloon") == {"amount_mib": 128, "deflate_on_oom": True,
+                                         "stats_polling_interval_s": 5,
+                                         "free_page_hinting": False,
+                                         "free_page_reporting": False}
+        assert ember.get("/vm/config")["balloon"] == {
+            "amount_mib": 128, "deflate_on_oom": True, "stats_polling_interval_s": 5,
+            "free_page_hinting": False, "free_page_reporting": False, "transport": "mmio"}
+
     def test_put_serial(self, ember, tmp_path):
         out = tmp_path / "console.txt"
         ember.ok("PUT", "/serial", {"serial_out_path": str(out),
@@ -707,6 +724,36 @@ BAD_REQUESTS = [
     case("unknown-field-boot", "PUT", "/boot-source",
          {"kernel_image_path": "@KERNEL@", "cmdline": "x"},
          "prefix", D + "unknown field `cmdline`, expected one of `"),
+    case("unknown-field-balloon", "PUT", "/balloon",
+         {"amount_mib": 1, "deflate_on_oom": False, "target": 1},
+         "prefix", D + "unknown field `target`, expected one of `amount_mib`"),
+    case("missing-field-balloon", "PUT", "/balloon", {"amount_mib": 1},
+         "exact", D + "missing field `deflate_on_oom`."),
+    case("string-for-u32-balloon", "PUT", "/balloon", {"amount_mib": "1", "deflate_on_oom": False},
+         "prefix", D + 'invalid type: string "1", expected u32'),
+    case("u16-overflow-balloon", "PUT", "/balloon",
+         {"amount_mib": 1, "deflate_on_oom": False, "stats_polling_interval_s": 70000},
+         "prefix", D + "invalid value: integer `70000`, expected u16"),
+    case("balloon-larger-than-memory", "PUT", "/balloon",
+         {"amount_mib": 257, "deflate_on_oom": False}, "exact",
+         "Balloon config error: Amount of pages requested is too large."),
+    case("balloon-free-page-reporting", "PUT", "/balloon",
+         {"amount_mib": 1, "deflate_on_oom": False, "free_page_reporting": True}, "exact",
+         "ember does not support the balloon's free page reporting yet."),
+    case("balloon-get-unconfigured", "GET", "/balloon", None, "exact",
+         "Balloon config error: No balloon device found."),
+    case("balloon-patch-before-boot", "PATCH", "/balloon", {"amount_mib": 1}, "exact",
+         NOT_BEFORE_BOOT),
+    case("balloon-patch-unknown-field", "PATCH", "/balloon", {"amount_mib": 1, "x": 1},
+         "prefix", D + "unknown field `x`, expected `amount_mib`"),
+    case("balloon-stats-before-boot", "GET", "/balloon/statistics", None, "exact",
+         NOT_BEFORE_BOOT),
+    case("balloon-stats-patch-before-boot", "PATCH", "/balloon/statistics",
+         {"stats_polling_interval_s": 2}, "exact", NOT_BEFORE_BOOT),
+    case("balloon-stats-patch-missing", "PATCH", "/balloon/statistics", {}, "exact",
+         D + "missing field `stats_polling_interval_s`."),
+    case("balloon-hinting-before-boot", "PATCH", "/balloon/hinting/start", None, "exact",
+         NOT_BEFORE_BOOT),
     # ids
     case("empty-id-drive", "PUT", "/drives/", ROOT_BODY, "exact", ID_EMPTY),
     case("empty-id-net", "PUT", "/network-interfaces/", SLIRP, "exact", ID_EMPTY),
@@ -853,15 +900,6 @@ BAD_REQUESTS = [
 ]
 
 NOT_YET = [
-    ("GET", "/balloon", None),
-    ("PUT", "/balloon", {"amount_mib": 0, "deflate_on_oom": False}),
-    ("PATCH", "/balloon", {"amount_mib": 1}),
-    ("GET", "/balloon/statistics", None),
-    ("PATCH", "/balloon/statistics", {"stats_polling_interval_s": 1}),
-    ("PATCH", "/balloon/hinting/start", {"acknowledge_on_stop": True}),
-    ("PATCH", "/balloon/hinting/start", None),  # its body is optional in the spec
-    ("GET", "/balloon/hinting/status", None),
-    ("PATCH", "/balloon/hinting/stop", None),  # the spec gives it no body
     ("GET", "/mmds", None),
     ("PUT", "/mmds", {"latest": {"meta-data": {"ami-id": "ami-1"}}}),
     ("PATCH", "/mmds", {"latest": {"meta-data": {"ami-id": "ami-2"}}}),
@@ -1214,6 +1252,7 @@ AFTER_BOOT = [
     ("PUT", "/actions", {"action_type": "InstanceStart"}),
     ("PUT", "/snapshot/load", {"snapshot_path": "@TMP@/snap", "mem_file_path": "@TMP@/mem"}),
     ("PUT", "/cpu-config", {"cpuid_modifiers": []}),
+    ("PUT", "/balloon", {"amount_mib": 0, "deflate_on_oom": False}),
 ]
 
 
@@ -1249,10 +1288,22 @@ class TestAfterBoot:
         refused_and_unchanged(booted, method, path, body, ("exact", NOT_AFTER_BOOT))
 
     def test_not_yet_still_says_so(self, booted):
-        for method, path, body in (("GET", "/balloon", None),
+        for method, path, body in (("GET", "/mmds", None),
                                    ("PUT", "/pmem/p0", {"id": "p0", "path_on_host": "@IMG@"})):
             msg = refused_and_unchanged(booted, method, path, body)
             assert NOT_YET_RE.match(msg), msg
+
+    def test_balloon_not_configured(self, booted):
+        """Firecracker's answers for a microVM without a balloon."""
+        found = "Failed perform action on device: Device not found"
+        for method, path, body, prefix in (
+                ("GET", "/balloon", None, "Internal VMM error: "),
+                ("GET", "/balloon/statistics", None, "Internal VMM error: "),
+                ("PATCH", "/balloon", {"amount_mib": 1}, "Balloon update error: "),
+                ("PATCH", "/balloon/statistics", {"stats_polling_interval_s": 1},
+                 "Balloon update error: "),
+                ("PATCH", "/balloon/hinting/stop", None, "Balloon update error: ")):
+            refused_and_unchanged(booted, method, path, body, ("exact", prefix + found))
 
     def test_snapshot_of_running_vm_refused(self, booted):
         refused_and_unchanged(booted, "PUT", "/snapshot/create",
@@ -1634,8 +1685,10 @@ def test_config_file_with_api(ember_bin, guest_elf, tmp_path):
     pytest.param({"machine-config": {"vcpu_count": 1, "mem_size_mib": 64}},
                  ["Cannot start microvm without kernel configuration."], id="no-boot-source"),
     pytest.param({"boot-source": {"kernel_image_path": "@KERNEL@"},
-                  "balloon": {"amount_mib": 0, "deflate_on_oom": False}},
-                 ["balloon", "does not support"], id="balloon"),
+                  "balloon": {"amount_mib": 0, "deflate_on_oom": False,
+                              "free_page_hinting": True}},
+                 ["balloon", "does not support the balloon's free page hinting"],
+                 id="balloon-hinting"),
     pytest.param({"boot-source": {"kernel_image_path": "@KERNEL@"},
                   "pmem": [{"id": "p", "path_on_host": "@TMP@/p"}]},
                  ["pmem", "does not support"], id="pmem"),

@@ -354,15 +354,17 @@ def test_every_operation_is_routed(spec_ember, path, method):
 
 
 # GETs the spec describes that ember does not have yet (docs/api.md: "not yet").
-NOT_YET_GETS = {"/balloon", "/balloon/statistics", "/balloon/hinting/status", "/mmds",
-                "/hotplug/memory"}
+NOT_YET_GETS = {"/mmds", "/hotplug/memory"}
+# GETs that only a running microVM answers (Firecracker's rule).
+AFTER_BOOT_GETS = {"/balloon/statistics", "/balloon/hinting/status"}
 GETS = [(p, SPEC["paths"][p]["get"]["responses"][200]["schema"]) for p, m in OPERATIONS
         if m == "get" and "schema" in SPEC["paths"][p]["get"]["responses"].get(200, {})]
 
 
 def test_gets_are_all_known():
     assert sorted(p for p, _ in GETS) == sorted(
-        NOT_YET_GETS | {"/", "/machine-config", "/version", "/vm/config"})
+        NOT_YET_GETS | AFTER_BOOT_GETS | {"/", "/machine-config", "/version", "/vm/config",
+                                          "/balloon"})
 
 
 @pytest.fixture(scope="module")
@@ -391,6 +393,8 @@ def configured_ember(ember_bin, guest_elf, tmp_path_factory):
                                       "rx_rate_limiter": limiter}),
         ("/vsock", {"guest_cid": 3, "uds_path": str(d / "v.sock"), "vsock_id": "vsock0"}),
         ("/entropy", {"rate_limiter": limiter}),
+        ("/balloon", {"amount_mib": 64, "deflate_on_oom": True, "stats_polling_interval_s": 1,
+                      "free_page_hinting": False, "free_page_reporting": False}),
         ("/logger", {"log_path": str(d / "log.txt"), "level": "Info"}),
         ("/metrics", {"metrics_path": str(d / "metrics.json"), "emit_id": True,
                       "properties": {"team": "ember"}}),
@@ -411,6 +415,11 @@ def test_get_answers_match_the_schema(configured_ember, path, schema):
         assert r.status == 400 and r.body and "ember does not support" in r.body.get(
             "fault_message", ""), f"GET {path}: {r.status} {r.raw!r}"
         return
+    if path in AFTER_BOOT_GETS:
+        assert r.status == 400 and r.body and r.body.get("fault_message") == (
+            "The requested operation is not supported before starting the microVM."), \
+            f"GET {path}: {r.status} {r.raw!r}"
+        return
     assert r.status == 200, f"GET {path}: {r.status} {r.raw!r}"
     problems = check_schema(r.body, schema)
     assert problems == [], f"GET {path} answered {r.raw!r}\n" + "\n".join(problems)
@@ -419,8 +428,8 @@ def test_get_answers_match_the_schema(configured_ember, path, schema):
 def test_vm_config_has_every_section(configured_ember):
     """The schema allows any section to be absent; what was configured must be there."""
     cfg = configured_ember.get("/vm/config")
-    for key in ("boot-source", "machine-config", "vsock", "entropy", "logger", "metrics",
-                "cpu-config"):
+    for key in ("boot-source", "machine-config", "vsock", "entropy", "balloon", "logger",
+                "metrics", "cpu-config"):
         assert isinstance(cfg.get(key), dict), (key, cfg)
     assert [d["drive_id"] for d in cfg["drives"]] == ["rootfs", "data"], cfg["drives"]
     assert [n["iface_id"] for n in cfg["network-interfaces"]] == ["eth0"], cfg

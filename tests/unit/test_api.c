@@ -176,22 +176,10 @@ TEST(not_yet_features_say_so)
 		enum http_method m;
 		const char *path;
 	} cases[] = {
-	    {HTTP_GET, "/balloon"},
-	    {HTTP_PUT, "/balloon"},
-	    {HTTP_PATCH, "/balloon"},
-	    {HTTP_GET, "/balloon/statistics"},
-	    {HTTP_PATCH, "/balloon/statistics"},
-	    {HTTP_PATCH, "/balloon/hinting/start"},
-	    {HTTP_GET, "/balloon/hinting/status"},
-	    {HTTP_PATCH, "/balloon/hinting/stop"},
-	    {HTTP_GET, "/mmds"},
-	    {HTTP_PUT, "/mmds"},
-	    {HTTP_PATCH, "/mmds"},
-	    {HTTP_PUT, "/mmds/config"},
-	    {HTTP_PUT, "/hotplug/memory"},
-	    {HTTP_PATCH, "/hotplug/memory"},
-	    {HTTP_GET, "/hotplug/memory"},
-	    {HTTP_PUT, "/pmem/p0"},
+	    {HTTP_GET, "/mmds"},           {HTTP_PUT, "/mmds"},
+	    {HTTP_PATCH, "/mmds"},         {HTTP_PUT, "/mmds/config"},
+	    {HTTP_PUT, "/hotplug/memory"}, {HTTP_PATCH, "/hotplug/memory"},
+	    {HTTP_GET, "/hotplug/memory"}, {HTTP_PUT, "/pmem/p0"},
 	    {HTTP_PATCH, "/pmem/p0"},
 	};
 	struct ctl c;
@@ -202,6 +190,73 @@ TEST(not_yet_features_say_so)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		expect_fault(&c, cases[i].m, cases[i].path, cases[i].m == HTTP_GET ? NULL : "{}",
 		             "ember does not support");
+	ctl_destroy(&c);
+}
+
+/* The balloon before boot: PUT and GET, the bodies, and what only a running VM answers. */
+TEST(balloon_before_boot)
+{
+	static const char *const after[][3] = {
+	    {"PATCH", "/balloon", "{\"amount_mib\": 1}"},
+	    {"GET", "/balloon/statistics", NULL},
+	    {"PATCH", "/balloon/statistics", "{\"stats_polling_interval_s\": 2}"},
+	    {"PATCH", "/balloon/hinting/start", NULL},
+	    {"PATCH", "/balloon/hinting/stop", NULL},
+	    {"GET", "/balloon/hinting/status", NULL},
+	};
+	struct ctl c;
+	struct err e = {0};
+	json_t *j;
+	unsigned int i;
+
+	ctl_init(&c, &e);
+	expect_fault(&c, HTTP_GET, "/balloon", NULL,
+	             "Balloon config error: No balloon device found.");
+	expect_fault(&c, HTTP_PUT, "/balloon", "{}", "missing field `amount_mib`");
+	expect_fault(&c, HTTP_PUT, "/balloon", "{\"amount_mib\": 1}",
+	             "missing field `deflate_on_oom`");
+	expect_fault(&c, HTTP_PUT, "/balloon",
+	             "{\"amount_mib\": 1, \"deflate_on_oom\": false, \"bogus\": 1}",
+	             "unknown field `bogus`");
+	expect_fault(&c, HTTP_PUT, "/balloon", "{\"amount_mib\": -1, \"deflate_on_oom\": false}",
+	             "expected u32");
+	expect_fault(&c, HTTP_PUT, "/balloon",
+	             "{\"amount_mib\": 1, \"deflate_on_oom\": false, "
+	             "\"stats_polling_interval_s\": 65536}",
+	             "expected u16");
+	expect_fault(&c, HTTP_PUT, "/balloon", "{\"amount_mib\": 129, \"deflate_on_oom\": false}",
+	             RES_MSG_BALLOON_TOO_LARGE);
+	expect_fault(&c, HTTP_PUT, "/balloon",
+	             "{\"amount_mib\": 1, \"deflate_on_oom\": false, \"free_page_hinting\": true}",
+	             "ember does not support the balloon's free page hinting yet.");
+	CHECK(!c.res.balloon.present);
+	CHECK_EQ(call(&c, HTTP_PUT, "/balloon",
+	              "{\"amount_mib\": 128, \"deflate_on_oom\": true, "
+	              "\"stats_polling_interval_s\": 3, \"free_page_reporting\": false, "
+	              "\"transport\": \"mmio\"}",
+	              NULL),
+	         204);
+	j = get_json(&c, "/balloon");
+	CHECK_EQ(json_integer_value(json_object_get(j, "amount_mib")), 128);
+	CHECK(json_is_true(json_object_get(j, "deflate_on_oom")));
+	CHECK_EQ(json_integer_value(json_object_get(j, "stats_polling_interval_s")), 3);
+	CHECK(json_is_false(json_object_get(j, "free_page_hinting")));
+	CHECK(json_is_false(json_object_get(j, "free_page_reporting")));
+	CHECK(!json_object_get(j, "transport")); /* Firecracker's fields only */
+	json_decref(j);
+	j = get_json(&c, "/vm/config");
+	CHECK_STR_CONTAINS(
+	    json_string_value(json_object_get(json_object_get(j, "balloon"), "transport")), "mmio");
+	json_decref(j);
+	for (i = 0; i < sizeof(after) / sizeof(after[0]); i++)
+		expect_fault(&c, after[i][0][1] == 'A' ? HTTP_PATCH : HTTP_GET, after[i][1],
+		             after[i][2], CTL_MSG_NOT_BEFORE_BOOT);
+	/* A bad body is refused as a bad body first, as Firecracker parses before it dispatches. */
+	expect_fault(&c, HTTP_PATCH, "/balloon", "{\"amount_mib\": 1, \"x\": 0}",
+	             "unknown field `x`, expected `amount_mib`");
+	expect_fault(&c, HTTP_PATCH, "/balloon/statistics", "{}",
+	             "missing field `stats_polling_interval_s`");
+	expect_fault(&c, HTTP_GET, "/balloon/other", NULL, "Invalid request method and/or path");
 	ctl_destroy(&c);
 }
 
@@ -371,8 +426,15 @@ TEST(config_text)
 	err_clear(&e);
 	snprintf(text, sizeof(text),
 	         "{\"balloon\": {\"amount_mib\": 1, \"deflate_on_oom\": true}}");
+	CHECK_EQ(api_apply_config_text(&c, text, strlen(text), &e), 0);
+	CHECK(c.res.balloon.present);
+	CHECK_EQ(c.res.balloon.amount_mib, 1);
+	CHECK(c.res.balloon.deflate_on_oom);
+	CHECK_EQ(c.res.balloon.stats_polling_interval_s, 0);
+	snprintf(text, sizeof(text),
+	         "{\"balloon\": {\"amount_mib\": 1, \"deflate_on_oom\": true, \"x\": 1}}");
 	CHECK(api_apply_config_text(&c, text, strlen(text), &e) < 0);
-	CHECK_STR_CONTAINS(e.msg, "does not support");
+	CHECK_STR_CONTAINS(e.msg, "unknown field `x`");
 	err_clear(&e);
 	CHECK(api_apply_config_text(&c, "{\"drives\": [", 12, &e) < 0);
 	CHECK_STR_CONTAINS(e.msg, "the config file is not valid JSON");
@@ -790,6 +852,7 @@ int main(void)
 	RUN(machine_config_put_patch_get);
 	RUN(routing_errors);
 	RUN(not_yet_features_say_so);
+	RUN(balloon_before_boot);
 	RUN(snapshot_routes);
 	RUN(drives_and_full_config);
 	RUN(config_text);

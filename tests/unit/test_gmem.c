@@ -83,6 +83,38 @@ TEST(read_write)
 	CHECK_EQ(gmem_read(&gm, 0x0, &back, 4), -EFAULT);
 }
 
+/* Ember's own dirty bitmap: marks land on the pages they cover, in the right region only,
+ * and a take clears what it returns. */
+TEST(dirty_bitmap)
+{
+	static uint8_t a[16 * 4096], b[8 * 4096];
+	struct gmem gm = {0};
+	uint64_t out[1] = {0}, out2[1] = {0};
+
+	CHECK(gmem_add(&gm, 0, sizeof(a), a) == 0);
+	CHECK(gmem_add(&gm, 0x100000, sizeof(b), b) == 0);
+	gmem_mark_dirty(&gm, 0, 4096); /* no bitmaps yet: nothing */
+	CHECK(gmem_track_dirty(&gm) == 0);
+	gmem_dirty_take(&gm, 0, out);
+	CHECK(out[0] == 0);
+	gmem_mark_dirty(&gm, 4095, 2);              /* pages 0 and 1 */
+	gmem_mark_dirty(&gm, 5 * 4096, 4096);       /* page 5 only */
+	gmem_mark_dirty(&gm, 15 * 4096 + 8, 10000); /* page 15, the rest is past the region */
+	gmem_mark_dirty(&gm, 0x100000 + 3 * 4096, 1);
+	gmem_mark_dirty(&gm, UINT64_MAX - 10, 100); /* wraps: nothing */
+	gmem_mark_dirty(&gm, 0x200000, 4096);       /* not RAM: nothing */
+	gmem_dirty_take(&gm, 0, out);
+	CHECK(out[0] == (1ull << 0 | 1ull << 1 | 1ull << 5 | 1ull << 15));
+	gmem_dirty_take(&gm, 1, out2);
+	CHECK(out2[0] == 1ull << 3);
+	out[0] = out2[0] = 0;
+	gmem_dirty_take(&gm, 0, out);
+	gmem_dirty_take(&gm, 1, out2);
+	CHECK(out[0] == 0 && out2[0] == 0);
+	gmem_free_dirty(&gm);
+	CHECK(gm.r[0].dirty == NULL && gm.r[1].dirty == NULL);
+}
+
 int main(void)
 {
 	RUN(sorted_and_translated);
@@ -90,5 +122,6 @@ int main(void)
 	RUN(add_rejects_overlap_and_zero);
 	RUN(add_until_full);
 	RUN(read_write);
+	RUN(dirty_bitmap);
 	return test_summary();
 }

@@ -92,6 +92,7 @@ TEST(line_shape_and_names)
 	static const char *const groups[] = {
 	    "utc_timestamp_ms",
 	    "api_server",
+	    "balloon",
 	    "block",
 	    "get_api_requests",
 	    "uart",

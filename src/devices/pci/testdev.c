@@ -128,8 +128,10 @@ static void testdev_dma(struct testdev *t, uint32_t cmd)
 	}
 	if (cmd == TESTDEV_DMA_TO_DEVICE)
 		memcpy(t->buf, p, t->dma_len);
-	else
+	else {
 		memcpy(p, t->buf, t->dma_len);
+		gmem_mark_dirty(t->gm, addr, t->dma_len); /* for Diff snapshots (util/gmem.h) */
+	}
 	t->dma_status = TESTDEV_DMA_DONE;
 }
 

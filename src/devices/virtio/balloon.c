@@ -1,0 +1,499 @@
+/* balloon.c - virtio-balloon: inflated pages go back to the host, statistics come from the guest.
+ */
+#include "devices/virtio/balloon.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "util/snap.h"
+
+#define INFLATEQ 0
+#define DEFLATEQ 1
+#define STATSQ   2
+
+#define CONFIG_SIZE 8 /* num_pages, actual (§5.5.4) */
+
+const char *const virtio_balloon_stat_names[VIRTIO_BALLOON_S_NR] = {
+    "swap_in",        "swap_out",         "major_faults", "minor_faults",        "free_memory",
+    "total_memory",   "available_memory", "disk_caches",  "hugetlb_allocations", "hugetlb_failures",
+    "oom_kill",       "alloc_stall",      "async_scan",   "direct_scan",         "async_reclaim",
+    "direct_reclaim",
+};
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+/* ---- inflate and deflate ------------------------------------------------------------------ */
+
+/* Give [hva, hva + len) back to the host.  Lock held. */
+static void discard(struct virtio_balloon *b, uint8_t *hva, uint64_t len, uint64_t gpa)
+{
+	if (madvise(hva, len, MADV_DONTNEED) < 0) {
+		b->discard_fails++;
+		log_guest(&b->vdev.rl, LOG_WARN, "%s: madvise(MADV_DONTNEED) on %#llx+%#llx: %s",
+		          b->vdev.name, (unsigned long long)gpa, (unsigned long long)len,
+		          strerror(errno));
+	}
+}
+
+/*
+ * One inflate buffer: its PFNs, each checked against guest RAM, consecutive ones given back
+ * together.  Lock held.
+ */
+static void inflate_chain(struct virtio_balloon *b, const struct virtq_chain *c)
+{
+	uint8_t buf[VIRTIO_BALLOON_MAX_PFNS * 4];
+	uint8_t *run_hva = NULL;
+	uint64_t run_gpa = 0, run_len = 0;
+	uint32_t n, i;
+
+	if (c->out_len > sizeof(buf)) {
+		b->event_fails++;
+		log_guest(&b->vdev.rl, LOG_WARN,
+		          "%s: inflate buffer of %u bytes (more than %u PFNs): returned unused",
+		          b->vdev.name, c->out_len, VIRTIO_BALLOON_MAX_PFNS);
+		return;
+	}
+	if (c->out_len % 4)
+		log_guest(&b->vdev.rl, LOG_WARN,
+		          "%s: inflate buffer of %u bytes is not whole PFNs: the tail is ignored",
+		          b->vdev.name, c->out_len);
+	n = virtq_copy_from_chain(c, 0, buf, c->out_len) / 4;
+	for (i = 0; i < n; i++) {
+		uint64_t gpa = (uint64_t)le32(buf + 4 * i) << VIRTIO_BALLOON_PFN_SHIFT;
+		uint8_t *hva = gmem_ptr(b->vdev.env->gm, gpa, VIRTIO_BALLOON_PAGE_SIZE);
+
+		if (!hva || ((uintptr_t)hva & (VIRTIO_BALLOON_PAGE_SIZE - 1))) {
+			b->pages_bad++;
+			log_guest(&b->vdev.rl, LOG_WARN,
+			          "%s: inflated PFN %#x is not a page of guest RAM: skipped",
+			          b->vdev.name, le32(buf + 4 * i));
+			continue;
+		}
+		b->pages_inflated++;
+		if (run_hva && hva == run_hva + run_len && gpa == run_gpa + run_len) {
+			run_len += VIRTIO_BALLOON_PAGE_SIZE;
+			continue;
+		}
+		if (run_hva)
+			discard(b, run_hva, run_len, run_gpa);
+		run_hva = hva;
+		run_gpa = gpa;
+		run_len = VIRTIO_BALLOON_PAGE_SIZE;
+	}
+	if (run_hva)
+		discard(b, run_hva, run_len, run_gpa);
+}
+
+/* Serve inflateq or deflateq until empty.  Lock held; true when something was pushed. */
+static bool pages_process_locked(struct virtio_balloon *b, unsigned int qi)
+{
+	struct virtq *q = &b->vdev.vq[qi];
+	struct virtq_chain *c = &b->chain;
+	bool pushed = false;
+
+	if (qi == INFLATEQ)
+		b->inflate_count++;
+	else
+		b->deflate_count++;
+	while (virtio_live(&b->vdev)) {
+		int k = virtq_pop(q, c);
+
+		if (k < 0) {
+			b->event_fails++;
+			virtio_needs_reset(&b->vdev, q->err ? q->err : "bad buffer chain");
+			break;
+		}
+		if (k == 0)
+			break;
+		if (qi == INFLATEQ)
+			inflate_chain(b, c);
+		else
+			b->pages_deflated += c->out_len / 4;
+		virtq_push(q, c->head, 0); /* §5.5.6: the device writes nothing */
+		pushed = true;
+	}
+	return pushed;
+}
+
+/* ---- statistics --------------------------------------------------------------------------- */
+
+/* Parse a stats buffer's entries into b->st.  Lock held. */
+static void stats_parse(struct virtio_balloon *b, const struct virtq_chain *c)
+{
+	uint8_t buf[VIRTIO_BALLOON_MAX_STAT_ENTRIES * VIRTIO_BALLOON_STAT_SIZE];
+	uint32_t n, i;
+
+	b->stats_updates_count++;
+	if (c->out_len > sizeof(buf)) {
+		b->stats_update_fails++;
+		log_guest(&b->vdev.rl, LOG_WARN,
+		          "%s: stats buffer of %u bytes (more than %u entries): not read",
+		          b->vdev.name, c->out_len, VIRTIO_BALLOON_MAX_STAT_ENTRIES);
+		return;
+	}
+	n = virtq_copy_from_chain(c, 0, buf, c->out_len) / VIRTIO_BALLOON_STAT_SIZE;
+	for (i = 0; i < n; i++) {
+		const uint8_t *p = buf + i * VIRTIO_BALLOON_STAT_SIZE;
+		uint16_t tag = (uint16_t)(p[0] | p[1] << 8);
+
+		if (tag >= VIRTIO_BALLOON_S_NR) {
+			b->stats_update_fails++; /* a newer driver's tag: ignored, as Firecracker */
+			continue;
+		}
+		b->st.val[tag] = le64(p + 2);
+		b->st.present |= 1u << tag;
+	}
+}
+
+/* Give the held stats buffer back.  Lock held; true when pushed. */
+static bool stats_return_locked(struct virtio_balloon *b)
+{
+	if (!b->stats_held || !virtio_live(&b->vdev))
+		return false;
+	virtq_push(&b->vdev.vq[STATSQ], b->stats_head, 0);
+	b->stats_held = false;
+	return true;
+}
+
+/* A kick on statsq: take the driver's buffer, read it, keep it.  Lock held. */
+static bool stats_process_locked(struct virtio_balloon *b)
+{
+	struct virtq *q = &b->vdev.vq[STATSQ];
+	bool pushed = false;
+
+	while (virtio_live(&b->vdev)) {
+		int k = virtq_pop(q, &b->chain);
+
+		if (k < 0) {
+			b->event_fails++;
+			virtio_needs_reset(&b->vdev, q->err ? q->err : "bad stats chain");
+			break;
+		}
+		if (k == 0)
+			break;
+		if (b->stats_held) {
+			log_guest(
+			    &b->vdev.rl, LOG_WARN,
+			    "%s: a second stats buffer while one is held: the first goes back",
+			    b->vdev.name);
+			pushed |= stats_return_locked(b);
+		}
+		stats_parse(b, &b->chain);
+		b->stats_head = b->chain.head;
+		b->stats_held = true;
+	}
+	return pushed;
+}
+
+void virtio_balloon_stats_poll(struct virtio_balloon *b)
+{
+	bool pushed;
+
+	/* A paused device (a snapshot being taken) keeps its rings still: the next tick asks. */
+	pthread_mutex_lock(&b->vdev.lock);
+	pushed = b->stats_on && !b->vdev.paused && stats_return_locked(b);
+	pthread_mutex_unlock(&b->vdev.lock);
+	if (pushed)
+		virtio_notify_queue(&b->vdev, STATSQ);
+}
+
+static void stats_timer(struct evloop_watch *w, uint32_t events)
+{
+	struct virtio_balloon *b = w->opaque;
+	uint64_t n;
+
+	(void)events;
+	if (read(b->timer_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		log_warn("%s: stats timer: %s", b->vdev.name, strerror(errno));
+	virtio_balloon_stats_poll(b);
+}
+
+static int arm_timer(struct virtio_balloon *b, uint16_t seconds)
+{
+	struct itimerspec its = {{seconds, 0}, {seconds, 0}};
+
+	return timerfd_settime(b->timer_fd, 0, &its, NULL) < 0 ? -errno : 0;
+}
+
+/* ---- the device --------------------------------------------------------------------------- */
+
+static void balloon_queue_notify(struct virtio_dev *v, unsigned int qi)
+{
+	struct virtio_balloon *b = v->opaque;
+	bool pushed = false;
+
+	pthread_mutex_lock(&v->lock);
+	if (qi == INFLATEQ || qi == DEFLATEQ)
+		pushed = pages_process_locked(b, qi);
+	else if (qi == STATSQ && b->stats_on)
+		pushed = stats_process_locked(b);
+	pthread_mutex_unlock(&v->lock);
+	if (pushed)
+		virtio_notify_queue(v, qi);
+	else
+		virtio_flush_irqs(v);
+}
+
+/* §5.5.4: num_pages then actual, little-endian. */
+static void balloon_config_read(struct virtio_dev *v, uint32_t off, void *buf, uint32_t len)
+{
+	struct virtio_balloon *b = v->opaque;
+	uint8_t cfg[CONFIG_SIZE];
+	uint32_t i;
+
+	for (i = 0; i < 4; i++) {
+		cfg[i] = (uint8_t)(b->num_pages >> (8 * i));
+		cfg[4 + i] = (uint8_t)(b->actual >> (8 * i));
+	}
+	memcpy(buf, cfg + off, len);
+}
+
+/*
+ * §5.5.6.1: the driver writes `actual`; num_pages is the device's (a driver write there is
+ * dropped and logged).  Any width or alignment inside `actual` is merged byte by byte.
+ */
+static void balloon_config_write(struct virtio_dev *v, uint32_t off, const void *buf, uint32_t len)
+{
+	struct virtio_balloon *b = v->opaque;
+	const uint8_t *p = buf;
+	uint32_t i;
+
+	if (off < 4)
+		log_guest(&v->rl, LOG_WARN, "%s: driver wrote num_pages (offset %u): ignored",
+		          v->name, off);
+	for (i = 0; i < len; i++) {
+		uint32_t at = off + i;
+
+		if (at < 4)
+			continue;
+		at -= 4;
+		b->actual = (b->actual & ~(0xffu << (8 * at))) | (uint32_t)p[i] << (8 * at);
+	}
+	b->st.actual = b->actual;
+}
+
+/*
+ * Lock held, DRIVER_OK just set.  Linux's driver hands its first stats buffer over and kicks
+ * before it sets DRIVER_OK (virtballoon_probe: init_vqs, then virtio_device_ready), which
+ * §3.1.1 does not allow and which ember's kick handling ignores (the device is not live
+ * yet); take that buffer now, or statistics would never start.  Nothing is pushed here
+ * unless the driver put two buffers there (stats_process_locked gives the first back; its
+ * interrupt then waits for the next notification).
+ */
+static int balloon_activate(struct virtio_dev *v)
+{
+	struct virtio_balloon *b = v->opaque;
+
+	b->activated = true;
+	if (b->stats_on)
+		stats_process_locked(b);
+	return 0;
+}
+
+/* Lock held.  The held stats buffer belonged to the queue just reset; the driver's report too. */
+static void balloon_reset(struct virtio_dev *v)
+{
+	struct virtio_balloon *b = v->opaque;
+
+	b->stats_held = false;
+	b->actual = 0;
+	b->st.actual = 0;
+}
+
+static const struct virtio_dev_ops balloon_ops = {
+    .config_read = balloon_config_read,
+    .config_write = balloon_config_write,
+    .activate = balloon_activate,
+    .reset = balloon_reset,
+    .queue_notify = balloon_queue_notify,
+};
+
+int virtio_balloon_init(struct virtio_balloon *b, const struct virtio_balloon_opts *o,
+                        const struct virtio_env *env, struct err *e)
+{
+	static const struct virtio_balloon_opts defaults;
+	uint64_t features = 1ull << VIRTIO_F_EVENT_IDX;
+	int ret;
+
+	if (!o)
+		o = &defaults;
+	*b = (struct virtio_balloon){.timer_fd = -1};
+	b->stats_on = o->stats_interval_s > 0;
+	b->stats_interval_s = o->stats_interval_s;
+	b->num_pages = b->st.num_pages = o->num_pages;
+	if (o->deflate_on_oom)
+		features |= 1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
+	if (b->stats_on)
+		features |= 1ull << VIRTIO_BALLOON_F_STATS_VQ;
+	ret = virtio_dev_init(&b->vdev, VIRTIO_ID_BALLOON, "virtio-balloon", features,
+	                      b->stats_on ? 3 : 2, VIRTIO_BALLOON_QUEUE_SIZE, CONFIG_SIZE,
+	                      &balloon_ops, b, env);
+	if (ret < 0)
+		return err_sys(e, -ret, "virtio-balloon: device setup");
+	if (!b->stats_on)
+		return 0;
+	if (!env || !env->loop) {
+		ret = err_set(e, EINVAL, "virtio-balloon: statistics need the VMM event loop");
+		goto fail;
+	}
+	b->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (b->timer_fd < 0) {
+		ret = err_sys(e, errno, "virtio-balloon: timerfd_create");
+		goto fail;
+	}
+	ret = arm_timer(b, b->stats_interval_s);
+	if (ret < 0) {
+		err_sys(e, -ret, "virtio-balloon: timerfd_settime");
+		goto fail;
+	}
+	b->timer_watch = (struct evloop_watch){b->timer_fd, stats_timer, b};
+	ret = evloop_add(env->loop, &b->timer_watch, EPOLLIN);
+	if (ret < 0) {
+		err_sys(e, -ret, "virtio-balloon: watching the stats timer");
+		goto fail;
+	}
+	b->timer_watched = true;
+	return 0;
+
+fail:
+	if (b->timer_fd >= 0)
+		close(b->timer_fd);
+	b->timer_fd = -1;
+	virtio_dev_destroy(&b->vdev);
+	return ret;
+}
+
+void virtio_balloon_destroy(struct virtio_balloon *b)
+{
+	if (b->timer_watched)
+		evloop_del(b->vdev.env->loop, &b->timer_watch);
+	b->timer_watched = false;
+	if (b->timer_fd >= 0)
+		close(b->timer_fd);
+	b->timer_fd = -1;
+	virtio_dev_destroy(&b->vdev);
+}
+
+int virtio_balloon_set_target(struct virtio_balloon *b, uint32_t num_pages)
+{
+	pthread_mutex_lock(&b->vdev.lock);
+	if (!b->activated) {
+		pthread_mutex_unlock(&b->vdev.lock);
+		return -EAGAIN;
+	}
+	b->num_pages = b->st.num_pages = num_pages;
+	pthread_mutex_unlock(&b->vdev.lock);
+	virtio_config_changed(&b->vdev); /* §5.5.6.2: the driver re-reads num_pages */
+	return 0;
+}
+
+int virtio_balloon_set_stats_interval(struct virtio_balloon *b, uint16_t seconds)
+{
+	int r;
+
+	if (seconds == b->stats_interval_s)
+		return 0;
+	if (!b->stats_on || seconds == 0)
+		return -EINVAL;
+	virtio_balloon_stats_poll(b); /* Firecracker: the first update at once */
+	r = arm_timer(b, seconds);
+	if (r == 0)
+		b->stats_interval_s = seconds;
+	return r;
+}
+
+void virtio_balloon_get_stats(struct virtio_balloon *b, struct virtio_balloon_stats *out)
+{
+	pthread_mutex_lock(&b->vdev.lock);
+	*out = b->st;
+	out->num_pages = b->num_pages;
+	out->actual = b->actual;
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+/* ---- saved state -------------------------------------------------------------------------- */
+
+#define SNAP_BALN SNAP_TAG('B', 'A', 'L', 'N')
+
+void virtio_balloon_save(struct virtio_balloon *b, struct snap_w *w)
+{
+	size_t at;
+
+	pthread_mutex_lock(&b->vdev.lock);
+	at = snap_begin(w, SNAP_BALN, 1);
+	snap_put_u32(w, b->num_pages);
+	snap_put_u32(w, b->actual);
+	snap_put_u16(w, b->stats_interval_s);
+	snap_put_u8(w, b->activated);
+	snap_put_u8(w, b->stats_held);
+	snap_put_u16(w, b->stats_head);
+	snap_put_u32(w, b->st.present);
+	for (unsigned int i = 0; i < VIRTIO_BALLOON_S_NR; i++)
+		snap_put_u64(w, b->st.val[i]);
+	snap_end(w, at);
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+int virtio_balloon_restore(struct virtio_balloon *b, struct snap_r *r, struct err *e)
+{
+	struct virtio_balloon_stats st = {0};
+	uint32_t num_pages = 0, actual = 0;
+	uint16_t ver, interval = 0, head = 0;
+	bool activated = false, held = false;
+	struct snap_r s;
+	int rc = snap_section(r, SNAP_BALN, 1, "virtio-balloon", &ver, &s, e);
+
+	if (rc < 0)
+		return rc;
+	snap_get_u32(&s, &num_pages);
+	snap_get_u32(&s, &actual);
+	snap_get_u16(&s, &interval);
+	snap_get_bool(&s, &activated);
+	snap_get_bool(&s, &held);
+	snap_get_u16(&s, &head);
+	snap_get_u32(&s, &st.present);
+	for (unsigned int i = 0; i < VIRTIO_BALLOON_S_NR; i++)
+		snap_get_u64(&s, &st.val[i]);
+	rc = snap_done(&s, "virtio-balloon", e);
+	if (rc < 0)
+		return rc;
+	if ((interval > 0) != b->stats_on)
+		return err_set(e, EINVAL,
+		               "virtio-balloon: saved with statistics %s, built with them %s",
+		               interval ? "on" : "off", b->stats_on ? "on" : "off");
+	if (held && (!b->stats_on || head >= b->vdev.vq[STATSQ].size))
+		return err_set(e, EINVAL,
+		               "virtio-balloon: saved stats buffer %u is not in its queue", head);
+	if (st.present >> VIRTIO_BALLOON_S_NR)
+		return err_set(e, EINVAL, "virtio-balloon: saved statistics of unknown tags");
+	if (b->stats_on && interval != b->stats_interval_s) {
+		rc = arm_timer(b, interval);
+		if (rc < 0)
+			return err_sys(e, -rc, "virtio-balloon: timerfd_settime");
+	}
+	pthread_mutex_lock(&b->vdev.lock);
+	b->num_pages = num_pages;
+	b->actual = actual;
+	b->stats_interval_s = interval;
+	b->activated = activated || b->activated;
+	b->stats_held = held;
+	b->stats_head = head;
+	st.num_pages = num_pages;
+	st.actual = actual;
+	b->st = st;
+	pthread_mutex_unlock(&b->vdev.lock);
+	return 0;
+}

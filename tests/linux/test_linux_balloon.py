@@ -1,0 +1,120 @@
+"""Linux tier, balloon: the Debian cloud kernel's virtio_balloon driver on ember's balloon
+(docs/devices/balloon.md).  The VM comes from a config file with a balloon (statistics every
+second); the host asks for 128 MiB through PATCH /balloon, Linux inflates and reports
+`actual`, its statistics (total and free memory, ...) arrive in GET /balloon/statistics, and
+free memory drops by what was inflated; then the host asks for 0 and Linux deflates.
+"""
+
+import json
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from test_linux import CMDLINE, EMBER, GUEST, IN_VM, TIMEOUT
+from test_linux_hotplug import api, wait_line
+
+STEP_TIMEOUT = 300 if IN_VM else 30
+MEM = 512
+MIB = 128
+
+# Run by the guest's /init (ember.test=/dev/vda): say which driver holds the balloon, then
+# stay up while the host drives it (ember is stopped from the host).
+SCRIPT = r"""
+for d in /sys/bus/virtio/devices/*; do
+    [ "$(cat $d/device)" = 0x0005 ] || continue
+    echo "EMBER-BALLOON driver $(basename "$(readlink $d/driver)") features $(cat $d/features)"
+done
+echo "EMBER-BALLOON ready"
+i=0
+while [ $i -lt 6000 ]; do sleep 0.1; i=$((i + 1)); done
+"""
+
+
+def stats(sock):
+    st, body = api(sock, "GET", "/balloon/statistics")
+    assert st == 200, body
+    return body
+
+
+def wait_stats(sock, ok, what):
+    end = time.monotonic() + STEP_TIMEOUT
+    s = stats(sock)
+    while not ok(s) and time.monotonic() < end:
+        time.sleep(0.5)
+        s = stats(sock)
+    assert ok(s), f"{what}: {s}"
+    return s
+
+
+def test_linux_balloon(tmp_path):
+    for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
+        if not f.is_file():
+            pytest.fail(f"{f} does not exist: run make asan linux-guest first")
+    script = tmp_path / "script.img"
+    with open(script, "wb") as f:
+        f.write(SCRIPT.encode())
+        f.truncate(1 << 20)
+    cfg = tmp_path / "vm.json"
+    cfg.write_text(json.dumps({
+        "boot-source": {"kernel_image_path": str(GUEST / "bzImage"),
+                        "initrd_path": str(GUEST / "initramfs.cpio.gz"),
+                        "boot_args": CMDLINE.strip() + " ember.test=/dev/vda ember.rw=0"},
+        "machine-config": {"vcpu_count": 2, "mem_size_mib": MEM},
+        "drives": [{"drive_id": "script", "path_on_host": str(script),
+                    "is_root_device": False, "is_read_only": True}],
+        "balloon": {"amount_mib": 0, "deflate_on_oom": True, "stats_polling_interval_s": 1},
+    }))
+    sock = tmp_path / "api.sock"
+    p = subprocess.Popen([str(a) for a in (EMBER, "--api-sock", sock, "--config-file", cfg)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    buf = [""]
+    try:
+        drv = wait_line(p, buf, r"EMBER-BALLOON driver .*", TIMEOUT)
+        m = re.fullmatch(r"EMBER-BALLOON driver (\S+) features ([01]+)", drv)
+        assert m and m.group(1) == "virtio_balloon", drv
+        # Linux's features string: bit n is character n.  STATS_VQ (1), DEFLATE_ON_OOM (2).
+        assert m.group(2)[1] == "1" and m.group(2)[2] == "1", drv
+        wait_line(p, buf, "EMBER-BALLOON ready", TIMEOUT)
+
+        # The driver primes the stats queue at probe time with real values.
+        s = wait_stats(sock, lambda s: "total_memory" in s and "free_memory" in s,
+                       "no statistics from Linux")
+        total, free0 = s["total_memory"], s["free_memory"]
+        print(f"Linux: total_memory {total >> 20} MiB, free_memory {free0 >> 20} MiB")
+        assert (MEM - 64) << 20 < total <= MEM << 20, s
+        assert 0 < free0 < total, s
+        assert s["target_pages"] == 0 and s["actual_pages"] == 0, s
+        assert {"available_memory", "major_faults", "minor_faults"} <= set(s), s
+
+        # Inflate: Linux takes the pages, reports actual, and its free memory drops.
+        st, body = api(sock, "PATCH", "/balloon", {"amount_mib": MIB})
+        assert st == 204, body
+        t0 = time.monotonic()
+        s = wait_stats(sock, lambda s: s["actual_pages"] == MIB * 256,
+                       f"Linux did not inflate to {MIB} MiB")
+        print(f"inflated {MIB} MiB in {time.monotonic() - t0:.1f} s")
+        assert (s["target_pages"], s["target_mib"], s["actual_mib"]) == (MIB * 256, MIB, MIB), s
+        s = wait_stats(sock, lambda s: s["free_memory"] < free0 - ((MIB - 32) << 20),
+                       "free memory did not drop by what was inflated")
+        print(f"free_memory {free0 >> 20} MiB -> {s['free_memory'] >> 20} MiB")
+
+        # Deflate.
+        st, body = api(sock, "PATCH", "/balloon", {"amount_mib": 0})
+        assert st == 204, body
+        s = wait_stats(sock, lambda s: s["actual_pages"] == 0, "Linux did not deflate")
+        s = wait_stats(sock, lambda s: s["free_memory"] > free0 - (16 << 20),
+                       "free memory did not come back")
+        st, body = api(sock, "GET", "/balloon")
+        assert st == 200 and body["amount_mib"] == 0, body
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(STEP_TIMEOUT) == 0
+    finally:
+        p.kill()
+        p.wait()
+        err = p.stderr.read().decode(errors="replace")
+        print(err[-2000:])
+    assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err
