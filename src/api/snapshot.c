@@ -85,7 +85,8 @@ static int prepare_config(json_t *conf, const struct json_snapshot_load *p, stru
 		json_object_set_new(mc, "huge_pages",
 		                    json_string(p->huge_pages == VM_HUGE_PAGES_TRANSPARENT
 		                                    ? "Transparent"
-		                                    : "None"));
+		                                : p->huge_pages == VM_HUGE_PAGES_2M ? "2M"
+		                                                                    : "None"));
 	for (i = 0; i < p->noverrides; i++) {
 		json_t *n = NULL;
 
@@ -111,9 +112,29 @@ static int prepare_config(json_t *conf, const struct json_snapshot_load *p, stru
 	return 0;
 }
 
+/* The snapshot's boot-source (none: `boot` stays empty), kept for GET /vm/config and the next
+ * snapshot; the restore itself loads no kernel. */
+static int restored_boot(json_t *conf, struct res_boot *boot, struct err *e)
+{
+	json_t *b = json_object_get(conf, "boot-source");
+	int r;
+
+	if (!b || json_is_null(b))
+		return 0;
+	r = json_to_boot(b, boot, e);
+	if (r == 0 && !boot->kernel_image_path)
+		r = err_set(e, EINVAL, "missing field `kernel_image_path`");
+	if (r < 0) {
+		res_boot_clear(boot);
+		err_prefix(e, "the snapshot's boot-source");
+	}
+	return r;
+}
+
 int api_snapshot_load(struct ctl *c, const struct json_snapshot_load *p, struct err *e)
 {
 	struct snapshot s;
+	struct res_boot boot = {0};
 	json_error_t je;
 	json_t *conf = NULL;
 	int fd = -1, r;
@@ -122,22 +143,20 @@ int api_snapshot_load(struct ctl *c, const struct json_snapshot_load *p, struct 
 		return err_set(e, EINVAL, CTL_MSG_NOT_AFTER_BOOT);
 	if (c->boot_configured)
 		return err_set(e, EINVAL, CTL_MSG_LOAD_NOT_ALLOWED);
-	if (p->uffd)
-		return err_set(e, ENOTSUP,
-		               "ember does not support the Uffd memory backend yet: use File.");
 	if (p->clock_realtime)
 		return err_set(e, ENOTSUP, "ember does not support clock_realtime yet.");
-	if (p->huge_pages_set && p->huge_pages == VM_HUGE_PAGES_2M)
+	if (p->huge_pages_set && p->huge_pages == VM_HUGE_PAGES_2M && !p->uffd)
 		return err_set(e, ENOTSUP,
-		               "2 MiB huge pages for a restored VM need the Uffd memory backend, "
-		               "which ember does not support yet.");
+		               "2 MiB huge pages for a restored VM need the Uffd memory backend: "
+		               "a memory file cannot be mapped in huge pages.");
 	r = snapshot_read(&s, p->snapshot_path, e);
 	if (r < 0) {
 		err_prefix(e, LOAD_ERR);
 		return r;
 	}
-	fd = snapshot_open_mem(&s, p->mem_path, e);
-	if (fd < 0) {
+	/* With Uffd, backend_path is the page-fault handler's socket (vm_uffd.c). */
+	fd = p->uffd ? -1 : snapshot_open_mem(&s, p->mem_path, e);
+	if (fd < 0 && !p->uffd) {
 		r = fd;
 		goto out;
 	}
@@ -147,11 +166,15 @@ int api_snapshot_load(struct ctl *c, const struct json_snapshot_load *p, struct 
 		            conf ? "" : je.text);
 		goto out;
 	}
-	r = prepare_config(conf, p, e);
+	r = restored_boot(conf, &boot, e);
+	if (r == 0)
+		r = prepare_config(conf, p, e);
 	if (r == 0)
 		r = api_apply_config_json(c, conf, e);
 	if (r == 0)
-		r = ctl_snapshot_load(c, &s, fd, p->resume_vm, e);
+		r = ctl_snapshot_load(c, &s, fd, p->uffd ? p->mem_path : NULL, p->resume_vm, e);
+	if (r == 0 && boot.kernel_image_path)
+		res_keep_restored_boot(&c->res, &boot);
 	if (r < 0) {
 		/* As before the request: a fresh process that may load again or boot. */
 		res_forget_vm(&c->res);
@@ -164,6 +187,7 @@ out:
 		close(fd);
 	json_decref(conf);
 	snapshot_free(&s);
+	res_boot_clear(&boot);
 	return r;
 }
 

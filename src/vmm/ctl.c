@@ -313,6 +313,16 @@ int ctl_start(struct ctl *c, struct err *e)
 	return ctl_build(c, NULL, false, e);
 }
 
+/* A VM whose page-fault handler has gone (the Uffd backend) cannot be saved: its RAM is lost. */
+static int ctl_uffd_check(struct ctl *c, struct err *e)
+{
+	if (!vm_uffd_lost(c->vm))
+		return 0;
+	return err_set(e, EIO,
+	               "the page-fault handler closed its connection: the guest's memory it had "
+	               "not served is lost, nothing was saved");
+}
+
 int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_path, bool diff,
                         const char *config, size_t config_len, struct err *e)
 {
@@ -325,17 +335,25 @@ int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_pa
 		return err_set(e, ENOTSUP, SNAPSHOT_MSG_DIFF_NO_TRACKING);
 	if (c->state != CTL_PAUSED)
 		return err_set(e, EINVAL, CTL_MSG_SNAPSHOT_RUNNING);
-	r = vm_snapshot_create(c->vm, snap_path, mem_path, diff, config, config_len, e);
+	r = ctl_uffd_check(c, e);
+	if (r == 0)
+		r = vm_snapshot_create(c->vm, snap_path, mem_path, diff, config, config_len, e);
+	/* A handler that hung up during the create: what it had not served was saved as zeroes. */
+	if (r == 0 && vm_uffd_lost(c->vm)) {
+		unlink(snap_path);
+		unlink(mem_path);
+		r = ctl_uffd_check(c, e);
+	}
 	if (r < 0)
 		err_prefix(e, "Create snapshot error");
 	return r;
 }
 
-int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, bool resume,
-                      struct err *e)
+int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, const char *uffd_path,
+                      bool resume, struct err *e)
 {
 	const struct snapshot_vm *v = &s->vm;
-	struct vm_restore restore = {.snap = s, .mem_fd = mem_fd};
+	struct vm_restore restore = {.snap = s, .mem_fd = mem_fd, .uffd_path = uffd_path};
 	int r;
 
 	if (c->state != CTL_NOT_STARTED || c->vm)

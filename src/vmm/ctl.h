@@ -126,11 +126,13 @@ int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_pa
                         const char *config, size_t config_len, struct err *e);
 /*
  * PUT /snapshot/load, once the resources hold the snapshot's configuration: build the VM
- * from them and the parsed snapshot `s` with RAM from `mem_fd` (borrowed), then run it
- * (`resume`) or leave it paused.  -errno with `e`; nothing is left of the VM then.
+ * from them and the parsed snapshot `s` with RAM from `mem_fd` (borrowed), or, with
+ * `uffd_path` (mem_fd -1), anonymous RAM served by the page-fault handler listening there
+ * (vm_uffd.c), then run it (`resume`) or leave it paused.  -errno with `e`; nothing is left
+ * of the VM then.
  */
-int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, bool resume,
-                      struct err *e);
+int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, const char *uffd_path,
+                      bool resume, struct err *e);
 
 /* Post-boot actions (-errno with `e`; CTL_MSG_* when the state does not allow it). */
 int ctl_send_ctrl_alt_del(struct ctl *c, struct err *e);

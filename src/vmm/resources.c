@@ -168,6 +168,14 @@ int res_set_boot(struct resources *r, struct res_boot *b, struct err *e)
 	return 0;
 }
 
+void res_keep_restored_boot(struct resources *r, struct res_boot *b)
+{
+	res_boot_clear(&r->boot);
+	r->boot = *b;
+	r->boot.present = true;
+	memset(b, 0, sizeof(*b));
+}
+
 int res_set_machine(struct resources *r, const struct res_machine *m, struct err *e)
 {
 	if (m->vcpu_count < 1 || m->vcpu_count > VM_MAX_VCPUS)

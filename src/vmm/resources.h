@@ -213,6 +213,13 @@ int res_set_cpu_config(struct resources *r, struct res_cpu_config *c, struct err
 /* The template the VM gets: the static one, the custom one, or NULL. */
 const struct cpu_template *res_cpu_template(const struct resources *r);
 
+/*
+ * A restored VM's boot source, as its snapshot names it: kept for GET /vm/config and the
+ * VM's next snapshot, never loaded (the kernel is in the guest's RAM), so its files are not
+ * checked.  Takes over b's strings (b is cleared).
+ */
+void res_keep_restored_boot(struct resources *r, struct res_boot *b);
+
 /* Free the strings of a value that was not taken. */
 void res_boot_clear(struct res_boot *b);
 void res_drive_clear(struct res_drive *d);

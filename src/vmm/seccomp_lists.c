@@ -14,6 +14,8 @@
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
+#include <linux/sockios.h>
+#include <linux/userfaultfd.h>
 #include <linux/vfio.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -258,6 +260,13 @@ static const struct rule vmm_rules[] = {
     IOCTL(KVM_SET_DEBUGREGS),
     IOCTL(KVM_GET_VCPU_EVENTS),
     IOCTL(KVM_SET_VCPU_EVENTS),
+    /* The Uffd memory backend of a load: a userfaultfd (or one from /dev/userfaultfd),
+     * registered over guest RAM; the handler's connection checked for an unread handshake. */
+    ALLOW(userfaultfd),
+    IOCTL(USERFAULTFD_IOC_NEW),
+    IOCTL(UFFDIO_API),
+    IOCTL(UFFDIO_REGISTER),
+    IOCTL(SIOCOUTQ),
     IOCTL(KVM_GET_IRQCHIP),
     IOCTL(KVM_SET_IRQCHIP),
     IOCTL(KVM_GET_PIT2),

@@ -126,14 +126,17 @@ static int step_memory(struct vm *vm, struct err *e)
 	int r;
 
 	mem_layout_init(&vm->ml, vm->cfg.mem_mib << 20);
-	/* The file RAM is mapped from: a snapshot must never truncate it (snapshot.c). */
-	if (vm->cfg.restore && fstat(vm->cfg.restore->mem_fd, &st) == 0) {
+	/* The file RAM is mapped from: a snapshot must never truncate it (snapshot.c).  With the
+	 * Uffd backend (uffd_path) RAM is anonymous. */
+	if (vm->cfg.restore && !vm->cfg.restore->uffd_path &&
+	    fstat(vm->cfg.restore->mem_fd, &st) == 0) {
 		vm->ram_file = true;
 		vm->ram_file_dev = st.st_dev;
 		vm->ram_file_ino = st.st_ino;
 	}
-	vm->ram_low = vm->cfg.restore ? map_ram_file(vm, vm->ml.low_size, 0, e, "low")
-	                              : map_ram(vm->ml.low_size, vm->cfg.huge_pages, e, "low");
+	vm->ram_low = vm->cfg.restore && !vm->cfg.restore->uffd_path
+	                  ? map_ram_file(vm, vm->ml.low_size, 0, e, "low")
+	                  : map_ram(vm->ml.low_size, vm->cfg.huge_pages, e, "low");
 	if (!vm->ram_low)
 		return e->code;
 	r = gmem_add(&vm->gm, 0, vm->ml.low_size, vm->ram_low);
@@ -144,7 +147,7 @@ static int step_memory(struct vm *vm, struct err *e)
 	if (r < 0)
 		goto fail;
 	if (vm->ml.high_size) {
-		vm->ram_high = vm->cfg.restore
+		vm->ram_high = vm->cfg.restore && !vm->cfg.restore->uffd_path
 		                   ? map_ram_file(vm, vm->ml.high_size, vm->ml.low_size, e, "high")
 		                   : map_ram(vm->ml.high_size, vm->cfg.huge_pages, e, "high");
 		if (!vm->ram_high) {
@@ -522,6 +525,7 @@ static const struct vm_step {
 } vm_steps[] = {
     {"kvm", step_kvm, undo_kvm},
     {"memory", step_memory, undo_memory},
+    {"userfaultfd", vm_step_uffd, vm_undo_uffd},
     {"irqchip", step_irqchip, undo_nothing},
     {"buses", step_buses, undo_buses},
     {"event loop", vm_step_loop, vm_undo_loop},
@@ -606,6 +610,9 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e)
 		return err_set(e, ENOMEM, "out of memory");
 	vm->cfg = *cfg;
 	vm->ged_fd = -1;
+	/* Until the console step: a stop asked for during the build (the page-fault handler's
+	 * watcher) is seen by ctl_run through vm_stopping(). */
+	vm->stop_fd = -1;
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
@@ -643,7 +650,7 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt,
 	pthread_mutex_lock(&vm->pause_lock);
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
-	if (write(vm->stop_fd, &one, sizeof(one)) < 0)
+	if (vm->stop_fd >= 0 && write(vm->stop_fd, &one, sizeof(one)) < 0)
 		log_debug("stop eventfd write: %s", strerror(errno));
 }
 

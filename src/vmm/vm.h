@@ -48,13 +48,17 @@ struct snapshot;        /* vmm/snapshot.h */
 /*
  * A VM rebuilt from a snapshot instead of booted (docs/snapshot.md): the same build steps
  * make the same devices, guest RAM is the memory file mapped MAP_PRIVATE (pages are read
- * when the guest touches them; its writes stay in this process), no kernel is loaded and
+ * when the guest touches them; its writes stay in this process) or, with uffd_path,
+ * anonymous memory a page-fault handler fills (vm_uffd.c), no kernel is loaded and
  * no boot tables are written, and a last step puts back KVM's, the vCPUs' and the devices'
  * state.  Both are borrowed for vm_create() only.
  */
 struct vm_restore {
 	const struct snapshot *snap; /* parsed and checked (snapshot_parse) */
-	int mem_fd;                  /* snapshot_open_mem() */
+	int mem_fd;                  /* snapshot_open_mem(); -1 with uffd_path */
+	/* The Uffd memory backend (vm_uffd.c): guest RAM is anonymous, its pages are served by
+	 * the page-fault handler listening on this Unix socket.  NULL: the memory file. */
+	const char *uffd_path;
 };
 
 struct vm_config {
@@ -197,6 +201,12 @@ struct vm_slot_info {
 /* Slot `i` (0 .. vm_slot_count() - 1). */
 void vm_slot_get(const struct vm *vm, unsigned int i, struct vm_slot_info *out);
 unsigned int vm_msi_route_count(struct vm *vm);
+
+/*
+ * With the Uffd memory backend: the page-fault handler has closed its connection, so the
+ * pages it had not served read as zeroes (vm_uffd.c; the VM is stopping).  Any thread.
+ */
+bool vm_uffd_lost(struct vm *vm);
 
 /* Undo every build step and free the VM.  NULL is fine. */
 void vm_destroy(struct vm *vm);

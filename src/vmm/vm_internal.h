@@ -96,6 +96,13 @@ struct vm {
 	dev_t ram_file_dev;
 	ino_t ram_file_ino;
 	struct gmem gm;
+	/* The Uffd memory backend (vm_uffd.c): the userfaultfd, the handler's connection and
+	 * the thread that watches it (uffd is taken with an atomic exchange: either that thread
+	 * or the undo closes it). */
+	int uffd, uffd_sock;
+	pthread_t uffd_thread;
+	bool uffd_watching, uffd_closing, uffd_lost; /* lost: the handler hung up */
+	char uffd_path[108]; /* the handler's socket (cfg.restore is gone after vm_create) */
 	struct rcu rcu;
 	struct bus pio, mmio;
 
@@ -282,6 +289,11 @@ int vm_devices_restore(struct vm *vm, struct snap_r *r, struct err *e);
 /* snapshot.c: with cfg.restore, the saved state of KVM, the devices and the vCPUs (the last
  * build step; nothing to undo). */
 int vm_step_restore(struct vm *vm, struct err *e);
+
+/* vm_uffd.c: with cfg.restore->uffd_path, register guest RAM with a new userfaultfd and hand
+ * it to the page-fault handler (Firecracker's protocol; docs/snapshot.md). */
+int vm_step_uffd(struct vm *vm, struct err *e);
+void vm_undo_uffd(struct vm *vm);
 
 /* vm_hotplug.c: the root ports' slots. */
 int vm_step_hotplug(struct vm *vm, struct err *e);
