@@ -2,6 +2,7 @@
 #include "kvm/state.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +137,52 @@ out:
 	return r;
 }
 
-int kvm_vcpu_restore(struct kvm_vcpu_fd *v, struct snap_r *r, struct err *e)
+#define MSR_IA32_TSC 0x10
+
+/* The guest TSC's offset from the host's (KVM_VCPU_TSC_OFFSET): 1 and *off, 0 where KVM
+ * has no such attribute, -errno. */
+static int tsc_offset_get(int fd, uint64_t *off)
+{
+	struct kvm_device_attr a = {
+	    .group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET, .addr = (uintptr_t)off};
+
+	if (ioctl(fd, KVM_HAS_DEVICE_ATTR, &a) < 0)
+		return 0;
+	return ioctl(fd, KVM_GET_DEVICE_ATTR, &a) < 0 ? -errno : 1;
+}
+
+/*
+ * Put the guest's TSC back at `saved` (state.h, struct kvm_tsc_restore): 1 done, 0 where
+ * KVM cannot (the caller's KVM_SET_MSRS then writes IA32_TSC as before), -errno.
+ */
+static int tsc_restore(int fd, uint64_t saved, struct kvm_tsc_restore *t, struct err *e)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry ent;
+	} now = {.h = {.nmsrs = 1}, .ent = {.index = MSR_IA32_TSC}};
+	struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET};
+	uint64_t off;
+	int r = tsc_offset_get(fd, &off);
+
+	if (r <= 0)
+		return r < 0 ? err_sys(e, -r, "KVM_GET_DEVICE_ATTR (TSC offset)") : 0;
+	if (!t->have_offset) {
+		/* Guest TSC = host TSC + offset: move the offset by what the TSC is short of. */
+		if (ioctl(fd, KVM_GET_MSRS, &now.h) != 1)
+			return err_sys(e, errno, "KVM_GET_MSRS (TSC)");
+		t->offset = off + (saved - now.ent.data);
+		t->have_offset = 1;
+	}
+	off = t->offset;
+	a.addr = (uintptr_t)&off;
+	if (ioctl(fd, KVM_SET_DEVICE_ATTR, &a) < 0)
+		return err_sys(e, errno, "KVM refused the TSC offset");
+	return 1;
+}
+
+int kvm_vcpu_restore(struct kvm_vcpu_fd *v, struct snap_r *r, struct kvm_tsc_restore *tsc,
+                     struct err *e)
 {
 	char what[24];
 	struct snap_r s;
@@ -212,6 +258,18 @@ int kvm_vcpu_restore(struct kvm_vcpu_fd *v, struct snap_r *r, struct err *e)
 		rc = set(v->fd, KVM_SET_DEBUGREGS, &dbg, "vCPU debug registers", e);
 	if (rc == 0)
 		rc = set(v->fd, KVM_SET_LAPIC, &lapic, "vCPU local APIC", e);
+	/* The TSC first, and out of the MSR batch (state.h): the TSC deadline is relative to it. */
+	for (unsigned int i = 0; rc == 0 && i < m->nmsrs; i++) {
+		if (m->entries[i].index != MSR_IA32_TSC)
+			continue;
+		rc = tsc_restore(v->fd, m->entries[i].data, tsc, e);
+		if (rc == 1) {
+			m->entries[i] = m->entries[--m->nmsrs];
+			nmsrs = m->nmsrs;
+			rc = 0;
+		}
+		break;
+	}
 	if (rc == 0 && nmsrs) {
 		int n = ioctl(v->fd, KVM_SET_MSRS, m);
 

@@ -25,7 +25,24 @@ int kvm_msr_list(struct kvm *k, uint32_t **out, unsigned int *n, struct err *e);
 
 int kvm_vcpu_save(struct kvm_vcpu_fd *v, const uint32_t *msr_idx, unsigned int nmsrs,
                   struct snap_w *w, struct err *e);
-int kvm_vcpu_restore(struct kvm_vcpu_fd *v, struct snap_r *r, struct err *e);
+/*
+ * The guest's TSC across a restore.  Writing the saved IA32_TSC with KVM_SET_MSRS is not
+ * enough: KVM (before Linux 6.7) takes a host write within one second of the TSC it
+ * expects as an attempt to synchronise vCPUs and keeps its own offset instead, so a VM
+ * saved in its first second (a snapshot taken just after boot, the fast-start case) came
+ * back with its TSC behind the saved value, and a TSC-deadline timer armed against it
+ * fired late by the difference.  Where KVM has KVM_VCPU_TSC_OFFSET (Linux 5.16), the
+ * first vCPU's saved TSC sets the offset and every vCPU gets that same offset (so KVM
+ * still sees their TSCs matched), before the other MSRs (the TSC deadline among them)
+ * are written.  Zero-initialise one for all the vCPUs of a restore.
+ */
+struct kvm_tsc_restore {
+	int have_offset;
+	uint64_t offset;
+};
+
+int kvm_vcpu_restore(struct kvm_vcpu_fd *v, struct snap_r *r, struct kvm_tsc_restore *tsc,
+                     struct err *e);
 int kvm_vm_save(struct kvm *k, struct snap_w *w, struct err *e);
 int kvm_vm_restore(struct kvm *k, struct snap_r *r, struct err *e);
 

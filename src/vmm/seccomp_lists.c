@@ -260,6 +260,10 @@ static const struct rule vmm_rules[] = {
     IOCTL(KVM_SET_DEBUGREGS),
     IOCTL(KVM_GET_VCPU_EVENTS),
     IOCTL(KVM_SET_VCPU_EVENTS),
+    /* The guest TSC's offset, put back on a load (kvm/state.h, struct kvm_tsc_restore). */
+    IOCTL(KVM_HAS_DEVICE_ATTR),
+    IOCTL(KVM_GET_DEVICE_ATTR),
+    IOCTL(KVM_SET_DEVICE_ATTR),
     /* The Uffd memory backend of a load: a userfaultfd (or one from /dev/userfaultfd),
      * registered over guest RAM; the handler's connection checked for an unread handshake. */
     ALLOW(userfaultfd),

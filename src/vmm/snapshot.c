@@ -653,6 +653,7 @@ int vm_snapshot_create(struct vm *vm, const char *snap_path, const char *mem_pat
 
 int vm_step_restore(struct vm *vm, struct err *e)
 {
+	struct kvm_tsc_restore tsc = {0};
 	const struct snapshot *s;
 	struct snap_r r;
 	unsigned int i;
@@ -676,7 +677,7 @@ int vm_step_restore(struct vm *vm, struct err *e)
 		rc = snap_done(&r, "the devices' state", e);
 	r = s->cpus;
 	for (i = 0; rc == 0 && i < vm->nvcpus_created; i++)
-		rc = kvm_vcpu_restore(&vm->vcpus[i].kf, &r, e);
+		rc = kvm_vcpu_restore(&vm->vcpus[i].kf, &r, &tsc, e);
 	if (rc == 0)
 		rc = snap_done(&r, "the vCPUs' state", e);
 	if (rc < 0)
