@@ -157,10 +157,6 @@ static int tsc_offset_get(int fd, uint64_t *off)
  */
 static int tsc_restore(int fd, uint64_t saved, struct kvm_tsc_restore *t, struct err *e)
 {
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry ent;
-	} now = {.h = {.nmsrs = 1}, .ent = {.index = MSR_IA32_TSC}};
 	struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET};
 	uint64_t off;
 	int r = tsc_offset_get(fd, &off);
@@ -168,11 +164,21 @@ static int tsc_restore(int fd, uint64_t saved, struct kvm_tsc_restore *t, struct
 	if (r <= 0)
 		return r < 0 ? err_sys(e, -r, "KVM_GET_DEVICE_ATTR (TSC offset)") : 0;
 	if (!t->have_offset) {
+		struct kvm_msrs *now = calloc(1, sizeof(*now) + sizeof(struct kvm_msr_entry));
+
+		if (!now)
+			return err_set(e, ENOMEM, "out of memory for the TSC");
+		now->nmsrs = 1;
+		now->entries[0].index = MSR_IA32_TSC;
+		if (ioctl(fd, KVM_GET_MSRS, now) != 1) {
+			r = err_sys(e, errno, "KVM_GET_MSRS (TSC)");
+			free(now);
+			return r;
+		}
 		/* Guest TSC = host TSC + offset: move the offset by what the TSC is short of. */
-		if (ioctl(fd, KVM_GET_MSRS, &now.h) != 1)
-			return err_sys(e, errno, "KVM_GET_MSRS (TSC)");
-		t->offset = off + (saved - now.ent.data);
+		t->offset = off + (saved - now->entries[0].data);
 		t->have_offset = 1;
+		free(now);
 	}
 	off = t->offset;
 	a.addr = (uintptr_t)&off;
