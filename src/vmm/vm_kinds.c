@@ -255,6 +255,12 @@ static void balloon_collect(struct vm_virtio *vv, struct metrics_values *v)
 	v->balloon.stats_updates_count += b->stats_updates_count;
 	v->balloon.stats_update_fails += b->stats_update_fails;
 	v->balloon.event_fails += b->event_fails;
+	v->balloon.free_page_report_count += b->report_count;
+	v->balloon.free_page_report_freed += b->report_freed;
+	v->balloon.free_page_report_fails += b->report_fails;
+	v->balloon.free_page_hint_count += b->hint_count;
+	v->balloon.free_page_hint_freed += b->hint_freed;
+	v->balloon.free_page_hint_fails += b->hint_fails;
 	pthread_mutex_unlock(&b->vdev.lock);
 }
 
