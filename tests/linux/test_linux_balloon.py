@@ -177,7 +177,8 @@ def test_linux_balloon_free_pages(tmp_path, feature):
     itself.  Hinting (reporting off): the same free leaves the RSS where it was until a
     hinting run; acknowledge_on_stop off keeps the run open (Linux holds its hinted pages,
     its free memory low) until PATCH /balloon/hinting/stop; then a default run reaches DONE
-    by itself."""
+    by itself; a snapshot taken in a run comes back with the run ended (DONE) and Linux's
+    memory free again."""
     for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
         if not f.is_file():
             pytest.fail(f"{f} does not exist: run make asan linux-guest first")
@@ -209,6 +210,7 @@ def test_linux_balloon_free_pages(tmp_path, feature):
     p = subprocess.Popen([str(a) for a in (EMBER, "--api-sock", sock, "--config-file", cfg)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
+    procs = [p]
     buf = [""]
     try:
         drv = wait_line(p, buf, r"EMBER-BALLOON driver .*", TIMEOUT)
@@ -276,11 +278,56 @@ def test_linux_balloon_free_pages(tmp_path, feature):
             wait_hint(sock, {"host_cmd": 1, "guest_cmd": 0})
             s = wait_stats(sock, lambda s: s["free_memory"] > free0 - (32 << 20),
                            "Linux did not take its hinted pages back after the second run")
+            # A snapshot in the middle of a run (Linux holding its hints, id 4): the restored
+            # device ends the run with DONE and tells the driver, which frees its blocks.
+            st, body = api(sock, "PATCH", "/balloon/hinting/start",
+                           {"acknowledge_on_stop": False})
+            assert st == 204, body
+            wait_hint(sock, {"host_cmd": 4, "guest_cmd": 0})
+            wait_stats(sock, lambda s: s["free_memory"] < free0 - (want << 10),
+                       "Linux's free memory did not drop in the third run")
+            for method, path, body in (
+                    ("PATCH", "/vm", {"state": "Paused"}),
+                    ("PUT", "/snapshot/create", {"snapshot_type": "Full",
+                                                 "snapshot_path": str(tmp_path / "vm.snap"),
+                                                 "mem_file_path": str(tmp_path / "vm.mem")})):
+                st, out = api(sock, method, path, body)
+                assert st == 204, (path, out)
+            p.kill()
+            p.wait()
+            sock = tmp_path / "b.sock"
+            procs.append(subprocess.Popen([str(EMBER), "--api-sock", str(sock)],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE))
+            p = procs[-1]
+            end = time.monotonic() + STEP_TIMEOUT
+            while not sock.exists() and time.monotonic() < end and p.poll() is None:
+                time.sleep(0.05)
+            st, body = api(sock, "PUT", "/snapshot/load", {
+                "snapshot_path": str(tmp_path / "vm.snap"),
+                "mem_backend": {"backend_type": "File", "backend_path": str(tmp_path / "vm.mem")},
+                "resume_vm": True})
+            assert st == 204, body
+            st, body = api(sock, "GET", "/balloon")
+            assert st == 200 and body["free_page_hinting"] and not body["free_page_reporting"]
+            assert hint_status(sock) == {"host_cmd": 1, "guest_cmd": 0}
+            s = wait_stats(sock, lambda s: s["free_memory"] > free0 - (32 << 20),
+                           "the restored Linux did not take its hinted pages back")
+            print(f"restored mid-run: Linux free_memory {s['free_memory'] >> 20} MiB")
+            # The ids go on from the saved ones.
+            st, body = api(sock, "PATCH", "/balloon/hinting/start",
+                           {"acknowledge_on_stop": False})
+            assert st == 204, body
+            wait_hint(sock, {"host_cmd": 5, "guest_cmd": 0})
+            st, body = api(sock, "PATCH", "/balloon/hinting/stop")
+            assert st == 204, body
         p.send_signal(signal.SIGTERM)
         assert p.wait(STEP_TIMEOUT) == 0
     finally:
-        p.kill()
-        p.wait()
-        err = p.stderr.read().decode(errors="replace")
-        print(err[-2000:])
+        err = ""
+        for q in procs:
+            q.kill()
+            q.wait()
+            err += q.stderr.read().decode(errors="replace")
+        print(err[-3000:])
     assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err
