@@ -68,7 +68,8 @@ static const char usage_text[] =
     "                         process_startup_time_us and _cpu_us count from them\n"
     "      --module NAME      log only lines from this module (as PUT /logger's module)\n"
     "      --mmds-size-limit BYTES\n"
-    "                         accepted for compatibility: ember has no MMDS yet\n"
+    "                         the MMDS data store's size limit (default: the API's\n"
+    "                         payload limit, 51200)\n"
     "\n"
     "ember's own options (the same configuration as the API's):\n"
     "  -k, --kernel PATH      kernel to boot: an ELF vmlinux (64-bit Linux boot protocol\n"
@@ -257,6 +258,8 @@ struct cli {
 	bool start_time_set, start_time_cpu_set;
 	bool no_api, show_level, show_origin, boot_timer;
 	unsigned long long max_payload;
+	unsigned long long mmds_size_limit; /* --mmds-size-limit */
+	bool mmds_size_set;
 	const char *restore, *mem_file; /* --restore, --mem-file */
 	bool resume;
 	bool vm_flags; /* a flag that configures the VM (--mem, --disk, ...): not with --restore */
@@ -436,6 +439,9 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 				o->start_time_cpu_set = true;
 			} else if (opt == OPT_PARENT_CPU_TIME_US) {
 				o->parent_cpu_time_us = v;
+			} else {
+				o->mmds_size_limit = v;
+				o->mmds_size_set = true;
 			}
 			break;
 		case OPT_MODULE:
@@ -680,6 +686,9 @@ int main(int argc, char **argv)
 	ctl_set_start_times(&c, o.start_time_set ? &o.start_time_us : NULL,
 	                    o.start_time_cpu_set ? &o.start_time_cpu_us : NULL,
 	                    o.parent_cpu_time_us);
+	/* Firecracker's default for the MMDS data store: the API's payload limit. */
+	if (o.mmds_size_set || o.max_payload)
+		c.res.mmds.size_limit = o.mmds_size_set ? o.mmds_size_limit : o.max_payload;
 	c.build_only = o.dump_pci;
 	c.boot_timer = o.boot_timer;
 	r = cli_logger_metrics(&o, &c, &e);
