@@ -221,7 +221,6 @@ json_t *json_from_mmds_config(const struct resources *r)
 	}
 	inet_ntop(AF_INET, &a, ip, sizeof(ip));
 	o = json_pack("{s:s, s:o, s:s, s:b}", "version", m->version == MMDS_V2 ? "V2" : "V1",
-	              "network_interfaces", ifs, "ipv4_address", ip, "imds_compat",
-	              m->imds_compat);
+	              "network_interfaces", ifs, "ipv4_address", ip, "imds_compat", m->imds_compat);
 	return o ? o : json_null();
 }

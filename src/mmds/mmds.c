@@ -432,10 +432,11 @@ static int answer_put(struct mmds *m, const struct mmds_request *rq, struct mmds
 		                rq->ttl_header, rq->ttl);
 	r = mmds_token_new(m, (uint32_t)ttl, tok);
 	if (r == -EINVAL)
-		return set_body(a, 400, "text/plain",
-		                "Invalid time to live value provided for token: %lu. Please provide "
-		                "a value between %u and %u.",
-		                ttl, MMDS_TOKEN_TTL_MIN, MMDS_TOKEN_TTL_MAX);
+		return set_body(
+		    a, 400, "text/plain",
+		    "Invalid time to live value provided for token: %lu. Please provide "
+		    "a value between %u and %u.",
+		    ttl, MMDS_TOKEN_TTL_MIN, MMDS_TOKEN_TTL_MAX);
 	if (r < 0)
 		return set_body(a, 400, "text/plain", "Failed to encrypt token.");
 	snprintf(a->extra_header, sizeof(a->extra_header), "%s: %lu", rq->ttl_header, ttl);

@@ -31,7 +31,7 @@
 #define MMDS_TOKEN_TTL_MIN 1u
 #define MMDS_TOKEN_TTL_MAX 21600u
 /* Live tokens kept; a new one past this replaces the one that expires first. */
-#define MMDS_MAX_TOKENS 256
+#define MMDS_MAX_TOKENS  256
 #define MMDS_TOKEN_BYTES 24 /* random bytes per token */
 #define MMDS_TOKEN_CHARS 32 /* base64 of them */
 
@@ -83,11 +83,11 @@ enum mmds_method { MMDS_GET, MMDS_PUT, MMDS_OTHER };
 
 struct mmds_request {
 	enum mmds_method method;
-	const char *path; /* absolute path, NUL-terminated; "" when the URI had none */
-	bool accept_json; /* Accept: application/json */
-	const char *token; /* X-metadata-token / X-aws-ec2-metadata-token, or NULL */
-	const char *ttl;   /* X-metadata-token-ttl-seconds / X-aws-ec2-..., or NULL */
-	const char *ttl_header; /* the header's name as the guest spelled it */
+	const char *path;          /* absolute path, NUL-terminated; "" when the URI had none */
+	bool accept_json;          /* Accept: application/json */
+	const char *token;         /* X-metadata-token / X-aws-ec2-metadata-token, or NULL */
+	const char *ttl;           /* X-metadata-token-ttl-seconds / X-aws-ec2-..., or NULL */
+	const char *ttl_header;    /* the header's name as the guest spelled it */
 	const char *forwarded_for; /* X-Forwarded-For's name as spelled, or NULL */
 };
 

@@ -338,7 +338,7 @@ void res_forget_vm(struct resources *r);
 
 /* Firecracker's MMDS config errors (MmdsConfigError, with its "MMMDS config error: " prefix). */
 #define RES_MSG_MMDS_EMPTY_IFACES                                                                  \
-	"MMMDS config error: The list of network interface IDs that allow forwarding MMDS "       \
+	"MMMDS config error: The list of network interface IDs that allow forwarding MMDS "        \
 	"requests is empty."
 #define RES_MSG_MMDS_BAD_IFACE                                                                     \
 	"MMMDS config error: The list of network interface IDs provided contains at least one ID " \
