@@ -10,8 +10,10 @@
  *  - an IPv4 packet to the address (header checked: version, IHL, total length, header
  *    checksum, no fragments) is consumed; TCP to port 80 goes to a small TCP server, other
  *    protocols are dropped, TCP to other ports gets a RST (RFC 9293 §3.10.7.1);
- *  - anything else, and ARP or IPv4 frames too malformed to be understood, go on to the
- *    backend as before (Firecracker's detour_frame returning false).
+ *  - any other ARP frame whose target is the address, and any malformed IPv4 packet to it,
+ *    is consumed and dropped (counted): what is addressed to MMDS never leaks to the host
+ *    (Firecracker passes such frames on; nothing answers them there either);
+ *  - everything else goes on to the backend as before.
  *
  * The TCP server (RFC 9293, passive open only): at most MMDS_MAX_CONNS connections, each
  * with a MMDS_RCV_BUF-byte receive buffer that is also the window it advertises; in-order
