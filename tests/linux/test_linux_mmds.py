@@ -1,14 +1,20 @@
 """Linux tier, MMDS (docs/devices/mmds.md): Debian's kernel reaches ember's metadata service at
 169.254.169.254 over a virtio-net interface on slirp, which has no such address: every answer
-comes from ember's own stack in virtio-net's transmit path.  The guest configures its NIC by
+comes from ember's own stack in virtio-net's transmit path.  V2 runs over a tap as well (the
+guest then sends partially checksummed TCP, VIRTIO_NET_HDR_F_NEEDS_CSUM), with the host side
+of the tap watched: no frame for MMDS reaches it.  The guest configures its NIC by
 hand (an address and a link route to MMDS), then asks with busybox's nc and hand-written
 requests (the initramfs's static busybox wget crashes on its name lookup, and cannot send PUT
 or custom headers anyway): V1 GETs without a token, the IMDS and JSON formats; V2: 401
 without a token, a token from PUT /latest/api/token, GETs with it.
 """
 
+import os
 import re
+import secrets
+import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -46,7 +52,46 @@ echo "EMBER-MMDS done"
 """
 
 
-def run(tmp_path, version):
+# Watches the host's side of the tap: how many frames arrive, and how many of them are for MMDS
+# (an ARP whose target or an IPv4 packet whose destination is 169.254.169.254).
+SNIFFER = r"""
+import socket, sys, os, select
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((sys.argv[1], 0))
+print("ready", flush=True)
+total = mmds = 0
+while not os.path.exists(sys.argv[2]):
+    if not select.select([s], [], [], 0.2)[0]:
+        continue
+    f = s.recv(65536)
+    total += 1
+    t = f[12:14]
+    if (t == b"\x08\x06" and f[38:42] == bytes([169, 254, 169, 254])) or \
+            (t == b"\x08\x00" and f[30:34] == bytes([169, 254, 169, 254])):
+        mmds += 1
+print(f"frames {total} mmds {mmds}", flush=True)
+"""
+
+
+def sh(*args):
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def tap_netns():
+    """A network namespace holding tap 'mtap0' (up, IPv6 off); needs root and ip."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.fail("the tap variant needs root and iproute2's ip")
+    ns = f"ember-mmds-{secrets.token_hex(3)}"
+    inns = ["ip", "netns", "exec", ns]
+    sh("ip", "netns", "add", ns)
+    sh(*inns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+    sh(*inns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+    sh(*inns, "ip", "tuntap", "add", "dev", "mtap0", "mode", "tap")
+    sh(*inns, "ip", "link", "set", "mtap0", "up")
+    return ns
+
+
+def run(tmp_path, version, backend="slirp"):
     for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
         if not f.is_file():
             pytest.fail(f"{f} does not exist: run make asan linux-guest first")
@@ -55,8 +100,19 @@ def run(tmp_path, version):
         f.write(SCRIPT.encode())
         f.truncate(1 << 20)
     sock = tmp_path / "api.sock"
-    p = subprocess.Popen([str(EMBER), "--api-sock", str(sock)], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ns = sniffer = None
+    prefix = []
+    net = {"iface_id": "eth0", "backend": "slirp"}
+    if backend == "tap":
+        ns = tap_netns()
+        prefix = ["ip", "netns", "exec", ns]
+        net = {"iface_id": "eth0", "host_dev_name": "mtap0"}
+        sniffer = subprocess.Popen([*prefix, sys.executable, "-c", SNIFFER, "mtap0",
+                                    str(tmp_path / "stop")], stdout=subprocess.PIPE)
+        assert sniffer.stdout.readline().decode().strip() == "ready"
+    p = subprocess.Popen([*prefix, str(EMBER), "--api-sock", str(sock)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
     buf = [""]
     lines = {}
     try:
@@ -73,7 +129,7 @@ def run(tmp_path, version):
             ("/machine-config", {"vcpu_count": 1, "mem_size_mib": 256}),
             ("/drives/script", {"drive_id": "script", "path_on_host": str(script),
                                 "is_root_device": False, "is_read_only": True}),
-            ("/network-interfaces/eth0", {"iface_id": "eth0", "backend": "slirp"}),
+            ("/network-interfaces/eth0", net),
             ("/mmds/config", {"version": version, "network_interfaces": ["eth0"]}),
             ("/mmds", DOC),
             ("/actions", {"action_type": "InstanceStart"}),
@@ -87,10 +143,19 @@ def run(tmp_path, version):
             if m:
                 lines[m.group(1)] = m.group(2)
         assert p.wait(timeout=TIMEOUT) == 0, buf[0][-3000:]
+        if sniffer:
+            (tmp_path / "stop").write_text("")
+            lines["tap"] = sniffer.communicate(timeout=30)[0].decode().strip()
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+        if sniffer and sniffer.poll() is None:
+            sniffer.kill()
+            sniffer.wait()
+        if ns:
+            subprocess.run(["ip", "netns", "del", ns], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
     return lines
 
 
@@ -107,8 +172,9 @@ def test_linux_mmds_v1(tmp_path):
     assert got["bad-token"] == "[HTTP/1.1 200 OK] [ami-12345678]", got
 
 
-def test_linux_mmds_v2(tmp_path):
-    got = run(tmp_path, "V2")
+@pytest.mark.parametrize("backend", ["slirp", "tap"])
+def test_linux_mmds_v2(tmp_path, backend):
+    got = run(tmp_path, "V2", backend)
     no_token = ("401 Unauthorized] [No MMDS token provided. Use `X-metadata-token` or "
                 "`X-aws-ec2-metadata-token` header to specify the session token.]")
     assert got["get"] == "[HTTP/1.0 " + no_token, got
@@ -116,3 +182,7 @@ def test_linux_mmds_v2(tmp_path):
     assert got["token"] == "[HTTP/1.1 200 OK] length 32", got
     assert got["with-token"] == "[HTTP/1.1 200 OK] [ami-12345678]", got
     assert got["bad-token"] == "[HTTP/1.1 401 Unauthorized] [MMDS token not valid.]", got
+    if backend == "tap":
+        # The guest's other traffic (its DHCP attempts) reaches the tap; nothing for MMDS does.
+        m = re.fullmatch(r"frames (\d+) mmds (\d+)", got["tap"])
+        assert m and int(m.group(1)) > 0 and m.group(2) == "0", got["tap"]
