@@ -312,6 +312,8 @@ static uint16_t sum16(uint32_t s, const uint8_t *p, size_t n)
 	return (uint16_t)s;
 }
 
+static uint16_t guest_win = 64240; /* the window the guest's segments advertise */
+
 /* A guest TCP segment to ip:dport; returns its length. */
 static size_t tcp_frame(uint8_t *f, uint32_t dst, uint16_t sport, uint16_t dport, uint32_t seq,
                         uint32_t ack, uint8_t flags, const char *data)
@@ -337,7 +339,7 @@ static size_t tcp_frame(uint8_t *f, uint32_t dst, uint16_t sport, uint16_t dport
 	p32(tcp + 8, ack);
 	tcp[12] = 5 << 4;
 	tcp[13] = flags;
-	p16(tcp + 14, 64240);
+	p16(tcp + 14, guest_win);
 	memcpy(tcp + 20, data ? data : "", plen);
 	ps = (GUEST_IP >> 16) + (GUEST_IP & 0xffff) + (dst >> 16) + (dst & 0xffff) + 6 +
 	     (uint32_t)(20 + plen);
@@ -577,6 +579,76 @@ TEST(needs_csum_completed)
 	mmds_free(m);
 }
 
+/* A 6000-byte answer through a 1000-byte window and the default MSS (no option): segments of
+ * at most 536 bytes, never more in flight than the window, and three duplicate ACKs resend. */
+TEST(tcp_segmentation_window_and_dupacks)
+{
+	static char doc[7000];
+	struct mmds *m;
+	struct mmds_stack *s;
+	uint8_t f[2048], out[MMDS_OUT_MAX];
+	const char *req = "GET /k HTTP/1.1\r\n\r\n";
+	static char got[8192];
+	uint32_t iss, rseq = 77, acked, sent_max;
+	size_t len, n, glen = 0;
+	unsigned int i;
+
+	memcpy(doc, "{\"k\":\"", 6);
+	memset(doc + 6, 'x', 6000);
+	memcpy(doc + 6006, "\"}", 3);
+	m = new_store(10000, doc);
+	s = mmds_stack_new(m, MMDS_DEFAULT_IPV4);
+	len = tcp_frame(f, MMDS_DEFAULT_IPV4, 45000, 80, rseq, 0, F_SYN, NULL);
+	mmds_stack_input(s, f, len, 0, 0, 0, 0);
+	n = mmds_stack_output(s, out, sizeof(out));
+	iss = g32(out + 34 + 4);
+	rseq++;
+	guest_win = 1000;
+	len = tcp_frame(f, MMDS_DEFAULT_IPV4, 45000, 80, rseq, iss + 1, F_ACK | F_PSH, req);
+	mmds_stack_input(s, f, len, 0, 0, 0, 0);
+	rseq += (uint32_t)strlen(req);
+	acked = iss + 1;
+	for (i = 0; i < 100; i++) {
+		sent_max = acked;
+		while ((n = mmds_stack_output(s, out, sizeof(out))) > 0) {
+			uint32_t seq = g32(out + 34 + 4), pl = (uint32_t)(n - 54);
+
+			CHECK(out_valid(out, n));
+			CHECK(pl <= 536);
+			CHECK(seq + pl - acked <= 1000);
+			if (seq == iss + 1 + glen && pl) {
+				memcpy(got + glen, out + 54, pl);
+				glen += pl;
+			}
+			if (seq + pl > sent_max)
+				sent_max = seq + pl;
+		}
+		if (i == 3) { /* pretend the window's data was lost: three duplicate ACKs */
+			unsigned int k;
+
+			glen = acked - (iss + 1);
+			for (k = 0; k < 3; k++) {
+				len = tcp_frame(f, MMDS_DEFAULT_IPV4, 45000, 80, rseq, acked, F_ACK,
+				                NULL);
+				mmds_stack_input(s, f, len, 0, 0, 0, 0);
+			}
+			continue;
+		}
+		if (sent_max == acked)
+			break; /* everything sent was acknowledged: the answer is complete */
+		acked = sent_max;
+		len = tcp_frame(f, MMDS_DEFAULT_IPV4, 45000, 80, rseq, acked, F_ACK, NULL);
+		mmds_stack_input(s, f, len, 0, 0, 0, 0);
+	}
+	got[glen] = '\0';
+	CHECK_STR_CONTAINS(got, "Content-Length: 6000\r\n");
+	CHECK_EQ(strlen(body_of(got)), 6000);
+	CHECK_EQ(mmds_stack_conns(s), 1);
+	guest_win = 64240;
+	mmds_stack_free(s);
+	mmds_free(m);
+}
+
 int main(void)
 {
 	RUN(put_patch_get_and_limit);
@@ -590,5 +662,6 @@ int main(void)
 	RUN(tcp_resets_and_unusual);
 	RUN(tcp_full_buffer_resets_and_table_full);
 	RUN(needs_csum_completed);
+	RUN(tcp_segmentation_window_and_dupacks);
 	return test_summary();
 }
