@@ -214,3 +214,23 @@ def test_after_boot(ember_bin, guest_elf, tmp_path):
                     NOT_AFTER_BOOT)
         finally:
             e.stop()
+
+
+def test_metadata_option(ember_bin, tmp_path):
+    """Firecracker's --metadata FILE: the data store's contents at start."""
+    f = tmp_path / "meta.json"
+    f.write_text(json.dumps(DOC))
+    e = Ember(tmp_path, args=["--metadata", f]).start()
+    try:
+        assert e.get("/mmds") == DOC
+        e.ok("PATCH", "/mmds", {"n": None})  # initialized: PATCH works at once
+        assert e.get("/mmds") == {"latest": DOC["latest"]}
+    finally:
+        e.stop()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a":')
+    rc, out, err = run_ember(["--metadata", bad, "--api-sock", tmp_path / "b.sock"], timeout=30)
+    assert rc == 1 and f"--metadata {bad}: " in err, (rc, err)
+    rc, out, err = run_ember(["--metadata", f, "--mmds-size-limit", "10", "--api-sock",
+                              tmp_path / "c.sock"], timeout=30)
+    assert rc == 1 and f"--metadata {f}: The MMDS patch request doesn't fit." in err, (rc, err)
