@@ -587,7 +587,7 @@ static void net_run(struct virtio_net *n, bool tx, bool rx)
 		n->st.tx_rate_limiter_throttled++;
 	else if (tx)
 		ktx = tx_run_locked(n);
-	if (n->mmds && (n->rx_pending || mmds_stack_pending(n->mmds)))
+	if (n->mmds && !n->rx_pending && mmds_stack_pending(n->mmds))
 		rx = true; /* MMDS answered: deliver */
 	if (rx && throttled(&n->rx_limiter))
 		n->st.rx_rate_limiter_throttled++;
