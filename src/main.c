@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "api/api.h"
 #include "util/log.h"
 #include "vmm/ctl.h"
@@ -68,7 +70,9 @@ static const char usage_text[] =
     "                         process_startup_time_us and _cpu_us count from them\n"
     "      --module NAME      log only lines from this module (as PUT /logger's module)\n"
     "      --mmds-size-limit BYTES\n"
-    "                         accepted for compatibility: ember has no MMDS yet\n"
+    "                         the MMDS data store's size limit (default: the API's\n"
+    "                         payload limit, 51200)\n"
+    "      --metadata FILE    the MMDS data store's first contents: FILE's JSON\n"
     "\n"
     "ember's own options (the same configuration as the API's):\n"
     "  -k, --kernel PATH      kernel to boot: an ELF vmlinux (64-bit Linux boot protocol\n"
@@ -187,6 +191,7 @@ enum {
 	OPT_PARENT_CPU_TIME_US,
 	OPT_MODULE,
 	OPT_MMDS_SIZE_LIMIT,
+	OPT_METADATA,
 	OPT_VFIO,
 	OPT_RESTORE,
 	OPT_MEM_FILE,
@@ -231,6 +236,7 @@ static const struct option long_opts[] = {
     {"parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_TIME_US},
     {"module", required_argument, NULL, OPT_MODULE},
     {"mmds-size-limit", required_argument, NULL, OPT_MMDS_SIZE_LIMIT},
+    {"metadata", required_argument, NULL, OPT_METADATA},
     {"vfio", required_argument, NULL, OPT_VFIO},
     {"restore", required_argument, NULL, OPT_RESTORE},
     {"mem-file", required_argument, NULL, OPT_MEM_FILE},
@@ -257,6 +263,9 @@ struct cli {
 	bool start_time_set, start_time_cpu_set;
 	bool no_api, show_level, show_origin, boot_timer;
 	unsigned long long max_payload;
+	unsigned long long mmds_size_limit; /* --mmds-size-limit */
+	bool mmds_size_set;
+	const char *metadata;           /* --metadata FILE */
 	const char *restore, *mem_file; /* --restore, --mem-file */
 	bool resume;
 	bool vm_flags; /* a flag that configures the VM (--mem, --disk, ...): not with --restore */
@@ -436,10 +445,16 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 				o->start_time_cpu_set = true;
 			} else if (opt == OPT_PARENT_CPU_TIME_US) {
 				o->parent_cpu_time_us = v;
+			} else {
+				o->mmds_size_limit = v;
+				o->mmds_size_set = true;
 			}
 			break;
 		case OPT_MODULE:
 			o->module = optarg;
+			break;
+		case OPT_METADATA:
+			o->metadata = optarg;
 			break;
 		case OPT_VFIO:
 			if (o->nvfio >= VM_MAX_VFIO)
@@ -636,6 +651,27 @@ static int cli_logger_metrics(const struct cli *o, struct ctl *c, struct err *e)
 	return r;
 }
 
+/* --metadata FILE: Firecracker's MMDS contents at start (before the config file, as there). */
+static int cli_metadata(const char *path, struct ctl *c, struct err *e)
+{
+	struct mmds *m = res_mmds_store(&c->res);
+	json_error_t je;
+	json_t *j;
+	int r;
+
+	if (!m)
+		return err_set(e, ENOMEM, "out of memory");
+	j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		return err_set(e, EINVAL, "--metadata %.200s: %s at line %d column %d", path,
+		               je.text, je.line, je.column);
+	r = mmds_put(m, j, e);
+	json_decref(j);
+	if (r < 0)
+		err_prefix(e, "--metadata %.200s", path);
+	return r;
+}
+
 /* The seccomp filters: ember's own, FILE's (--seccomp-filter), or none (--no-seccomp). */
 static int cli_seccomp(const struct cli *o, struct ctl *c, struct err *e)
 {
@@ -680,6 +716,9 @@ int main(int argc, char **argv)
 	ctl_set_start_times(&c, o.start_time_set ? &o.start_time_us : NULL,
 	                    o.start_time_cpu_set ? &o.start_time_cpu_us : NULL,
 	                    o.parent_cpu_time_us);
+	/* Firecracker's default for the MMDS data store: the API's payload limit. */
+	if (o.mmds_size_set || o.max_payload)
+		c.res.mmds.size_limit = o.mmds_size_set ? o.mmds_size_limit : o.max_payload;
 	c.build_only = o.dump_pci;
 	c.boot_timer = o.boot_timer;
 	r = cli_logger_metrics(&o, &c, &e);
@@ -687,6 +726,8 @@ int main(int argc, char **argv)
 		r = cli_seccomp(&o, &c, &e);
 	if (r == 0)
 		r = cli_to_resources(&o, &c, &e);
+	if (r == 0 && o.metadata)
+		r = cli_metadata(o.metadata, &c, &e);
 	if (r == 0 && o.config_file)
 		r = api_apply_config_file(&c, o.config_file, &e);
 	if (r == 0 && o.api_sock)

@@ -160,9 +160,7 @@ static bool not_yet(struct route *rt)
 {
 	const char *t0 = rt->tok[0], *msg = NULL;
 
-	if (is(rt, 1, "mmds", NULL) || is(rt, 2, "mmds", "config"))
-		msg = "ember does not support MMDS (the microVM metadata service) yet.";
-	else if (is(rt, 2, "hotplug", "memory"))
+	if (is(rt, 2, "hotplug", "memory"))
 		msg = "ember does not support memory hot plug yet.";
 	else if (!strcmp(t0, "pmem") && rt->ntok <= 2)
 		msg = "ember does not support virtio-pmem devices yet.";
@@ -290,6 +288,8 @@ static void handle_get(struct route *rt)
 		reply_json(rt->resp, 200, api_pci_topology(c));
 	} else if (!strcmp(rt->tok[0], "balloon")) {
 		get_balloon(rt);
+	} else if (is(rt, 1, "mmds", NULL)) {
+		api_mmds_get(c, rt->resp);
 	} else if (!not_yet(rt)) {
 		invalid_path(rt);
 	}
@@ -486,6 +486,8 @@ int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_i
 		if (r == 0)
 			r = res_set_cpu_config(&c->res, &cc, e);
 		res_cpu_config_clear(&cc);
+	} else if (!strcmp(what, "mmds-config")) {
+		r = api_mmds_config(c, j, e);
 	} else if (!strcmp(what, "serial")) {
 		struct res_serial sr;
 
@@ -497,6 +499,29 @@ int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_i
 		r = err_set(e, ENOTSUP, "ember does not support \"%s\" yet.", what);
 	}
 	return r;
+}
+
+/* PUT /mmds (the data store) and /mmds/config (before boot): Firecracker's parse_put_mmds. */
+static void put_mmds(struct route *rt)
+{
+	struct err e = {0};
+	json_t *j;
+
+	if (rt->ntok == 2 && strcmp(rt->tok[1], "config")) {
+		char msg[HTTP_MAX_PATH + 64];
+
+		snprintf(msg, sizeof(msg), "Unrecognized PUT request path `%s`.", rt->tok[1]);
+		reply_fault(rt->resp, msg);
+		return;
+	}
+	j = body_json(rt);
+	if (!j)
+		return;
+	if (rt->ntok == 1)
+		api_mmds_put(rt->ctl, false, j, rt->resp);
+	else if (pre_boot(rt))
+		reply_ok(rt->resp, api_apply_put(rt->ctl, "mmds-config", j, NULL, &e), &e);
+	json_decref(j);
 }
 
 static void handle_put(struct route *rt)
@@ -518,6 +543,10 @@ static void handle_put(struct route *rt)
 		return;
 	if (!rt->req->body_len) {
 		reply_fault(rt->resp, "Empty PUT request.");
+		return;
+	}
+	if (!strcmp(rt->tok[0], "mmds") && rt->ntok <= 2) {
+		put_mmds(rt);
 		return;
 	}
 	for (i = 0; singles[i]; i++)
@@ -571,6 +600,13 @@ static void handle_patch(struct route *rt)
 	}
 	if (!rt->req->body_len) {
 		reply_fault(rt->resp, "Empty PATCH request.");
+		return;
+	}
+	if (is(rt, 1, "mmds", NULL)) {
+		j = body_json(rt);
+		if (j)
+			api_mmds_put(c, true, j, rt->resp);
+		json_decref(j);
 		return;
 	}
 	if (!(is(rt, 1, "machine-config", NULL) || is(rt, 1, "vm", NULL) ||

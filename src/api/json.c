@@ -1444,7 +1444,7 @@ json_t *json_from_full_config(const struct resources *r)
 	}
 	json_object_set_new(o, "metrics", v);
 	json_object_set_new(o, "memory-hotplug", json_null());
-	json_object_set_new(o, "mmds-config", json_null());
+	json_object_set_new(o, "mmds-config", json_from_mmds_config(r));
 	for (i = 0; i < r->nnets; i++)
 		json_array_append_new(nets, from_net(&r->nets[i]));
 	json_object_set_new(o, "network-interfaces", nets);

@@ -103,6 +103,10 @@ int json_to_vm_state(json_t *o, bool *paused, struct err *e);
 /* Encoders for GET answers (new references; NULL when out of memory). */
 json_t *json_from_machine(const struct res_machine *m);
 json_t *json_from_full_config(const struct resources *r);
+/* Firecracker's MmdsConfig (api/mmds.c): the body into `out` (free with
+ * res_mmds_config_clear), and the configured one back (null when none). */
+int json_to_mmds_config(json_t *o, struct res_mmds_config *out, struct err *e);
+json_t *json_from_mmds_config(const struct resources *r);
 /* GET /balloon (Firecracker's fields; `transport`: ember's too, for GET /vm/config). */
 json_t *json_from_balloon(const struct res_balloon *b, bool transport);
 /* GET /balloon/statistics: the targets, then each statistic the guest reported. */

@@ -17,6 +17,8 @@
 #include "util/err.h"
 #include "util/ratelimit.h"
 
+struct mmds;
+
 #define VM_MAX_DISKS 8
 #define VM_MAX_NETS  4
 
@@ -41,6 +43,8 @@ struct vm_net_cfg {
 	bool has_mac;
 	uint8_t mac[6];
 	enum vm_transport transport;
+	struct mmds *mmds;  /* answer MMDS on this interface (borrowed), or NULL */
+	uint32_t mmds_ipv4; /* its address, host order */
 };
 
 struct vm_vsock_cfg {

@@ -19,6 +19,7 @@ void res_init(struct resources *r)
 	memset(r, 0, sizeof(*r));
 	r->machine.vcpu_count = 1;
 	r->machine.mem_size_mib = 128;
+	r->mmds.size_limit = MMDS_DEFAULT_SIZE_LIMIT;
 }
 
 void res_boot_clear(struct res_boot *b)
@@ -99,6 +100,7 @@ void res_destroy(struct resources *r)
 	for (i = 0; i < r->nvfio; i++)
 		res_vfio_clear(&r->vfio[i]);
 	free(r->firmware_path);
+	res_mmds_clear(&r->mmds);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -654,8 +656,13 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 			root = &r->drives[i];
 	}
 	cfg->dev.ndisks = r->ndrives;
-	for (i = 0; i < r->nnets; i++)
+	for (i = 0; i < r->nnets; i++) {
 		res_net_to_cfg(&r->nets[i], &cfg->dev.nets[i]);
+		if (res_mmds_on(r, r->nets[i].id)) {
+			cfg->dev.nets[i].mmds = r->mmds.store;
+			cfg->dev.nets[i].mmds_ipv4 = r->mmds.ipv4;
+		}
+	}
 	cfg->dev.nnets = r->nnets;
 	if (r->vsock.present)
 		res_vsock_to_cfg(&r->vsock, &cfg->dev.vsock);

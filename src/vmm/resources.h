@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "boot/cpu_template.h"
+#include "mmds/mmds.h"
 #include "util/err.h"
 #include "util/ratelimit.h"
 #include "vmm/devopts.h"
@@ -154,6 +155,32 @@ struct res_serial {
 	struct res_bucket rate_limiter;
 };
 
+/*
+ * Firecracker's MmdsConfig (PUT /mmds/config, "mmds-config") and its data store
+ * (vmm/res_mmds.c; mmds/mmds.h).  The store is created on first use, as Firecracker's
+ * mmds_or_default, and outlives the VM's devices, which only borrow it.
+ */
+struct res_mmds {
+	bool configured; /* PUT /mmds/config was accepted */
+	enum mmds_version version;
+	bool imds_compat;
+	uint32_t ipv4; /* host order; MMDS_DEFAULT_IPV4 unless given */
+	char ifaces[VM_MAX_NETS][RES_ID_MAX + 1];
+	unsigned int nifaces;
+	size_t size_limit;  /* --mmds-size-limit (res_init: MMDS_DEFAULT_SIZE_LIMIT) */
+	struct mmds *store; /* NULL until first used */
+};
+
+/* The body of PUT /mmds/config as parsed (api/json.c); ids not yet checked. */
+struct res_mmds_config {
+	enum mmds_version version;
+	bool imds_compat;
+	bool has_ipv4;
+	uint32_t ipv4;
+	char **ifaces; /* malloc'd array of malloc'd strings */
+	unsigned int nifaces;
+};
+
 struct resources {
 	struct res_boot boot;
 	struct res_machine machine;
@@ -175,6 +202,7 @@ struct resources {
 	/* Host devices passed through with VFIO (ember's own: PUT /vfio/{id}, --vfio). */
 	struct res_vfio vfio[VM_MAX_VFIO];
 	unsigned int nvfio;
+	struct res_mmds mmds;
 };
 
 /* Defaults: 1 vCPU, 128 MiB, nothing else. */
@@ -306,6 +334,27 @@ void res_limiter_cfg(const struct res_limiter *l, struct rate_limiter_cfg *out);
  * configuration leaves the resources as they were before it.
  */
 void res_forget_vm(struct resources *r);
+
+/* ---- MMDS (vmm/res_mmds.c) ---- */
+
+/* Firecracker's MMDS config errors (MmdsConfigError, with its "MMMDS config error: " prefix). */
+#define RES_MSG_MMDS_EMPTY_IFACES                                                                  \
+	"MMMDS config error: The list of network interface IDs that allow forwarding MMDS "        \
+	"requests is empty."
+#define RES_MSG_MMDS_BAD_IFACE                                                                     \
+	"MMMDS config error: The list of network interface IDs provided contains at least one ID " \
+	"that does not correspond to any existing network interface."
+#define RES_MSG_MMDS_BAD_IPV4 "MMMDS config error: The MMDS IPv4 address is not link local."
+
+/* The data store, created with r->mmds.size_limit on first use.  NULL: out of memory. */
+struct mmds *res_mmds_store(struct resources *r);
+/* PUT /mmds/config: all or nothing (the checks above).  Frees nothing of c. */
+int res_set_mmds_config(struct resources *r, const struct res_mmds_config *c, struct err *e);
+void res_mmds_config_clear(struct res_mmds_config *c);
+/* Whether the interface `id` answers MMDS (in the configured list). */
+bool res_mmds_on(const struct resources *r, const char *id);
+/* Free the store (res_destroy). */
+void res_mmds_clear(struct res_mmds *m);
 
 /*
  * Fill a VM configuration from the resources (strings point into `r`, which

@@ -100,6 +100,8 @@ static int net_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, stru
 	    .mtu = c->mtu,
 	    .rx_rate_limiter = c->rx_rate_limiter,
 	    .tx_rate_limiter = c->tx_rate_limiter,
+	    .mmds = c->mmds,
+	    .mmds_ipv4 = c->mmds_ipv4,
 	};
 	int r;
 

@@ -900,10 +900,6 @@ BAD_REQUESTS = [
 ]
 
 NOT_YET = [
-    ("GET", "/mmds", None),
-    ("PUT", "/mmds", {"latest": {"meta-data": {"ami-id": "ami-1"}}}),
-    ("PATCH", "/mmds", {"latest": {"meta-data": {"ami-id": "ami-2"}}}),
-    ("PUT", "/mmds/config", {"network_interfaces": ["eth0"], "version": "V2"}),
     ("PUT", "/hotplug/memory", {"total_size_mib": 1024}),
     ("PATCH", "/hotplug/memory", {"requested_size_mib": 128}),
     ("GET", "/hotplug/memory", None),
@@ -1288,8 +1284,7 @@ class TestAfterBoot:
         refused_and_unchanged(booted, method, path, body, ("exact", NOT_AFTER_BOOT))
 
     def test_not_yet_still_says_so(self, booted):
-        for method, path, body in (("GET", "/mmds", None),
-                                   ("PUT", "/pmem/p0", {"id": "p0", "path_on_host": "@IMG@"})):
+        for method, path, body in (("PUT", "/pmem/p0", {"id": "p0", "path_on_host": "@IMG@"}),):
             msg = refused_and_unchanged(booted, method, path, body)
             assert NOT_YET_RE.match(msg), msg
 

@@ -354,7 +354,7 @@ def test_every_operation_is_routed(spec_ember, path, method):
 
 
 # GETs the spec describes that ember does not have yet (docs/api.md: "not yet").
-NOT_YET_GETS = {"/mmds", "/hotplug/memory"}
+NOT_YET_GETS = {"/hotplug/memory"}
 # GETs that only a running microVM answers (Firecracker's rule).
 AFTER_BOOT_GETS = {"/balloon/statistics", "/balloon/hinting/status"}
 GETS = [(p, SPEC["paths"][p]["get"]["responses"][200]["schema"]) for p, m in OPERATIONS
@@ -364,7 +364,7 @@ GETS = [(p, SPEC["paths"][p]["get"]["responses"][200]["schema"]) for p, m in OPE
 def test_gets_are_all_known():
     assert sorted(p for p, _ in GETS) == sorted(
         NOT_YET_GETS | AFTER_BOOT_GETS | {"/", "/machine-config", "/version", "/vm/config",
-                                          "/balloon"})
+                                          "/balloon", "/mmds"})
 
 
 @pytest.fixture(scope="module")
@@ -395,6 +395,9 @@ def configured_ember(ember_bin, guest_elf, tmp_path_factory):
         ("/entropy", {"rate_limiter": limiter}),
         ("/balloon", {"amount_mib": 64, "deflate_on_oom": True, "stats_polling_interval_s": 1,
                       "free_page_hinting": False, "free_page_reporting": False}),
+        ("/mmds/config", {"version": "V2", "network_interfaces": ["eth0"],
+                          "ipv4_address": "169.254.170.2", "imds_compat": True}),
+        ("/mmds", {"latest": {"meta-data": {"ami-id": "ami-1"}}}),
         ("/logger", {"log_path": str(d / "log.txt"), "level": "Info"}),
         ("/metrics", {"metrics_path": str(d / "metrics.json"), "emit_id": True,
                       "properties": {"team": "ember"}}),
