@@ -19,6 +19,7 @@
 
 #define VM_MAX_DISKS 8
 #define VM_MAX_NETS  4
+#define VM_MAX_PMEM  4
 
 enum vm_transport { VM_TRANSPORT_PCI = 0, VM_TRANSPORT_MMIO };
 enum vm_engine { VM_ENGINE_SYNC = 0, VM_ENGINE_URING };
@@ -65,6 +66,14 @@ struct vm_balloon_cfg {
 	enum vm_transport transport;
 };
 
+/* A virtio-pmem device (docs/devices/pmem.md). */
+struct vm_pmem_cfg {
+	const char *id; /* the API's id; NULL: pmem0, pmem1, ... */
+	const char *path;
+	bool read_only;
+	enum vm_transport transport;
+};
+
 struct vm_devices_cfg {
 	struct vm_disk_cfg disks[VM_MAX_DISKS];
 	unsigned int ndisks;
@@ -73,6 +82,8 @@ struct vm_devices_cfg {
 	struct vm_vsock_cfg vsock;
 	struct vm_rng_cfg rng;
 	struct vm_balloon_cfg balloon;
+	struct vm_pmem_cfg pmems[VM_MAX_PMEM];
+	unsigned int npmems;
 };
 
 /* "xx:xx:xx:xx:xx:xx" (hex) into `mac`; -EINVAL for anything else.  Unicast is the caller's check.
