@@ -1,4 +1,5 @@
-/* devopts.h - device options from the command line (--disk, --net, --vsock, --rng) into VM config.
+/* devopts.h - device options from the command line (--disk, --net, --vsock, --rng, --pmem) into VM
+ * config.
  */
 #ifndef EMBER_VMM_DEVOPTS_H
 #define EMBER_VMM_DEVOPTS_H
@@ -71,6 +72,7 @@ struct vm_pmem_cfg {
 	const char *id; /* the API's id; NULL: pmem0, pmem1, ... */
 	const char *path;
 	bool read_only;
+	bool root; /* the root device (root=/dev/pmemN on the command line; resources.c) */
 	enum vm_transport transport;
 };
 
@@ -96,5 +98,7 @@ int devopts_net(struct vm_devices_cfg *d, char *spec, struct err *e);
 int devopts_vsock(struct vm_devices_cfg *d, char *spec, struct err *e);
 /* `spec` may be NULL (plain --rng). */
 int devopts_rng(struct vm_devices_cfg *d, char *spec, struct err *e);
+/* --pmem PATH[,ro][,root][,transport=pci|mmio] (docs/devices/pmem.md). */
+int devopts_pmem(struct vm_devices_cfg *d, char *spec, struct err *e);
 
 #endif

@@ -726,6 +726,7 @@ void res_pmem_to_cfg(const struct res_pmem *p, struct vm_pmem_cfg *c)
 	c->id = p->id;
 	c->path = p->path_on_host;
 	c->read_only = p->read_only;
+	c->root = p->root_device;
 	c->transport = p->transport;
 }
 

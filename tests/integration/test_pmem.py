@@ -217,3 +217,25 @@ def test_snapshot_restores_pmem(ember_bin, guest_elf, tmp_path):
         assert "virtio-pmem" in msg and "change size" in msg, msg
     finally:
         g.stop()
+
+
+def test_command_line_flag(ember_bin, guest_elf, tmp_path):
+    """--pmem PATH[,ro][,root][,transport=]: the same resources as PUT /pmem/pmemN."""
+    a, b = backing(tmp_path / "a.img"), backing(tmp_path / "b.img", 3 * MIB)
+    e = Ember(tmp_path, ["--kernel", guest_elf, "--mem", "64", "--cmdline", boot_words(),
+                         "--pmem", f"{a},root", "--pmem", f"{b},ro,transport=mmio"]).start()
+    try:
+        e.wait_output("lifecycle: hanging")
+        assert e.get("/vm/config")["pmem"] == [
+            pmem_cfg("pmem0", a, root=True), {**pmem_cfg("pmem1", b, ro=True),
+                                              "transport": "mmio"}]
+    finally:
+        e.stop()
+    e.check_clean(e.result)
+    # A refusal of the flag's file is the API's message, before anything runs.
+    bad = Ember(tmp_path, ["--kernel", guest_elf, "--pmem", str(tmp_path / "none")],
+                sock=tmp_path / "bad.sock", name="bad").start(wait=False)
+    rc, _, err = bad.wait_exit(30)
+    assert rc not in (0, None), err
+    assert (CREATE + "Error accessing backing file: No such file or directory (os error 2)"
+            in err), err
