@@ -111,6 +111,7 @@ TEST(identity_and_config)
 	pthread_mutex_unlock(&p.vdev.lock);
 	fake_config_read(&p.vdev, 0, &start, 8);
 	CHECK_EQ(le64toh(start), GPA);
+	CHECK_EQ(p.cfg_writes, 1);
 	/* A 4-byte read of size's high half (drivers read 64-bit fields in halves). */
 	{
 		uint32_t hi = 1;
@@ -213,6 +214,7 @@ TEST(flush_answers_and_coalesces)
 	CHECK_EQ(p.fsyncs, 2);
 	CHECK_EQ(p.flushes, 4);
 	CHECK_EQ(p.errors, 0);
+	CHECK_EQ(p.kicks, 2);
 	/* A kick with nothing in the ring does not sync. */
 	fake_kick(&p.vdev, 0);
 	CHECK_EQ(p.fsyncs, 2);

@@ -73,6 +73,7 @@ static void pmem_run(struct virtio_pmem *p)
 	int rc = 0;
 
 	pthread_mutex_lock(&p->vdev.lock);
+	p->kicks++;
 	while (virtio_live(&p->vdev) && n < VIRTIO_PMEM_QUEUE_SIZE) {
 		int k = virtq_pop(q, &p->chain);
 
@@ -145,7 +146,10 @@ static void pmem_config_read(struct virtio_dev *v, uint32_t off, void *buf, uint
 
 static void pmem_config_write(struct virtio_dev *v, uint32_t off, const void *buf, uint32_t len)
 {
+	struct virtio_pmem *p = v->opaque;
+
 	(void)buf;
+	p->cfg_writes++;
 	log_guest(&v->rl, LOG_WARN,
 	          "%s: driver wrote %u bytes at %u of the read-only configuration (dropped)",
 	          v->name, len, off);

@@ -91,8 +91,9 @@ struct virtio_pmem {
 	struct virtio_pmem_req *reqs; /* VIRTIO_PMEM_QUEUE_SIZE of them */
 	uint32_t reset_gen;           /* bumped by every reset (vdev.lock) */
 
-	/* Statistics (vdev.lock). */
-	uint64_t flushes, fsyncs, errors;
+	/* Statistics (vdev.lock): flush requests answered, fdatasync calls, requests answered -1
+	 * or without room for ret, kicks served, driver writes to the configuration. */
+	uint64_t flushes, fsyncs, errors, kicks, cfg_writes;
 };
 
 /*
