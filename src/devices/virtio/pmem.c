@@ -94,8 +94,8 @@ static void pmem_run(struct virtio_pmem *p)
 		rc = pmem_sync(p);
 
 	pthread_mutex_lock(&p->vdev.lock);
-	if (gen != p->reset_gen) {
-		n = 0; /* reset meanwhile: the requests are gone, nothing is written */
+	if (gen != p->reset_gen || !virtio_live(&p->vdev)) {
+		n = 0; /* reset (or failed) meanwhile: the requests are gone, nothing is written */
 		log_guest(&p->vdev.rl, LOG_DEBUG, "%s: reset during a flush: answers dropped",
 		          p->vdev.name);
 	}
