@@ -239,3 +239,29 @@ def test_command_line_flag(ember_bin, guest_elf, tmp_path):
     assert rc not in (0, None), err
     assert (CREATE + "Error accessing backing file: No such file or directory (os error 2)"
             in err), err
+
+
+def test_forced_unplug_after_boot(ember_bin, guest_elf, tmp_path):
+    """A pmem device built at start-up sits behind a root port of its own, like every
+    virtio-pci device (docs/hotplug.md): a forced DELETE takes it away at once -- its memory
+    slot and mapping go, the file stays as it was -- and the VM runs on."""
+    a = backing(tmp_path / "a.img", 2 * MIB, b"ember pmem")
+    e = Ember(tmp_path).start()
+    try:
+        e.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})
+        e.ok("PUT", "/boot-source", {"kernel_image_path": str(guest_elf),
+                                     "boot_args": boot_words()})
+        e.ok("PUT", "/pmem/pa", {"id": "pa", "path_on_host": str(a)})
+        e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        e.wait_output("lifecycle: hanging")
+        r = e.request("DELETE", "/pmem/pa", {"force": True})
+        assert r.status == 204, r
+        assert e.get("/vm/config")["pmem"] == []
+        assert e.get("/")["state"] == "Running"
+        # Gone: a second DELETE finds nothing.
+        msg = fault_of(e.request("DELETE", "/pmem/pa", {"force": True}))
+        assert "pa" in msg, msg
+        assert a.read_bytes()[:10] == b"ember pmem"
+    finally:
+        e.stop()
+    e.check_clean(e.result)
