@@ -19,7 +19,8 @@
  *       kind byte (% 3):
  *       0 type    u8 len (% 9), u32 value: a readable buffer holding the value's bytes
  *       1 status  u8 len (% 9), u8 write: a buffer of that length (writable or not)
- *       2 raw     u32 gpa, u16 len, u8 write: anywhere, even outside RAM
+ *       2 raw     u32 gpa, u16 len, u8 write: anywhere, even outside RAM (a writable one
+ *                 never over the rings: the harness's driver trusts them)
  *   2 kick      3 reap the used ring
  *   4 config access: u8 offset (% 24), u8 width (1, 2, 4 or 8), u8 write, then 8 bytes
  *   5 reset and bring the device up again
@@ -147,8 +148,14 @@ static void add_chain(struct fz *f, struct in *in, bool indirect)
 		default: {
 			uint32_t gpa = u32(in);
 			uint16_t len = u16(in);
+			bool w = u8(in) & 1;
 
-			segs[i] = (struct fake_seg){gpa, len, u8(in) & 1};
+			/* The device may write a writable buffer: keep those off the rings and
+			 * tables below BUF_BASE, which the harness's driver trusts (a guest that
+			 * hands the device its own ring breaks only itself). */
+			if (w && gpa < BUF_BASE)
+				gpa += BUF_BASE;
+			segs[i] = (struct fake_seg){gpa, len, w};
 			break;
 		}
 		}
