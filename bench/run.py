@@ -95,11 +95,39 @@ def first_line_pred(buf):
     return any(l.strip() for l in buf.split(b"\n")[:-1])
 
 
+def stuck_threads(pid):
+    """Each thread of pid that is not a zombie: its state and where in the kernel it waits."""
+    out = []
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return "(gone)"
+    for tid in tids:
+        d = "/proc/%d/task/%s/" % (pid, tid)
+        try:
+            with open(d + "stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(d + "wchan") as f:
+                wchan = f.read().strip()
+            with open(d + "comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        out.append("%s(%s) %s %s" % (comm, tid, state, wchan))
+    return "; ".join(out)
+
+
 def stop(p):
+    """Kill p and reap it; BootError if it does not die (a thread stuck in the kernel), so
+    a run reports it instead of waiting forever."""
     if p.poll() is None:
         p.send_signal(signal.SIGCONT)
         p.kill()
-    p.wait()
+    try:
+        p.wait(60)
+    except subprocess.TimeoutExpired:
+        raise BootError("%s (pid %d) did not die within 60 s of SIGKILL: %s"
+                        % (p.args[0], p.pid, stuck_threads(p.pid))) from None
     for f in (p.stdout, p.stderr):
         f.close()
 
@@ -438,13 +466,27 @@ def bench_hotplug(v, a, rows, raw):
 LINUX_END = re.compile(rb"^EMBER-END uptime ([0-9.]+)\r?$", re.M)
 
 
+class GuestHang(BootError):
+    """A guest that stopped printing long before its last line (the VMM still running)."""
+
+
+# A Linux boot takes 15-50 s in the KVM test VM; one that has not reached its last line in
+# this long has hung (docs/performance.md, "A Linux boot that hangs").
+LINUX_BOOT_LIMIT_S = 240
+
+
 def one_linux(cmd):
     """Seconds from process start to the Linux guest's last line (its /init's EMBER-END,
     after every driver bound, DHCP and the disk check), and the guest's own uptime then."""
     t0 = time.perf_counter()
     p = spawn(cmd)
     try:
-        buf = read_until(p, lambda b: LINUX_END.search(b) is not None, 900)
+        try:
+            buf = read_until(p, lambda b: LINUX_END.search(b) is not None, LINUX_BOOT_LIMIT_S)
+        except BootError as e:
+            if p.poll() is not None:
+                raise
+            raise GuestHang("%s; the VMM's threads then: %s" % (e, stuck_threads(p.pid))) from None
         took = time.perf_counter() - t0
         if b"FAILED" in buf:
             line = [l for l in buf.split(b"\n") if b"FAILED" in l][0]
@@ -452,6 +494,17 @@ def one_linux(cmd):
         return took, float(LINUX_END.search(buf).group(1))
     finally:
         stop(p)
+
+
+def one_linux_retried(cmd, hangs):
+    """one_linux, once more after a hang (noted in `hangs` and printed with the row): in
+    the KVM test VM, about one 2-vCPU boot in ten stops for good while bringing up the
+    second vCPU (docs/performance.md); a second hang in a row fails the row."""
+    try:
+        return one_linux(cmd)
+    except GuestHang as e:
+        hangs.append(str(e))
+        return one_linux(cmd)
 
 
 def bench_linux(v, a, rows, raw):
@@ -482,9 +535,12 @@ def bench_linux(v, a, rows, raw):
                      "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,disable-legacy=on",
                      "-device", "virtio-rng-pci,disable-legacy=on"],
         }
-        s = alternate(cmds, a.linux_runs, one_linux)
+        hangs = []
+        s = alternate(cmds, a.linux_runs, lambda c: one_linux_retried(c, hangs))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    for h in hangs:
+        print("  linux: a boot hung and was run again: %s" % h, flush=True)
     add_row(rows, raw, "Linux boot: process start to the guest's last line", "s",
             [x[0] for x in s["ember"]], [x[0] for x in s["qemu"]], lower_better=True)
     add_row(rows, raw, "Linux boot: the guest's uptime at its last line", "s",

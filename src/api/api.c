@@ -173,7 +173,7 @@ static bool not_yet(struct route *rt)
 
 /* ---- balloon ------------------------------------------------------------------------------ */
 
-/* /balloon/hinting/<what>: free page hinting, which ember never enables (Firecracker's answer). */
+/* /balloon/hinting/<what>: free page hinting (PATCH start and stop, GET status). */
 static bool is_hinting(const struct route *rt, const char *what)
 {
 	return rt->ntok == 3 && !strcmp(rt->tok[0], "balloon") && !strcmp(rt->tok[1], "hinting") &&
@@ -183,10 +183,34 @@ static bool is_hinting(const struct route *rt, const char *what)
 static void balloon_hinting(struct route *rt)
 {
 	struct err e = {0};
+	int r;
 
+	if (is_hinting(rt, "start")) { /* the body is read first (Firecracker's API server) */
+		json_t *j = NULL;
+		bool ack;
+
+		if (rt->req->body_len && !(j = body_json(rt)))
+			return; /* not JSON: answered */
+		r = json_to_balloon_hint_start(j, &ack, &e);
+		json_decref(j);
+		if (r < 0)
+			reply_err(rt->resp, &e);
+		else if (post_boot(rt))
+			reply_ok(rt->resp, ctl_balloon_hint_start(rt->ctl, ack, &e), &e);
+		return;
+	}
 	if (!post_boot(rt))
 		return;
-	reply_ok(rt->resp, ctl_balloon_hinting(rt->ctl, &e), &e);
+	if (is_hinting(rt, "status")) {
+		struct virtio_balloon_hint_status st;
+
+		if (ctl_balloon_hint_status(rt->ctl, &st, &e) < 0)
+			reply_err(rt->resp, &e);
+		else
+			reply_json(rt->resp, 200, json_from_balloon_hint_status(&st));
+		return;
+	}
+	reply_ok(rt->resp, ctl_balloon_hint_stop(rt->ctl, &e), &e); /* stop: no body is read */
 }
 
 static void get_balloon(struct route *rt)

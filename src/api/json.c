@@ -598,7 +598,6 @@ int json_to_balloon(json_t *o, struct res_balloon *out, struct err *e)
 	                                     "free_page_reporting",
 	                                     "transport",
 	                                     NULL};
-	bool hinting = false, reporting = false;
 	uint64_t mib = 0, interval = 0;
 	int r;
 
@@ -612,17 +611,28 @@ int json_to_balloon(json_t *o, struct res_balloon *out, struct err *e)
 		r = get_uint(o, "stats_polling_interval_s", false, UINT16_MAX, "u16", &interval,
 		             NULL, e);
 	if (r == 0)
-		r = get_bool(o, "free_page_hinting", false, &hinting, NULL, e);
+		r = get_bool(o, "free_page_hinting", false, &out->free_page_hinting, NULL, e);
 	if (r == 0)
-		r = get_bool(o, "free_page_reporting", false, &reporting, NULL, e);
+		r = get_bool(o, "free_page_reporting", false, &out->free_page_reporting, NULL, e);
 	if (r == 0)
 		r = get_transport(o, &out->transport, e);
-	if (r == 0 && (hinting || reporting))
-		r = err_set(e, ENOTSUP, "ember does not support the balloon's free page %s yet.",
-		            hinting ? "hinting" : "reporting");
 	out->amount_mib = (uint32_t)mib;
 	out->stats_polling_interval_s = (uint16_t)interval;
 	return r;
+}
+
+/*
+ * Firecracker's StartHintingCmd has no deny_unknown_fields: other fields are ignored there,
+ * and here.  acknowledge_on_stop defaults to true.
+ */
+int json_to_balloon_hint_start(json_t *o, bool *acknowledge_on_stop, struct err *e)
+{
+	*acknowledge_on_stop = true;
+	if (!o)
+		return 0;
+	if (!json_is_object(o))
+		return bad_type(o, "struct StartHintingCmd", e);
+	return get_bool(o, "acknowledge_on_stop", false, acknowledge_on_stop, NULL, e);
 }
 
 int json_to_balloon_update(json_t *o, uint32_t *amount_mib, struct err *e)
@@ -1383,12 +1393,18 @@ json_t *json_from_balloon(const struct res_balloon *b, bool transport)
 {
 	json_t *o = json_pack("{s:I, s:b, s:I, s:b, s:b}", "amount_mib", (json_int_t)b->amount_mib,
 	                      "deflate_on_oom", b->deflate_on_oom, "stats_polling_interval_s",
-	                      (json_int_t)b->stats_polling_interval_s, "free_page_hinting", 0,
-	                      "free_page_reporting", 0);
+	                      (json_int_t)b->stats_polling_interval_s, "free_page_hinting",
+	                      b->free_page_hinting, "free_page_reporting", b->free_page_reporting);
 
 	if (o && transport)
 		json_object_set_new(o, "transport", json_string(transport_name(b->transport)));
 	return o;
+}
+
+json_t *json_from_balloon_hint_status(const struct virtio_balloon_hint_status *s)
+{
+	return json_pack("{s:I, s:o}", "host_cmd", (json_int_t)s->host_cmd, "guest_cmd",
+	                 s->guest_cmd_set ? json_integer((json_int_t)s->guest_cmd) : json_null());
 }
 
 json_t *json_from_balloon_stats(const struct virtio_balloon_stats *s)

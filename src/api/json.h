@@ -46,11 +46,13 @@ int json_to_vsock(json_t *o, struct res_vsock *out, struct err *e);
 int json_to_entropy(json_t *o, struct res_entropy *out, struct err *e);
 /* Firecracker's Pmem (a rate_limiter other than null is refused: not offered yet). */
 int json_to_pmem(json_t *o, struct res_pmem *out, struct err *e);
-/* PUT /balloon (BalloonDeviceConfig; free page hinting or reporting true: -ENOTSUP). */
+/* PUT /balloon (BalloonDeviceConfig). */
 int json_to_balloon(json_t *o, struct res_balloon *out, struct err *e);
 /* PATCH /balloon (BalloonUpdateConfig) and /balloon/statistics (BalloonUpdateStatsConfig). */
 int json_to_balloon_update(json_t *o, uint32_t *amount_mib, struct err *e);
 int json_to_balloon_stats_update(json_t *o, uint16_t *seconds, struct err *e);
+/* PATCH /balloon/hinting/start (BalloonStartCmd; o may be NULL: no body, the defaults). */
+int json_to_balloon_hint_start(json_t *o, bool *acknowledge_on_stop, struct err *e);
 int json_to_logger(json_t *o, struct res_logger *out, struct err *e);
 int json_to_metrics(json_t *o, struct res_metrics *out, struct err *e);
 int json_to_serial(json_t *o, struct res_serial *out, struct err *e);
@@ -108,5 +110,8 @@ json_t *json_from_balloon(const struct res_balloon *b, bool transport);
 /* GET /balloon/statistics: the targets, then each statistic the guest reported. */
 struct virtio_balloon_stats;
 json_t *json_from_balloon_stats(const struct virtio_balloon_stats *s);
+/* GET /balloon/hinting/status (BalloonHintingStatus: host_cmd, guest_cmd or null). */
+struct virtio_balloon_hint_status;
+json_t *json_from_balloon_hint_status(const struct virtio_balloon_hint_status *s);
 
 #endif

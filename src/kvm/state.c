@@ -55,22 +55,43 @@ int kvm_msr_list(struct kvm *k, uint32_t **out, unsigned int *n, struct err *e)
 	return 0;
 }
 
-/* The MSRs of `idx` this vCPU can read (KVM lists some a CPU model may not have). */
+/* KVM_GET_MSRS takes at most this many entries a call (MAX_IO_MSRS in Linux's x86.c). */
+#define MSRS_PER_CALL 255u
+
+/*
+ * The MSRs of `idx` this vCPU can read (KVM lists some a CPU model may not have), in few
+ * calls: KVM_GET_MSRS reads the entries in order and stops at the first one it cannot
+ * read, returning how many it read, so the rest are asked for again after skipping that
+ * one.
+ */
 static int msrs_read(int fd, const uint32_t *idx, unsigned int n, struct kvm_msrs *m, struct err *e)
 {
-	struct kvm_msrs *one = calloc(1, sizeof(*one) + sizeof(struct kvm_msr_entry));
-	unsigned int i, got = 0;
+	struct kvm_msrs *part =
+	    calloc(1, sizeof(*part) + MSRS_PER_CALL * sizeof(struct kvm_msr_entry));
+	unsigned int i = 0, got = 0, j;
 
-	if (!one)
+	if (!part)
 		return err_set(e, ENOMEM, "out of memory for the MSRs");
-	for (i = 0; i < n; i++) {
-		one->nmsrs = 1;
-		one->entries[0] = (struct kvm_msr_entry){.index = idx[i]};
-		if (ioctl(fd, KVM_GET_MSRS, one) == 1)
-			m->entries[got++] = one->entries[0];
+	while (i < n) {
+		unsigned int ask = n - i < MSRS_PER_CALL ? n - i : MSRS_PER_CALL;
+		int r;
+
+		part->nmsrs = ask;
+		for (j = 0; j < ask; j++)
+			part->entries[j] = (struct kvm_msr_entry){.index = idx[i + j]};
+		r = ioctl(fd, KVM_GET_MSRS, part);
+		if (r < 0) {
+			r = err_sys(e, errno, "KVM_GET_MSRS");
+			free(part);
+			return r;
+		}
+		for (j = 0; j < (unsigned int)r && j < ask; j++)
+			m->entries[got++] = part->entries[j];
+		/* All read: on to the next batch; else skip the one KVM could not read. */
+		i += (unsigned int)r < ask ? (unsigned int)r + 1 : ask;
 	}
 	m->nmsrs = got;
-	free(one);
+	free(part);
 	return 0;
 }
 
@@ -164,21 +185,21 @@ static int tsc_restore(int fd, uint64_t saved, struct kvm_tsc_restore *t, struct
 	if (r <= 0)
 		return r < 0 ? err_sys(e, -r, "KVM_GET_DEVICE_ATTR (TSC offset)") : 0;
 	if (!t->have_offset) {
-		struct kvm_msrs *now = calloc(1, sizeof(*now) + sizeof(struct kvm_msr_entry));
+		/* Room for one entry: the struct and its flexible array in one buffer (clang
+		 * refuses a flexible-array struct inside another). */
+		uint64_t buf[(sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)) / 8 + 1] = {
+		    0};
+		struct kvm_msrs *now = (struct kvm_msrs *)buf;
+		const uint32_t tsc = MSR_IA32_TSC;
 
-		if (!now)
-			return err_set(e, ENOMEM, "out of memory for the TSC");
-		now->nmsrs = 1;
-		now->entries[0].index = MSR_IA32_TSC;
-		if (ioctl(fd, KVM_GET_MSRS, now) != 1) {
-			r = err_sys(e, errno, "KVM_GET_MSRS (TSC)");
-			free(now);
+		r = msrs_read(fd, &tsc, 1, now, e);
+		if (r < 0)
 			return r;
-		}
+		if (now->nmsrs != 1)
+			return err_set(e, EIO, "KVM could not read the TSC (KVM_GET_MSRS)");
 		/* Guest TSC = host TSC + offset: move the offset by what the TSC is short of. */
 		t->offset = off + (saved - now->entries[0].data);
 		t->have_offset = 1;
-		free(now);
 	}
 	off = t->offset;
 	a.addr = (uintptr_t)&off;

@@ -636,12 +636,38 @@ int ctl_balloon_update_stats(struct ctl *c, uint16_t seconds, struct err *e)
 	return 0;
 }
 
-int ctl_balloon_hinting(struct ctl *c, struct err *e)
+/* Firecracker's BalloonError texts, under VmmActionError::BalloonUpdate for all three calls. */
+static int hint_err(int r, struct err *e)
 {
-	if (!find_balloon(c, "Balloon update error: ", e))
-		return -ENOENT;
-	return err_set(e, ENOTSUP,
-	               "Balloon update error: Balloon: Attempting to use hinting when not enabled");
+	if (r == -ENOTSUP)
+		return err_set(
+		    e, ENOTSUP,
+		    "Balloon update error: Balloon: Attempting to use hinting when not enabled");
+	if (r == -EAGAIN)
+		return err_set(e, EAGAIN,
+		               "Balloon update error: Balloon: Device not activated yet.");
+	return r;
+}
+
+int ctl_balloon_hint_start(struct ctl *c, bool acknowledge_on_stop, struct err *e)
+{
+	struct virtio_balloon *b = find_balloon(c, "Balloon update error: ", e);
+
+	return b ? hint_err(virtio_balloon_hint_start(b, acknowledge_on_stop), e) : -ENOENT;
+}
+
+int ctl_balloon_hint_stop(struct ctl *c, struct err *e)
+{
+	struct virtio_balloon *b = find_balloon(c, "Balloon update error: ", e);
+
+	return b ? hint_err(virtio_balloon_hint_stop(b), e) : -ENOENT;
+}
+
+int ctl_balloon_hint_status(struct ctl *c, struct virtio_balloon_hint_status *out, struct err *e)
+{
+	struct virtio_balloon *b = find_balloon(c, "Balloon update error: ", e);
+
+	return b ? hint_err(virtio_balloon_hint_status(b, out), e) : -ENOENT;
 }
 
 /* ---- hot plug ------------------------------------------------------------------------------ */

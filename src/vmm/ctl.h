@@ -169,8 +169,14 @@ int ctl_balloon_config(struct ctl *c, struct res_balloon *out, struct err *e);
 int ctl_balloon_stats(struct ctl *c, struct virtio_balloon_stats *out, struct err *e);
 int ctl_balloon_update(struct ctl *c, uint32_t amount_mib, struct err *e);
 int ctl_balloon_update_stats(struct ctl *c, uint16_t seconds, struct err *e);
-/* /balloon/hinting/{start,status,stop} after boot: ember never enables free page hinting. */
-int ctl_balloon_hinting(struct ctl *c, struct err *e);
+/*
+ * PATCH /balloon/hinting/start and /stop, GET /balloon/hinting/status after boot (balloon.h):
+ * Firecracker's errors for no balloon, hinting not enabled, a driver not started yet.
+ */
+struct virtio_balloon_hint_status;
+int ctl_balloon_hint_start(struct ctl *c, bool acknowledge_on_stop, struct err *e);
+int ctl_balloon_hint_stop(struct ctl *c, struct err *e);
+int ctl_balloon_hint_status(struct ctl *c, struct virtio_balloon_hint_status *out, struct err *e);
 
 /* PATCH /drives: a new backing file and/or rate limiter (NULL: unchanged). */
 int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struct res_limiter *rl,

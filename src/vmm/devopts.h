@@ -64,6 +64,7 @@ struct vm_balloon_cfg {
 	uint32_t amount_mib;
 	bool deflate_on_oom;
 	uint16_t stats_polling_interval_s;
+	bool free_page_hinting, free_page_reporting;
 	enum vm_transport transport;
 };
 

@@ -143,6 +143,12 @@ static const struct field balloon_fields[] = {
     COUNTER(struct metrics_balloon_values, stats_update_fails),
     COUNTER(struct metrics_balloon_values, deflate_count),
     COUNTER(struct metrics_balloon_values, event_fails),
+    COUNTER(struct metrics_balloon_values, free_page_report_count),
+    COUNTER(struct metrics_balloon_values, free_page_report_freed),
+    COUNTER(struct metrics_balloon_values, free_page_report_fails),
+    COUNTER(struct metrics_balloon_values, free_page_hint_count),
+    COUNTER(struct metrics_balloon_values, free_page_hint_freed),
+    COUNTER(struct metrics_balloon_values, free_page_hint_fails),
 };
 
 static const struct field pmem_fields[] = {

@@ -19,7 +19,9 @@
  *   properties              with properties: the operator's {key: value} map, keys sorted
  *   api_server              process_startup_time_us, process_startup_time_cpu_us
  *   balloon                 activate_fails, inflate_count, stats_updates_count,
- *                           stats_update_fails, deflate_count, event_fails (the device, or zeros)
+ *                           stats_update_fails, deflate_count, event_fails,
+ *                           free_page_report_{count,freed,fails},
+ *                           free_page_hint_{count,freed,fails} (the device, or zeros)
  *   block_<drive id>        per drive: read_bytes, write_bytes, read_count, write_count,
  *                           flush_count, execute_fails (failed requests of any kind)
  *   block                   the sum of every block_<id>
@@ -150,6 +152,8 @@ struct metrics_entropy_values {
 struct metrics_balloon_values {
 	uint64_t activate_fails, inflate_count, stats_updates_count, stats_update_fails;
 	uint64_t deflate_count, event_fails;
+	uint64_t free_page_report_count, free_page_report_freed, free_page_report_fails;
+	uint64_t free_page_hint_count, free_page_hint_freed, free_page_hint_fails;
 };
 
 struct metrics_pmem_values {

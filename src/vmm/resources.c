@@ -550,6 +550,8 @@ void res_balloon_to_cfg(const struct res_balloon *b, struct vm_balloon_cfg *c)
 	c->amount_mib = b->amount_mib;
 	c->deflate_on_oom = b->deflate_on_oom;
 	c->stats_polling_interval_s = b->stats_polling_interval_s;
+	c->free_page_hinting = b->free_page_hinting;
+	c->free_page_reporting = b->free_page_reporting;
 	c->transport = b->transport;
 }
 

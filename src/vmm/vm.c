@@ -543,6 +543,14 @@ static const struct vm_step {
 
 #define VM_NSTEPS (sizeof(vm_steps) / sizeof(vm_steps[0]))
 
+static uint64_t step_clock_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static int check_config(const struct vm_config *cfg, struct err *e)
 {
 	if (cfg->restore && (cfg->firmware_path || cfg->build_only || cfg->nvfio))
@@ -617,12 +625,17 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e)
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
 	for (vm->steps_done = 0; vm->steps_done < VM_NSTEPS; vm->steps_done++) {
+		uint64_t t0 = log_get_level() >= LOG_DEBUG ? step_clock_ns() : 0;
+
 		r = vm_steps[vm->steps_done].run(vm, e);
 		if (r < 0) {
 			log_debug("build step \"%s\" failed", vm_steps[vm->steps_done].name);
 			vm_destroy(vm);
 			return r;
 		}
+		if (t0) /* where a start-up or a restore spends its time (docs/performance.md) */
+			log_debug("build step \"%s\": %.3f ms", vm_steps[vm->steps_done].name,
+			          (double)(step_clock_ns() - t0) / 1e6);
 	}
 	*out = vm;
 	return 0;

@@ -235,6 +235,8 @@ static int balloon_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, 
 	    .num_pages = c->amount_mib * VIRTIO_BALLOON_PAGES_PER_MIB,
 	    .deflate_on_oom = c->deflate_on_oom,
 	    .stats_interval_s = c->stats_polling_interval_s,
+	    .free_page_hinting = c->free_page_hinting,
+	    .free_page_reporting = c->free_page_reporting,
 	};
 
 	vv->vdev = &vv->u.balloon.vdev;
@@ -256,7 +258,18 @@ static void balloon_collect(struct vm_virtio *vv, struct metrics_values *v)
 	v->balloon.stats_updates_count += b->stats_updates_count;
 	v->balloon.stats_update_fails += b->stats_update_fails;
 	v->balloon.event_fails += b->event_fails;
+	v->balloon.free_page_report_count += b->report_count;
+	v->balloon.free_page_report_freed += b->report_freed;
+	v->balloon.free_page_report_fails += b->report_fails;
+	v->balloon.free_page_hint_count += b->hint_count;
+	v->balloon.free_page_hint_freed += b->hint_freed;
+	v->balloon.free_page_hint_fails += b->hint_fails;
 	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+static void balloon_restored(struct vm_virtio *vv)
+{
+	virtio_balloon_restored(&vv->u.balloon);
 }
 
 /* The virtio core's and transport's state, then the balloon's own (balloon.h). */
@@ -500,7 +513,8 @@ static const struct vm_kind kinds[] = {
                            .default_name = balloon_name,
                            .create = balloon_create,
                            .destroy = balloon_destroy,
-                           .collect = balloon_collect},
+                           .collect = balloon_collect,
+                           .restored = balloon_restored},
     [VM_VIRTIO_PMEM] = {.label = "pmem",
                         .ops = {.kind = "pmem",
                                 .destroy = vm_virtio_op_destroy,

@@ -1,7 +1,6 @@
 /* vm_uffd.c - the Uffd memory backend of a restore: guest RAM served by a page-fault handler. */
 #include "vmm/vm_internal.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
@@ -270,7 +269,13 @@ int vm_step_uffd(struct vm *vm, struct err *e)
 	if (r < 0)
 		goto fail;
 	n = mappings_json(vm, json, sizeof(json));
-	assert(n > 0 && (size_t)n < sizeof(json));
+	if (n <= 0 || (size_t)n >= sizeof(json)) {
+		r = err_set(e, EOVERFLOW,
+		            "the memory layout does not fit the page-fault handler's "
+		            "handshake (%zu bytes)",
+		            sizeof(json));
+		goto fail;
+	}
 	vm->uffd_sock = connect_handler(path, e);
 	if (vm->uffd_sock < 0) {
 		r = vm->uffd_sock;

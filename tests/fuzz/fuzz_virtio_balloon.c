@@ -1,4 +1,5 @@
-/* fuzz_virtio_balloon.c - libFuzzer target: virtio-balloon PFN arrays, stats buffers, config. */
+/* fuzz_virtio_balloon.c - libFuzzer target: virtio-balloon PFN arrays, stats buffers, free page
+ * reports and hints, config. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,23 +10,29 @@
 #include "virtio_fake_driver.h"
 
 /*
- * Input: byte 0 picks the device (bit 0: statistics on, three queues), the driver's
- * features (bit 1 EVENT_IDX, bit 2 DEFLATE_ON_OOM) and bits 5-7 the queue size (256 >> n).
+ * Input: byte 0 picks the device (bit 0: statistics on, bit 3: free page hinting, bit 4:
+ * free page reporting; 2 to 5 queues), the driver's features (bit 1 EVENT_IDX, bit 2
+ * DEFLATE_ON_OOM; every other feature offered is taken) and bits 5-7 the queue size (256 >> n).
  * Then records, each starting with an opcode byte (% 6):
- *   0 chain: u8 queue (% 3), u8 nseg (1..4), then per segment a kind byte (% 3):
+ *   0 chain: u8 queue (% 5), u8 nseg (1..4), then per segment a kind byte (% 5):
  *       0 PFNs      u8 n (% 80), then n u16 page numbers, placed as le32 PFNs in a buffer
  *                   (pages from 0 to a bit past the end of RAM: some in, some out)
  *       1 bytes     u16 len (% 3000), then that many raw bytes (PFNs or stats entries)
  *       2 raw       u32 gpa, u16 len, u8 write: anywhere, even outside RAM
- *   1 kick u8 queue (% 3)     2 reap the used rings
- *   3 config write: u8 offset (% 8), u8 width (1, 2 or 4), that many bytes
- *   4 host side: u8 what (% 3): stats poll, a new target (u32), a new interval (u16)
+ *       3 cmd id    u8 id (% 5: STOP, DONE, the first run ids), a 4-byte readable buffer
+ *       4 range     u16 gpa, u16 len, u8 write: a free range (report, hint) near RAM, any
+ *                   alignment
+ *   1 kick u8 queue (% 5)     2 reap the used rings
+ *   3 config write: u8 offset (% 12), u8 width (1, 2 or 4), that many bytes
+ *   4 host side: u8 what (% 6): stats poll, a new target (u32), a new interval (u16), hinting
+ *     start (u8: acknowledge_on_stop), stop, status
  *   5 reset and bring the device up again
  *
  * Inflated pages are real madvise(MADV_DONTNEED) calls on the fake guest's RAM (the rings
- * included, when the input says so: a guest may do that to itself).  Invariants: no crash,
- * no sanitizer report, every used id below the queue size, the statistics only ever hold
- * known tags, and actual is what the last config writes made it.
+ * included, when the input says so: a guest may do that to itself), reported and hinted
+ * ranges too.  Invariants: no crash, no sanitizer report, every used id below the queue size,
+ * the statistics only ever hold known tags, actual is what the last config writes made it,
+ * and free_page_hint_cmd_id reads as the host's command (STOP, DONE or the last run's id).
  */
 
 #define RAM_SIZE (1u << 20)
@@ -67,18 +74,21 @@ static uint32_t u32(struct in *in)
 struct fz {
 	struct fake_guest g;
 	struct fake_transport t;
-	struct fake_vq q[3];
+	struct fake_vq q[5];
 	struct virtio_balloon b;
 	unsigned int nq, next_buf;
 	uint16_t qsize;
 	uint32_t actual; /* what the driver wrote, byte by byte */
 };
 
-static struct fz *fz_new(bool stats)
+static struct fz *fz_new(unsigned int kind)
 {
 	struct fz *f = calloc(1, sizeof(*f));
-	struct virtio_balloon_opts o = {
-	    .num_pages = 16, .deflate_on_oom = true, .stats_interval_s = stats ? 1 : 0};
+	struct virtio_balloon_opts o = {.num_pages = 16,
+	                                .deflate_on_oom = true,
+	                                .stats_interval_s = kind & 1 ? 1 : 0,
+	                                .free_page_hinting = kind & 2,
+	                                .free_page_reporting = kind & 4};
 	struct err e = {0};
 
 	if (!f || fake_guest_init(&f->g, RAM_SIZE) < 0)
@@ -87,7 +97,7 @@ static struct fz *fz_new(bool stats)
 		fprintf(stderr, "virtio_balloon_init: %s\n", e.msg);
 		abort();
 	}
-	f->nq = stats ? 3 : 2;
+	f->nq = f->b.vdev.nqueues;
 	return f;
 }
 
@@ -108,7 +118,7 @@ static void bring_up(struct fz *f, uint64_t want)
 static void add_chain(struct fz *f, struct in *in)
 {
 	struct fake_seg segs[4];
-	unsigned int qi = u8(in) % 3, n = 1 + u8(in) % 4, i, k;
+	unsigned int qi = u8(in) % 5, n = 1 + u8(in) % 4, i, k;
 
 	if (qi >= f->nq)
 		return;
@@ -117,7 +127,7 @@ static void add_chain(struct fz *f, struct in *in)
 		uint8_t *p = fake_guest_ptr(&f->g, buf);
 		uint32_t len;
 
-		switch (u8(in) % 3) {
+		switch (u8(in) % 5) {
 		case 0:
 			len = 4 * (u8(in) % 80);
 			for (k = 0; k < len; k += 4) {
@@ -133,8 +143,20 @@ static void add_chain(struct fz *f, struct in *in)
 				p[k] = u8(in);
 			segs[i] = (struct fake_seg){buf, len, false};
 			break;
-		default:
+		case 2:
 			segs[i].gpa = u32(in);
+			segs[i].len = u16(in);
+			segs[i].write = u8(in) & 1;
+			break;
+		case 3: {
+			uint32_t id = u8(in) % 5;
+
+			memcpy(p, &id, 4);
+			segs[i] = (struct fake_seg){buf, 4, false};
+			break;
+		}
+		default:
+			segs[i].gpa = (uint64_t)u16(in) << 5; /* 0 to 2 MiB: RAM is 1 MiB */
 			segs[i].len = u16(in);
 			segs[i].write = u8(in) & 1;
 			break;
@@ -156,9 +178,9 @@ static void reap(struct fz *f)
 static void config_write(struct fz *f, struct in *in)
 {
 	static const uint8_t widths[] = {1, 2, 4};
-	uint8_t off = u8(in) % 8, w = widths[u8(in) % 3], b[4];
+	uint8_t off = u8(in) % 12, w = widths[u8(in) % 3], b[4];
 
-	if (off + w > 8)
+	if (off + w > f->b.vdev.config_size)
 		return;
 	for (unsigned int i = 0; i < w; i++)
 		b[i] = u8(in);
@@ -166,7 +188,7 @@ static void config_write(struct fz *f, struct in *in)
 	virtio_config_access(&f->b.vdev, off, b, w, true);
 	pthread_mutex_unlock(&f->b.vdev.lock);
 	for (unsigned int i = 0; i < w; i++)
-		if (off + i >= 4) {
+		if (off + i >= 4 && off + i < 8) {
 			unsigned int at = off + i - 4;
 
 			f->actual = (f->actual & ~(0xffu << (8 * at))) | (uint32_t)b[i] << (8 * at);
@@ -175,7 +197,9 @@ static void config_write(struct fz *f, struct in *in)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct fz *devs[2];
+	static struct fz *devs[8];
+	struct virtio_balloon_hint_status hs;
+	uint32_t cmd;
 	struct in in = {data, size};
 	struct virtio_balloon_stats st;
 	uint64_t want;
@@ -187,12 +211,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (!devs[0]) {
 		log_set_level(LOG_ERROR); /* guest-error warnings would flood the fuzzer's output */
-		devs[0] = fz_new(false);
-		devs[1] = fz_new(true);
+		for (unsigned int i = 0; i < 8; i++)
+			devs[i] = fz_new(i);
 	}
 	sel = u8(&in);
-	f = devs[sel & 1];
-	want = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_BALLOON_F_STATS_VQ;
+	f = devs[(sel & 1) | (sel >> 2 & 6)];
+	want = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_BALLOON_F_STATS_VQ |
+	       1ull << VIRTIO_BALLOON_F_FREE_PAGE_HINT | 1ull << VIRTIO_BALLOON_F_PAGE_REPORTING;
 	if (sel & 2)
 		want |= 1ull << VIRTIO_F_EVENT_IDX;
 	if (sel & 4)
@@ -206,7 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			add_chain(f, &in);
 			break;
 		case 1:
-			fake_kick(&f->b.vdev, u8(&in) % 3);
+			fake_kick(&f->b.vdev, u8(&in) % 5);
 			break;
 		case 2:
 			reap(f);
@@ -215,15 +240,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			config_write(f, &in);
 			break;
 		case 4:
-			switch (u8(&in) % 3) {
+			switch (u8(&in) % 6) {
 			case 0:
 				virtio_balloon_stats_poll(&f->b);
 				break;
 			case 1:
 				virtio_balloon_set_target(&f->b, u32(&in));
 				break;
-			default:
+			case 2:
 				virtio_balloon_set_stats_interval(&f->b, u16(&in));
+				break;
+			case 3:
+				virtio_balloon_hint_start(&f->b, u8(&in) & 1);
+				break;
+			case 4:
+				virtio_balloon_hint_stop(&f->b);
+				break;
+			default:
+				virtio_balloon_hint_status(&f->b, &hs);
 				break;
 			}
 			break;
@@ -241,5 +275,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort(); /* a tag nobody knows was stored */
 	if (st.actual != f->actual)
 		abort(); /* actual is the driver's alone */
+	if (virtio_balloon_hint_status(&f->b, &hs) == 0) {
+		fake_config_read(&f->b.vdev, 8, &cmd, 4);
+		if (cmd != hs.host_cmd ||
+		    (cmd > VIRTIO_BALLOON_CMD_ID_DONE && cmd != f->b.last_cmd_id))
+			abort(); /* the command id is the host's, and a run's id its latest */
+	}
 	return 0;
 }

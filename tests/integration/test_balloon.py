@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from api_client import DESERIALIZE, NOT_AFTER_BOOT, Ember, fault_of
+from api_client import DESERIALIZE, NOT_AFTER_BOOT, NOT_BEFORE_BOOT, Ember, fault_of
 from conftest import check_tap
 
 MIB = 32            # what the guest touches and the host asks back
@@ -245,3 +245,81 @@ def test_balloon_survives_snapshot(ember_bin, tmp_path):
         check_tap(rc, a.out() + out, err, ["virtio_balloon"])
     finally:
         b.stop()
+
+
+HINTING = ("/balloon/hinting/start", "PATCH"), ("/balloon/hinting/status", "GET"), \
+    ("/balloon/hinting/stop", "PATCH")
+
+
+def hinting_refused(e, method, path, body, want):
+    """A hinting call refused with exactly `want`; the configuration and state unchanged."""
+    before, state = e.get("/vm/config"), e.get("/")["state"]
+    assert fault_of(e.request(method, path, body), f"{method} {path} {body!r}") == want
+    assert e.get("/vm/config") == before
+    assert e.get("/")["state"] == state
+
+
+def hang(d, name, balloon):
+    """The test guest, doing nothing (no balloon driver: the device is never activated)."""
+    e = Ember(d, name=name, sock=d / f"{name}.sock").start()
+
+    def configure(e):
+        e.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})
+        e.ok("PUT", "/boot-source", {"kernel_image_path": str(guest_elf_path),
+                                     "boot_args": "console=ttyS0 lifecycle=hang"})
+        if balloon is not None:
+            e.ok("PUT", "/balloon", balloon)
+        for path, method in HINTING:  # Firecracker: none of them before boot
+            hinting_refused(e, method, path, None, NOT_BEFORE_BOOT)
+        # ... but the start body is read first (Firecracker's API server parses it).
+        hinting_refused(e, "PATCH", "/balloon/hinting/start", {"acknowledge_on_stop": 1},
+                        DESERIALIZE + "invalid type: integer `1`, expected a boolean.")
+        e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        wait_line(e, "lifecycle: hanging", 60)
+
+    return e.setup(configure)
+
+
+def test_balloon_hinting_api_refusals(ember_bin, tmp_path):
+    """Firecracker's answers for each hinting call that cannot be served: before boot, no
+    balloon, hinting not enabled, the driver not started; nothing changes.  The PUT's
+    free_page_hinting and free_page_reporting show in GET /balloon and /vm/config."""
+    found = "Balloon update error: Failed perform action on device: Device not found"
+    off = "Balloon update error: Balloon: Attempting to use hinting when not enabled"
+    inactive = "Balloon update error: Balloon: Device not activated yet."
+    a = hang(tmp_path, "none", None)
+    try:
+        for path, method in HINTING:
+            hinting_refused(a, method, path, None, found)
+    finally:
+        a.stop()
+    b = hang(tmp_path, "off", {"amount_mib": 0, "deflate_on_oom": False,
+                               "free_page_reporting": True})
+    try:
+        assert b.get("/balloon") == {"amount_mib": 0, "deflate_on_oom": False,
+                                     "stats_polling_interval_s": 0,
+                                     "free_page_hinting": False, "free_page_reporting": True}
+        for path, method in HINTING:
+            hinting_refused(b, method, path, None, off)
+        hinting_refused(b, "PATCH", "/balloon/hinting/start", {"acknowledge_on_stop": False}, off)
+    finally:
+        b.stop()
+    c = hang(tmp_path, "on", {"amount_mib": 0, "deflate_on_oom": False,
+                              "free_page_hinting": True, "transport": "mmio"})
+    try:
+        want = {"amount_mib": 0, "deflate_on_oom": False, "stats_polling_interval_s": 0,
+                "free_page_hinting": True, "free_page_reporting": False}
+        assert c.get("/balloon") == want
+        assert c.get("/vm/config")["balloon"] == dict(want, transport="mmio")
+        idle = {"host_cmd": 0, "guest_cmd": None}
+        assert c.get("/balloon/hinting/status") == idle
+        for body in (None, {"acknowledge_on_stop": True}, {"unknown": 1}):
+            hinting_refused(c, "PATCH", "/balloon/hinting/start", body, inactive)
+        hinting_refused(c, "PATCH", "/balloon/hinting/start", {"acknowledge_on_stop": "yes"},
+                        DESERIALIZE + 'invalid type: string "yes", expected a boolean.')
+        hinting_refused(c, "PATCH", "/balloon/hinting/stop", None, inactive)
+        assert c.get("/balloon/hinting/status") == idle
+        r = c.request("GET", "/balloon/hinting/nope")
+        assert r.status == 400, r
+    finally:
+        c.stop()

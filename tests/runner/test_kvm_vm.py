@@ -76,6 +76,43 @@ def test_a_command_past_its_limit_is_stopped():
     assert qemu_pids() <= before, "the VM's QEMU is still running"
 
 
+# A command that stops the VM's heartbeat (scripts/kvm-vm-init's loop) looks to the runner
+# exactly like a VM that froze: nothing more in the run folder's beat file.
+STOP_BEAT = 'kill -STOP "$(cat "$EMBER_KVM_VM_RUN/beat.pid")"; '
+
+
+def test_a_frozen_vm_is_stopped_its_cpu_shown_and_the_command_run_again():
+    mark = ROOT / "build" / f"kvm-vm-freeze-{uuid.uuid4().hex}"
+    before = qemu_pids()
+    try:
+        rc, out, err, took = run(
+            ["sh", "-c", f'if [ -e {mark} ]; then echo second-try; exit 3; fi; touch {mark}; '
+                         f'echo first-try; {STOP_BEAT} sleep 600'],
+            env={"EMBER_KVM_VM": "always", "EMBER_KVM_VM_FREEZE_AFTER": "10"})
+    finally:
+        mark.unlink(missing_ok=True)
+    assert rc == 3, (out, err)  # the second try's own status
+    assert out.splitlines() == ["first-try", "second-try"], out
+    assert err.count("the VM froze under the command: its heartbeat stopped for 10 s") == 1, err
+    assert "RIP=" in err and "CR3=" in err, err  # the emulated CPU, from QEMU's monitor
+    assert "running the command again in a new VM (try 2 of 2)" in err, err
+    assert took < 180, f"took {took:.0f} s"
+    assert qemu_pids() <= before, "a VM's QEMU is still running"
+
+
+def test_a_vm_frozen_on_every_try_fails_with_the_runners_status():
+    before = qemu_pids()
+    rc, out, err, took = run(["sh", "-c", f"echo started; {STOP_BEAT} sleep 600"],
+                             env={"EMBER_KVM_VM": "always", "EMBER_KVM_VM_FREEZE_AFTER": "10",
+                                  "EMBER_KVM_VM_FREEZE_RETRIES": "0"})
+    assert rc == 125, (out, err)
+    assert out.splitlines() == ["started"], out
+    assert "the VM froze on each of 1 tries" in err, err
+    assert "running the command again" not in err, err
+    assert took < 120, f"took {took:.0f} s"
+    assert qemu_pids() <= before, "the VM's QEMU is still running"
+
+
 def test_no_qemu():
     rc, out, err, _ = run(["true"], env={"EMBER_KVM_VM": "always",
                                          "EMBER_KVM_VM_QEMU": "/nonexistent/qemu-system-x86_64"})

@@ -231,12 +231,12 @@ TEST(balloon_before_boot)
 	expect_fault(&c, HTTP_PUT, "/balloon", "{\"amount_mib\": 129, \"deflate_on_oom\": false}",
 	             RES_MSG_BALLOON_TOO_LARGE);
 	expect_fault(&c, HTTP_PUT, "/balloon",
-	             "{\"amount_mib\": 1, \"deflate_on_oom\": false, \"free_page_hinting\": true}",
-	             "ember does not support the balloon's free page hinting yet.");
+	             "{\"amount_mib\": 1, \"deflate_on_oom\": false, \"free_page_hinting\": 1}",
+	             "invalid type: integer `1`, expected a boolean");
 	CHECK(!c.res.balloon.present);
 	CHECK_EQ(call(&c, HTTP_PUT, "/balloon",
 	              "{\"amount_mib\": 128, \"deflate_on_oom\": true, "
-	              "\"stats_polling_interval_s\": 3, \"free_page_reporting\": false, "
+	              "\"stats_polling_interval_s\": 3, \"free_page_reporting\": true, "
 	              "\"transport\": \"mmio\"}",
 	              NULL),
 	         204);
@@ -245,7 +245,7 @@ TEST(balloon_before_boot)
 	CHECK(json_is_true(json_object_get(j, "deflate_on_oom")));
 	CHECK_EQ(json_integer_value(json_object_get(j, "stats_polling_interval_s")), 3);
 	CHECK(json_is_false(json_object_get(j, "free_page_hinting")));
-	CHECK(json_is_false(json_object_get(j, "free_page_reporting")));
+	CHECK(json_is_true(json_object_get(j, "free_page_reporting")));
 	CHECK(!json_object_get(j, "transport")); /* Firecracker's fields only */
 	json_decref(j);
 	j = get_json(&c, "/vm/config");

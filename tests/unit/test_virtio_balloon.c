@@ -19,7 +19,7 @@
 struct guest {
 	struct fake_guest fg;
 	struct fake_transport ft;
-	struct fake_vq q[3];
+	struct fake_vq q[5];
 };
 
 static void guest_init(struct guest *g)
@@ -586,6 +586,369 @@ TEST(save_restore)
 	guest_fini(&g);
 }
 
+/* ---- free page reporting and hinting ------------------------------------------------------ */
+
+static uint32_t cfg32(struct virtio_dev *v, uint32_t off)
+{
+	uint32_t x = 0;
+
+	fake_config_read(v, off, &x, 4);
+	return x;
+}
+
+TEST(free_page_queues_and_config)
+{
+	struct guest g;
+	struct virtio_balloon b;
+	struct virtio_balloon_opts o = {.free_page_hinting = true, .free_page_reporting = true};
+	struct err e = {0};
+
+	guest_init(&g);
+	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
+	CHECK_EQ(b.vdev.nqueues, 4);
+	CHECK_EQ(b.hint_q, 2);
+	CHECK_EQ(b.report_q, 3);
+	CHECK_EQ(b.vdev.config_size, 12);
+	CHECK(b.vdev.features & (1ull << VIRTIO_BALLOON_F_FREE_PAGE_HINT));
+	CHECK(b.vdev.features & (1ull << VIRTIO_BALLOON_F_PAGE_REPORTING));
+	CHECK(!(b.vdev.features & (1ull << VIRTIO_BALLOON_F_PAGE_POISON)));
+	guest_bring_up(&g, &b.vdev, 4);
+	CHECK_EQ(cfg32(&b.vdev, 8), VIRTIO_BALLOON_CMD_ID_STOP);
+	/* free_page_hint_cmd_id is the device's: a driver write is dropped. */
+	{
+		uint32_t v = 9;
+
+		pthread_mutex_lock(&b.vdev.lock);
+		virtio_config_access(&b.vdev, 8, &v, 4, true);
+		pthread_mutex_unlock(&b.vdev.lock);
+	}
+	CHECK_EQ(cfg32(&b.vdev, 8), 0);
+	virtio_balloon_destroy(&b);
+
+	/* With statistics: statsq 2, free_page_vq 3, reporting_vq 4 (compact numbers, §5.5.2). */
+	o.stats_interval_s = 1;
+	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
+	CHECK_EQ(b.vdev.nqueues, 5);
+	CHECK_EQ(b.hint_q, 3);
+	CHECK_EQ(b.report_q, 4);
+	virtio_balloon_destroy(&b);
+
+	/* Reporting alone: queue 2, no cmd id in the config space. */
+	o = (struct virtio_balloon_opts){.free_page_reporting = true};
+	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
+	CHECK_EQ(b.vdev.nqueues, 3);
+	CHECK_EQ(b.report_q, 2);
+	CHECK_EQ(b.vdev.config_size, 8);
+	CHECK(!(b.vdev.features & (1ull << VIRTIO_BALLOON_F_FREE_PAGE_HINT)));
+	virtio_balloon_destroy(&b);
+	guest_fini(&g);
+}
+
+TEST(reporting_gives_whole_pages_back)
+{
+	struct guest g;
+	struct virtio_balloon b;
+	struct virtio_balloon_opts o = {.free_page_reporting = true};
+	struct err e = {0};
+	struct fake_seg s[] = {
+	    {BUF_BASE, 8, false},                           /* device-readable: ignored */
+	    {PAGE_BASE, 2 * PAGE, true},                    /* two whole pages */
+	    {PAGE_BASE + 3 * PAGE + 0x100, 2 * PAGE, true}, /* unaligned: only page 4 inside */
+	    {PAGE_BASE + 8 * PAGE, 100, true},              /* no whole page */
+	};
+	uint32_t id, len;
+	int h;
+
+	guest_init(&g);
+	memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, 10 * PAGE);
+	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
+	guest_bring_up(&g, &b.vdev, 3);
+	h = fake_vq_add(&g.q[2], s, 4);
+	fake_kick(&b.vdev, 2);
+	CHECK(fake_vq_used(&g.q[2], &id, &len));
+	CHECK_EQ(id, h);
+	CHECK_EQ(len, 0);
+	CHECK(g.ft.notified[2] >= 1);
+	CHECK(page_is(&g, PAGE_BASE, 0));
+	CHECK(page_is(&g, PAGE_BASE + PAGE, 0));
+	CHECK(page_is(&g, PAGE_BASE + 2 * PAGE, 0xaa));
+	CHECK(page_is(&g, PAGE_BASE + 3 * PAGE, 0xaa)); /* partly listed: kept */
+	CHECK(page_is(&g, PAGE_BASE + 4 * PAGE, 0));
+	CHECK(page_is(&g, PAGE_BASE + 5 * PAGE, 0xaa)); /* partly listed: kept */
+	CHECK(page_is(&g, PAGE_BASE + 8 * PAGE, 0xaa));
+	CHECK_EQ(b.report_count, 3);
+	CHECK_EQ(b.report_freed, 3 * PAGE);
+	CHECK_EQ(b.report_fails, 1);
+	CHECK(virtio_live(&b.vdev));
+
+	/* A full ring of reports (256 chains of 4 pages, one segment each): all served. */
+	for (unsigned int i = 0; i < 256; i++) {
+		struct fake_seg one = {PAGE_BASE + (i % 64) * 4 * PAGE, 4 * PAGE, true};
+
+		CHECK(fake_vq_add(&g.q[2], &one, 1) >= 0);
+	}
+	fake_kick(&b.vdev, 2);
+	for (unsigned int i = 0; i < 256; i++)
+		CHECK(fake_vq_used(&g.q[2], &id, &len));
+	CHECK(!fake_vq_used(&g.q[2], &id, &len));
+	CHECK_EQ(b.report_count, 3 + 256);
+	CHECK_EQ(b.report_freed, 3 * PAGE + 256ull * 4 * PAGE);
+	CHECK(virtio_live(&b.vdev));
+	virtio_balloon_destroy(&b);
+	guest_fini(&g);
+}
+
+/* A report reaching outside RAM or wrapping: the whole chain is refused (the virtio core's rule).
+ */
+TEST(reporting_hostile_ranges)
+{
+	static const struct {
+		uint64_t gpa;
+		uint32_t len;
+	} bad[] = {
+	    {RAM_SIZE - PAGE, 2 * PAGE},     /* runs past the end of RAM */
+	    {RAM_SIZE, PAGE},                /* just after RAM */
+	    {0xfffffffffffff000ull, 0x2000}, /* wraps around */
+	    {PAGE_BASE, 0xffffffffu},        /* a huge length from a good start */
+	    {0x100000000ull, 2u << 20},      /* 4 GiB: no RAM there */
+	};
+
+	for (unsigned int t = 0; t < sizeof(bad) / sizeof(bad[0]); t++) {
+		struct guest g;
+		struct virtio_balloon b;
+		struct virtio_balloon_opts o = {.free_page_reporting = true};
+		struct err e = {0};
+		struct fake_seg s[] = {{PAGE_BASE, PAGE, true}, {bad[t].gpa, bad[t].len, true}};
+		uint32_t id, len;
+
+		guest_init(&g);
+		memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, PAGE);
+		CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
+		guest_bring_up(&g, &b.vdev, 3);
+		fake_vq_add(&g.q[2], s, 2);
+		fake_kick(&b.vdev, 2);
+		CHECK(!fake_vq_used(&g.q[2], &id, &len));
+		CHECK(!virtio_live(&b.vdev));
+		CHECK(virtio_get_status(&b.vdev) & VIRTIO_STATUS_NEEDS_RESET);
+		CHECK_EQ(b.event_fails, 1);
+		CHECK_EQ(b.report_count, 0);
+		CHECK(page_is(&g, PAGE_BASE, 0xaa)); /* the good range of the refused chain stays */
+		virtio_balloon_destroy(&b);
+		guest_fini(&g);
+	}
+}
+
+/* The driver's side of a hinting run: a device-readable 4-byte command id. */
+static void send_cmd(struct guest *g, struct virtio_balloon *b, uint32_t off, uint32_t cmd)
+{
+	struct fake_seg s = {BUF_BASE + off, 4, false};
+
+	put32(g, BUF_BASE + off, cmd);
+	fake_vq_add(&g->q[b->hint_q], &s, 1);
+	fake_kick(&b->vdev, b->hint_q);
+}
+
+/* A hint: a device-writable range of `n` pages at `gpa`. */
+static void send_hint(struct guest *g, struct virtio_balloon *b, uint64_t gpa, unsigned int n)
+{
+	struct fake_seg s = {gpa, n * PAGE, true};
+
+	fake_vq_add(&g->q[b->hint_q], &s, 1);
+	fake_kick(&b->vdev, b->hint_q);
+}
+
+TEST(hinting_protocol)
+{
+	struct guest g;
+	struct virtio_balloon b;
+	struct virtio_balloon_opts o = {.free_page_hinting = true};
+	struct virtio_balloon_hint_status st;
+	struct err e = {0};
+	unsigned int cc;
+	uint32_t id, len;
+
+	guest_init(&g);
+	memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, 16 * PAGE);
+	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
+	/* Before the driver starts the device: status yes, start and stop no (Firecracker). */
+	CHECK_EQ(virtio_balloon_hint_start(&b, true), -EAGAIN);
+	CHECK_EQ(virtio_balloon_hint_stop(&b), -EAGAIN);
+	CHECK_EQ(virtio_balloon_hint_status(&b, &st), 0);
+	CHECK_EQ(st.host_cmd, 0);
+	CHECK(!st.guest_cmd_set);
+	guest_bring_up(&g, &b.vdev, 3);
+
+	/* A hint with no run: left alone, returned. */
+	send_hint(&g, &b, PAGE_BASE, 1);
+	CHECK(fake_vq_used(&g.q[2], &id, &len));
+	CHECK(page_is(&g, PAGE_BASE, 0xaa));
+
+	cc = g.ft.config_changed;
+	CHECK_EQ(virtio_balloon_hint_start(&b, true), 0);
+	CHECK_EQ(g.ft.config_changed, cc + 1);
+	CHECK_EQ(cfg32(&b.vdev, 8), 2);
+	/* A hint before the driver's id: left alone. */
+	send_hint(&g, &b, PAGE_BASE, 1);
+	CHECK(page_is(&g, PAGE_BASE, 0xaa));
+	/* The driver starts: its id, then hints, given back. */
+	send_cmd(&g, &b, 0, 2);
+	CHECK_EQ(virtio_balloon_hint_status(&b, &st), 0);
+	CHECK_EQ(st.host_cmd, 2);
+	CHECK(st.guest_cmd_set);
+	CHECK_EQ(st.guest_cmd, 2);
+	send_hint(&g, &b, PAGE_BASE, 2);
+	CHECK(page_is(&g, PAGE_BASE, 0));
+	CHECK(page_is(&g, PAGE_BASE + PAGE, 0));
+	CHECK(page_is(&g, PAGE_BASE + 2 * PAGE, 0xaa));
+	CHECK_EQ(b.hint_count, 1);
+	CHECK_EQ(b.hint_freed, 2 * PAGE);
+	/* A command id of another size: ignored. */
+	{
+		struct fake_seg s8 = {BUF_BASE + 64, 8, false};
+
+		fake_vq_add(&g.q[2], &s8, 1);
+		fake_kick(&b.vdev, 2);
+	}
+	CHECK_EQ(b.guest_cmd, 2);
+	/* The driver's STOP: acknowledge_on_stop answers DONE, with a config interrupt. */
+	cc = g.ft.config_changed;
+	send_cmd(&g, &b, 4, VIRTIO_BALLOON_CMD_ID_STOP);
+	CHECK_EQ(virtio_balloon_hint_status(&b, &st), 0);
+	CHECK_EQ(st.host_cmd, VIRTIO_BALLOON_CMD_ID_DONE);
+	CHECK_EQ(st.guest_cmd, VIRTIO_BALLOON_CMD_ID_STOP);
+	CHECK_EQ(cfg32(&b.vdev, 8), VIRTIO_BALLOON_CMD_ID_DONE);
+	CHECK_EQ(g.ft.config_changed, cc + 1);
+	/* A late hint after DONE: left alone. */
+	send_hint(&g, &b, PAGE_BASE + 4 * PAGE, 1);
+	CHECK(page_is(&g, PAGE_BASE + 4 * PAGE, 0xaa));
+
+	/* A second run without acknowledge_on_stop: the host's id stays until the stop call. */
+	CHECK_EQ(virtio_balloon_hint_start(&b, false), 0);
+	CHECK_EQ(cfg32(&b.vdev, 8), 3);
+	send_cmd(&g, &b, 8, 2); /* the driver still on the old id: its hints are ignored */
+	send_hint(&g, &b, PAGE_BASE + 5 * PAGE, 1);
+	CHECK(page_is(&g, PAGE_BASE + 5 * PAGE, 0xaa));
+	send_cmd(&g, &b, 12, 3);
+	send_hint(&g, &b, PAGE_BASE + 6 * PAGE, 1);
+	CHECK(page_is(&g, PAGE_BASE + 6 * PAGE, 0));
+	send_cmd(&g, &b, 16, VIRTIO_BALLOON_CMD_ID_STOP);
+	CHECK_EQ(virtio_balloon_hint_status(&b, &st), 0);
+	CHECK_EQ(st.host_cmd, 3);
+	CHECK_EQ(st.guest_cmd, 0);
+	CHECK_EQ(virtio_balloon_hint_stop(&b), 0);
+	CHECK_EQ(cfg32(&b.vdev, 8), VIRTIO_BALLOON_CMD_ID_DONE);
+	CHECK_EQ(b.hint_count, 2);
+	while (fake_vq_used(&g.q[2], &id, &len))
+		CHECK_EQ(len, 0);
+
+	/* The id wraps past STOP and DONE. */
+	b.last_cmd_id = 0xffffffffu;
+	CHECK_EQ(virtio_balloon_hint_start(&b, true), 0);
+	CHECK_EQ(cfg32(&b.vdev, 8), 2);
+	/* A reset forgets the run (Firecracker's). */
+	fake_set_status(&b.vdev, 0);
+	CHECK_EQ(virtio_balloon_hint_status(&b, &st), 0);
+	CHECK_EQ(st.host_cmd, 0);
+	CHECK(!st.guest_cmd_set);
+	CHECK(virtio_live(&b.vdev) == false);
+	virtio_balloon_destroy(&b);
+
+	/* Hinting off: all three refused. */
+	CHECK_EQ(virtio_balloon_init(&b, NULL, &g.fg.env, &e), 0);
+	guest_bring_up(&g, &b.vdev, 2);
+	CHECK_EQ(virtio_balloon_hint_start(&b, true), -ENOTSUP);
+	CHECK_EQ(virtio_balloon_hint_stop(&b), -ENOTSUP);
+	CHECK_EQ(virtio_balloon_hint_status(&b, &st), -ENOTSUP);
+	virtio_balloon_destroy(&b);
+	guest_fini(&g);
+}
+
+TEST(hinting_save_restore)
+{
+	struct guest g;
+	struct virtio_balloon a, b, c;
+	struct virtio_balloon_opts o = {.free_page_hinting = true, .free_page_reporting = true};
+	struct virtio_balloon_hint_status st;
+	struct err e = {0};
+	struct snap_w w;
+	struct snap_r r;
+	unsigned int cc;
+
+	guest_init(&g);
+	CHECK_EQ(virtio_balloon_init(&a, &o, &g.fg.env, &e), 0);
+	guest_bring_up(&g, &a.vdev, 4);
+	CHECK_EQ(virtio_balloon_hint_start(&a, false), 0);
+	send_cmd(&g, &a, 0, 2);
+	snap_w_init(&w);
+	virtio_save(&a.vdev, &w);
+	virtio_balloon_save(&a, &w);
+	CHECK(!w.oom);
+
+	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
+	fake_transport_attach(&g.ft, &b.vdev);
+	snap_r_init(&r, w.buf, w.len);
+	CHECK_EQ(virtio_restore(&b.vdev, &r, &e), 0);
+	CHECK_EQ(virtio_balloon_restore(&b, &r, &e), 0);
+	CHECK_EQ(virtio_balloon_hint_status(&b, &st), 0);
+	CHECK_EQ(st.host_cmd, 2);
+	CHECK_EQ(st.guest_cmd, 2);
+	CHECK(!b.ack_on_stop);
+	CHECK_EQ(b.last_cmd_id, 2);
+	/* Once everything is back, the run ends: DONE, and the driver is told. */
+	cc = g.ft.config_changed;
+	virtio_balloon_restored(&b);
+	CHECK_EQ(cfg32(&b.vdev, 8), VIRTIO_BALLOON_CMD_ID_DONE);
+	CHECK_EQ(g.ft.config_changed, cc + 1);
+	CHECK_EQ(virtio_balloon_hint_start(&b, true), 0);
+	CHECK_EQ(cfg32(&b.vdev, 8), 3); /* the ids go on */
+
+	/* Into a device built without hinting and reporting: refused, nothing changed. */
+	o.free_page_hinting = o.free_page_reporting = false;
+	CHECK_EQ(virtio_balloon_init(&c, &o, &g.fg.env, &e), 0);
+	snap_r_init(&r, w.buf, w.len);
+	{
+		struct snap_r sub;
+		uint16_t ver;
+
+		CHECK_EQ(
+		    snap_section(&r, SNAP_TAG('V', 'I', 'R', 'T'), 99, "virtio", &ver, &sub, &e),
+		    0);
+		err_clear(&e);
+		CHECK(virtio_balloon_restore(&c, &r, &e) < 0);
+		CHECK_STR_CONTAINS(e.msg, "saved with free page hinting on and reporting on, built "
+		                          "with them off and off");
+	}
+	CHECK_EQ(c.host_cmd, 0);
+	snap_w_free(&w);
+
+	/* A version 1 section (before hinting existed) restores with no hinting state. */
+	snap_w_init(&w);
+	{
+		size_t at = snap_begin(&w, SNAP_TAG('B', 'A', 'L', 'N'), 1);
+
+		snap_put_u32(&w, 256);
+		snap_put_u32(&w, 12);
+		snap_put_u16(&w, 0);
+		snap_put_u8(&w, 1);
+		snap_put_u8(&w, 0);
+		snap_put_u16(&w, 0);
+		snap_put_u32(&w, 0);
+		for (unsigned int i = 0; i < VIRTIO_BALLOON_S_NR; i++)
+			snap_put_u64(&w, 0);
+		snap_end(&w, at);
+	}
+	snap_r_init(&r, w.buf, w.len);
+	CHECK_EQ(virtio_balloon_restore(&c, &r, &e), 0);
+	CHECK_EQ(c.num_pages, 256);
+	CHECK_EQ(c.actual, 12);
+	CHECK_EQ(c.host_cmd, 0);
+	snap_w_free(&w);
+	virtio_balloon_destroy(&c);
+	virtio_balloon_destroy(&b);
+	virtio_balloon_destroy(&a);
+	guest_fini(&g);
+}
+
 int main(void)
 {
 	RUN(identity);
@@ -599,5 +962,10 @@ int main(void)
 	RUN(target_and_interval);
 	RUN(bad_chain_needs_reset_then_recovers);
 	RUN(save_restore);
+	RUN(free_page_queues_and_config);
+	RUN(reporting_gives_whole_pages_back);
+	RUN(reporting_hostile_ranges);
+	RUN(hinting_protocol);
+	RUN(hinting_save_restore);
 	return test_summary();
 }

@@ -16,7 +16,8 @@
 #define DEFLATEQ 1
 #define STATSQ   2
 
-#define CONFIG_SIZE 8 /* num_pages, actual (§5.5.4) */
+#define CONFIG_SIZE      8  /* num_pages, actual (§5.5.4) */
+#define CONFIG_SIZE_HINT 12 /* and free_page_hint_cmd_id */
 
 const char *const virtio_balloon_stat_names[VIRTIO_BALLOON_S_NR] = {
     "swap_in",        "swap_out",         "major_faults", "minor_faults",        "free_memory",
@@ -128,6 +129,151 @@ static bool pages_process_locked(struct virtio_balloon *b, unsigned int qi)
 	return pushed;
 }
 
+/* ---- free page reporting and hinting ------------------------------------------------------ */
+
+/*
+ * Give back the whole 4 KiB pages of one free range the driver listed (a reported block, a
+ * hint): the start rounded up and the end down, so a partial page at either edge -- which may
+ * hold the guest's data next to the free block -- is never discarded.  The range is checked
+ * against guest RAM here again (virtq_pop already refused segments outside it).  Returns the
+ * bytes given back, 0 for nothing (a range too small, not RAM, or madvise failing).  Lock held.
+ */
+static uint64_t discard_range(struct virtio_balloon *b, uint64_t gpa, uint32_t len,
+                              const char *what)
+{
+	uint64_t start =
+	    (gpa + VIRTIO_BALLOON_PAGE_SIZE - 1) & ~(uint64_t)(VIRTIO_BALLOON_PAGE_SIZE - 1);
+	uint64_t end = (gpa + len) & ~(uint64_t)(VIRTIO_BALLOON_PAGE_SIZE - 1);
+	uint8_t *hva;
+
+	if (gpa + len < gpa || start < gpa || end <= start)
+		return 0; /* an overflow, or no whole page inside */
+	hva = gmem_ptr(b->vdev.env->gm, start, end - start);
+	if (!hva || ((uintptr_t)hva & (VIRTIO_BALLOON_PAGE_SIZE - 1))) {
+		b->pages_bad++;
+		log_guest(&b->vdev.rl, LOG_WARN, "%s: %s range %#llx+%#x is not guest RAM: skipped",
+		          b->vdev.name, what, (unsigned long long)gpa, len);
+		return 0;
+	}
+	if (madvise(hva, end - start, MADV_DONTNEED) < 0) {
+		log_guest(&b->vdev.rl, LOG_WARN,
+		          "%s: madvise(MADV_DONTNEED) on %s range %#llx+%#llx: %s", b->vdev.name,
+		          what, (unsigned long long)start, (unsigned long long)(end - start),
+		          strerror(errno));
+		return 0;
+	}
+	return end - start;
+}
+
+/*
+ * reporting_vq (§5.5.6.6): each chain's device-writable segments are free blocks; each is given
+ * back and the chain returned (used length 0: the device writes nothing).  Device-readable
+ * segments have no meaning here: logged and ignored.  Lock held; true when something was pushed.
+ */
+static bool report_process_locked(struct virtio_balloon *b)
+{
+	struct virtq *q = &b->vdev.vq[b->report_q];
+	struct virtq_chain *c = &b->chain;
+	bool pushed = false;
+
+	while (virtio_live(&b->vdev)) {
+		int k = virtq_pop(q, c);
+
+		if (k < 0) {
+			b->event_fails++;
+			virtio_needs_reset(&b->vdev, q->err ? q->err : "bad reporting chain");
+			break;
+		}
+		if (k == 0)
+			break;
+		for (unsigned int i = 0; i < c->nseg; i++) {
+			uint64_t n;
+
+			if (!c->seg[i].write) {
+				log_guest(&b->vdev.rl, LOG_WARN,
+				          "%s: a device-readable segment on reporting_vq: ignored",
+				          b->vdev.name);
+				continue;
+			}
+			b->report_count++;
+			n = discard_range(b, c->seg[i].gpa, c->seg[i].len, "reported");
+			if (n)
+				b->report_freed += n;
+			else
+				b->report_fails++;
+		}
+		virtq_push(q, c->head, 0);
+		pushed = true;
+	}
+	return pushed;
+}
+
+/* Set free_page_hint_cmd_id; the caller sends the configuration interrupt.  Lock held. */
+static void hint_set_cmd(struct virtio_balloon *b, uint32_t cmd)
+{
+	b->host_cmd = cmd;
+}
+
+/*
+ * free_page_vq (§5.5.6.5).  A device-readable segment is a command id from the driver (4 bytes:
+ * anything else is logged and ignored); STOP (or DONE, which a driver should not send: taken as
+ * STOP, as Firecracker) ends its part of the run.  A device-writable segment is a hint: given
+ * back when the driver's last id is the host's current one and the host has not said STOP or
+ * DONE; otherwise it belongs to an older run and is left alone.  Every chain goes back with used
+ * length 0.  Lock held; *pushed when something was pushed; true when the run completed (the
+ * caller then writes DONE if asked to).
+ */
+static bool hint_process_locked(struct virtio_balloon *b, bool *pushed)
+{
+	struct virtq *q = &b->vdev.vq[b->hint_q];
+	struct virtq_chain *c = &b->chain;
+	bool complete = false;
+
+	while (virtio_live(&b->vdev)) {
+		int k = virtq_pop(q, c);
+
+		if (k < 0) {
+			b->event_fails++;
+			virtio_needs_reset(&b->vdev, q->err ? q->err : "bad hinting chain");
+			break;
+		}
+		if (k == 0)
+			break;
+		for (unsigned int i = 0; i < c->nseg; i++) {
+			const struct virtq_seg *sg = &c->seg[i];
+			uint64_t n;
+
+			if (!sg->write) {
+				if (sg->len != 4) {
+					log_guest(
+					    &b->vdev.rl, LOG_WARN,
+					    "%s: a command id of %u bytes on free_page_vq: ignored",
+					    b->vdev.name, sg->len);
+					continue;
+				}
+				b->guest_cmd = le32(sg->hva);
+				b->guest_cmd_set = true;
+				complete = b->guest_cmd == VIRTIO_BALLOON_CMD_ID_STOP ||
+				           b->guest_cmd == VIRTIO_BALLOON_CMD_ID_DONE;
+				continue;
+			}
+			if (b->host_cmd == VIRTIO_BALLOON_CMD_ID_STOP ||
+			    b->host_cmd == VIRTIO_BALLOON_CMD_ID_DONE || !b->guest_cmd_set ||
+			    b->guest_cmd != b->host_cmd)
+				continue; /* a hint of no run, or of an older one */
+			b->hint_count++;
+			n = discard_range(b, sg->gpa, sg->len, "hinted");
+			if (n)
+				b->hint_freed += n;
+			else
+				b->hint_fails++;
+		}
+		virtq_push(q, c->head, 0);
+		*pushed = true;
+	}
+	return complete;
+}
+
 /* ---- statistics --------------------------------------------------------------------------- */
 
 /* Parse a stats buffer's entries into b->st.  Lock held. */
@@ -233,32 +379,45 @@ static int arm_timer(struct virtio_balloon *b, uint16_t seconds)
 static void balloon_queue_notify(struct virtio_dev *v, unsigned int qi)
 {
 	struct virtio_balloon *b = v->opaque;
-	bool pushed = false;
+	bool pushed = false, done = false;
 
 	pthread_mutex_lock(&v->lock);
-	if (qi == INFLATEQ || qi == DEFLATEQ)
+	if (qi == INFLATEQ || qi == DEFLATEQ) {
 		pushed = pages_process_locked(b, qi);
-	else if (qi == STATSQ && b->stats_on)
+	} else if (qi == STATSQ && b->stats_on) {
 		pushed = stats_process_locked(b);
+	} else if (b->hint_on && qi == b->hint_q) {
+		/* Firecracker: with acknowledge_on_stop, the driver's STOP is answered with DONE.
+		 */
+		done = hint_process_locked(b, &pushed) && b->ack_on_stop &&
+		       b->host_cmd != VIRTIO_BALLOON_CMD_ID_DONE;
+		if (done)
+			hint_set_cmd(b, VIRTIO_BALLOON_CMD_ID_DONE);
+	} else if (b->report_on && qi == b->report_q) {
+		pushed = report_process_locked(b);
+	}
 	pthread_mutex_unlock(&v->lock);
 	if (pushed)
 		virtio_notify_queue(v, qi);
 	else
 		virtio_flush_irqs(v);
+	if (done)
+		virtio_config_changed(v);
 }
 
-/* §5.5.4: num_pages then actual, little-endian. */
+/* §5.5.4: num_pages, actual and (with hinting) free_page_hint_cmd_id, little-endian. */
 static void balloon_config_read(struct virtio_dev *v, uint32_t off, void *buf, uint32_t len)
 {
 	struct virtio_balloon *b = v->opaque;
-	uint8_t cfg[CONFIG_SIZE];
+	uint8_t cfg[CONFIG_SIZE_HINT];
 	uint32_t i;
 
 	for (i = 0; i < 4; i++) {
 		cfg[i] = (uint8_t)(b->num_pages >> (8 * i));
 		cfg[4 + i] = (uint8_t)(b->actual >> (8 * i));
+		cfg[8 + i] = (uint8_t)(b->host_cmd >> (8 * i));
 	}
-	memcpy(buf, cfg + off, len);
+	memcpy(buf, cfg + off, len); /* off + len <= config_size: the core checked */
 }
 
 /*
@@ -271,13 +430,15 @@ static void balloon_config_write(struct virtio_dev *v, uint32_t off, const void 
 	const uint8_t *p = buf;
 	uint32_t i;
 
-	if (off < 4)
-		log_guest(&v->rl, LOG_WARN, "%s: driver wrote num_pages (offset %u): ignored",
-		          v->name, off);
+	if (off < 4 || off + len > 8)
+		log_guest(
+		    &v->rl, LOG_WARN,
+		    "%s: driver wrote num_pages or free_page_hint_cmd_id (offset %u): ignored",
+		    v->name, off);
 	for (i = 0; i < len; i++) {
 		uint32_t at = off + i;
 
-		if (at < 4)
+		if (at < 4 || at >= 8)
 			continue;
 		at -= 4;
 		b->actual = (b->actual & ~(0xffu << (8 * at))) | (uint32_t)p[i] << (8 * at);
@@ -303,6 +464,19 @@ static int balloon_activate(struct virtio_dev *v)
 	return 0;
 }
 
+/*
+ * Free page hinting after a reset: Firecracker forgets the run (host STOP, no guest id).  The
+ * driver's hinted pages went with the driver.
+ */
+static void hint_forget(struct virtio_balloon *b)
+{
+	b->host_cmd = VIRTIO_BALLOON_CMD_ID_STOP;
+	b->last_cmd_id = 0;
+	b->guest_cmd = 0;
+	b->guest_cmd_set = false;
+	b->ack_on_stop = false;
+}
+
 /* Lock held.  The held stats buffer belonged to the queue just reset; the driver's report too. */
 static void balloon_reset(struct virtio_dev *v)
 {
@@ -311,6 +485,7 @@ static void balloon_reset(struct virtio_dev *v)
 	b->stats_held = false;
 	b->actual = 0;
 	b->st.actual = 0;
+	hint_forget(b);
 }
 
 static const struct virtio_dev_ops balloon_ops = {
@@ -326,6 +501,7 @@ int virtio_balloon_init(struct virtio_balloon *b, const struct virtio_balloon_op
 {
 	static const struct virtio_balloon_opts defaults;
 	uint64_t features = 1ull << VIRTIO_F_EVENT_IDX;
+	unsigned int nq;
 	int ret;
 
 	if (!o)
@@ -338,9 +514,20 @@ int virtio_balloon_init(struct virtio_balloon *b, const struct virtio_balloon_op
 		features |= 1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
 	if (b->stats_on)
 		features |= 1ull << VIRTIO_BALLOON_F_STATS_VQ;
-	ret = virtio_dev_init(&b->vdev, VIRTIO_ID_BALLOON, "virtio-balloon", features,
-	                      b->stats_on ? 3 : 2, VIRTIO_BALLOON_QUEUE_SIZE, CONFIG_SIZE,
-	                      &balloon_ops, b, env);
+	nq = b->stats_on ? 3 : 2;
+	b->hint_on = o->free_page_hinting;
+	b->report_on = o->free_page_reporting;
+	if (b->hint_on) {
+		features |= 1ull << VIRTIO_BALLOON_F_FREE_PAGE_HINT;
+		b->hint_q = nq++;
+	}
+	if (b->report_on) {
+		features |= 1ull << VIRTIO_BALLOON_F_PAGE_REPORTING;
+		b->report_q = nq++;
+	}
+	ret = virtio_dev_init(&b->vdev, VIRTIO_ID_BALLOON, "virtio-balloon", features, nq,
+	                      VIRTIO_BALLOON_QUEUE_SIZE,
+	                      b->hint_on ? CONFIG_SIZE_HINT : CONFIG_SIZE, &balloon_ops, b, env);
 	if (ret < 0)
 		return err_sys(e, -ret, "virtio-balloon: device setup");
 	if (!b->stats_on)
@@ -415,6 +602,56 @@ int virtio_balloon_set_stats_interval(struct virtio_balloon *b, uint16_t seconds
 	return r;
 }
 
+int virtio_balloon_hint_start(struct virtio_balloon *b, bool acknowledge_on_stop)
+{
+	uint32_t id;
+
+	if (!b->hint_on)
+		return -ENOTSUP;
+	pthread_mutex_lock(&b->vdev.lock);
+	if (!b->activated) {
+		pthread_mutex_unlock(&b->vdev.lock);
+		return -EAGAIN;
+	}
+	id = b->last_cmd_id + 1; /* Firecracker: 0 and 1 are STOP and DONE, never a run's id */
+	if (id <= VIRTIO_BALLOON_CMD_ID_DONE)
+		id = 2;
+	b->last_cmd_id = id;
+	b->ack_on_stop = acknowledge_on_stop;
+	hint_set_cmd(b, id);
+	pthread_mutex_unlock(&b->vdev.lock);
+	virtio_config_changed(&b->vdev); /* the driver re-reads free_page_hint_cmd_id */
+	return 0;
+}
+
+int virtio_balloon_hint_stop(struct virtio_balloon *b)
+{
+	if (!b->hint_on)
+		return -ENOTSUP;
+	pthread_mutex_lock(&b->vdev.lock);
+	if (!b->activated) {
+		pthread_mutex_unlock(&b->vdev.lock);
+		return -EAGAIN;
+	}
+	hint_set_cmd(b, VIRTIO_BALLOON_CMD_ID_DONE);
+	pthread_mutex_unlock(&b->vdev.lock);
+	virtio_config_changed(
+	    &b->vdev); /* the driver gives its hinted pages back to its allocator */
+	return 0;
+}
+
+int virtio_balloon_hint_status(struct virtio_balloon *b, struct virtio_balloon_hint_status *out)
+{
+	if (!b->hint_on)
+		return -ENOTSUP;
+	pthread_mutex_lock(&b->vdev.lock);
+	out->host_cmd = b->host_cmd;
+	out->guest_cmd = b->guest_cmd;
+	out->guest_cmd_set = b->guest_cmd_set;
+	pthread_mutex_unlock(&b->vdev.lock);
+	return 0;
+}
+
 void virtio_balloon_get_stats(struct virtio_balloon *b, struct virtio_balloon_stats *out)
 {
 	pthread_mutex_lock(&b->vdev.lock);
@@ -433,7 +670,7 @@ void virtio_balloon_save(struct virtio_balloon *b, struct snap_w *w)
 	size_t at;
 
 	pthread_mutex_lock(&b->vdev.lock);
-	at = snap_begin(w, SNAP_BALN, 1);
+	at = snap_begin(w, SNAP_BALN, 2);
 	snap_put_u32(w, b->num_pages);
 	snap_put_u32(w, b->actual);
 	snap_put_u16(w, b->stats_interval_s);
@@ -443,6 +680,14 @@ void virtio_balloon_save(struct virtio_balloon *b, struct snap_w *w)
 	snap_put_u32(w, b->st.present);
 	for (unsigned int i = 0; i < VIRTIO_BALLOON_S_NR; i++)
 		snap_put_u64(w, b->st.val[i]);
+	/* version 2: free page hinting */
+	snap_put_u8(w, b->hint_on);
+	snap_put_u8(w, b->report_on);
+	snap_put_u32(w, b->host_cmd);
+	snap_put_u32(w, b->last_cmd_id);
+	snap_put_u32(w, b->guest_cmd);
+	snap_put_u8(w, b->guest_cmd_set);
+	snap_put_u8(w, b->ack_on_stop);
 	snap_end(w, at);
 	pthread_mutex_unlock(&b->vdev.lock);
 }
@@ -450,11 +695,12 @@ void virtio_balloon_save(struct virtio_balloon *b, struct snap_w *w)
 int virtio_balloon_restore(struct virtio_balloon *b, struct snap_r *r, struct err *e)
 {
 	struct virtio_balloon_stats st = {0};
-	uint32_t num_pages = 0, actual = 0;
+	uint32_t num_pages = 0, actual = 0, host_cmd = 0, last_cmd_id = 0, guest_cmd = 0;
 	uint16_t ver, interval = 0, head = 0;
-	bool activated = false, held = false;
+	bool activated = false, held = false, hint_on = false, report_on = false;
+	bool guest_cmd_set = false, ack_on_stop = false;
 	struct snap_r s;
-	int rc = snap_section(r, SNAP_BALN, 1, "virtio-balloon", &ver, &s, e);
+	int rc = snap_section(r, SNAP_BALN, 2, "virtio-balloon", &ver, &s, e);
 
 	if (rc < 0)
 		return rc;
@@ -467,6 +713,15 @@ int virtio_balloon_restore(struct virtio_balloon *b, struct snap_r *r, struct er
 	snap_get_u32(&s, &st.present);
 	for (unsigned int i = 0; i < VIRTIO_BALLOON_S_NR; i++)
 		snap_get_u64(&s, &st.val[i]);
+	if (ver >= 2) {
+		snap_get_bool(&s, &hint_on);
+		snap_get_bool(&s, &report_on);
+		snap_get_u32(&s, &host_cmd);
+		snap_get_u32(&s, &last_cmd_id);
+		snap_get_u32(&s, &guest_cmd);
+		snap_get_bool(&s, &guest_cmd_set);
+		snap_get_bool(&s, &ack_on_stop);
+	}
 	rc = snap_done(&s, "virtio-balloon", e);
 	if (rc < 0)
 		return rc;
@@ -477,6 +732,14 @@ int virtio_balloon_restore(struct virtio_balloon *b, struct snap_r *r, struct er
 	if (held && (!b->stats_on || head >= b->vdev.vq[STATSQ].size))
 		return err_set(e, EINVAL,
 		               "virtio-balloon: saved stats buffer %u is not in its queue", head);
+	if (hint_on != b->hint_on || report_on != b->report_on)
+		return err_set(e, EINVAL,
+		               "virtio-balloon: saved with free page hinting %s and reporting %s, "
+		               "built with them %s and %s",
+		               hint_on ? "on" : "off", report_on ? "on" : "off",
+		               b->hint_on ? "on" : "off", b->report_on ? "on" : "off");
+	if (!hint_on && (host_cmd || last_cmd_id || guest_cmd_set))
+		return err_set(e, EINVAL, "virtio-balloon: saved hinting state without hinting");
 	if (st.present >> VIRTIO_BALLOON_S_NR)
 		return err_set(e, EINVAL, "virtio-balloon: saved statistics of unknown tags");
 	if (b->stats_on && interval != b->stats_interval_s) {
@@ -494,6 +757,24 @@ int virtio_balloon_restore(struct virtio_balloon *b, struct snap_r *r, struct er
 	st.num_pages = num_pages;
 	st.actual = actual;
 	b->st = st;
+	b->host_cmd = host_cmd;
+	b->last_cmd_id = last_cmd_id;
+	b->guest_cmd = guest_cmd;
+	b->guest_cmd_set = guest_cmd_set;
+	b->ack_on_stop = ack_on_stop;
 	pthread_mutex_unlock(&b->vdev.lock);
 	return 0;
+}
+
+void virtio_balloon_restored(struct virtio_balloon *b)
+{
+	bool tell;
+
+	pthread_mutex_lock(&b->vdev.lock);
+	tell = b->hint_on && b->activated && virtio_live(&b->vdev);
+	if (tell)
+		hint_set_cmd(b, VIRTIO_BALLOON_CMD_ID_DONE);
+	pthread_mutex_unlock(&b->vdev.lock);
+	if (tell)
+		virtio_config_changed(&b->vdev);
 }

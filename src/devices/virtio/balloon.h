@@ -5,14 +5,42 @@
 /*
  * Queues (§5.5.2): inflateq (0), deflateq (1) and, when statistics are on
  * (a polling interval > 0, Firecracker's rule), statsq (2) with
- * VIRTIO_BALLOON_F_STATS_VQ.  VIRTIO_BALLOON_F_DEFLATE_ON_OOM is offered when
- * configured.  Neither free page hinting nor free page reporting is offered.
+ * VIRTIO_BALLOON_F_STATS_VQ, then free_page_vq with VIRTIO_BALLOON_F_FREE_PAGE_HINT
+ * and reporting_vq with VIRTIO_BALLOON_F_PAGE_REPORTING, each only when configured.
+ * Queue numbers are compact (§5.5.2: a queue of a feature not offered takes no
+ * number; Linux's virtio_find_vqs skips the NULL names the same way), so
+ * free_page_vq is 2 or 3 and reporting_vq 2, 3 or 4: Firecracker's order.
+ * VIRTIO_BALLOON_F_DEFLATE_ON_OOM is offered when configured.
+ * VIRTIO_BALLOON_F_PAGE_POISON is not offered (Firecracker neither): a guest that
+ * poisons or zeroes free pages (init_on_free) then turns reporting off itself
+ * (Linux's virtballoon_validate), and any other guest makes no assumption about a
+ * free page's contents, so a reported or hinted page may read back as zeros or as
+ * a restored snapshot's page.
  *
  * Configuration space (§5.5.4): num_pages (le32, offset 0: the target the
- * host asks for, in 4 KiB pages; written by ember only) and actual (le32,
- * offset 4: what the driver reports it holds, written by the driver).  The
- * optional free_page_hint_cmd_id and poison_val fields belong to features
- * ember does not offer, so the space is 8 bytes.
+ * host asks for, in 4 KiB pages; written by ember only), actual (le32,
+ * offset 4: what the driver reports it holds, written by the driver) and,
+ * with free page hinting, free_page_hint_cmd_id (le32, offset 8, written by
+ * ember only).  poison_val belongs to PAGE_POISON, not offered.  So the space
+ * is 8 bytes, or 12 with hinting.
+ *
+ * Free page reporting (§5.5.6.6): the driver places device-writable buffers of
+ * free memory on reporting_vq; every segment's whole 4 KiB pages are given back
+ * (madvise MADV_DONTNEED, as inflated pages) and the buffer returned with used
+ * length 0.  Linux's page_reporting sends at most 32 segments per buffer, each a
+ * free block of 2 MiB or more.
+ *
+ * Free page hinting (§5.5.6.5, Firecracker's API): the host starts a run by
+ * writing a new command id (>= 2) to free_page_hint_cmd_id (a configuration
+ * interrupt); the driver answers on free_page_vq with a device-readable 4-byte
+ * buffer carrying that id, then device-writable buffers of free memory (Linux: 4
+ * MiB blocks it holds until the run is DONE), then a 4-byte buffer with
+ * VIRTIO_BALLOON_CMD_ID_STOP (0) when it has no more.  Hints of the current run
+ * are given back as reported pages are; hints while the host's id is STOP or DONE
+ * or tagged with an older id are returned untouched (Firecracker's rule).  The
+ * host ends the run with VIRTIO_BALLOON_CMD_ID_DONE (1), after which the driver
+ * frees its hinted pages; with acknowledge_on_stop (the default) ember writes DONE
+ * itself when the driver's STOP arrives.
  *
  * Inflate (§5.5.6): each buffer is an array of le32 page frame numbers
  * (guest physical address >> 12).  Every PFN is checked against guest RAM:
@@ -54,6 +82,13 @@
 #define VIRTIO_BALLOON_F_MUST_TELL_HOST 0
 #define VIRTIO_BALLOON_F_STATS_VQ       1
 #define VIRTIO_BALLOON_F_DEFLATE_ON_OOM 2
+#define VIRTIO_BALLOON_F_FREE_PAGE_HINT 3
+#define VIRTIO_BALLOON_F_PAGE_POISON    4
+#define VIRTIO_BALLOON_F_PAGE_REPORTING 5
+
+/* free_page_hint_cmd_id values with a meaning of their own (§5.5.6.5; Linux, Firecracker). */
+#define VIRTIO_BALLOON_CMD_ID_STOP 0
+#define VIRTIO_BALLOON_CMD_ID_DONE 1
 
 #define VIRTIO_BALLOON_QUEUE_SIZE       256
 #define VIRTIO_BALLOON_PFN_SHIFT        12
@@ -91,6 +126,15 @@ struct virtio_balloon_opts {
 	uint32_t num_pages;        /* the initial target, in 4 KiB pages */
 	bool deflate_on_oom;       /* offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM */
 	uint16_t stats_interval_s; /* > 0: statsq and VIRTIO_BALLOON_F_STATS_VQ */
+	bool free_page_hinting;    /* free_page_vq and VIRTIO_BALLOON_F_FREE_PAGE_HINT */
+	bool free_page_reporting;  /* reporting_vq and VIRTIO_BALLOON_F_PAGE_REPORTING */
+};
+
+/* GET /balloon/hinting/status: Firecracker's HintingStatus. */
+struct virtio_balloon_hint_status {
+	uint32_t host_cmd;  /* the last command id ember wrote (STOP before any) */
+	uint32_t guest_cmd; /* the last the driver sent, when guest_cmd_set */
+	bool guest_cmd_set;
 };
 
 /* What the guest last reported, and the configuration space. */
@@ -107,7 +151,9 @@ struct virtio_balloon {
 	int timer_fd; /* stats polling (stats_on), -1 otherwise */
 	struct evloop_watch timer_watch;
 	bool timer_watched;
-	bool activated; /* the driver set DRIVER_OK at least once */
+	bool activated;                /* the driver set DRIVER_OK at least once */
+	bool hint_on, report_on;       /* the queues exist (fixed at init) */
+	unsigned int hint_q, report_q; /* their numbers, when they exist */
 
 	/* vdev.lock */
 	uint32_t num_pages, actual;
@@ -115,15 +161,21 @@ struct virtio_balloon {
 	uint16_t stats_head;
 	struct virtio_balloon_stats st;
 	struct virtq_chain chain; /* scratch for the chain being served */
+	/* Free page hinting (vdev.lock): Firecracker's HintingState. */
+	uint32_t host_cmd, last_cmd_id, guest_cmd;
+	bool guest_cmd_set, ack_on_stop;
 
 	/* Statistics (vdev.lock), Firecracker's balloon metrics and ember's own. */
 	uint64_t inflate_count, deflate_count, stats_updates_count, stats_update_fails;
 	uint64_t event_fails;
 	uint64_t pages_inflated, pages_deflated, pages_bad, discard_fails;
+	/* Firecracker's free page counters: ranges served, bytes given back, failures. */
+	uint64_t hint_count, hint_freed, hint_fails;
+	uint64_t report_count, report_freed, report_fails;
 };
 
 /*
- * Set up the device (VIRTIO_ID_BALLOON, 2 or 3 queues) on `env` (guest memory,
+ * Set up the device (VIRTIO_ID_BALLOON, 2 to 5 queues) on `env` (guest memory,
  * the VMM evloop for the stats timer).  -errno with `e`: timerfd or evloop
  * failure, no loop for statistics.  On failure nothing is left to undo.
  */
@@ -154,18 +206,37 @@ int virtio_balloon_set_stats_interval(struct virtio_balloon *b, uint16_t seconds
  */
 void virtio_balloon_stats_poll(struct virtio_balloon *b);
 
+/*
+ * Free page hinting (PATCH /balloon/hinting/start and /stop): a new run with the next command
+ * id (2 and up, wrapping past 1) or DONE, and a configuration interrupt.  -ENOTSUP when hinting
+ * is off, -EAGAIN before the driver activated the device (Firecracker's rules; nothing
+ * changes then).  VMM thread, lock NOT held.
+ */
+int virtio_balloon_hint_start(struct virtio_balloon *b, bool acknowledge_on_stop);
+int virtio_balloon_hint_stop(struct virtio_balloon *b);
+/* GET /balloon/hinting/status: -ENOTSUP when hinting is off.  Any thread, lock NOT held. */
+int virtio_balloon_hint_status(struct virtio_balloon *b, struct virtio_balloon_hint_status *out);
+
 /* The configuration space and the latest statistics.  Any thread, lock NOT held. */
 void virtio_balloon_get_stats(struct virtio_balloon *b, struct virtio_balloon_stats *out);
 
 /*
  * Saved state (snapshots, util/snap.h): a "BALN" section after the virtio core's (virtio.h):
- * num_pages, actual, the polling interval, the held stats buffer and the latest statistics.
- * Restore into a device built the same way (statistics on or off) whose virtio state was just
- * restored; -EINVAL with the reason for a corrupted or mismatched section (nothing changes).
+ * num_pages, actual, the polling interval, the held stats buffer and the latest statistics;
+ * version 2 adds the hinting state (host and guest command ids, the last id, acknowledge_on_stop;
+ * a version 1 section restores with none).  Restore into a device built the same way (statistics on
+ * or off) whose virtio state was just restored; -EINVAL with the reason for a corrupted or
+ * mismatched section (nothing changes).
  */
 struct snap_w;
 struct snap_r;
 void virtio_balloon_save(struct virtio_balloon *b, struct snap_w *w);
 int virtio_balloon_restore(struct virtio_balloon *b, struct snap_r *r, struct err *e);
+/*
+ * After a restore, the vCPUs' state back too: with hinting, the host's command becomes DONE
+ * and the driver hears of it (Firecracker's restored balloon does the same: a run cannot go on
+ * across a snapshot, and the driver must not keep its hinted pages).  VMM thread, lock NOT held.
+ */
+void virtio_balloon_restored(struct virtio_balloon *b);
 
 #endif
