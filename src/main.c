@@ -98,6 +98,10 @@ static const char usage_text[] =
     "                         a virtio-vsock device; the host side is the Unix socket PATH\n"
     "      --rng[=transport=pci|mmio]\n"
     "                         a virtio-rng entropy device\n"
+    "      --pmem PATH[,ro][,root][,transport=pci|mmio]\n"
+    "                         a virtio-pmem device mapping the file PATH into guest memory\n"
+    "                         (repeatable, up to 4; API ids pmem0, pmem1, ...; root: the\n"
+    "                         root device, root=/dev/pmemN on the kernel command line)\n"
     "                         (virtio transport: PCI by default; MMIO devices are announced\n"
     "                         with virtio_mmio.device= on the kernel command line)\n"
     "      --root-ports N     PCIe root ports (hot-plug slots) on bus 0, 0 to 14\n"
@@ -167,6 +171,7 @@ enum {
 	OPT_NET,
 	OPT_VSOCK,
 	OPT_RNG,
+	OPT_PMEM,
 	OPT_ROOT_PORTS,
 	OPT_PCI_TESTDEV,
 	OPT_PCI_TESTDEV_PORT,
@@ -212,6 +217,7 @@ static const struct option long_opts[] = {
     {"net", required_argument, NULL, OPT_NET},
     {"vsock", required_argument, NULL, OPT_VSOCK},
     {"rng", optional_argument, NULL, OPT_RNG},
+    {"pmem", required_argument, NULL, OPT_PMEM},
     {"root-ports", required_argument, NULL, OPT_ROOT_PORTS},
     {"pci-testdev", no_argument, NULL, OPT_PCI_TESTDEV},
     {"pci-testdev-port", required_argument, NULL, OPT_PCI_TESTDEV_PORT},
@@ -281,12 +287,12 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":k:i:c:m:n:hV", long_opts, &optidx)) != -1) {
 		if (opt > 0 && opt < OPT_LAST && opt != OPT_DISK && opt != OPT_NET &&
-		    opt != OPT_VFIO && seen[opt]++)
+		    opt != OPT_VFIO && opt != OPT_PMEM && seen[opt]++)
 			return usage_error("option '%s' given more than once", argv[optind - 1]);
 		if (opt == 'm' || opt == 'n' || opt == OPT_DISK || opt == OPT_NET ||
-		    opt == OPT_VSOCK || opt == OPT_RNG || opt == OPT_ROOT_PORTS ||
-		    opt == OPT_PCI_TESTDEV || opt == OPT_PCI_TESTDEV_PORT || opt == OPT_VFIO ||
-		    opt == OPT_NO_ACPI)
+		    opt == OPT_VSOCK || opt == OPT_RNG || opt == OPT_PMEM ||
+		    opt == OPT_ROOT_PORTS || opt == OPT_PCI_TESTDEV ||
+		    opt == OPT_PCI_TESTDEV_PORT || opt == OPT_VFIO || opt == OPT_NO_ACPI)
 			o->vm_flags = true;
 		switch (opt) {
 		case 'k':
@@ -324,11 +330,13 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 		case OPT_DISK:
 		case OPT_NET:
 		case OPT_VSOCK:
-		case OPT_RNG: {
+		case OPT_RNG:
+		case OPT_PMEM: {
 			struct err e = {0};
 			int r = opt == OPT_DISK    ? devopts_disk(&o->dev, optarg, &e)
 			        : opt == OPT_NET   ? devopts_net(&o->dev, optarg, &e)
 			        : opt == OPT_VSOCK ? devopts_vsock(&o->dev, optarg, &e)
+			        : opt == OPT_PMEM  ? devopts_pmem(&o->dev, optarg, &e)
 			                           : devopts_rng(&o->dev, optarg, &e);
 
 			if (r < 0)
@@ -615,6 +623,19 @@ static int cli_to_resources(const struct cli *o, struct ctl *c, struct err *e)
 		struct res_entropy en = {.transport = o->dev.rng.transport};
 
 		ret = res_set_entropy(r, &en, e);
+	}
+	for (i = 0; ret == 0 && i < o->dev.npmems; i++) {
+		const struct vm_pmem_cfg *pc = &o->dev.pmems[i];
+		struct res_pmem p = {
+		    .path_on_host = dup_or_die(pc->path),
+		    .root_device = pc->root,
+		    .read_only = pc->read_only,
+		    .transport = pc->transport,
+		};
+
+		snprintf(p.id, sizeof(p.id), "pmem%u", i);
+		ret = res_put_pmem(r, &p, e);
+		res_pmem_clear(&p);
 	}
 	return ret;
 }

@@ -162,8 +162,8 @@ static bool not_yet(struct route *rt)
 
 	if (is(rt, 2, "hotplug", "memory"))
 		msg = "ember does not support memory hot plug yet.";
-	else if (!strcmp(t0, "pmem") && rt->ntok <= 2)
-		msg = "ember does not support virtio-pmem devices yet.";
+	else if (!strcmp(t0, "pmem") && rt->ntok <= 2 && rt->req->method == HTTP_PATCH)
+		msg = "ember does not support a rate limiter on virtio-pmem devices yet.";
 	if (msg)
 		reply_fault(rt->resp, msg);
 	return msg != NULL;
@@ -373,12 +373,18 @@ static int parse_balloon(json_t *j, void *obj, struct err *e)
 	return json_to_balloon(j, obj, e);
 }
 
+static int parse_pmem(json_t *j, void *obj, struct err *e)
+{
+	return json_to_pmem(j, obj, e);
+}
+
 static const struct api_device api_devices[] = {
     {"drives", VM_VIRTIO_BLK, false, parse_drive},
     {"network-interfaces", VM_VIRTIO_NET, false, parse_net},
     {"vsock", VM_VIRTIO_VSOCK, false, parse_vsock},
     {"entropy", VM_VIRTIO_RNG, false, parse_entropy},
     {"balloon", VM_VIRTIO_BALLOON, true, parse_balloon},
+    {"pmem", VM_VIRTIO_PMEM, true, parse_pmem},
 };
 
 /* The device kind whose path (or config file key) is `what`, or NULL. */

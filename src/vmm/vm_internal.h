@@ -30,6 +30,7 @@
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
+#include "devices/virtio/pmem.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
 #include "kvm/gsi.h"
@@ -52,6 +53,7 @@ struct vm_virtio {
 		struct virtio_vsock vsock;
 		struct virtio_rng rng;
 		struct virtio_balloon balloon;
+		struct virtio_pmem pmem;
 	} u;
 	struct virtio_dev *vdev;
 	enum vm_transport transport;
@@ -62,7 +64,9 @@ struct vm_virtio {
 	uint32_t mmio_gsi;
 };
 
-#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 3) /* + vsock, entropy, balloon */
+#define VM_MAX_VIRTIO                                                                              \
+	(VM_MAX_DISKS + VM_MAX_NETS + 3 + VM_MAX_PMEM) /* + vsock, entropy, balloon                \
+	                                                */
 /*
  * Root ports: the configured hot-plug slots (cfg.root_ports, ports 1..N), then one per
  * device built at start-up (--vfio devices, then virtio-pci ones), so that it can be unplugged like
@@ -132,6 +136,7 @@ struct vm {
 	struct evloop_watch hp_watch, hp_timer_watch;
 	bool hp_ready;
 	unsigned int net_count; /* NICs made so far (default MACs stay unique) */
+	uint64_t pmem_next; /* where the next virtio-pmem region goes (vm_kinds.c); 0: none yet */
 	vm_unplugged_cb unplugged;
 	void *unplugged_opaque;
 

@@ -903,7 +903,6 @@ NOT_YET = [
     ("PUT", "/hotplug/memory", {"total_size_mib": 1024}),
     ("PATCH", "/hotplug/memory", {"requested_size_mib": 128}),
     ("GET", "/hotplug/memory", None),
-    ("PUT", "/pmem/pm0", {"id": "pm0", "path_on_host": "@IMG@"}),
     ("PATCH", "/pmem/pm0", {"id": "pm0", "rate_limiter": {"ops": {"size": 1, "refill_time": 1}}}),
 ]
 
@@ -1249,6 +1248,7 @@ AFTER_BOOT = [
     ("PUT", "/snapshot/load", {"snapshot_path": "@TMP@/snap", "mem_file_path": "@TMP@/mem"}),
     ("PUT", "/cpu-config", {"cpuid_modifiers": []}),
     ("PUT", "/balloon", {"amount_mib": 0, "deflate_on_oom": False}),
+    ("PUT", "/pmem/p0", {"id": "p0", "path_on_host": "@IMG@"}),
 ]
 
 
@@ -1284,7 +1284,7 @@ class TestAfterBoot:
         refused_and_unchanged(booted, method, path, body, ("exact", NOT_AFTER_BOOT))
 
     def test_not_yet_still_says_so(self, booted):
-        for method, path, body in (("PUT", "/pmem/p0", {"id": "p0", "path_on_host": "@IMG@"}),):
+        for method, path, body in (("PATCH", "/pmem/p0", {"id": "p0", "rate_limiter": None}),):
             msg = refused_and_unchanged(booted, method, path, body)
             assert NOT_YET_RE.match(msg), msg
 
@@ -1699,7 +1699,8 @@ def test_config_file_with_api(ember_bin, guest_elf, tmp_path):
                  id="balloon-hinting-type"),
     pytest.param({"boot-source": {"kernel_image_path": "@KERNEL@"},
                   "pmem": [{"id": "p", "path_on_host": "@TMP@/p"}]},
-                 ["pmem", "does not support"], id="pmem"),
+                 ["Unable to create the virtio-pmem device: Error accessing backing file: "
+                  "No such file or directory"], id="pmem-missing-file"),
     pytest.param('{"boot-source": {"kernel_image_path": ', [], id="not-json"),
     pytest.param(None, ["@TMP@/missing.json"], id="missing-file"),
 ])

@@ -393,6 +393,8 @@ def configured_ember(ember_bin, guest_elf, tmp_path_factory):
                                       "rx_rate_limiter": limiter}),
         ("/vsock", {"guest_cid": 3, "uds_path": str(d / "v.sock"), "vsock_id": "vsock0"}),
         ("/entropy", {"rate_limiter": limiter}),
+        ("/pmem/pm0", {"id": "pm0", "path_on_host": str(img), "root_device": False,
+                       "read_only": True}),
         ("/balloon", {"amount_mib": 64, "deflate_on_oom": True, "stats_polling_interval_s": 1,
                       "free_page_hinting": False, "free_page_reporting": False}),
         ("/mmds/config", {"version": "V2", "network_interfaces": ["eth0"],
@@ -436,6 +438,7 @@ def test_vm_config_has_every_section(configured_ember):
         assert isinstance(cfg.get(key), dict), (key, cfg)
     assert [d["drive_id"] for d in cfg["drives"]] == ["rootfs", "data"], cfg["drives"]
     assert [n["iface_id"] for n in cfg["network-interfaces"]] == ["eth0"], cfg
+    assert [p["id"] for p in cfg["pmem"]] == ["pm0"], cfg["pmem"]
 
 
 def test_get_root_matches_the_schema_in_every_state(configured_ember):
