@@ -682,6 +682,10 @@ int ctl_plug(struct ctl *c, enum vm_virtio_kind kind, void *obj, struct err *e)
 
 	if (r < 0)
 		return r;
+	if (res_pci_off(c->cmdline))
+		return err_set(e, EINVAL,
+		               "The guest was booted with pci=off, so it cannot see a hot-plugged "
+		               "device: hot plug goes through PCIe root ports.");
 	if (k->present(&c->res, id))
 		return k->keyed ? err_set(e, EEXIST, "A %s with id %s already exists.", k->what, id)
 		                : err_set(e, EEXIST, "The microVM already has %s.", k->a_what);

@@ -14,6 +14,7 @@
 #include "backends/vfio.h"
 #include "boot/layout.h"
 #include "devices/virtio/vsock.h"
+#include "util/log.h"
 
 void res_init(struct resources *r)
 {
@@ -743,6 +744,63 @@ static int cmdline_add(char *buf, size_t size, const char *s)
 	return n < 0 || (size_t)n >= size - len ? -ENOSPC : 0;
 }
 
+bool res_pci_off(const char *args)
+{
+	const char *p = args;
+
+	/* Linux's pci= takes a comma-separated list (Documentation/admin-guide/
+	 * kernel-parameters.txt); "off" among them: the kernel does not probe PCI at all. */
+	while (p && *p) {
+		size_t n;
+
+		p += strspn(p, " \t\n");
+		n = strcspn(p, " \t\n");
+		if (n > 4 && !strncmp(p, "pci=", 4)) {
+			const char *o = p + 4, *end = p + n;
+
+			while (o < end) {
+				size_t m = strcspn(o, ",");
+
+				if (o + m > end)
+					m = (size_t)(end - o);
+				if (m == 3 && !strncmp(o, "off", 3))
+					return true;
+				o += m + 1;
+			}
+		}
+		p += n;
+	}
+	return false;
+}
+
+/* With pci=off the guest sees no PCI device: every virtio device goes on virtio-mmio, which
+ * is what Firecracker's users mean by it (their boot arguments carry it by habit). */
+static void devices_off_pci(struct vm_devices_cfg *d)
+{
+	unsigned int i, moved = 0;
+
+	for (i = 0; i < d->ndisks; i++)
+		moved += d->disks[i].transport == VM_TRANSPORT_PCI;
+	for (i = 0; i < d->nnets; i++)
+		moved += d->nets[i].transport == VM_TRANSPORT_PCI;
+	for (i = 0; i < d->npmems; i++)
+		moved += d->pmems[i].transport == VM_TRANSPORT_PCI;
+	moved += d->vsock.present && d->vsock.transport == VM_TRANSPORT_PCI;
+	moved += d->rng.present && d->rng.transport == VM_TRANSPORT_PCI;
+	moved += d->balloon.present && d->balloon.transport == VM_TRANSPORT_PCI;
+	for (i = 0; i < d->ndisks; i++)
+		d->disks[i].transport = VM_TRANSPORT_MMIO;
+	for (i = 0; i < d->nnets; i++)
+		d->nets[i].transport = VM_TRANSPORT_MMIO;
+	for (i = 0; i < d->npmems; i++)
+		d->pmems[i].transport = VM_TRANSPORT_MMIO;
+	d->vsock.transport = d->rng.transport = d->balloon.transport = VM_TRANSPORT_MMIO;
+	if (moved)
+		log_warn("the boot arguments say pci=off, so the guest cannot see PCI devices: %u "
+		         "virtio device(s) go on virtio-mmio instead",
+		         moved);
+}
+
 int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmdline,
                      size_t cmdline_size, struct err *e)
 {
@@ -798,6 +856,8 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 			root_pmem = i;
 	}
 	cfg->dev.npmems = r->npmems;
+	if (r->boot.present && res_pci_off(r->boot.boot_args))
+		devices_off_pci(&cfg->dev);
 
 	cmdline[0] = '\0';
 	cfg->cmdline = NULL;

@@ -386,10 +386,14 @@ bool res_mmds_on(const struct resources *r, const char *id);
 /* Free the store (res_destroy). */
 void res_mmds_clear(struct res_mmds *m);
 
+/* Whether Linux boot arguments turn PCI off (a `pci=` word with `off` among its options). */
+bool res_pci_off(const char *args);
+
 /*
  * Fill a VM configuration from the resources (strings point into `r`, which
  * must outlive the VM).  `cmdline` receives the kernel command line: the boot
- * arguments plus the root device's root= option, as Firecracker adds it.
+ * arguments plus the root device's root= option, as Firecracker adds it.  Boot
+ * arguments with pci=off put every virtio device on virtio-mmio (res_pci_off).
  * -errno with `e`: no boot source (unless cfg->restore, set by the caller: a VM
  * restored from a snapshot boots nothing), or one that cannot be used.
  */

@@ -1761,3 +1761,23 @@ def test_serial_out_path_and_rate_limiter(tmp_path, guest_elf):
     assert len(limited) <= 41, limited
     assert free.startswith(limited[:20]), (free[:60], limited)
     assert lim_uart["rate_limiter_dropped_bytes"] >= len(free) - 41, lim_uart
+
+
+def test_pci_off_puts_devices_on_mmio_and_refuses_hot_plug(guest_elf, tmp_path):
+    """Boot arguments with pci=off (Firecracker's habit): the devices configured without a
+    transport go on virtio-mmio, so none is on the PCI bus, ember says so once, and hot
+    plug (through PCIe root ports the guest will not look at) is refused with the reason."""
+    e = start_booted(tmp_path, guest_elf, "pci=off")
+    try:
+        devices = e.get("/pci")["devices"]
+        assert not [d for d in devices if d["vendor_id"] in (0x1af4, "0x1af4")], devices
+        assert e.err().count("virtio device(s) go on virtio-mmio instead") == 1, e.err()
+        assert "5 virtio device(s)" in e.err(), e.err()
+        e.ctx = {"IMG": tmp_path / "root.img"}
+        msg = refused_and_unchanged(e, "PUT", "/drives/extra",
+                                    {"drive_id": "extra", "path_on_host": "@IMG@",
+                                     "is_root_device": False})
+        assert msg == ("The guest was booted with pci=off, so it cannot see a hot-plugged "
+                       "device: hot plug goes through PCIe root ports."), msg
+    finally:
+        e.stop()

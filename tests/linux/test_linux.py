@@ -141,3 +141,33 @@ def test_linux_reboot_ends_ember(tmp_path, vcpus):
     assert any(l.endswith("reboot: machine restart") for l in lines), p.stdout[-3000:]
     assert "guest reset via i8042" in p.stderr, p.stderr
     print(f"{vcpus} vCPU(s): {elapsed:.1f} s from process start to ember's exit")
+
+
+def test_linux_pci_off_puts_devices_on_mmio(tmp_path):
+    """Firecracker's users boot with `pci=off` (Firecracker's own examples and firectl's
+    default boot arguments carry it): Linux then probes no PCI at all, so ember puts every
+    virtio device configured without a transport on virtio-mmio, and the guest finds its
+    disk, NIC and entropy device there (through ACPI) and uses them."""
+    need_files("bzImage")
+    disk = tmp_path / "disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(32 << 20)
+    p, _ = run_ember([EMBER, "--kernel", GUEST / "bzImage", "--initrd",
+                      GUEST / "initramfs.cpio.gz", "--mem", "512", "--vcpus", "2",
+                      "--cmdline", CMDLINE.strip() + " reboot=k pci=off", "--disk", disk,
+                      "--net", "slirp", "--rng"])
+    assert p.returncode == 0, f"ember exit {p.returncode}\n{p.stderr}\n{p.stdout[-4000:]}"
+    lines = [l.strip() for l in p.stdout.splitlines() if l.startswith("EMBER-")]
+    text = "\n".join(lines)
+    assert "EMBER-END" in text and not [l for l in lines if "FAILED" in l], text
+    assert "pci=off" in next(l for l in lines if l.startswith("EMBER-CMDLINE")), text
+    assert not [l for l in lines if l.startswith("EMBER-PCI")], text  # Linux saw no PCI
+    virtio = sorted((int(m.group(1), 16), m.group(2), m.group(3)) for m in
+                    (re.match(r"EMBER-VIRTIO \S+ device (0x\w+) driver (\S+) parent (\S+)", l)
+                     for l in lines) if m)
+    assert [(d, drv) for d, drv, _ in virtio] == [(0x01, "virtio_net"), (0x02, "virtio_blk"),
+                                                 (0x04, "virtio_rng")], text
+    assert not [parent for _, _, parent in virtio if parent.startswith("0000:")], text
+    assert "EMBER-DISK vda read ok" in text and "EMBER-DISK vda write ok" in text, text
+    assert "EMBER-DHCP eth0 ok" in text, text
+    assert "virtio device(s) go on virtio-mmio instead" in p.stderr, p.stderr

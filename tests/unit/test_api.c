@@ -176,8 +176,10 @@ TEST(not_yet_features_say_so)
 		enum http_method m;
 		const char *path;
 	} cases[] = {
-	    {HTTP_PUT, "/hotplug/memory"}, {HTTP_PATCH, "/hotplug/memory"},
-	    {HTTP_GET, "/hotplug/memory"}, {HTTP_PATCH, "/pmem/p0"},
+	    {HTTP_PUT, "/hotplug/memory"},
+	    {HTTP_PATCH, "/hotplug/memory"},
+	    {HTTP_GET, "/hotplug/memory"},
+	    {HTTP_PATCH, "/pmem/p0"},
 	};
 	struct ctl c;
 	struct err e = {0};
@@ -434,7 +436,40 @@ TEST(drives_and_full_config)
 	CHECK(cfg.dev.nets[0].tap == NULL);
 	CHECK(cfg.dev.rng.present);
 	CHECK_EQ(cfg.dev.rng.rate_limiter.ops.one_time_burst, 5);
+	CHECK_EQ(cfg.dev.disks[0].transport, VM_TRANSPORT_PCI);
+	CHECK_EQ(cfg.dev.vsock.transport, VM_TRANSPORT_PCI);
+
+	/* Boot arguments with pci=off (Firecracker's habit): every virtio device on mmio. */
+	CHECK_EQ(call(&c, HTTP_PUT, "/boot-source",
+	              "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": "
+	              "\"console=ttyS0 reboot=k panic=1 pci=off\"}",
+	              NULL),
+	         204);
+	memset(&cfg, 0, sizeof(cfg));
+	CHECK_EQ(res_to_vm_config(&c.res, &cfg, cmdline, sizeof(cmdline), &e), 0);
+	CHECK(!strcmp(cmdline, "console=ttyS0 reboot=k panic=1 pci=off root=PARTUUID=1234-01 rw"));
+	CHECK_EQ(cfg.dev.disks[0].transport, VM_TRANSPORT_MMIO);
+	CHECK_EQ(cfg.dev.disks[1].transport, VM_TRANSPORT_MMIO);
+	CHECK_EQ(cfg.dev.nets[0].transport, VM_TRANSPORT_MMIO);
+	CHECK_EQ(cfg.dev.vsock.transport, VM_TRANSPORT_MMIO);
+	CHECK_EQ(cfg.dev.rng.transport, VM_TRANSPORT_MMIO);
 	ctl_destroy(&c);
+}
+
+TEST(pci_off_words)
+{
+	CHECK(res_pci_off("pci=off"));
+	CHECK(res_pci_off("console=ttyS0 reboot=k panic=1 pci=off"));
+	CHECK(res_pci_off("pci=conf1,off quiet"));
+	CHECK(res_pci_off("a\tpci=off,noacpi\n"));
+	CHECK(!res_pci_off(NULL));
+	CHECK(!res_pci_off(""));
+	CHECK(!res_pci_off("pci="));
+	CHECK(!res_pci_off("pci=offx"));
+	CHECK(!res_pci_off("pci=noacpi"));
+	CHECK(!res_pci_off("xpci=off"));
+	CHECK(!res_pci_off("virtio_pci=off"));
+	CHECK(!res_pci_off("pci=of"));
 }
 
 TEST(config_text)
@@ -905,6 +940,7 @@ int main(void)
 	RUN(vm_config_round_trips);
 	RUN(vsock_and_tap_errors_at_the_put);
 	RUN(vfio_put_and_delete);
+	RUN(pci_off_words);
 	RUN(ids);
 	RUN(instance_ids);
 	unlink(image);
