@@ -66,6 +66,13 @@ struct vm_balloon_cfg {
 	enum vm_transport transport;
 };
 
+/* Memory hot plug (virtio-mem; API and config file only, as in Firecracker). */
+struct vm_mem_hotplug_cfg {
+	bool present;
+	uint32_t total_size_mib, block_size_mib, slot_size_mib;
+	enum vm_transport transport;
+};
+
 struct vm_devices_cfg {
 	struct vm_disk_cfg disks[VM_MAX_DISKS];
 	unsigned int ndisks;
@@ -74,6 +81,7 @@ struct vm_devices_cfg {
 	struct vm_vsock_cfg vsock;
 	struct vm_rng_cfg rng;
 	struct vm_balloon_cfg balloon;
+	struct vm_mem_hotplug_cfg mem_hotplug;
 };
 
 /* "xx:xx:xx:xx:xx:xx" (hex) into `mac`; -EINVAL for anything else.  Unicast is the caller's check.

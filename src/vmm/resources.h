@@ -112,6 +112,13 @@ struct res_balloon {
 	enum vm_transport transport;
 };
 
+/* PUT /hotplug/memory (Firecracker's MemoryHotplugConfig; defaults 2 and 128 MiB). */
+struct res_mem_hotplug {
+	bool present;
+	uint32_t total_size_mib, block_size_mib, slot_size_mib;
+	enum vm_transport transport;
+};
+
 /* Firecracker's messages for the balloon's configuration (res_set_balloon). */
 #define RES_MSG_BALLOON_TOO_LARGE "Balloon config error: Amount of pages requested is too large."
 
@@ -164,6 +171,7 @@ struct resources {
 	struct res_vsock vsock;
 	struct res_entropy entropy;
 	struct res_balloon balloon;
+	struct res_mem_hotplug mem_hotplug;
 	struct res_logger logger;
 	struct res_metrics metrics;
 	struct res_serial serial;
@@ -206,6 +214,8 @@ int res_set_vsock(struct resources *r, struct res_vsock *v, struct err *e);
 int res_set_entropy(struct resources *r, const struct res_entropy *en, struct err *e);
 /* The balloon: amount_mib at most the guest's memory (Firecracker's check, at the PUT). */
 int res_set_balloon(struct resources *r, const struct res_balloon *b, struct err *e);
+/* Memory hot plug: Firecracker's checks (virtio_mem_check_config), its message prefixed. */
+int res_set_mem_hotplug(struct resources *r, const struct res_mem_hotplug *m, struct err *e);
 int res_set_logger(struct resources *r, struct res_logger *l, struct err *e);
 int res_set_metrics(struct resources *r, struct res_metrics *m, struct err *e);
 int res_set_serial(struct resources *r, struct res_serial *s, struct err *e);
@@ -240,6 +250,7 @@ void res_net_to_cfg(const struct res_net *n, struct vm_net_cfg *c);
 void res_vsock_to_cfg(const struct res_vsock *v, struct vm_vsock_cfg *c);
 void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c);
 void res_balloon_to_cfg(const struct res_balloon *b, struct vm_balloon_cfg *c);
+void res_mem_hotplug_to_cfg(const struct res_mem_hotplug *m, struct vm_mem_hotplug_cfg *c);
 
 /* Forget a drive or interface (its strings are freed).  -ENOENT. */
 int res_remove_drive(struct resources *r, const char *id);
@@ -285,6 +296,7 @@ union res_kind_obj {
 	struct res_vsock vsock;
 	struct res_entropy entropy;
 	struct res_balloon balloon;
+	struct res_mem_hotplug mem_hotplug;
 };
 union res_kind_cfg {
 	struct vm_disk_cfg disk;
@@ -292,6 +304,7 @@ union res_kind_cfg {
 	struct vm_vsock_cfg vsock;
 	struct vm_rng_cfg rng;
 	struct vm_balloon_cfg balloon;
+	struct vm_mem_hotplug_cfg mem_hotplug;
 };
 
 /* Can the device build this limiter (refill times in range)?  -EINVAL with Firecracker's text. */

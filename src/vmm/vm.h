@@ -116,6 +116,7 @@ enum vm_virtio_kind {
 	VM_VIRTIO_VSOCK,
 	VM_VIRTIO_RNG,
 	VM_VIRTIO_BALLOON,
+	VM_VIRTIO_MEM,  /* virtio-mem: memory hot plug (/hotplug/memory) */
 	VM_VIRTIO_KINDS /* how many */
 };
 

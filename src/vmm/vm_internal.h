@@ -29,6 +29,7 @@
 #include "devices/pci/vfio_pci.h"
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
+#include "devices/virtio/mem.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
@@ -52,6 +53,7 @@ struct vm_virtio {
 		struct virtio_vsock vsock;
 		struct virtio_rng rng;
 		struct virtio_balloon balloon;
+		struct virtio_mem mem;
 	} u;
 	struct virtio_dev *vdev;
 	enum vm_transport transport;
@@ -62,7 +64,7 @@ struct vm_virtio {
 	uint32_t mmio_gsi;
 };
 
-#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 3) /* + vsock, entropy, balloon */
+#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 4) /* + vsock, entropy, balloon, mem */
 /*
  * Root ports: the configured hot-plug slots (cfg.root_ports, ports 1..N), then one per
  * device built at start-up (--vfio devices, then virtio-pci ones), so that it can be unplugged like

@@ -904,9 +904,6 @@ NOT_YET = [
     ("PUT", "/mmds", {"latest": {"meta-data": {"ami-id": "ami-1"}}}),
     ("PATCH", "/mmds", {"latest": {"meta-data": {"ami-id": "ami-2"}}}),
     ("PUT", "/mmds/config", {"network_interfaces": ["eth0"], "version": "V2"}),
-    ("PUT", "/hotplug/memory", {"total_size_mib": 1024}),
-    ("PATCH", "/hotplug/memory", {"requested_size_mib": 128}),
-    ("GET", "/hotplug/memory", None),
     ("PUT", "/pmem/pm0", {"id": "pm0", "path_on_host": "@IMG@"}),
     ("PATCH", "/pmem/pm0", {"id": "pm0", "rate_limiter": {"ops": {"size": 1, "refill_time": 1}}}),
 ]

@@ -354,9 +354,9 @@ def test_every_operation_is_routed(spec_ember, path, method):
 
 
 # GETs the spec describes that ember does not have yet (docs/api.md: "not yet").
-NOT_YET_GETS = {"/mmds", "/hotplug/memory"}
+NOT_YET_GETS = {"/mmds"}
 # GETs that only a running microVM answers (Firecracker's rule).
-AFTER_BOOT_GETS = {"/balloon/statistics", "/balloon/hinting/status"}
+AFTER_BOOT_GETS = {"/balloon/statistics", "/balloon/hinting/status", "/hotplug/memory"}
 GETS = [(p, SPEC["paths"][p]["get"]["responses"][200]["schema"]) for p, m in OPERATIONS
         if m == "get" and "schema" in SPEC["paths"][p]["get"]["responses"].get(200, {})]
 
@@ -395,6 +395,8 @@ def configured_ember(ember_bin, guest_elf, tmp_path_factory):
         ("/entropy", {"rate_limiter": limiter}),
         ("/balloon", {"amount_mib": 64, "deflate_on_oom": True, "stats_polling_interval_s": 1,
                       "free_page_hinting": False, "free_page_reporting": False}),
+        ("/hotplug/memory", {"total_size_mib": 1024, "block_size_mib": 2,
+                             "slot_size_mib": 128}),
         ("/logger", {"log_path": str(d / "log.txt"), "level": "Info"}),
         ("/metrics", {"metrics_path": str(d / "metrics.json"), "emit_id": True,
                       "properties": {"team": "ember"}}),
@@ -429,7 +431,7 @@ def test_vm_config_has_every_section(configured_ember):
     """The schema allows any section to be absent; what was configured must be there."""
     cfg = configured_ember.get("/vm/config")
     for key in ("boot-source", "machine-config", "vsock", "entropy", "balloon", "logger",
-                "metrics", "cpu-config"):
+                "metrics", "cpu-config", "memory-hotplug"):
         assert isinstance(cfg.get(key), dict), (key, cfg)
     assert [d["drive_id"] for d in cfg["drives"]] == ["rootfs", "data"], cfg["drives"]
     assert [n["iface_id"] for n in cfg["network-interfaces"]] == ["eth0"], cfg

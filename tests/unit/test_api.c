@@ -176,11 +176,8 @@ TEST(not_yet_features_say_so)
 		enum http_method m;
 		const char *path;
 	} cases[] = {
-	    {HTTP_GET, "/mmds"},           {HTTP_PUT, "/mmds"},
-	    {HTTP_PATCH, "/mmds"},         {HTTP_PUT, "/mmds/config"},
-	    {HTTP_PUT, "/hotplug/memory"}, {HTTP_PATCH, "/hotplug/memory"},
-	    {HTTP_GET, "/hotplug/memory"}, {HTTP_PUT, "/pmem/p0"},
-	    {HTTP_PATCH, "/pmem/p0"},
+	    {HTTP_GET, "/mmds"},        {HTTP_PUT, "/mmds"},    {HTTP_PATCH, "/mmds"},
+	    {HTTP_PUT, "/mmds/config"}, {HTTP_PUT, "/pmem/p0"}, {HTTP_PATCH, "/pmem/p0"},
 	};
 	struct ctl c;
 	struct err e = {0};
@@ -190,6 +187,39 @@ TEST(not_yet_features_say_so)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		expect_fault(&c, cases[i].m, cases[i].path, cases[i].m == HTTP_GET ? NULL : "{}",
 		             "ember does not support");
+	ctl_destroy(&c);
+}
+
+/* Memory hot plug before boot: PUT's checks, nothing changed on a refusal, after-boot calls. */
+TEST(mem_hotplug_before_boot)
+{
+	struct ctl c;
+	struct err e = {0};
+
+	ctl_init(&c, &e);
+	expect_fault(&c, HTTP_PUT, "/hotplug/memory", "{}", "missing field `total_size_mib`");
+	expect_fault(&c, HTTP_PUT, "/hotplug/memory", "{\"total_size_mib\": 1024, \"x\": 1}",
+	             "unknown field `x`");
+	expect_fault(&c, HTTP_PUT, "/hotplug/memory", "{\"total_size_mib\": 1000}",
+	             "Memory hotplug config error: Total size must be a multiple of slot size "
+	             "(128 MiB)");
+	expect_fault(&c, HTTP_PUT, "/hotplug/memory",
+	             "{\"total_size_mib\": 1024, \"block_size_mib\": 6}",
+	             "Memory hotplug config error: Block size must be a power of 2");
+	CHECK(!c.res.mem_hotplug.present);
+	CHECK_EQ(call(&c, HTTP_PUT, "/hotplug/memory", "{\"total_size_mib\": 1024}", NULL), 204);
+	CHECK(c.res.mem_hotplug.present);
+	CHECK_EQ(c.res.mem_hotplug.total_size_mib, 1024);
+	CHECK_EQ(c.res.mem_hotplug.block_size_mib, 2);
+	CHECK_EQ(c.res.mem_hotplug.slot_size_mib, 128);
+	expect_fault(&c, HTTP_PUT, "/hotplug/memory", "{\"total_size_mib\": 64}",
+	             "Total size must not be lower than slot size (128 MiB)");
+	CHECK_EQ(c.res.mem_hotplug.total_size_mib, 1024);
+	expect_fault(&c, HTTP_PATCH, "/hotplug/memory", "{\"requested_size_mib\": 2}",
+	             "not supported before starting the microVM");
+	expect_fault(&c, HTTP_GET, "/hotplug/memory", NULL,
+	             "not supported before starting the microVM");
+	expect_fault(&c, HTTP_PUT, "/hotplug", "{\"total_size_mib\": 1024}", "Invalid request");
 	ctl_destroy(&c);
 }
 
@@ -852,6 +882,7 @@ int main(void)
 	RUN(machine_config_put_patch_get);
 	RUN(routing_errors);
 	RUN(not_yet_features_say_so);
+	RUN(mem_hotplug_before_boot);
 	RUN(balloon_before_boot);
 	RUN(snapshot_routes);
 	RUN(drives_and_full_config);

@@ -429,12 +429,15 @@ int virtio_mem_set_requested(struct virtio_mem *m, uint64_t bytes)
 {
 	struct virtio_dev *v = &m->vdev;
 
-	if (bytes % m->block_size || bytes > m->region_size)
-		return -EINVAL;
 	pthread_mutex_lock(&v->lock);
+	/* Firecracker's order: an inactive device first, then the size. */
 	if (!(v->status & VIRTIO_STATUS_DRIVER_OK)) {
 		pthread_mutex_unlock(&v->lock);
 		return -EAGAIN;
+	}
+	if (bytes % m->block_size || bytes > m->region_size) {
+		pthread_mutex_unlock(&v->lock);
+		return -EINVAL;
 	}
 	if (m->usable_region_size < bytes)
 		m->usable_region_size = round_up(bytes, m->slot_size);

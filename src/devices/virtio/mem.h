@@ -128,9 +128,9 @@ void virtio_mem_destroy(struct virtio_mem *m);
 
 /*
  * PATCH /hotplug/memory (VMM thread, lock NOT held): a new requested_size in bytes and a
- * configuration-change interrupt.  -EINVAL: not a multiple of block_size or larger than
- * the region; -EAGAIN: the driver has not started the device (Firecracker's
- * DeviceNotActive).  usable_region_size grows to requested_size rounded up to a slot, and
+ * configuration-change interrupt.  -EAGAIN: the driver has not started the device
+ * (Firecracker's DeviceNotActive, checked first); -EINVAL: not a multiple of block_size or
+ * larger than the region.  usable_region_size grows to requested_size rounded up to a slot, and
  * never shrinks here (§5.15.5: only UNPLUG_ALL shrinks it).
  */
 int virtio_mem_set_requested(struct virtio_mem *m, uint64_t bytes);
