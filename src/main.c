@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "api/api.h"
 #include "util/log.h"
 #include "vmm/ctl.h"
@@ -68,7 +70,9 @@ static const char usage_text[] =
     "                         process_startup_time_us and _cpu_us count from them\n"
     "      --module NAME      log only lines from this module (as PUT /logger's module)\n"
     "      --mmds-size-limit BYTES\n"
-    "                         accepted for compatibility: ember has no MMDS yet\n"
+    "                         the MMDS data store's size limit (default: the API's\n"
+    "                         payload limit, 51200)\n"
+    "      --metadata FILE    the MMDS data store's first contents: FILE's JSON\n"
     "\n"
     "ember's own options (the same configuration as the API's):\n"
     "  -k, --kernel PATH      kernel to boot: an ELF vmlinux (64-bit Linux boot protocol\n"
@@ -94,6 +98,10 @@ static const char usage_text[] =
     "                         a virtio-vsock device; the host side is the Unix socket PATH\n"
     "      --rng[=transport=pci|mmio]\n"
     "                         a virtio-rng entropy device\n"
+    "      --pmem PATH[,ro][,root][,transport=pci|mmio]\n"
+    "                         a virtio-pmem device mapping the file PATH into guest memory\n"
+    "                         (repeatable, up to 4; API ids pmem0, pmem1, ...; root: the\n"
+    "                         root device, root=/dev/pmemN on the kernel command line)\n"
     "                         (virtio transport: PCI by default; MMIO devices are announced\n"
     "                         with virtio_mmio.device= on the kernel command line)\n"
     "      --root-ports N     PCIe root ports (hot-plug slots) on bus 0, 0 to 14\n"
@@ -163,6 +171,7 @@ enum {
 	OPT_NET,
 	OPT_VSOCK,
 	OPT_RNG,
+	OPT_PMEM,
 	OPT_ROOT_PORTS,
 	OPT_PCI_TESTDEV,
 	OPT_PCI_TESTDEV_PORT,
@@ -187,6 +196,7 @@ enum {
 	OPT_PARENT_CPU_TIME_US,
 	OPT_MODULE,
 	OPT_MMDS_SIZE_LIMIT,
+	OPT_METADATA,
 	OPT_VFIO,
 	OPT_RESTORE,
 	OPT_MEM_FILE,
@@ -207,6 +217,7 @@ static const struct option long_opts[] = {
     {"net", required_argument, NULL, OPT_NET},
     {"vsock", required_argument, NULL, OPT_VSOCK},
     {"rng", optional_argument, NULL, OPT_RNG},
+    {"pmem", required_argument, NULL, OPT_PMEM},
     {"root-ports", required_argument, NULL, OPT_ROOT_PORTS},
     {"pci-testdev", no_argument, NULL, OPT_PCI_TESTDEV},
     {"pci-testdev-port", required_argument, NULL, OPT_PCI_TESTDEV_PORT},
@@ -231,6 +242,7 @@ static const struct option long_opts[] = {
     {"parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_TIME_US},
     {"module", required_argument, NULL, OPT_MODULE},
     {"mmds-size-limit", required_argument, NULL, OPT_MMDS_SIZE_LIMIT},
+    {"metadata", required_argument, NULL, OPT_METADATA},
     {"vfio", required_argument, NULL, OPT_VFIO},
     {"restore", required_argument, NULL, OPT_RESTORE},
     {"mem-file", required_argument, NULL, OPT_MEM_FILE},
@@ -257,6 +269,9 @@ struct cli {
 	bool start_time_set, start_time_cpu_set;
 	bool no_api, show_level, show_origin, boot_timer;
 	unsigned long long max_payload;
+	unsigned long long mmds_size_limit; /* --mmds-size-limit */
+	bool mmds_size_set;
+	const char *metadata;           /* --metadata FILE */
 	const char *restore, *mem_file; /* --restore, --mem-file */
 	bool resume;
 	bool vm_flags; /* a flag that configures the VM (--mem, --disk, ...): not with --restore */
@@ -272,12 +287,12 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":k:i:c:m:n:hV", long_opts, &optidx)) != -1) {
 		if (opt > 0 && opt < OPT_LAST && opt != OPT_DISK && opt != OPT_NET &&
-		    opt != OPT_VFIO && seen[opt]++)
+		    opt != OPT_VFIO && opt != OPT_PMEM && seen[opt]++)
 			return usage_error("option '%s' given more than once", argv[optind - 1]);
 		if (opt == 'm' || opt == 'n' || opt == OPT_DISK || opt == OPT_NET ||
-		    opt == OPT_VSOCK || opt == OPT_RNG || opt == OPT_ROOT_PORTS ||
-		    opt == OPT_PCI_TESTDEV || opt == OPT_PCI_TESTDEV_PORT || opt == OPT_VFIO ||
-		    opt == OPT_NO_ACPI)
+		    opt == OPT_VSOCK || opt == OPT_RNG || opt == OPT_PMEM ||
+		    opt == OPT_ROOT_PORTS || opt == OPT_PCI_TESTDEV ||
+		    opt == OPT_PCI_TESTDEV_PORT || opt == OPT_VFIO || opt == OPT_NO_ACPI)
 			o->vm_flags = true;
 		switch (opt) {
 		case 'k':
@@ -315,11 +330,13 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 		case OPT_DISK:
 		case OPT_NET:
 		case OPT_VSOCK:
-		case OPT_RNG: {
+		case OPT_RNG:
+		case OPT_PMEM: {
 			struct err e = {0};
 			int r = opt == OPT_DISK    ? devopts_disk(&o->dev, optarg, &e)
 			        : opt == OPT_NET   ? devopts_net(&o->dev, optarg, &e)
 			        : opt == OPT_VSOCK ? devopts_vsock(&o->dev, optarg, &e)
+			        : opt == OPT_PMEM  ? devopts_pmem(&o->dev, optarg, &e)
 			                           : devopts_rng(&o->dev, optarg, &e);
 
 			if (r < 0)
@@ -436,10 +453,16 @@ static int parse_args(int argc, char **argv, struct cli *o, int *exit_now)
 				o->start_time_cpu_set = true;
 			} else if (opt == OPT_PARENT_CPU_TIME_US) {
 				o->parent_cpu_time_us = v;
+			} else {
+				o->mmds_size_limit = v;
+				o->mmds_size_set = true;
 			}
 			break;
 		case OPT_MODULE:
 			o->module = optarg;
+			break;
+		case OPT_METADATA:
+			o->metadata = optarg;
 			break;
 		case OPT_VFIO:
 			if (o->nvfio >= VM_MAX_VFIO)
@@ -601,6 +624,19 @@ static int cli_to_resources(const struct cli *o, struct ctl *c, struct err *e)
 
 		ret = res_set_entropy(r, &en, e);
 	}
+	for (i = 0; ret == 0 && i < o->dev.npmems; i++) {
+		const struct vm_pmem_cfg *pc = &o->dev.pmems[i];
+		struct res_pmem p = {
+		    .path_on_host = dup_or_die(pc->path),
+		    .root_device = pc->root,
+		    .read_only = pc->read_only,
+		    .transport = pc->transport,
+		};
+
+		snprintf(p.id, sizeof(p.id), "pmem%u", i);
+		ret = res_put_pmem(r, &p, e);
+		res_pmem_clear(&p);
+	}
 	return ret;
 }
 
@@ -633,6 +669,27 @@ static int cli_logger_metrics(const struct cli *o, struct ctl *c, struct err *e)
 		if (r == 0)
 			r = ctl_apply_metrics(c, e);
 	}
+	return r;
+}
+
+/* --metadata FILE: Firecracker's MMDS contents at start (before the config file, as there). */
+static int cli_metadata(const char *path, struct ctl *c, struct err *e)
+{
+	struct mmds *m = res_mmds_store(&c->res);
+	json_error_t je;
+	json_t *j;
+	int r;
+
+	if (!m)
+		return err_set(e, ENOMEM, "out of memory");
+	j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		return err_set(e, EINVAL, "--metadata %.200s: %s at line %d column %d", path,
+		               je.text, je.line, je.column);
+	r = mmds_put(m, j, e);
+	json_decref(j);
+	if (r < 0)
+		err_prefix(e, "--metadata %.200s", path);
 	return r;
 }
 
@@ -680,6 +737,9 @@ int main(int argc, char **argv)
 	ctl_set_start_times(&c, o.start_time_set ? &o.start_time_us : NULL,
 	                    o.start_time_cpu_set ? &o.start_time_cpu_us : NULL,
 	                    o.parent_cpu_time_us);
+	/* Firecracker's default for the MMDS data store: the API's payload limit. */
+	if (o.mmds_size_set || o.max_payload)
+		c.res.mmds.size_limit = o.mmds_size_set ? o.mmds_size_limit : o.max_payload;
 	c.build_only = o.dump_pci;
 	c.boot_timer = o.boot_timer;
 	r = cli_logger_metrics(&o, &c, &e);
@@ -687,6 +747,8 @@ int main(int argc, char **argv)
 		r = cli_seccomp(&o, &c, &e);
 	if (r == 0)
 		r = cli_to_resources(&o, &c, &e);
+	if (r == 0 && o.metadata)
+		r = cli_metadata(o.metadata, &c, &e);
 	if (r == 0 && o.config_file)
 		r = api_apply_config_file(&c, o.config_file, &e);
 	if (r == 0 && o.api_sock)

@@ -161,10 +161,8 @@ static bool not_yet(struct route *rt)
 {
 	const char *t0 = rt->tok[0], *msg = NULL;
 
-	if (is(rt, 1, "mmds", NULL) || is(rt, 2, "mmds", "config"))
-		msg = "ember does not support MMDS (the microVM metadata service) yet.";
-	else if (!strcmp(t0, "pmem") && rt->ntok <= 2)
-		msg = "ember does not support virtio-pmem devices yet.";
+	if (!strcmp(t0, "pmem") && rt->ntok <= 2 && rt->req->method == HTTP_PATCH)
+		msg = "ember does not support a rate limiter on virtio-pmem devices yet.";
 	if (msg)
 		reply_fault(rt->resp, msg);
 	return msg != NULL;
@@ -299,6 +297,8 @@ static void handle_get(struct route *rt)
 			reply_err(rt->resp, &e);
 		else
 			reply_json(rt->resp, 200, json_from_mem_hotplug_status(&st));
+	} else if (is(rt, 1, "mmds", NULL)) {
+		api_mmds_get(c, rt->resp);
 	} else if (!not_yet(rt)) {
 		invalid_path(rt);
 	}
@@ -382,12 +382,18 @@ static int parse_balloon(json_t *j, void *obj, struct err *e)
 	return json_to_balloon(j, obj, e);
 }
 
+static int parse_pmem(json_t *j, void *obj, struct err *e)
+{
+	return json_to_pmem(j, obj, e);
+}
+
 static const struct api_device api_devices[] = {
     {"drives", VM_VIRTIO_BLK, false, parse_drive},
     {"network-interfaces", VM_VIRTIO_NET, false, parse_net},
     {"vsock", VM_VIRTIO_VSOCK, false, parse_vsock},
     {"entropy", VM_VIRTIO_RNG, false, parse_entropy},
     {"balloon", VM_VIRTIO_BALLOON, true, parse_balloon},
+    {"pmem", VM_VIRTIO_PMEM, true, parse_pmem},
 };
 
 static int parse_mem_hotplug(json_t *j, void *obj, struct err *e)
@@ -506,6 +512,8 @@ int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_i
 		if (r == 0)
 			r = res_set_cpu_config(&c->res, &cc, e);
 		res_cpu_config_clear(&cc);
+	} else if (!strcmp(what, "mmds-config")) {
+		r = api_mmds_config(c, j, e);
 	} else if (!strcmp(what, "serial")) {
 		struct res_serial sr;
 
@@ -517,6 +525,29 @@ int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_i
 		r = err_set(e, ENOTSUP, "ember does not support \"%s\" yet.", what);
 	}
 	return r;
+}
+
+/* PUT /mmds (the data store) and /mmds/config (before boot): Firecracker's parse_put_mmds. */
+static void put_mmds(struct route *rt)
+{
+	struct err e = {0};
+	json_t *j;
+
+	if (rt->ntok == 2 && strcmp(rt->tok[1], "config")) {
+		char msg[HTTP_MAX_PATH + 64];
+
+		snprintf(msg, sizeof(msg), "Unrecognized PUT request path `%s`.", rt->tok[1]);
+		reply_fault(rt->resp, msg);
+		return;
+	}
+	j = body_json(rt);
+	if (!j)
+		return;
+	if (rt->ntok == 1)
+		api_mmds_put(rt->ctl, false, j, rt->resp);
+	else if (pre_boot(rt))
+		reply_ok(rt->resp, api_apply_put(rt->ctl, "mmds-config", j, NULL, &e), &e);
+	json_decref(j);
 }
 
 static void handle_put(struct route *rt)
@@ -538,6 +569,10 @@ static void handle_put(struct route *rt)
 		return;
 	if (!rt->req->body_len) {
 		reply_fault(rt->resp, "Empty PUT request.");
+		return;
+	}
+	if (!strcmp(rt->tok[0], "mmds") && rt->ntok <= 2) {
+		put_mmds(rt);
 		return;
 	}
 	for (i = 0; singles[i]; i++)
@@ -597,6 +632,13 @@ static void handle_patch(struct route *rt)
 	}
 	if (!rt->req->body_len) {
 		reply_fault(rt->resp, "Empty PATCH request.");
+		return;
+	}
+	if (is(rt, 1, "mmds", NULL)) {
+		j = body_json(rt);
+		if (j)
+			api_mmds_put(c, true, j, rt->resp);
+		json_decref(j);
 		return;
 	}
 	if (!(is(rt, 1, "machine-config", NULL) || is(rt, 1, "vm", NULL) ||

@@ -33,6 +33,15 @@ int api_snapshot_load(struct ctl *c, const struct json_snapshot_load *p, struct 
  * file. */
 bool api_keyed_device(const char *what);
 
+/*
+ * MMDS (mmds.c): GET /mmds, PUT /mmds (patch false) or PATCH /mmds with the decoded body, the
+ * answer set (204, 400, or 413 past the data store limit); PUT /mmds/config and the config
+ * file's "mmds-config" (before boot; nothing changes on error).
+ */
+void api_mmds_get(struct ctl *c, struct http_response *resp);
+void api_mmds_put(struct ctl *c, bool patch, json_t *j, struct http_response *resp);
+int api_mmds_config(struct ctl *c, json_t *j, struct err *e);
+
 /* GET /pci's answer for the running VM (its PCI host, slots and MSI routes); NULL: no memory. */
 json_t *api_pci_topology(struct ctl *c);
 

@@ -39,15 +39,12 @@ static int config_key(struct ctl *c, const char *key, json_t *v, struct err *e)
 		json_decref(t);
 		return r;
 	}
-	/* Keyed devices, pmem and vfio are arrays of bodies; the rest one body each. */
-	if (!api_keyed_device(key) && strcmp(key, "pmem") && strcmp(key, "vfio"))
+	/* Keyed devices (drives, pmem, ...) and vfio are arrays of bodies; the rest one body each.
+	 */
+	if (!api_keyed_device(key) && strcmp(key, "vfio"))
 		return api_apply_put(c, key, v, NULL, e);
 	if (!json_is_array(v))
 		return err_set(e, EINVAL, "\"%s\" must be an array", key);
-	if (!strcmp(key, "pmem"))
-		return json_array_size(v) == 0
-		           ? 0
-		           : err_set(e, ENOTSUP, "ember does not support virtio-pmem devices yet.");
 	for (i = 0; r == 0 && i < json_array_size(v); i++)
 		r = api_apply_put(c, key, json_array_get(v, i), NULL, e);
 	return r;

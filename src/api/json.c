@@ -562,6 +562,34 @@ int json_to_entropy(json_t *o, struct res_entropy *out, struct err *e)
 	return r;
 }
 
+int json_to_pmem(json_t *o, struct res_pmem *out, struct err *e)
+{
+	static const char *const fields[] = {
+	    "id", "path_on_host", "root_device", "read_only", "rate_limiter", "transport", NULL};
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct PmemConfig", e);
+	if (r == 0)
+		r = get_id(o, "id", out->id, e);
+	if (r == 0)
+		r = get_str(o, "path_on_host", true, &out->path_on_host, e);
+	if (r == 0)
+		r = get_bool(o, "root_device", false, &out->root_device, NULL, e);
+	if (r == 0)
+		r = get_bool(o, "read_only", false, &out->read_only, NULL, e);
+	if (r == 0)
+		r = get_transport(o, &out->transport, e);
+	/* An explicit null is Firecracker's "none" (GET /vm/config writes it). */
+	if (r == 0 && field(o, "rate_limiter", false) &&
+	    !json_is_null(field(o, "rate_limiter", false)))
+		r = err_set(e, ENOTSUP,
+		            "ember does not support a rate limiter on virtio-pmem devices yet.");
+	if (r < 0)
+		res_pmem_clear(out);
+	return r;
+}
+
 int json_to_balloon(json_t *o, struct res_balloon *out, struct err *e)
 {
 	static const char *const fields[] = {"amount_mib",
@@ -1322,6 +1350,13 @@ static json_t *from_drive(const struct res_drive *d)
 	                 transport_name(d->transport));
 }
 
+static json_t *from_pmem(const struct res_pmem *p)
+{
+	return json_pack("{s:s, s:s, s:b, s:b, s:n, s:s}", "id", p->id, "path_on_host",
+	                 p->path_on_host, "root_device", p->root_device, "read_only", p->read_only,
+	                 "rate_limiter", "transport", transport_name(p->transport));
+}
+
 static json_t *from_net(const struct res_net *n)
 {
 	char mac[18];
@@ -1506,11 +1541,14 @@ json_t *json_from_full_config(const struct resources *r)
 	json_object_set_new(o, "memory-hotplug",
 	                    r->mem_hotplug.present ? json_from_mem_hotplug(&r->mem_hotplug, true)
 	                                           : json_null());
-	json_object_set_new(o, "mmds-config", json_null());
+	json_object_set_new(o, "mmds-config", json_from_mmds_config(r));
 	for (i = 0; i < r->nnets; i++)
 		json_array_append_new(nets, from_net(&r->nets[i]));
 	json_object_set_new(o, "network-interfaces", nets);
-	json_object_set_new(o, "pmem", json_array());
+	v = json_array();
+	for (i = 0; v && i < r->npmems; i++)
+		json_array_append_new(v, from_pmem(&r->pmems[i]));
+	json_object_set_new(o, "pmem", v ? v : json_null());
 	if (r->nvfio) { /* ember's own key, only when used */
 		json_t *vf = json_array();
 

@@ -44,6 +44,8 @@ int json_to_net_patch(json_t *o, char id[RES_ID_MAX + 1], struct res_limiter *rx
                       struct res_limiter *tx, struct err *e);
 int json_to_vsock(json_t *o, struct res_vsock *out, struct err *e);
 int json_to_entropy(json_t *o, struct res_entropy *out, struct err *e);
+/* Firecracker's Pmem (a rate_limiter other than null is refused: not offered yet). */
+int json_to_pmem(json_t *o, struct res_pmem *out, struct err *e);
 /* PUT /balloon (BalloonDeviceConfig). */
 int json_to_balloon(json_t *o, struct res_balloon *out, struct err *e);
 /* PUT /hotplug/memory (MemoryHotplugConfig) and PATCH (MemoryHotplugSizeUpdate). */
@@ -106,6 +108,10 @@ int json_to_vm_state(json_t *o, bool *paused, struct err *e);
 /* Encoders for GET answers (new references; NULL when out of memory). */
 json_t *json_from_machine(const struct res_machine *m);
 json_t *json_from_full_config(const struct resources *r);
+/* Firecracker's MmdsConfig (api/mmds.c): the body into `out` (free with
+ * res_mmds_config_clear), and the configured one back (null when none). */
+int json_to_mmds_config(json_t *o, struct res_mmds_config *out, struct err *e);
+json_t *json_from_mmds_config(const struct resources *r);
 /* GET /balloon (Firecracker's fields; `transport`: ember's too, for GET /vm/config). */
 json_t *json_from_balloon(const struct res_balloon *b, bool transport);
 /* The configuration (GET /vm/config; `transport`: ember's) and GET /hotplug/memory's status. */

@@ -121,8 +121,15 @@ uint32_t kvm_reserve_memslot(struct kvm *k)
 int kvm_set_memslot(struct kvm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
                     struct err *e)
 {
+	return kvm_set_memslot_flags(k, slot, gpa, size, hva, 0, e);
+}
+
+int kvm_set_memslot_flags(struct kvm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
+                          uint32_t flags, struct err *e)
+{
 	struct kvm_userspace_memory_region mr = {
 	    .slot = slot,
+	    .flags = size ? flags : 0,
 	    .guest_phys_addr = size ? gpa : 0,
 	    .memory_size = size,
 	    .userspace_addr = size ? (uint64_t)(uintptr_t)hva : 0,

@@ -59,6 +59,10 @@ uint32_t kvm_reserve_memslot(struct kvm *k);
 int kvm_set_memslot(struct kvm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
                     struct err *e);
 
+/* kvm_set_memslot with KVM's flags (KVM_MEM_READONLY: guest writes exit as MMIO). */
+int kvm_set_memslot_flags(struct kvm *k, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
+                          uint32_t flags, struct err *e);
+
 /* The same, read-only to the guest (KVM_MEM_READONLY: guest writes exit as MMIO). */
 int kvm_add_memslot_ro(struct kvm *k, uint64_t gpa, uint64_t size, void *hva, struct err *e);
 

@@ -1,4 +1,4 @@
-/* devopts.c - parse --disk, --net, --vsock and --rng option strings (see devopts.h). */
+/* devopts.c - parse --disk, --net, --vsock, --rng and --pmem option strings (see devopts.h). */
 #include "vmm/devopts.h"
 
 #include <errno.h>
@@ -228,5 +228,41 @@ int devopts_rng(struct vm_devices_cfg *d, char *spec, struct err *e)
 	if (r)
 		return r;
 	d->rng = c;
+	return 0;
+}
+
+int devopts_pmem(struct vm_devices_cfg *d, char *spec, struct err *e)
+{
+	struct vm_pmem_cfg c = {0};
+	unsigned int seen = 0;
+	char *cur = spec, *item, *k, *v;
+	int r = 0;
+
+	if (d->npmems >= VM_MAX_PMEM)
+		return err_set(e, ENOSPC, "--pmem: at most %d pmem devices", VM_MAX_PMEM);
+	item = next_item(&cur);
+	if (!item || !*item || strchr(item, '='))
+		return err_set(e, EINVAL, "--pmem: the first part must be the backing file's path");
+	c.path = item;
+	while (!r && (item = next_item(&cur))) {
+		split_kv(item, &k, &v);
+		if (!strcmp(k, "ro") && !v) {
+			r = once(&seen, 0, "--pmem", k, e);
+			c.read_only = true;
+		} else if (!strcmp(k, "root") && !v) {
+			r = once(&seen, 1, "--pmem", k, e);
+			c.root = true;
+		} else if (!strcmp(k, "transport")) {
+			r = once(&seen, 2, "--pmem", k, e);
+			if (!r)
+				r = parse_transport("--pmem", v, &c.transport, e);
+		} else {
+			r = err_set(e, EINVAL,
+			            "--pmem: unknown part '%s' (expected ro, root, transport=)", k);
+		}
+	}
+	if (r)
+		return r;
+	d->pmems[d->npmems++] = c;
 	return 0;
 }

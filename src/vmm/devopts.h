@@ -1,4 +1,5 @@
-/* devopts.h - device options from the command line (--disk, --net, --vsock, --rng) into VM config.
+/* devopts.h - device options from the command line (--disk, --net, --vsock, --rng, --pmem) into VM
+ * config.
  */
 #ifndef EMBER_VMM_DEVOPTS_H
 #define EMBER_VMM_DEVOPTS_H
@@ -17,8 +18,11 @@
 #include "util/err.h"
 #include "util/ratelimit.h"
 
+struct mmds;
+
 #define VM_MAX_DISKS 8
 #define VM_MAX_NETS  4
+#define VM_MAX_PMEM  4
 
 enum vm_transport { VM_TRANSPORT_PCI = 0, VM_TRANSPORT_MMIO };
 enum vm_engine { VM_ENGINE_SYNC = 0, VM_ENGINE_URING };
@@ -41,6 +45,8 @@ struct vm_net_cfg {
 	bool has_mac;
 	uint8_t mac[6];
 	enum vm_transport transport;
+	struct mmds *mmds;  /* answer MMDS on this interface (borrowed), or NULL */
+	uint32_t mmds_ipv4; /* its address, host order */
 };
 
 struct vm_vsock_cfg {
@@ -73,6 +79,15 @@ struct vm_mem_hotplug_cfg {
 	enum vm_transport transport;
 };
 
+/* A virtio-pmem device (docs/devices/pmem.md). */
+struct vm_pmem_cfg {
+	const char *id; /* the API's id; NULL: pmem0, pmem1, ... */
+	const char *path;
+	bool read_only;
+	bool root; /* the root device (root=/dev/pmemN on the command line; resources.c) */
+	enum vm_transport transport;
+};
+
 struct vm_devices_cfg {
 	struct vm_disk_cfg disks[VM_MAX_DISKS];
 	unsigned int ndisks;
@@ -82,6 +97,8 @@ struct vm_devices_cfg {
 	struct vm_rng_cfg rng;
 	struct vm_balloon_cfg balloon;
 	struct vm_mem_hotplug_cfg mem_hotplug;
+	struct vm_pmem_cfg pmems[VM_MAX_PMEM];
+	unsigned int npmems;
 };
 
 /* "xx:xx:xx:xx:xx:xx" (hex) into `mac`; -EINVAL for anything else.  Unicast is the caller's check.
@@ -94,5 +111,7 @@ int devopts_net(struct vm_devices_cfg *d, char *spec, struct err *e);
 int devopts_vsock(struct vm_devices_cfg *d, char *spec, struct err *e);
 /* `spec` may be NULL (plain --rng). */
 int devopts_rng(struct vm_devices_cfg *d, char *spec, struct err *e);
+/* --pmem PATH[,ro][,root][,transport=pci|mmio] (docs/devices/pmem.md). */
+int devopts_pmem(struct vm_devices_cfg *d, char *spec, struct err *e);
 
 #endif

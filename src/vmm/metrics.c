@@ -151,6 +151,15 @@ static const struct field balloon_fields[] = {
     COUNTER(struct metrics_balloon_values, free_page_hint_fails),
 };
 
+static const struct field pmem_fields[] = {
+    COUNTER(struct metrics_pmem_values, activate_fails),
+    COUNTER(struct metrics_pmem_values, cfg_fails),
+    COUNTER(struct metrics_pmem_values, event_fails),
+    COUNTER(struct metrics_pmem_values, queue_event_count),
+    COUNTER(struct metrics_pmem_values, rate_limiter_throttled_events),
+    COUNTER(struct metrics_pmem_values, rate_limiter_event_count),
+};
+
 static const struct field signal_fields[] = {
     VALUE(struct metrics_signal_values, sigbus),    VALUE(struct metrics_signal_values, sigsegv),
     VALUE(struct metrics_signal_values, sigxfsz),   VALUE(struct metrics_signal_values, sigxcpu),
@@ -377,6 +386,7 @@ static json_t *build(struct metrics *m, const struct metrics_values *v,
 	        group(&b, vsock_fields, NELEM(vsock_fields), &v->vsock, &p->vsock));
 	set_new(&b, b.root, "entropy",
 	        group(&b, entropy_fields, NELEM(entropy_fields), &v->entropy, &p->entropy));
+	set_new(&b, b.root, "pmem", group(&b, pmem_fields, NELEM(pmem_fields), &v->pmem, &p->pmem));
 	*bad = b.bad || !b.root;
 	return b.root;
 }
@@ -605,6 +615,7 @@ void metrics_collect_vm(struct vm *vm, struct metrics_values *v)
 	memset(&v->vsock, 0, sizeof(v->vsock));
 	memset(&v->entropy, 0, sizeof(v->entropy));
 	memset(&v->balloon, 0, sizeof(v->balloon));
+	memset(&v->pmem, 0, sizeof(v->pmem));
 	memset(&v->uart, 0, sizeof(v->uart));
 	memset(&v->vcpu, 0, sizeof(v->vcpu));
 	/* Each device adds its share: disks and NICs a row each, the others to their totals. */

@@ -39,6 +39,9 @@
  *   signals                 sigbus, sigsegv, sigxfsz, sigxcpu, sigpipe, sighup, sigill
  *   vsock                   rx_packets_count, tx_packets_count, conns_added
  *   entropy                 entropy_event_count, entropy_bytes, entropy_rate_limiter_throttled
+ *   pmem                    activate_fails, cfg_fails, event_fails, queue_event_count,
+ *                           rate_limiter_throttled_events, rate_limiter_event_count (every
+ *                           pmem device summed; no rate limiter yet: those two stay 0)
  *
  * Semantics as Firecracker's: counters (its SharedIncMetric) report the
  * increase since the previous line written; values (its SharedStoreMetric:
@@ -153,6 +156,11 @@ struct metrics_balloon_values {
 	uint64_t free_page_hint_count, free_page_hint_freed, free_page_hint_fails;
 };
 
+struct metrics_pmem_values {
+	uint64_t activate_fails, cfg_fails, event_fails, queue_event_count;
+	uint64_t rate_limiter_throttled_events, rate_limiter_event_count;
+};
+
 struct metrics_signal_values {
 	uint64_t sigbus, sigsegv, sigxfsz, sigxcpu, sigpipe, sighup, sigill;
 };
@@ -175,6 +183,7 @@ struct metrics_values {
 	struct metrics_vsock_values vsock;
 	struct metrics_entropy_values entropy;
 	struct metrics_balloon_values balloon;
+	struct metrics_pmem_values pmem;
 	struct metrics_signal_values signals; /* sigpipe is a counter, the others values */
 };
 

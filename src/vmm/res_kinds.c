@@ -204,6 +204,47 @@ static void mem_hotplug_to_cfg(struct resources *r, const char *id, void *cfg)
 	res_mem_hotplug_to_cfg(&r->mem_hotplug, cfg);
 }
 
+/* ---- pmem ----------------------------------------------------------------------------------- */
+
+static const char *pmem_id(const void *obj)
+{
+	return ((const struct res_pmem *)obj)->id;
+}
+
+static bool pmem_present(struct resources *r, const char *id)
+{
+	return res_find_pmem(r, id) != NULL;
+}
+
+static int pmem_put(struct resources *r, void *obj, struct err *e)
+{
+	return res_put_pmem(r, obj, e);
+}
+
+static void pmem_remove(struct resources *r, const char *id)
+{
+	res_remove_pmem(r, id);
+}
+
+static void pmem_clear(void *obj)
+{
+	res_pmem_clear(obj);
+}
+
+static void pmem_to_cfg(struct resources *r, const char *id, void *cfg)
+{
+	res_pmem_to_cfg(res_find_pmem(r, id), cfg);
+}
+
+/* Firecracker's API: PUT /pmem/{id} is pre-boot only (docs/devices/pmem.md says why). */
+static int pmem_plug_check(const void *obj, struct err *e)
+{
+	(void)obj;
+	return err_set(e, EINVAL,
+	               "The requested operation is not supported after starting the "
+	               "microVM.");
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const struct res_kind kinds[] = {
@@ -263,6 +304,17 @@ static const struct res_kind kinds[] = {
                        .clear = mem_hotplug_clear,
                        .to_cfg = mem_hotplug_to_cfg,
                        .plug_check = balloon_plug_check},
+    [VM_VIRTIO_PMEM] = {.kind = VM_VIRTIO_PMEM,
+                        .what = "pmem device",
+                        .a_what = "a pmem device",
+                        .keyed = true,
+                        .id = pmem_id,
+                        .present = pmem_present,
+                        .put = pmem_put,
+                        .remove = pmem_remove,
+                        .clear = pmem_clear,
+                        .to_cfg = pmem_to_cfg,
+                        .plug_check = pmem_plug_check},
 };
 
 _Static_assert(sizeof(kinds) / sizeof(kinds[0]) == VM_VIRTIO_KINDS,

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backends/tap.h"
@@ -20,6 +21,7 @@ void res_init(struct resources *r)
 	memset(r, 0, sizeof(*r));
 	r->machine.vcpu_count = 1;
 	r->machine.mem_size_mib = 128;
+	r->mmds.size_limit = MMDS_DEFAULT_SIZE_LIMIT;
 }
 
 void res_boot_clear(struct res_boot *b)
@@ -41,6 +43,12 @@ void res_net_clear(struct res_net *n)
 {
 	free(n->host_dev_name);
 	memset(n, 0, sizeof(*n));
+}
+
+void res_pmem_clear(struct res_pmem *p)
+{
+	free(p->path_on_host);
+	memset(p, 0, sizeof(*p));
 }
 
 void res_vsock_clear(struct res_vsock *v)
@@ -92,6 +100,8 @@ void res_destroy(struct resources *r)
 		res_drive_clear(&r->drives[i]);
 	for (i = 0; i < r->nnets; i++)
 		res_net_clear(&r->nets[i]);
+	for (i = 0; i < r->npmems; i++)
+		res_pmem_clear(&r->pmems[i]);
 	res_vsock_clear(&r->vsock);
 	res_logger_clear(&r->logger);
 	res_metrics_clear(&r->metrics);
@@ -100,6 +110,7 @@ void res_destroy(struct resources *r)
 	for (i = 0; i < r->nvfio; i++)
 		res_vfio_clear(&r->vfio[i]);
 	free(r->firmware_path);
+	res_mmds_clear(&r->mmds);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -298,6 +309,10 @@ int res_put_drive(struct resources *r, struct res_drive *d, struct err *e)
 		for (j = 0; j < r->ndrives; j++)
 			if (j != i && r->drives[j].is_root_device)
 				return err_set(e, EINVAL, "A root block device already exists!");
+	if (d->is_root_device)
+		for (j = 0; j < r->npmems; j++)
+			if (r->pmems[j].root_device)
+				return err_set(e, EINVAL, RES_MSG_DRIVE_SECOND_ROOT);
 	ret = res_check_limiter(&d->rate_limiter, e);
 	if (ret < 0)
 		return ret;
@@ -634,6 +649,114 @@ int res_remove_net(struct resources *r, const char *id)
 	return 0;
 }
 
+/* ---- pmem ------------------------------------------------------------------------------------ */
+
+static unsigned int find_pmem_index(const struct resources *r, const char *id)
+{
+	unsigned int i;
+
+	for (i = 0; i < r->npmems; i++)
+		if (!strcmp(r->pmems[i].id, id))
+			return i;
+	return r->npmems;
+}
+
+struct res_pmem *res_find_pmem(struct resources *r, const char *id)
+{
+	unsigned int i = find_pmem_index(r, id);
+
+	return i < r->npmems ? &r->pmems[i] : NULL;
+}
+
+/* What virtio_pmem_init() will need of the file, checked now so that the PUT says it. */
+static int check_pmem_file(const struct res_pmem *p, struct err *e)
+{
+	int fd = open(p->path_on_host,
+	              (p->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	struct stat st;
+	int ret = 0;
+
+	if (fd < 0)
+		return err_set(e, errno,
+		               "Unable to create the virtio-pmem device: Error accessing backing "
+		               "file: %s (os error %d)",
+		               strerror(errno), errno);
+	if (fstat(fd, &st) < 0)
+		ret = err_set(e, errno,
+		              "Unable to create the virtio-pmem device: Error accessing backing "
+		              "file: %s (os error %d)",
+		              strerror(errno), errno);
+	else if (!S_ISREG(st.st_mode))
+		ret = err_set(e, EINVAL,
+		              "Unable to create the virtio-pmem device: Error accessing backing "
+		              "file: %s is not a regular file",
+		              p->path_on_host);
+	else if (st.st_size <= 0)
+		ret = err_set(
+		    e, EINVAL,
+		    "Unable to create the virtio-pmem device: Error backing file size is 0");
+	close(fd);
+	return ret;
+}
+
+int res_put_pmem(struct resources *r, struct res_pmem *p, struct err *e)
+{
+	unsigned int i = find_pmem_index(r, p->id), j;
+	int ret;
+
+	ret = res_check_id(p->id, e);
+	if (ret < 0)
+		return ret;
+	if (!p->path_on_host)
+		return err_set(e, EINVAL, "missing field `path_on_host`");
+	if (i == r->npmems && r->npmems >= VM_MAX_PMEM)
+		return err_set(e, ENOSPC,
+		               "Unable to add the pmem device: ember supports at most %u pmem "
+		               "devices.",
+		               VM_MAX_PMEM);
+	/* Firecracker's PmemBuilder::build: a block root first, then another pmem root. */
+	if (p->root_device)
+		for (j = 0; j < r->ndrives; j++)
+			if (r->drives[j].is_root_device)
+				return err_set(e, EINVAL, RES_MSG_PMEM_SECOND_ROOT);
+	if (p->root_device)
+		for (j = 0; j < r->npmems; j++)
+			if (j != i && r->pmems[j].root_device)
+				return err_set(e, EINVAL, RES_MSG_PMEM_ROOT_EXISTS);
+	ret = check_pmem_file(p, e);
+	if (ret < 0)
+		return ret;
+	if (i < r->npmems)
+		res_pmem_clear(&r->pmems[i]);
+	else
+		i = r->npmems++;
+	r->pmems[i] = *p;
+	memset(p, 0, sizeof(*p));
+	return 0;
+}
+
+int res_remove_pmem(struct resources *r, const char *id)
+{
+	unsigned int i = find_pmem_index(r, id);
+
+	if (i == r->npmems)
+		return -ENOENT;
+	res_pmem_clear(&r->pmems[i]);
+	memmove(&r->pmems[i], &r->pmems[i + 1], (r->npmems - i - 1) * sizeof(r->pmems[0]));
+	memset(&r->pmems[--r->npmems], 0, sizeof(r->pmems[0]));
+	return 0;
+}
+
+void res_pmem_to_cfg(const struct res_pmem *p, struct vm_pmem_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->id = p->id;
+	c->path = p->path_on_host;
+	c->read_only = p->read_only;
+	c->root = p->root_device;
+	c->transport = p->transport;
+}
+
 /* Append " <s>" (or "<s>" at the start) to the command line; -ENOSPC when it does not fit. */
 static int cmdline_add(char *buf, size_t size, const char *s)
 {
@@ -647,6 +770,7 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
                      size_t cmdline_size, struct err *e)
 {
 	const struct res_drive *root = NULL;
+	int root_pmem = -1;
 	unsigned int i;
 	int ret = 0;
 
@@ -677,8 +801,13 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 			root = &r->drives[i];
 	}
 	cfg->dev.ndisks = r->ndrives;
-	for (i = 0; i < r->nnets; i++)
+	for (i = 0; i < r->nnets; i++) {
 		res_net_to_cfg(&r->nets[i], &cfg->dev.nets[i]);
+		if (res_mmds_on(r, r->nets[i].id)) {
+			cfg->dev.nets[i].mmds = r->mmds.store;
+			cfg->dev.nets[i].mmds_ipv4 = r->mmds.ipv4;
+		}
+	}
 	cfg->dev.nnets = r->nnets;
 	if (r->vsock.present)
 		res_vsock_to_cfg(&r->vsock, &cfg->dev.vsock);
@@ -688,6 +817,12 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 		res_balloon_to_cfg(&r->balloon, &cfg->dev.balloon);
 	if (r->mem_hotplug.present)
 		res_mem_hotplug_to_cfg(&r->mem_hotplug, &cfg->dev.mem_hotplug);
+	for (i = 0; i < r->npmems; i++) {
+		res_pmem_to_cfg(&r->pmems[i], &cfg->dev.pmems[i]);
+		if (r->pmems[i].root_device)
+			root_pmem = i;
+	}
+	cfg->dev.npmems = r->npmems;
 
 	cmdline[0] = '\0';
 	cfg->cmdline = NULL;
@@ -706,6 +841,16 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 		}
 		if (ret == 0 && root)
 			ret = cmdline_add(cmdline, cmdline_size, root->is_read_only ? "ro" : "rw");
+		/* Firecracker's root= for a root pmem device: /dev/pmem<its index>, ro or rw. */
+		if (ret == 0 && root_pmem >= 0) {
+			char opt[32];
+
+			snprintf(opt, sizeof(opt), "root=/dev/pmem%d", root_pmem);
+			ret = cmdline_add(cmdline, cmdline_size, opt);
+			if (ret == 0)
+				ret = cmdline_add(cmdline, cmdline_size,
+				                  r->pmems[root_pmem].read_only ? "ro" : "rw");
+		}
 		if (ret < 0)
 			return err_set(e, EINVAL,
 			               "The kernel command line is invalid: too long with the root "
@@ -729,6 +874,10 @@ void res_forget_vm(struct resources *r)
 	while (r->nnets) {
 		snprintf(id, sizeof(id), "%s", r->nets[0].id);
 		res_remove_net(r, id);
+	}
+	while (r->npmems) {
+		snprintf(id, sizeof(id), "%s", r->pmems[0].id);
+		res_remove_pmem(r, id);
 	}
 	while (r->nvfio) {
 		snprintf(id, sizeof(id), "%s", r->vfio[0].id);

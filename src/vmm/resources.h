@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "boot/cpu_template.h"
+#include "mmds/mmds.h"
 #include "util/err.h"
 #include "util/ratelimit.h"
 #include "vmm/devopts.h"
@@ -119,6 +120,22 @@ struct res_mem_hotplug {
 	enum vm_transport transport;
 };
 
+/* Firecracker's Pmem (its rate_limiter: not offered yet, json.c refuses it). */
+struct res_pmem {
+	char id[RES_ID_MAX + 1];
+	char *path_on_host;
+	bool root_device;
+	bool read_only;
+	enum vm_transport transport;
+};
+
+/* Firecracker's messages for the root device rules (res_put_pmem, res_put_drive). */
+#define RES_MSG_PMEM_ROOT_EXISTS "A root pmem device already exist"
+#define RES_MSG_PMEM_SECOND_ROOT                                                                   \
+	"Attempt to add pmem as a root device while the root device defined as a block device"
+#define RES_MSG_DRIVE_SECOND_ROOT                                                                  \
+	"Attempt to add block as a root device while the root device defined as a pmem device"
+
 /* Firecracker's messages for the balloon's configuration (res_set_balloon). */
 #define RES_MSG_BALLOON_TOO_LARGE "Balloon config error: Amount of pages requested is too large."
 
@@ -161,6 +178,32 @@ struct res_serial {
 	struct res_bucket rate_limiter;
 };
 
+/*
+ * Firecracker's MmdsConfig (PUT /mmds/config, "mmds-config") and its data store
+ * (vmm/res_mmds.c; mmds/mmds.h).  The store is created on first use, as Firecracker's
+ * mmds_or_default, and outlives the VM's devices, which only borrow it.
+ */
+struct res_mmds {
+	bool configured; /* PUT /mmds/config was accepted */
+	enum mmds_version version;
+	bool imds_compat;
+	uint32_t ipv4; /* host order; MMDS_DEFAULT_IPV4 unless given */
+	char ifaces[VM_MAX_NETS][RES_ID_MAX + 1];
+	unsigned int nifaces;
+	size_t size_limit;  /* --mmds-size-limit (res_init: MMDS_DEFAULT_SIZE_LIMIT) */
+	struct mmds *store; /* NULL until first used */
+};
+
+/* The body of PUT /mmds/config as parsed (api/json.c); ids not yet checked. */
+struct res_mmds_config {
+	enum mmds_version version;
+	bool imds_compat;
+	bool has_ipv4;
+	uint32_t ipv4;
+	char **ifaces; /* malloc'd array of malloc'd strings */
+	unsigned int nifaces;
+};
+
 struct resources {
 	struct res_boot boot;
 	struct res_machine machine;
@@ -172,6 +215,8 @@ struct resources {
 	struct res_entropy entropy;
 	struct res_balloon balloon;
 	struct res_mem_hotplug mem_hotplug;
+	struct res_pmem pmems[VM_MAX_PMEM]; /* in the order configured: /dev/pmem0, ... */
+	unsigned int npmems;
 	struct res_logger logger;
 	struct res_metrics metrics;
 	struct res_serial serial;
@@ -183,6 +228,7 @@ struct resources {
 	/* Host devices passed through with VFIO (ember's own: PUT /vfio/{id}, --vfio). */
 	struct res_vfio vfio[VM_MAX_VFIO];
 	unsigned int nvfio;
+	struct res_mmds mmds;
 };
 
 /* Defaults: 1 vCPU, 128 MiB, nothing else. */
@@ -212,6 +258,12 @@ int res_put_drive(struct resources *r, struct res_drive *d, struct err *e);
 int res_put_net(struct resources *r, struct res_net *n, struct err *e);
 int res_set_vsock(struct resources *r, struct res_vsock *v, struct err *e);
 int res_set_entropy(struct resources *r, const struct res_entropy *en, struct err *e);
+/*
+ * A pmem device: replaces the one with the same id.  At most one root device among the
+ * drives and pmem devices (Firecracker's messages); the backing file must open (read-only
+ * or read-write as asked) and be a regular file of non-zero length.
+ */
+int res_put_pmem(struct resources *r, struct res_pmem *p, struct err *e);
 /* The balloon: amount_mib at most the guest's memory (Firecracker's check, at the PUT). */
 int res_set_balloon(struct resources *r, const struct res_balloon *b, struct err *e);
 /* Memory hot plug: Firecracker's checks (virtio_mem_check_config), its message prefixed. */
@@ -235,6 +287,7 @@ void res_keep_restored_boot(struct resources *r, struct res_boot *b);
 void res_boot_clear(struct res_boot *b);
 void res_drive_clear(struct res_drive *d);
 void res_net_clear(struct res_net *n);
+void res_pmem_clear(struct res_pmem *p);
 void res_vsock_clear(struct res_vsock *v);
 void res_logger_clear(struct res_logger *l);
 void res_metrics_clear(struct res_metrics *m);
@@ -243,6 +296,7 @@ void res_cpu_config_clear(struct res_cpu_config *c);
 
 struct res_drive *res_find_drive(struct resources *r, const char *id);
 struct res_net *res_find_net(struct resources *r, const char *id);
+struct res_pmem *res_find_pmem(struct resources *r, const char *id);
 
 /* One entry as the VM's device configuration (strings point into the entry). */
 void res_drive_to_cfg(const struct res_drive *d, struct vm_disk_cfg *c);
@@ -251,6 +305,7 @@ void res_vsock_to_cfg(const struct res_vsock *v, struct vm_vsock_cfg *c);
 void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c);
 void res_balloon_to_cfg(const struct res_balloon *b, struct vm_balloon_cfg *c);
 void res_mem_hotplug_to_cfg(const struct res_mem_hotplug *m, struct vm_mem_hotplug_cfg *c);
+void res_pmem_to_cfg(const struct res_pmem *p, struct vm_pmem_cfg *c);
 
 /* Forget a drive or interface (its strings are freed).  -ENOENT. */
 int res_remove_drive(struct resources *r, const char *id);
@@ -263,6 +318,7 @@ int res_put_vfio(struct resources *r, struct res_vfio *v, struct err *e);
 int res_remove_vfio(struct resources *r, const char *id);
 void res_vfio_clear(struct res_vfio *v);
 int res_remove_net(struct resources *r, const char *id);
+int res_remove_pmem(struct resources *r, const char *id);
 
 /*
  * What the configuration model does for one kind of virtio device (res_kinds.c holds the
@@ -297,6 +353,7 @@ union res_kind_obj {
 	struct res_entropy entropy;
 	struct res_balloon balloon;
 	struct res_mem_hotplug mem_hotplug;
+	struct res_pmem pmem;
 };
 union res_kind_cfg {
 	struct vm_disk_cfg disk;
@@ -305,6 +362,7 @@ union res_kind_cfg {
 	struct vm_rng_cfg rng;
 	struct vm_balloon_cfg balloon;
 	struct vm_mem_hotplug_cfg mem_hotplug;
+	struct vm_pmem_cfg pmem;
 };
 
 /* Can the device build this limiter (refill times in range)?  -EINVAL with Firecracker's text. */
@@ -319,6 +377,27 @@ void res_limiter_cfg(const struct res_limiter *l, struct rate_limiter_cfg *out);
  * configuration leaves the resources as they were before it.
  */
 void res_forget_vm(struct resources *r);
+
+/* ---- MMDS (vmm/res_mmds.c) ---- */
+
+/* Firecracker's MMDS config errors (MmdsConfigError, with its "MMMDS config error: " prefix). */
+#define RES_MSG_MMDS_EMPTY_IFACES                                                                  \
+	"MMMDS config error: The list of network interface IDs that allow forwarding MMDS "        \
+	"requests is empty."
+#define RES_MSG_MMDS_BAD_IFACE                                                                     \
+	"MMMDS config error: The list of network interface IDs provided contains at least one ID " \
+	"that does not correspond to any existing network interface."
+#define RES_MSG_MMDS_BAD_IPV4 "MMMDS config error: The MMDS IPv4 address is not link local."
+
+/* The data store, created with r->mmds.size_limit on first use.  NULL: out of memory. */
+struct mmds *res_mmds_store(struct resources *r);
+/* PUT /mmds/config: all or nothing (the checks above).  Frees nothing of c. */
+int res_set_mmds_config(struct resources *r, const struct res_mmds_config *c, struct err *e);
+void res_mmds_config_clear(struct res_mmds_config *c);
+/* Whether the interface `id` answers MMDS (in the configured list). */
+bool res_mmds_on(const struct resources *r, const char *id);
+/* Free the store (res_destroy). */
+void res_mmds_clear(struct res_mmds *m);
 
 /*
  * Fill a VM configuration from the resources (strings point into `r`, which

@@ -31,6 +31,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/mem.h"
 #include "devices/virtio/net.h"
+#include "devices/virtio/pmem.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
 #include "kvm/gsi.h"
@@ -54,6 +55,7 @@ struct vm_virtio {
 		struct virtio_rng rng;
 		struct virtio_balloon balloon;
 		struct virtio_mem mem;
+		struct virtio_pmem pmem;
 	} u;
 	struct virtio_dev *vdev;
 	enum vm_transport transport;
@@ -64,7 +66,8 @@ struct vm_virtio {
 	uint32_t mmio_gsi;
 };
 
-#define VM_MAX_VIRTIO (VM_MAX_DISKS + VM_MAX_NETS + 4) /* + vsock, entropy, balloon, mem */
+#define VM_MAX_VIRTIO                                                                              \
+	(VM_MAX_DISKS + VM_MAX_NETS + 4 + VM_MAX_PMEM) /* + vsock, entropy, balloon, mem */
 /*
  * Root ports: the configured hot-plug slots (cfg.root_ports, ports 1..N), then one per
  * device built at start-up (--vfio devices, then virtio-pci ones), so that it can be unplugged like
@@ -134,6 +137,7 @@ struct vm {
 	struct evloop_watch hp_watch, hp_timer_watch;
 	bool hp_ready;
 	unsigned int net_count; /* NICs made so far (default MACs stay unique) */
+	uint64_t pmem_next; /* where the next virtio-pmem region goes (vm_kinds.c); 0: none yet */
 	vm_unplugged_cb unplugged;
 	void *unplugged_opaque;
 

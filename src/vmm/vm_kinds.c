@@ -4,8 +4,10 @@
 #include <assert.h>
 #include <errno.h>
 #include <sys/mman.h>
+#include <linux/kvm.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "vmm/metrics.h"
 
@@ -102,6 +104,8 @@ static int net_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, stru
 	    .mtu = c->mtu,
 	    .rx_rate_limiter = c->rx_rate_limiter,
 	    .tx_rate_limiter = c->tx_rate_limiter,
+	    .mmds = c->mmds,
+	    .mmds_ipv4 = c->mmds_ipv4,
 	};
 	int r;
 
@@ -288,6 +292,102 @@ static int balloon_op_restore(struct dev *d, struct snap_r *r, struct err *e)
 	return rc < 0 ? rc : virtio_balloon_restore(&vv->u.balloon, r, e);
 }
 
+/* ---- pmem ----------------------------------------------------------------------------------- */
+
+static const char *pmem_id(const void *cfg)
+{
+	return ((const struct vm_pmem_cfg *)cfg)->id;
+}
+
+static enum vm_transport pmem_transport(const void *cfg)
+{
+	return ((const struct vm_pmem_cfg *)cfg)->transport;
+}
+
+static void pmem_name(char *buf, size_t len, unsigned int index)
+{
+	snprintf(buf, len, "pmem%u", index);
+}
+
+/*
+ * Where the regions go: above the 64-bit PCI window, one after the other in the order the
+ * devices are built (the configuration's order, so a restore puts them back in the same
+ * places; the saved state checks it).  Firecracker too puts them past its 64-bit MMIO
+ * window.  Not RAM for the guest: e820 and ACPI describe RAM and the PCI windows only.
+ */
+static int pmem_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
+{
+	const struct vm_pmem_cfg *c = cfg;
+	struct virtio_pmem *p = &vv->u.pmem;
+	uint64_t gpa =
+	    vm->pmem_next ? vm->pmem_next : mem_layout_mem64_base(&vm->ml) + PCI_MEM64_SIZE;
+	struct virtio_pmem_opts o = {.path = c->path, .read_only = c->read_only, .gpa = gpa};
+	int r;
+
+	vv->vdev = &p->vdev;
+	if (c->read_only && ioctl(vm->kvm.sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0)
+		return err_set(
+		    e, ENOTSUP,
+		    "KVM lacks KVM_CAP_READONLY_MEM, which a read-only pmem device needs");
+	r = virtio_pmem_init(p, &o, &vm->venv, e);
+	if (r < 0) {
+		err_prefix(e, "Unable to create the virtio-pmem device");
+		return r;
+	}
+	p->kvm = &vm->kvm;
+	p->kvm_slot = kvm_reserve_memslot(&vm->kvm);
+	r = kvm_set_memslot_flags(&vm->kvm, p->kvm_slot, gpa, p->map_len, p->hva,
+	                          c->read_only ? KVM_MEM_READONLY : 0, e);
+	if (r < 0) {
+		virtio_pmem_destroy(p);
+		return r;
+	}
+	p->kvm_mapped = true;
+	vm->pmem_next = gpa + p->map_len;
+	return 0;
+}
+
+static void pmem_destroy(struct vm_virtio *vv)
+{
+	struct virtio_pmem *p = &vv->u.pmem;
+	struct err e = {0};
+
+	/* The slot goes before the mapping behind it. */
+	if (p->kvm_mapped && kvm_set_memslot(p->kvm, p->kvm_slot, 0, 0, NULL, &e) < 0)
+		log_error("%s: %s", vv->dev.name, e.msg);
+	p->kvm_mapped = false;
+	virtio_pmem_destroy(p);
+}
+
+/* Firecracker's "pmem" group, every device summed (no rate limiter: its counters stay 0). */
+static void pmem_collect(struct vm_virtio *vv, struct metrics_values *v)
+{
+	struct virtio_pmem *p = &vv->u.pmem;
+
+	pthread_mutex_lock(&p->vdev.lock);
+	v->pmem.cfg_fails += p->cfg_writes;
+	v->pmem.event_fails += p->errors;
+	v->pmem.queue_event_count += p->kicks;
+	pthread_mutex_unlock(&p->vdev.lock);
+}
+
+/* The virtio core's and transport's state, then the region (pmem.h). */
+static void pmem_op_save(struct dev *d, struct snap_w *w)
+{
+	struct vm_virtio *vv = d->obj;
+
+	vm_virtio_op_save(d, w);
+	virtio_pmem_save(&vv->u.pmem, w);
+}
+
+static int pmem_op_restore(struct dev *d, struct snap_r *r, struct err *e)
+{
+	struct vm_virtio *vv = d->obj;
+	int rc = vm_virtio_op_restore(d, r, e);
+
+	return rc < 0 ? rc : virtio_pmem_restore(&vv->u.pmem, r, e);
+}
+
 /* ---- where each kind sits in the VM's configuration ----------------------------------------- */
 
 static unsigned int blk_count(const struct vm_devices_cfg *d)
@@ -372,7 +472,10 @@ static int mem_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, stru
 {
 	const struct vm_mem_hotplug_cfg *c = cfg;
 	uint64_t slot = (uint64_t)c->slot_size_mib << 20, size = (uint64_t)c->total_size_mib << 20;
-	uint64_t base = mem_layout_hotplug_mem_base(&vm->ml);
+	/* Above the pmem regions, built before (enum order) and never added after boot. */
+	uint64_t base = vm->pmem_next > mem_layout_hotplug_mem_base(&vm->ml)
+	                    ? vm->pmem_next
+	                    : mem_layout_hotplug_mem_base(&vm->ml);
 	struct virtio_mem_opts o = {
 	    .addr = (base + slot - 1) / slot * slot,
 	    .region_size = size,
@@ -427,6 +530,16 @@ static const void *mem_at(const struct vm_devices_cfg *d, unsigned int i)
 {
 	(void)i;
 	return &d->mem_hotplug;
+}
+
+static unsigned int pmem_count(const struct vm_devices_cfg *d)
+{
+	return d->npmems;
+}
+
+static const void *pmem_at(const struct vm_devices_cfg *d, unsigned int i)
+{
+	return &d->pmems[i];
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */
@@ -503,6 +616,22 @@ static const struct vm_kind kinds[] = {
                        .create = mem_create,
                        .destroy = mem_destroy,
                        .collect = mem_collect},
+    [VM_VIRTIO_PMEM] = {.label = "pmem",
+                        .ops = {.kind = "pmem",
+                                .destroy = vm_virtio_op_destroy,
+                                .collect = vm_virtio_op_collect,
+                                .pause = vm_virtio_op_pause,
+                                .resume = vm_virtio_op_resume,
+                                .save = pmem_op_save,
+                                .restore = pmem_op_restore},
+                        .cfg_id = pmem_id,
+                        .cfg_count = pmem_count,
+                        .cfg_at = pmem_at,
+                        .cfg_transport = pmem_transport,
+                        .default_name = pmem_name,
+                        .create = pmem_create,
+                        .destroy = pmem_destroy,
+                        .collect = pmem_collect},
 };
 
 _Static_assert(sizeof(kinds) / sizeof(kinds[0]) == VM_VIRTIO_KINDS, "one entry per kind");

@@ -15,18 +15,19 @@
  *   files); the answer must be a valid status with a JSON body or none.
  *   selector % 4 == 3: the body as a config file, decoded key by key with
  *   every json_to_*() decoder (without applying logger or metrics).
- * Invariants: no crash, no leak (ASan), every 400 carries a fault_message.
+ * Invariants: no crash, no leak (ASan), every 400 and 413 carries a fault_message.
  */
 
 static void check_response(const struct http_response *resp)
 {
 	json_t *j;
 
-	if (resp->status != 200 && resp->status != 204 && resp->status != 400)
+	if (resp->status != 200 && resp->status != 204 && resp->status != 400 &&
+	    resp->status != 413) /* 413: past the MMDS data store's limit */
 		abort();
 	if (resp->status == 204 && resp->body)
 		abort();
-	if (resp->status == 400) {
+	if (resp->status == 400 || resp->status == 413) {
 		j = resp->body ? json_loads(resp->body, 0, NULL) : NULL;
 		if (!j || !json_is_string(json_object_get(j, "fault_message")))
 			abort();
@@ -49,6 +50,7 @@ static void decode_all(json_t *o)
 	struct res_serial s;
 	struct res_cpu_config cc;
 	struct res_limiter rx, tx;
+	struct res_mmds_config mc;
 	enum json_action act;
 	char id[RES_ID_MAX + 1], *path;
 	struct err e;
@@ -78,6 +80,8 @@ static void decode_all(json_t *o)
 		res_serial_clear(&s);
 	if (json_to_cpu_config(o, &cc, &e) == 0)
 		res_cpu_config_clear(&cc);
+	if (json_to_mmds_config(o, &mc, &e) == 0)
+		res_mmds_config_clear(&mc);
 	json_to_action(o, &act, &e);
 	json_to_vm_state(o, &paused, &e);
 }

@@ -22,7 +22,8 @@
  *   0 tx chain   1 rx chain     (n segs, each: u16 offset, u16 len, flags)
  *   2 tx kick    3 rx kick      4 host frame (u16 len, bytes)   5 run the loop
  *   6 reap used  7 reset and restart   8 corrupt a ring byte   9 indirect rx chain
- * The backend is a socketpair in this process: nothing leaves it.
+ * The backend is a socketpair in this process: nothing leaves it.  The NIC answers MMDS at
+ * 169.254.169.254 (mmds/stack.h): tx frames for it go to the stack, its answers to rx.
  *
  * Invariants (checked until the program corrupts a ring): no crash, no
  * sanitizer report; each used length fits the chain it answers (rx: at most
@@ -293,6 +294,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct rate_limiter_cfg lim = {.bandwidth = {.size = 16384, .refill_time_ms = 2},
 	                               .ops = {.size = 4, .refill_time_ms = 2}};
 	struct err e = {0};
+	struct mmds *mm;
 	uint8_t sel;
 	unsigned int ops = 0;
 
@@ -318,6 +320,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		o.tx_rate_limiter = lim;
 		o.clock = &clk;
 	}
+	if (mmds_create(4096, &mm) < 0)
+		abort();
+	o.mmds = mm;
+	o.mmds_ipv4 = MMDS_DEFAULT_IPV4;
 	if (virtio_net_init(&c.n, &o, &c.g.env, &e) < 0)
 		abort();
 	c.want = ~0ull;
@@ -392,6 +398,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pump(&c);
 	reap(&c);
 	virtio_net_destroy(&c.n);
+	mmds_free(mm);
 	close(c.be.fd[0]);
 	close(c.be.fd[1]);
 	evloop_destroy(&c.g.loop);

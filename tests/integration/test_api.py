@@ -900,11 +900,6 @@ BAD_REQUESTS = [
 ]
 
 NOT_YET = [
-    ("GET", "/mmds", None),
-    ("PUT", "/mmds", {"latest": {"meta-data": {"ami-id": "ami-1"}}}),
-    ("PATCH", "/mmds", {"latest": {"meta-data": {"ami-id": "ami-2"}}}),
-    ("PUT", "/mmds/config", {"network_interfaces": ["eth0"], "version": "V2"}),
-    ("PUT", "/pmem/pm0", {"id": "pm0", "path_on_host": "@IMG@"}),
     ("PATCH", "/pmem/pm0", {"id": "pm0", "rate_limiter": {"ops": {"size": 1, "refill_time": 1}}}),
 ]
 
@@ -1250,6 +1245,7 @@ AFTER_BOOT = [
     ("PUT", "/snapshot/load", {"snapshot_path": "@TMP@/snap", "mem_file_path": "@TMP@/mem"}),
     ("PUT", "/cpu-config", {"cpuid_modifiers": []}),
     ("PUT", "/balloon", {"amount_mib": 0, "deflate_on_oom": False}),
+    ("PUT", "/pmem/p0", {"id": "p0", "path_on_host": "@IMG@"}),
 ]
 
 
@@ -1285,8 +1281,7 @@ class TestAfterBoot:
         refused_and_unchanged(booted, method, path, body, ("exact", NOT_AFTER_BOOT))
 
     def test_not_yet_still_says_so(self, booted):
-        for method, path, body in (("GET", "/mmds", None),
-                                   ("PUT", "/pmem/p0", {"id": "p0", "path_on_host": "@IMG@"})):
+        for method, path, body in (("PATCH", "/pmem/p0", {"id": "p0", "rate_limiter": None}),):
             msg = refused_and_unchanged(booted, method, path, body)
             assert NOT_YET_RE.match(msg), msg
 
@@ -1459,9 +1454,12 @@ def test_short_flags_with_api_sock(ember_bin, guest_elf, tmp_path):
 def test_sdk_style_sequence(ember_bin, guest_elf, tmp_path):
     """What firecracker-go-sdk does: start the VMM with a UUID --id, make the log and metrics
     FIFOs (mkfifo, nobody reading them yet), poll GET /machine-config, PUT logger, metrics,
-    machine-config, boot-source, drives, network-interfaces, vsock (optional fields null, as
-    clients generated from the spec send them), then InstanceStart; the test guest's virtio
-    tests then find the disks, the NIC and vsock and pass."""
+    machine-config, boot-source, drives, network-interfaces (the SDK numbers them "1", "2",
+    ...), vsock (optional fields null, as clients generated from the spec send them), then
+    its ConfigMmdsHandler's PUT /mmds/config (the interfaces that allow MMDS), the
+    SetMetadata and CreateBalloon handlers a user appends (PUT /mmds, PUT /balloon), then
+    InstanceStart; the test guest's virtio tests then find the disks, the NIC and vsock and
+    pass, and the metadata reads back."""
     SECTOR, base_image, blk_pattern = virtio.SECTOR, virtio.base_image, virtio.blk_pattern
     sectors, ro_sectors = 4096, 1024
     root, scratch = tmp_path / "rootfs.img", tmp_path / "scratch.img"
@@ -1503,11 +1501,20 @@ def test_sdk_style_sequence(ember_bin, guest_elf, tmp_path):
                                        "is_root_device": True, "is_read_only": False,
                                        "cache_type": "Writeback", "io_engine": "Sync",
                                        "partuuid": None, "socket": None})
-        e.ok("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "backend": "slirp",
-                                                 "guest_mac": mac, "rx_rate_limiter": None,
-                                                 "tx_rate_limiter": None})
+        e.ok("PUT", "/network-interfaces/1", {"iface_id": "1", "backend": "slirp",
+                                              "guest_mac": mac, "rx_rate_limiter": None,
+                                              "tx_rate_limiter": None})
         e.ok("PUT", "/vsock", {"guest_cid": host.cid, "uds_path": str(host.uds),
                                "vsock_id": None})
+        # ConfigMmdsHandler (models.MmdsConfig: version, network_interfaces, ipv4_address),
+        # then the SDK's SetMetadata and CreateBalloon handlers.
+        e.ok("PUT", "/mmds/config", {"version": "V2", "network_interfaces": ["1"],
+                                     "ipv4_address": "169.254.169.254"})
+        metadata = {"latest": {"meta-data": {"instance-id": vmid, "marker": marker}}}
+        e.ok("PUT", "/mmds", metadata)
+        e.ok("PUT", "/balloon", {"amount_mib": 0, "deflate_on_oom": True,
+                                 "stats_polling_interval_s": 0})
+        assert e.get("/mmds") == metadata
         # The SDK reads its log FIFO (never the metrics one); lines so far wait in the pipe.
         log_rd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
         follower = e.follow(host.on_line)
@@ -1554,7 +1561,8 @@ def test_sdk_style_sequence(ember_bin, guest_elf, tmp_path):
     # FIFO waited in it.
     puts = re.findall(r'received a PUT request on "([^"]+)"', "\n".join(log_lines_seen))
     assert puts == ["/metrics", "/machine-config", "/boot-source", "/drives/scratch",
-                    "/drives/rootfs", "/network-interfaces/eth0", "/vsock", "/actions"], puts
+                    "/drives/rootfs", "/network-interfaces/1", "/vsock", "/mmds/config",
+                    "/mmds", "/balloon", "/actions"], puts
     # A full pipe drops whole lines, never half of one.
     check_log_format(log_lines_seen, vmid, level_and_origin=True)
 
@@ -1688,7 +1696,8 @@ def test_config_file_with_api(ember_bin, guest_elf, tmp_path):
                  id="balloon-hinting-type"),
     pytest.param({"boot-source": {"kernel_image_path": "@KERNEL@"},
                   "pmem": [{"id": "p", "path_on_host": "@TMP@/p"}]},
-                 ["pmem", "does not support"], id="pmem"),
+                 ["Unable to create the virtio-pmem device: Error accessing backing file: "
+                  "No such file or directory"], id="pmem-missing-file"),
     pytest.param('{"boot-source": {"kernel_image_path": ', [], id="not-json"),
     pytest.param(None, ["@TMP@/missing.json"], id="missing-file"),
 ])

@@ -354,7 +354,7 @@ def test_every_operation_is_routed(spec_ember, path, method):
 
 
 # GETs the spec describes that ember does not have yet (docs/api.md: "not yet").
-NOT_YET_GETS = {"/mmds"}
+NOT_YET_GETS = set()
 # GETs that only a running microVM answers (Firecracker's rule).
 AFTER_BOOT_GETS = {"/balloon/statistics", "/balloon/hinting/status", "/hotplug/memory"}
 GETS = [(p, SPEC["paths"][p]["get"]["responses"][200]["schema"]) for p, m in OPERATIONS
@@ -364,7 +364,7 @@ GETS = [(p, SPEC["paths"][p]["get"]["responses"][200]["schema"]) for p, m in OPE
 def test_gets_are_all_known():
     assert sorted(p for p, _ in GETS) == sorted(
         NOT_YET_GETS | AFTER_BOOT_GETS | {"/", "/machine-config", "/version", "/vm/config",
-                                          "/balloon"})
+                                          "/balloon", "/mmds"})
 
 
 @pytest.fixture(scope="module")
@@ -393,10 +393,15 @@ def configured_ember(ember_bin, guest_elf, tmp_path_factory):
                                       "rx_rate_limiter": limiter}),
         ("/vsock", {"guest_cid": 3, "uds_path": str(d / "v.sock"), "vsock_id": "vsock0"}),
         ("/entropy", {"rate_limiter": limiter}),
+        ("/pmem/pm0", {"id": "pm0", "path_on_host": str(img), "root_device": False,
+                       "read_only": True}),
         ("/balloon", {"amount_mib": 64, "deflate_on_oom": True, "stats_polling_interval_s": 1,
                       "free_page_hinting": False, "free_page_reporting": False}),
         ("/hotplug/memory", {"total_size_mib": 1024, "block_size_mib": 2,
                              "slot_size_mib": 128}),
+        ("/mmds/config", {"version": "V2", "network_interfaces": ["eth0"],
+                          "ipv4_address": "169.254.170.2", "imds_compat": True}),
+        ("/mmds", {"latest": {"meta-data": {"ami-id": "ami-1"}}}),
         ("/logger", {"log_path": str(d / "log.txt"), "level": "Info"}),
         ("/metrics", {"metrics_path": str(d / "metrics.json"), "emit_id": True,
                       "properties": {"team": "ember"}}),
@@ -435,6 +440,7 @@ def test_vm_config_has_every_section(configured_ember):
         assert isinstance(cfg.get(key), dict), (key, cfg)
     assert [d["drive_id"] for d in cfg["drives"]] == ["rootfs", "data"], cfg["drives"]
     assert [n["iface_id"] for n in cfg["network-interfaces"]] == ["eth0"], cfg
+    assert [p["id"] for p in cfg["pmem"]] == ["pm0"], cfg["pmem"]
 
 
 def test_get_root_matches_the_schema_in_every_state(configured_ember):

@@ -3,7 +3,9 @@ virtio-mem device (docs/devices/mem.md).  The VM comes from a config file with
 "memory-hotplug"; the guest onlines hot-added memory itself (memhp_default_state=online_movable:
 Debian's kernel leaves it offline by default and the initramfs has no udev).  The host asks for
 PLUG_MIB through PATCH /hotplug/memory, the driver plugs it and MemTotal grows by exactly
-that; then the host asks for 0, the driver unplugs and MemTotal is back where it was.
+that; then the host asks for 0, the driver unplugs and MemTotal is back where it was.  A
+2 MiB virtio-pmem device sits in the VM too: its region takes the first place above the 64-bit
+BAR window, so virtio-mem's starts at the next 128 MiB slot boundary, which Linux reports.
 """
 
 import json
@@ -21,6 +23,9 @@ STEP_TIMEOUT = 600 if IN_VM else 60
 MEM = 512
 TOTAL_MIB = 1024
 PLUG_MIB = 256
+# 512 MiB of RAM: the 64-bit BAR window is [4 GiB, 68 GiB); the pmem region [68 GiB, +2 MiB);
+# virtio-mem's region at the next 128 MiB boundary.
+MEM_ADDR = (68 << 30) + (128 << 20)
 
 # Run by the guest's /init: say which driver holds the device, then print MemTotal each time
 # it changes while the host drives the device (ember is stopped from the host).
@@ -63,6 +68,9 @@ def test_linux_mem_hotplug(tmp_path):
     with open(script, "wb") as f:
         f.write(SCRIPT.encode())
         f.truncate(1 << 20)
+    pmem = tmp_path / "pmem.img"
+    with open(pmem, "wb") as f:
+        f.truncate(2 << 20)
     cfg = tmp_path / "vm.json"
     cfg.write_text(json.dumps({
         "boot-source": {"kernel_image_path": str(GUEST / "bzImage"),
@@ -72,6 +80,7 @@ def test_linux_mem_hotplug(tmp_path):
         "machine-config": {"vcpu_count": 2, "mem_size_mib": MEM},
         "drives": [{"drive_id": "script", "path_on_host": str(script),
                     "is_root_device": False, "is_read_only": True}],
+        "pmem": [{"id": "pm0", "path_on_host": str(pmem), "read_only": True}],
         "memory-hotplug": {"total_size_mib": TOTAL_MIB},
     }))
     sock = tmp_path / "api.sock"
@@ -82,6 +91,8 @@ def test_linux_mem_hotplug(tmp_path):
     try:
         drv = wait_line(p, buf, r"EMBER-MEM driver .*", TIMEOUT)
         assert drv == "EMBER-MEM driver virtio_mem", drv
+        wait_line(p, buf, r"\[ *[0-9.]+\] virtio_mem virtio[0-9]+: start address: "
+                  + hex(MEM_ADDR), TIMEOUT)
         base = int(re.fullmatch(r"EMBER-MEM MemTotal (\d+)",
                                 wait_line(p, buf, r"EMBER-MEM MemTotal \d+", TIMEOUT)).group(1))
         print(f"Linux: MemTotal {base} kB before")

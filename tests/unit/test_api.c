@@ -176,8 +176,7 @@ TEST(not_yet_features_say_so)
 		enum http_method m;
 		const char *path;
 	} cases[] = {
-	    {HTTP_GET, "/mmds"},        {HTTP_PUT, "/mmds"},    {HTTP_PATCH, "/mmds"},
-	    {HTTP_PUT, "/mmds/config"}, {HTTP_PUT, "/pmem/p0"}, {HTTP_PATCH, "/pmem/p0"},
+	    {HTTP_PATCH, "/pmem/p0"},
 	};
 	struct ctl c;
 	struct err e = {0};
@@ -187,6 +186,50 @@ TEST(not_yet_features_say_so)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		expect_fault(&c, cases[i].m, cases[i].path, cases[i].m == HTTP_GET ? NULL : "{}",
 		             "ember does not support");
+	/* PUT /pmem is there; its rate limiter is not. */
+	expect_fault(&c, HTTP_PUT, "/pmem/p0",
+	             "{\"id\": \"p0\", \"path_on_host\": \"/x\", \"rate_limiter\": {}}",
+	             "ember does not support a rate limiter on virtio-pmem devices yet.");
+	expect_fault(&c, HTTP_PUT, "/pmem/p0", "{}", "missing field `id`");
+	ctl_destroy(&c);
+}
+
+/* MMDS before boot: the data store, its config, and GET /vm/config (docs/devices/mmds.md). */
+TEST(mmds_before_boot)
+{
+	struct ctl c;
+	struct err e = {0};
+	char *out = NULL;
+	json_t *j;
+
+	ctl_init(&c, &e);
+	CHECK_EQ(call(&c, HTTP_GET, "/mmds", NULL, &out), 200);
+	CHECK(out && !strcmp(out, "{}"));
+	free(out);
+	expect_fault(&c, HTTP_PATCH, "/mmds", "{\"a\": 1}",
+	             "MMDS error: The MMDS data store is not initialized.");
+	CHECK_EQ(call(&c, HTTP_PUT, "/mmds", "{\"b\": {\"c\": 1}, \"a\": 2}", NULL), 204);
+	CHECK_EQ(call(&c, HTTP_PATCH, "/mmds", "{\"a\": null, \"b\": {\"d\": \"e\"}}", NULL), 204);
+	out = NULL;
+	CHECK_EQ(call(&c, HTTP_GET, "/mmds", NULL, &out), 200);
+	CHECK(out && !strcmp(out, "{\"b\":{\"c\":1,\"d\":\"e\"}}"));
+	free(out);
+	expect_fault(&c, HTTP_PUT, "/mmds/config", "{\"network_interfaces\": [\"eth0\"]}",
+	             "does not correspond to any existing network interface");
+	expect_fault(&c, HTTP_PUT, "/mmds/x", "{}", "Unrecognized PUT request path `x`.");
+	CHECK_EQ(call(&c, HTTP_PUT, "/network-interfaces/eth0",
+	              "{\"iface_id\": \"eth0\", \"backend\": \"slirp\"}", NULL),
+	         204);
+	CHECK_EQ(call(&c, HTTP_PUT, "/mmds/config",
+	              "{\"network_interfaces\": [\"eth0\"], \"version\": \"V2\"}", NULL),
+	         204);
+	j = get_json(&c, "/vm/config");
+	out = json_dumps(json_object_get(j, "mmds-config"), JSON_COMPACT | JSON_SORT_KEYS);
+	CHECK(out && !strcmp(out, "{\"imds_compat\":false,\"ipv4_address\":\"169.254.169.254\","
+	                          "\"network_interfaces\":[\"eth0\"],\"version\":\"V2\"}"));
+	free(out);
+	json_decref(j);
+	CHECK_EQ(c.res.mmds.store->version, MMDS_V2);
 	ctl_destroy(&c);
 }
 
@@ -883,6 +926,7 @@ int main(void)
 	RUN(routing_errors);
 	RUN(not_yet_features_say_so);
 	RUN(mem_hotplug_before_boot);
+	RUN(mmds_before_boot);
 	RUN(balloon_before_boot);
 	RUN(snapshot_routes);
 	RUN(drives_and_full_config);

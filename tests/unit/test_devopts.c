@@ -95,11 +95,38 @@ TEST(vsock_and_rng)
 	CHECK_EQ(devopts_rng(&d, NULL, &e), -EINVAL);
 }
 
+TEST(pmem)
+{
+	struct vm_devices_cfg d = {0};
+	struct err e = {0};
+
+	CHECK_EQ(parse(devopts_pmem, &d, "/img/a.img", &e), 0);
+	CHECK_EQ(parse(devopts_pmem, &d, "/img/b.img,ro,root,transport=mmio", &e), 0);
+	CHECK_EQ(d.npmems, 2);
+	CHECK(!strcmp(d.pmems[0].path, "/img/a.img"));
+	CHECK(!d.pmems[0].read_only && !d.pmems[0].root);
+	CHECK(d.pmems[0].transport == VM_TRANSPORT_PCI);
+	CHECK(!strcmp(d.pmems[1].path, "/img/b.img"));
+	CHECK(d.pmems[1].read_only && d.pmems[1].root);
+	CHECK(d.pmems[1].transport == VM_TRANSPORT_MMIO);
+	CHECK_EQ(parse(devopts_pmem, &d, "/img/c.img,ro,ro", &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "given twice");
+	CHECK_EQ(parse(devopts_pmem, &d, "/img/c.img,size=4", &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "unknown part 'size'");
+	CHECK_EQ(parse(devopts_pmem, &d, "ro", &e), 0); /* a file named ro: the first part */
+	CHECK_EQ(parse(devopts_pmem, &d, "path=/x", &e), -EINVAL);
+	CHECK_EQ(parse(devopts_pmem, &d, "/img/d.img,transport=usb", &e), -EINVAL);
+	CHECK_EQ(d.npmems, 3);
+	CHECK_EQ(parse(devopts_pmem, &d, "/img/e.img", &e), 0);
+	CHECK_EQ(parse(devopts_pmem, &d, "/img/f.img", &e), -ENOSPC);
+}
+
 int main(void)
 {
 	RUN(disk);
 	RUN(disk_limit);
 	RUN(net);
 	RUN(vsock_and_rng);
+	RUN(pmem);
 	return test_summary();
 }

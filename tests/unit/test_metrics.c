@@ -105,6 +105,7 @@ TEST(line_shape_and_names)
 	    "signals",
 	    "vsock",
 	    "entropy",
+	    "pmem",
 	};
 	static const char *const put_names[] = {
 	    "actions_count",     "actions_fails",     "boot_source_count", "boot_source_fails",

@@ -1368,6 +1368,81 @@ TEST(slirp_arp_round_trip)
 	fake_guest_fini(&g);
 }
 
+/* ---- MMDS: frames for its address never reach the backend, answers wait for buffers ---- */
+
+static uint32_t arp_request(uint8_t *p, uint32_t tpa)
+{
+	static const uint8_t mac[6] = {0x06, 0, 0xac, 0x10, 0, 2};
+
+	memset(p, 0, 12 + 42);
+	p += 12;
+	memset(p, 0xff, 6);
+	memcpy(p + 6, mac, 6);
+	p[12] = 0x08;
+	p[13] = 0x06;
+	p[15] = 1;    /* htype */
+	p[16] = 0x08; /* ptype */
+	p[18] = 6;
+	p[19] = 4;
+	p[21] = 1; /* request */
+	memcpy(p + 22, mac, 6);
+	p[28] = 192, p[29] = 168, p[30] = 0, p[31] = 2;
+	p[38] = (uint8_t)(tpa >> 24), p[39] = (uint8_t)(tpa >> 16);
+	p[40] = (uint8_t)(tpa >> 8), p[41] = (uint8_t)tpa;
+	return 12 + 42;
+}
+
+TEST(mmds_frames_answered_not_forwarded)
+{
+	struct mmds *m;
+	struct virtio_net_opts o = {.id = "net0"};
+	struct world w;
+	uint8_t buf[256];
+	uint64_t p, b;
+	uint32_t id, len;
+	uint8_t *r;
+
+	CHECK_EQ(mmds_create(1000, &m), 0);
+	o.mmds = m;
+	o.mmds_ipv4 = MMDS_DEFAULT_IPV4;
+	if (!world_init(&w, 0, 0, &o))
+		return;
+	world_start(&w, ALL);
+	/* An ARP request for the MMDS address, no receive buffer yet. */
+	p = fake_guest_alloc(&w.g, 64, 16);
+	len = arp_request(fake_guest_ptr(&w.g, p), MMDS_DEFAULT_IPV4);
+	fake_vq_add(&w.q[1], (struct fake_seg[]){{p, len, false}}, 1);
+	fake_kick(&w.n.vdev, VIRTIO_NET_TXQ);
+	pump(&w, 10);
+	CHECK(host_recv(&w, buf, sizeof(buf)) < 0); /* not the backend's */
+	CHECK(fake_vq_used(&w.q[1], &id, &len));
+	CHECK_EQ(w.n.st.tx_mmds_frames, 1);
+	CHECK_EQ(w.n.st.tx_frames, 0);
+	/* The reply waits for a buffer, then arrives with a plain header. */
+	b = fake_guest_alloc(&w.g, 1526, 16);
+	fake_vq_add(&w.q[0], (struct fake_seg[]){{b, 1526, true}}, 1);
+	fake_kick(&w.n.vdev, VIRTIO_NET_RXQ);
+	pump(&w, 10);
+	CHECK(fake_vq_used(&w.q[0], &id, &len));
+	CHECK_EQ(len, 12 + 42);
+	r = (uint8_t *)fake_guest_ptr(&w.g, b) + 12;
+	CHECK_EQ(r[12], 0x08);
+	CHECK_EQ(r[13], 0x06);
+	CHECK_EQ(r[21], 2); /* reply */
+	CHECK_EQ(memcmp(r + 22, MMDS_MAC, 6), 0);
+	CHECK_EQ(w.n.st.rx_mmds_frames, 1);
+	/* An ARP request for another address goes to the backend as before. */
+	p = fake_guest_alloc(&w.g, 64, 16);
+	len = arp_request(fake_guest_ptr(&w.g, p), 0xc0a80001);
+	fake_vq_add(&w.q[1], (struct fake_seg[]){{p, len, false}}, 1);
+	fake_kick(&w.n.vdev, VIRTIO_NET_TXQ);
+	pump(&w, 10);
+	CHECK_EQ(host_recv(&w, buf, sizeof(buf)), 42);
+	CHECK_EQ(w.n.st.tx_frames, 1);
+	world_fini(&w);
+	mmds_free(m);
+}
+
 int main(void)
 {
 	RUN(identity_and_config);
@@ -1401,5 +1476,6 @@ int main(void)
 	RUN(set_rate_limiters_at_run_time);
 	RUN(mtu_bounds);
 	RUN(slirp_arp_round_trip);
+	RUN(mmds_frames_answered_not_forwarded);
 	return test_summary();
 }

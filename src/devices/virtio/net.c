@@ -30,6 +30,7 @@
 	 BIT(VIRTIO_F_EVENT_IDX) | BIT(VIRTIO_F_INDIRECT_DESC))
 
 #define ETH_HDR_LEN 14
+#define ARP_PEEK    28 /* enough of an ARP or IPv4 header to tell an MMDS frame */
 
 static struct virtio_net *to_net(struct virtio_dev *v)
 {
@@ -75,6 +76,52 @@ static bool throttled(const struct rl_watched *l)
 	return l->enabled && rate_limiter_blocked(&l->rl);
 }
 
+/* Lock held.  Copy `len` bytes of the chain's readable part from offset `off` into dst. */
+static void tx_copy(const struct virtq_chain *c, uint32_t off, uint8_t *dst, uint32_t len)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->nseg && len && !c->seg[i].write; i++) {
+		const struct virtq_seg *s = &c->seg[i];
+		uint32_t k;
+
+		if (off >= s->len) {
+			off -= s->len;
+			continue;
+		}
+		k = s->len - off < len ? s->len - off : len;
+		memcpy(dst, (const uint8_t *)s->hva + off, k);
+		dst += k;
+		len -= k;
+		off = 0;
+	}
+}
+
+/*
+ * Lock held.  A transmitted chain (its size checked) for MMDS?  Then MMDS takes it and it is
+ * not the backend's (true).  The virtio-net header's NEEDS_CSUM and gso_type go along.
+ */
+static bool tx_mmds(struct virtio_net *n, const struct virtq_chain *c)
+{
+	uint32_t flen = c->out_len - VNET_HDR_LEN;
+	uint8_t hdr[VNET_HDR_LEN], peek[ETH_HDR_LEN + ARP_PEEK];
+
+	tx_copy(c, VNET_HDR_LEN, peek, flen < sizeof(peek) ? flen : sizeof(peek));
+	if (!mmds_stack_is_for_us(n->mmds, peek, flen < sizeof(peek) ? flen : sizeof(peek)))
+		return false;
+	n->st.tx_mmds_frames++;
+	if (flen > MMDS_FRAME_MAX) {
+		log_guest(&n->rl, LOG_WARN, "%s: a %u-byte frame for MMDS: dropped", n->name, flen);
+		return true;
+	}
+	tx_copy(c, 0, hdr, VNET_HDR_LEN);
+	tx_copy(c, VNET_HDR_LEN, n->mmds_buf, flen);
+	/* struct vnet_hdr_v1, little-endian: flags, gso_type, hdr_len, gso_size, csum_*. */
+	mmds_stack_input(n->mmds, n->mmds_buf, flen, hdr[0], hdr[1],
+	                 (uint16_t)(hdr[6] | hdr[7] << 8), (uint16_t)(hdr[8] | hdr[9] << 8));
+	return true;
+}
+
 /*
  * Lock held.  One popped tx chain: check its size, charge the transmit
  * limiter, hand header+frame or frame to the backend.  False when the limiter
@@ -99,6 +146,8 @@ static bool tx_one(struct virtio_net *n, const struct virtq_chain *c)
 	}
 	if (!admit(&n->tx_limiter, c->out_len))
 		return false;
+	if (n->mmds && tx_mmds(n, c))
+		return true;
 	for (i = 0; i < c->nseg; i++) {
 		const struct virtq_seg *s = &c->seg[i];
 		uint32_t cut;
@@ -436,6 +485,19 @@ again:
 			continue;
 		}
 
+		/* MMDS's frames first: into the pending slot, delivered as above. */
+		if (n->mmds && mmds_stack_pending(n->mmds)) {
+			size_t fl = mmds_stack_output(n->mmds, n->rx_bounce + VNET_HDR_LEN,
+			                              NET_MAX_PACKET - VNET_HDR_LEN);
+
+			if (fl) {
+				memset(n->rx_bounce, 0, VNET_HDR_LEN);
+				n->rx_pending = VNET_HDR_LEN + (uint32_t)fl;
+				n->st.rx_mmds_frames++;
+				continue;
+			}
+		}
+
 		/* With MRG_RXBUF hold a largest packet's worth, so reads land in place. */
 		if (rx_fill(n, n->mrg ? NET_MAX_PACKET : 1, &kick) < 0)
 			break;
@@ -525,6 +587,8 @@ static void net_run(struct virtio_net *n, bool tx, bool rx)
 		n->st.tx_rate_limiter_throttled++;
 	else if (tx)
 		ktx = tx_run_locked(n);
+	if (n->mmds && !n->rx_pending && mmds_stack_pending(n->mmds))
+		rx = true; /* MMDS answered: deliver */
 	if (rx && throttled(&n->rx_limiter))
 		n->st.rx_rate_limiter_throttled++;
 	else if (rx)
@@ -753,6 +817,14 @@ int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
 		r = err_set(e, ENOMEM, "%s: out of memory", n->name);
 		goto fail;
 	}
+	if (o->mmds) {
+		n->mmds = mmds_stack_new(o->mmds, o->mmds_ipv4);
+		n->mmds_buf = malloc(MMDS_FRAME_MAX);
+		if (!n->mmds || !n->mmds_buf) {
+			r = err_set(e, ENOMEM, "%s: out of memory", n->name);
+			goto fail;
+		}
+	}
 	n->resched_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (n->resched_fd < 0) {
 		r = err_sys(e, errno, "%s: eventfd", n->name);
@@ -793,6 +865,10 @@ fail:
 	n->resched_fd = -1;
 	free(n->rx_bounce);
 	n->rx_bounce = NULL;
+	mmds_stack_free(n->mmds);
+	n->mmds = NULL;
+	free(n->mmds_buf);
+	n->mmds_buf = NULL;
 	rl_watched_destroy(&n->tx_limiter);
 	rl_watched_destroy(&n->rx_limiter);
 	return r;
@@ -819,6 +895,10 @@ void virtio_net_destroy(struct virtio_net *n)
 	virtio_dev_destroy(&n->vdev);
 	free(n->rx_bounce);
 	n->rx_bounce = NULL;
+	mmds_stack_free(n->mmds);
+	n->mmds = NULL;
+	free(n->mmds_buf);
+	n->mmds_buf = NULL;
 }
 
 /* For the log line of a replacement. */

@@ -68,6 +68,14 @@
  * (tx/rx_rate_limiter_throttled).  Unlimited directions have no timer and no
  * watch and pay one branch per frame.  A reset keeps the limiters' state.
  *
+ * MMDS (mmds/stack.h; opts.mmds): before a transmitted frame goes to the backend, its
+ * first bytes are looked at; an ARP request for or an IPv4 packet to the MMDS address is
+ * copied out (at most MMDS_FRAME_MAX bytes, NEEDS_CSUM completed there) and answered by the
+ * interface's MMDS stack instead, after the transmit limiter's charge.  The stack's frames
+ * for the guest take the receive path's pending slot (rx_bounce, a plain header) ahead of
+ * the backend's, so they wait for receive buffers like any frame and are never dropped for
+ * lack of them.
+ *
  * Flow control: while the device holds receive buffers, it watches the
  * backend's rx fd on the VMM evloop and asks the driver not to kick
  * receiveq; when it runs out, it stops watching (frames wait in the tap's
@@ -86,6 +94,7 @@
 
 #include "backends/net_backend.h"
 #include "backends/slirp.h"
+#include "mmds/stack.h"
 #include "util/err.h"
 #include "util/evloop.h"
 #include "util/ratelimit.h"
@@ -122,6 +131,8 @@ struct virtio_net_opts {
 	struct rate_limiter_cfg rx_rate_limiter; /* zeroed: unlimited */
 	struct rate_limiter_cfg tx_rate_limiter; /* zeroed: unlimited */
 	const struct rl_clock *clock;            /* NULL: monotonic (tests inject a fake one) */
+	struct mmds *mmds;  /* answer MMDS on this NIC (mmds/stack.h; borrowed), or NULL */
+	uint32_t mmds_ipv4; /* MMDS's address, host order */
 };
 
 struct virtio_net_stats {
@@ -135,6 +146,8 @@ struct virtio_net_stats {
 	uint64_t
 	    tx_rate_limiter_throttled; /* frames refused + transmit runs skipped while blocked */
 	uint64_t rx_rate_limiter_throttled; /* frames held + receive runs skipped while blocked */
+	uint64_t tx_mmds_frames;            /* transmitted frames MMDS took (never the backend's) */
+	uint64_t rx_mmds_frames;            /* MMDS's frames delivered to the guest */
 };
 
 /* A popped receive chain in the stash; its writable segments are in rx_seg order. */
@@ -177,6 +190,9 @@ struct virtio_net {
 	bool resched_watched;
 
 	struct rl_watched rx_limiter, tx_limiter; /* rate limiters and their timer watches */
+
+	struct mmds_stack *mmds; /* MMDS's frames (mmds/stack.h), or NULL; vdev.lock */
+	uint8_t *mmds_buf;       /* MMDS_FRAME_MAX bytes: a transmitted frame, linear */
 
 	struct virtio_net_stats st;
 };
