@@ -16,7 +16,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$ROOT/build/linux}
 KERNEL_PKG=${KERNEL_PKG:-linux-image-cloud-amd64}
 # ember's devices; the PCI/MMIO transports and the drivers.
-MODULES="virtio_pci virtio_mmio virtio_blk virtio_net vmw_vsock_virtio_transport virtio_rng virtio_balloon virtio_pmem nd_pmem"
+MODULES="virtio_pci virtio_mmio virtio_blk virtio_net vmw_vsock_virtio_transport virtio_rng virtio_balloon virtio_pmem nd_pmem virtio_mem"
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

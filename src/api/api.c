@@ -12,6 +12,7 @@
 #include "api/api_internal.h"
 #include "api/json.h"
 #include "devices/virtio/balloon.h"
+#include "devices/virtio/mem.h"
 #include "pci/dump.h"
 #include "pci/pci.h"
 #include "util/log.h"
@@ -160,9 +161,7 @@ static bool not_yet(struct route *rt)
 {
 	const char *t0 = rt->tok[0], *msg = NULL;
 
-	if (is(rt, 2, "hotplug", "memory"))
-		msg = "ember does not support memory hot plug yet.";
-	else if (!strcmp(t0, "pmem") && rt->ntok <= 2 && rt->req->method == HTTP_PATCH)
+	if (!strcmp(t0, "pmem") && rt->ntok <= 2 && rt->req->method == HTTP_PATCH)
 		msg = "ember does not support a rate limiter on virtio-pmem devices yet.";
 	if (msg)
 		reply_fault(rt->resp, msg);
@@ -288,6 +287,16 @@ static void handle_get(struct route *rt)
 		reply_json(rt->resp, 200, api_pci_topology(c));
 	} else if (!strcmp(rt->tok[0], "balloon")) {
 		get_balloon(rt);
+	} else if (is(rt, 2, "hotplug", "memory")) {
+		struct virtio_mem_status st;
+		struct err e = {0};
+
+		if (!post_boot(rt))
+			return;
+		if (ctl_mem_hotplug_status(c, &st, &e) < 0)
+			reply_err(rt->resp, &e);
+		else
+			reply_json(rt->resp, 200, json_from_mem_hotplug_status(&st));
 	} else if (is(rt, 1, "mmds", NULL)) {
 		api_mmds_get(c, rt->resp);
 	} else if (!not_yet(rt)) {
@@ -387,6 +396,15 @@ static const struct api_device api_devices[] = {
     {"pmem", VM_VIRTIO_PMEM, true, parse_pmem},
 };
 
+static int parse_mem_hotplug(json_t *j, void *obj, struct err *e)
+{
+	return json_to_mem_hotplug(j, obj, e);
+}
+
+/* PUT /hotplug/memory and the config file's "memory-hotplug": before boot only. */
+static const struct api_device api_mem_hotplug = {"memory-hotplug", VM_VIRTIO_MEM, true,
+                                                  parse_mem_hotplug};
+
 /* The device kind whose path (or config file key) is `what`, or NULL. */
 static const struct api_device *api_device(const char *what)
 {
@@ -447,6 +465,8 @@ int api_apply_put(struct ctl *c, const char *what, json_t *j, const char *path_i
 			r = res_set_machine(&c->res, &m, e);
 	} else if (api_device(what)) {
 		r = put_device(c, api_device(what), j, path_id, e);
+	} else if (!strcmp(what, "memory-hotplug")) {
+		r = put_device(c, &api_mem_hotplug, j, NULL, e);
 	} else if (!strcmp(what, "vfio")) {
 		struct res_vfio v;
 
@@ -563,6 +583,7 @@ static void handle_put(struct route *rt)
 	if (dev)
 		known |= rt->ntok <= (res_kind(dev->kind)->keyed ? 2u : 1u);
 	known |= !strcmp(rt->tok[0], "vfio") && rt->ntok <= 2;
+	known |= is(rt, 2, "hotplug", "memory");
 	if (!known) {
 		invalid_path(rt);
 		return;
@@ -574,6 +595,11 @@ static void handle_put(struct route *rt)
 		put_actions(rt, j);
 	} else if (!strcmp(rt->tok[0], "snapshot")) {
 		api_put_snapshot(rt->ctl, !strcmp(rt->tok[1], "create"), j, rt->resp);
+	} else if (is(rt, 2, "hotplug", "memory")) {
+		if (pre_boot(rt)) {
+			r = api_apply_put(rt->ctl, "memory-hotplug", j, NULL, &e);
+			reply_ok(rt->resp, r, &e);
+		}
 	} else if (((dev && !dev->pre_boot_only) || !strcmp(rt->tok[0], "vfio") || pre_boot(rt)) &&
 	           (rt->ntok == 1 || path_id(rt, NULL))) {
 		if (rt->ntok == 1 && api_keyed_device(rt->tok[0]))
@@ -617,7 +643,7 @@ static void handle_patch(struct route *rt)
 	}
 	if (!(is(rt, 1, "machine-config", NULL) || is(rt, 1, "vm", NULL) ||
 	      is(rt, 1, "balloon", NULL) || is(rt, 2, "balloon", "statistics") ||
-	      (!strcmp(rt->tok[0], "drives") && rt->ntok <= 2) ||
+	      is(rt, 2, "hotplug", "memory") || (!strcmp(rt->tok[0], "drives") && rt->ntok <= 2) ||
 	      (!strcmp(rt->tok[0], "network-interfaces") && rt->ntok <= 2))) {
 		invalid_path(rt);
 		return;
@@ -627,6 +653,17 @@ static void handle_patch(struct route *rt)
 		return;
 	if (!strcmp(rt->tok[0], "balloon")) {
 		patch_balloon(rt, j);
+		goto out;
+	}
+	if (is(rt, 2, "hotplug", "memory")) {
+		uint32_t mib;
+
+		r = json_to_mem_hotplug_update(j, &mib, &e);
+		if (r == 0 && !post_boot(rt))
+			goto out;
+		if (r == 0)
+			r = ctl_mem_hotplug_update(c, mib, &e);
+		reply_ok(rt->resp, r, &e);
 		goto out;
 	}
 	if (is(rt, 1, "machine-config", NULL)) {

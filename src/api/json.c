@@ -6,6 +6,7 @@
 #include "api/json.h"
 
 #include "devices/virtio/balloon.h"
+#include "devices/virtio/mem.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -618,6 +619,42 @@ int json_to_balloon(json_t *o, struct res_balloon *out, struct err *e)
 		r = get_transport(o, &out->transport, e);
 	out->amount_mib = (uint32_t)mib;
 	out->stats_polling_interval_s = (uint16_t)interval;
+	return r;
+}
+
+/* MemoryHotplugConfig: block_size_mib defaults to 2, slot_size_mib to 128 (Firecracker's). */
+int json_to_mem_hotplug(json_t *o, struct res_mem_hotplug *out, struct err *e)
+{
+	static const char *const fields[] = {"total_size_mib", "block_size_mib", "slot_size_mib",
+	                                     "transport", NULL};
+	uint64_t total = 0, block = 2, slot = 128;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = check_object(o, fields, "struct MemoryHotplugConfig", e);
+	if (r == 0)
+		r = get_uint(o, "total_size_mib", true, UINT32_MAX, "usize", &total, NULL, e);
+	if (r == 0)
+		r = get_uint(o, "block_size_mib", false, UINT32_MAX, "usize", &block, NULL, e);
+	if (r == 0)
+		r = get_uint(o, "slot_size_mib", false, UINT32_MAX, "usize", &slot, NULL, e);
+	if (r == 0)
+		r = get_transport(o, &out->transport, e);
+	out->total_size_mib = (uint32_t)total;
+	out->block_size_mib = (uint32_t)block;
+	out->slot_size_mib = (uint32_t)slot;
+	return r;
+}
+
+int json_to_mem_hotplug_update(json_t *o, uint32_t *requested_size_mib, struct err *e)
+{
+	static const char *const fields[] = {"requested_size_mib", NULL};
+	uint64_t v = 0;
+	int r = check_object(o, fields, "struct MemoryHotplugSizeUpdate", e);
+
+	if (r == 0)
+		r = get_uint(o, "requested_size_mib", true, UINT32_MAX, "usize", &v, NULL, e);
+	*requested_size_mib = (uint32_t)v;
 	return r;
 }
 
@@ -1401,6 +1438,29 @@ json_t *json_from_balloon(const struct res_balloon *b, bool transport)
 	return o;
 }
 
+json_t *json_from_mem_hotplug(const struct res_mem_hotplug *m, bool transport)
+{
+	json_t *o = json_pack("{s:I, s:I, s:I}", "total_size_mib", (json_int_t)m->total_size_mib,
+	                      "block_size_mib", (json_int_t)m->block_size_mib, "slot_size_mib",
+	                      (json_int_t)m->slot_size_mib);
+
+	if (o && transport)
+		json_object_set_new(o, "transport", json_string(transport_name(m->transport)));
+	return o;
+}
+
+json_t *json_from_mem_hotplug_status(const struct virtio_mem_status *s)
+{
+	json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I}", "total_size_mib",
+	                      (json_int_t)(s->total_size >> 20), "slot_size_mib",
+	                      (json_int_t)(s->slot_size >> 20), "block_size_mib",
+	                      (json_int_t)(s->block_size >> 20), "plugged_size_mib",
+	                      (json_int_t)(s->plugged_size >> 20), "requested_size_mib",
+	                      (json_int_t)(s->requested_size >> 20));
+
+	return o ? o : json_null();
+}
+
 json_t *json_from_balloon_hint_status(const struct virtio_balloon_hint_status *s)
 {
 	return json_pack("{s:I, s:o}", "host_cmd", (json_int_t)s->host_cmd, "guest_cmd",
@@ -1478,7 +1538,9 @@ json_t *json_from_full_config(const struct resources *r)
 		v = json_null();
 	}
 	json_object_set_new(o, "metrics", v);
-	json_object_set_new(o, "memory-hotplug", json_null());
+	json_object_set_new(o, "memory-hotplug",
+	                    r->mem_hotplug.present ? json_from_mem_hotplug(&r->mem_hotplug, true)
+	                                           : json_null());
 	json_object_set_new(o, "mmds-config", json_from_mmds_config(r));
 	for (i = 0; i < r->nnets; i++)
 		json_array_append_new(nets, from_net(&r->nets[i]));

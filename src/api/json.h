@@ -48,6 +48,9 @@ int json_to_entropy(json_t *o, struct res_entropy *out, struct err *e);
 int json_to_pmem(json_t *o, struct res_pmem *out, struct err *e);
 /* PUT /balloon (BalloonDeviceConfig). */
 int json_to_balloon(json_t *o, struct res_balloon *out, struct err *e);
+/* PUT /hotplug/memory (MemoryHotplugConfig) and PATCH (MemoryHotplugSizeUpdate). */
+int json_to_mem_hotplug(json_t *o, struct res_mem_hotplug *out, struct err *e);
+int json_to_mem_hotplug_update(json_t *o, uint32_t *requested_size_mib, struct err *e);
 /* PATCH /balloon (BalloonUpdateConfig) and /balloon/statistics (BalloonUpdateStatsConfig). */
 int json_to_balloon_update(json_t *o, uint32_t *amount_mib, struct err *e);
 int json_to_balloon_stats_update(json_t *o, uint16_t *seconds, struct err *e);
@@ -111,6 +114,10 @@ int json_to_mmds_config(json_t *o, struct res_mmds_config *out, struct err *e);
 json_t *json_from_mmds_config(const struct resources *r);
 /* GET /balloon (Firecracker's fields; `transport`: ember's too, for GET /vm/config). */
 json_t *json_from_balloon(const struct res_balloon *b, bool transport);
+/* The configuration (GET /vm/config; `transport`: ember's) and GET /hotplug/memory's status. */
+json_t *json_from_mem_hotplug(const struct res_mem_hotplug *m, bool transport);
+struct virtio_mem_status;
+json_t *json_from_mem_hotplug_status(const struct virtio_mem_status *s);
 /* GET /balloon/statistics: the targets, then each statistic the guest reported. */
 struct virtio_balloon_stats;
 json_t *json_from_balloon_stats(const struct virtio_balloon_stats *s);

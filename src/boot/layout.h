@@ -87,4 +87,15 @@ static inline uint64_t mem_layout_mem64_base(const struct mem_layout *ml)
 	return (end + PCI_MEM64_ALIGN - 1) & ~(PCI_MEM64_ALIGN - 1);
 }
 
+/*
+ * Where memory hot plug's (virtio-mem's) region may start: above the 64-bit BAR window, so
+ * that no BAR, the ECAM or RAM ever overlaps it, and not in the e820 map (the guest's
+ * virtio-mem driver adds it as it gets plugged).  The caller puts it above the pmem regions
+ * (which start at the same place) and rounds it up to its slot size.
+ */
+static inline uint64_t mem_layout_hotplug_mem_base(const struct mem_layout *ml)
+{
+	return mem_layout_mem64_base(ml) + PCI_MEM64_SIZE;
+}
+
 #endif

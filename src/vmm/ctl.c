@@ -558,6 +558,52 @@ int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
 	return 0;
 }
 
+/* ---- memory hot plug ------------------------------------------------------------------------ */
+
+/* The running virtio-mem device, or NULL with the message after `prefix`. */
+static struct virtio_mem *find_mem_hotplug(struct ctl *c, const char *prefix, struct err *e)
+{
+	struct vm_virtio *vv;
+
+	if (need_running(c, e) < 0)
+		return NULL;
+	vv = c->res.mem_hotplug.present ? vm_find_virtio(c->vm, VM_VIRTIO_MEM, "memory-hotplug")
+	                                : NULL;
+	if (!vv)
+		err_set(e, ENOENT, "%sDevice not found", prefix);
+	return vv ? &vv->u.mem : NULL;
+}
+
+int ctl_mem_hotplug_status(struct ctl *c, struct virtio_mem_status *out, struct err *e)
+{
+	struct virtio_mem *m = find_mem_hotplug(c, "Memory hotplug status error: ", e);
+
+	if (!m)
+		return -ENOENT;
+	virtio_mem_get_status(m, out);
+	return 0;
+}
+
+int ctl_mem_hotplug_update(struct ctl *c, uint32_t requested_size_mib, struct err *e)
+{
+	struct virtio_mem *m = find_mem_hotplug(c, "Memory hotplug update error: ", e);
+	uint64_t bytes = (uint64_t)requested_size_mib << 20;
+	int r;
+
+	if (!m)
+		return -ENOENT;
+	r = virtio_mem_set_requested(m, bytes);
+	/* Firecracker's VirtioMemError texts. */
+	if (r == -EINVAL)
+		return err_set(e, EINVAL,
+		               "Memory hotplug update error: Size %llu is invalid: it must be a "
+		               "multiple of block size and less than the total size",
+		               (unsigned long long)bytes);
+	if (r < 0)
+		return err_set(e, EAGAIN, "Memory hotplug update error: Device is not active");
+	return 0;
+}
+
 /* ---- balloon ------------------------------------------------------------------------------- */
 
 #define MSG_BALLOON_NOT_FOUND "Failed perform action on device: Device not found"

@@ -164,6 +164,15 @@ int ctl_remove_vfio(struct ctl *c, const char *id, bool force, struct err *e);
  * ctl_balloon_update_stats (PATCH /balloon/statistics: a new polling interval, never turning
  * statistics on or off).  -errno with `e`.
  */
+/*
+ * Memory hot plug (docs/devices/mem.md), after boot only: GET /hotplug/memory's status and
+ * PATCH's new requested size (a multiple of block_size_mib, at most total_size_mib, once the
+ * guest's driver runs), with Firecracker's messages.
+ */
+struct virtio_mem_status;
+int ctl_mem_hotplug_status(struct ctl *c, struct virtio_mem_status *out, struct err *e);
+int ctl_mem_hotplug_update(struct ctl *c, uint32_t requested_size_mib, struct err *e);
+
 struct virtio_balloon_stats;
 int ctl_balloon_config(struct ctl *c, struct res_balloon *out, struct err *e);
 int ctl_balloon_stats(struct ctl *c, struct virtio_balloon_stats *out, struct err *e);

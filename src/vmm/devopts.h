@@ -72,6 +72,13 @@ struct vm_balloon_cfg {
 	enum vm_transport transport;
 };
 
+/* Memory hot plug (virtio-mem; API and config file only, as in Firecracker). */
+struct vm_mem_hotplug_cfg {
+	bool present;
+	uint32_t total_size_mib, block_size_mib, slot_size_mib;
+	enum vm_transport transport;
+};
+
 /* A virtio-pmem device (docs/devices/pmem.md). */
 struct vm_pmem_cfg {
 	const char *id; /* the API's id; NULL: pmem0, pmem1, ... */
@@ -89,6 +96,7 @@ struct vm_devices_cfg {
 	struct vm_vsock_cfg vsock;
 	struct vm_rng_cfg rng;
 	struct vm_balloon_cfg balloon;
+	struct vm_mem_hotplug_cfg mem_hotplug;
 	struct vm_pmem_cfg pmems[VM_MAX_PMEM];
 	unsigned int npmems;
 };

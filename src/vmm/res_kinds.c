@@ -174,6 +174,36 @@ static int balloon_plug_check(const void *obj, struct err *e)
 	               "microVM.");
 }
 
+/* ---- memory hot plug ------------------------------------------------------------------------ */
+
+static bool mem_hotplug_present(struct resources *r, const char *id)
+{
+	(void)id;
+	return r->mem_hotplug.present;
+}
+
+static int mem_hotplug_put(struct resources *r, void *obj, struct err *e)
+{
+	return res_set_mem_hotplug(r, obj, e);
+}
+
+static void mem_hotplug_remove(struct resources *r, const char *id)
+{
+	(void)id;
+	memset(&r->mem_hotplug, 0, sizeof(r->mem_hotplug));
+}
+
+static void mem_hotplug_clear(void *obj)
+{
+	(void)obj; /* no strings */
+}
+
+static void mem_hotplug_to_cfg(struct resources *r, const char *id, void *cfg)
+{
+	(void)id;
+	res_mem_hotplug_to_cfg(&r->mem_hotplug, cfg);
+}
+
 /* ---- pmem ----------------------------------------------------------------------------------- */
 
 static const char *pmem_id(const void *obj)
@@ -264,6 +294,16 @@ static const struct res_kind kinds[] = {
                            .clear = balloon_clear,
                            .to_cfg = balloon_to_cfg,
                            .plug_check = balloon_plug_check},
+    /* Before boot only, as the balloon (PUT /hotplug/memory after boot is refused). */
+    [VM_VIRTIO_MEM] = {.kind = VM_VIRTIO_MEM,
+                       .what = "memory hotplug device",
+                       .a_what = "a memory hotplug device",
+                       .present = mem_hotplug_present,
+                       .put = mem_hotplug_put,
+                       .remove = mem_hotplug_remove,
+                       .clear = mem_hotplug_clear,
+                       .to_cfg = mem_hotplug_to_cfg,
+                       .plug_check = balloon_plug_check},
     [VM_VIRTIO_PMEM] = {.kind = VM_VIRTIO_PMEM,
                         .what = "pmem device",
                         .a_what = "a pmem device",

@@ -12,6 +12,7 @@
 
 #include "backends/tap.h"
 #include "backends/vfio.h"
+#include "devices/virtio/mem.h"
 #include "boot/layout.h"
 #include "devices/virtio/vsock.h"
 #include "util/log.h"
@@ -470,6 +471,18 @@ int res_set_balloon(struct resources *r, const struct res_balloon *b, struct err
 	return 0;
 }
 
+int res_set_mem_hotplug(struct resources *r, const struct res_mem_hotplug *m, struct err *e)
+{
+	struct err ce = {0};
+
+	if (virtio_mem_check_config(m->total_size_mib, m->block_size_mib, m->slot_size_mib, &ce) <
+	    0)
+		return err_set(e, EINVAL, "Memory hotplug config error: %s", ce.msg);
+	r->mem_hotplug = *m;
+	r->mem_hotplug.present = true;
+	return 0;
+}
+
 int res_set_logger(struct resources *r, struct res_logger *l, struct err *e)
 {
 	(void)e;
@@ -556,6 +569,16 @@ void res_balloon_to_cfg(const struct res_balloon *b, struct vm_balloon_cfg *c)
 	c->free_page_hinting = b->free_page_hinting;
 	c->free_page_reporting = b->free_page_reporting;
 	c->transport = b->transport;
+}
+
+void res_mem_hotplug_to_cfg(const struct res_mem_hotplug *m, struct vm_mem_hotplug_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->present = true;
+	c->total_size_mib = m->total_size_mib;
+	c->block_size_mib = m->block_size_mib;
+	c->slot_size_mib = m->slot_size_mib;
+	c->transport = m->transport;
 }
 
 void res_vfio_clear(struct res_vfio *v)
@@ -850,6 +873,8 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 		res_entropy_to_cfg(&r->entropy, &cfg->dev.rng);
 	if (r->balloon.present)
 		res_balloon_to_cfg(&r->balloon, &cfg->dev.balloon);
+	if (r->mem_hotplug.present)
+		res_mem_hotplug_to_cfg(&r->mem_hotplug, &cfg->dev.mem_hotplug);
 	for (i = 0; i < r->npmems; i++) {
 		res_pmem_to_cfg(&r->pmems[i], &cfg->dev.pmems[i]);
 		if (r->pmems[i].root_device)
@@ -921,6 +946,7 @@ void res_forget_vm(struct resources *r)
 	res_vsock_clear(&r->vsock);
 	memset(&r->entropy, 0, sizeof(r->entropy));
 	memset(&r->balloon, 0, sizeof(r->balloon));
+	memset(&r->mem_hotplug, 0, sizeof(r->mem_hotplug));
 	memset(&r->machine, 0, sizeof(r->machine));
 	r->machine.vcpu_count = 1;
 	r->machine.mem_size_mib = 128;

@@ -113,6 +113,13 @@ struct res_balloon {
 	enum vm_transport transport;
 };
 
+/* PUT /hotplug/memory (Firecracker's MemoryHotplugConfig; defaults 2 and 128 MiB). */
+struct res_mem_hotplug {
+	bool present;
+	uint32_t total_size_mib, block_size_mib, slot_size_mib;
+	enum vm_transport transport;
+};
+
 /* Firecracker's Pmem (its rate_limiter: not offered yet, json.c refuses it). */
 struct res_pmem {
 	char id[RES_ID_MAX + 1];
@@ -207,6 +214,7 @@ struct resources {
 	struct res_vsock vsock;
 	struct res_entropy entropy;
 	struct res_balloon balloon;
+	struct res_mem_hotplug mem_hotplug;
 	struct res_pmem pmems[VM_MAX_PMEM]; /* in the order configured: /dev/pmem0, ... */
 	unsigned int npmems;
 	struct res_logger logger;
@@ -258,6 +266,8 @@ int res_set_entropy(struct resources *r, const struct res_entropy *en, struct er
 int res_put_pmem(struct resources *r, struct res_pmem *p, struct err *e);
 /* The balloon: amount_mib at most the guest's memory (Firecracker's check, at the PUT). */
 int res_set_balloon(struct resources *r, const struct res_balloon *b, struct err *e);
+/* Memory hot plug: Firecracker's checks (virtio_mem_check_config), its message prefixed. */
+int res_set_mem_hotplug(struct resources *r, const struct res_mem_hotplug *m, struct err *e);
 int res_set_logger(struct resources *r, struct res_logger *l, struct err *e);
 int res_set_metrics(struct resources *r, struct res_metrics *m, struct err *e);
 int res_set_serial(struct resources *r, struct res_serial *s, struct err *e);
@@ -294,6 +304,7 @@ void res_net_to_cfg(const struct res_net *n, struct vm_net_cfg *c);
 void res_vsock_to_cfg(const struct res_vsock *v, struct vm_vsock_cfg *c);
 void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c);
 void res_balloon_to_cfg(const struct res_balloon *b, struct vm_balloon_cfg *c);
+void res_mem_hotplug_to_cfg(const struct res_mem_hotplug *m, struct vm_mem_hotplug_cfg *c);
 void res_pmem_to_cfg(const struct res_pmem *p, struct vm_pmem_cfg *c);
 
 /* Forget a drive or interface (its strings are freed).  -ENOENT. */
@@ -341,6 +352,7 @@ union res_kind_obj {
 	struct res_vsock vsock;
 	struct res_entropy entropy;
 	struct res_balloon balloon;
+	struct res_mem_hotplug mem_hotplug;
 	struct res_pmem pmem;
 };
 union res_kind_cfg {
@@ -349,6 +361,7 @@ union res_kind_cfg {
 	struct vm_vsock_cfg vsock;
 	struct vm_rng_cfg rng;
 	struct vm_balloon_cfg balloon;
+	struct vm_mem_hotplug_cfg mem_hotplug;
 	struct vm_pmem_cfg pmem;
 };
 

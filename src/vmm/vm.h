@@ -117,6 +117,8 @@ enum vm_virtio_kind {
 	VM_VIRTIO_RNG,
 	VM_VIRTIO_BALLOON,
 	VM_VIRTIO_PMEM,
+	VM_VIRTIO_MEM,  /* virtio-mem: memory hot plug (/hotplug/memory); after pmem, whose regions
+	                 * it goes above (vm_kinds.c) */
 	VM_VIRTIO_KINDS /* how many */
 };
 

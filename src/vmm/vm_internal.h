@@ -29,6 +29,7 @@
 #include "devices/pci/vfio_pci.h"
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
+#include "devices/virtio/mem.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/pmem.h"
 #include "devices/virtio/rng.h"
@@ -53,6 +54,7 @@ struct vm_virtio {
 		struct virtio_vsock vsock;
 		struct virtio_rng rng;
 		struct virtio_balloon balloon;
+		struct virtio_mem mem;
 		struct virtio_pmem pmem;
 	} u;
 	struct virtio_dev *vdev;
@@ -65,8 +67,7 @@ struct vm_virtio {
 };
 
 #define VM_MAX_VIRTIO                                                                              \
-	(VM_MAX_DISKS + VM_MAX_NETS + 3 + VM_MAX_PMEM) /* + vsock, entropy, balloon                \
-	                                                */
+	(VM_MAX_DISKS + VM_MAX_NETS + 4 + VM_MAX_PMEM) /* + vsock, entropy, balloon, mem */
 /*
  * Root ports: the configured hot-plug slots (cfg.root_ports, ports 1..N), then one per
  * device built at start-up (--vfio devices, then virtio-pci ones), so that it can be unplugged like

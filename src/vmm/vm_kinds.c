@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <sys/mman.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <string.h>
@@ -448,6 +449,89 @@ static const void *balloon_at(const struct vm_devices_cfg *d, unsigned int i)
 	return &d->balloon;
 }
 
+/* ---- memory hot plug (virtio-mem) ---------------------------------------------------------- */
+
+static enum vm_transport mem_transport(const void *cfg)
+{
+	return ((const struct vm_mem_hotplug_cfg *)cfg)->transport;
+}
+
+static void mem_name(char *buf, size_t len, unsigned int index)
+{
+	(void)index;
+	snprintf(buf, len, "memory-hotplug");
+}
+
+/*
+ * The region: guest physical space above the 64-bit BAR window (boot/layout.h), one anonymous
+ * MAP_NORESERVE mapping that costs nothing until blocks are plugged and written.  It joins
+ * the VM's guest memory map (util/gmem.h) so that the other devices can reach buffers the
+ * guest puts in plugged memory; KVM maps it slot by slot as the guest plugs (mem.h).
+ */
+static int mem_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
+{
+	const struct vm_mem_hotplug_cfg *c = cfg;
+	uint64_t slot = (uint64_t)c->slot_size_mib << 20, size = (uint64_t)c->total_size_mib << 20;
+	/* Above the pmem regions, built before (enum order) and never added after boot. */
+	uint64_t base = vm->pmem_next > mem_layout_hotplug_mem_base(&vm->ml)
+	                    ? vm->pmem_next
+	                    : mem_layout_hotplug_mem_base(&vm->ml);
+	struct virtio_mem_opts o = {
+	    .addr = (base + slot - 1) / slot * slot,
+	    .region_size = size,
+	    .block_size = (uint64_t)c->block_size_mib << 20,
+	    .slot_size = slot,
+	};
+	void *p;
+	int r;
+
+	if (vm->cfg.restore)
+		return err_set(e, ENOTSUP,
+		               "memory hot plug: a VM with it cannot be saved or restored");
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+	         -1, 0);
+	if (p == MAP_FAILED)
+		return err_sys(e, errno, "memory hot plug: cannot map %u MiB", c->total_size_mib);
+	o.hva = p;
+	r = gmem_add(&vm->gm, o.addr, size, p);
+	if (r < 0) {
+		munmap(p, size);
+		return err_set(e, r, "memory hot plug: cannot add its region to guest memory");
+	}
+	vv->vdev = &vv->u.mem.vdev;
+	r = virtio_mem_init(&vv->u.mem, &o, &vm->venv, e);
+	if (r < 0)
+		munmap(p, size); /* the VM's teardown forgets its guest memory map */
+	return r;
+}
+
+static void mem_destroy(struct vm_virtio *vv)
+{
+	uint8_t *p = vv->u.mem.hva;
+	uint64_t size = vv->u.mem.region_size;
+
+	virtio_mem_destroy(&vv->u.mem); /* unmaps its KVM slots first */
+	if (p)
+		munmap(p, size);
+}
+
+static void mem_collect(struct vm_virtio *vv, struct metrics_values *v)
+{
+	(void)vv;
+	(void)v; /* Firecracker's memory_hotplug metrics group: not in ember's metrics yet */
+}
+
+static unsigned int mem_count(const struct vm_devices_cfg *d)
+{
+	return d->mem_hotplug.present;
+}
+
+static const void *mem_at(const struct vm_devices_cfg *d, unsigned int i)
+{
+	(void)i;
+	return &d->mem_hotplug;
+}
+
 static unsigned int pmem_count(const struct vm_devices_cfg *d)
 {
 	return d->npmems;
@@ -517,6 +601,21 @@ static const struct vm_kind kinds[] = {
                            .destroy = balloon_destroy,
                            .collect = balloon_collect,
                            .restored = balloon_restored},
+    [VM_VIRTIO_MEM] = {.label = "memory-hotplug",
+                       .ops = {.kind = "memory-hotplug",
+                               .destroy = vm_virtio_op_destroy,
+                               .collect = vm_virtio_op_collect,
+                               .pause = vm_virtio_op_pause,
+                               .resume = vm_virtio_op_resume,
+                               .nosave = "its plugged memory lies outside the RAM a snapshot's "
+                                         "memory file holds"},
+                       .cfg_count = mem_count,
+                       .cfg_at = mem_at,
+                       .cfg_transport = mem_transport,
+                       .default_name = mem_name,
+                       .create = mem_create,
+                       .destroy = mem_destroy,
+                       .collect = mem_collect},
     [VM_VIRTIO_PMEM] = {.label = "pmem",
                         .ops = {.kind = "pmem",
                                 .destroy = vm_virtio_op_destroy,

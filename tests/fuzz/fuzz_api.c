@@ -43,6 +43,8 @@ static void decode_all(json_t *o)
 	struct res_net n;
 	struct res_vsock v;
 	struct res_entropy en;
+	struct res_mem_hotplug mh;
+	uint32_t mib;
 	struct res_logger l;
 	struct res_metrics me;
 	struct res_serial s;
@@ -68,6 +70,8 @@ static void decode_all(json_t *o)
 	if (json_to_vsock(o, &v, &e) == 0)
 		res_vsock_clear(&v);
 	json_to_entropy(o, &en, &e);
+	json_to_mem_hotplug(o, &mh, &e);
+	json_to_mem_hotplug_update(o, &mib, &e);
 	if (json_to_logger(o, &l, &e) == 0)
 		res_logger_clear(&l);
 	if (json_to_metrics(o, &me, &e) == 0)

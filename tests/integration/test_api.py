@@ -900,9 +900,6 @@ BAD_REQUESTS = [
 ]
 
 NOT_YET = [
-    ("PUT", "/hotplug/memory", {"total_size_mib": 1024}),
-    ("PATCH", "/hotplug/memory", {"requested_size_mib": 128}),
-    ("GET", "/hotplug/memory", None),
     ("PATCH", "/pmem/pm0", {"id": "pm0", "rate_limiter": {"ops": {"size": 1, "refill_time": 1}}}),
 ]
 

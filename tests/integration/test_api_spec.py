@@ -354,9 +354,9 @@ def test_every_operation_is_routed(spec_ember, path, method):
 
 
 # GETs the spec describes that ember does not have yet (docs/api.md: "not yet").
-NOT_YET_GETS = {"/hotplug/memory"}
+NOT_YET_GETS = set()
 # GETs that only a running microVM answers (Firecracker's rule).
-AFTER_BOOT_GETS = {"/balloon/statistics", "/balloon/hinting/status"}
+AFTER_BOOT_GETS = {"/balloon/statistics", "/balloon/hinting/status", "/hotplug/memory"}
 GETS = [(p, SPEC["paths"][p]["get"]["responses"][200]["schema"]) for p, m in OPERATIONS
         if m == "get" and "schema" in SPEC["paths"][p]["get"]["responses"].get(200, {})]
 
@@ -397,6 +397,8 @@ def configured_ember(ember_bin, guest_elf, tmp_path_factory):
                        "read_only": True}),
         ("/balloon", {"amount_mib": 64, "deflate_on_oom": True, "stats_polling_interval_s": 1,
                       "free_page_hinting": False, "free_page_reporting": False}),
+        ("/hotplug/memory", {"total_size_mib": 1024, "block_size_mib": 2,
+                             "slot_size_mib": 128}),
         ("/mmds/config", {"version": "V2", "network_interfaces": ["eth0"],
                           "ipv4_address": "169.254.170.2", "imds_compat": True}),
         ("/mmds", {"latest": {"meta-data": {"ami-id": "ami-1"}}}),
@@ -434,7 +436,7 @@ def test_vm_config_has_every_section(configured_ember):
     """The schema allows any section to be absent; what was configured must be there."""
     cfg = configured_ember.get("/vm/config")
     for key in ("boot-source", "machine-config", "vsock", "entropy", "balloon", "logger",
-                "metrics", "cpu-config"):
+                "metrics", "cpu-config", "memory-hotplug"):
         assert isinstance(cfg.get(key), dict), (key, cfg)
     assert [d["drive_id"] for d in cfg["drives"]] == ["rootfs", "data"], cfg["drives"]
     assert [n["iface_id"] for n in cfg["network-interfaces"]] == ["eth0"], cfg

@@ -176,9 +176,6 @@ TEST(not_yet_features_say_so)
 		enum http_method m;
 		const char *path;
 	} cases[] = {
-	    {HTTP_PUT, "/hotplug/memory"},
-	    {HTTP_PATCH, "/hotplug/memory"},
-	    {HTTP_GET, "/hotplug/memory"},
 	    {HTTP_PATCH, "/pmem/p0"},
 	};
 	struct ctl c;
@@ -233,6 +230,39 @@ TEST(mmds_before_boot)
 	free(out);
 	json_decref(j);
 	CHECK_EQ(c.res.mmds.store->version, MMDS_V2);
+	ctl_destroy(&c);
+}
+
+/* Memory hot plug before boot: PUT's checks, nothing changed on a refusal, after-boot calls. */
+TEST(mem_hotplug_before_boot)
+{
+	struct ctl c;
+	struct err e = {0};
+
+	ctl_init(&c, &e);
+	expect_fault(&c, HTTP_PUT, "/hotplug/memory", "{}", "missing field `total_size_mib`");
+	expect_fault(&c, HTTP_PUT, "/hotplug/memory", "{\"total_size_mib\": 1024, \"x\": 1}",
+	             "unknown field `x`");
+	expect_fault(&c, HTTP_PUT, "/hotplug/memory", "{\"total_size_mib\": 1000}",
+	             "Memory hotplug config error: Total size must be a multiple of slot size "
+	             "(128 MiB)");
+	expect_fault(&c, HTTP_PUT, "/hotplug/memory",
+	             "{\"total_size_mib\": 1024, \"block_size_mib\": 6}",
+	             "Memory hotplug config error: Block size must be a power of 2");
+	CHECK(!c.res.mem_hotplug.present);
+	CHECK_EQ(call(&c, HTTP_PUT, "/hotplug/memory", "{\"total_size_mib\": 1024}", NULL), 204);
+	CHECK(c.res.mem_hotplug.present);
+	CHECK_EQ(c.res.mem_hotplug.total_size_mib, 1024);
+	CHECK_EQ(c.res.mem_hotplug.block_size_mib, 2);
+	CHECK_EQ(c.res.mem_hotplug.slot_size_mib, 128);
+	expect_fault(&c, HTTP_PUT, "/hotplug/memory", "{\"total_size_mib\": 64}",
+	             "Total size must not be lower than slot size (128 MiB)");
+	CHECK_EQ(c.res.mem_hotplug.total_size_mib, 1024);
+	expect_fault(&c, HTTP_PATCH, "/hotplug/memory", "{\"requested_size_mib\": 2}",
+	             "not supported before starting the microVM");
+	expect_fault(&c, HTTP_GET, "/hotplug/memory", NULL,
+	             "not supported before starting the microVM");
+	expect_fault(&c, HTTP_PUT, "/hotplug", "{\"total_size_mib\": 1024}", "Invalid request");
 	ctl_destroy(&c);
 }
 
@@ -928,6 +958,7 @@ int main(void)
 	RUN(machine_config_put_patch_get);
 	RUN(routing_errors);
 	RUN(not_yet_features_say_so);
+	RUN(mem_hotplug_before_boot);
 	RUN(mmds_before_boot);
 	RUN(balloon_before_boot);
 	RUN(snapshot_routes);
