@@ -811,6 +811,7 @@ static void devices_off_pci(struct vm_devices_cfg *d)
 	moved += d->vsock.present && d->vsock.transport == VM_TRANSPORT_PCI;
 	moved += d->rng.present && d->rng.transport == VM_TRANSPORT_PCI;
 	moved += d->balloon.present && d->balloon.transport == VM_TRANSPORT_PCI;
+	moved += d->mem_hotplug.present && d->mem_hotplug.transport == VM_TRANSPORT_PCI;
 	for (i = 0; i < d->ndisks; i++)
 		d->disks[i].transport = VM_TRANSPORT_MMIO;
 	for (i = 0; i < d->nnets; i++)
@@ -818,6 +819,7 @@ static void devices_off_pci(struct vm_devices_cfg *d)
 	for (i = 0; i < d->npmems; i++)
 		d->pmems[i].transport = VM_TRANSPORT_MMIO;
 	d->vsock.transport = d->rng.transport = d->balloon.transport = VM_TRANSPORT_MMIO;
+	d->mem_hotplug.transport = VM_TRANSPORT_MMIO;
 	if (moved)
 		log_warn("the boot arguments say pci=off, so the guest cannot see PCI devices: %u "
 		         "virtio device(s) go on virtio-mmio instead",
