@@ -399,6 +399,11 @@ bool res_mmds_on(const struct resources *r, const char *id);
 /* Free the store (res_destroy). */
 void res_mmds_clear(struct res_mmds *m);
 
+/*
+ * Whether Linux boot arguments hold the option `name`: with `opt` NULL, the word `name` or
+ * `name=...`; else a `name=` word with `opt` among its comma-separated values.
+ */
+bool res_boot_arg(const char *args, const char *name, const char *opt);
 /* Whether Linux boot arguments turn PCI off (a `pci=` word with `off` among its options). */
 bool res_pci_off(const char *args);
 
@@ -406,7 +411,8 @@ bool res_pci_off(const char *args);
  * Fill a VM configuration from the resources (strings point into `r`, which
  * must outlive the VM).  `cmdline` receives the kernel command line: the boot
  * arguments plus the root device's root= option, as Firecracker adds it.  Boot
- * arguments with pci=off put every virtio device on virtio-mmio (res_pci_off).
+ * arguments with pci=off put every virtio device on virtio-mmio (res_pci_off); noapic is
+ * left out of `cmdline` (with a warning) unless the guest runs without ACPI.
  * -errno with `e`: no boot source (unless cfg->restore, set by the caller: a VM
  * restored from a snapshot boots nothing), or one that cannot be used.
  */

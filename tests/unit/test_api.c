@@ -483,6 +483,34 @@ TEST(drives_and_full_config)
 	CHECK_EQ(cfg.dev.nets[0].transport, VM_TRANSPORT_MMIO);
 	CHECK_EQ(cfg.dev.vsock.transport, VM_TRANSPORT_MMIO);
 	CHECK_EQ(cfg.dev.rng.transport, VM_TRANSPORT_MMIO);
+
+	/* firectl's default boot arguments: noapic is left out of the guest's command line
+	 * (ember's hardware-reduced ACPI leaves Linux no PIC), the rest kept in order. */
+	CHECK_EQ(call(&c, HTTP_PUT, "/boot-source",
+	              "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": "
+	              "\"ro console=ttyS0 noapic reboot=k  panic=1 pci=off nomodules noapic=x\"}",
+	              NULL),
+	         204);
+	CHECK_EQ(res_to_vm_config(&c.res, &cfg, cmdline, sizeof(cmdline), &e), 0);
+	CHECK(!strcmp(cmdline, "ro console=ttyS0 reboot=k panic=1 pci=off nomodules "
+	                       "root=PARTUUID=1234-01 rw"));
+	/* ... but kept with acpi=off (Linux then finds the 8259s in the MP table) ... */
+	CHECK_EQ(call(&c, HTTP_PUT, "/boot-source",
+	              "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": "
+	              "\"noapic acpi=off\"}",
+	              NULL),
+	         204);
+	CHECK_EQ(res_to_vm_config(&c.res, &cfg, cmdline, sizeof(cmdline), &e), 0);
+	CHECK(!strcmp(cmdline, "noapic acpi=off root=PARTUUID=1234-01 rw"));
+	/* ... and when ember builds no ACPI tables. */
+	c.res.no_acpi = true;
+	CHECK_EQ(call(&c, HTTP_PUT, "/boot-source",
+	              "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": \"noapic\"}", NULL),
+	         204);
+	CHECK_EQ(res_to_vm_config(&c.res, &cfg, cmdline, sizeof(cmdline), &e), 0);
+	CHECK(!strcmp(cmdline, "noapic root=PARTUUID=1234-01 rw"));
+	/* The configuration still shows the boot arguments as given. */
+	CHECK(!strcmp(c.res.boot.boot_args, "noapic"));
 	ctl_destroy(&c);
 }
 
@@ -500,6 +528,14 @@ TEST(pci_off_words)
 	CHECK(!res_pci_off("xpci=off"));
 	CHECK(!res_pci_off("virtio_pci=off"));
 	CHECK(!res_pci_off("pci=of"));
+	CHECK(res_boot_arg("a noapic b", "noapic", NULL));
+	CHECK(res_boot_arg("noapic=1", "noapic", NULL));
+	CHECK(!res_boot_arg("noapicx", "noapic", NULL));
+	CHECK(!res_boot_arg("xnoapic", "noapic", NULL));
+	CHECK(res_boot_arg("acpi=off", "acpi", "off"));
+	CHECK(res_boot_arg("acpi=noirq,off", "acpi", "off"));
+	CHECK(!res_boot_arg("acpi=force", "acpi", "off"));
+	CHECK(!res_boot_arg("acpi", "acpi", "off"));
 }
 
 TEST(config_text)
