@@ -5,6 +5,7 @@
 
 #include "api/api.h"
 #include "api/json.h"
+#include "boot/layout.h"
 #include "util/log.h"
 
 /*
@@ -86,6 +87,29 @@ static void decode_all(json_t *o)
 	json_to_vm_state(o, &paused, &e);
 }
 
+/*
+ * The guest's command line from what the requests configured (res_to_vm_config: the boot
+ * arguments, noapic left out on ACPI, root=): it fits, and has no noapic word unless the
+ * arguments say acpi=off (a drive's partuuid is the client's own text, so it is not judged).
+ */
+static void check_cmdline(struct ctl *c)
+{
+	static char cmdline[LAYOUT_CMDLINE_MAX];
+	struct vm_config cfg;
+	struct err e;
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (res_to_vm_config(&c->res, &cfg, cmdline, sizeof(cmdline), &e) < 0 || !cfg.cmdline)
+		return;
+	if (strlen(cmdline) >= sizeof(cmdline))
+		abort();
+	for (unsigned int i = 0; i < c->res.ndrives; i++)
+		if (c->res.drives[i].partuuid)
+			return;
+	if (res_boot_arg(cmdline, "noapic", NULL) && !res_boot_arg(cmdline, "acpi", "off"))
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -153,6 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		api_handle(&c, &req, &resp);
 		check_response(&resp);
+		check_cmdline(&c);
 		free(resp.body);
 		free(b);
 		ctl_destroy(&c);
