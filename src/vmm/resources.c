@@ -529,9 +529,15 @@ void res_drive_to_cfg(const struct res_drive *d, struct vm_disk_cfg *c)
 	res_limiter_cfg(&d->rate_limiter, &c->rate_limiter);
 }
 
-void res_net_to_cfg(const struct res_net *n, struct vm_net_cfg *c)
+void res_net_to_cfg(const struct resources *r, const struct res_net *n, struct vm_net_cfg *c)
 {
 	memset(c, 0, sizeof(*c));
+	/* At boot or on a hot plug alike: an interface named in PUT /mmds/config answers MMDS
+	 * (one unplugged and plugged again keeps it). */
+	if (res_mmds_on(r, n->id)) {
+		c->mmds = r->mmds.store;
+		c->mmds_ipv4 = r->mmds.ipv4;
+	}
 	c->id = n->id;
 	c->tap = n->slirp ? NULL : n->host_dev_name;
 	c->has_mac = n->has_mac;
@@ -912,11 +918,7 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 	}
 	cfg->dev.ndisks = r->ndrives;
 	for (i = 0; i < r->nnets; i++) {
-		res_net_to_cfg(&r->nets[i], &cfg->dev.nets[i]);
-		if (res_mmds_on(r, r->nets[i].id)) {
-			cfg->dev.nets[i].mmds = r->mmds.store;
-			cfg->dev.nets[i].mmds_ipv4 = r->mmds.ipv4;
-		}
+		res_net_to_cfg(r, &r->nets[i], &cfg->dev.nets[i]);
 	}
 	cfg->dev.nnets = r->nnets;
 	if (r->vsock.present)

@@ -300,7 +300,8 @@ struct res_pmem *res_find_pmem(struct resources *r, const char *id);
 
 /* One entry as the VM's device configuration (strings point into the entry). */
 void res_drive_to_cfg(const struct res_drive *d, struct vm_disk_cfg *c);
-void res_net_to_cfg(const struct res_net *n, struct vm_net_cfg *c);
+/* An interface also gets the MMDS store when PUT /mmds/config names it. */
+void res_net_to_cfg(const struct resources *r, const struct res_net *n, struct vm_net_cfg *c);
 void res_vsock_to_cfg(const struct res_vsock *v, struct vm_vsock_cfg *c);
 void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c);
 void res_balloon_to_cfg(const struct res_balloon *b, struct vm_balloon_cfg *c);

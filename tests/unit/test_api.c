@@ -230,6 +230,20 @@ TEST(mmds_before_boot)
 	free(out);
 	json_decref(j);
 	CHECK_EQ(c.res.mmds.store->version, MMDS_V2);
+	/* The interface's device configuration carries the store, at boot and on a hot plug
+	 * alike (both take res_net_to_cfg); another interface does not. */
+	{
+		struct vm_net_cfg nc;
+
+		CHECK_EQ(call(&c, HTTP_PUT, "/network-interfaces/eth1",
+		              "{\"iface_id\": \"eth1\", \"backend\": \"slirp\"}", NULL),
+		         204);
+		res_net_to_cfg(&c.res, res_find_net(&c.res, "eth0"), &nc);
+		CHECK(nc.mmds == c.res.mmds.store && nc.mmds != NULL);
+		CHECK_EQ(nc.mmds_ipv4, c.res.mmds.ipv4);
+		res_net_to_cfg(&c.res, res_find_net(&c.res, "eth1"), &nc);
+		CHECK(nc.mmds == NULL);
+	}
 	ctl_destroy(&c);
 }
 
