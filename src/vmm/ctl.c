@@ -531,6 +531,37 @@ int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struc
 	return 0;
 }
 
+int ctl_patch_pmem(struct ctl *c, const char *id, const struct res_limiter *rl, struct err *e)
+{
+	struct rate_limiter_cfg cfg;
+	struct res_limiter m;
+	struct res_pmem *p;
+	struct vm_virtio *vv;
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	p = res_find_pmem(&c->res, id);
+	vv = p ? vm_find_virtio(c->vm, VM_VIRTIO_PMEM, id) : NULL;
+	/* Firecracker: PmemConfigError::DeviceUpdate(VmmError::FindDeviceError(DeviceNotFound)). */
+	if (!vv)
+		return err_set(e, ENOENT,
+		               "Unable to patch the pmem device: Failed perform action on device: "
+		               "Device not found Please verify the request arguments.");
+	if (!rl)
+		return 0; /* Firecracker's update_pmem_device: nothing to change */
+	m = merge_limiter(&p->rate_limiter, rl);
+	r = res_check_limiter(&m, e);
+	if (r < 0)
+		return r;
+	res_limiter_cfg(&m, &cfg);
+	r = virtio_pmem_set_rate_limiter(&vv->u.pmem, &cfg, e);
+	if (r < 0)
+		return r;
+	p->rate_limiter = m;
+	return 0;
+}
+
 int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
                   const struct res_limiter *tx, struct err *e)
 {

@@ -190,6 +190,12 @@ int ctl_balloon_hint_status(struct ctl *c, struct virtio_balloon_hint_status *ou
 /* PATCH /drives: a new backing file and/or rate limiter (NULL: unchanged). */
 int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struct res_limiter *rl,
                     struct err *e);
+/*
+ * PATCH /pmem/{id} (Firecracker's UpdatePmemDevice): `rl` NULL keeps the limiter; given
+ * buckets replace the ones there (the others stay).  Unknown id: Firecracker's "Unable to
+ * patch the pmem device: ..." -ENOENT; nothing changes on any refusal.
+ */
+int ctl_patch_pmem(struct ctl *c, const char *id, const struct res_limiter *rl, struct err *e);
 /* PATCH /network-interfaces: new rate limiters (NULL: unchanged). */
 int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
                   const struct res_limiter *tx, struct err *e);
