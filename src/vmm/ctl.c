@@ -350,10 +350,11 @@ int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_pa
 }
 
 int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, const char *uffd_path,
-                      bool resume, struct err *e)
+                      bool clock_realtime, bool resume, struct err *e)
 {
 	const struct snapshot_vm *v = &s->vm;
-	struct vm_restore restore = {.snap = s, .mem_fd = mem_fd, .uffd_path = uffd_path};
+	struct vm_restore restore = {
+	    .snap = s, .mem_fd = mem_fd, .uffd_path = uffd_path, .clock_realtime = clock_realtime};
 	int r;
 
 	if (c->state != CTL_NOT_STARTED || c->vm)

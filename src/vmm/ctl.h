@@ -132,7 +132,7 @@ int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_pa
  * of the VM then.
  */
 int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, const char *uffd_path,
-                      bool resume, struct err *e);
+                      bool clock_realtime, bool resume, struct err *e);
 
 /* Post-boot actions (-errno with `e`; CTL_MSG_* when the state does not allow it). */
 int ctl_send_ctrl_alt_del(struct ctl *c, struct err *e);
