@@ -141,7 +141,9 @@ def test_linux_pmem(tmp_path):
     assert data[MIB + 4096:MIB + 8192] == pat
     second = next(l for l in lines if l.startswith("EMBER-PMEM pmem0 second write synced"))
     t0, t1 = float(second.split()[-3]), float(second.split()[-1])
-    assert t1 - t0 >= 1.0, second  # waited for the limiter (3 s after the previous flush)
+    print(f"second sync took {t1 - t0:.2f} s; pmem metrics {pm}")
+    # It waited for the limiter: 3 s after the first flush, which came just before t0.
+    assert t1 - t0 >= 2.0, second
     assert data[:len(HEAD_W)] == HEAD_W and len(data) == 4 * MIB
     # The read-only device: the guest reads the file's bytes back, the file is unchanged.
     orig = hashlib.md5(pr_before[MIB:MIB + 4096]).hexdigest()
