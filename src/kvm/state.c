@@ -390,6 +390,12 @@ int kvm_vm_restore(struct kvm *k, struct snap_r *r, bool clock_realtime, struct 
 	if (clock_realtime && !(flags & KVM_CLOCK_REALTIME))
 		return err_set(e, EINVAL,
 		               "clock_realtime requested but not present in the snapshot state");
+	/* KVM_CAP_ADJUST_CLOCK answers the KVM_SET_CLOCK flags the host's KVM takes. */
+	if (clock_realtime &&
+	    !(ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_ADJUST_CLOCK) & KVM_CLOCK_REALTIME))
+		return err_set(e, ENOTSUP,
+		               "clock_realtime needs KVM_CLOCK_REALTIME (Linux 5.16), which this "
+		               "host's KVM lacks");
 	for (unsigned int i = 0; i < 3; i++)
 		if (chip[i].chip_id != i)
 			return err_set(e, EINVAL, "saved interrupt controller %u is chip %u", i,
