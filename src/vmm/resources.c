@@ -730,6 +730,9 @@ int res_put_pmem(struct resources *r, struct res_pmem *p, struct err *e)
 		for (j = 0; j < r->npmems; j++)
 			if (j != i && r->pmems[j].root_device)
 				return err_set(e, EINVAL, RES_MSG_PMEM_ROOT_EXISTS);
+	ret = res_check_limiter(&p->rate_limiter, e);
+	if (ret < 0)
+		return ret;
 	ret = check_pmem_file(p, e);
 	if (ret < 0)
 		return ret;
@@ -762,6 +765,7 @@ void res_pmem_to_cfg(const struct res_pmem *p, struct vm_pmem_cfg *c)
 	c->read_only = p->read_only;
 	c->root = p->root_device;
 	c->transport = p->transport;
+	res_limiter_cfg(&p->rate_limiter, &c->rate_limiter);
 }
 
 /* Append " <s>" (or "<s>" at the start) to the command line; -ENOSPC when it does not fit. */

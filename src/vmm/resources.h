@@ -126,6 +126,7 @@ struct res_pmem {
 	char *path_on_host;
 	bool root_device;
 	bool read_only;
+	struct res_limiter rate_limiter; /* Firecracker's flush limiter */
 	enum vm_transport transport;
 };
 

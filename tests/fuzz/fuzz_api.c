@@ -44,6 +44,7 @@ static void decode_all(json_t *o)
 	struct res_net n;
 	struct res_vsock v;
 	struct res_entropy en;
+	struct res_pmem pm;
 	struct res_mem_hotplug mh;
 	uint32_t mib;
 	struct res_logger l;
@@ -71,6 +72,9 @@ static void decode_all(json_t *o)
 	if (json_to_vsock(o, &v, &e) == 0)
 		res_vsock_clear(&v);
 	json_to_entropy(o, &en, &e);
+	if (json_to_pmem(o, &pm, &e) == 0)
+		res_pmem_clear(&pm);
+	json_to_pmem_patch(o, id, &rx, &e);
 	json_to_mem_hotplug(o, &mh, &e);
 	json_to_mem_hotplug_update(o, &mib, &e);
 	if (json_to_logger(o, &l, &e) == 0)

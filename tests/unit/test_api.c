@@ -170,28 +170,60 @@ TEST(routing_errors)
 	ctl_destroy(&c);
 }
 
-TEST(not_yet_features_say_so)
+/* PUT /pmem with a flush limiter, PATCH /pmem before boot (docs/devices/pmem.md). */
+TEST(pmem_rate_limiter_before_boot)
 {
-	static const struct {
-		enum http_method m;
-		const char *path;
-	} cases[] = {
-	    {HTTP_PATCH, "/pmem/p0"},
-	};
+	char path[] = "/tmp/ember-unit-pmem-XXXXXX", body[512];
 	struct ctl c;
 	struct err e = {0};
-	unsigned int i;
+	json_t *j, *p, *rl;
+	int fd = mkstemp(path);
 
+	CHECK(fd >= 0);
+	CHECK_EQ(write(fd, "pmem", 4), 4);
+	close(fd);
 	ctl_init(&c, &e);
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		expect_fault(&c, cases[i].m, cases[i].path, cases[i].m == HTTP_GET ? NULL : "{}",
-		             "ember does not support");
-	/* PUT /pmem is there; its rate limiter is not. */
-	expect_fault(&c, HTTP_PUT, "/pmem/p0",
-	             "{\"id\": \"p0\", \"path_on_host\": \"/x\", \"rate_limiter\": {}}",
-	             "ember does not support a rate limiter on virtio-pmem devices yet.");
-	expect_fault(&c, HTTP_PUT, "/pmem/p0", "{}", "missing field `id`");
+	/* Firecracker's UpdatePmemDevice is post-boot only; the body is checked first. */
+	expect_fault(&c, HTTP_PATCH, "/pmem/p0",
+	             "{\"id\": \"p0\", \"rate_limiter\": {\"ops\": {\"size\": 1, "
+	             "\"refill_time\": 1}}}",
+	             "The requested operation is not supported before starting the microVM.");
+	expect_fault(&c, HTTP_PATCH, "/pmem/p0", "{\"id\": \"p0\", \"read_only\": true}",
+	             "unknown field `read_only`");
+	expect_fault(&c, HTTP_PATCH, "/pmem/p0", "{\"rate_limiter\": null}", "missing field `id`");
+	expect_fault(&c, HTTP_PATCH, "/pmem/p0", "{\"id\": \"p1\"}",
+	             "The id from the path does not match the id from the body!");
+	/* A bucket the device could not build is refused at the PUT, nothing kept. */
+	snprintf(body, sizeof(body),
+	         "{\"id\": \"p0\", \"path_on_host\": \"%s\", \"rate_limiter\": {\"bandwidth\": "
+	         "{\"size\": 1, \"refill_time\": 18446744073710}}}",
+	         path);
+	expect_fault(&c, HTTP_PUT, "/pmem/p0", body,
+	             "Cannot create RateLimiter: bandwidth refill_time 18446744073710 ms is "
+	             "too large.");
+	j = get_json(&c, "/vm/config");
+	CHECK(json_is_null(json_object_get(j, "pmem")) ||
+	      json_array_size(json_object_get(j, "pmem")) == 0);
+	json_decref(j);
+	/* Taken, and GET /vm/config writes it back. */
+	snprintf(body, sizeof(body),
+	         "{\"id\": \"p0\", \"path_on_host\": \"%s\", \"rate_limiter\": {\"ops\": "
+	         "{\"size\": 5, \"refill_time\": 100, \"one_time_burst\": 2}}}",
+	         path);
+	CHECK_EQ(call(&c, HTTP_PUT, "/pmem/p0", body, NULL), 204);
+	j = get_json(&c, "/vm/config");
+	p = json_array_get(json_object_get(j, "pmem"), 0);
+	rl = json_object_get(p, "rate_limiter");
+	CHECK(json_is_object(rl));
+	CHECK_EQ(json_integer_value(json_object_get(json_object_get(rl, "ops"), "size")), 5);
+	CHECK_EQ(json_integer_value(json_object_get(json_object_get(rl, "ops"), "refill_time")),
+	         100);
+	CHECK_EQ(json_integer_value(json_object_get(json_object_get(rl, "ops"), "one_time_burst")),
+	         2);
+	CHECK(json_is_null(json_object_get(rl, "bandwidth")));
+	json_decref(j);
 	ctl_destroy(&c);
+	unlink(path);
 }
 
 /* MMDS before boot: the data store, its config, and GET /vm/config (docs/devices/mmds.md). */
@@ -1007,7 +1039,7 @@ int main(void)
 	RUN(instance_info_and_version);
 	RUN(machine_config_put_patch_get);
 	RUN(routing_errors);
-	RUN(not_yet_features_say_so);
+	RUN(pmem_rate_limiter_before_boot);
 	RUN(mem_hotplug_before_boot);
 	RUN(mmds_before_boot);
 	RUN(balloon_before_boot);
