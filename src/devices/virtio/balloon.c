@@ -36,6 +36,23 @@ static uint64_t le64(const uint8_t *p)
 	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
+/*
+ * The next chain the driver made available on q into c: 1, or 0 when there is none.  A chain
+ * virtq_pop refuses (a hostile descriptor, §2.7.5) counts as an event failure and sets
+ * NEEDS_RESET with the queue's reason, or `bad`: below 0.  Lock held.
+ */
+static int pop_locked(struct virtio_balloon *b, struct virtq *q, struct virtq_chain *c,
+                      const char *bad)
+{
+	int k = virtq_pop(q, c);
+
+	if (k < 0) {
+		b->event_fails++;
+		virtio_needs_reset(&b->vdev, q->err ? q->err : bad);
+	}
+	return k;
+}
+
 /* ---- inflate and deflate ------------------------------------------------------------------ */
 
 /* Give [hva, hva + len) back to the host.  Lock held. */
@@ -110,14 +127,7 @@ static bool pages_process_locked(struct virtio_balloon *b, unsigned int qi)
 	else
 		b->deflate_count++;
 	while (virtio_live(&b->vdev)) {
-		int k = virtq_pop(q, c);
-
-		if (k < 0) {
-			b->event_fails++;
-			virtio_needs_reset(&b->vdev, q->err ? q->err : "bad buffer chain");
-			break;
-		}
-		if (k == 0)
+		if (pop_locked(b, q, c, "bad buffer chain") <= 0)
 			break;
 		if (qi == INFLATEQ)
 			inflate_chain(b, c);
@@ -182,7 +192,7 @@ static void discard_counted(struct virtio_balloon *b, const struct virtq_seg *sg
  * The walk reporting_vq and free_page_vq share: pop every chain the driver made available on
  * queue qi, hand each of its segments to seg(b, segment, ctx) and give the chain back with used
  * length 0 (the device writes nothing on either queue, §5.5.6.5, §5.5.6.6).  A chain virtq_pop
- * refuses counts as an event failure and sets NEEDS_RESET (the queue's reason, or `bad`).
+ * refuses ends the walk (pop_locked, with `bad`).
  * Lock held; true when something was pushed.
  */
 static bool free_vq_walk_locked(struct virtio_balloon *b, unsigned int qi, const char *bad,
@@ -195,14 +205,7 @@ static bool free_vq_walk_locked(struct virtio_balloon *b, unsigned int qi, const
 	bool pushed = false;
 
 	while (virtio_live(&b->vdev)) {
-		int k = virtq_pop(q, c);
-
-		if (k < 0) {
-			b->event_fails++;
-			virtio_needs_reset(&b->vdev, q->err ? q->err : bad);
-			break;
-		}
-		if (k == 0)
+		if (pop_locked(b, q, c, bad) <= 0)
 			break;
 		for (unsigned int i = 0; i < c->nseg; i++)
 			seg(b, &c->seg[i], ctx);
@@ -331,14 +334,7 @@ static bool stats_process_locked(struct virtio_balloon *b)
 	bool pushed = false;
 
 	while (virtio_live(&b->vdev)) {
-		int k = virtq_pop(q, &b->chain);
-
-		if (k < 0) {
-			b->event_fails++;
-			virtio_needs_reset(&b->vdev, q->err ? q->err : "bad stats chain");
-			break;
-		}
-		if (k == 0)
+		if (pop_locked(b, q, &b->chain, "bad stats chain") <= 0)
 			break;
 		if (b->stats_held) {
 			log_guest(
