@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "devices/virtio/pmem.h"
+#include "fuzz_input.h"
 #include "util/log.h"
 #include "virtio_fake_driver.h"
 
@@ -41,36 +42,6 @@
 #define FILE_LEN 8192u
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct in *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
-}
-
-static uint16_t u16(struct in *in)
-{
-	uint16_t lo = u8(in);
-
-	return (uint16_t)(lo | u8(in) << 8);
-}
-
-static uint32_t u32(struct in *in)
-{
-	uint32_t lo = u16(in);
-
-	return lo | (uint32_t)u16(in) << 16;
-}
 
 static char path[64];
 static uint64_t fz_clock_ns;
@@ -120,13 +91,8 @@ struct fz {
 
 static void bring_up(struct fz *f)
 {
-	fake_set_status(&f->p.vdev, 0);
-	memset(f->g.ram, 0, RAM_SIZE);
-	f->g.brk = 0x1000;
-	memset(&f->q, 0, sizeof(f->q));
-	if (fake_vq_init(&f->q, &f->g, f->qsize) < 0)
+	if (fake_restart(&f->g, &f->p.vdev, &f->t, f->want, &f->q, 1, f->qsize) < 0)
 		abort();
-	fake_start(&f->p.vdev, &f->t, f->want, &f->q, 1);
 	f->next_buf = 0;
 }
 
