@@ -464,12 +464,9 @@ def test_get_root_matches_the_schema_in_every_state(configured_ember):
 # (b) a body with a required field missing (or, where nothing is required, a field of the wrong
 # type) must get 400 with a non-empty fault_message and change nothing any GET shows.
 #
-# Left out, as other work is making them real right now (ember answers "not yet" today):
-# Drive.socket (vhost-user block), Pmem.rate_limiter and PATCH /pmem/{id} (virtio-pmem rate
-# limiting), SnapshotLoadParams.clock_realtime.
-NOT_YET_FIELDS = {"Drive": {"socket"}, "Pmem": {"rate_limiter"},
-                  "SnapshotLoadParams": {"clock_realtime"}}
-NOT_YET_OPS = {("/pmem/{id}", "patch")}
+# Left out: Drive.socket (vhost-user block; ember answers "not yet").
+NOT_YET_FIELDS = {"Drive": {"socket"}}
+NOT_YET_OPS = set()
 # Not a gap: CpuConfig's reg_modifiers and vcpu_features are aarch64's; on an x86 host
 # Firecracker's custom CPU template has no such fields and refuses them, as ember does
 # (test_api.py checks the message).
@@ -600,7 +597,8 @@ def pre_boot_cases(d, img, kernel):
                "io_engine": "Async", "rate_limiter": LIMITER}],
              ("/vm/config", in_list("drives", "rootfs"))),
         Case("/pmem/{id}", "put", "/pmem/pm0",
-             [{"id": "pm0", "path_on_host": str(img), "root_device": True, "read_only": True}],
+             [{"id": "pm0", "path_on_host": str(img), "root_device": True, "read_only": True,
+               "rate_limiter": LIMITER}],
              ("/vm/config", in_list("pmem", "pm0"))),
         Case("/logger", "put", "/logger",
              [{"log_path": str(d / "log.txt"), "level": "Debug", "show_level": True,
@@ -766,6 +764,8 @@ def booted_cases(d):
         Case("/network-interfaces/{iface_id}", "patch", "/network-interfaces/eth0",
              [{"iface_id": "eth0", "rx_rate_limiter": LIMITER, "tx_rate_limiter": LIMITER}],
              ("/vm/config", in_list("network-interfaces", "eth0"))),
+        Case("/pmem/{id}", "patch", "/pmem/pm0", [{"id": "pm0", "rate_limiter": LIMITER}],
+             ("/vm/config", in_list("pmem", "pm0"))),
         Case("/actions", "put", "/actions",
              [{"action_type": "FlushMetrics"}, {"action_type": "SendCtrlAltDel"}],
              ("/", lambda i: {"state": i["state"]}), exclude_shown={"action_type"}),
@@ -813,8 +813,11 @@ def boot_for_spec(e, d, extra=(), words="lifecycle=hang", wait="lifecycle: hangi
 @pytest.fixture(scope="module")
 def spec_booted(ember_bin, guest_elf, tmp_path_factory):
     d = tmp_path_factory.mktemp("spec_booted")
+    with open(d / "pmem.img", "wb") as f:
+        f.truncate(2 << 20)
     e = Ember(d).start().setup(boot_for_spec, d, [
-        ("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "backend": "slirp"})])
+        ("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "backend": "slirp"}),
+        ("PUT", "/pmem/pm0", {"id": "pm0", "path_on_host": str(d / "pmem.img")})])
     yield e
     e.check_clean()
 
@@ -911,9 +914,9 @@ def load_bodies(d, tap="etap0"):
               "network_overrides": [{"iface_id": "eth0", "host_dev_name": tap}],
               "vsock_override": {"uds_path": str(d / "restored.sock")}}
     return [{**common, "mem_backend": {"backend_type": "File", "backend_path": str(d / "vm.mem")},
-             "track_dirty_pages": True, "huge_pages": "None"},
+             "track_dirty_pages": True, "huge_pages": "None", "clock_realtime": True},
             {**common, "mem_file_path": str(d / "vm.mem"), "enable_diff_snapshots": True,
-             "huge_pages": "Snapshot"}]
+             "huge_pages": "Snapshot", "clock_realtime": False}]
 
 
 def test_snapshot_load_full_body_then_broken(ember_bin, guest_elf, tmp_path, tap_netns):

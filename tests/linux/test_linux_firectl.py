@@ -40,8 +40,7 @@ import uuid
 
 import pytest
 
-from test_linux import CMDLINE, EMBER, GUEST, IN_VM, TIMEOUT, need_files
-from test_linux_hotplug import api, wait_line
+from test_linux import CMDLINE, GUEST, IN_VM, TIMEOUT, api, ember_vm, script_image, wait_line
 from test_linux_mmds import tap_netns
 
 STEP_TIMEOUT = 600 if IN_VM else 60
@@ -109,12 +108,6 @@ done
 """
 
 
-def script_disk(path, text):
-    with open(path, "wb") as f:
-        f.write(text.encode())
-        f.truncate(1 << 20)
-
-
 class Client:
     """The requests of one client, in order, each checked for the status it must get."""
 
@@ -144,20 +137,9 @@ class Client:
         return out
 
 
-def start(prefix, args):
-    return subprocess.Popen([*prefix, str(EMBER), *map(str, args)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def finish(p, ns):
-    if p.poll() is None:
-        p.kill()
-        p.wait()
-    err = p.stderr.read().decode(errors="replace")
+def netns_del(ns):
     subprocess.run(["ip", "netns", "del", ns], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    print(err[-3000:])
-    return err
 
 
 def shut_down(c, p, buf):
@@ -174,11 +156,9 @@ def shut_down(c, p, buf):
 
 
 def test_linux_firectl_launch(tmp_path):
-    need_files("bzImage")
     if not shutil.which("ip"):
         pytest.fail("needs iproute2's ip")
-    root, data = tmp_path / "root.img", tmp_path / "data.img"
-    script_disk(root, FIRECTL_SCRIPT)
+    root, data = script_image(tmp_path, FIRECTL_SCRIPT, "root.img"), tmp_path / "data.img"
     with open(data, "wb") as f:
         f.write(b"firectl add-drive")
         f.truncate(4 << 20)
@@ -186,76 +166,83 @@ def test_linux_firectl_launch(tmp_path):
     metadata = {"latest": {"meta-data": {"instance-id": "i-firectl-0001"}}}
     sock = tmp_path / "firecracker.sock"
     ns = tap_netns()
-    p = start(["ip", "netns", "exec", ns], ["--api-sock", sock])
-    buf = [""]
     try:
-        c = Client(sock)
-        c.wait_socket(p)
-        os.mkfifo(log, 0o700)
-        os.mkfifo(met, 0o700)
-        c.call("PUT", "/logger", {"log_path": str(log), "level": "Debug", "show_level": True,
-                                  "show_log_origin": False})
-        c.call("PUT", "/metrics", {"metrics_path": str(met)})
-        c.call("PUT", "/machine-config", {"vcpu_count": 1, "smt": True, "mem_size_mib": 512})
-        mc = c.call("GET", "/machine-config", want=200)
-        assert (mc["vcpu_count"], mc["mem_size_mib"], mc["smt"]) == (1, 512, True), mc
-        c.call("PUT", "/boot-source", {
-            "kernel_image_path": str(GUEST / "bzImage"),
-            "initrd_path": str(GUEST / "initramfs.cpio.gz"),
-            "boot_args": FIRECTL_KERNEL_OPTS + " ember.test=/dev/vda ember.rw=0"})
-        c.call("PUT", "/drives/2", {"drive_id": "2", "path_on_host": str(data),
-                                    "is_read_only": False, "is_root_device": False})
-        c.call("PUT", "/drives/1", {"drive_id": "1", "path_on_host": str(root),
-                                    "is_read_only": True, "is_root_device": True})
-        c.call("PUT", "/network-interfaces/1", {"iface_id": "1", "guest_mac": MAC,
-                                                "host_dev_name": "mtap0"})
-        c.call("PUT", "/mmds/config", {"network_interfaces": ["1"]})
-        c.call("PUT", "/actions", {"action_type": "InstanceStart"})
-        c.call("PUT", "/mmds", metadata)
-
-        cmdline = wait_line(p, buf, r"EMBER-FC cmdline .*", TIMEOUT)
-        # noapic left out, the rest as given, then the root drive's root= and ro.
-        assert cmdline.startswith("EMBER-FC cmdline ro console=ttyS0 reboot=k panic=1 pci=off "
-                                  "nomodules ember.test=/dev/vda ember.rw=0 root=/dev/vda ro"), \
-            cmdline
-        mmds = wait_line(p, buf, r"EMBER-FC mmds .*", STEP_TIMEOUT)
-        assert mmds == "EMBER-FC mmds [HTTP/1.0 200 OK] [i-firectl-0001]", buf[0][-3000:]
-        assert wait_line(p, buf, r"EMBER-FC vdb .*", TIMEOUT) == \
-            "EMBER-FC vdb [firectl add-drive]"
-        assert wait_line(p, buf, r"EMBER-FC vdb write .*", TIMEOUT) == "EMBER-FC vdb write 0"
-        wait_line(p, buf, "EMBER-FC ready", TIMEOUT)
-        lines = buf[0].replace("\r", "").splitlines()
-        virtio = sorted(l.split()[2:] for l in lines if l.startswith("EMBER-FC virtio "))
-        # Both disks and the NIC on virtio-mmio (parents are ACPI LNRO0005 devices).
-        assert [(d, drv) for d, drv, _ in virtio] == [("0x0001", "virtio_net"),
-                                                     ("0x0002", "virtio_blk"),
-                                                     ("0x0002", "virtio_blk")], virtio
-        assert all(parent.startswith("LNRO0005:") for _, _, parent in virtio), virtio
-        # The keyboard controller is there (PNP0303 in the DSDT): serio0 is its keyboard port.
-        serio = next(l for l in lines if l.startswith("EMBER-FC serio"))
-        assert "serio0" in serio.split(), serio
-        # Nobody read the log FIFO (ember opened it read-write, so it never blocked on it);
-        # what is in the pipe now starts with the first request after PUT /logger.
-        rd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            logged = os.read(rd, 1 << 20).decode(errors="replace")
-        finally:
-            os.close(rd)
-        shut_down(c, p, buf)
+        with ember_vm(["--api-sock", sock], prefix=["ip", "netns", "exec", ns]) as vm:
+            logged = firectl_launch(vm, sock, root, data, log, met, metadata)
     finally:
-        err = finish(p, ns)
-    assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err
+        netns_del(ns)
+    err = vm.err
     assert 'received a PUT request on "/metrics"' in logged.splitlines()[0], logged[:2000]
     assert "ember leaves noapic out of the guest's command line" in logged, logged[-4000:]
     assert err.strip().splitlines()[-1] == "ember: guest reset via i8042", err[-2000:]
     with open(data, "rb") as f:
         f.seek(8 * 512)
         assert f.read(16) == b"written by Linux"
+
+
+def firectl_launch(vm, sock, root, data, log, met, metadata):
+    """firectl's calls, in order, each with the status it must get; returns what is in the
+    log FIFO once the guest is up."""
+    p, buf = vm.p, vm.buf
+    c = Client(sock)
+    c.wait_socket(p)
+    os.mkfifo(log, 0o700)
+    os.mkfifo(met, 0o700)
+    c.call("PUT", "/logger", {"log_path": str(log), "level": "Debug", "show_level": True,
+                              "show_log_origin": False})
+    c.call("PUT", "/metrics", {"metrics_path": str(met)})
+    c.call("PUT", "/machine-config", {"vcpu_count": 1, "smt": True, "mem_size_mib": 512})
+    mc = c.call("GET", "/machine-config", want=200)
+    assert (mc["vcpu_count"], mc["mem_size_mib"], mc["smt"]) == (1, 512, True), mc
+    c.call("PUT", "/boot-source", {
+        "kernel_image_path": str(GUEST / "bzImage"),
+        "initrd_path": str(GUEST / "initramfs.cpio.gz"),
+        "boot_args": FIRECTL_KERNEL_OPTS + " ember.test=/dev/vda ember.rw=0"})
+    c.call("PUT", "/drives/2", {"drive_id": "2", "path_on_host": str(data),
+                                "is_read_only": False, "is_root_device": False})
+    c.call("PUT", "/drives/1", {"drive_id": "1", "path_on_host": str(root),
+                                "is_read_only": True, "is_root_device": True})
+    c.call("PUT", "/network-interfaces/1", {"iface_id": "1", "guest_mac": MAC,
+                                            "host_dev_name": "mtap0"})
+    c.call("PUT", "/mmds/config", {"network_interfaces": ["1"]})
+    c.call("PUT", "/actions", {"action_type": "InstanceStart"})
+    c.call("PUT", "/mmds", metadata)
+
+    cmdline = wait_line(p, buf, r"EMBER-FC cmdline .*", TIMEOUT)
+    # noapic left out, the rest as given, then the root drive's root= and ro.
+    assert cmdline.startswith("EMBER-FC cmdline ro console=ttyS0 reboot=k panic=1 pci=off "
+                              "nomodules ember.test=/dev/vda ember.rw=0 root=/dev/vda ro"), \
+        cmdline
+    mmds = wait_line(p, buf, r"EMBER-FC mmds .*", STEP_TIMEOUT)
+    assert mmds == "EMBER-FC mmds [HTTP/1.0 200 OK] [i-firectl-0001]", buf[0][-3000:]
+    assert wait_line(p, buf, r"EMBER-FC vdb .*", TIMEOUT) == \
+        "EMBER-FC vdb [firectl add-drive]"
+    assert wait_line(p, buf, r"EMBER-FC vdb write .*", TIMEOUT) == "EMBER-FC vdb write 0"
+    wait_line(p, buf, "EMBER-FC ready", TIMEOUT)
+    lines = buf[0].replace("\r", "").splitlines()
+    virtio = sorted(l.split()[2:] for l in lines if l.startswith("EMBER-FC virtio "))
+    # Both disks and the NIC on virtio-mmio (parents are ACPI LNRO0005 devices).
+    assert [(d, drv) for d, drv, _ in virtio] == [("0x0001", "virtio_net"),
+                                                 ("0x0002", "virtio_blk"),
+                                                 ("0x0002", "virtio_blk")], virtio
+    assert all(parent.startswith("LNRO0005:") for _, _, parent in virtio), virtio
+    # The keyboard controller is there (PNP0303 in the DSDT): serio0 is its keyboard port.
+    serio = next(l for l in lines if l.startswith("EMBER-FC serio"))
+    assert "serio0" in serio.split(), serio
+    # Nobody read the log FIFO (ember opened it read-write, so it never blocked on it);
+    # what is in the pipe now starts with the first request after PUT /logger.
+    rd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        logged = os.read(rd, 1 << 20).decode(errors="replace")
+    finally:
+        os.close(rd)
+    shut_down(c, p, buf)
     assert c.calls == [
         "GET /machine-config", "PUT /logger", "PUT /metrics", "PUT /machine-config",
         "GET /machine-config", "PUT /boot-source", "PUT /drives/2", "PUT /drives/1",
         "PUT /network-interfaces/1", "PUT /mmds/config", "PUT /actions", "PUT /mmds",
         "PUT /actions"], c.calls
+    return logged
 
 
 def stats(c):
@@ -273,11 +260,9 @@ def wait_for(fn, ok, what):
 
 
 def test_linux_sdk_launch_with_mmds_v2_balloon_pmem_and_memory_hotplug(tmp_path):
-    need_files("bzImage")
     if not shutil.which("ip") or not shutil.which("mkfs.ext4"):
         pytest.fail("needs iproute2's ip and e2fsprogs' mkfs.ext4")
-    root = tmp_path / "root.img"
-    script_disk(root, SDK_SCRIPT)
+    root = script_image(tmp_path, SDK_SCRIPT, "root.img")
     # An ext4 file system with one file, for the guest to mount from /dev/pmem0.
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -289,70 +274,13 @@ def test_linux_sdk_launch_with_mmds_v2_balloon_pmem_and_memory_hotplug(tmp_path)
     metadata = {"latest": {"meta-data": {"instance-id": vmid}}}
     sock = tmp_path / "api.sock"
     ns = tap_netns()
-    p = start(["ip", "netns", "exec", ns], ["--api-sock", sock, "--id", vmid, "--no-seccomp"])
-    buf = [""]
     try:
-        c = Client(sock)
-        c.wait_socket(p)
-        c.call("PUT", "/logger", {"log_path": str(log), "level": "Info", "show_level": True,
-                                  "show_log_origin": False})
-        c.call("PUT", "/metrics", {"metrics_path": str(met)})
-        c.call("PUT", "/machine-config", {"vcpu_count": 2, "smt": False, "mem_size_mib": 512})
-        c.call("GET", "/machine-config", want=200)
-        c.call("PUT", "/boot-source", {
-            "kernel_image_path": str(GUEST / "bzImage"),
-            "initrd_path": str(GUEST / "initramfs.cpio.gz"),
-            "boot_args": CMDLINE.strip() + " reboot=k memhp_default_state=online_movable"
-                                           " ember.test=/dev/vda ember.rw=0"})
-        c.call("PUT", "/drives/1", {"drive_id": "1", "path_on_host": str(root),
-                                    "is_read_only": True, "is_root_device": True})
-        c.call("PUT", "/network-interfaces/1", {"iface_id": "1", "guest_mac": MAC,
-                                                "host_dev_name": "mtap0"})
-        c.call("PUT", "/mmds/config", {"version": "V2", "network_interfaces": ["1"]})
-        # The user's handlers: NewCreateBalloonHandler, then pmem and memory hot plug.
-        c.call("PUT", "/balloon", {"amount_mib": 0, "deflate_on_oom": False,
-                                   "stats_polling_interval_s": 1})
-        c.call("PUT", "/pmem/data", {"id": "data", "path_on_host": str(pmem),
-                                     "root_device": False, "read_only": True})
-        c.call("PUT", "/hotplug/memory", {"total_size_mib": 512, "block_size_mib": 2,
-                                          "slot_size_mib": 128})
-        c.call("PUT", "/actions", {"action_type": "InstanceStart"})
-        c.call("PUT", "/mmds", metadata)
-
-        assert wait_line(p, buf, r"EMBER-SDK pmem .*", TIMEOUT) == \
-            "EMBER-SDK pmem mounted [hello from a pmem file system]"
-        assert wait_line(p, buf, r"EMBER-SDK mmds \[.*", STEP_TIMEOUT) == \
-            f"EMBER-SDK mmds [HTTP/1.1 200 OK] [{vmid}]"
-        assert wait_line(p, buf, r"EMBER-SDK mmds without token .*", TIMEOUT) == \
-            "EMBER-SDK mmds without token [HTTP/1.1 401 Unauthorized]"
-        base = int(wait_line(p, buf, r"EMBER-SDK MemTotal \d+", TIMEOUT).split()[-1])
-
-        # UpdateBalloon and GetBalloonStats: Linux inflates (deflate_on_oom off: its
-        # MemTotal shrinks by what it gave), reports, and deflates again.
-        s = wait_for(lambda: stats(c), lambda s: "total_memory" in s, "no statistics")
-        buf[0] = ""
-        c.call("PATCH", "/balloon", {"amount_mib": 64})
-        s = wait_for(lambda: stats(c), lambda s: s["actual_mib"] == 64, "no inflate to 64 MiB")
-        assert (s["target_mib"], s["target_pages"], s["actual_pages"]) == (64, 64 * 256,
-                                                                           64 * 256), s
-        wait_line(p, buf, f"EMBER-SDK MemTotal {base - 64 * 1024}", STEP_TIMEOUT)
-        buf[0] = ""
-        c.call("PATCH", "/balloon", {"amount_mib": 0})
-        wait_for(lambda: stats(c), lambda s: s["actual_mib"] == 0, "no deflate")
-        wait_line(p, buf, f"EMBER-SDK MemTotal {base}", STEP_TIMEOUT)
-
-        # Memory hot plug: 256 MiB more in /proc/meminfo.
-        buf[0] = ""
-        c.call("PATCH", "/hotplug/memory", {"requested_size_mib": 256})
-        wait_line(p, buf, f"EMBER-SDK MemTotal {base + 256 * 1024}", STEP_TIMEOUT)
-        st = wait_for(lambda: c.call("GET", "/hotplug/memory", want=200),
-                      lambda s: s["plugged_size_mib"] == 256, "plugged_size_mib")
-        assert st["requested_size_mib"] == 256, st
-        c.call("PUT", "/actions", {"action_type": "FlushMetrics"})
-        shut_down(c, p, buf)
+        with ember_vm(["--api-sock", sock, "--id", vmid, "--no-seccomp"],
+                      prefix=["ip", "netns", "exec", ns]) as vm:
+            sdk_launch(vm, sock, root, pmem, log, met, vmid, metadata)
     finally:
-        err = finish(p, ns)
-    assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err
+        netns_del(ns)
+    err = vm.err
     assert err.strip().splitlines()[-1] == "ember: guest reset via i8042", err[-2000:]
     # Firecracker's log lines with the SDK's id and the level (show_level), no origin.
     lines = log.read_text().splitlines()
@@ -365,3 +293,67 @@ def test_linux_sdk_launch_with_mmds_v2_balloon_pmem_and_memory_hotplug(tmp_path)
     total = {k: sum(m["balloon"][k] for m in flushed)
              for k in ("inflate_count", "deflate_count", "stats_updates_count")}
     assert all(v > 0 for v in total.values()), total
+
+
+def sdk_launch(vm, sock, root, pmem, log, met, vmid, metadata):
+    """The SDK's calls and a user's, in order, each with the status it must get; then the
+    balloon and memory hot plug driven from the host."""
+    p, buf = vm.p, vm.buf
+    c = Client(sock)
+    c.wait_socket(p)
+    c.call("PUT", "/logger", {"log_path": str(log), "level": "Info", "show_level": True,
+                              "show_log_origin": False})
+    c.call("PUT", "/metrics", {"metrics_path": str(met)})
+    c.call("PUT", "/machine-config", {"vcpu_count": 2, "smt": False, "mem_size_mib": 512})
+    c.call("GET", "/machine-config", want=200)
+    c.call("PUT", "/boot-source", {
+        "kernel_image_path": str(GUEST / "bzImage"),
+        "initrd_path": str(GUEST / "initramfs.cpio.gz"),
+        "boot_args": CMDLINE.strip() + " reboot=k memhp_default_state=online_movable"
+                                       " ember.test=/dev/vda ember.rw=0"})
+    c.call("PUT", "/drives/1", {"drive_id": "1", "path_on_host": str(root),
+                                "is_read_only": True, "is_root_device": True})
+    c.call("PUT", "/network-interfaces/1", {"iface_id": "1", "guest_mac": MAC,
+                                            "host_dev_name": "mtap0"})
+    c.call("PUT", "/mmds/config", {"version": "V2", "network_interfaces": ["1"]})
+    # The user's handlers: NewCreateBalloonHandler, then pmem and memory hot plug.
+    c.call("PUT", "/balloon", {"amount_mib": 0, "deflate_on_oom": False,
+                               "stats_polling_interval_s": 1})
+    c.call("PUT", "/pmem/data", {"id": "data", "path_on_host": str(pmem),
+                                 "root_device": False, "read_only": True})
+    c.call("PUT", "/hotplug/memory", {"total_size_mib": 512, "block_size_mib": 2,
+                                      "slot_size_mib": 128})
+    c.call("PUT", "/actions", {"action_type": "InstanceStart"})
+    c.call("PUT", "/mmds", metadata)
+
+    assert wait_line(p, buf, r"EMBER-SDK pmem .*", TIMEOUT) == \
+        "EMBER-SDK pmem mounted [hello from a pmem file system]"
+    assert wait_line(p, buf, r"EMBER-SDK mmds \[.*", STEP_TIMEOUT) == \
+        f"EMBER-SDK mmds [HTTP/1.1 200 OK] [{vmid}]"
+    assert wait_line(p, buf, r"EMBER-SDK mmds without token .*", TIMEOUT) == \
+        "EMBER-SDK mmds without token [HTTP/1.1 401 Unauthorized]"
+    base = int(wait_line(p, buf, r"EMBER-SDK MemTotal \d+", TIMEOUT).split()[-1])
+
+    # UpdateBalloon and GetBalloonStats: Linux inflates (deflate_on_oom off: its
+    # MemTotal shrinks by what it gave), reports, and deflates again.
+    s = wait_for(lambda: stats(c), lambda s: "total_memory" in s, "no statistics")
+    buf[0] = ""
+    c.call("PATCH", "/balloon", {"amount_mib": 64})
+    s = wait_for(lambda: stats(c), lambda s: s["actual_mib"] == 64, "no inflate to 64 MiB")
+    assert (s["target_mib"], s["target_pages"], s["actual_pages"]) == (64, 64 * 256,
+                                                                       64 * 256), s
+    wait_line(p, buf, f"EMBER-SDK MemTotal {base - 64 * 1024}", STEP_TIMEOUT)
+    buf[0] = ""
+    c.call("PATCH", "/balloon", {"amount_mib": 0})
+    wait_for(lambda: stats(c), lambda s: s["actual_mib"] == 0, "no deflate")
+    wait_line(p, buf, f"EMBER-SDK MemTotal {base}", STEP_TIMEOUT)
+
+    # Memory hot plug: 256 MiB more in /proc/meminfo.
+    buf[0] = ""
+    c.call("PATCH", "/hotplug/memory", {"requested_size_mib": 256})
+    wait_line(p, buf, f"EMBER-SDK MemTotal {base + 256 * 1024}", STEP_TIMEOUT)
+    st = wait_for(lambda: c.call("GET", "/hotplug/memory", want=200),
+                  lambda s: s["plugged_size_mib"] == 256, "plugged_size_mib")
+    assert st["requested_size_mib"] == 256, st
+    c.call("PUT", "/actions", {"action_type": "FlushMetrics"})
+    shut_down(c, p, buf)
