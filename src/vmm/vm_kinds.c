@@ -1,4 +1,5 @@
 /* vm_kinds.c - the table of virtio device kinds: what vmm/ does for each (see vm_internal.h). */
+#include "vmm/snapshot.h"
 #include "vmm/vm_internal.h"
 
 #include <assert.h>
@@ -485,9 +486,18 @@ static int mem_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, stru
 	void *p;
 	int r;
 
-	if (vm->cfg.restore)
+	if (vm->cfg.restore && vm->cfg.restore->uffd_path)
 		return err_set(e, ENOTSUP,
-		               "memory hot plug: a VM with it cannot be saved or restored");
+		               "memory hot plug: a VM with it cannot be loaded through the Uffd "
+		               "memory backend yet (the page-fault handler is given guest RAM "
+		               "only); load it from its memory file");
+	/* The memory file holds the region after RAM (docs/snapshot.md): the same size. */
+	if (vm->cfg.restore && vm->cfg.restore->snap->vm.hotplug_bytes != size)
+		return err_set(e, EINVAL,
+		               "memory hot plug: the snapshot's memory file holds %llu MiB of "
+		               "hot-pluggable memory, its configuration %u MiB",
+		               (unsigned long long)(vm->cfg.restore->snap->vm.hotplug_bytes >> 20),
+		               c->total_size_mib);
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 	         -1, 0);
 	if (p == MAP_FAILED)
@@ -500,9 +510,15 @@ static int mem_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, stru
 	}
 	vv->vdev = &vv->u.mem.vdev;
 	r = virtio_mem_init(&vv->u.mem, &o, &vm->venv, e);
-	if (r < 0)
+	if (r < 0) {
 		munmap(p, size); /* the VM's teardown forgets its guest memory map */
-	return r;
+		return r;
+	}
+	if (vm->cfg.restore) { /* the plugged blocks are read by the device's restore */
+		vv->u.mem.load_fd = vm->cfg.restore->mem_fd;
+		vv->u.mem.load_off = vm->ml.ram_size;
+	}
+	return 0;
 }
 
 static void mem_destroy(struct vm_virtio *vv)
@@ -519,6 +535,23 @@ static void mem_collect(struct vm_virtio *vv, struct metrics_values *v)
 {
 	(void)vv;
 	(void)v; /* Firecracker's memory_hotplug metrics group: not in ember's metrics yet */
+}
+
+/* The virtio core's and transport's state, then the device's (mem.h). */
+static void mem_op_save(struct dev *d, struct snap_w *w)
+{
+	struct vm_virtio *vv = d->obj;
+
+	vm_virtio_op_save(d, w);
+	virtio_mem_save(&vv->u.mem, w);
+}
+
+static int mem_op_restore(struct dev *d, struct snap_r *r, struct err *e)
+{
+	struct vm_virtio *vv = d->obj;
+	int rc = vm_virtio_op_restore(d, r, e);
+
+	return rc < 0 ? rc : virtio_mem_restore(&vv->u.mem, r, e);
 }
 
 static unsigned int mem_count(const struct vm_devices_cfg *d)
@@ -607,8 +640,8 @@ static const struct vm_kind kinds[] = {
                                .collect = vm_virtio_op_collect,
                                .pause = vm_virtio_op_pause,
                                .resume = vm_virtio_op_resume,
-                               .nosave = "its plugged memory lies outside the RAM a snapshot's "
-                                         "memory file holds"},
+                               .save = mem_op_save,
+                               .restore = mem_op_restore},
                        .cfg_count = mem_count,
                        .cfg_at = mem_at,
                        .cfg_transport = mem_transport,
