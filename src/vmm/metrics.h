@@ -42,6 +42,12 @@
  *   pmem                    activate_fails, cfg_fails, event_fails, queue_event_count,
  *                           rate_limiter_throttled_events, rate_limiter_event_count (every
  *                           pmem device summed; no rate limiter yet: those two stay 0)
+ *   memory_hotplug          activate_fails, queue_event_fails, queue_event_count, plug_agg,
+ *                           plug_count, plug_bytes, plug_fails, unplug_agg, unplug_count,
+ *                           unplug_bytes, unplug_fails, unplug_discard_fails, unplug_all_agg,
+ *                           unplug_all_count, unplug_all_fails, state_agg, state_count,
+ *                           state_fails (the virtio-mem device, or zeros); each *_agg is
+ *                           {min_us, max_us, sum_us}, the time to serve that request
  *
  * Semantics as Firecracker's: counters (its SharedIncMetric) report the
  * increase since the previous line written; values (its SharedStoreMetric:
@@ -161,6 +167,23 @@ struct metrics_pmem_values {
 	uint64_t rate_limiter_throttled_events, rate_limiter_event_count;
 };
 
+/* Firecracker's LatencyAggregateMetrics: min_us and max_us are values, sum_us a counter. */
+struct metrics_latency_values {
+	uint64_t min_us, max_us, sum_us;
+};
+
+struct metrics_mem_hotplug_values {
+	uint64_t activate_fails, queue_event_fails, queue_event_count;
+	struct metrics_latency_values plug_agg;
+	uint64_t plug_count, plug_bytes, plug_fails;
+	struct metrics_latency_values unplug_agg;
+	uint64_t unplug_count, unplug_bytes, unplug_fails, unplug_discard_fails;
+	struct metrics_latency_values unplug_all_agg;
+	uint64_t unplug_all_count, unplug_all_fails;
+	struct metrics_latency_values state_agg;
+	uint64_t state_count, state_fails;
+};
+
 struct metrics_signal_values {
 	uint64_t sigbus, sigsegv, sigxfsz, sigxcpu, sigpipe, sighup, sigill;
 };
@@ -184,6 +207,7 @@ struct metrics_values {
 	struct metrics_entropy_values entropy;
 	struct metrics_balloon_values balloon;
 	struct metrics_pmem_values pmem;
+	struct metrics_mem_hotplug_values memory_hotplug;
 	struct metrics_signal_values signals; /* sigpipe is a counter, the others values */
 };
 

@@ -531,10 +531,37 @@ static void mem_destroy(struct vm_virtio *vv)
 		munmap(p, size);
 }
 
+static void lat_copy(struct metrics_latency_values *to, const struct virtio_mem_latency *l)
+{
+	*to = (struct metrics_latency_values){l->min_us, l->max_us, l->sum_us};
+}
+
+/* Firecracker's memory_hotplug group (one device per VM). */
 static void mem_collect(struct vm_virtio *vv, struct metrics_values *v)
 {
-	(void)vv;
-	(void)v; /* Firecracker's memory_hotplug metrics group: not in ember's metrics yet */
+	struct virtio_mem *m = &vv->u.mem;
+	struct metrics_mem_hotplug_values *o = &v->memory_hotplug;
+
+	pthread_mutex_lock(&m->vdev.lock);
+	o->activate_fails = m->activate_fails;
+	o->queue_event_fails = m->queue_event_fails;
+	o->queue_event_count = m->queue_event_count;
+	lat_copy(&o->plug_agg, &m->lat[VIRTIO_MEM_REQ_PLUG]);
+	o->plug_count = m->plug_count;
+	o->plug_bytes = m->plug_bytes;
+	o->plug_fails = m->plug_fails;
+	lat_copy(&o->unplug_agg, &m->lat[VIRTIO_MEM_REQ_UNPLUG]);
+	o->unplug_count = m->unplug_count;
+	o->unplug_bytes = m->unplug_bytes;
+	o->unplug_fails = m->unplug_fails;
+	o->unplug_discard_fails = m->discard_fails;
+	lat_copy(&o->unplug_all_agg, &m->lat[VIRTIO_MEM_REQ_UNPLUG_ALL]);
+	o->unplug_all_count = m->unplug_all_count;
+	o->unplug_all_fails = 0; /* UNPLUG_ALL always succeeds (mem.h) */
+	lat_copy(&o->state_agg, &m->lat[VIRTIO_MEM_REQ_STATE]);
+	o->state_count = m->state_count;
+	o->state_fails = m->state_fails;
+	pthread_mutex_unlock(&m->vdev.lock);
 }
 
 /* The virtio core's and transport's state, then the device's (mem.h). */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -234,12 +235,28 @@ static uint16_t do_unplug_all(struct virtio_mem *m)
 	return VIRTIO_MEM_RESP_ACK;
 }
 
+/* Firecracker's LatencyAggregateMetrics: the smallest, largest and summed time since t0. */
+static void latency_add(struct virtio_mem_latency *l, const struct timespec *t0)
+{
+	struct timespec t1;
+	uint64_t us;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	us = (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000);
+	if (!l->min_us || us < l->min_us)
+		l->min_us = us;
+	if (us > l->max_us)
+		l->max_us = us;
+	l->sum_us += us;
+}
+
 /* Serve one popped request; false when the chain is malformed (NEEDS_RESET).  Lock held. */
 static bool mem_serve(struct virtio_mem *m, const struct virtq_chain *c)
 {
 	uint8_t req[VIRTIO_MEM_REQ_SIZE], resp[VIRTIO_MEM_RESP_SIZE] = {0};
 	uint16_t type, rtype, state = 0;
 	uint64_t addr, first;
+	struct timespec t0;
 	uint16_t nb;
 
 	if (c->out_len < VIRTIO_MEM_REQ_SIZE || c->in_len < VIRTIO_MEM_RESP_SIZE ||
@@ -248,6 +265,7 @@ static bool mem_serve(struct virtio_mem *m, const struct virtq_chain *c)
 	type = le16_at(req);
 	addr = le64_at(req + 8);
 	nb = le16_at(req + 16);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	switch (type) {
 	case VIRTIO_MEM_REQ_PLUG:
 		rtype = do_plug(m, addr, nb);
@@ -264,6 +282,7 @@ static bool mem_serve(struct virtio_mem *m, const struct virtq_chain *c)
 			rtype = VIRTIO_MEM_RESP_ACK;
 			state = range_state(m, first, nb);
 		} else {
+			m->state_fails++;
 			rtype = VIRTIO_MEM_RESP_ERROR;
 		}
 		break;
@@ -272,6 +291,8 @@ static bool mem_serve(struct virtio_mem *m, const struct virtq_chain *c)
 		rtype = VIRTIO_MEM_RESP_ERROR;
 		break;
 	}
+	if (type <= VIRTIO_MEM_REQ_STATE)
+		latency_add(&m->lat[type], &t0);
 	resp[0] = (uint8_t)rtype;
 	resp[1] = (uint8_t)(rtype >> 8);
 	resp[8] = (uint8_t)state;
@@ -289,16 +310,19 @@ static void mem_queue_notify(struct virtio_dev *v, unsigned int qi)
 	if (qi != 0)
 		return;
 	pthread_mutex_lock(&v->lock);
+	m->queue_event_count++;
 	while (virtio_live(v)) {
 		int k = virtq_pop(q, &m->chain);
 
 		if (k < 0) {
+			m->queue_event_fails++;
 			virtio_needs_reset(v, q->err ? q->err : "bad request chain");
 			break;
 		}
 		if (k == 0)
 			break;
 		if (!mem_serve(m, &m->chain)) {
+			m->queue_event_fails++;
 			virtio_needs_reset(v, "a request shorter than 24 bytes or a response "
 			                      "buffer shorter than 10");
 			break;
@@ -343,6 +367,7 @@ static int mem_activate(struct virtio_dev *v)
 	/* §5.15.3.1: a driver that does not accept UNPLUGGED_INACCESSIBLE may read unplugged
 	 * memory, which ember does not map: it cannot use this device. */
 	if (!virtio_has_feature(v, VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE)) {
+		((struct virtio_mem *)v->opaque)->activate_fails++;
 		log_guest(&v->rl, LOG_WARN,
 		          "%s: driver refused VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE", v->name);
 		return -EINVAL;

@@ -112,9 +112,14 @@ struct virtio_mem {
 	int load_fd;
 	uint64_t load_off;
 
-	/* Statistics (vdev.lock). */
+	/* Statistics (vdev.lock): Firecracker's memory_hotplug metrics (docs/devices/mem.md). */
 	uint64_t plug_count, plug_fails, unplug_count, unplug_fails, unplug_all_count, state_count,
 	    plug_bytes, unplug_bytes, discard_fails;
+	uint64_t activate_fails, queue_event_count, queue_event_fails, state_fails;
+	/* Time to serve each kind of request, microseconds (PLUG, UNPLUG, UNPLUG_ALL, STATE). */
+	struct virtio_mem_latency {
+		uint64_t min_us, max_us, sum_us;
+	} lat[4];
 };
 
 /*
