@@ -13,6 +13,8 @@
  *   3. Wait for requested_size to drop below plugged_size (the host may save and restore the
  *      VM meanwhile), check every page's pattern, UNPLUG the blocks.
  *      "# vmem: pattern intact in P pages" then "# vmem: unplugged N MiB, plugged_size 0"
+ *   4. Wait for requested_size to rise again (the host is done reading), end.
+ *      "# vmem: done"
  */
 
 #define F_UNPLUGGED_INACCESSIBLE 1
@@ -158,6 +160,10 @@ static void mem_exercise(struct virtio_dev *d)
 		return;
 	size = virtio_cfg64(d, CFG_PLUGGED_SIZE);
 	printf("# vmem: unplugged %llu MiB, plugged_size %llu\n", want >> 20, size);
+	/* 4: the host reads its side while the guest (and so ember) is still there, then asks
+	 * for memory once more as the signal to end. */
+	wait_requested(d, above, 0);
+	printf("# vmem: done\n");
 	vq_expect_clean(q);
 	expect(!(virtio_get_status(d) & VIRTIO_STATUS_NEEDS_RESET), "NEEDS_RESET set");
 }

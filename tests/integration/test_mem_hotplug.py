@@ -227,6 +227,8 @@ def test_snapshot_restores_plugged_memory(ember_bin, guest_elf, tmp_path):
         m = hotplug_metrics(b, mets_b)
         assert m["unplug_count"] == 1 and m["unplug_bytes"] == PLUG_MIB << 20, m
         assert m["unplug_fails"] == 0 and m["plug_count"] == 0, m
+        b.ok("PATCH", "/hotplug/memory", {"requested_size_mib": 2})  # the guest ends
+        wait_line(b, "# vmem: done", 60)
         rc, out, err = b.wait_exit(timeout=120)
         check_tap(rc, a.out() + out, err, ["virtio_mem"])
     finally:
