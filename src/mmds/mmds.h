@@ -54,6 +54,9 @@ struct mmds {
 	bool imds_compat; /* always the IMDS (plain text) format */
 	struct mmds_token tokens[MMDS_MAX_TOKENS];
 	uint64_t (*now_ms)(void); /* monotonic milliseconds (tests inject their own) */
+	/* Firecracker's mmds metrics of the store: GETs without a token, with an invalid one
+	 * (V1 answers them anyway and counts, as Firecracker does).  The VMM thread's. */
+	uint64_t rx_no_token, rx_invalid_token;
 };
 
 /* A new, empty store of at most `limit` bytes.  -ENOMEM. */

@@ -167,6 +167,22 @@ static const struct field signal_fields[] = {
     VALUE(struct metrics_signal_values, sigill),
 };
 
+static const struct field mmds_fields[] = {
+    COUNTER(struct metrics_mmds_values, rx_accepted),
+    COUNTER(struct metrics_mmds_values, rx_accepted_err),
+    COUNTER(struct metrics_mmds_values, rx_accepted_unusual),
+    COUNTER(struct metrics_mmds_values, rx_bad_eth),
+    COUNTER(struct metrics_mmds_values, rx_invalid_token),
+    COUNTER(struct metrics_mmds_values, rx_no_token),
+    COUNTER(struct metrics_mmds_values, rx_count),
+    COUNTER(struct metrics_mmds_values, tx_bytes),
+    COUNTER(struct metrics_mmds_values, tx_count),
+    COUNTER(struct metrics_mmds_values, tx_errors),
+    COUNTER(struct metrics_mmds_values, tx_frames),
+    COUNTER(struct metrics_mmds_values, connections_created),
+    COUNTER(struct metrics_mmds_values, connections_destroyed),
+};
+
 static const struct field latency_fields[] = {
     VALUE(struct metrics_latency_values, min_us),
     VALUE(struct metrics_latency_values, max_us),
@@ -416,6 +432,7 @@ static json_t *build(struct metrics *m, const struct metrics_values *v,
 	        api_group(&b, &v->api, &p->api, METRICS_API_GET, get_keys, NELEM(get_keys), false));
 	set_new(&b, b.root, "uart", group(&b, uart_fields, NELEM(uart_fields), &v->uart, &p->uart));
 	set_new(&b, b.root, "logger", group(&b, logger_fields, NELEM(logger_fields), lc, lprev));
+	set_new(&b, b.root, "mmds", group(&b, mmds_fields, NELEM(mmds_fields), &v->mmds, &p->mmds));
 	add_net(&b, v, p);
 	set_new(&b, b.root, "patch_api_requests",
 	        api_group(&b, &v->api, &p->api, METRICS_API_PATCH, patch_keys, NELEM(patch_keys),
@@ -665,6 +682,11 @@ void metrics_collect_vm(struct vm *vm, struct metrics_values *v)
 	memset(&v->balloon, 0, sizeof(v->balloon));
 	memset(&v->pmem, 0, sizeof(v->pmem));
 	memset(&v->memory_hotplug, 0, sizeof(v->memory_hotplug));
+	/* The stacks' part (net devices); the store's token counts are the caller's. */
+	v->mmds.rx_accepted = v->mmds.rx_accepted_err = v->mmds.rx_accepted_unusual = 0;
+	v->mmds.rx_bad_eth = v->mmds.rx_count = v->mmds.tx_bytes = v->mmds.tx_count = 0;
+	v->mmds.tx_errors = v->mmds.tx_frames = 0;
+	v->mmds.connections_created = v->mmds.connections_destroyed = 0;
 	memset(&v->uart, 0, sizeof(v->uart));
 	memset(&v->vcpu, 0, sizeof(v->vcpu));
 	/* Each device adds its share: disks and NICs a row each, the others to their totals. */

@@ -140,6 +140,20 @@ static void net_collect(struct vm_virtio *vv, struct metrics_values *v)
 	o->tx_bytes_count = n->st.tx_bytes;
 	o->tx_packets_count = o->tx_count = n->st.tx_frames;
 	o->tx_fails = n->st.tx_errors;
+	if (n->mmds) { /* Firecracker's mmds group: every interface's stack summed */
+		const struct mmds_stack_stats *m = mmds_stack_stats(n->mmds);
+
+		v->mmds.rx_accepted += m->rx_frames;
+		v->mmds.rx_accepted_err += m->rx_bad;
+		v->mmds.rx_accepted_unusual += m->rx_unusual;
+		v->mmds.rx_bad_eth += m->rx_bad_eth;
+		v->mmds.rx_count += m->rx_segments;
+		v->mmds.tx_bytes += m->tx_bytes;
+		v->mmds.tx_count += m->tx_frames;
+		v->mmds.tx_frames += m->tx_frames;
+		v->mmds.connections_created += m->conns_opened;
+		v->mmds.connections_destroyed += m->conns_destroyed;
+	}
 	pthread_mutex_unlock(&n->vdev.lock);
 }
 

@@ -97,6 +97,7 @@ TEST(line_shape_and_names)
 	    "get_api_requests",
 	    "uart",
 	    "logger",
+	    "mmds",
 	    "net",
 	    "patch_api_requests",
 	    "put_api_requests",
@@ -188,6 +189,32 @@ TEST(line_shape_and_names)
 	CHECK_EQ(get(j, "vsock", "conns_added"), 0);
 	CHECK_EQ(get(j, "entropy", "entropy_bytes"), 0);
 	CHECK_EQ(get(j, "entropy", "entropy_event_count"), 0);
+	{
+		/* Firecracker's mmds group: 13 counters in its order. */
+		static const char *const mm[] = {"rx_accepted",
+		                                 "rx_accepted_err",
+		                                 "rx_accepted_unusual",
+		                                 "rx_bad_eth",
+		                                 "rx_invalid_token",
+		                                 "rx_no_token",
+		                                 "rx_count",
+		                                 "tx_bytes",
+		                                 "tx_count",
+		                                 "tx_errors",
+		                                 "tx_frames",
+		                                 "connections_created",
+		                                 "connections_destroyed"};
+		json_t *g = json_object_get(j, "mmds");
+
+		CHECK_EQ(json_object_size(g), sizeof(mm) / sizeof(mm[0]));
+		i = 0;
+		json_object_foreach(g, key, val)
+		{
+			CHECK(i < sizeof(mm) / sizeof(mm[0]) && !strcmp(key, mm[i]));
+			CHECK(json_is_integer(val) && json_integer_value(val) == 0);
+			i++;
+		}
+	}
 	{
 		/* Firecracker's memory_hotplug: 18 keys in its order, four latency aggregates. */
 		static const char *const mh[] = {
