@@ -3,7 +3,8 @@ virtio-mem device (docs/devices/mem.md).  The VM comes from a config file with
 "memory-hotplug"; the guest onlines hot-added memory itself (memhp_default_state=online_movable:
 Debian's kernel leaves it offline by default and the initramfs has no udev).  The host asks for
 PLUG_MIB through PATCH /hotplug/memory, the driver plugs it and MemTotal grows by exactly
-that; then the host asks for 0, the driver unplugs and MemTotal is back where it was.  A
+that; then the host asks for 0, the driver unplugs and MemTotal is back where it was.  Saved
+with the memory plugged and restored in a new ember, the guest keeps it and unplugs it after.  A
 2 MiB virtio-pmem device sits in the VM too: its region takes the first place above the 64-bit
 BAR window, so virtio-mem's starts at the next 128 MiB slot boundary, which Linux reports.
 """
@@ -28,7 +29,8 @@ PLUG_MIB = 256
 MEM_ADDR = (68 << 30) + (128 << 20)
 
 # Run by the guest's /init: say which driver holds the device, then print MemTotal each time
-# it changes while the host drives the device (ember is stopped from the host).
+# it changes while the host drives the device (ember is stopped from the host), and every
+# 2 s or so as "still" (a restored guest shows it runs on with what it had).
 SCRIPT = r"""
 for d in /sys/bus/virtio/devices/*; do
     [ "$(cat $d/device)" = 0x0018 ] || continue
@@ -39,6 +41,7 @@ i=0
 while [ $i -lt 60000 ]; do
     t=$(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' /proc/meminfo)
     if [ "$t" != "$last" ]; then echo "EMBER-MEM MemTotal $t"; last=$t; fi
+    [ $((i % 20)) = 0 ] && echo "EMBER-MEM still $t"
     sleep 0.1; i=$((i + 1))
 done
 """
@@ -128,3 +131,92 @@ def test_linux_mem_hotplug(tmp_path):
         print(err[-2000:])
         print("\n".join(buf[0].splitlines()[-40:]))
     assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err
+
+
+def test_linux_mem_hotplug_snapshot(tmp_path):
+    """Plug 256 MiB, save the VM and kill ember; a new ember loads the snapshot: GET
+    /hotplug/memory shows it plugged, the guest still has MemTotal +256 MiB (its memory's
+    contents came back: the kernel's own structures live in it, online_movable), and unplugs
+    it when asked for 0."""
+    for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
+        if not f.is_file():
+            pytest.fail(f"{f} does not exist: run make asan linux-guest first")
+    script = tmp_path / "script.img"
+    with open(script, "wb") as f:
+        f.write(SCRIPT.encode())
+        f.truncate(1 << 20)
+    cfg = tmp_path / "vm.json"
+    cfg.write_text(json.dumps({
+        "boot-source": {"kernel_image_path": str(GUEST / "bzImage"),
+                        "initrd_path": str(GUEST / "initramfs.cpio.gz"),
+                        "boot_args": CMDLINE.strip() + " memhp_default_state=online_movable"
+                                     " ember.test=/dev/vda ember.rw=0"},
+        "machine-config": {"vcpu_count": 2, "mem_size_mib": MEM},
+        "drives": [{"drive_id": "script", "path_on_host": str(script),
+                    "is_root_device": False, "is_read_only": True}],
+        "memory-hotplug": {"total_size_mib": TOTAL_MIB},
+    }))
+    plugged = {"total_size_mib": TOTAL_MIB, "block_size_mib": 2, "slot_size_mib": 128,
+               "plugged_size_mib": PLUG_MIB, "requested_size_mib": PLUG_MIB}
+    sock, sock2 = tmp_path / "api.sock", tmp_path / "api2.sock"
+    p = subprocess.Popen([str(a) for a in (EMBER, "--api-sock", sock, "--config-file", cfg)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    q = None
+    buf, buf2 = [""], [""]
+    errs = []
+    try:
+        drv = wait_line(p, buf, r"EMBER-MEM driver .*", TIMEOUT)
+        assert drv == "EMBER-MEM driver virtio_mem", drv
+        base = int(re.fullmatch(r"EMBER-MEM MemTotal (\d+)",
+                                wait_line(p, buf, r"EMBER-MEM MemTotal \d+", TIMEOUT)).group(1))
+        buf[0] = ""
+        st, body = api(sock, "PATCH", "/hotplug/memory", {"requested_size_mib": PLUG_MIB})
+        assert st == 204, body
+        wait_line(p, buf, f"EMBER-MEM MemTotal {base + PLUG_MIB * 1024}", STEP_TIMEOUT)
+        wait_status(sock, lambda s: s == plugged, "not plugged")
+        for method, path, body in (
+                ("PATCH", "/vm", {"state": "Paused"}),
+                ("PUT", "/snapshot/create", {"snapshot_path": str(tmp_path / "s.snap"),
+                                             "mem_file_path": str(tmp_path / "s.mem")})):
+            st, out = api(sock, method, path, body)
+            assert st == 204, (path, st, out)
+        p.kill()
+        p.wait()
+        errs.append(p.stderr.read().decode(errors="replace"))
+        assert (tmp_path / "s.mem").stat().st_size == (MEM + TOTAL_MIB) << 20
+
+        q = subprocess.Popen([str(EMBER), "--api-sock", str(sock2)], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(100):
+            try:
+                if api(sock2, "GET", "/")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        st, out = api(sock2, "PUT", "/snapshot/load", {
+            "snapshot_path": str(tmp_path / "s.snap"),
+            "mem_backend": {"backend_type": "File", "backend_path": str(tmp_path / "s.mem")},
+            "resume_vm": True})
+        assert st == 204, out
+        assert status(sock2) == plugged
+        wait_line(q, buf2, f"EMBER-MEM still {base + PLUG_MIB * 1024}", STEP_TIMEOUT)
+        st, body = api(sock2, "PATCH", "/hotplug/memory", {"requested_size_mib": 0})
+        assert st == 204, body
+        t0 = time.monotonic()
+        wait_line(q, buf2, f"EMBER-MEM MemTotal {base}", STEP_TIMEOUT)
+        print(f"unplugged {PLUG_MIB} MiB after the restore in {time.monotonic() - t0:.1f} s")
+        wait_status(sock2, lambda s: s["plugged_size_mib"] == 0, "plugged_size_mib not back to 0")
+        q.send_signal(signal.SIGTERM)
+        assert q.wait(STEP_TIMEOUT) == 0
+    finally:
+        for proc in (p, q):
+            if proc and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if q:
+            errs.append(q.stderr.read().decode(errors="replace"))
+        print("\n".join(errs)[-3000:])
+        print("\n".join((buf[0] + buf2[0]).splitlines()[-40:]))
+    for err in errs:
+        assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err
