@@ -14,6 +14,7 @@ memory_hotplug metrics.  Linux's driver is the Linux tier's
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -228,6 +229,69 @@ def test_snapshot_restores_plugged_memory(ember_bin, guest_elf, tmp_path):
         assert m["unplug_count"] == 1 and m["unplug_bytes"] == PLUG_MIB << 20, m
         assert m["unplug_fails"] == 0 and m["plug_count"] == 0, m
         b.ok("PATCH", "/hotplug/memory", {"requested_size_mib": 2})  # the guest ends
+        wait_line(b, "# vmem: done", 60)
+        rc, out, err = b.wait_exit(timeout=120)
+        check_tap(rc, a.out() + out, err, ["virtio_mem"])
+    finally:
+        b.stop()
+
+
+def test_diff_snapshot_holds_plugged_memory(ember_bin, guest_elf, tmp_path):
+    """With track_dirty_pages: a Full snapshot before anything is plugged (the region all
+    holes), then the guest plugs 64 MiB and writes its pattern, then a Diff.  The Diff's memory
+    file has the plugged blocks whole; ember-snap rebase of it onto the Full one's gives a file
+    that, loaded with the Diff's state, has the pattern in every page and unplugs."""
+    words = ("console=ttyS0 tests=virtio_mem test.mem=64 test.cpus=1 test.virtio_mem=pci")
+
+    def configure(e):
+        e.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
+                                        "track_dirty_pages": True})
+        e.ok("PUT", "/boot-source", {"kernel_image_path": str(guest_elf), "boot_args": words})
+        e.ok("PUT", "/hotplug/memory", {"total_size_mib": 256})
+        e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+
+    def snap(e, kind, name):
+        e.ok("PATCH", "/vm", {"state": "Paused"})
+        e.ok("PUT", "/snapshot/create", {"snapshot_type": kind,
+                                         "snapshot_path": str(tmp_path / f"{name}.snap"),
+                                         "mem_file_path": str(tmp_path / f"{name}.mem")})
+        e.ok("PATCH", "/vm", {"state": "Resumed"})
+
+    a = Ember(tmp_path).start().setup(configure)
+    try:
+        wait_line(a, f"# vmem: ready block={2 << 20} region={256 << 20}", 120)
+        snap(a, "Full", "full")
+        a.ok("PATCH", "/hotplug/memory", {"requested_size_mib": PLUG_MIB})
+        wait_line(a, f"# vmem: plugged {PLUG_MIB} MiB, pattern written", 300)
+        snap(a, "Diff", "diff")
+    finally:
+        a.proc.kill()
+        a.wait_exit()
+    full, diff = tmp_path / "full.mem", tmp_path / "diff.mem"
+    assert full.stat().st_size == diff.stat().st_size == (64 + 256) << 20
+    # The Full one holds no hot-plugged page; the Diff every plugged block, whole.
+    with open(full, "rb") as f, pytest.raises(OSError):  # ENXIO: only holes after RAM
+        os.lseek(f.fileno(), 64 << 20, os.SEEK_DATA)
+    with open(diff, "rb") as f:
+        assert os.lseek(f.fileno(), 64 << 20, os.SEEK_DATA) == 64 << 20
+        assert os.lseek(f.fileno(), 64 << 20, os.SEEK_HOLE) == (64 + PLUG_MIB) << 20
+    merged = tmp_path / "merged.mem"
+    shutil.copyfile(full, merged)
+    snap_bin = os.path.join(os.path.dirname(str(ember_bin)), "ember-snap")
+    r = subprocess.run([snap_bin, "rebase", "--base-file", str(merged), "--diff-file",
+                        str(diff)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    b = Ember(tmp_path, name="b", sock=tmp_path / "b.sock").start()
+    try:
+        b.ok("PUT", "/snapshot/load", {"snapshot_path": str(tmp_path / "diff.snap"),
+                                       "mem_backend": {"backend_type": "File",
+                                                       "backend_path": str(merged)},
+                                       "resume_vm": True})
+        assert b.get("/hotplug/memory")["plugged_size_mib"] == PLUG_MIB
+        b.ok("PATCH", "/hotplug/memory", {"requested_size_mib": 0})
+        wait_line(b, f"# vmem: pattern intact in {PAGES} pages", 300)
+        wait_line(b, f"# vmem: unplugged {PLUG_MIB} MiB, plugged_size 0", 60)
+        b.ok("PATCH", "/hotplug/memory", {"requested_size_mib": 2})
         wait_line(b, "# vmem: done", 60)
         rc, out, err = b.wait_exit(timeout=120)
         check_tap(rc, a.out() + out, err, ["virtio_mem"])
