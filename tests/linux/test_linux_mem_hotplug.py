@@ -179,8 +179,11 @@ def test_linux_mem_hotplug_snapshot(tmp_path):
                 ("PATCH", "/vm", {"state": "Paused"}),
                 ("PUT", "/snapshot/create", {"snapshot_path": str(tmp_path / "s.snap"),
                                              "mem_file_path": str(tmp_path / "s.mem")})):
+            t0 = time.monotonic()
             st, out = api(sock, method, path, body)
             assert st == 204, (path, st, out)
+        print(f"create in {time.monotonic() - t0:.2f} s, memory file "
+              f"{(tmp_path / 's.mem').stat().st_blocks // 2048} MiB on disk")
         p.kill()
         p.wait()
         errs.append(p.stderr.read().decode(errors="replace"))
@@ -194,11 +197,13 @@ def test_linux_mem_hotplug_snapshot(tmp_path):
                     break
             except OSError:
                 time.sleep(0.1)
+        t0 = time.monotonic()
         st, out = api(sock2, "PUT", "/snapshot/load", {
             "snapshot_path": str(tmp_path / "s.snap"),
             "mem_backend": {"backend_type": "File", "backend_path": str(tmp_path / "s.mem")},
             "resume_vm": True})
         assert st == 204, out
+        print(f"load in {time.monotonic() - t0:.2f} s")
         assert status(sock2) == plugged
         wait_line(q, buf2, f"EMBER-MEM still {base + PLUG_MIB * 1024}", STEP_TIMEOUT)
         st, body = api(sock2, "PATCH", "/hotplug/memory", {"requested_size_mib": 0})
