@@ -579,6 +579,11 @@ static int answer_get(struct mmds *m, const struct mmds_request *rq, struct obuf
 	json_t *v;
 	int r;
 
+	/* Firecracker's respond_to_get_request_v1/_v2: the same counts for both versions. */
+	if (!rq->token)
+		m->rx_no_token++;
+	else if (!mmds_token_valid(m, rq->token))
+		m->rx_invalid_token++;
 	if (m->version == MMDS_V2) {
 		if (!rq->token)
 			return set_body(a, o, 401, "text/plain",

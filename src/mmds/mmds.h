@@ -61,6 +61,9 @@ struct mmds {
 	 */
 	const char **keys;
 	size_t nkeys;
+	/* Firecracker's mmds metrics of the store: GETs without a token, with an invalid one
+	 * (V1 answers them anyway and counts, as Firecracker does).  The VMM thread's. */
+	uint64_t rx_no_token, rx_invalid_token;
 };
 
 /* A new, empty store of at most `limit` bytes.  -ENOMEM. */

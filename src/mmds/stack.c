@@ -166,7 +166,8 @@ struct mmds_stack *mmds_stack_new(struct mmds *m, uint32_t ipv4)
 
 static void conn_free(struct mmds_stack *s, struct conn *c)
 {
-	(void)s;
+	if (c->used)
+		s->st.conns_destroyed++;
 	c->resp = NULL;
 	c->used = false;
 }
@@ -540,8 +541,14 @@ bool mmds_stack_input(struct mmds_stack *s, uint8_t *f, size_t len, uint8_t vnet
 		reset_for(s, g.rmac, g.rip, g.rport, g.lport, g.flags, g.seq, g.ack, g.plen);
 		return true;
 	}
+	s->st.rx_segments++;
 	tcp_input(s, &g, s->m->now_ms());
 	return true;
+}
+
+void mmds_stack_bad_eth(struct mmds_stack *s)
+{
+	s->st.rx_bad_eth++;
 }
 
 /* ---- output ------------------------------------------------------------------------------- */
@@ -683,15 +690,20 @@ size_t mmds_stack_output(struct mmds_stack *s, uint8_t *buf, size_t cap)
 		memcpy(a + 18, s->arp_mac, 6);
 		put32(a + 24, s->arp_ip);
 		s->st.tx_frames++;
+		s->st.tx_bytes += ETH_LEN + ARP_LEN;
 		return ETH_LEN + ARP_LEN;
 	}
 	if (s->nrst) {
 		struct rst r = s->rsts[0];
 
+		size_t len;
+
 		memmove(s->rsts, s->rsts + 1, (--s->nrst) * sizeof(s->rsts[0]));
+		len = build_tcp(s, buf, r.rmac, r.rip, r.sport, r.dport, r.seq, r.ack, r.flags, 0,
+		                0, NULL, 0);
 		s->st.tx_frames++;
-		return build_tcp(s, buf, r.rmac, r.rip, r.sport, r.dport, r.seq, r.ack, r.flags, 0,
-		                 0, NULL, 0);
+		s->st.tx_bytes += len;
+		return len;
 	}
 	for (i = 0; i < MMDS_MAX_CONNS; i++) {
 		struct conn *c = &s->conns[(s->rr + i) % MMDS_MAX_CONNS];
@@ -704,6 +716,7 @@ size_t mmds_stack_output(struct mmds_stack *s, uint8_t *buf, size_t cap)
 			continue;
 		s->rr = (s->rr + i + 1) % MMDS_MAX_CONNS;
 		s->st.tx_frames++;
+		s->st.tx_bytes += len;
 		return len;
 	}
 	return 0;

@@ -54,12 +54,19 @@
 /* Firecracker's MMDS MAC, 06:01:23:45:67:01 (locally administered). */
 extern const uint8_t MMDS_MAC[6];
 
+/* Each maps onto one of Firecracker's mmds metrics (vmm/metrics.h). */
 struct mmds_stack_stats {
-	uint64_t rx_frames;  /* guest frames consumed */
-	uint64_t rx_bad;     /* consumed but malformed (bad checksum, length, ...): dropped */
-	uint64_t rx_unusual; /* IPv4 non-TCP, or segments not for a connection */
-	uint64_t tx_frames;  /* frames produced for the guest */
+	uint64_t rx_frames;   /* guest frames consumed (rx_accepted) */
+	uint64_t rx_bad;      /* consumed but malformed (bad checksum, length, ...): dropped
+	                         (rx_accepted_err) */
+	uint64_t rx_unusual;  /* IPv4 non-TCP, or segments not for a connection
+	                         (rx_accepted_unusual) */
+	uint64_t rx_segments; /* TCP segments handed to the connections (rx_count) */
+	uint64_t rx_bad_eth;  /* frames too short for an Ethernet header (rx_bad_eth) */
+	uint64_t tx_frames;   /* frames produced for the guest (tx_count, tx_frames) */
+	uint64_t tx_bytes;    /* their bytes (tx_bytes) */
 	uint64_t conns_opened, conns_closed, conns_reset;
+	uint64_t conns_destroyed; /* connections freed, for any reason (connections_destroyed) */
 };
 
 struct mmds_stack;
@@ -88,6 +95,8 @@ bool mmds_stack_pending(const struct mmds_stack *s);
 size_t mmds_stack_output(struct mmds_stack *s, uint8_t *buf, size_t cap);
 
 const struct mmds_stack_stats *mmds_stack_stats(const struct mmds_stack *s);
+/* Count a frame the interface saw while MMDS is on that is too short for Ethernet. */
+void mmds_stack_bad_eth(struct mmds_stack *s);
 
 /* The connections in use (tests). */
 unsigned int mmds_stack_conns(const struct mmds_stack *s);

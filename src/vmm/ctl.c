@@ -434,6 +434,10 @@ int ctl_flush_metrics(struct ctl *c, struct err *e)
 		               "The metrics system is not initialized: configure it with PUT "
 		               "/metrics first.");
 	v = c->api_counts;
+	if (c->res.mmds.store) { /* the store's part of Firecracker's mmds group */
+		v.mmds.rx_no_token = c->res.mmds.store->rx_no_token;
+		v.mmds.rx_invalid_token = c->res.mmds.store->rx_invalid_token;
+	}
 	if (c->vm)
 		metrics_collect_vm(c->vm, &v);
 	return metrics_flush(&c->metrics, &v, e);

@@ -167,6 +167,47 @@ static const struct field signal_fields[] = {
     VALUE(struct metrics_signal_values, sigill),
 };
 
+static const struct field mmds_fields[] = {
+    COUNTER(struct metrics_mmds_values, rx_accepted),
+    COUNTER(struct metrics_mmds_values, rx_accepted_err),
+    COUNTER(struct metrics_mmds_values, rx_accepted_unusual),
+    COUNTER(struct metrics_mmds_values, rx_bad_eth),
+    COUNTER(struct metrics_mmds_values, rx_invalid_token),
+    COUNTER(struct metrics_mmds_values, rx_no_token),
+    COUNTER(struct metrics_mmds_values, rx_count),
+    COUNTER(struct metrics_mmds_values, tx_bytes),
+    COUNTER(struct metrics_mmds_values, tx_count),
+    COUNTER(struct metrics_mmds_values, tx_errors),
+    COUNTER(struct metrics_mmds_values, tx_frames),
+    COUNTER(struct metrics_mmds_values, connections_created),
+    COUNTER(struct metrics_mmds_values, connections_destroyed),
+};
+
+static const struct field latency_fields[] = {
+    VALUE(struct metrics_latency_values, min_us),
+    VALUE(struct metrics_latency_values, max_us),
+    COUNTER(struct metrics_latency_values, sum_us),
+};
+
+/* memory_hotplug, in Firecracker's order: counters and latency aggregates (agg: a sub-object). */
+static const struct mem_field {
+	const char *name;
+	size_t off;
+	bool agg;
+} mem_hotplug_fields[] = {
+#define MH(f, agg)                                                                                 \
+	{                                                                                          \
+#f, offsetof(struct metrics_mem_hotplug_values, f), agg                            \
+	}
+    MH(activate_fails, false), MH(queue_event_fails, false), MH(queue_event_count, false),
+    MH(plug_agg, true),        MH(plug_count, false),        MH(plug_bytes, false),
+    MH(plug_fails, false),     MH(unplug_agg, true),         MH(unplug_count, false),
+    MH(unplug_bytes, false),   MH(unplug_fails, false),      MH(unplug_discard_fails, false),
+    MH(unplug_all_agg, true),  MH(unplug_all_count, false),  MH(unplug_all_fails, false),
+    MH(state_agg, true),       MH(state_count, false),       MH(state_fails, false),
+#undef MH
+};
+
 static const struct field api_server_fields[] = {
     VALUE(struct metrics_values, process_startup_time_us),
     VALUE(struct metrics_values, process_startup_time_cpu_us),
@@ -221,6 +262,27 @@ static json_t *group(struct builder *b, const struct field *f, size_t n, const v
 		if (!f[i].value && prev)
 			c = increase(c, field_at(prev, f[i].off));
 		set_new(b, obj, f[i].name, num(c));
+	}
+	return obj;
+}
+
+static json_t *mem_hotplug_group(struct builder *b, const struct metrics_mem_hotplug_values *cur,
+                                 const struct metrics_mem_hotplug_values *prev)
+{
+	json_t *obj = json_object();
+
+	for (size_t i = 0; i < NELEM(mem_hotplug_fields); i++) {
+		const struct mem_field *f = &mem_hotplug_fields[i];
+		const char *c = (const char *)cur + f->off, *p = (const char *)prev + f->off;
+
+		if (f->agg)
+			set_new(
+			    b, obj, f->name,
+			    group(b, latency_fields, NELEM(latency_fields), c, prev ? p : NULL));
+		else
+			set_new(b, obj, f->name,
+			        num(prev ? increase(field_at(cur, f->off), field_at(prev, f->off))
+			                 : field_at(cur, f->off)));
 	}
 	return obj;
 }
@@ -370,6 +432,7 @@ static json_t *build(struct metrics *m, const struct metrics_values *v,
 	        api_group(&b, &v->api, &p->api, METRICS_API_GET, get_keys, NELEM(get_keys), false));
 	set_new(&b, b.root, "uart", group(&b, uart_fields, NELEM(uart_fields), &v->uart, &p->uart));
 	set_new(&b, b.root, "logger", group(&b, logger_fields, NELEM(logger_fields), lc, lprev));
+	set_new(&b, b.root, "mmds", group(&b, mmds_fields, NELEM(mmds_fields), &v->mmds, &p->mmds));
 	add_net(&b, v, p);
 	set_new(&b, b.root, "patch_api_requests",
 	        api_group(&b, &v->api, &p->api, METRICS_API_PATCH, patch_keys, NELEM(patch_keys),
@@ -387,6 +450,8 @@ static json_t *build(struct metrics *m, const struct metrics_values *v,
 	set_new(&b, b.root, "entropy",
 	        group(&b, entropy_fields, NELEM(entropy_fields), &v->entropy, &p->entropy));
 	set_new(&b, b.root, "pmem", group(&b, pmem_fields, NELEM(pmem_fields), &v->pmem, &p->pmem));
+	set_new(&b, b.root, "memory_hotplug",
+	        mem_hotplug_group(&b, &v->memory_hotplug, &p->memory_hotplug));
 	*bad = b.bad || !b.root;
 	return b.root;
 }
@@ -616,6 +681,12 @@ void metrics_collect_vm(struct vm *vm, struct metrics_values *v)
 	memset(&v->entropy, 0, sizeof(v->entropy));
 	memset(&v->balloon, 0, sizeof(v->balloon));
 	memset(&v->pmem, 0, sizeof(v->pmem));
+	memset(&v->memory_hotplug, 0, sizeof(v->memory_hotplug));
+	/* The stacks' part (net devices); the store's token counts are the caller's. */
+	v->mmds.rx_accepted = v->mmds.rx_accepted_err = v->mmds.rx_accepted_unusual = 0;
+	v->mmds.rx_bad_eth = v->mmds.rx_count = v->mmds.tx_bytes = v->mmds.tx_count = 0;
+	v->mmds.tx_errors = v->mmds.tx_frames = 0;
+	v->mmds.connections_created = v->mmds.connections_destroyed = 0;
 	memset(&v->uart, 0, sizeof(v->uart));
 	memset(&v->vcpu, 0, sizeof(v->vcpu));
 	/* Each device adds its share: disks and NICs a row each, the others to their totals. */

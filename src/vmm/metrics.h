@@ -28,6 +28,13 @@
  *   get_api_requests        <endpoint>_count
  *   uart                    read_count, write_count, missed_write_count
  *   logger                  missed_metrics_count, metrics_fails, missed_log_count, log_fails
+ *   mmds                    rx_accepted (guest frames MMDS took), rx_accepted_err (malformed:
+ *                           dropped), rx_accepted_unusual (not TCP, not port 80, no
+ *                           connection), rx_bad_eth (frames shorter than Ethernet's header),
+ *                           rx_invalid_token, rx_no_token (GETs), rx_count (TCP segments
+ *                           handled), tx_bytes, tx_count, tx_frames (frames MMDS gave the guest),
+ *                           tx_errors (always 0: ember builds its frames into a buffer that
+ *                           fits), connections_created, connections_destroyed
  *   net_<iface id>          per NIC: rx_bytes_count, rx_packets_count, rx_count, rx_fails,
  *                           tx_bytes_count, tx_packets_count, tx_count, tx_fails
  *   net                     the sum of every net_<id>
@@ -42,6 +49,12 @@
  *   pmem                    activate_fails, cfg_fails, event_fails, queue_event_count,
  *                           rate_limiter_throttled_events, rate_limiter_event_count (every
  *                           pmem device summed; no rate limiter yet: those two stay 0)
+ *   memory_hotplug          activate_fails, queue_event_fails, queue_event_count, plug_agg,
+ *                           plug_count, plug_bytes, plug_fails, unplug_agg, unplug_count,
+ *                           unplug_bytes, unplug_fails, unplug_discard_fails, unplug_all_agg,
+ *                           unplug_all_count, unplug_all_fails, state_agg, state_count,
+ *                           state_fails (the virtio-mem device, or zeros); each *_agg is
+ *                           {min_us, max_us, sum_us}, the time to serve that request
  *
  * Semantics as Firecracker's: counters (its SharedIncMetric) report the
  * increase since the previous line written; values (its SharedStoreMetric:
@@ -161,6 +174,29 @@ struct metrics_pmem_values {
 	uint64_t rate_limiter_throttled_events, rate_limiter_event_count;
 };
 
+/* Firecracker's LatencyAggregateMetrics: min_us and max_us are values, sum_us a counter. */
+struct metrics_latency_values {
+	uint64_t min_us, max_us, sum_us;
+};
+
+struct metrics_mem_hotplug_values {
+	uint64_t activate_fails, queue_event_fails, queue_event_count;
+	struct metrics_latency_values plug_agg;
+	uint64_t plug_count, plug_bytes, plug_fails;
+	struct metrics_latency_values unplug_agg;
+	uint64_t unplug_count, unplug_bytes, unplug_fails, unplug_discard_fails;
+	struct metrics_latency_values unplug_all_agg;
+	uint64_t unplug_all_count, unplug_all_fails;
+	struct metrics_latency_values state_agg;
+	uint64_t state_count, state_fails;
+};
+
+struct metrics_mmds_values {
+	uint64_t rx_accepted, rx_accepted_err, rx_accepted_unusual, rx_bad_eth, rx_invalid_token,
+	    rx_no_token, rx_count, tx_bytes, tx_count, tx_errors, tx_frames, connections_created,
+	    connections_destroyed;
+};
+
 struct metrics_signal_values {
 	uint64_t sigbus, sigsegv, sigxfsz, sigxcpu, sigpipe, sighup, sigill;
 };
@@ -184,6 +220,8 @@ struct metrics_values {
 	struct metrics_entropy_values entropy;
 	struct metrics_balloon_values balloon;
 	struct metrics_pmem_values pmem;
+	struct metrics_mem_hotplug_values memory_hotplug;
+	struct metrics_mmds_values mmds;      /* every NIC's MMDS stack and the store */
 	struct metrics_signal_values signals; /* sigpipe is a counter, the others values */
 };
 

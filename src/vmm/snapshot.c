@@ -56,7 +56,11 @@ static uint64_t le64(const uint8_t *p)
 	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
-static int parse_vmcf(struct snapshot *s, struct snap_r *b, struct err *e)
+/*
+ * "VMCF" version 2 (written only for a VM with memory hot plug, so that an ember reading
+ * version 1 still loads every other snapshot) adds the hot-pluggable region's size.
+ */
+static int parse_vmcf(struct snapshot *s, struct snap_r *b, uint16_t ver, struct err *e)
 {
 	struct snapshot_vm *v = &s->vm;
 	struct mem_layout ml;
@@ -69,8 +73,16 @@ static int parse_vmcf(struct snapshot *s, struct snap_r *b, struct err *e)
 	snap_get_u32(b, &v->pci_testdev_port);
 	snap_get_bool(b, &v->pci_testdev);
 	snap_get_bool(b, &v->boot_timer);
+	if (ver >= 2)
+		snap_get_u64(b, &v->hotplug_bytes);
 	if (snap_done(b, "the snapshot's machine", e) < 0)
 		return -EINVAL;
+	/* virtio_mem_check_config's bounds: whole 128 MiB slots at least, and a sum that the
+	 * memory file's size (an off_t) can hold. */
+	if (ver >= 2 && (v->hotplug_bytes == 0 || v->hotplug_bytes % (128ull << 20) ||
+	                 v->hotplug_bytes > (1ull << 50)))
+		return err_set(e, EINVAL, "the snapshot's hot-pluggable memory has %llu bytes",
+		               (unsigned long long)v->hotplug_bytes);
 	if (v->mem_bytes % (1ull << 20) || (v->mem_bytes >> 20) < VM_MIN_MEM_MIB ||
 	    (v->mem_bytes >> 20) > VM_MAX_MEM_MIB)
 		return err_set(e, EINVAL, "the snapshot's guest has %llu bytes of memory",
@@ -216,8 +228,8 @@ int snapshot_parse(struct snapshot *s, const void *buf, size_t len, struct err *
 		return err_set(e, EINVAL, "the snapshot's configuration is %zu bytes", b.len);
 	s->config = (const char *)b.p;
 	s->config_len = b.len;
-	if (snap_section(&r, SNAP_VMCF, 1, "the snapshot's machine", &ver, &b, e) < 0 ||
-	    parse_vmcf(s, &b, e) < 0)
+	if (snap_section(&r, SNAP_VMCF, 2, "the snapshot's machine", &ver, &b, e) < 0 ||
+	    parse_vmcf(s, &b, ver, e) < 0)
 		return -EINVAL;
 	if (snap_section(&r, SNAP_SLOT, 1, "the snapshot's slots", &ver, &b, e) < 0 ||
 	    parse_slots(s, &b, e) < 0)
@@ -299,8 +311,18 @@ int snapshot_open_mem(const struct snapshot *s, const char *path, struct err *e)
 		close(fd);
 		return err_set(e, EINVAL, "the memory file %s is not a regular file", path);
 	}
-	if ((uint64_t)st.st_size != s->vm.mem_bytes) {
+	if ((uint64_t)st.st_size != s->vm.mem_bytes + s->vm.hotplug_bytes) {
 		close(fd);
+		if (s->vm.hotplug_bytes)
+			return err_set(
+			    e, EINVAL,
+			    "the memory file %s has %lld bytes; the snapshot's guest has "
+			    "%llu MiB and %llu MiB of hot-pluggable memory (%llu bytes): "
+			    "it belongs to another snapshot",
+			    path, (long long)st.st_size,
+			    (unsigned long long)(s->vm.mem_bytes >> 20),
+			    (unsigned long long)(s->vm.hotplug_bytes >> 20),
+			    (unsigned long long)(s->vm.mem_bytes + s->vm.hotplug_bytes));
 		return err_set(
 		    e, EINVAL,
 		    "the memory file %s has %lld bytes; the snapshot's guest has %llu MiB "
@@ -425,8 +447,38 @@ static int write_dirty(int fd, const uint8_t *ram, uint64_t size, const uint64_t
 	return 0;
 }
 
+/* The VM's virtio-mem device, or NULL. */
+static struct virtio_mem *hotplug_dev(struct vm *vm)
+{
+	struct vm_virtio *vv = vm_find_virtio(vm, VM_VIRTIO_MEM, "memory-hotplug");
+
+	return vv ? &vv->u.mem : NULL;
+}
+
+/*
+ * The hot-pluggable region after RAM (at `off`), Firecracker's layout: the whole region's
+ * length, its plugged blocks written, unplugged ones left as holes.  A Full snapshot skips
+ * zero pages as for RAM; a Diff holds every plugged block whole, zero pages as data (ember
+ * does not log the guest's writes there, and a rebase must overwrite the base's older pages).
+ */
+static int write_hotplug(struct virtio_mem *m, int fd, uint64_t off, bool diff)
+{
+	uint64_t first = 0, n;
+	int r = 0;
+
+	while (r == 0 && virtio_mem_next_plugged(m, &first, &n)) {
+		uint64_t at = first * m->block_size, len = n * m->block_size;
+
+		r = diff ? write_all(fd, m->hva + at, len, off + at)
+		         : write_region(fd, m->hva + at, len, off + at);
+		first += n;
+	}
+	return r;
+}
+
 static int save_memory(struct vm *vm, const char *path, bool diff, struct err *e)
 {
+	struct virtio_mem *hp = hotplug_dev(vm);
 	uint64_t *bm[2] = {NULL, NULL};
 	int fd, r;
 
@@ -440,13 +492,15 @@ static int save_memory(struct vm *vm, const char *path, bool diff, struct err *e
 		r = err_sys(e, errno, "cannot create the memory file %s", path);
 		goto out;
 	}
-	r = ftruncate(fd, (off_t)vm->ml.ram_size) < 0 ? -errno : 0;
+	r = ftruncate(fd, (off_t)(vm->ml.ram_size + (hp ? hp->region_size : 0))) < 0 ? -errno : 0;
 	if (r == 0)
 		r = diff ? write_dirty(fd, vm->ram_low, vm->ml.low_size, bm[0], 0)
 		         : write_region(fd, vm->ram_low, vm->ml.low_size, 0);
 	if (r == 0 && vm->ml.high_size)
 		r = diff ? write_dirty(fd, vm->ram_high, vm->ml.high_size, bm[1], vm->ml.low_size)
 		         : write_region(fd, vm->ram_high, vm->ml.high_size, vm->ml.low_size);
+	if (r == 0 && hp)
+		r = write_hotplug(hp, fd, vm->ml.ram_size, diff);
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
 	close(fd);
@@ -483,6 +537,7 @@ static int save_state(struct vm *vm, struct snap_w *body, const char *config, si
                       struct err *e)
 {
 	struct snap_w dev, cpu, kvm;
+	struct virtio_mem *hp;
 	uint32_t *msrs = NULL;
 	unsigned int nmsrs = 0, i;
 	size_t at;
@@ -506,7 +561,8 @@ static int save_state(struct vm *vm, struct snap_w *body, const char *config, si
 	at = snap_begin(body, SNAP_CONF, 1);
 	snap_put(body, config, config_len);
 	snap_end(body, at);
-	at = snap_begin(body, SNAP_VMCF, 1);
+	hp = hotplug_dev(vm);
+	at = snap_begin(body, SNAP_VMCF, hp ? 2 : 1);
 	snap_put_u64(body, vm->ml.ram_size);
 	snap_put_u64(body, vm->ml.low_size);
 	snap_put_u64(body, vm->ml.high_size);
@@ -515,6 +571,8 @@ static int save_state(struct vm *vm, struct snap_w *body, const char *config, si
 	snap_put_u32(body, vm->cfg.pci_testdev ? vm->cfg.pci_testdev_port : 0);
 	snap_put_u8(body, vm->cfg.pci_testdev);
 	snap_put_u8(body, vm->cfg.boot_timer);
+	if (hp)
+		snap_put_u64(body, hp->region_size);
 	snap_end(body, at);
 	at = snap_begin(body, SNAP_SLOT, 1);
 	snap_put_u32(body, vm->nports);

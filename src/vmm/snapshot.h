@@ -41,7 +41,8 @@
 
 /* "VMCF": the machine as built. */
 struct snapshot_vm {
-	uint64_t mem_bytes;           /* guest RAM: the memory file's exact size */
+	uint64_t mem_bytes;     /* guest RAM: the memory file's first bytes */
+	uint64_t hotplug_bytes; /* virtio-mem's region, after RAM in the memory file (0: none) */
 	uint64_t low_size, high_size; /* below the MMIO gap, above 4 GiB */
 	uint32_t vcpus, root_ports;   /* root_ports: the configured hot-plug slots */
 	uint32_t pci_testdev_port;    /* with pci_testdev */
@@ -86,8 +87,8 @@ void snapshot_free(struct snapshot *s);
 
 /*
  * Open the memory file for a restore: it must be a regular file of exactly
- * s->vm.mem_bytes bytes.  The descriptor (read-only; the guest's writes go to private
- * copies) or -errno with `e`.
+ * s->vm.mem_bytes + s->vm.hotplug_bytes bytes.  The descriptor (read-only; the guest's writes go to
+ * private copies) or -errno with `e`.
  */
 int snapshot_open_mem(const struct snapshot *s, const char *path, struct err *e);
 

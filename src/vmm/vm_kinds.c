@@ -1,4 +1,5 @@
 /* vm_kinds.c - the table of virtio device kinds: what vmm/ does for each (see vm_internal.h). */
+#include "vmm/snapshot.h"
 #include "vmm/vm_internal.h"
 
 #include <assert.h>
@@ -139,6 +140,20 @@ static void net_collect(struct vm_virtio *vv, struct metrics_values *v)
 	o->tx_bytes_count = n->st.tx_bytes;
 	o->tx_packets_count = o->tx_count = n->st.tx_frames;
 	o->tx_fails = n->st.tx_errors;
+	if (n->mmds) { /* Firecracker's mmds group: every interface's stack summed */
+		const struct mmds_stack_stats *m = mmds_stack_stats(n->mmds);
+
+		v->mmds.rx_accepted += m->rx_frames;
+		v->mmds.rx_accepted_err += m->rx_bad;
+		v->mmds.rx_accepted_unusual += m->rx_unusual;
+		v->mmds.rx_bad_eth += m->rx_bad_eth;
+		v->mmds.rx_count += m->rx_segments;
+		v->mmds.tx_bytes += m->tx_bytes;
+		v->mmds.tx_count += m->tx_frames;
+		v->mmds.tx_frames += m->tx_frames;
+		v->mmds.connections_created += m->conns_opened;
+		v->mmds.connections_destroyed += m->conns_destroyed;
+	}
 	pthread_mutex_unlock(&n->vdev.lock);
 }
 
@@ -490,9 +505,18 @@ static int mem_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, stru
 	void *p;
 	int r;
 
-	if (vm->cfg.restore)
+	if (vm->cfg.restore && vm->cfg.restore->uffd_path)
 		return err_set(e, ENOTSUP,
-		               "memory hot plug: a VM with it cannot be saved or restored");
+		               "memory hot plug: a VM with it cannot be loaded through the Uffd "
+		               "memory backend yet (the page-fault handler is given guest RAM "
+		               "only); load it from its memory file");
+	/* The memory file holds the region after RAM (docs/snapshot.md): the same size. */
+	if (vm->cfg.restore && vm->cfg.restore->snap->vm.hotplug_bytes != size)
+		return err_set(e, EINVAL,
+		               "memory hot plug: the snapshot's memory file holds %llu MiB of "
+		               "hot-pluggable memory, its configuration %u MiB",
+		               (unsigned long long)(vm->cfg.restore->snap->vm.hotplug_bytes >> 20),
+		               c->total_size_mib);
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 	         -1, 0);
 	if (p == MAP_FAILED)
@@ -505,9 +529,15 @@ static int mem_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, stru
 	}
 	vv->vdev = &vv->u.mem.vdev;
 	r = virtio_mem_init(&vv->u.mem, &o, &vm->venv, e);
-	if (r < 0)
+	if (r < 0) {
 		munmap(p, size); /* the VM's teardown forgets its guest memory map */
-	return r;
+		return r;
+	}
+	if (vm->cfg.restore) { /* the plugged blocks are read by the device's restore */
+		vv->u.mem.load_fd = vm->cfg.restore->mem_fd;
+		vv->u.mem.load_off = vm->ml.ram_size;
+	}
+	return 0;
 }
 
 static void mem_destroy(struct vm_virtio *vv)
@@ -520,10 +550,54 @@ static void mem_destroy(struct vm_virtio *vv)
 		munmap(p, size);
 }
 
+static void lat_copy(struct metrics_latency_values *to, const struct virtio_mem_latency *l)
+{
+	*to = (struct metrics_latency_values){l->min_us, l->max_us, l->sum_us};
+}
+
+/* Firecracker's memory_hotplug group (one device per VM). */
 static void mem_collect(struct vm_virtio *vv, struct metrics_values *v)
 {
-	(void)vv;
-	(void)v; /* Firecracker's memory_hotplug metrics group: not in ember's metrics yet */
+	struct virtio_mem *m = &vv->u.mem;
+	struct metrics_mem_hotplug_values *o = &v->memory_hotplug;
+
+	pthread_mutex_lock(&m->vdev.lock);
+	o->activate_fails = m->activate_fails;
+	o->queue_event_fails = m->queue_event_fails;
+	o->queue_event_count = m->queue_event_count;
+	lat_copy(&o->plug_agg, &m->lat[VIRTIO_MEM_REQ_PLUG]);
+	o->plug_count = m->plug_count;
+	o->plug_bytes = m->plug_bytes;
+	o->plug_fails = m->plug_fails;
+	lat_copy(&o->unplug_agg, &m->lat[VIRTIO_MEM_REQ_UNPLUG]);
+	o->unplug_count = m->unplug_count;
+	o->unplug_bytes = m->unplug_bytes;
+	o->unplug_fails = m->unplug_fails;
+	o->unplug_discard_fails = m->discard_fails;
+	lat_copy(&o->unplug_all_agg, &m->lat[VIRTIO_MEM_REQ_UNPLUG_ALL]);
+	o->unplug_all_count = m->unplug_all_count;
+	o->unplug_all_fails = 0; /* UNPLUG_ALL always succeeds (mem.h) */
+	lat_copy(&o->state_agg, &m->lat[VIRTIO_MEM_REQ_STATE]);
+	o->state_count = m->state_count;
+	o->state_fails = m->state_fails;
+	pthread_mutex_unlock(&m->vdev.lock);
+}
+
+/* The virtio core's and transport's state, then the device's (mem.h). */
+static void mem_op_save(struct dev *d, struct snap_w *w)
+{
+	struct vm_virtio *vv = d->obj;
+
+	vm_virtio_op_save(d, w);
+	virtio_mem_save(&vv->u.mem, w);
+}
+
+static int mem_op_restore(struct dev *d, struct snap_r *r, struct err *e)
+{
+	struct vm_virtio *vv = d->obj;
+	int rc = vm_virtio_op_restore(d, r, e);
+
+	return rc < 0 ? rc : virtio_mem_restore(&vv->u.mem, r, e);
 }
 
 static unsigned int mem_count(const struct vm_devices_cfg *d)
@@ -612,8 +686,8 @@ static const struct vm_kind kinds[] = {
                                .collect = vm_virtio_op_collect,
                                .pause = vm_virtio_op_pause,
                                .resume = vm_virtio_op_resume,
-                               .nosave = "its plugged memory lies outside the RAM a snapshot's "
-                                         "memory file holds"},
+                               .save = mem_op_save,
+                               .restore = mem_op_restore},
                        .cfg_count = mem_count,
                        .cfg_at = mem_at,
                        .cfg_transport = mem_transport,

@@ -12,7 +12,7 @@
 
 /*
  * Input: byte 0 picks the driver's features (bit 0: refuse UNPLUGGED_INACCESSIBLE) and the
- * queue size (bits 1-3: 128 >> n).  Then records, each starting with an opcode byte (% 6):
+ * queue size (bits 1-3: 128 >> n).  Then records, each starting with an opcode byte (% 7):
  *   0 request: u8 type (% 6: the four, one unknown, raw u16), u8 addr kind (% 4: u16 block
  *     index in the region, raw u64, region start, just below), u16 nb_blocks, u8 layout
  *     (% 4: request + response, request only, short request, response first)
@@ -20,6 +20,9 @@
  *   3 host: a new requested size (u16 blocks, some past the region)
  *   4 config read: u8 offset (% 64), u8 width (1, 2, 4 or 8); a write of that width
  *   5 reset and bring the device up again
+ *   6 snapshot: save the device, flip u8 bits of the saved byte at u16 (0: none), restore
+ *     that into a second device: an unchanged state restores to the same blocks and sizes;
+ *     any state either restores to a consistent device or is refused with it untouched
  * The region is 256 MiB of MAP_NORESERVE memory (two slots) whose unplugs are real
  * madvise calls.  Invariants: no crash or sanitizer report; plugged_size is the plugged
  * blocks' size and never more than usable_region_size; the config space reads
@@ -60,8 +63,60 @@ static int fmp_set(void *ctx, uint32_t slot, uint64_t gpa, uint64_t size, void *
 
 static const struct platform_ops fmp_ops = {.mem_slot = fmp_slot, .mem_set = fmp_set};
 
-static uint8_t *region;
+static uint8_t *region, *region2;
 static struct fake_guest g;
+
+/* Opcode 6: the device's state through a (maybe corrupted) save into a second device. */
+static void snapshot_round(struct virtio_mem *m, struct in *in)
+{
+	struct virtio_mem_opts o = {.addr = HP_ADDR,
+	                            .region_size = REGION,
+	                            .block_size = BLOCK,
+	                            .slot_size = SLOT,
+	                            .hva = region2};
+	struct virtio_env env = g.env;
+	struct fmp fp2 = {0};
+	struct virtio_mem m2;
+	struct err e = {0};
+	struct snap_w w;
+	struct snap_r r;
+	uint16_t at = u16(in);
+	uint8_t flip = u8(in);
+	int rc;
+
+	env.plat.ctx = &fp2;
+	snap_w_init(&w);
+	virtio_mem_save(m, &w);
+	if (w.oom || virtio_mem_init(&m2, &o, &env, &e) < 0)
+		abort();
+	if (w.len)
+		w.buf[at % w.len] ^= flip;
+	snap_r_init(&r, w.buf, w.len);
+	rc = virtio_mem_restore(&m2, &r, &e);
+	if (rc < 0) {
+		if (!e.msg[0] || m2.plugged_size || m2.usable_region_size || fp2.mapped[0] ||
+		    fp2.mapped[1])
+			abort(); /* refused: said why, changed nothing */
+	} else {
+		uint64_t on = 0;
+
+		for (uint64_t b = 0; b < m2.nblocks; b++)
+			on += m2.plugged[b / 64] >> (b % 64) & 1;
+		if (on * BLOCK != m2.plugged_size || m2.plugged_size > m2.usable_region_size ||
+		    m2.requested_size > m2.usable_region_size || m2.usable_region_size > REGION)
+			abort();
+		for (unsigned int s = 0; s < 2; s++)
+			if (fp2.mapped[s] != (m2.slot_plugged[s] > 0))
+				abort();
+	}
+	if (!flip && (rc < 0 || m2.plugged_size != m->plugged_size ||
+	              m2.requested_size != m->requested_size ||
+	              m2.usable_region_size != m->usable_region_size ||
+	              memcmp(m2.plugged, m->plugged, (m->nblocks + 63) / 64 * 8)))
+		abort(); /* a state as saved comes back as it was */
+	virtio_mem_destroy(&m2);
+	snap_w_free(&w);
+}
 
 static void reap(struct fake_vq *q)
 {
@@ -92,7 +147,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			log_set_level(LOG_OFF);
 		region = mmap(NULL, REGION, PROT_READ | PROT_WRITE,
 		              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (region == MAP_FAILED || fake_guest_init(&g, RAM_SIZE) < 0)
+		region2 = mmap(NULL, REGION, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (region == MAP_FAILED || region2 == MAP_FAILED ||
+		    fake_guest_init(&g, RAM_SIZE) < 0)
 			abort();
 		g.env.plat.ops = &fmp_ops;
 	}
@@ -105,7 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 
 	while (in.n) {
-		switch (u8(&in) % 6) {
+		switch (u8(&in) % 7) {
 		case 0: {
 			uint64_t req = BUF_BASE + 0x100ull * (nbuf++ % 64), resp = req + 0x80;
 			uint8_t *r = fake_guest_ptr(&g, req);
@@ -160,6 +218,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			pthread_mutex_unlock(&m.vdev.lock);
 			break;
 		}
+		case 6:
+			snapshot_round(&m, &in);
+			break;
 		default:
 			reap(&q);
 			if (fake_restart(&g, &m.vdev, &t, want, &q, 1, qsize) < 0)

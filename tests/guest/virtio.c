@@ -141,6 +141,8 @@ const char *virtio_type_name(u32 type)
 		return "vsock";
 	case VIRTIO_ID_BALLOON:
 		return "balloon";
+	case VIRTIO_ID_MEM:
+		return "mem";
 	default:
 		return "?";
 	}

@@ -3,7 +3,8 @@ virtio-mem device (docs/devices/mem.md).  The VM comes from a config file with
 "memory-hotplug"; the guest onlines hot-added memory itself (memhp_default_state=online_movable:
 Debian's kernel leaves it offline by default and the initramfs has no udev).  The host asks for
 PLUG_MIB through PATCH /hotplug/memory, the driver plugs it and MemTotal grows by exactly
-that; then the host asks for 0, the driver unplugs and MemTotal is back where it was.  A
+that; then the host asks for 0, the driver unplugs and MemTotal is back where it was.  Saved
+with the memory plugged and restored in a new ember, the guest keeps it and unplugs it after.  A
 2 MiB virtio-pmem device sits in the VM too: its region takes the first place above the 64-bit
 BAR window, so virtio-mem's starts at the next 128 MiB slot boundary, which Linux reports.
 """
@@ -12,7 +13,7 @@ import re
 import signal
 import time
 
-from test_linux import IN_VM, TIMEOUT, api, config_file, ember_vm, wait_line
+from test_linux import IN_VM, TIMEOUT, api, config_file, ember_vm, wait_api, wait_line
 
 STEP_TIMEOUT = 600 if IN_VM else 60
 MEM = 512
@@ -23,7 +24,8 @@ PLUG_MIB = 256
 MEM_ADDR = (68 << 30) + (128 << 20)
 
 # Run by the guest's /init: say which driver holds the device, then print MemTotal each time
-# it changes while the host drives the device (ember is stopped from the host).
+# it changes while the host drives the device (ember is stopped from the host), and every
+# 2 s or so as "still" (a restored guest shows it runs on with what it had).
 SCRIPT = r"""
 for d in /sys/bus/virtio/devices/*; do
     [ "$(cat $d/device)" = 0x0018 ] || continue
@@ -34,6 +36,7 @@ i=0
 while [ $i -lt 60000 ]; do
     t=$(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' /proc/meminfo)
     if [ "$t" != "$last" ]; then echo "EMBER-MEM MemTotal $t"; last=$t; fi
+    [ $((i % 20)) = 0 ] && echo "EMBER-MEM still $t"
     sleep 0.1; i=$((i + 1))
 done
 """
@@ -98,3 +101,58 @@ def test_linux_mem_hotplug(tmp_path):
         wait_status(sock, lambda s: s["plugged_size_mib"] == 0, "plugged_size_mib not back to 0")
         p.send_signal(signal.SIGTERM)
         assert p.wait(STEP_TIMEOUT) == 0
+
+
+def test_linux_mem_hotplug_snapshot(tmp_path):
+    """Plug 256 MiB, save the VM and kill ember; a new ember loads the snapshot: GET
+    /hotplug/memory shows it plugged, the guest still has MemTotal +256 MiB (its memory's
+    contents came back: the kernel's own structures live in it, online_movable), and unplugs
+    it when asked for 0."""
+    cfg = config_file(tmp_path, SCRIPT, MEM, {"memory-hotplug": {"total_size_mib": TOTAL_MIB}},
+                      boot_args=" memhp_default_state=online_movable")
+    plugged = {"total_size_mib": TOTAL_MIB, "block_size_mib": 2, "slot_size_mib": 128,
+               "plugged_size_mib": PLUG_MIB, "requested_size_mib": PLUG_MIB}
+    sock, sock2 = tmp_path / "api.sock", tmp_path / "api2.sock"
+    with ember_vm(["--api-sock", sock, "--config-file", cfg]) as vm:
+        p, buf = vm.p, vm.buf
+        drv = wait_line(p, buf, r"EMBER-MEM driver .*", TIMEOUT)
+        assert drv == "EMBER-MEM driver virtio_mem", drv
+        base = int(re.fullmatch(r"EMBER-MEM MemTotal (\d+)",
+                                wait_line(p, buf, r"EMBER-MEM MemTotal \d+", TIMEOUT)).group(1))
+        buf[0] = ""
+        st, body = api(sock, "PATCH", "/hotplug/memory", {"requested_size_mib": PLUG_MIB})
+        assert st == 204, body
+        wait_line(p, buf, f"EMBER-MEM MemTotal {base + PLUG_MIB * 1024}", STEP_TIMEOUT)
+        wait_status(sock, lambda s: s == plugged, "not plugged")
+        for method, path, body in (
+                ("PATCH", "/vm", {"state": "Paused"}),
+                ("PUT", "/snapshot/create", {"snapshot_path": str(tmp_path / "s.snap"),
+                                             "mem_file_path": str(tmp_path / "s.mem")})):
+            t0 = time.monotonic()
+            st, out = api(sock, method, path, body)
+            assert st == 204, (path, st, out)
+        print(f"create in {time.monotonic() - t0:.2f} s, memory file "
+              f"{(tmp_path / 's.mem').stat().st_blocks // 2048} MiB on disk")
+        p.kill()
+    assert (tmp_path / "s.mem").stat().st_size == (MEM + TOTAL_MIB) << 20
+
+    with ember_vm(["--api-sock", sock2]) as vm2:
+        q, buf2 = vm2.p, vm2.buf
+        wait_api(sock2)
+        t0 = time.monotonic()
+        st, out = api(sock2, "PUT", "/snapshot/load", {
+            "snapshot_path": str(tmp_path / "s.snap"),
+            "mem_backend": {"backend_type": "File", "backend_path": str(tmp_path / "s.mem")},
+            "resume_vm": True})
+        assert st == 204, out
+        print(f"load in {time.monotonic() - t0:.2f} s")
+        assert status(sock2) == plugged
+        wait_line(q, buf2, f"EMBER-MEM still {base + PLUG_MIB * 1024}", STEP_TIMEOUT)
+        st, body = api(sock2, "PATCH", "/hotplug/memory", {"requested_size_mib": 0})
+        assert st == 204, body
+        t0 = time.monotonic()
+        wait_line(q, buf2, f"EMBER-MEM MemTotal {base}", STEP_TIMEOUT)
+        print(f"unplugged {PLUG_MIB} MiB after the restore in {time.monotonic() - t0:.1f} s")
+        wait_status(sock2, lambda s: s["plugged_size_mib"] == 0, "plugged_size_mib not back to 0")
+        q.send_signal(signal.SIGTERM)
+        assert q.wait(STEP_TIMEOUT) == 0

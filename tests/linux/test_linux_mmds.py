@@ -9,6 +9,7 @@ or custom headers anyway): V1 GETs without a token, the IMDS and JSON formats; V
 without a token, a token from PUT /latest/api/token, GETs with it.
 """
 
+import json
 import os
 import re
 import secrets
@@ -49,6 +50,7 @@ echo "EMBER-MMDS token [$(head -n1 /tmp/t | tr -d '\r')] length ${#T}"
 ask with-token "GET /latest/meta-data/ami-id HTTP/1.1\r\nX-metadata-token: $T\r\n\r\n"
 ask bad-token 'GET /latest/meta-data/ami-id HTTP/1.1\r\nX-metadata-token: AAAA\r\n\r\n'
 echo "EMBER-MMDS done"
+sleep 5 # the host flushes ember's metrics meanwhile
 """
 
 
@@ -120,12 +122,17 @@ def run(tmp_path, version, backend="slirp"):
                 ("/network-interfaces/eth0", net),
                 ("/mmds/config", {"version": version, "network_interfaces": ["eth0"]}),
                 ("/mmds", DOC),
+                ("/metrics", {"metrics_path": str(tmp_path / "metrics.json")}),
                 ("/actions", {"action_type": "InstanceStart"}),
             ]
             for path, body in puts:
                 st, out = api(sock, "PUT", path, body)
                 assert st == 204, (path, st, out)
             wait_line(p, buf, r"EMBER-MMDS done", TIMEOUT)
+            st, out = api(sock, "PUT", "/actions", {"action_type": "FlushMetrics"})
+            assert st == 204, (st, out)
+            lines["metrics"] = json.loads(
+                (tmp_path / "metrics.json").read_text().splitlines()[-1])["mmds"]
             for l in buf[0].splitlines():
                 m = re.fullmatch(r"EMBER-MMDS (\S+) (.*)", l.rstrip("\r"))
                 if m:
@@ -144,6 +151,19 @@ def run(tmp_path, version, backend="slirp"):
     return lines
 
 
+def check_metrics(m):
+    """Firecracker's mmds group after the script: 7 connections (one per nc), opened and
+    closed; 4 GETs without a token and 1 with an invalid one (V1 counts them too); frames both
+    ways, none malformed.  The first flush: counters are totals."""
+    assert m["connections_created"] == 7 and m["connections_destroyed"] == 7, m
+    assert m["rx_no_token"] == 4 and m["rx_invalid_token"] == 1, m
+    # ARP requests are taken too: more frames than TCP segments.
+    assert m["rx_accepted"] > m["rx_count"] >= 7 * 3, m
+    assert m["tx_count"] == m["tx_frames"] >= 7 * 3, m
+    assert m["tx_bytes"] > 54 * m["tx_frames"], m
+    assert m["rx_accepted_err"] == 0 and m["rx_bad_eth"] == 0 and m["tx_errors"] == 0, m
+
+
 def test_linux_mmds_v1(tmp_path):
     got = run(tmp_path, "V1")
     assert got["get"] == "[HTTP/1.0 200 OK] [ami-12345678]", got
@@ -155,6 +175,7 @@ def test_linux_mmds_v1(tmp_path):
     assert got["token"] == "[HTTP/1.1 200 OK] length 32", got
     assert got["with-token"] == "[HTTP/1.1 200 OK] [ami-12345678]", got
     assert got["bad-token"] == "[HTTP/1.1 200 OK] [ami-12345678]", got
+    check_metrics(got["metrics"])
 
 
 @pytest.mark.parametrize("backend", ["slirp", "tap"])
@@ -167,6 +188,7 @@ def test_linux_mmds_v2(tmp_path, backend):
     assert got["token"] == "[HTTP/1.1 200 OK] length 32", got
     assert got["with-token"] == "[HTTP/1.1 200 OK] [ami-12345678]", got
     assert got["bad-token"] == "[HTTP/1.1 401 Unauthorized] [MMDS token not valid.]", got
+    check_metrics(got["metrics"])
     if backend == "tap":
         # The guest's other traffic (its DHCP attempts) reaches the tap; nothing for MMDS does.
         m = re.fullmatch(r"frames (\d+) mmds (\d+)", got["tap"])

@@ -97,6 +97,7 @@ TEST(line_shape_and_names)
 	    "get_api_requests",
 	    "uart",
 	    "logger",
+	    "mmds",
 	    "net",
 	    "patch_api_requests",
 	    "put_api_requests",
@@ -106,6 +107,7 @@ TEST(line_shape_and_names)
 	    "vsock",
 	    "entropy",
 	    "pmem",
+	    "memory_hotplug",
 	};
 	static const char *const put_names[] = {
 	    "actions_count",     "actions_fails",     "boot_source_count", "boot_source_fails",
@@ -187,6 +189,57 @@ TEST(line_shape_and_names)
 	CHECK_EQ(get(j, "vsock", "conns_added"), 0);
 	CHECK_EQ(get(j, "entropy", "entropy_bytes"), 0);
 	CHECK_EQ(get(j, "entropy", "entropy_event_count"), 0);
+	{
+		/* Firecracker's mmds group: 13 counters in its order. */
+		static const char *const mm[] = {"rx_accepted",
+		                                 "rx_accepted_err",
+		                                 "rx_accepted_unusual",
+		                                 "rx_bad_eth",
+		                                 "rx_invalid_token",
+		                                 "rx_no_token",
+		                                 "rx_count",
+		                                 "tx_bytes",
+		                                 "tx_count",
+		                                 "tx_errors",
+		                                 "tx_frames",
+		                                 "connections_created",
+		                                 "connections_destroyed"};
+		json_t *g = json_object_get(j, "mmds");
+
+		CHECK_EQ(json_object_size(g), sizeof(mm) / sizeof(mm[0]));
+		i = 0;
+		json_object_foreach(g, key, val)
+		{
+			CHECK(i < sizeof(mm) / sizeof(mm[0]) && !strcmp(key, mm[i]));
+			CHECK(json_is_integer(val) && json_integer_value(val) == 0);
+			i++;
+		}
+	}
+	{
+		/* Firecracker's memory_hotplug: 18 keys in its order, four latency aggregates. */
+		static const char *const mh[] = {
+		    "activate_fails", "queue_event_fails", "queue_event_count",
+		    "plug_agg",       "plug_count",        "plug_bytes",
+		    "plug_fails",     "unplug_agg",        "unplug_count",
+		    "unplug_bytes",   "unplug_fails",      "unplug_discard_fails",
+		    "unplug_all_agg", "unplug_all_count",  "unplug_all_fails",
+		    "state_agg",      "state_count",       "state_fails"};
+		json_t *g = json_object_get(j, "memory_hotplug");
+
+		CHECK_EQ(json_object_size(g), sizeof(mh) / sizeof(mh[0]));
+		i = 0;
+		json_object_foreach(g, key, val)
+		{
+			CHECK(i < sizeof(mh) / sizeof(mh[0]) && !strcmp(key, mh[i]));
+			CHECK(strstr(key, "_agg")
+			          ? json_object_size(val) == 3 &&
+			                json_is_integer(json_object_get(val, "min_us")) &&
+			                json_is_integer(json_object_get(val, "max_us")) &&
+			                json_is_integer(json_object_get(val, "sum_us"))
+			          : json_is_integer(val) && json_integer_value(val) == 0);
+			i++;
+		}
+	}
 	json_decref(j);
 	free(text);
 	unlink(path);

@@ -296,6 +296,8 @@ TEST(v2_tokens)
 	CHECK_STR_CONTAINS(r, "HTTP/1.1 401 ");
 	CHECK(!strcmp(body_of(r), "MMDS token not valid."));
 	free(r);
+	CHECK_EQ(m->rx_no_token, 1);
+	CHECK_EQ(m->rx_invalid_token, 1);
 	r = ask(m, "PUT /latest/api/token HTTP/1.1\r\n\r\n", NULL);
 	CHECK_STR_CONTAINS(r, "HTTP/1.1 400 ");
 	CHECK_STR_CONTAINS(body_of(r), "Token time to live value not found.");
@@ -556,6 +558,24 @@ TEST(tcp_get_and_close)
 	CHECK(mmds_stack_input(s, f, len, 0, 0, 0, 0));
 	CHECK_EQ(mmds_stack_conns(s), 0);
 	CHECK_EQ(mmds_stack_stats(s)->conns_closed, 1);
+	/* Firecracker's mmds metrics from here: 5 frames in (SYN, request, bad, FIN, last ACK),
+	 * 4 TCP segments handled, one connection opened and destroyed, every byte out counted. */
+	{
+		const struct mmds_stack_stats *st = mmds_stack_stats(s);
+
+		CHECK_EQ(st->rx_frames, 5);
+		CHECK_EQ(st->rx_segments, 4);
+		CHECK_EQ(st->conns_opened, 1);
+		CHECK_EQ(st->conns_destroyed, 1);
+		CHECK(st->tx_frames >= 3);
+		/* Headers, the SYN-ACK's MSS option, the answer. */
+		CHECK_EQ(st->tx_bytes, 54 * st->tx_frames + 4 + glen);
+		CHECK_EQ(st->rx_bad_eth, 0);
+		mmds_stack_bad_eth(s);
+		CHECK_EQ(st->rx_bad_eth, 1);
+	}
+	CHECK_EQ(m->rx_no_token, 1); /* V1: answered, and counted as Firecracker does */
+	CHECK_EQ(m->rx_invalid_token, 0);
 	mmds_stack_free(s);
 	mmds_free(m);
 }

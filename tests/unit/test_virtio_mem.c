@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "devices/virtio/mem.h"
 #include "test.h"
@@ -58,10 +59,10 @@ struct t {
 	uint64_t req, resp;
 };
 
-static void setup(struct t *t, uint64_t want)
+static void setup_block(struct t *t, uint64_t want, uint64_t block)
 {
 	struct virtio_mem_opts o = {
-	    .addr = HP_ADDR, .region_size = REGION, .block_size = BLOCK, .slot_size = SLOT};
+	    .addr = HP_ADDR, .region_size = REGION, .block_size = block, .slot_size = SLOT};
 	struct err e = {0};
 
 	memset(t, 0, sizeof(*t));
@@ -77,6 +78,11 @@ static void setup(struct t *t, uint64_t want)
 	fake_start(&t->m.vdev, &t->ft, want, &t->q, 1);
 	t->req = fake_guest_alloc(&t->fg, 64, 8);
 	t->resp = fake_guest_alloc(&t->fg, 64, 8);
+}
+
+static void setup(struct t *t, uint64_t want)
+{
+	setup_block(t, want, BLOCK);
 }
 
 static void teardown(struct t *t)
@@ -323,6 +329,194 @@ TEST(config_checks)
 	CHECK_STR_CONTAINS(e.msg, "Total size must be a multiple of slot size (128 MiB)");
 }
 
+/* ---- snapshots ---------------------------------------------------------------------------- */
+
+#define SNAP_VMEM SNAP_TAG('V', 'M', 'E', 'M')
+
+/* A memory file holding the plugged blocks of `m` at offset 0, as snapshot.c writes it. */
+static int mem_file(struct virtio_mem *m)
+{
+	char path[] = "/tmp/ember-vmem-XXXXXX";
+	int fd = mkstemp(path);
+	uint64_t first = 0, n;
+
+	CHECK(fd >= 0);
+	unlink(path);
+	CHECK_EQ(ftruncate(fd, (off_t)m->region_size), 0);
+	while (virtio_mem_next_plugged(m, &first, &n)) {
+		CHECK_EQ(pwrite(fd, m->hva + first * m->block_size, n * m->block_size,
+		                (off_t)(first * m->block_size)),
+		         (ssize_t)(n * m->block_size));
+		first += n;
+	}
+	return fd;
+}
+
+TEST(snapshot_round_trip)
+{
+	struct t a, b;
+	struct snap_w w;
+	struct snap_r r;
+	struct err e = {0};
+	uint64_t first = 0, n;
+	uint16_t st = 9;
+	int fd;
+
+	setup(&a, ~0ull);
+	CHECK_EQ(virtio_mem_set_requested(&a.m, 200 * MIB), 0); /* usable: both slots */
+	CHECK_EQ(request(&a, VIRTIO_MEM_REQ_PLUG, HP_ADDR, 4, NULL), VIRTIO_MEM_RESP_ACK);
+	CHECK_EQ(request(&a, VIRTIO_MEM_REQ_PLUG, HP_ADDR + 70 * BLOCK, 2, NULL),
+	         VIRTIO_MEM_RESP_ACK);
+	memset(a.hva + 4096, 0xa5, 4096);
+	memset(a.hva + 71 * BLOCK + 8192, 0x3c, 4096);
+	/* The runs of plugged blocks the memory file is written from. */
+	CHECK(virtio_mem_next_plugged(&a.m, &first, &n));
+	CHECK_EQ(first, 0);
+	CHECK_EQ(n, 4);
+	first += n;
+	CHECK(virtio_mem_next_plugged(&a.m, &first, &n));
+	CHECK_EQ(first, 70);
+	CHECK_EQ(n, 2);
+	first += n;
+	CHECK(!virtio_mem_next_plugged(&a.m, &first, &n));
+	snap_w_init(&w);
+	virtio_mem_save(&a.m, &w);
+	CHECK(!w.oom);
+	fd = mem_file(&a.m);
+
+	setup(&b, ~0ull);
+	b.m.load_fd = fd;
+	b.m.load_off = 0;
+	snap_r_init(&r, w.buf, w.len);
+	CHECK_EQ(virtio_mem_restore(&b.m, &r, &e), 0);
+	CHECK_EQ(r.off, r.len);
+	CHECK_EQ(b.m.load_fd, -1);
+	CHECK_EQ(cfg64(&b, 32), 2 * SLOT);  /* usable */
+	CHECK_EQ(cfg64(&b, 40), 12 * MIB);  /* plugged */
+	CHECK_EQ(cfg64(&b, 48), 200 * MIB); /* requested */
+	/* Both slots mapped again, at their addresses. */
+	CHECK_EQ(b.plat.size[0], SLOT);
+	CHECK_EQ(b.plat.size[1], SLOT);
+	CHECK_EQ(b.plat.gpa[1], HP_ADDR + SLOT);
+	CHECK(b.plat.hva[1] == b.hva + SLOT);
+	/* The contents are back; a page that was a hole reads zeroes. */
+	CHECK_EQ(b.hva[4096], 0xa5);
+	CHECK_EQ(b.hva[8191], 0xa5);
+	CHECK_EQ(b.hva[71 * BLOCK + 8192], 0x3c);
+	CHECK_EQ(b.hva[0], 0);
+	CHECK_EQ(request(&b, VIRTIO_MEM_REQ_STATE, HP_ADDR, 4, &st), VIRTIO_MEM_RESP_ACK);
+	CHECK_EQ(st, VIRTIO_MEM_STATE_PLUGGED);
+	CHECK_EQ(request(&b, VIRTIO_MEM_REQ_STATE, HP_ADDR + 4 * BLOCK, 66, &st),
+	         VIRTIO_MEM_RESP_ACK);
+	CHECK_EQ(st, VIRTIO_MEM_STATE_UNPLUGGED);
+	/* The restored device goes on: unplug the second run, its slot goes away. */
+	CHECK_EQ(request(&b, VIRTIO_MEM_REQ_UNPLUG, HP_ADDR + 70 * BLOCK, 2, NULL),
+	         VIRTIO_MEM_RESP_ACK);
+	CHECK_EQ(b.plat.size[1], 0);
+	CHECK_EQ(cfg64(&b, 40), 8 * MIB);
+	close(fd);
+	snap_w_free(&w);
+	teardown(&a);
+	teardown(&b);
+}
+
+/* A VMEM section with these fields and `words` bitmap words from bm. */
+static void forged(struct snap_w *w, const uint64_t g[8], const uint64_t *bm, unsigned int words)
+{
+	size_t at;
+
+	snap_w_init(w);
+	at = snap_begin(w, SNAP_VMEM, 1);
+	for (unsigned int i = 0; i < 8; i++)
+		snap_put_u64(w, g[i]);
+	for (unsigned int i = 0; i < words; i++)
+		snap_put_u64(w, bm[i]);
+	snap_end(w, at);
+}
+
+/* Restore a forged state into a fresh device: refused with `msg`, the device unchanged. */
+static void refused(uint64_t block, const uint64_t g[8], const uint64_t *bm, unsigned int words,
+                    const char *msg)
+{
+	struct t t;
+	struct snap_w w;
+	struct snap_r r;
+	struct err e = {0};
+
+	setup_block(&t, ~0ull, block);
+	forged(&w, g, bm, words);
+	snap_r_init(&r, w.buf, w.len);
+	CHECK(virtio_mem_restore(&t.m, &r, &e) < 0);
+	CHECK_STR_CONTAINS(e.msg, msg);
+	CHECK_EQ(cfg64(&t, 40), 0);
+	CHECK_EQ(cfg64(&t, 32), 0);
+	CHECK_EQ(t.plat.sets, 0);
+	snap_w_free(&w);
+	teardown(&t);
+}
+
+TEST(snapshot_forged_states_refused)
+{
+	uint64_t bm[2] = {0xf, 0};
+	const uint64_t ok[8] = {HP_ADDR, REGION, BLOCK, SLOT, SLOT, 8 * MIB, 8 * MIB, 128};
+	uint64_t g[8];
+
+	/* The good one first: the forging is right. */
+	{
+		struct t t;
+		struct snap_w w;
+		struct snap_r r;
+		struct err e = {0};
+
+		setup(&t, ~0ull);
+		forged(&w, ok, bm, 2);
+		snap_r_init(&r, w.buf, w.len);
+		CHECK_EQ(virtio_mem_restore(&t.m, &r, &e), 0);
+		CHECK_EQ(cfg64(&t, 40), 8 * MIB);
+		snap_w_free(&w);
+		teardown(&t);
+	}
+#define FORGE(i, v, msg)                                                                           \
+	do {                                                                                       \
+		memcpy(g, ok, sizeof(g));                                                          \
+		g[i] = (v);                                                                        \
+		refused(BLOCK, g, bm, 2, msg);                                                     \
+	} while (0)
+	FORGE(0, HP_ADDR + SLOT, "saved with the region");
+	FORGE(1, 2 * REGION, "saved with the region");
+	FORGE(2, 4 * MIB, "saved with the region");
+	FORGE(3, 2 * SLOT, "saved with the region");
+	FORGE(4, SLOT + BLOCK, "usable_region_size");
+	FORGE(4, 2 * REGION, "usable_region_size");
+	FORGE(5, 3 * MIB, "requested_size");
+	FORGE(5, SLOT + BLOCK, "requested_size"); /* beyond the usable size */
+	FORGE(6, 6 * MIB, "plugged_size");        /* not the bitmap's 4 blocks */
+	FORGE(6, ~0ull, "plugged_size");
+	FORGE(7, 192, "the saved state has 192 blocks");
+#undef FORGE
+	/* A block plugged beyond the usable region (block 64: the second slot). */
+	bm[1] = 1;
+	memcpy(g, ok, sizeof(g));
+	g[6] = 10 * MIB;
+	refused(BLOCK, g, bm, 2, "block 64 plugged, beyond the usable region");
+	/* A bit past the region's last block: 8 MiB blocks, 32 of them, bit 40 set. */
+	{
+		uint64_t b8[1] = {1ull << 40 | 1};
+		const uint64_t g8[8] = {HP_ADDR,  REGION,   8 * MIB,  SLOT,
+		                        2 * SLOT, 16 * MIB, 16 * MIB, 32};
+
+		refused(8 * MIB, g8, b8, 1, "block 40 plugged, beyond the region");
+	}
+	/* Cut short: the bitmap's second word missing; a word too many. */
+	bm[1] = 0;
+	refused(BLOCK, ok, bm, 1, "virtio-mem");
+	{
+		uint64_t three[3] = {0xf, 0, 0};
+
+		refused(BLOCK, ok, three, 3, "left over");
+	}
+}
+
 int main(void)
 {
 	RUN(config_and_features);
@@ -335,5 +529,7 @@ int main(void)
 	RUN(slot_map_failure_is_nack_and_undone);
 	RUN(short_chains_need_reset);
 	RUN(config_checks);
+	RUN(snapshot_round_trip);
+	RUN(snapshot_forged_states_refused);
 	return test_summary();
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util/log.h"
 
@@ -233,12 +235,28 @@ static uint16_t do_unplug_all(struct virtio_mem *m)
 	return VIRTIO_MEM_RESP_ACK;
 }
 
+/* Firecracker's LatencyAggregateMetrics: the smallest, largest and summed time since t0. */
+static void latency_add(struct virtio_mem_latency *l, const struct timespec *t0)
+{
+	struct timespec t1;
+	uint64_t us;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	us = (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000);
+	if (!l->min_us || us < l->min_us)
+		l->min_us = us;
+	if (us > l->max_us)
+		l->max_us = us;
+	l->sum_us += us;
+}
+
 /* Serve one popped request; false when the chain is malformed (NEEDS_RESET).  Lock held. */
 static bool mem_serve(struct virtio_mem *m, const struct virtq_chain *c)
 {
 	uint8_t req[VIRTIO_MEM_REQ_SIZE], resp[VIRTIO_MEM_RESP_SIZE] = {0};
 	uint16_t type, rtype, state = 0;
 	uint64_t addr, first;
+	struct timespec t0;
 	uint16_t nb;
 
 	if (c->out_len < VIRTIO_MEM_REQ_SIZE || c->in_len < VIRTIO_MEM_RESP_SIZE ||
@@ -247,6 +265,7 @@ static bool mem_serve(struct virtio_mem *m, const struct virtq_chain *c)
 	type = le16_at(req);
 	addr = le64_at(req + 8);
 	nb = le16_at(req + 16);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	switch (type) {
 	case VIRTIO_MEM_REQ_PLUG:
 		rtype = do_plug(m, addr, nb);
@@ -263,6 +282,7 @@ static bool mem_serve(struct virtio_mem *m, const struct virtq_chain *c)
 			rtype = VIRTIO_MEM_RESP_ACK;
 			state = range_state(m, first, nb);
 		} else {
+			m->state_fails++;
 			rtype = VIRTIO_MEM_RESP_ERROR;
 		}
 		break;
@@ -271,6 +291,8 @@ static bool mem_serve(struct virtio_mem *m, const struct virtq_chain *c)
 		rtype = VIRTIO_MEM_RESP_ERROR;
 		break;
 	}
+	if (type <= VIRTIO_MEM_REQ_STATE)
+		latency_add(&m->lat[type], &t0);
 	resp[0] = (uint8_t)rtype;
 	resp[1] = (uint8_t)(rtype >> 8);
 	resp[8] = (uint8_t)state;
@@ -288,16 +310,19 @@ static void mem_queue_notify(struct virtio_dev *v, unsigned int qi)
 	if (qi != 0)
 		return;
 	pthread_mutex_lock(&v->lock);
+	m->queue_event_count++;
 	while (virtio_live(v)) {
 		int k = virtq_pop(q, &m->chain);
 
 		if (k < 0) {
+			m->queue_event_fails++;
 			virtio_needs_reset(v, q->err ? q->err : "bad request chain");
 			break;
 		}
 		if (k == 0)
 			break;
 		if (!mem_serve(m, &m->chain)) {
+			m->queue_event_fails++;
 			virtio_needs_reset(v, "a request shorter than 24 bytes or a response "
 			                      "buffer shorter than 10");
 			break;
@@ -342,6 +367,7 @@ static int mem_activate(struct virtio_dev *v)
 	/* §5.15.3.1: a driver that does not accept UNPLUGGED_INACCESSIBLE may read unplugged
 	 * memory, which ember does not map: it cannot use this device. */
 	if (!virtio_has_feature(v, VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE)) {
+		((struct virtio_mem *)v->opaque)->activate_fails++;
 		log_guest(&v->rl, LOG_WARN,
 		          "%s: driver refused VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE", v->name);
 		return -EINVAL;
@@ -372,6 +398,7 @@ int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_opts *o,
 	m->block_size = o->block_size;
 	m->slot_size = o->slot_size;
 	m->hva = o->hva;
+	m->load_fd = -1;
 	m->nblocks = o->region_size / o->block_size;
 	m->nslots = o->region_size / o->slot_size;
 	m->plugged = calloc((m->nblocks + 63) / 64, sizeof(*m->plugged));
@@ -459,4 +486,191 @@ void virtio_mem_get_status(struct virtio_mem *m, struct virtio_mem_status *out)
 	    .usable_region_size = m->usable_region_size,
 	};
 	pthread_mutex_unlock(&m->vdev.lock);
+}
+
+/* ---- snapshots ------------------------------------------------------------------------------ */
+
+#define SNAP_VMEM SNAP_TAG('V', 'M', 'E', 'M')
+
+void virtio_mem_save(struct virtio_mem *m, struct snap_w *w)
+{
+	size_t at;
+
+	pthread_mutex_lock(&m->vdev.lock);
+	at = snap_begin(w, SNAP_VMEM, 1);
+	snap_put_u64(w, m->addr);
+	snap_put_u64(w, m->region_size);
+	snap_put_u64(w, m->block_size);
+	snap_put_u64(w, m->slot_size);
+	snap_put_u64(w, m->usable_region_size);
+	snap_put_u64(w, m->requested_size);
+	snap_put_u64(w, m->plugged_size);
+	snap_put_u64(w, m->nblocks);
+	for (uint64_t i = 0; i < (m->nblocks + 63) / 64; i++)
+		snap_put_u64(w, m->plugged[i]);
+	snap_end(w, at);
+	pthread_mutex_unlock(&m->vdev.lock);
+}
+
+bool virtio_mem_next_plugged(struct virtio_mem *m, uint64_t *first, uint64_t *n)
+{
+	uint64_t b = *first, start;
+
+	pthread_mutex_lock(&m->vdev.lock);
+	while (b < m->nblocks && !block_plugged(m, b))
+		b++;
+	start = b;
+	while (b < m->nblocks && block_plugged(m, b))
+		b++;
+	pthread_mutex_unlock(&m->vdev.lock);
+	*first = start;
+	*n = b - start;
+	return b > start;
+}
+
+static int read_all(int fd, uint8_t *p, uint64_t n, uint64_t off)
+{
+	while (n) {
+		ssize_t got = pread(fd, p, n > (1u << 30) ? 1u << 30 : n, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return got < 0 ? -errno
+			               : -EIO; /* the file is shorter than the snapshot says */
+		p += got;
+		n -= (uint64_t)got;
+		off += (uint64_t)got;
+	}
+	return 0;
+}
+
+/*
+ * Bytes [pos, end) of the memory file into the region at pos - load_off: only its data
+ * ranges (SEEK_DATA/SEEK_HOLE), so the holes a snapshot left for zero pages populate nothing.
+ */
+static int load_range(struct virtio_mem *m, uint64_t pos, uint64_t end)
+{
+	int fd = m->load_fd;
+
+	while (pos < end) {
+		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+
+		if (d < 0 && errno == ENXIO)
+			return 0; /* nothing but a hole to the end of the file */
+		if (d < 0)        /* no hole reporting: read it all */
+			return read_all(fd, m->hva + (pos - m->load_off), end - pos, pos);
+		if ((uint64_t)d >= end)
+			return 0;
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0 || (uint64_t)h > end)
+			h = (off_t)end;
+		int r = read_all(fd, m->hva + ((uint64_t)d - m->load_off), (uint64_t)(h - d),
+		                 (uint64_t)d);
+
+		if (r < 0)
+			return r;
+		pos = (uint64_t)h;
+	}
+	return 0;
+}
+
+/* Check a saved state against this device; 0 or -EINVAL with the reason. */
+static int restore_check(const struct virtio_mem *m, const uint64_t g[8], const uint64_t *bm,
+                         struct err *e)
+{
+	uint64_t usable = g[4], requested = g[5], plugged = g[6], count = 0;
+
+	if (g[0] != m->addr || g[1] != m->region_size || g[2] != m->block_size ||
+	    g[3] != m->slot_size)
+		return err_set(e, EINVAL,
+		               "virtio-mem: saved with the region 0x%llx+0x%llx (blocks of %llu, "
+		               "slots of %llu bytes), built with 0x%llx+0x%llx (%llu, %llu)",
+		               (unsigned long long)g[0], (unsigned long long)g[1],
+		               (unsigned long long)g[2], (unsigned long long)g[3],
+		               (unsigned long long)m->addr, (unsigned long long)m->region_size,
+		               (unsigned long long)m->block_size, (unsigned long long)m->slot_size);
+	if (usable > m->region_size || usable % m->slot_size)
+		return err_set(e, EINVAL,
+		               "virtio-mem: the saved usable_region_size %llu is not whole slots "
+		               "inside the region",
+		               (unsigned long long)usable);
+	if (requested > usable || requested % m->block_size)
+		return err_set(
+		    e, EINVAL,
+		    "virtio-mem: the saved requested_size %llu is not whole blocks inside "
+		    "the usable region (%llu)",
+		    (unsigned long long)requested, (unsigned long long)usable);
+	for (uint64_t b = 0; b < ((m->nblocks + 63) / 64) * 64; b++) {
+		if (!(bm[b / 64] >> (b % 64) & 1))
+			continue;
+		if (b >= m->nblocks || b * m->block_size >= usable)
+			return err_set(e, EINVAL,
+			               "virtio-mem: the saved state has block %llu plugged, beyond "
+			               "the %s",
+			               (unsigned long long)b,
+			               b >= m->nblocks ? "region" : "usable region");
+		count++;
+	}
+	if (plugged != count * m->block_size)
+		return err_set(e, EINVAL,
+		               "virtio-mem: the saved plugged_size %llu is not its %llu plugged "
+		               "blocks",
+		               (unsigned long long)plugged, (unsigned long long)count);
+	return 0;
+}
+
+int virtio_mem_restore(struct virtio_mem *m, struct snap_r *r, struct err *e)
+{
+	uint64_t g[8] = {0}, words = (m->nblocks + 63) / 64, first = 0, n;
+	uint64_t *bm;
+	struct snap_r s;
+	uint16_t ver;
+	int rc = snap_section(r, SNAP_VMEM, 1, "virtio-mem", &ver, &s, e);
+
+	if (rc < 0)
+		return rc;
+	for (unsigned int i = 0; i < 8; i++)
+		snap_get_u64(&s, &g[i]);
+	if (s.err)
+		return snap_done(&s, "virtio-mem", e);
+	if (g[7] != m->nblocks)
+		return err_set(e, EINVAL,
+		               "virtio-mem: the saved state has %llu blocks, the device %llu",
+		               (unsigned long long)g[7], (unsigned long long)m->nblocks);
+	bm = calloc(words, sizeof(*bm));
+	if (!bm)
+		return err_set(e, ENOMEM, "virtio-mem: out of memory");
+	for (uint64_t i = 0; i < words; i++)
+		snap_get_u64(&s, &bm[i]);
+	rc = snap_done(&s, "virtio-mem", e);
+	if (rc == 0)
+		rc = restore_check(m, g, bm, e);
+	if (rc < 0) {
+		free(bm);
+		return rc;
+	}
+	pthread_mutex_lock(&m->vdev.lock);
+	m->usable_region_size = g[4];
+	m->requested_size = g[5];
+	for (uint64_t b = 0; b < m->nblocks; b++)
+		if (bm[b / 64] >> (b % 64) & 1)
+			blocks_set(m, b, 1, true);
+	free(bm);
+	rc = m->plugged_size ? slots_sync(m, 0, m->nblocks) : 0;
+	pthread_mutex_unlock(&m->vdev.lock);
+	if (rc < 0)
+		return err_sys(e, -rc, "virtio-mem: mapping the plugged memory's slots");
+	/* The plugged blocks' memory, from the memory file. */
+	while (m->load_fd >= 0 && virtio_mem_next_plugged(m, &first, &n)) {
+		rc = load_range(m, m->load_off + first * m->block_size,
+		                m->load_off + (first + n) * m->block_size);
+		if (rc < 0)
+			return err_sys(e, -rc,
+			               "virtio-mem: reading the plugged memory from the "
+			               "memory file");
+		first += n;
+	}
+	m->load_fd = -1; /* the caller's, closed after the load */
+	return 0;
 }

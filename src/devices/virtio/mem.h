@@ -55,6 +55,7 @@
 #include <stdint.h>
 
 #include "util/err.h"
+#include "util/snap.h"
 #include "virtio/virtio.h"
 
 #define VIRTIO_ID_MEM 24
@@ -106,9 +107,19 @@ struct virtio_mem {
 
 	struct virtq_chain chain; /* scratch for the queue (vdev.lock) */
 
-	/* Statistics (vdev.lock). */
+	/* A restore: the memory file and where the region starts in it (virtio_mem_restore
+	 * reads the plugged blocks from there); -1: not a restore. */
+	int load_fd;
+	uint64_t load_off;
+
+	/* Statistics (vdev.lock): Firecracker's memory_hotplug metrics (docs/devices/mem.md). */
 	uint64_t plug_count, plug_fails, unplug_count, unplug_fails, unplug_all_count, state_count,
 	    plug_bytes, unplug_bytes, discard_fails;
+	uint64_t activate_fails, queue_event_count, queue_event_fails, state_fails;
+	/* Time to serve each kind of request, microseconds (PLUG, UNPLUG, UNPLUG_ALL, STATE). */
+	struct virtio_mem_latency {
+		uint64_t min_us, max_us, sum_us;
+	} lat[4];
 };
 
 /*
@@ -140,5 +151,28 @@ struct virtio_mem_status {
 	    usable_region_size;
 };
 void virtio_mem_get_status(struct virtio_mem *m, struct virtio_mem_status *out);
+
+/*
+ * Snapshots (docs/snapshot.md, docs/devices/mem.md).  The state, a "VMEM" section after the
+ * virtio core's: the geometry (addr, region_size, block_size, slot_size: checked against
+ * the device built at restore), usable_region_size, requested_size, plugged_size, the block
+ * count and the plugged bitmap (le64 words, a bit per block), Firecracker's
+ * VirtioMemState's fields.  Restore refuses a state that does not fit the device: another
+ * geometry, a usable size that is not whole slots or beyond the region, a requested size that
+ * is not whole blocks or beyond the usable size, a bit set past the last block or in a block
+ * beyond the usable size, a plugged_size that is not the bitmap's count.  Then it marks the
+ * blocks plugged, maps their KVM slots again and, with m->load_fd set, reads each plugged
+ * block's data from the memory file at load_off + its offset (holes stay unread: zero
+ * pages cost nothing).  -EINVAL / -errno with `e`; the device is left as built on a refusal.
+ * Save and restore run with the VM paused.
+ */
+void virtio_mem_save(struct virtio_mem *m, struct snap_w *w);
+int virtio_mem_restore(struct virtio_mem *m, struct snap_r *r, struct err *e);
+
+/*
+ * The next run of plugged blocks at or after block *first: true with [*first, *first + *n)
+ * plugged, false when there is none.  For writing the memory file (lock taken inside).
+ */
+bool virtio_mem_next_plugged(struct virtio_mem *m, uint64_t *first, uint64_t *n);
 
 #endif

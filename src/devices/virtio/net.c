@@ -106,6 +106,8 @@ static bool tx_mmds(struct virtio_net *n, const struct virtq_chain *c)
 	uint32_t flen = c->out_len - VNET_HDR_LEN;
 	uint8_t hdr[VNET_HDR_LEN], peek[ETH_HDR_LEN + ARP_PEEK];
 
+	if (flen < ETH_HDR_LEN) /* Firecracker's rx_bad_eth; the backend gets it as before */
+		mmds_stack_bad_eth(n->mmds);
 	tx_copy(c, VNET_HDR_LEN, peek, flen < sizeof(peek) ? flen : sizeof(peek));
 	if (!mmds_stack_is_for_us(n->mmds, peek, flen < sizeof(peek) ? flen : sizeof(peek)))
 		return false;
