@@ -154,20 +154,6 @@ static bool path_id(struct route *rt, const char *body_id)
 
 /* ---- GET ---------------------------------------------------------------------------------- */
 
-/* ---- features ember does not have ------------------------------------------------------- */
-
-/* True (and 400 saying so) when the path names a feature ember does not have yet. */
-static bool not_yet(struct route *rt)
-{
-	const char *t0 = rt->tok[0], *msg = NULL;
-
-	if (!strcmp(t0, "pmem") && rt->ntok <= 2 && rt->req->method == HTTP_PATCH)
-		msg = "ember does not support a rate limiter on virtio-pmem devices yet.";
-	if (msg)
-		reply_fault(rt->resp, msg);
-	return msg != NULL;
-}
-
 /* ---- balloon ------------------------------------------------------------------------------ */
 
 /* /balloon/hinting/<what>: free page hinting (PATCH start and stop, GET status). */
@@ -299,7 +285,7 @@ static void handle_get(struct route *rt)
 			reply_json(rt->resp, 200, json_from_mem_hotplug_status(&st));
 	} else if (is(rt, 1, "mmds", NULL)) {
 		api_mmds_get(c, rt->resp);
-	} else if (!not_yet(rt)) {
+	} else {
 		invalid_path(rt);
 	}
 }
@@ -565,8 +551,6 @@ static void handle_put(struct route *rt)
 		invalid_path(rt);
 		return;
 	}
-	if (not_yet(rt))
-		return;
 	if (!rt->req->body_len) {
 		reply_fault(rt->resp, "Empty PUT request.");
 		return;
@@ -624,8 +608,6 @@ static void handle_patch(struct route *rt)
 		invalid_path(rt);
 		return;
 	}
-	if (not_yet(rt))
-		return;
 	if (is_hinting(rt, "start") || is_hinting(rt, "stop")) { /* bodies optional */
 		balloon_hinting(rt);
 		return;
@@ -644,7 +626,8 @@ static void handle_patch(struct route *rt)
 	if (!(is(rt, 1, "machine-config", NULL) || is(rt, 1, "vm", NULL) ||
 	      is(rt, 1, "balloon", NULL) || is(rt, 2, "balloon", "statistics") ||
 	      is(rt, 2, "hotplug", "memory") || (!strcmp(rt->tok[0], "drives") && rt->ntok <= 2) ||
-	      (!strcmp(rt->tok[0], "network-interfaces") && rt->ntok <= 2))) {
+	      (!strcmp(rt->tok[0], "network-interfaces") && rt->ntok <= 2) ||
+	      (!strcmp(rt->tok[0], "pmem") && rt->ntok <= 2))) {
 		invalid_path(rt);
 		return;
 	}
@@ -695,6 +678,18 @@ static void handle_patch(struct route *rt)
 		}
 		r = ctl_patch_drive(c, id, path, rl.present ? &rl : NULL, &e);
 		free(path);
+	} else if (!strcmp(rt->tok[0], "pmem")) {
+		char id[RES_ID_MAX + 1];
+		struct res_limiter rl;
+
+		r = json_to_pmem_patch(j, id, &rl, &e);
+		if (r < 0) {
+			reply_err(rt->resp, &e);
+			goto out;
+		}
+		if (!path_id(rt, id) || !post_boot(rt))
+			goto out;
+		r = ctl_patch_pmem(c, id, rl.present ? &rl : NULL, &e);
 	} else {
 		char id[RES_ID_MAX + 1];
 		struct res_limiter rx, tx;

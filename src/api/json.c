@@ -593,14 +593,25 @@ int json_to_pmem(json_t *o, struct res_pmem *out, struct err *e)
 	if (r == 0)
 		r = get_bool(o, "read_only", false, &out->read_only, NULL, e);
 	if (r == 0)
+		r = get_limiter(o, "rate_limiter", &out->rate_limiter, e);
+	if (r == 0)
 		r = get_transport(o, &out->transport, e);
-	/* An explicit null is Firecracker's "none" (GET /vm/config writes it). */
-	if (r == 0 && field(o, "rate_limiter", false) &&
-	    !json_is_null(field(o, "rate_limiter", false)))
-		r = err_set(e, ENOTSUP,
-		            "ember does not support a rate limiter on virtio-pmem devices yet.");
 	if (r < 0)
 		res_pmem_clear(out);
+	return r;
+}
+
+int json_to_pmem_patch(json_t *o, char id[RES_ID_MAX + 1], struct res_limiter *rl, struct err *e)
+{
+	static const char *const fields[] = {"id", "rate_limiter", NULL};
+	int r;
+
+	memset(rl, 0, sizeof(*rl));
+	r = check_object(o, fields, "struct PmemDeviceUpdateConfig", e);
+	if (r == 0)
+		r = get_id(o, "id", id, e);
+	if (r == 0)
+		r = get_limiter(o, "rate_limiter", rl, e);
 	return r;
 }
 
@@ -1374,9 +1385,10 @@ static json_t *from_drive(const struct res_drive *d)
 
 static json_t *from_pmem(const struct res_pmem *p)
 {
-	return json_pack("{s:s, s:s, s:b, s:b, s:n, s:s}", "id", p->id, "path_on_host",
+	return json_pack("{s:s, s:s, s:b, s:b, s:o, s:s}", "id", p->id, "path_on_host",
 	                 p->path_on_host, "root_device", p->root_device, "read_only", p->read_only,
-	                 "rate_limiter", "transport", transport_name(p->transport));
+	                 "rate_limiter", from_limiter(&p->rate_limiter), "transport",
+	                 transport_name(p->transport));
 }
 
 static json_t *from_net(const struct res_net *n)

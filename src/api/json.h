@@ -44,8 +44,10 @@ int json_to_net_patch(json_t *o, char id[RES_ID_MAX + 1], struct res_limiter *rx
                       struct res_limiter *tx, struct err *e);
 int json_to_vsock(json_t *o, struct res_vsock *out, struct err *e);
 int json_to_entropy(json_t *o, struct res_entropy *out, struct err *e);
-/* Firecracker's Pmem (a rate_limiter other than null is refused: not offered yet). */
+/* Firecracker's Pmem. */
 int json_to_pmem(json_t *o, struct res_pmem *out, struct err *e);
+/* PartialPmem (Firecracker's PmemDeviceUpdateConfig): the id, and rl->present when given. */
+int json_to_pmem_patch(json_t *o, char id[RES_ID_MAX + 1], struct res_limiter *rl, struct err *e);
 /* PUT /balloon (BalloonDeviceConfig). */
 int json_to_balloon(json_t *o, struct res_balloon *out, struct err *e);
 /* PUT /hotplug/memory (MemoryHotplugConfig) and PATCH (MemoryHotplugSizeUpdate). */

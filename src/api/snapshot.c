@@ -143,8 +143,6 @@ int api_snapshot_load(struct ctl *c, const struct json_snapshot_load *p, struct 
 		return err_set(e, EINVAL, CTL_MSG_NOT_AFTER_BOOT);
 	if (c->boot_configured)
 		return err_set(e, EINVAL, CTL_MSG_LOAD_NOT_ALLOWED);
-	if (p->clock_realtime)
-		return err_set(e, ENOTSUP, "ember does not support clock_realtime yet.");
 	if (p->huge_pages_set && p->huge_pages == VM_HUGE_PAGES_2M && !p->uffd)
 		return err_set(e, ENOTSUP,
 		               "2 MiB huge pages for a restored VM need the Uffd memory backend: "
@@ -172,7 +170,8 @@ int api_snapshot_load(struct ctl *c, const struct json_snapshot_load *p, struct 
 	if (r == 0)
 		r = api_apply_config_json(c, conf, e);
 	if (r == 0)
-		r = ctl_snapshot_load(c, &s, fd, p->uffd ? p->mem_path : NULL, p->resume_vm, e);
+		r = ctl_snapshot_load(c, &s, fd, p->uffd ? p->mem_path : NULL, p->clock_realtime,
+		                      p->resume_vm, e);
 	if (r == 0 && boot.kernel_image_path)
 		res_keep_restored_boot(&c->res, &boot);
 	if (r < 0) {

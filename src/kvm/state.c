@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #define SNAP_VCPU SNAP_TAG('V', 'C', 'P', 'U')
 #define SNAP_KVMV SNAP_TAG('K', 'V', 'M', 'V')
@@ -336,23 +337,41 @@ int kvm_vm_save(struct kvm *k, struct snap_w *w, struct err *e)
 		r = get(k->vm_fd, KVM_GET_CLOCK, &clock, "kvmclock", e);
 	if (r < 0)
 		return r;
-	at = snap_begin(w, SNAP_KVMV, 1);
+	if (!(clock.flags & KVM_CLOCK_REALTIME)) {
+		/*
+		 * KVM pairs the clock with the wall clock (one TSC read for both) only on its
+		 * master clock: a TSC clocksource with constant_tsc on the host.  Elsewhere ember
+		 * reads the wall clock right after KVM_GET_CLOCK, off by the microseconds between
+		 * the two reads, so that clock_realtime works on every host (Firecracker refuses
+		 * it on such a host: kvm/state.h).
+		 */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		clock.realtime = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		clock.flags |= KVM_CLOCK_REALTIME;
+	}
+	/* Version 2: KVM_GET_CLOCK's flags and realtime after the clock (for clock_realtime). */
+	at = snap_begin(w, SNAP_KVMV, 2);
 	snap_put(w, chip, sizeof(chip));
 	snap_put(w, &pit, sizeof(pit));
 	snap_put_u64(w, clock.clock);
+	snap_put_u32(w, clock.flags);
+	snap_put_u64(w, clock.realtime);
 	snap_end(w, at);
 	return w->oom ? err_set(e, ENOMEM, "out of memory for the VM's state") : 0;
 }
 
-int kvm_vm_restore(struct kvm *k, struct snap_r *r, struct err *e)
+int kvm_vm_restore(struct kvm *k, struct snap_r *r, bool clock_realtime, struct err *e)
 {
 	struct kvm_irqchip chip[3];
 	struct kvm_pit_state2 pit;
 	struct kvm_clock_data clock;
 	struct snap_r s;
 	uint16_t ver;
-	uint64_t ns = 0;
-	int rc = snap_section(r, SNAP_KVMV, 1, "the interrupt controllers and timers", &ver, &s, e);
+	uint64_t ns = 0, realtime = 0;
+	uint32_t flags = 0; /* version 1 saved no flags: no realtime */
+	int rc = snap_section(r, SNAP_KVMV, 2, "the interrupt controllers and timers", &ver, &s, e);
 
 	if (rc < 0)
 		return rc;
@@ -360,9 +379,23 @@ int kvm_vm_restore(struct kvm *k, struct snap_r *r, struct err *e)
 	snap_get(&s, chip, sizeof(chip));
 	snap_get(&s, &pit, sizeof(pit));
 	snap_get_u64(&s, &ns);
+	if (ver >= 2) {
+		snap_get_u32(&s, &flags);
+		snap_get_u64(&s, &realtime);
+	}
 	rc = snap_done(&s, "the interrupt controllers and timers", e);
 	if (rc < 0)
 		return rc;
+	/* Firecracker's restore_state (arch/x86_64/vm.rs), its refusal word for word. */
+	if (clock_realtime && !(flags & KVM_CLOCK_REALTIME))
+		return err_set(e, EINVAL,
+		               "clock_realtime requested but not present in the snapshot state");
+	/* KVM_CAP_ADJUST_CLOCK answers the KVM_SET_CLOCK flags the host's KVM takes. */
+	if (clock_realtime &&
+	    !(ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_ADJUST_CLOCK) & KVM_CLOCK_REALTIME))
+		return err_set(e, ENOTSUP,
+		               "clock_realtime needs KVM_CLOCK_REALTIME (Linux 5.16), which this "
+		               "host's KVM lacks");
 	for (unsigned int i = 0; i < 3; i++)
 		if (chip[i].chip_id != i)
 			return err_set(e, EINVAL, "saved interrupt controller %u is chip %u", i,
@@ -372,6 +405,11 @@ int kvm_vm_restore(struct kvm *k, struct snap_r *r, struct err *e)
 	if (rc == 0)
 		rc = set(k->vm_fd, KVM_SET_PIT2, &pit, "PIT", e);
 	clock.clock = ns;
+	/* KVM adds the wall-clock time since `realtime` to the clock (Linux 5.16). */
+	if (clock_realtime) {
+		clock.flags = KVM_CLOCK_REALTIME;
+		clock.realtime = realtime;
+	}
 	if (rc == 0)
 		rc = set(k->vm_fd, KVM_SET_CLOCK, &clock, "kvmclock", e);
 	return rc;

@@ -44,6 +44,17 @@ struct kvm_tsc_restore {
 int kvm_vcpu_restore(struct kvm_vcpu_fd *v, struct snap_r *r, struct kvm_tsc_restore *tsc,
                      struct err *e);
 int kvm_vm_save(struct kvm *k, struct snap_w *w, struct err *e);
-int kvm_vm_restore(struct kvm *k, struct snap_r *r, struct err *e);
+/*
+ * The VM's state: the PICs, the IOAPIC, the PIT and kvmclock, with the wall-clock time
+ * (CLOCK_REALTIME) the clock was read at: KVM_GET_CLOCK's own `realtime` when it gives one (its
+ * master clock: a TSC clocksource with constant_tsc), else the wall clock read just after.
+ *
+ * `clock_realtime` (the API's snapshot load option): KVM_SET_CLOCK with KVM_CLOCK_REALTIME, so
+ * kvmclock advances by the wall-clock time since the save (KVM adds it, Linux 5.16).  Refused
+ * (-EINVAL, Firecracker's text: "clock_realtime requested but not present in the snapshot
+ * state") for a state without KVM_CLOCK_REALTIME in its flags: format version 1 of the
+ * section, from an older ember, kept none.
+ */
+int kvm_vm_restore(struct kvm *k, struct snap_r *r, bool clock_realtime, struct err *e);
 
 #endif

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -205,6 +204,8 @@ static const char *reason(int status)
 		return "Method Not Allowed";
 	case 413:
 		return "Payload Too Large";
+	case 500:
+		return "Internal Server Error";
 	case 501:
 		return "Not Implemented";
 	default:
@@ -212,10 +213,14 @@ static const char *reason(int status)
 	}
 }
 
-/* Status line and headers, then the body. */
-static int render(const struct mmds_answer *a, bool http10, char **out, size_t *out_len)
+/*
+ * Status line and headers in front of the body, which sits at out + MMDS_HTTP_HEAD_MAX: the
+ * response is out[MMDS_HTTP_HEAD_MAX - head length ..) (nothing moves, nothing is allocated).
+ */
+static int render(const struct mmds_answer *a, bool http10, char *out, const char **resp,
+                  size_t *resp_len)
 {
-	char head[512];
+	char head[MMDS_HTTP_HEAD_MAX];
 	int n;
 
 	n = snprintf(head, sizeof(head),
@@ -226,30 +231,37 @@ static int render(const struct mmds_answer *a, bool http10, char **out, size_t *
 	             a->extra_header[0] ? "\r\n" : "",
 	             a->content_type ? a->content_type : "text/plain", a->body_len);
 	if (n < 0 || (size_t)n >= sizeof(head))
-		return -ENOMEM;
-	*out = malloc((size_t)n + a->body_len);
-	if (!*out)
-		return -ENOMEM;
-	memcpy(*out, head, (size_t)n);
-	if (a->body_len)
-		memcpy(*out + n, a->body, a->body_len);
-	*out_len = (size_t)n + a->body_len;
+		return -ENOSPC; /* cannot happen: every part of the head is bounded */
+	memcpy(out + MMDS_HTTP_HEAD_MAX - n, head, (size_t)n);
+	*resp = out + MMDS_HTTP_HEAD_MAX - n;
+	*resp_len = (size_t)n + a->body_len;
 	return 0;
 }
 
-static int plain(int status, const char *msg, bool http10, char **out, size_t *out_len)
+/* An answer of ember's own (a refused request): `msg` as the body. */
+static int plain(int status, const char *msg, bool http10, char *out, size_t size,
+                 const char **resp, size_t *resp_len)
 {
 	struct mmds_answer a = {.status = status,
 	                        .content_type = "text/plain",
-	                        .body = (char *)msg,
+	                        .body = out + MMDS_HTTP_HEAD_MAX,
 	                        .body_len = strlen(msg)};
 
-	return render(&a, http10, out, out_len);
+	if (a.body_len > size - MMDS_HTTP_HEAD_MAX)
+		return -ENOSPC;
+	memcpy(a.body, msg, a.body_len);
+	return render(&a, http10, out, resp, resp_len);
 }
 
-int mmds_http_respond(struct mmds *m, const char *head, size_t len, char **out, size_t *out_len)
+size_t mmds_http_out_size(const struct mmds *m)
 {
-	struct parse *p;
+	return MMDS_HTTP_HEAD_MAX + MMDS_ANSWER_MAX(m->limit);
+}
+
+int mmds_http_respond(struct mmds *m, const char *head, size_t len, char *out, size_t size,
+                      const char **resp, size_t *resp_len)
+{
+	struct parse p;
 	struct mmds_request rq = {0};
 	struct mmds_answer a;
 	http_parser hp;
@@ -257,25 +269,20 @@ int mmds_http_respond(struct mmds *m, const char *head, size_t len, char **out, 
 	bool http10;
 	int r;
 
-	*out = NULL;
-	*out_len = 0;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
+	*resp = NULL;
+	*resp_len = 0;
+	if (size <= MMDS_HTTP_HEAD_MAX)
+		return -ENOSPC;
+	memset(&p, 0, sizeof(p));
 	http_parser_init(&hp, HTTP_REQUEST);
-	hp.data = p;
+	hp.data = &p;
 	http_parser_execute(&hp, &settings, head, len);
 	http10 = hp.http_major == 1 && hp.http_minor == 0;
-	if (!p->done ||
-	    (HTTP_PARSER_ERRNO(&hp) != HPE_OK && HTTP_PARSER_ERRNO(&hp) != HPE_PAUSED) ||
-	    p->url_long) {
-		r = plain(400, "Invalid request.", false, out, out_len);
-		goto out;
-	}
-	if (hp.http_major != 1 || hp.http_minor > 1) {
-		r = plain(501, "Unsupported HTTP version.", false, out, out_len);
-		goto out;
-	}
+	if (!p.done || (HTTP_PARSER_ERRNO(&hp) != HPE_OK && HTTP_PARSER_ERRNO(&hp) != HPE_PAUSED) ||
+	    p.url_long)
+		return plain(400, "Invalid request.", false, out, size, resp, resp_len);
+	if (hp.http_major != 1 || hp.http_minor > 1)
+		return plain(501, "Unsupported HTTP version.", false, out, size, resp, resp_len);
 	switch (hp.method) {
 	case HTTP_GET:
 		rq.method = MMDS_GET;
@@ -290,27 +297,25 @@ int mmds_http_respond(struct mmds *m, const char *head, size_t len, char **out, 
 		rq.method = MMDS_OTHER;
 		break;
 	default:
-		r = plain(501, "Unsupported HTTP method.", http10, out, out_len);
-		goto out;
+		return plain(501, "Unsupported HTTP method.", http10, out, size, resp, resp_len);
 	}
 	/* micro_http's absolute path: an absolute-form target loses its scheme and host. */
-	path = p->url;
+	path = p.url;
 	if (!strncasecmp(path, "http://", 7)) {
 		path = strchr(path + 7, '/');
 		if (!path)
 			path = "";
 	}
 	rq.path = path;
-	rq.accept_json = p->accept_json;
-	rq.token = p->has_token ? p->token : NULL;
-	rq.ttl = p->has_ttl ? p->ttl : NULL;
-	rq.ttl_header = p->ttl_name;
-	rq.forwarded_for = p->has_fwd ? p->fwd_name : NULL;
-	r = mmds_answer(m, &rq, &a);
-	if (r == 0)
-		r = render(&a, http10, out, out_len);
-	mmds_answer_clear(&a);
-out:
-	free(p);
-	return r;
+	rq.accept_json = p.accept_json;
+	rq.token = p.has_token ? p.token : NULL;
+	rq.ttl = p.has_ttl ? p.ttl : NULL;
+	rq.ttl_header = p.ttl_name;
+	rq.forwarded_for = p.has_fwd ? p.fwd_name : NULL;
+	r = mmds_answer(m, &rq, out + MMDS_HTTP_HEAD_MAX, size - MMDS_HTTP_HEAD_MAX, &a);
+	if (r == -ENOSPC) /* only with a buffer smaller than mmds_http_out_size() */
+		return plain(500, MMDS_HTTP_MSG_TOO_LARGE, http10, out, size, resp, resp_len);
+	if (r < 0)
+		return r;
+	return render(&a, http10, out, resp, resp_len);
 }

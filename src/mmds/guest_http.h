@@ -29,9 +29,26 @@
 size_t mmds_http_head_len(const char *buf, size_t len);
 
 /*
- * Answer the request whose head is head[0..len): *out is a malloc'd HTTP response of *out_len
- * bytes.  0, or -ENOMEM (nothing to send).
+ * Responses are written into a buffer the caller keeps per connection (mmds/stack.c holds one
+ * per connection slot, allocated with the stack), so that serving a guest's request allocates
+ * nothing on the VMM thread: the head goes in its first MMDS_HTTP_HEAD_MAX bytes (it always
+ * fits), the body after it.  mmds_http_out_size() bytes hold every answer MMDS can give, since
+ * the body is bounded by the data store's limit (MMDS_ANSWER_MAX), as in Firecracker, whose
+ * answers are at most its store's serialization too.  A body that does not fit a smaller
+ * buffer is answered "500 Internal Server Error" with MMDS_HTTP_MSG_TOO_LARGE instead.
  */
-int mmds_http_respond(struct mmds *m, const char *head, size_t len, char **out, size_t *out_len);
+#define MMDS_HTTP_HEAD_MAX      512
+#define MMDS_HTTP_MSG_TOO_LARGE "The MMDS answer is larger than its buffer."
+
+/* The size of a buffer that holds every response for store m. */
+size_t mmds_http_out_size(const struct mmds *m);
+
+/*
+ * Answer the request whose head is head[0..len) into out[0..size): *resp (inside out) is the
+ * HTTP response, *resp_len bytes.  Allocates nothing.  0, or -ENOSPC when size cannot hold even
+ * a refusal (under MMDS_HTTP_HEAD_MAX + 64 bytes; nothing to send).
+ */
+int mmds_http_respond(struct mmds *m, const char *head, size_t len, char *out, size_t size,
+                      const char **resp, size_t *resp_len);
 
 #endif

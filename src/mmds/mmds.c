@@ -28,6 +28,12 @@ int mmds_create(size_t limit, struct mmds **out)
 	m->data = json_null();
 	m->limit = limit;
 	m->now_ms = mono_ms;
+	m->nkeys = limit / 4 + 2;
+	m->keys = calloc(m->nkeys, sizeof(*m->keys));
+	if (!m->keys) {
+		mmds_free(m);
+		return -ENOMEM;
+	}
 	*out = m;
 	return 0;
 }
@@ -37,6 +43,7 @@ void mmds_free(struct mmds *m)
 	if (!m)
 		return;
 	json_decref(m->data);
+	free(m->keys);
 	free(m);
 }
 
@@ -215,25 +222,254 @@ bool mmds_token_valid(const struct mmds *m, const char *token)
 
 /* ---- answers ------------------------------------------------------------------------------ */
 
-static int set_body(struct mmds_answer *a, int status, const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* An answer's body being written into the caller's buffer; `over` once something did not fit. */
+struct obuf {
+	char *p;
+	size_t len, cap;
+	bool over;
+};
 
-static int set_body(struct mmds_answer *a, int status, const char *type, const char *fmt, ...)
+static void ob_put(struct obuf *o, const char *s, size_t n)
 {
-	va_list ap;
+	if (o->over || n > o->cap - o->len) {
+		o->over = true;
+		return;
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+static void ob_vprintf(struct obuf *o, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void ob_vprintf(struct obuf *o, const char *fmt, va_list ap)
+{
+	size_t room = o->cap - o->len;
 	int n;
 
-	va_start(ap, fmt);
-	n = vasprintf(&a->body, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		a->body = NULL;
-		return -ENOMEM;
+	if (o->over)
+		return;
+	n = vsnprintf(o->p + o->len, room, fmt, ap);
+	if (n < 0 || (size_t)n >= room) {
+		o->over = true;
+		return;
 	}
+	o->len += (size_t)n;
+}
+
+static void ob_printf(struct obuf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void ob_printf(struct obuf *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ob_vprintf(o, fmt, ap);
+	va_end(ap);
+}
+
+static int set_body(struct mmds_answer *a, struct obuf *o, int status, const char *type,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* The whole body: a formatted message (the answer's body so far is dropped). */
+static int set_body(struct mmds_answer *a, struct obuf *o, int status, const char *type,
+                    const char *fmt, ...)
+{
+	va_list ap;
+
+	o->len = 0;
+	va_start(ap, fmt);
+	ob_vprintf(o, fmt, ap);
+	va_end(ap);
 	a->status = status;
 	a->content_type = type;
-	a->body_len = (size_t)n;
 	return 0;
+}
+
+/* Sort keys[0..n) with strcmp, in place (a heap sort: glibc's qsort may allocate). */
+static void keys_sort(const char **keys, size_t n)
+{
+	size_t start = n / 2, end = n;
+
+	while (end > 1) {
+		size_t root, child;
+		const char *t;
+
+		if (start > 0) {
+			start--;
+		} else {
+			end--;
+			t = keys[0];
+			keys[0] = keys[end];
+			keys[end] = t;
+		}
+		for (root = start; (child = 2 * root + 1) < end; root = child) {
+			if (child + 1 < end && strcmp(keys[child], keys[child + 1]) < 0)
+				child++;
+			if (strcmp(keys[root], keys[child]) >= 0)
+				break;
+			t = keys[root];
+			keys[root] = keys[child];
+			keys[child] = t;
+		}
+	}
+}
+
+/*
+ * An object's keys, sorted, into the scratch from m->keys[*top]; *top moves past them.  NULL
+ * when the scratch is full (cannot happen for a document within the limit).
+ */
+static const char **keys_take(struct mmds *m, json_t *obj, size_t *top, size_t *n)
+{
+	const char **keys = m->keys + *top, *key;
+	size_t k = 0;
+	json_t *x;
+
+	*n = json_object_size(obj);
+	if (*n > m->nkeys - *top)
+		return NULL;
+	json_object_foreach(obj, key, x)
+	{
+		(void)x;
+		keys[k++] = key;
+	}
+	keys_sort(keys, k);
+	*top += k;
+	return keys;
+}
+
+/* A JSON string as jansson's dump writes it (no ENSURE_ASCII, no ESCAPE_SLASH). */
+static void json_enc_string(struct obuf *o, const char *str, size_t len)
+{
+	size_t i, run = 0;
+
+	ob_put(o, "\"", 1);
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)str[i];
+		char seq[8];
+		const char *esc = NULL;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		ob_put(o, str + run, i - run);
+		run = i + 1;
+		switch (c) {
+		case '"':
+			esc = "\\\"";
+			break;
+		case '\\':
+			esc = "\\\\";
+			break;
+		case '\b':
+			esc = "\\b";
+			break;
+		case '\f':
+			esc = "\\f";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
+		case '\t':
+			esc = "\\t";
+			break;
+		default:
+			snprintf(seq, sizeof(seq), "\\u%04X", c);
+			esc = seq;
+			break;
+		}
+		ob_put(o, esc, strlen(esc));
+	}
+	ob_put(o, str + run, len - run);
+	ob_put(o, "\"", 1);
+}
+
+/* A real as jansson's jsonp_dtostr: %.17g, ".0" when it would read as an integer, the
+ * exponent without '+' or leading zeros. */
+static void json_enc_real(struct obuf *o, double v)
+{
+	char buf[64], *e;
+	int n = snprintf(buf, sizeof(buf) - 3, "%.17g", v);
+
+	if (n < 0 || (size_t)n >= sizeof(buf) - 3) {
+		o->over = true;
+		return;
+	}
+	if (!strchr(buf, '.') && !strchr(buf, 'e'))
+		strcat(buf, ".0");
+	e = strchr(buf, 'e');
+	if (e) {
+		char *d = e + 1, *s;
+
+		if (*d == '-')
+			d++;
+		s = d;
+		if (*s == '+')
+			s++;
+		while (*s == '0' && s[1])
+			s++;
+		memmove(d, s, strlen(s) + 1);
+	}
+	ob_put(o, buf, strlen(buf));
+}
+
+/*
+ * `v` as compact JSON with sorted keys: what json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
+ * JSON_ENCODE_ANY) gives, written without allocating.  The keys of the objects on the current
+ * path sit in m->keys below *top.
+ */
+static void json_enc(struct mmds *m, struct obuf *o, json_t *v, size_t top)
+{
+	switch (json_typeof(v)) {
+	case JSON_NULL:
+		ob_put(o, "null", 4);
+		break;
+	case JSON_TRUE:
+		ob_put(o, "true", 4);
+		break;
+	case JSON_FALSE:
+		ob_put(o, "false", 5);
+		break;
+	case JSON_INTEGER:
+		ob_printf(o, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		break;
+	case JSON_REAL:
+		json_enc_real(o, json_real_value(v));
+		break;
+	case JSON_STRING:
+		json_enc_string(o, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_ARRAY:
+		ob_put(o, "[", 1);
+		for (size_t i = 0; i < json_array_size(v) && !o->over; i++) {
+			if (i)
+				ob_put(o, ",", 1);
+			json_enc(m, o, json_array_get(v, i), top);
+		}
+		ob_put(o, "]", 1);
+		break;
+	case JSON_OBJECT: {
+		size_t n;
+		const char **keys = keys_take(m, v, &top, &n);
+
+		if (!keys) {
+			o->over = true;
+			break;
+		}
+		ob_put(o, "{", 1);
+		for (size_t i = 0; i < n && !o->over; i++) {
+			if (i)
+				ob_put(o, ",", 1);
+			json_enc_string(o, keys[i], strlen(keys[i]));
+			ob_put(o, ":", 1);
+			json_enc(m, o, json_object_get(v, keys[i]), top);
+		}
+		ob_put(o, "}", 1);
+		break;
+	}
+	}
 }
 
 /* RFC 6901 reference token `tok` (length n, unescaped here) into `v`, or NULL. */
@@ -293,61 +529,33 @@ static json_t *pointer(json_t *root, const char *p, size_t len)
 	return v;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* Firecracker's format_imds: an object's keys (sorted, "/" after objects) or a string. */
-static int format_imds(json_t *v, struct mmds_answer *a)
+static int format_imds(struct mmds *m, struct obuf *o, json_t *v, struct mmds_answer *a)
 {
 	const char **keys;
-	const char *key;
-	size_t n = 0, i, len = 0;
-	json_t *x;
-	char *p;
+	size_t n, i, top = 0;
 
 	if (json_is_string(v)) {
-		a->body = malloc(json_string_length(v) + 1);
-		if (!a->body)
-			return -ENOMEM;
-		memcpy(a->body, json_string_value(v), json_string_length(v));
-		a->body[json_string_length(v)] = '\0';
-		a->body_len = json_string_length(v);
+		ob_put(o, json_string_value(v), json_string_length(v));
 		a->status = 200;
 		return 0;
 	}
 	if (!json_is_object(v))
-		return set_body(a, 501, "text/plain",
+		return set_body(a, o, 501, "text/plain",
 		                "Cannot retrieve value. The value has an unsupported type.");
-	keys = calloc(json_object_size(v) + 1, sizeof(*keys));
-	if (!keys)
-		return -ENOMEM;
-	json_object_foreach(v, key, x)
-	{
-		keys[n++] = key;
-		len += strlen(key) + 2;
-	}
-	qsort(keys, n, sizeof(*keys), cmp_str);
-	a->body = p = malloc(len + 1);
-	if (!p) {
-		free(keys);
-		return -ENOMEM;
+	keys = keys_take(m, v, &top, &n);
+	if (!keys) {
+		o->over = true;
+		return 0;
 	}
 	for (i = 0; i < n; i++) {
-		size_t kl = strlen(keys[i]);
-
 		if (i)
-			*p++ = '\n';
-		memcpy(p, keys[i], kl);
-		p += kl;
+			ob_put(o, "\n", 1);
+		ob_put(o, keys[i], strlen(keys[i]));
 		if (json_is_object(json_object_get(v, keys[i])))
-			*p++ = '/';
+			ob_put(o, "/", 1);
 	}
-	*p = '\0';
-	a->body_len = (size_t)(p - a->body);
 	a->status = 200;
-	free(keys);
 	return 0;
 }
 
@@ -362,7 +570,8 @@ static void squash_slashes(const char *in, char *out, size_t size)
 	out[o] = '\0';
 }
 
-static int answer_get(struct mmds *m, const struct mmds_request *rq, struct mmds_answer *a)
+static int answer_get(struct mmds *m, const struct mmds_request *rq, struct obuf *o,
+                      struct mmds_answer *a)
 {
 	bool json = rq->accept_json && !m->imds_compat;
 	char path[2048];
@@ -372,12 +581,12 @@ static int answer_get(struct mmds *m, const struct mmds_request *rq, struct mmds
 
 	if (m->version == MMDS_V2) {
 		if (!rq->token)
-			return set_body(a, 401, "text/plain",
+			return set_body(a, o, 401, "text/plain",
 			                "No MMDS token provided. Use `X-metadata-token` or "
 			                "`X-aws-ec2-metadata-token` header to specify the session "
 			                "token.");
 		if (!mmds_token_valid(m, rq->token))
-			return set_body(a, 401, "text/plain", "MMDS token not valid.");
+			return set_body(a, o, 401, "text/plain", "MMDS token not valid.");
 	}
 	squash_slashes(rq->path, path, sizeof(path));
 	len = strlen(path);
@@ -385,38 +594,36 @@ static int answer_get(struct mmds *m, const struct mmds_request *rq, struct mmds
 		len--;
 	v = pointer(m->data, path, len);
 	if (!v)
-		return set_body(a, 404, "text/plain", "Resource not found: %s.", rq->path);
+		return set_body(a, o, 404, "text/plain", "Resource not found: %s.", rq->path);
 	if (json) {
-		a->body = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-		if (!a->body)
-			return -ENOMEM;
-		a->body_len = strlen(a->body);
+		json_enc(m, o, v, 0);
 		a->status = 200;
 		a->content_type = "application/json";
 		return 0;
 	}
 	/* The content type is the one asked for, even when imds_compat forces the format. */
-	r = format_imds(v, a);
+	r = format_imds(m, o, v, a);
 	if (r == 0 && a->status == 200)
 		a->content_type = rq->accept_json ? "application/json" : "text/plain";
 	return r;
 }
 
-static int answer_put(struct mmds *m, const struct mmds_request *rq, struct mmds_answer *a)
+static int answer_put(struct mmds *m, const struct mmds_request *rq, struct obuf *o,
+                      struct mmds_answer *a)
 {
 	char path[2048], tok[MMDS_TOKEN_CHARS + 1], *end;
 	unsigned long ttl;
 	int r;
 
 	if (rq->forwarded_for)
-		return set_body(a, 400, "text/plain",
+		return set_body(a, o, 400, "text/plain",
 		                "Invalid header. Reason: Unsupported header name. Key: %s",
 		                rq->forwarded_for);
 	squash_slashes(rq->path, path, sizeof(path));
 	if (strcmp(path, "/latest/api/token"))
-		return set_body(a, 404, "text/plain", "Resource not found: %s.", rq->path);
+		return set_body(a, o, 404, "text/plain", "Resource not found: %s.", rq->path);
 	if (!rq->ttl)
-		return set_body(a, 400, "text/plain",
+		return set_body(a, o, 400, "text/plain",
 		                "Token time to live value not found. Use "
 		                "`X-metadata-token-ttl-seconds` or "
 		                "`X-aws-ec2-metadata-token-ttl-seconds` header to specify the "
@@ -427,40 +634,48 @@ static int answer_put(struct mmds *m, const struct mmds_request *rq, struct mmds
 	if (!rq->ttl[0] || *end || errno || ttl > UINT32_MAX ||
 	    (rq->ttl[0] < '0' || rq->ttl[0] > '9') != (rq->ttl[0] == '+') ||
 	    (rq->ttl[0] == '+' && (rq->ttl[1] < '0' || rq->ttl[1] > '9')))
-		return set_body(a, 400, "text/plain",
+		return set_body(a, o, 400, "text/plain",
 		                "Invalid header. Reason: Invalid value. Key:%s; Value:%s",
 		                rq->ttl_header, rq->ttl);
 	r = mmds_token_new(m, (uint32_t)ttl, tok);
 	if (r == -EINVAL)
 		return set_body(
-		    a, 400, "text/plain",
+		    a, o, 400, "text/plain",
 		    "Invalid time to live value provided for token: %lu. Please provide "
 		    "a value between %u and %u.",
 		    ttl, MMDS_TOKEN_TTL_MIN, MMDS_TOKEN_TTL_MAX);
 	if (r < 0)
-		return set_body(a, 400, "text/plain", "Failed to encrypt token.");
+		return set_body(a, o, 400, "text/plain", "Failed to encrypt token.");
 	snprintf(a->extra_header, sizeof(a->extra_header), "%s: %lu", rq->ttl_header, ttl);
-	return set_body(a, 200, "text/plain", "%s", tok);
+	return set_body(a, o, 200, "text/plain", "%s", tok);
 }
 
-int mmds_answer(struct mmds *m, const struct mmds_request *rq, struct mmds_answer *a)
+int mmds_answer(struct mmds *m, const struct mmds_request *rq, char *buf, size_t cap,
+                struct mmds_answer *a)
 {
+	struct obuf o = {.p = buf, .cap = cap};
+	int r;
+
 	memset(a, 0, sizeof(*a));
-	if (!rq->path || !rq->path[0])
-		return set_body(a, 400, "text/plain", "Invalid URI.");
-	switch (rq->method) {
-	case MMDS_GET:
-		return answer_get(m, rq, a);
-	case MMDS_PUT:
-		return answer_put(m, rq, a);
-	default:
-		a->allow_get_put = true;
-		return set_body(a, 405, "text/plain", "Not allowed HTTP method.");
+	if (!rq->path || !rq->path[0]) {
+		r = set_body(a, &o, 400, "text/plain", "Invalid URI.");
+	} else {
+		switch (rq->method) {
+		case MMDS_GET:
+			r = answer_get(m, rq, &o, a);
+			break;
+		case MMDS_PUT:
+			r = answer_put(m, rq, &o, a);
+			break;
+		default:
+			a->allow_get_put = true;
+			r = set_body(a, &o, 405, "text/plain", "Not allowed HTTP method.");
+			break;
+		}
 	}
-}
-
-void mmds_answer_clear(struct mmds_answer *a)
-{
-	free(a->body);
-	memset(a, 0, sizeof(*a));
+	a->body = buf;
+	a->body_len = o.len;
+	if (r == 0 && o.over)
+		r = -ENOSPC;
+	return r;
 }

@@ -54,6 +54,13 @@ struct mmds {
 	bool imds_compat; /* always the IMDS (plain text) format */
 	struct mmds_token tokens[MMDS_MAX_TOKENS];
 	uint64_t (*now_ms)(void); /* monotonic milliseconds (tests inject their own) */
+	/*
+	 * Scratch for sorting object keys while answering, so that an answer allocates nothing:
+	 * a document of at most `limit` bytes has at most limit / 4 keys ("k":v is 4 bytes or
+	 * more), which bounds the keys of the objects on any one path through it.
+	 */
+	const char **keys;
+	size_t nkeys;
 };
 
 /* A new, empty store of at most `limit` bytes.  -ENOMEM. */
@@ -93,8 +100,8 @@ struct mmds_request {
 
 /*
  * The answer to one request, as Firecracker's mmds::convert_to_response: status, content type
- * ("text/plain" or "application/json") and a malloc'd body (NUL-terminated; body_len bytes),
- * plus the one extra header a token answer carries.  Returns 0, or -ENOMEM.
+ * ("text/plain" or "application/json") and the body (body_len bytes, not NUL-terminated, in
+ * the caller's buffer), plus the one extra header a token answer carries.
  */
 struct mmds_answer {
 	int status;
@@ -105,8 +112,16 @@ struct mmds_answer {
 	bool allow_get_put;    /* 405: "Allow: GET, PUT" */
 };
 
-int mmds_answer(struct mmds *m, const struct mmds_request *rq, struct mmds_answer *a);
-void mmds_answer_clear(struct mmds_answer *a);
+/*
+ * Answer rq, the body written into buf[0..cap).  Allocates nothing (the guest's requests are
+ * served on the VMM thread).  0, or -ENOSPC when the body does not fit (a->body_len then says
+ * nothing).  A buffer of MMDS_ANSWER_MAX(m->limit) bytes holds every answer: the document's
+ * compact serialization is at most `limit` bytes and no part of it or listing of its keys is
+ * longer; refusals quote at most the request's path (under 2 KiB) and a header value.
+ */
+#define MMDS_ANSWER_MAX(limit) ((limit) + 4096u)
+int mmds_answer(struct mmds *m, const struct mmds_request *rq, char *buf, size_t cap,
+                struct mmds_answer *a);
 
 /* Tokens: a new one of `ttl` seconds into out[MMDS_TOKEN_CHARS + 1] (-EINVAL out of range). */
 int mmds_token_new(struct mmds *m, uint32_t ttl, char *out);

@@ -43,7 +43,7 @@ struct conn {
 	bool synack_due, ack_due, fin_rcvd, fin_sent;
 	uint32_t fin_seq;
 	uint64_t last_ms;
-	char *resp; /* the answer being sent, from sequence number resp_seq */
+	const char *resp; /* the answer being sent (in this slot's out buffer), from resp_seq */
 	size_t resp_len;
 	uint32_t resp_seq;
 	size_t rlen;
@@ -71,6 +71,8 @@ struct mmds_stack {
 	uint64_t rng;
 	struct mmds_stack_stats st;
 	struct conn conns[MMDS_MAX_CONNS];
+	char *out;       /* MMDS_MAX_CONNS response buffers of out_size bytes, one per slot */
+	size_t out_size; /* mmds_http_out_size(m) */
 };
 
 /* ---- bytes -------------------------------------------------------------------------------- */
@@ -149,6 +151,13 @@ struct mmds_stack *mmds_stack_new(struct mmds *m, uint32_t ipv4)
 		return NULL;
 	s->m = m;
 	s->ip = ipv4;
+	/* Untouched pages cost nothing: only as much as the longest answer sent is ever used. */
+	s->out_size = mmds_http_out_size(m);
+	s->out = malloc(MMDS_MAX_CONNS * s->out_size);
+	if (!s->out) {
+		free(s);
+		return NULL;
+	}
 	if (getrandom(&s->rng, sizeof(s->rng), GRND_NONBLOCK) != (ssize_t)sizeof(s->rng))
 		s->rng = (uintptr_t)s ^ 0x9e3779b97f4a7c15ull;
 	s->rng |= 1;
@@ -158,7 +167,6 @@ struct mmds_stack *mmds_stack_new(struct mmds *m, uint32_t ipv4)
 static void conn_free(struct mmds_stack *s, struct conn *c)
 {
 	(void)s;
-	free(c->resp);
 	c->resp = NULL;
 	c->used = false;
 }
@@ -172,6 +180,7 @@ void mmds_stack_free(struct mmds_stack *s)
 	for (i = 0; i < MMDS_MAX_CONNS; i++)
 		if (s->conns[i].used)
 			conn_free(s, &s->conns[i]);
+	free(s->out);
 	free(s);
 }
 
@@ -247,15 +256,16 @@ static void conn_reset(struct mmds_stack *s, struct conn *c)
 static void conn_progress(struct mmds_stack *s, struct conn *c)
 {
 	if (c->resp && !seq_lt(c->snd_una, c->resp_seq + (uint32_t)c->resp_len)) {
-		free(c->resp); /* fully acknowledged */
-		c->resp = NULL;
+		c->resp = NULL; /* fully acknowledged */
 	}
 	if (!c->resp && c->estab && c->rlen) {
 		size_t hl = mmds_http_head_len((const char *)c->rbuf, c->rlen);
 
 		if (hl) {
-			if (mmds_http_respond(s->m, (const char *)c->rbuf, hl, &c->resp,
-			                      &c->resp_len) < 0) {
+			char *out = s->out + (size_t)(c - s->conns) * s->out_size;
+
+			if (mmds_http_respond(s->m, (const char *)c->rbuf, hl, out, s->out_size,
+			                      &c->resp, &c->resp_len) < 0) {
 				conn_reset(s, c);
 				return;
 			}

@@ -32,8 +32,9 @@
  * Every length, offset and checksum in a guest frame is checked before use; a frame that
  * fails is dropped and counted.  Output is produced on demand, one frame per call, into the
  * caller's buffer: the ARP reply first, then queued RSTs, then the connections in turn.
- * Memory is allocated once per interface (mmds_stack_new) plus one answer per connection
- * while it is being sent, on the VMM thread; nothing runs on a vCPU thread.
+ * Memory is allocated once per interface (mmds_stack_new), a response buffer per connection
+ * slot included (mmds/guest_http.h): serving a request allocates nothing.  Everything runs on
+ * the VMM thread; nothing on a vCPU thread.
  */
 
 #include <stdbool.h>

@@ -350,10 +350,11 @@ int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_pa
 }
 
 int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, const char *uffd_path,
-                      bool resume, struct err *e)
+                      bool clock_realtime, bool resume, struct err *e)
 {
 	const struct snapshot_vm *v = &s->vm;
-	struct vm_restore restore = {.snap = s, .mem_fd = mem_fd, .uffd_path = uffd_path};
+	struct vm_restore restore = {
+	    .snap = s, .mem_fd = mem_fd, .uffd_path = uffd_path, .clock_realtime = clock_realtime};
 	int r;
 
 	if (c->state != CTL_NOT_STARTED || c->vm)
@@ -538,6 +539,37 @@ int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struc
 			return r;
 		d->rate_limiter = m;
 	}
+	return 0;
+}
+
+int ctl_patch_pmem(struct ctl *c, const char *id, const struct res_limiter *rl, struct err *e)
+{
+	struct rate_limiter_cfg cfg;
+	struct res_limiter m;
+	struct res_pmem *p;
+	struct vm_virtio *vv;
+	int r = need_running(c, e);
+
+	if (r < 0)
+		return r;
+	p = res_find_pmem(&c->res, id);
+	vv = p ? vm_find_virtio(c->vm, VM_VIRTIO_PMEM, id) : NULL;
+	/* Firecracker: PmemConfigError::DeviceUpdate(VmmError::FindDeviceError(DeviceNotFound)). */
+	if (!vv)
+		return err_set(e, ENOENT,
+		               "Unable to patch the pmem device: Failed perform action on device: "
+		               "Device not found Please verify the request arguments.");
+	if (!rl)
+		return 0; /* Firecracker's update_pmem_device: nothing to change */
+	m = merge_limiter(&p->rate_limiter, rl);
+	r = res_check_limiter(&m, e);
+	if (r < 0)
+		return r;
+	res_limiter_cfg(&m, &cfg);
+	r = virtio_pmem_set_rate_limiter(&vv->u.pmem, &cfg, e);
+	if (r < 0)
+		return r;
+	p->rate_limiter = m;
 	return 0;
 }
 

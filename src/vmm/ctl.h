@@ -132,7 +132,7 @@ int ctl_snapshot_create(struct ctl *c, const char *snap_path, const char *mem_pa
  * of the VM then.
  */
 int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, const char *uffd_path,
-                      bool resume, struct err *e);
+                      bool clock_realtime, bool resume, struct err *e);
 
 /* Post-boot actions (-errno with `e`; CTL_MSG_* when the state does not allow it). */
 int ctl_send_ctrl_alt_del(struct ctl *c, struct err *e);
@@ -190,6 +190,12 @@ int ctl_balloon_hint_status(struct ctl *c, struct virtio_balloon_hint_status *ou
 /* PATCH /drives: a new backing file and/or rate limiter (NULL: unchanged). */
 int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struct res_limiter *rl,
                     struct err *e);
+/*
+ * PATCH /pmem/{id} (Firecracker's UpdatePmemDevice): `rl` NULL keeps the limiter; given
+ * buckets replace the ones there (the others stay).  Unknown id: Firecracker's "Unable to
+ * patch the pmem device: ..." -ENOENT; nothing changes on any refusal.
+ */
+int ctl_patch_pmem(struct ctl *c, const char *id, const struct res_limiter *rl, struct err *e);
 /* PATCH /network-interfaces: new rate limiters (NULL: unchanged). */
 int ctl_patch_net(struct ctl *c, const char *id, const struct res_limiter *rx,
                   const struct res_limiter *tx, struct err *e);

@@ -86,6 +86,7 @@ struct vm_pmem_cfg {
 	const char *path;
 	bool read_only;
 	bool root; /* the root device (root=/dev/pmemN on the command line; resources.c) */
+	struct rate_limiter_cfg rate_limiter; /* zeroed: unlimited */
 	enum vm_transport transport;
 };
 

@@ -72,7 +72,7 @@ static void net_clear(void *obj)
 
 static void net_to_cfg(struct resources *r, const char *id, void *cfg)
 {
-	res_net_to_cfg(res_find_net(r, id), cfg);
+	res_net_to_cfg(r, res_find_net(r, id), cfg);
 }
 
 /* ---- vsock ---------------------------------------------------------------------------------- */

@@ -553,9 +553,15 @@ void res_drive_to_cfg(const struct res_drive *d, struct vm_disk_cfg *c)
 	res_limiter_cfg(&d->rate_limiter, &c->rate_limiter);
 }
 
-void res_net_to_cfg(const struct res_net *n, struct vm_net_cfg *c)
+void res_net_to_cfg(const struct resources *r, const struct res_net *n, struct vm_net_cfg *c)
 {
 	memset(c, 0, sizeof(*c));
+	/* At boot or on a hot plug alike: an interface named in PUT /mmds/config answers MMDS
+	 * (one unplugged and plugged again keeps it). */
+	if (res_mmds_on(r, n->id)) {
+		c->mmds = r->mmds.store;
+		c->mmds_ipv4 = r->mmds.ipv4;
+	}
 	c->id = n->id;
 	c->tap = n->slirp ? NULL : n->host_dev_name;
 	c->has_mac = n->has_mac;
@@ -748,6 +754,9 @@ int res_put_pmem(struct resources *r, struct res_pmem *p, struct err *e)
 		for (j = 0; j < r->npmems; j++)
 			if (j != i && r->pmems[j].root_device)
 				return err_set(e, EINVAL, RES_MSG_PMEM_ROOT_EXISTS);
+	ret = res_check_limiter(&p->rate_limiter, e);
+	if (ret < 0)
+		return ret;
 	ret = check_pmem_file(p, e);
 	if (ret < 0)
 		return ret;
@@ -780,6 +789,7 @@ void res_pmem_to_cfg(const struct res_pmem *p, struct vm_pmem_cfg *c)
 	c->read_only = p->read_only;
 	c->root = p->root_device;
 	c->transport = p->transport;
+	res_limiter_cfg(&p->rate_limiter, &c->rate_limiter);
 }
 
 /* Append " <s>" (or "<s>" at the start) to the command line; -ENOSPC when it does not fit. */
@@ -791,26 +801,29 @@ static int cmdline_add(char *buf, size_t size, const char *s)
 	return n < 0 || (size_t)n >= size - len ? -ENOSPC : 0;
 }
 
-bool res_pci_off(const char *args)
+bool res_boot_arg(const char *args, const char *name, const char *opt)
 {
+	size_t nlen = strlen(name);
 	const char *p = args;
 
-	/* Linux's pci= takes a comma-separated list (Documentation/admin-guide/
-	 * kernel-parameters.txt); "off" among them: the kernel does not probe PCI at all. */
 	while (p && *p) {
 		size_t n;
 
 		p += strspn(p, " \t\n");
 		n = strcspn(p, " \t\n");
-		if (n > 4 && !strncmp(p, "pci=", 4)) {
-			const char *o = p + 4, *end = p + n;
+		if (n >= nlen && !strncmp(p, name, nlen) && (n == nlen || p[nlen] == '=')) {
+			const char *o = p + nlen + 1, *end = p + n;
 
-			while (o < end) {
+			if (!opt)
+				return true;
+			/* Linux's list-valued options (pci=, acpi=) are comma-separated
+			 * (Documentation/admin-guide/kernel-parameters.txt). */
+			while (n > nlen && o < end) {
 				size_t m = strcspn(o, ",");
 
 				if (o + m > end)
 					m = (size_t)(end - o);
-				if (m == 3 && !strncmp(o, "off", 3))
+				if (m == strlen(opt) && !strncmp(o, opt, m))
 					return true;
 				o += m + 1;
 			}
@@ -818,6 +831,53 @@ bool res_pci_off(const char *args)
 		p += n;
 	}
 	return false;
+}
+
+bool res_pci_off(const char *args)
+{
+	return res_boot_arg(args, "pci", "off");
+}
+
+/*
+ * Linux on a hardware-reduced ACPI machine has no 8259 (acpi_reduced_hw_init() installs
+ * the null legacy PIC), so with noapic it has no interrupt controller at all for the
+ * legacy lines: the serial port's interrupt and every virtio-mmio device's are lost (the
+ * console shows the kernel's own lines, which it polls out, and nothing from user space;
+ * virtio-mmio probes fail with "IRQ index 0 not found").  firectl's default boot arguments
+ * carry noapic from the MP-table days (Firecracker dropped it from its own defaults), so
+ * ember leaves it out of the guest's command line when the guest uses ACPI, and says so.
+ * With acpi=off, or no ACPI tables from ember, Linux finds the 8259s through the MP table
+ * and noapic works as asked: then it stays.
+ */
+static bool noapic_left_out(const struct resources *r, const char *args)
+{
+	return !r->no_acpi && res_boot_arg(args, "noapic", NULL) &&
+	       !res_boot_arg(args, "acpi", "off");
+}
+
+/* Append the boot arguments without their noapic words (single spaces between words). */
+static int cmdline_add_without_noapic(char *buf, size_t size, const char *args)
+{
+	const char *p = args;
+
+	for (;;) {
+		size_t n, len;
+		int k;
+
+		p += strspn(p, " \t\n");
+		n = strcspn(p, " \t\n");
+		if (n == 0)
+			return 0;
+		if ((n == 6 || (n > 6 && p[6] == '=')) && !strncmp(p, "noapic", 6)) {
+			p += n;
+			continue;
+		}
+		len = strlen(buf);
+		k = snprintf(buf + len, size - len, "%s%.*s", len ? " " : "", (int)n, p);
+		if (k < 0 || (size_t)k >= size - len)
+			return -ENOSPC;
+		p += n;
+	}
 }
 
 /* With pci=off the guest sees no PCI device: every virtio device goes on virtio-mmio, which
@@ -886,11 +946,7 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 	}
 	cfg->dev.ndisks = r->ndrives;
 	for (i = 0; i < r->nnets; i++) {
-		res_net_to_cfg(&r->nets[i], &cfg->dev.nets[i]);
-		if (res_mmds_on(r, r->nets[i].id)) {
-			cfg->dev.nets[i].mmds = r->mmds.store;
-			cfg->dev.nets[i].mmds_ipv4 = r->mmds.ipv4;
-		}
+		res_net_to_cfg(r, &r->nets[i], &cfg->dev.nets[i]);
 	}
 	cfg->dev.nnets = r->nnets;
 	if (r->vsock.present)
@@ -913,8 +969,20 @@ int res_to_vm_config(const struct resources *r, struct vm_config *cfg, char *cmd
 	cmdline[0] = '\0';
 	cfg->cmdline = NULL;
 	if (r->boot.present) {
-		ret = cmdline_add(cmdline, cmdline_size,
-		                  r->boot.boot_args ? r->boot.boot_args : RES_DEFAULT_BOOT_ARGS);
+		const char *args = r->boot.boot_args ? r->boot.boot_args : RES_DEFAULT_BOOT_ARGS;
+
+		if (noapic_left_out(r, args)) {
+			log_warn(
+			    "the boot arguments say noapic, but ember's machine has "
+			    "hardware-reduced "
+			    "ACPI and no 8259 PIC for Linux to fall back to, so the guest would "
+			    "get no "
+			    "interrupt from the serial port or a virtio-mmio device: ember leaves "
+			    "noapic out of the guest's command line (acpi=off keeps it)");
+			ret = cmdline_add_without_noapic(cmdline, cmdline_size, args);
+		} else {
+			ret = cmdline_add(cmdline, cmdline_size, args);
+		}
 		/* Firecracker's root= for the root drive: its PARTUUID, or the first virtio disk.
 		 */
 		if (ret == 0 && root && root->partuuid) {

@@ -127,6 +127,7 @@ struct res_pmem {
 	char *path_on_host;
 	bool root_device;
 	bool read_only;
+	struct res_limiter rate_limiter; /* Firecracker's flush limiter */
 	enum vm_transport transport;
 };
 
@@ -301,7 +302,8 @@ struct res_pmem *res_find_pmem(struct resources *r, const char *id);
 
 /* One entry as the VM's device configuration (strings point into the entry). */
 void res_drive_to_cfg(const struct res_drive *d, struct vm_disk_cfg *c);
-void res_net_to_cfg(const struct res_net *n, struct vm_net_cfg *c);
+/* An interface also gets the MMDS store when PUT /mmds/config names it. */
+void res_net_to_cfg(const struct resources *r, const struct res_net *n, struct vm_net_cfg *c);
 void res_vsock_to_cfg(const struct res_vsock *v, struct vm_vsock_cfg *c);
 void res_entropy_to_cfg(const struct res_entropy *en, struct vm_rng_cfg *c);
 void res_balloon_to_cfg(const struct res_balloon *b, struct vm_balloon_cfg *c);
@@ -400,6 +402,11 @@ bool res_mmds_on(const struct resources *r, const char *id);
 /* Free the store (res_destroy). */
 void res_mmds_clear(struct res_mmds *m);
 
+/*
+ * Whether Linux boot arguments hold the option `name`: with `opt` NULL, the word `name` or
+ * `name=...`; else a `name=` word with `opt` among its comma-separated values.
+ */
+bool res_boot_arg(const char *args, const char *name, const char *opt);
 /* Whether Linux boot arguments turn PCI off (a `pci=` word with `off` among its options). */
 bool res_pci_off(const char *args);
 
@@ -407,7 +414,8 @@ bool res_pci_off(const char *args);
  * Fill a VM configuration from the resources (strings point into `r`, which
  * must outlive the VM).  `cmdline` receives the kernel command line: the boot
  * arguments plus the root device's root= option, as Firecracker adds it.  Boot
- * arguments with pci=off put every virtio device on virtio-mmio (res_pci_off).
+ * arguments with pci=off put every virtio device on virtio-mmio (res_pci_off); noapic is
+ * left out of `cmdline` (with a warning) unless the guest runs without ACPI.
  * -errno with `e`: no boot source (unless cfg->restore, set by the caller: a VM
  * restored from a snapshot boots nothing), or one that cannot be used.
  */

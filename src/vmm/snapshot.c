@@ -667,7 +667,7 @@ int vm_step_restore(struct vm *vm, struct err *e)
 		               vm->nvcpus_created);
 	/* Firecracker's order: the VM (interrupt controllers, PIT, clock), devices, vCPUs. */
 	r = s->kvm;
-	rc = kvm_vm_restore(&vm->kvm, &r, e);
+	rc = kvm_vm_restore(&vm->kvm, &r, vm->cfg.restore->clock_realtime, e);
 	if (rc == 0)
 		rc = snap_done(&r, "KVM's state", e);
 	r = s->devs;

@@ -424,6 +424,7 @@ static int step_acpi(struct vm *vm, struct err *e)
 	    .intx_gsi_base = vm->pci.lay.intx_gsi_base,
 	    .mmio = mmio,
 	    .com1 = true,
+	    .i8042 = true,
 	    .rtc = true,
 	    .reset_8042 = true,
 	};

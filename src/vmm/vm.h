@@ -59,6 +59,7 @@ struct vm_restore {
 	/* The Uffd memory backend (vm_uffd.c): guest RAM is anonymous, its pages are served by
 	 * the page-fault handler listening on this Unix socket.  NULL: the memory file. */
 	const char *uffd_path;
+	bool clock_realtime; /* kvmclock advanced by the time since the save (kvm/state.h) */
 };
 
 struct vm_config {

@@ -378,7 +378,10 @@ static int pmem_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, str
 	struct virtio_pmem *p = &vv->u.pmem;
 	uint64_t gpa =
 	    vm->pmem_next ? vm->pmem_next : mem_layout_mem64_base(&vm->ml) + PCI_MEM64_SIZE;
-	struct virtio_pmem_opts o = {.path = c->path, .read_only = c->read_only, .gpa = gpa};
+	struct virtio_pmem_opts o = {.path = c->path,
+	                             .read_only = c->read_only,
+	                             .gpa = gpa,
+	                             .rate_limiter = c->rate_limiter};
 	int r;
 
 	vv->vdev = &p->vdev;
@@ -416,7 +419,7 @@ static void pmem_destroy(struct vm_virtio *vv)
 	virtio_pmem_destroy(p);
 }
 
-/* Firecracker's "pmem" group, every device summed (no rate limiter: its counters stay 0). */
+/* Firecracker's "pmem" group, every device summed. */
 static void pmem_collect(struct vm_virtio *vv, struct metrics_values *v)
 {
 	struct virtio_pmem *p = &vv->u.pmem;
@@ -425,6 +428,8 @@ static void pmem_collect(struct vm_virtio *vv, struct metrics_values *v)
 	v->pmem.cfg_fails += p->cfg_writes;
 	v->pmem.event_fails += p->errors;
 	v->pmem.queue_event_count += p->kicks;
+	v->pmem.rate_limiter_throttled_events += p->throttled;
+	v->pmem.rate_limiter_event_count += p->rl_events;
 	pthread_mutex_unlock(&p->vdev.lock);
 }
 

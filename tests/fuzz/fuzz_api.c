@@ -5,6 +5,7 @@
 
 #include "api/api.h"
 #include "api/json.h"
+#include "boot/layout.h"
 #include "util/log.h"
 
 /*
@@ -43,6 +44,7 @@ static void decode_all(json_t *o)
 	struct res_net n;
 	struct res_vsock v;
 	struct res_entropy en;
+	struct res_pmem pm;
 	struct res_mem_hotplug mh;
 	uint32_t mib;
 	struct res_logger l;
@@ -70,6 +72,9 @@ static void decode_all(json_t *o)
 	if (json_to_vsock(o, &v, &e) == 0)
 		res_vsock_clear(&v);
 	json_to_entropy(o, &en, &e);
+	if (json_to_pmem(o, &pm, &e) == 0)
+		res_pmem_clear(&pm);
+	json_to_pmem_patch(o, id, &rx, &e);
 	json_to_mem_hotplug(o, &mh, &e);
 	json_to_mem_hotplug_update(o, &mib, &e);
 	if (json_to_logger(o, &l, &e) == 0)
@@ -84,6 +89,29 @@ static void decode_all(json_t *o)
 		res_mmds_config_clear(&mc);
 	json_to_action(o, &act, &e);
 	json_to_vm_state(o, &paused, &e);
+}
+
+/*
+ * The guest's command line from what the requests configured (res_to_vm_config: the boot
+ * arguments, noapic left out on ACPI, root=): it fits, and has no noapic word unless the
+ * arguments say acpi=off (a drive's partuuid is the client's own text, so it is not judged).
+ */
+static void check_cmdline(struct ctl *c)
+{
+	static char cmdline[LAYOUT_CMDLINE_MAX];
+	struct vm_config cfg;
+	struct err e;
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (res_to_vm_config(&c->res, &cfg, cmdline, sizeof(cmdline), &e) < 0 || !cfg.cmdline)
+		return;
+	if (strlen(cmdline) >= sizeof(cmdline))
+		abort();
+	for (unsigned int i = 0; i < c->res.ndrives; i++)
+		if (c->res.drives[i].partuuid)
+			return;
+	if (res_boot_arg(cmdline, "noapic", NULL) && !res_boot_arg(cmdline, "acpi", "off"))
+		abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -153,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		api_handle(&c, &req, &resp);
 		check_response(&resp);
+		check_cmdline(&c);
 		free(resp.body);
 		free(b);
 		ctl_destroy(&c);

@@ -10,7 +10,10 @@
 /*
  * Input: a 1-byte header, then records.
  *   [0]  bit 0: V2; bit 1: imds_compat; bit 2: the whole rest is one HTTP head for
- *        mmds_http_respond() instead of frames.
+ *        mmds_http_respond() instead of frames (bit 4: into a buffer of 512 + 64 bytes, too
+ *        small for some answers, which must then be a whole 500); bit 3 (without bit 2): the
+ *        rest is a JSON document for the store, whose JSON answer to GET / must be what
+ *        jansson's json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) gives.
  * Frames: each record is [len hi][len lo][vnet flags][gso][csum_start][csum_offset][ms]
  * then len bytes (capped by what is left) of a frame whose Ethernet/IPv4 header is completed
  * towards MMDS when the record's flags bit 7 is set (so the fuzzer reaches TCP without a
@@ -114,12 +117,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m->version = data[0] & 1 ? MMDS_V2 : MMDS_V1;
 	m->imds_compat = data[0] & 2;
 	if (data[0] & 4) {
-		char *resp = NULL;
+		size_t cap = data[0] & 16 ? MMDS_HTTP_HEAD_MAX + 64 : mmds_http_out_size(m);
+		char *buf = malloc(cap);
+		const char *resp = NULL;
 		size_t n = 0;
 
-		if (mmds_http_respond(m, (const char *)data + 1, size - 1, &resp, &n) == 0 && !resp)
+		if (!buf)
 			abort();
-		free(resp);
+		if (mmds_http_respond(m, (const char *)data + 1, size - 1, buf, cap, &resp, &n) !=
+		        0 ||
+		    !resp || resp < buf || n > cap - (size_t)(resp - buf) || n < 9 ||
+		    memcmp(resp, "HTTP/1.", 7))
+			abort(); /* always a whole answer, inside the buffer */
+		free(buf);
+		mmds_free(m);
+		return 0;
+	}
+	if (data[0] & 8) {
+		json_t *d = json_loadb((const char *)data + 1, size - 1, JSON_DECODE_ANY, NULL);
+		struct mmds_request rq = {.method = MMDS_GET, .path = "/", .accept_json = true};
+		struct mmds_answer a;
+		size_t cap = MMDS_ANSWER_MAX(m->limit);
+		char *buf = malloc(cap), *want;
+
+		if (!buf)
+			abort();
+		m->version = MMDS_V1;
+		m->imds_compat = false;
+		if (d && mmds_put(m, d, &e) == 0) {
+			want = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+			if (mmds_answer(m, &rq, buf, cap, &a) != 0 || a.status != 200 || !want ||
+			    a.body_len != strlen(want) || memcmp(a.body, want, a.body_len))
+				abort(); /* ember's encoder and jansson's disagree */
+			free(want);
+		}
+		json_decref(d);
+		free(buf);
 		mmds_free(m);
 		return 0;
 	}

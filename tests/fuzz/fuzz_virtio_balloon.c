@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "devices/virtio/balloon.h"
+#include "fuzz_input.h"
 #include "util/log.h"
 #include "virtio_fake_driver.h"
 
@@ -41,36 +42,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct in *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
-}
-
-static uint16_t u16(struct in *in)
-{
-	uint16_t lo = u8(in);
-
-	return (uint16_t)(lo | u8(in) << 8);
-}
-
-static uint32_t u32(struct in *in)
-{
-	uint32_t lo = u16(in);
-
-	return lo | (uint32_t)u16(in) << 16;
-}
-
 struct fz {
 	struct fake_guest g;
 	struct fake_transport t;
@@ -103,14 +74,8 @@ static struct fz *fz_new(unsigned int kind)
 
 static void bring_up(struct fz *f, uint64_t want)
 {
-	fake_set_status(&f->b.vdev, 0);
-	memset(f->g.ram, 0, RAM_SIZE);
-	f->g.brk = 0x1000;
-	memset(f->q, 0, sizeof(f->q));
-	for (unsigned int i = 0; i < f->nq; i++)
-		if (fake_vq_init(&f->q[i], &f->g, f->qsize) < 0)
-			abort();
-	fake_start(&f->b.vdev, &f->t, want, f->q, f->nq);
+	if (fake_restart(&f->g, &f->b.vdev, &f->t, want, f->q, f->nq, f->qsize) < 0)
+		abort();
 	f->actual = 0;
 	f->next_buf = 0;
 }

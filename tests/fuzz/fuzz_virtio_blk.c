@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "devices/virtio/blk.h"
+#include "fuzz_input.h"
 #include "util/log.h"
 #include "virtio_fake_driver.h"
 
@@ -65,43 +66,6 @@ struct fz {
 	char path[64];
 };
 
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct in *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
-}
-
-static uint16_t u16(struct in *in)
-{
-	uint16_t lo = u8(in);
-
-	return (uint16_t)(lo | u8(in) << 8);
-}
-
-static uint32_t u32(struct in *in)
-{
-	uint32_t lo = u16(in);
-
-	return lo | (uint32_t)u16(in) << 16;
-}
-
-static uint64_t u64(struct in *in)
-{
-	uint64_t lo = u32(in);
-
-	return lo | (uint64_t)u32(in) << 32;
-}
-
 static uint64_t fz_now(void *ctx)
 {
 	return ((struct fz *)ctx)->now;
@@ -147,14 +111,10 @@ static struct fz *fz_new(bool ro, bool limited)
 /* Reset, fresh RAM and ring, negotiate (offered & want), DRIVER_OK. */
 static void bring_up(struct fz *f, uint64_t want, uint16_t qsize)
 {
-	fake_set_status(&f->b.vdev, 0);
-	memset(f->g.ram, 0, RAM_SIZE);
-	f->g.brk = 0x1000;
 	memset(f->info, 0, sizeof(f->info));
 	f->tainted = false;
-	if (fake_vq_init(&f->q, &f->g, qsize) < 0)
+	if (fake_restart(&f->g, &f->b.vdev, &f->t, want, &f->q, 1, qsize) < 0)
 		abort();
-	fake_start(&f->b.vdev, &f->t, want, &f->q, 1);
 }
 
 static uint32_t pick_type(struct in *in)

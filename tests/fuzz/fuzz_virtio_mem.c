@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "devices/virtio/mem.h"
+#include "fuzz_input.h"
 #include "util/log.h"
 #include "virtio_fake_driver.h"
 
@@ -34,38 +35,6 @@
 #define BUF_BASE 0x80000u
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct in *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
-}
-
-static uint16_t u16(struct in *in)
-{
-	uint16_t lo = u8(in);
-
-	return (uint16_t)(lo | u8(in) << 8);
-}
-
-static uint64_t u64(struct in *in)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v = v << 16 | u16(in);
-	return v;
-}
 
 struct fmp {
 	uint32_t next;
@@ -131,12 +100,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g.brk = 0x1000;
 	g.env.plat.ctx = &fp;
 	o.hva = region;
-	if (virtio_mem_init(&m, &o, &g.env, &e) < 0)
+	if (virtio_mem_init(&m, &o, &g.env, &e) < 0 ||
+	    fake_bring_up(&g, &m.vdev, &t, want, &q, 1, qsize) < 0)
 		abort();
-	memset(&q, 0, sizeof(q));
-	if (fake_vq_init(&q, &g, qsize) < 0)
-		abort();
-	fake_start(&m.vdev, &t, want, &q, 1);
 
 	while (in.n) {
 		switch (u8(&in) % 6) {
@@ -196,13 +162,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		default:
 			reap(&q);
-			fake_set_status(&m.vdev, 0);
-			memset(&q, 0, sizeof(q));
-			memset(g.ram, 0, RAM_SIZE); /* a new driver: fresh rings */
-			g.brk = 0x1000;
-			if (fake_vq_init(&q, &g, qsize) < 0)
+			if (fake_restart(&g, &m.vdev, &t, want, &q, 1, qsize) < 0)
 				abort();
-			fake_start(&m.vdev, &t, want, &q, 1);
 			break;
 		}
 	}

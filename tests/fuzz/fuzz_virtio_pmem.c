@@ -5,16 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "devices/virtio/pmem.h"
+#include "fuzz_input.h"
 #include "util/log.h"
 #include "virtio_fake_driver.h"
 
 /*
  * Input: byte 0 picks the driver's features (bit 1 EVENT_IDX, bit 2 INDIRECT_DESC), bit 3
- * a read-only device, and bits 5-7 the queue size (256 >> n).  Then records, each starting
- * with an opcode byte (% 6):
+ * a read-only device, bit 4 a flush rate limiter (2 ops and 3 files' worth of bytes per
+ * 100 ms, on a fake clock), and bits 5-7 the queue size (256 >> n).  Then records, each
+ * starting with an opcode byte (% 7):
  *   0 chain, 1 the same chain through an indirect table: u8 nseg (1..4), then per segment a
  *       kind byte (% 3):
  *       0 type    u8 len (% 9), u32 value: a readable buffer holding the value's bytes
@@ -24,6 +27,7 @@
  *   2 kick      3 reap the used ring
  *   4 config access: u8 offset (% 24), u8 width (1, 2, 4 or 8), u8 write, then 8 bytes
  *   5 reset and bring the device up again
+ *   6 the clock: u16 ms forward, then the limiter's timer fires (as the VMM evloop would)
  *
  * The backing file is a small temporary file mapped once per input.  Invariants: no crash,
  * no sanitizer report, every used id below the queue size and every used length 0 or 4
@@ -39,37 +43,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct in *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
-}
-
-static uint16_t u16(struct in *in)
-{
-	uint16_t lo = u8(in);
-
-	return (uint16_t)(lo | u8(in) << 8);
-}
-
-static uint32_t u32(struct in *in)
-{
-	uint32_t lo = u16(in);
-
-	return lo | (uint32_t)u16(in) << 16;
-}
-
 static char path[64];
+static uint64_t fz_clock_ns;
+
+static uint64_t fake_now(void *ctx)
+{
+	(void)ctx;
+	return fz_clock_ns;
+}
 static uint8_t pattern[FILE_LEN];
 
 static void remove_file(void)
@@ -110,13 +91,8 @@ struct fz {
 
 static void bring_up(struct fz *f)
 {
-	fake_set_status(&f->p.vdev, 0);
-	memset(f->g.ram, 0, RAM_SIZE);
-	f->g.brk = 0x1000;
-	memset(&f->q, 0, sizeof(f->q));
-	if (fake_vq_init(&f->q, &f->g, f->qsize) < 0)
+	if (fake_restart(&f->g, &f->p.vdev, &f->t, f->want, &f->q, 1, f->qsize) < 0)
 		abort();
-	fake_start(&f->p.vdev, &f->t, f->want, &f->q, 1);
 	f->next_buf = 0;
 }
 
@@ -207,6 +183,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * costs more page faults than the input itself. */
 	static struct fz *f;
 	struct in in = {data, size};
+	static const struct rl_clock clk = {fake_now, NULL};
 	struct virtio_pmem_opts o = {0};
 	struct err e = {0};
 	uint8_t cfg;
@@ -224,6 +201,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&f->t, 0, sizeof(f->t));
 	cfg = u8(&in);
 	o = (struct virtio_pmem_opts){.path = path, .read_only = cfg & 8, .gpa = GPA};
+	fz_clock_ns = 0;
+	if (cfg & 16)
+		o.rate_limiter = (struct rate_limiter_cfg){
+		    .bandwidth = {.size = 3 * FILE_LEN, .refill_time_ms = 100},
+		    .ops = {.size = 2, .refill_time_ms = 100}};
+	o.clock = &clk;
 	if (virtio_pmem_init(&f->p, &o, &f->g.env, &e) < 0) {
 		fprintf(stderr, "virtio_pmem_init: %s\n", e.msg);
 		abort();
@@ -233,7 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	          (cfg & 4 ? 1ull << VIRTIO_F_INDIRECT_DESC : 0);
 	bring_up(f);
 	while (in.n && ops++ < 2000) {
-		switch (u8(&in) % 6) {
+		switch (u8(&in) % 7) {
 		case 0:
 			add_chain(f, &in, false);
 			break;
@@ -249,9 +232,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 4:
 			config(f, &in);
 			break;
-		default:
+		case 5:
 			bring_up(f);
 			break;
+		default: {
+			struct evloop_watch *w = &f->p.limiter.w[f->p.limiter.cur];
+
+			fz_clock_ns += u16(&in) * 1000000ull;
+			if (f->p.limiter.enabled)
+				w->cb(w, EPOLLIN);
+			break;
+		}
 		}
 	}
 	fake_kick(&f->p.vdev, 0);

@@ -153,7 +153,8 @@ isr_exception:
 
 /*
  * #GP: emulate ring 3's in/out through %dx (byte: ec/ee, dword: ed/ef, word:
- * 66 ed/66 ef) and sti / cli, reset on hlt, else report it.
+ * 66 ed/66 ef), sti / cli and wrmsr (0f 30: kvmclock's MSR, snapcount.c), reset
+ * on hlt, else report it.
  */
 isr_gp:
 	pushq %rsi
@@ -176,6 +177,8 @@ isr_gp:
 	je triple_fault
 	cmpw $0x060f, (%rsi)
 	je 12f
+	cmpw $0x300f, (%rsi)
+	je 13f
 9:	popq %rsi
 	pushq $VEC_GP
 	jmp isr_common
@@ -201,6 +204,8 @@ isr_gp:
 	jmp 11f
 /* clts from ring 3: jump to %rax in ring 0, never to return (lifecycle=mmio-exec). */
 12:	jmp *%rax
+13:	wrmsr
+	jmp 11f
 11:	incq 16(%rsp)
 5:	incq 16(%rsp)
 	popq %rsi

@@ -42,6 +42,15 @@
  *
  * (irq: whether the queue's interrupt came within a second) and its buffer posted again.
  * A restored ember sends VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (id 0, virtio 1.2 §5.10.6.6).
+ *
+ * With test.count_kvmclock=1 the guest turns on kvmclock (KVM's paravirtual clock: CPUID
+ * 0x40000001 KVM_FEATURE_CLOCKSOURCE2, MSR_KVM_SYSTEM_TIME_NEW) and after each round line
+ * prints what it reads
+ *
+ *   count: kvmclock ns=<kvmclock in nanoseconds>
+ *
+ * (or "count: no kvmclock" once).  The snapshot tests read how far kvmclock moved across a
+ * save and load (the load's clock_realtime).
  */
 
 #define SECTOR 512
@@ -163,6 +172,50 @@ static void vsock_events(struct vsock_ev *v)
 	}
 }
 
+/* KVM's pvclock_vcpu_time_info (Documentation/virt/kvm/x86/msr.rst), 32 bytes. */
+struct pvclock {
+	u32 version, pad0;
+	u64 tsc_timestamp, system_time;
+	u32 mul;
+	signed char shift;
+	u8 flags, pad[2];
+};
+
+static volatile struct pvclock kvmclock __attribute__((aligned(64)));
+
+static bool kvmclock_on(void)
+{
+	u32 a, b, c, d;
+
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000000u), "c"(0));
+	if (b != 0x4b4d564b || c != 0x564b4d56 || d != 0x4d || a < 0x40000001u) /* "KVMKVMKVM" */
+		return false;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000001u), "c"(0));
+	if (!(a & (1u << 3))) /* KVM_FEATURE_CLOCKSOURCE2 */
+		return false;
+	u64 v = pa(&kvmclock) | 1; /* enable */
+	__asm__ volatile("wrmsr" ::"c"(0x4b564d01u), "a"((u32)v), "d"((u32)(v >> 32)) : "memory");
+	return true;
+}
+
+static u64 kvmclock_ns(void)
+{
+	u32 ver;
+	u64 ns;
+
+	do {
+		ver = kvmclock.version;
+		__asm__ volatile("" ::: "memory");
+		u64 d = rdtsc() - kvmclock.tsc_timestamp;
+		int sh = kvmclock.shift;
+
+		d = sh < 0 ? d >> -sh : d << sh;
+		ns = kvmclock.system_time + (u64)(((unsigned __int128)d * kvmclock.mul) >> 32);
+		__asm__ volatile("" ::: "memory");
+	} while ((ver & 1) || ver != kvmclock.version);
+	return ns;
+}
+
 void snapcount_run(void);
 void snapcount_run(void)
 {
@@ -172,6 +225,7 @@ void snapcount_run(void)
 	static struct hp_port p;
 	u64 ms = cmdline_num("test.count_ms", 20);
 	bool hp = cmdline_num("test.count_hp", 0) != 0;
+	bool kvmclk = cmdline_num("test.count_kvmclock", 0) != 0;
 	u64 *out, *in;
 
 	if (hp ? !hp_disk(&p, &b)
@@ -188,6 +242,10 @@ void snapcount_run(void)
 	if (!out || !in) {
 		printf("count: no memory\n");
 		return;
+	}
+	if (kvmclk && !kvmclock_on()) {
+		printf("count: no kvmclock\n");
+		kvmclk = false;
 	}
 	printf("count: start\n");
 	for (u64 n = 1;; n++) {
@@ -207,6 +265,8 @@ void snapcount_run(void)
 		    !memcmp(in, out, SECTOR);
 		printf("count %llu sector %llu irqs %u %s\n", n, sector, vq_irqs(b.q),
 		       ok ? "ok" : "bad");
+		if (kvmclk)
+			printf("count: kvmclock ns=%llu\n", kvmclock_ns());
 		end = deadline_ms(ms);
 		while (rdtsc() < end)
 			cpu_relax();

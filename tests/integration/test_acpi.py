@@ -107,7 +107,8 @@ def test_dsdt_objects(iasl, tables):
     _, dsl = disassemble(iasl, tables / "dsdt.dat")
     for needle in ['EisaId ("PNP0A08")', 'EisaId ("PNP0A03")', "Method (_OSC, 4",
                    "Local0 &= 0x1D", "Name (_PRT, Package (0x80)", 'Name (_HID, "LNRO0005")',
-                   'EisaId ("PNP0501")', 'Name (_HID, "ACPI0013"', 'EisaId ("PNP0C0C")',
+                   'EisaId ("PNP0501")', 'EisaId ("PNP0303")', 'Name (_HID, "ACPI0013"',
+                   'EisaId ("PNP0C0C")',
                    "Method (_EVT, 1", "Notify (\\_SB.PWRB, 0x80)", "Name (\\_S5, Package",
                    "WordBusNumber (ResourceProducer", "DWordMemory (ResourceProducer",
                    "QWordMemory (ResourceProducer", "Interrupt (ResourceConsumer, Edge, "

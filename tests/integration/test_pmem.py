@@ -2,8 +2,9 @@
 the config file's "pmem" array, GET /vm/config, and every refusal with its status and message
 leaving the configuration as it was.  A VM with pmem devices boots (ember's test guest; the
 guest's own view of the device is the Linux tier's, tests/linux/test_linux_pmem.py), answers
-PUT /pmem after boot with Firecracker's pre-boot-only refusal, and its snapshot restores the
-devices.
+PUT /pmem after boot with Firecracker's pre-boot-only refusal, takes PATCH /pmem/{id} (the
+flush rate limiter) after boot and refuses it before, and its snapshot restores the devices.
+ember's test guest has no virtio-pmem driver: a throttled flush is the Linux tier's test.
 """
 
 import json
@@ -29,10 +30,20 @@ def backing(path, size=2 * MIB, fill=b""):
     return path
 
 
-def pmem_cfg(id_, path, root=False, ro=False):
+def pmem_cfg(id_, path, root=False, ro=False, rl=None):
     """GET /vm/config's entry for a pmem device configured with these fields."""
     return {"id": id_, "path_on_host": str(path), "root_device": root, "read_only": ro,
-            "rate_limiter": None, "transport": "pci"}
+            "rate_limiter": rl, "transport": "pci"}
+
+
+def limiter(bandwidth=None, ops=None):
+    """A RateLimiter as GET /vm/config writes it (absent buckets: null)."""
+    return {"bandwidth": bandwidth, "ops": ops}
+
+
+PATCH_NOT_FOUND = ("Unable to patch the pmem device: Failed perform action on device: "
+                   "Device not found Please verify the request arguments.")
+TOO_LARGE = "Cannot create RateLimiter: ops refill_time 18446744073710 ms is too large."
 
 
 def refused(e, method, path, body, want, exact=True):
@@ -71,6 +82,15 @@ def test_put_and_get(ember, tmp_path):
     ember.ok("PUT", "/pmem/pb", {"id": "pb", "path_on_host": str(b)})
     ember.ok("PUT", "/pmem/pa", {"id": "pa", "path_on_host": str(a), "root_device": True})
     assert [p["root_device"] for p in ember.get("/vm/config")["pmem"]] == [True, False]
+    # A flush rate limiter (Firecracker's RateLimiter): GET /vm/config writes it back.
+    rl = {"bandwidth": {"size": 4 * MIB, "refill_time": 1000},
+          "ops": {"size": 10, "one_time_burst": 5, "refill_time": 100}}
+    ember.ok("PUT", "/pmem/pb", {"id": "pb", "path_on_host": str(b), "rate_limiter": rl})
+    assert ember.get("/vm/config")["pmem"][1] == pmem_cfg("pb", b, rl=rl)
+    ember.ok("PUT", "/pmem/pb", {"id": "pb", "path_on_host": str(b),
+                                 "rate_limiter": {"ops": {"size": 1, "refill_time": 10}}})
+    assert ember.get("/vm/config")["pmem"][1] == pmem_cfg(
+        "pb", b, rl=limiter(ops={"size": 1, "refill_time": 10}))
     # DELETE before boot forgets it.
     r = ember.request("DELETE", "/pmem/pb")
     assert r.status == 204, r
@@ -92,9 +112,10 @@ def test_refusals_change_nothing(ember, tmp_path):
          CREATE + f"Error accessing backing file: {tmp_path / 'dir'} is not a regular file"),
         ({"id": "p1", "path_on_host": str(empty)}, CREATE + "Error backing file size is 0"),
         ({"id": "p1", "path_on_host": str(ok), "root_device": True}, PMEM_ROOT_EXISTS),
-        ({"id": "p1", "path_on_host": str(ok), "rate_limiter": {"ops": {"size": 1,
-                                                                        "refill_time": 1}}},
-         "ember does not support a rate limiter on virtio-pmem devices yet."),
+        ({"id": "p1", "path_on_host": str(ok),
+          "rate_limiter": {"ops": {"size": 1, "refill_time": 18446744073710}}}, TOO_LARGE),
+        ({"id": "p1", "path_on_host": str(ok), "rate_limiter": {"ops": {"size": 1}}}, None),
+        ({"id": "p1", "path_on_host": str(ok), "rate_limiter": {"iops": None}}, None),
         ({"id": "other", "path_on_host": str(ok)},
          "The id from the path does not match the id from the body!"),
         ({"path_on_host": str(ok)}, DESERIALIZE + "missing field `id` at line 1 column 37"),
@@ -124,9 +145,15 @@ def test_refusals_change_nothing(ember, tmp_path):
         ember.ok("PUT", f"/pmem/p{i}", {"id": f"p{i}", "path_on_host": str(ok)})
     refused(ember, "PUT", "/pmem/p5", {"id": "p5", "path_on_host": str(ok)},
             "Unable to add the pmem device: ember supports at most 4 pmem devices.")
-    # PATCH (the rate limiter's update) is not there yet.
-    refused(ember, "PATCH", "/pmem/root", {"id": "root", "rate_limiter": None},
-            "ember does not support a rate limiter on virtio-pmem devices yet.")
+    # PATCH (the rate limiter's update) is post-boot only; the body is checked first.
+    for body in ({"id": "root", "rate_limiter": None},
+                 {"id": "root", "rate_limiter": {"ops": {"size": 1, "refill_time": 1}}}):
+        refused(ember, "PATCH", "/pmem/root", body,
+                "The requested operation is not supported before starting the microVM.")
+    refused(ember, "PATCH", "/pmem/root", {"id": "p1"},
+            "The id from the path does not match the id from the body!")
+    refused(ember, "PATCH", "/pmem/root", {"id": "root", "read_only": True},
+            DESERIALIZE + "unknown field `read_only`", exact=False)
 
 
 def boot_words():
@@ -137,7 +164,8 @@ def test_config_file_round_trip(ember_bin, guest_elf, tmp_path):
     a, b = backing(tmp_path / "a.img"), backing(tmp_path / "b.img", 3 * MIB)
     cfg = {"boot-source": {"kernel_image_path": str(guest_elf), "boot_args": boot_words()},
            "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
-           "pmem": [{"id": "pa", "path_on_host": str(a), "root_device": True},
+           "pmem": [{"id": "pa", "path_on_host": str(a), "root_device": True,
+                     "rate_limiter": {"bandwidth": {"size": MIB, "refill_time": 100}}},
                     {"id": "pb", "path_on_host": str(b), "read_only": True,
                      "transport": "mmio"}]}
     (tmp_path / "vm.json").write_text(json.dumps(cfg))
@@ -145,8 +173,9 @@ def test_config_file_round_trip(ember_bin, guest_elf, tmp_path):
     try:
         e.wait_output("lifecycle: hanging")
         got = e.get("/vm/config")
-        assert got["pmem"] == [pmem_cfg("pa", a, root=True),
-                               {**pmem_cfg("pb", b, ro=True), "transport": "mmio"}], got["pmem"]
+        assert got["pmem"] == [
+            pmem_cfg("pa", a, root=True, rl=limiter(bandwidth={"size": MIB, "refill_time": 100})),
+            {**pmem_cfg("pb", b, ro=True), "transport": "mmio"}], got["pmem"]
         # What GET /vm/config wrote is a config file that builds the same VM.
         (tmp_path / "again.json").write_text(json.dumps(got))
         f = Ember(tmp_path, ["--config-file", tmp_path / "again.json"], sock=tmp_path / "2.sock",
@@ -182,14 +211,72 @@ def test_after_boot_refused(ember_bin, guest_elf, tmp_path):
     e.check_clean(e.result)
 
 
-def test_snapshot_restores_pmem(ember_bin, guest_elf, tmp_path):
-    a = backing(tmp_path / "a.img", 3 * MIB)
+def test_patch_after_boot(ember_bin, guest_elf, tmp_path):
+    """PATCH /pmem/{id}: Firecracker's update of the flush limiter -- a given bucket replaces
+    the one there, the other stays; refusals answer 400 and change nothing."""
+    a, b = backing(tmp_path / "a.img"), backing(tmp_path / "b.img")
+    bw = {"size": 4 * MIB, "refill_time": 1000}
     e = Ember(tmp_path).start()
     try:
         e.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})
         e.ok("PUT", "/boot-source", {"kernel_image_path": str(guest_elf),
                                      "boot_args": boot_words()})
-        e.ok("PUT", "/pmem/pa", {"id": "pa", "path_on_host": str(a)})
+        e.ok("PUT", "/pmem/pa", {"id": "pa", "path_on_host": str(a),
+                                 "rate_limiter": {"bandwidth": bw}})
+        e.ok("PUT", "/pmem/pb", {"id": "pb", "path_on_host": str(b)})
+        e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        e.wait_output("lifecycle: hanging")
+        # ops added, bandwidth kept.
+        ops = {"size": 100, "refill_time": 1000}
+        e.ok("PATCH", "/pmem/pa", {"id": "pa", "rate_limiter": {"ops": ops}})
+        assert e.get("/vm/config")["pmem"] == [pmem_cfg("pa", a, rl=limiter(bw, ops)),
+                                               pmem_cfg("pb", b)]
+        # A device without a limiter gets one; a body without rate_limiter changes nothing.
+        ops2 = {"size": 5, "one_time_burst": 1, "refill_time": 50}
+        e.ok("PATCH", "/pmem/pb", {"id": "pb", "rate_limiter": {"ops": ops2}})
+        e.ok("PATCH", "/pmem/pb", {"id": "pb"})
+        e.ok("PATCH", "/pmem/pb", {"id": "pb", "rate_limiter": None})
+        assert e.get("/vm/config")["pmem"] == [pmem_cfg("pa", a, rl=limiter(bw, ops)),
+                                               pmem_cfg("pb", b, rl=limiter(ops=ops2))]
+        # Size 0: Firecracker's disabled bucket.
+        off = {"size": 0, "refill_time": 0}
+        e.ok("PATCH", "/pmem/pa", {"id": "pa", "rate_limiter": {"bandwidth": off}})
+        assert e.get("/vm/config")["pmem"][0] == pmem_cfg("pa", a, rl=limiter(off, ops))
+        # Refusals: the status, the message, nothing changed.
+        refused(e, "PATCH", "/pmem/nosuch", {"id": "nosuch", "rate_limiter": {"ops": ops}},
+                PATCH_NOT_FOUND)
+        refused(e, "PATCH", "/pmem/nosuch", {"id": "nosuch"}, PATCH_NOT_FOUND)
+        refused(e, "PATCH", "/pmem/pa", {"id": "pa", "rate_limiter": {
+            "ops": {"size": 1, "refill_time": 18446744073710}}}, TOO_LARGE)
+        refused(e, "PATCH", "/pmem/pa", {"id": "pb", "rate_limiter": {"ops": ops}},
+                "The id from the path does not match the id from the body!")
+        refused(e, "PATCH", "/pmem/a-b", {"id": "a-b"},
+                "API Resource IDs can only contain alphanumeric characters and underscores.")
+        for body in ({"rate_limiter": {"ops": ops}},
+                     {"id": "pa", "path_on_host": str(b)},
+                     {"id": "pa", "rate_limiter": {"ops": {"size": "1", "refill_time": 1}}},
+                     {"id": "pa", "rate_limiter": {"ops": {"size": 1}}},
+                     {"id": "pa", "rate_limiter": 7}):
+            refused(e, "PATCH", "/pmem/pa", body, DESERIALIZE, exact=False)
+        r = e.request("PATCH", "/pmem/pa", None)
+        assert r.status == 400, r
+        assert e.get("/vm/config")["pmem"] == [pmem_cfg("pa", a, rl=limiter(off, ops)),
+                                               pmem_cfg("pb", b, rl=limiter(ops=ops2))]
+        assert e.get("/")["state"] == "Running"
+    finally:
+        e.stop()
+    e.check_clean(e.result)
+
+
+def test_snapshot_restores_pmem(ember_bin, guest_elf, tmp_path):
+    a = backing(tmp_path / "a.img", 3 * MIB)
+    rl = limiter(ops={"size": 2, "refill_time": 500})
+    e = Ember(tmp_path).start()
+    try:
+        e.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})
+        e.ok("PUT", "/boot-source", {"kernel_image_path": str(guest_elf),
+                                     "boot_args": boot_words()})
+        e.ok("PUT", "/pmem/pa", {"id": "pa", "path_on_host": str(a), "rate_limiter": rl})
         e.ok("PUT", "/actions", {"action_type": "InstanceStart"})
         e.wait_output("lifecycle: hanging")
         e.ok("PATCH", "/vm", {"state": "Paused"})
@@ -202,7 +289,10 @@ def test_snapshot_restores_pmem(ember_bin, guest_elf, tmp_path):
         f.ok("PUT", "/snapshot/load", {"snapshot_path": str(tmp_path / "snap"),
                                        "mem_file_path": str(tmp_path / "mem"),
                                        "resume_vm": True})
-        assert f.get("/vm/config")["pmem"] == [pmem_cfg("pa", a)]
+        # The limiter comes back with the snapshot's configuration, and can be patched.
+        assert f.get("/vm/config")["pmem"] == [pmem_cfg("pa", a, rl=rl)]
+        f.ok("PATCH", "/pmem/pa", {"id": "pa", "rate_limiter": {"ops": None}})
+        assert f.get("/vm/config")["pmem"] == [pmem_cfg("pa", a, rl=rl)]
         assert f.get("/")["state"] == "Running"
     finally:
         f.stop()

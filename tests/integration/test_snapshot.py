@@ -22,12 +22,14 @@ RUNNING = ("Create snapshot error: Cannot save the microVM state: Operation not 
 NOT_ALLOWED = ("Load snapshot error: Loading a microVM snapshot not allowed after configuring "
                "boot-specific resources.")
 LOAD_ERR = "Load snapshot error: Failed to restore from snapshot: "
+KVMCLOCK = re.compile(r"^count: kvmclock ns=(\d+)\r?$", re.M)
 COUNT = re.compile(r"^count (\d+) sector (\d+) irqs (\d+) (ok|bad)\r?$", re.M)
 DISK_BYTES = 1 << 20
 MEM_MIB = 64
 
 
-def boot_counter(tmp_path, name="a", vcpus=1, ms=20, ports=0, vsock=False, track=False):
+def boot_counter(tmp_path, name="a", vcpus=1, ms=20, ports=0, vsock=False, track=False,
+                 kvmclock=False):
     """An ember running the counting guest (lifecycle=count) on a disk (and with `vsock` a
     vsock device whose event queue it watches; with `track` dirty page tracking on); returns
     it once the guest has counted a few rounds."""
@@ -40,7 +42,8 @@ def boot_counter(tmp_path, name="a", vcpus=1, ms=20, ports=0, vsock=False, track
         "kernel_image_path": str(guest_path()),
         "boot_args": f"console=ttyS0 lifecycle=count test.virtio_blk=pci "
                      f"test.virtio_mode=msix test.count_ms={ms}" +
-                     (" test.count_vsock=1 test.virtio_vsock=pci" if vsock else "")})
+                     (" test.count_vsock=1 test.virtio_vsock=pci" if vsock else "") +
+                     (" test.count_kvmclock=1" if kvmclock else "")})
     e.ok("PUT", "/machine-config", {"vcpu_count": vcpus, "mem_size_mib": MEM_MIB,
                                     "pcie_root_ports": ports, "track_dirty_pages": track})
     e.ok("PUT", "/drives/vda", {"drive_id": "vda", "path_on_host": str(disk),
@@ -147,6 +150,54 @@ def test_save_kill_restore_continues(ember_bin, guest_elf, tmp_path, vcpus):
     check_disk(tmp_path / "disk.img", counts(before + b.out()))
     b.check_clean()
     assert lines
+
+
+@pytest.mark.parametrize("realtime", [True, False], ids=["clock_realtime", "saved_clock"])
+def test_clock_realtime(ember_bin, guest_elf, tmp_path, realtime):
+    """PUT /snapshot/load's clock_realtime (Firecracker's KVM_CLOCK_REALTIME): the guest's
+    kvmclock moves on by the wall-clock time the VM spent saved (3 s here); without it,
+    kvmclock resumes where it was saved."""
+    a = boot_counter(tmp_path, ms=50, kvmclock=True)
+    assert "count: no kvmclock" not in a.out(), a.out()
+    a.ok("PATCH", "/vm", {"state": "Paused"})
+    t_pause = time.monotonic()
+    snap, mem = snap_paths(tmp_path)
+    create(a, snap, mem)
+    t_saved = time.monotonic()
+    a.proc.kill()
+    a.wait_exit()
+    before = [int(x) for x in KVMCLOCK.findall(a.out())]
+    assert len(before) >= 3 and before == sorted(before), before
+    k0 = before[-1]
+    time.sleep(3)
+    b = Ember(tmp_path, name="b", sock=tmp_path / "b.sock").start()
+    t_load = time.monotonic()
+    b.ok("PUT", "/snapshot/load", load_body(snap, mem, clock_realtime=realtime))
+    deadline = time.monotonic() + 60
+    while not KVMCLOCK.search(b.out()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t_seen = time.monotonic()
+    after = [int(x) for x in KVMCLOCK.findall(b.out())]
+    assert after, b.out()
+    moved = (after[0] - k0) / 1e9
+    print(f"kvmclock moved {moved:.3f} s across the save and load (clock_realtime "
+          f"{realtime}); paused to seen {t_seen - t_pause:.3f} s, load to seen "
+          f"{t_seen - t_load:.3f} s")
+    assert moved > 0, (k0, after[0])
+    if realtime:
+        # At least the time from the save's clock read to the load's (the 3 s sleep), at
+        # most the wall time from the last line before the pause to the first after the
+        # load (plus a round of the guest's counting, in which the last line was printed).
+        assert moved >= 3.0, moved
+        assert moved <= t_seen - t_pause + 1.0, (moved, t_seen - t_pause)
+    else:
+        # Only the guest's running time: a round before the pause and the start after the
+        # load; never the 3 s it spent saved.
+        assert moved <= (t_saved - t_pause) + (t_seen - t_load) + 1.0, moved
+        assert moved < 3.0, moved
+    wait_count(b, counts(a.out())[-1][0] + 3)
+    check_continues(a.out(), b.out())
+    b.check_clean()
 
 
 def test_restore_paused_then_resume(ember_bin, guest_elf, tmp_path):

@@ -1,7 +1,9 @@
 /* test_state_kvm.c - a vCPU's and the in-kernel devices' state through a real KVM (kvm/state). */
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvm/state.h"
@@ -150,7 +152,7 @@ TEST(vcpu_and_vm_round_trip)
 		snap_r_init(&r, w.buf, cut);
 		err_clear(&e);
 		kfix_up(&c);
-		if (c.ok && kvm_vm_restore(&c.kvm, &r, &e) == 0)
+		if (c.ok && kvm_vm_restore(&c.kvm, &r, false, &e) == 0)
 			CHECK(kvm_vcpu_restore(&c.v, &r, &ct, &e) < 0);
 		CHECK(e.msg[0] != 0);
 		kfix_down(&c);
@@ -163,7 +165,7 @@ TEST(vcpu_and_vm_round_trip)
 		goto out;
 	snap_r_init(&r, w.buf, w.len);
 	err_clear(&e);
-	CHECK_EQ(kvm_vm_restore(&b.kvm, &r, &e), 0);
+	CHECK_EQ(kvm_vm_restore(&b.kvm, &r, false, &e), 0);
 	CHECK_EQ(kvm_vcpu_restore(&b.v, &r, &tsc, &e), 0);
 	if (e.msg[0])
 		printf("  restore: %s\n", e.msg);
@@ -195,7 +197,7 @@ TEST(vcpu_and_vm_round_trip)
 	b.v.id = 1;
 	snap_r_init(&r, w.buf, w.len);
 	err_clear(&e);
-	CHECK_EQ(kvm_vm_restore(&b.kvm, &r, &e), 0);
+	CHECK_EQ(kvm_vm_restore(&b.kvm, &r, false, &e), 0);
 	CHECK_EQ(kvm_vcpu_restore(&b.v, &r, &tsc, &e), -EINVAL);
 	CHECK_STR_CONTAINS(e.msg, "the saved state is vCPU 0's");
 	b.v.id = 0;
@@ -206,6 +208,127 @@ out:
 	kfix_down(&b);
 }
 
+/* Where the KVMV section's fields sit in a buffer kvm_vm_save() wrote first (kvm/state.c). */
+#define KVMV_BODY     12
+#define KVMV_CLOCK    (KVMV_BODY + 3 * sizeof(struct kvm_irqchip) + sizeof(struct kvm_pit_state2))
+#define KVMV_FLAGS    (KVMV_CLOCK + 8)
+#define KVMV_REALTIME (KVMV_FLAGS + 4)
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+static uint64_t vm_clock(struct kfix *f)
+{
+	struct kvm_clock_data c = {0};
+
+	CHECK_EQ(ioctl(f->kvm.vm_fd, KVM_GET_CLOCK, &c), 0);
+	return c.clock;
+}
+
+/*
+ * clock_realtime: the save always keeps a realtime (KVM's, or the wall clock ember read just
+ * after KVM_GET_CLOCK), close to the wall clock now; with the option kvmclock moves on by the
+ * wall-clock time since it (the saved realtime is put 20 s in the past here instead of
+ * waiting); without it kvmclock resumes at the saved value; a state without
+ * KVM_CLOCK_REALTIME in its flags (format version 1 of the section) is refused with
+ * Firecracker's words, and still loads without the option.
+ */
+TEST(clock_realtime)
+{
+	static const char refused[] =
+	    "clock_realtime requested but not present in the snapshot state";
+	struct kfix a, b;
+	struct err e = {0};
+	struct snap_w w;
+	struct snap_r r;
+	uint8_t *buf;
+	uint64_t saved, now;
+	uint32_t flags;
+	struct timespec ts;
+
+	kfix_up(&a);
+	if (!a.ok)
+		goto out_a;
+	snap_w_init(&w);
+	CHECK_EQ(kvm_vm_save(&a.kvm, &w, &e), 0);
+	CHECK(w.len == KVMV_REALTIME + 8);
+	buf = w.buf;
+	CHECK_EQ(buf[4] | buf[5] << 8, 2); /* section version 2 */
+	saved = get64(buf + KVMV_CLOCK);
+	memcpy(&flags, buf + KVMV_FLAGS, 4);
+	flags = le32toh(flags);
+	printf("  saved kvmclock flags %#x realtime %llu\n", flags,
+	       (unsigned long long)get64(buf + KVMV_REALTIME));
+	CHECK(flags & KVM_CLOCK_REALTIME);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	CHECK(get64(buf + KVMV_REALTIME) <= now);
+	CHECK(now - get64(buf + KVMV_REALTIME) < 5000000000ull);
+	{
+		put64(buf + KVMV_REALTIME, get64(buf + KVMV_REALTIME) - 20000000000ull);
+		kfix_up(&b);
+		snap_r_init(&r, w.buf, w.len);
+		CHECK_EQ(kvm_vm_restore(&b.kvm, &r, true, &e), 0);
+		CHECK(vm_clock(&b) >= saved + 20000000000ull);
+		CHECK(vm_clock(&b) < saved + 30000000000ull);
+		kfix_down(&b);
+		kfix_up(&b);
+		snap_r_init(&r, w.buf, w.len);
+		CHECK_EQ(kvm_vm_restore(&b.kvm, &r, false, &e), 0);
+		CHECK(vm_clock(&b) >= saved);
+		CHECK(vm_clock(&b) < saved + 10000000000ull);
+		kfix_down(&b);
+	}
+
+	/* No KVM_CLOCK_REALTIME in the saved flags: refused, and taken without the option. */
+	flags = htole32(flags & ~(uint32_t)KVM_CLOCK_REALTIME);
+	memcpy(buf + KVMV_FLAGS, &flags, 4);
+	kfix_up(&b);
+	snap_r_init(&r, w.buf, w.len);
+	err_clear(&e);
+	CHECK_EQ(kvm_vm_restore(&b.kvm, &r, true, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, refused);
+	CHECK_EQ(strlen(e.msg), strlen(refused));
+	snap_r_init(&r, w.buf, w.len);
+	err_clear(&e);
+	CHECK_EQ(kvm_vm_restore(&b.kvm, &r, false, &e), 0);
+	kfix_down(&b);
+
+	/* Format version 1 (no flags, no realtime): still loads, but not with clock_realtime. */
+	buf[4] = 1;
+	{
+		uint32_t len = htole32((uint32_t)(KVMV_FLAGS - KVMV_BODY));
+
+		memcpy(buf + 8, &len, 4);
+	}
+	kfix_up(&b);
+	snap_r_init(&r, w.buf, KVMV_FLAGS);
+	err_clear(&e);
+	CHECK_EQ(kvm_vm_restore(&b.kvm, &r, true, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, refused);
+	CHECK_EQ(strlen(e.msg), strlen(refused));
+	snap_r_init(&r, w.buf, KVMV_FLAGS);
+	err_clear(&e);
+	CHECK_EQ(kvm_vm_restore(&b.kvm, &r, false, &e), 0);
+	CHECK(vm_clock(&b) >= saved && vm_clock(&b) < saved + 10000000000ull);
+	CHECK_EQ(snap_done(&r, "all", &e), 0);
+	kfix_down(&b);
+	snap_w_free(&w);
+out_a:
+	kfix_down(&a);
+}
+
 int main(void)
 {
 	if (access("/dev/kvm", R_OK | W_OK) < 0) {
@@ -213,5 +336,6 @@ int main(void)
 		return 1;
 	}
 	RUN(vcpu_and_vm_round_trip);
+	RUN(clock_realtime);
 	return test_summary();
 }

@@ -12,8 +12,12 @@ Environment:
                           a host with KVM)
 """
 
+import contextlib
+import json
 import os
 import re
+import select
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -47,6 +51,118 @@ def need_files(kernel):
     for f in (EMBER, GUEST / kernel, GUEST / "initramfs.cpio.gz"):
         if not f.is_file():
             pytest.fail(f"{f} does not exist: run make asan linux-guest first")
+
+
+def api(sock, method, path, body=None):
+    """One request on ember's API socket: (status, decoded JSON body or None)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(sock))
+    data = json.dumps(body).encode() if body is not None else b""
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n"
+              "Connection: close\r\n\r\n".encode() + data)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    head, _, payload = out.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(payload) if payload else None
+
+
+def wait_api(sock, tries=100):
+    """Wait until ember answers GET / on its API socket (it creates the socket at start-up)."""
+    for _ in range(tries):
+        try:
+            if api(sock, "GET", "/")[0] == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+
+
+def wait_line(p, buf, pattern, timeout):
+    """Wait for a whole console line matching `pattern` (a regex, anchored at both ends) and
+    return it; lines seen before it stay in buf[0].  A line that only contains the pattern,
+    or a line still being written, does not count."""
+    end = time.monotonic() + timeout
+    rx = re.compile(pattern)
+    seen = 0
+    while True:
+        lines = buf[0].split("\n")
+        for l in lines[seen:-1]:
+            if rx.fullmatch(l.rstrip("\r")):
+                return l.rstrip("\r")
+        seen = max(seen, len(lines) - 1)
+        left = end - time.monotonic()
+        if left <= 0 or p.poll() is not None:
+            pytest.fail(f"no line matching {pattern!r} within {timeout} s; console tail:\n" +
+                        "\n".join(buf[0].splitlines()[-30:]))
+        r, _, _ = select.select([p.stdout], [], [], left)
+        if r:
+            buf[0] += os.read(p.stdout.fileno(), 65536).decode(errors="replace")
+
+
+def script_image(tmp_path, script, name="script.img"):
+    """A 1 MiB disk image holding `script`, which the initramfs's /init runs when the kernel
+    command line says ember.test=/dev/vda.  Returns its path."""
+    path = tmp_path / name
+    with open(path, "wb") as f:
+        f.write(script.encode())
+        f.truncate(1 << 20)
+    return path
+
+
+def config_file(tmp_path, script, mem, sections, vcpus=2, boot_args=""):
+    """vm.json for --config-file: the guest kernel and initramfs, `script` run by /init from
+    a read-only disk (script_image), `boot_args` added to the command line, and the other
+    `sections` ({"balloon": {...}, ...}).  Returns its path."""
+    cfg = tmp_path / "vm.json"
+    cfg.write_text(json.dumps({
+        "boot-source": {"kernel_image_path": str(GUEST / "bzImage"),
+                        "initrd_path": str(GUEST / "initramfs.cpio.gz"),
+                        "boot_args": CMDLINE.strip() + boot_args
+                                     + " ember.test=/dev/vda ember.rw=0"},
+        "machine-config": {"vcpu_count": vcpus, "mem_size_mib": mem},
+        "drives": [{"drive_id": "script", "path_on_host": str(script_image(tmp_path, script)),
+                    "is_root_device": False, "is_read_only": True}],
+        **sections,
+    }))
+    return cfg
+
+
+class Vm:
+    """A running ember (see ember_vm): p the process, buf its console so far (for wait_line),
+    err its stderr once it has ended."""
+
+    def __init__(self, p):
+        self.p = p
+        self.buf = [""]
+        self.err = ""
+
+
+@contextlib.contextmanager
+def ember_vm(args, prefix=()):
+    """Start ember with `args` (after the binary; `prefix` before it, e.g. ip netns exec) and
+    its console on a pipe, after checking that the guest files exist; yields a Vm.  On the way
+    out: ember is killed if it still runs, its stderr (kept in Vm.err) and the console's tail
+    are printed and, unless the block failed already, stderr is checked for sanitizer
+    reports."""
+    need_files("bzImage")
+    p = subprocess.Popen([*prefix, *(str(a) for a in (EMBER, *args))],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    vm = Vm(p)
+    try:
+        yield vm
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        vm.err = p.stderr.read().decode(errors="replace")
+        print(vm.err[-2000:])
+        print("\n".join(vm.buf[0].splitlines()[-40:]))
+    assert "ERROR: AddressSanitizer" not in vm.err and "runtime error" not in vm.err, vm.err
 
 
 def run_ember(args):

@@ -5,16 +5,15 @@ second); the host asks for 128 MiB through PATCH /balloon, Linux inflates and re
 free memory drops by what was inflated; then the host asks for 0 and Linux deflates.
 """
 
+import contextlib
 import json
 import re
 import signal
-import subprocess
 import time
 
 import pytest
 
-from test_linux import CMDLINE, EMBER, GUEST, IN_VM, TIMEOUT
-from test_linux_hotplug import api, wait_line
+from test_linux import IN_VM, TIMEOUT, api, config_file, ember_vm, wait_line
 
 STEP_TIMEOUT = 300 if IN_VM else 30
 MEM = 512
@@ -50,29 +49,11 @@ def wait_stats(sock, ok, what):
 
 
 def test_linux_balloon(tmp_path):
-    for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
-        if not f.is_file():
-            pytest.fail(f"{f} does not exist: run make asan linux-guest first")
-    script = tmp_path / "script.img"
-    with open(script, "wb") as f:
-        f.write(SCRIPT.encode())
-        f.truncate(1 << 20)
-    cfg = tmp_path / "vm.json"
-    cfg.write_text(json.dumps({
-        "boot-source": {"kernel_image_path": str(GUEST / "bzImage"),
-                        "initrd_path": str(GUEST / "initramfs.cpio.gz"),
-                        "boot_args": CMDLINE.strip() + " ember.test=/dev/vda ember.rw=0"},
-        "machine-config": {"vcpu_count": 2, "mem_size_mib": MEM},
-        "drives": [{"drive_id": "script", "path_on_host": str(script),
-                    "is_root_device": False, "is_read_only": True}],
-        "balloon": {"amount_mib": 0, "deflate_on_oom": True, "stats_polling_interval_s": 1},
-    }))
+    cfg = config_file(tmp_path, SCRIPT, MEM, {
+        "balloon": {"amount_mib": 0, "deflate_on_oom": True, "stats_polling_interval_s": 1}})
     sock = tmp_path / "api.sock"
-    p = subprocess.Popen([str(a) for a in (EMBER, "--api-sock", sock, "--config-file", cfg)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    buf = [""]
-    try:
+    with ember_vm(["--api-sock", sock, "--config-file", cfg]) as vm:
+        p, buf = vm.p, vm.buf
         drv = wait_line(p, buf, r"EMBER-BALLOON driver .*", TIMEOUT)
         m = re.fullmatch(r"EMBER-BALLOON driver (\S+) features ([01]+)", drv)
         assert m and m.group(1) == "virtio_balloon", drv
@@ -112,12 +93,6 @@ def test_linux_balloon(tmp_path):
         assert st == 200 and body["amount_mib"] == 0, body
         p.send_signal(signal.SIGTERM)
         assert p.wait(STEP_TIMEOUT) == 0
-    finally:
-        p.kill()
-        p.wait()
-        err = p.stderr.read().decode(errors="replace")
-        print(err[-2000:])
-    assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err
 
 
 # Free page reporting and hinting (docs/devices/balloon.md): the guest fills FILL_MIB of
@@ -179,26 +154,12 @@ def test_linux_balloon_free_pages(tmp_path, feature):
     its free memory low) until PATCH /balloon/hinting/stop; then a default run reaches DONE
     by itself; a snapshot taken in a run comes back with the run ended (DONE) and Linux's
     memory free again."""
-    for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
-        if not f.is_file():
-            pytest.fail(f"{f} does not exist: run make asan linux-guest first")
-    script = tmp_path / "script.img"
-    with open(script, "wb") as f:
-        f.write(FREE_SCRIPT.encode())
-        f.truncate(1 << 20)
     hinting = feature == "hinting"
-    cfg = tmp_path / "vm.json"
-    cfg.write_text(json.dumps({
-        "boot-source": {"kernel_image_path": str(GUEST / "bzImage"),
-                        "initrd_path": str(GUEST / "initramfs.cpio.gz"),
-                        "boot_args": CMDLINE.strip() + " ember.test=/dev/vda ember.rw=0"},
-        "machine-config": {"vcpu_count": 2, "mem_size_mib": MEM},
-        "drives": [{"drive_id": "script", "path_on_host": str(script),
-                    "is_root_device": False, "is_read_only": True}],
+    cfg = config_file(tmp_path, FREE_SCRIPT, MEM, {
         "balloon": {"amount_mib": 0, "deflate_on_oom": False, "stats_polling_interval_s": 1,
                     "free_page_hinting": hinting, "free_page_reporting": not hinting},
         "metrics": {"metrics_path": str(tmp_path / "metrics.json")},
-    }))
+    })
 
     def flushed():
         """Firecracker's balloon metrics since the last flush."""
@@ -207,12 +168,9 @@ def test_linux_balloon_free_pages(tmp_path, feature):
         return json.loads((tmp_path / "metrics.json").read_text().splitlines()[-1])["balloon"]
 
     sock = tmp_path / "api.sock"
-    p = subprocess.Popen([str(a) for a in (EMBER, "--api-sock", sock, "--config-file", cfg)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    procs = [p]
-    buf = [""]
-    try:
+    with contextlib.ExitStack() as vms:
+        vm = vms.enter_context(ember_vm(["--api-sock", sock, "--config-file", cfg]))
+        p, buf = vm.p, vm.buf
         drv = wait_line(p, buf, r"EMBER-BALLOON driver .*", TIMEOUT)
         m = re.fullmatch(r"EMBER-BALLOON driver (\S+) features ([01]+)", drv)
         assert m and m.group(1) == "virtio_balloon", drv
@@ -296,10 +254,7 @@ def test_linux_balloon_free_pages(tmp_path, feature):
             p.kill()
             p.wait()
             sock = tmp_path / "b.sock"
-            procs.append(subprocess.Popen([str(EMBER), "--api-sock", str(sock)],
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE))
-            p = procs[-1]
+            p = vms.enter_context(ember_vm(["--api-sock", sock])).p
             end = time.monotonic() + STEP_TIMEOUT
             while not sock.exists() and time.monotonic() < end and p.poll() is None:
                 time.sleep(0.05)
@@ -323,11 +278,3 @@ def test_linux_balloon_free_pages(tmp_path, feature):
             assert st == 204, body
         p.send_signal(signal.SIGTERM)
         assert p.wait(STEP_TIMEOUT) == 0
-    finally:
-        err = ""
-        for q in procs:
-            q.kill()
-            q.wait()
-            err += q.stderr.read().decode(errors="replace")
-        print(err[-3000:])
-    assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err

@@ -3,17 +3,12 @@ root port, virtio_blk binds, the guest reads it; then it is unplugged in order a
 empties (docs/hotplug.md).
 """
 
-import json
-import os
 import re
-import select
-import socket
-import subprocess
 import time
 
-import pytest
-
-from test_linux import CMDLINE, EMBER, GUEST, IN_VM, TIMEOUT
+# api and wait_line are imported from here by other Linux tests too.
+from test_linux import (CMDLINE, GUEST, IN_VM, TIMEOUT, api, ember_vm, script_image,
+                        wait_line)
 
 # Each step after the plug: pciehp's 1 s debounce, the driver's probe; far longer in the VM.
 HP_TIMEOUT = 300 if IN_VM else 30
@@ -38,66 +33,22 @@ dmesg | grep -i pciehp | sed 's/^/EMBER-HP dmesg /'
 MARK = b"ember hot-plugged disk!!"
 
 
-def api(sock, method, path, body=None):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(str(sock))
-    data = json.dumps(body).encode() if body is not None else b""
-    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n"
-              "Connection: close\r\n\r\n".encode() + data)
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    s.close()
-    head, _, payload = out.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(payload) if payload else None
-
-
-def wait_line(p, buf, pattern, timeout):
-    """Wait for a whole console line matching `pattern` (a regex, anchored at both ends) and
-    return it; lines seen before it stay in buf[0].  A line that only contains the pattern,
-    or a line still being written, does not count."""
-    end = time.monotonic() + timeout
-    rx = re.compile(pattern)
-    seen = 0
-    while True:
-        lines = buf[0].split("\n")
-        for l in lines[seen:-1]:
-            if rx.fullmatch(l.rstrip("\r")):
-                return l.rstrip("\r")
-        seen = max(seen, len(lines) - 1)
-        left = end - time.monotonic()
-        if left <= 0 or p.poll() is not None:
-            pytest.fail(f"no line matching {pattern!r} within {timeout} s; console tail:\n" +
-                        "\n".join(buf[0].splitlines()[-30:]))
-        r, _, _ = select.select([p.stdout], [], [], left)
-        if r:
-            buf[0] += os.read(p.stdout.fileno(), 65536).decode(errors="replace")
+def boot_args(script):
+    """ember's arguments for Linux with 512 MiB whose /init runs the script disk (first)."""
+    return ["--kernel", GUEST / "bzImage", "--initrd", GUEST / "initramfs.cpio.gz",
+            "--mem", "512", "--disk", f"{script},ro",
+            "--cmdline", CMDLINE.strip() + " ember.test=/dev/vda ember.rw=0"]
 
 
 def test_linux_pciehp_plug_and_unplug(tmp_path):
-    for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
-        if not f.is_file():
-            pytest.fail(f"{f} does not exist: run make asan linux-guest first")
-    script = tmp_path / "script.img"
-    with open(script, "wb") as f:
-        f.write(SCRIPT.encode())
-        f.truncate(1 << 20)
+    script = script_image(tmp_path, SCRIPT)
     disk = tmp_path / "hot.img"
     with open(disk, "wb") as f:
         f.write(MARK)
         f.truncate(8 << 20)
     sock = tmp_path / "api.sock"
-    p = subprocess.Popen(
-        [str(a) for a in (EMBER, "--api-sock", sock, "--kernel", GUEST / "bzImage",
-                          "--initrd", GUEST / "initramfs.cpio.gz", "--mem", "512",
-                          "--root-ports", "2", "--disk", f"{script},ro",
-                          "--cmdline", CMDLINE.strip() + " ember.test=/dev/vda ember.rw=0")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    buf = [""]
-    try:
+    with ember_vm(["--api-sock", sock, "--root-ports", "2", *boot_args(script)]) as vm:
+        p, buf = vm.p, vm.buf
         wait_line(p, buf, "EMBER-HP ready", TIMEOUT)
         st, pci = api(sock, "GET", "/pci")
         assert st == 200 and pci["slots"][0]["state"] == "empty", pci
@@ -132,12 +83,7 @@ def test_linux_pciehp_plug_and_unplug(tmp_path):
         assert "can't assign; no space" not in text, text
         # The guest's reboot ends ember.
         assert p.wait(HP_TIMEOUT) == 0
-    finally:
-        p.kill()
-        p.wait()
-        err = p.stderr.read().decode(errors="replace")
-        print(err[-2000:])
-    assert "did not release" not in err, "the guest never powered the slot off:\n" + err
+    assert "did not release" not in vm.err, "the guest never powered the slot off:\n" + vm.err
 
 
 # Run by /init: the disk (vdb) and NIC attached at start-up are there with their drivers; the
@@ -163,26 +109,15 @@ def test_linux_pciehp_unplug_devices_attached_at_boot(tmp_path):
     and 3 here, after the script disk's port 1): virtio_blk and virtio_net bind at boot; DELETE
     asks for each back, pciehp unbinds the drivers and powers the slots off, ember removes the
     devices and they leave GET /vm/config."""
-    for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
-        if not f.is_file():
-            pytest.fail(f"{f} does not exist: run make asan linux-guest first")
-    script = tmp_path / "script.img"
-    with open(script, "wb") as f:
-        f.write(COLD_SCRIPT.encode())
-        f.truncate(1 << 20)
+    script = script_image(tmp_path, COLD_SCRIPT)
     disk = tmp_path / "cold.img"
     with open(disk, "wb") as f:
         f.write(MARK)
         f.truncate(8 << 20)
     sock = tmp_path / "api.sock"
-    p = subprocess.Popen(
-        [str(a) for a in (EMBER, "--api-sock", sock, "--kernel", GUEST / "bzImage",
-                          "--initrd", GUEST / "initramfs.cpio.gz", "--mem", "512",
-                          "--disk", f"{script},ro", "--disk", f"{disk},ro", "--net", "slirp",
-                          "--cmdline", CMDLINE.strip() + " ember.test=/dev/vda ember.rw=0")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    buf = [""]
-    try:
+    with ember_vm(["--api-sock", sock, *boot_args(script), "--disk", f"{disk},ro",
+                   "--net", "slirp"]) as vm:
+        p, buf = vm.p, vm.buf
         line = wait_line(p, buf, r"EMBER-CP (disk .*|no disk|no nic)", TIMEOUT)
         assert line == "EMBER-CP disk virtio_blk nic virtio_net", buf[0]
         read = wait_line(p, buf, r"EMBER-CP read .*", HP_TIMEOUT)
@@ -216,9 +151,4 @@ def test_linux_pciehp_unplug_devices_attached_at_boot(tmp_path):
         for slot in (2, 3):
             assert re.search(rf"pciehp: Slot\({slot}\): Card not present\r?$", text, re.M), text
         assert p.wait(HP_TIMEOUT) == 0
-    finally:
-        p.kill()
-        p.wait()
-        err = p.stderr.read().decode(errors="replace")
-        print(err[-2000:])
-    assert "did not release" not in err, "the guest never powered a slot off:\n" + err
+    assert "did not release" not in vm.err, "the guest never powered a slot off:\n" + vm.err

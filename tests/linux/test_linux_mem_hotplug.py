@@ -8,16 +8,11 @@ that; then the host asks for 0, the driver unplugs and MemTotal is back where it
 BAR window, so virtio-mem's starts at the next 128 MiB slot boundary, which Linux reports.
 """
 
-import json
 import re
 import signal
-import subprocess
 import time
 
-import pytest
-
-from test_linux import CMDLINE, EMBER, GUEST, IN_VM, TIMEOUT
-from test_linux_hotplug import api, wait_line
+from test_linux import IN_VM, TIMEOUT, api, config_file, ember_vm, wait_line
 
 STEP_TIMEOUT = 600 if IN_VM else 60
 MEM = 512
@@ -61,34 +56,16 @@ def wait_status(sock, ok, what):
 
 
 def test_linux_mem_hotplug(tmp_path):
-    for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
-        if not f.is_file():
-            pytest.fail(f"{f} does not exist: run make asan linux-guest first")
-    script = tmp_path / "script.img"
-    with open(script, "wb") as f:
-        f.write(SCRIPT.encode())
-        f.truncate(1 << 20)
     pmem = tmp_path / "pmem.img"
     with open(pmem, "wb") as f:
         f.truncate(2 << 20)
-    cfg = tmp_path / "vm.json"
-    cfg.write_text(json.dumps({
-        "boot-source": {"kernel_image_path": str(GUEST / "bzImage"),
-                        "initrd_path": str(GUEST / "initramfs.cpio.gz"),
-                        "boot_args": CMDLINE.strip() + " memhp_default_state=online_movable"
-                                     " ember.test=/dev/vda ember.rw=0"},
-        "machine-config": {"vcpu_count": 2, "mem_size_mib": MEM},
-        "drives": [{"drive_id": "script", "path_on_host": str(script),
-                    "is_root_device": False, "is_read_only": True}],
+    cfg = config_file(tmp_path, SCRIPT, MEM, {
         "pmem": [{"id": "pm0", "path_on_host": str(pmem), "read_only": True}],
         "memory-hotplug": {"total_size_mib": TOTAL_MIB},
-    }))
+    }, boot_args=" memhp_default_state=online_movable")
     sock = tmp_path / "api.sock"
-    p = subprocess.Popen([str(a) for a in (EMBER, "--api-sock", sock, "--config-file", cfg)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    buf = [""]
-    try:
+    with ember_vm(["--api-sock", sock, "--config-file", cfg]) as vm:
+        p, buf = vm.p, vm.buf
         drv = wait_line(p, buf, r"EMBER-MEM driver .*", TIMEOUT)
         assert drv == "EMBER-MEM driver virtio_mem", drv
         wait_line(p, buf, r"\[ *[0-9.]+\] virtio_mem virtio[0-9]+: start address: "
@@ -121,10 +98,3 @@ def test_linux_mem_hotplug(tmp_path):
         wait_status(sock, lambda s: s["plugged_size_mib"] == 0, "plugged_size_mib not back to 0")
         p.send_signal(signal.SIGTERM)
         assert p.wait(STEP_TIMEOUT) == 0
-    finally:
-        p.kill()
-        p.wait()
-        err = p.stderr.read().decode(errors="replace")
-        print(err[-2000:])
-        print("\n".join(buf[0].splitlines()[-40:]))
-    assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err

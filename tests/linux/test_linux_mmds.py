@@ -18,8 +18,8 @@ import sys
 
 import pytest
 
-from test_linux import CMDLINE, EMBER, GUEST, TIMEOUT
-from test_linux_hotplug import api, wait_line
+from test_linux import (CMDLINE, GUEST, TIMEOUT, api, ember_vm, script_image, wait_api,
+                        wait_line)
 
 DOC = {"latest": {"meta-data": {"ami-id": "ami-12345678", "local-ipv4": "10.0.2.15",
                                 "tags": {"name": "ember"}}}}
@@ -92,13 +92,7 @@ def tap_netns():
 
 
 def run(tmp_path, version, backend="slirp"):
-    for f in (EMBER, GUEST / "bzImage", GUEST / "initramfs.cpio.gz"):
-        if not f.is_file():
-            pytest.fail(f"{f} does not exist: run make asan linux-guest first")
-    script = tmp_path / "script.img"
-    with open(script, "wb") as f:
-        f.write(SCRIPT.encode())
-        f.truncate(1 << 20)
+    script = script_image(tmp_path, SCRIPT)
     sock = tmp_path / "api.sock"
     ns = sniffer = None
     prefix = []
@@ -110,46 +104,37 @@ def run(tmp_path, version, backend="slirp"):
         sniffer = subprocess.Popen([*prefix, sys.executable, "-c", SNIFFER, "mtap0",
                                     str(tmp_path / "stop")], stdout=subprocess.PIPE)
         assert sniffer.stdout.readline().decode().strip() == "ready"
-    p = subprocess.Popen([*prefix, str(EMBER), "--api-sock", str(sock)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    buf = [""]
     lines = {}
     try:
-        for _ in range(100):
-            try:
-                if api(sock, "GET", "/")[0] == 200:
-                    break
-            except OSError:
-                subprocess.run(["sleep", "0.1"])
-        puts = [
-            ("/boot-source", {"kernel_image_path": str(GUEST / "bzImage"),
-                              "initrd_path": str(GUEST / "initramfs.cpio.gz"),
-                              "boot_args": CMDLINE.strip() + " ember.test=/dev/vda ember.rw=0"}),
-            ("/machine-config", {"vcpu_count": 1, "mem_size_mib": 256}),
-            ("/drives/script", {"drive_id": "script", "path_on_host": str(script),
-                                "is_root_device": False, "is_read_only": True}),
-            ("/network-interfaces/eth0", net),
-            ("/mmds/config", {"version": version, "network_interfaces": ["eth0"]}),
-            ("/mmds", DOC),
-            ("/actions", {"action_type": "InstanceStart"}),
-        ]
-        for path, body in puts:
-            st, out = api(sock, "PUT", path, body)
-            assert st == 204, (path, st, out)
-        wait_line(p, buf, r"EMBER-MMDS done", TIMEOUT)
-        for l in buf[0].splitlines():
-            m = re.fullmatch(r"EMBER-MMDS (\S+) (.*)", l.rstrip("\r"))
-            if m:
-                lines[m.group(1)] = m.group(2)
-        assert p.wait(timeout=TIMEOUT) == 0, buf[0][-3000:]
-        if sniffer:
-            (tmp_path / "stop").write_text("")
-            lines["tap"] = sniffer.communicate(timeout=30)[0].decode().strip()
+        with ember_vm(["--api-sock", sock], prefix) as vm:
+            p, buf = vm.p, vm.buf
+            wait_api(sock)
+            puts = [
+                ("/boot-source", {"kernel_image_path": str(GUEST / "bzImage"),
+                                  "initrd_path": str(GUEST / "initramfs.cpio.gz"),
+                                  "boot_args": CMDLINE.strip()
+                                  + " ember.test=/dev/vda ember.rw=0"}),
+                ("/machine-config", {"vcpu_count": 1, "mem_size_mib": 256}),
+                ("/drives/script", {"drive_id": "script", "path_on_host": str(script),
+                                    "is_root_device": False, "is_read_only": True}),
+                ("/network-interfaces/eth0", net),
+                ("/mmds/config", {"version": version, "network_interfaces": ["eth0"]}),
+                ("/mmds", DOC),
+                ("/actions", {"action_type": "InstanceStart"}),
+            ]
+            for path, body in puts:
+                st, out = api(sock, "PUT", path, body)
+                assert st == 204, (path, st, out)
+            wait_line(p, buf, r"EMBER-MMDS done", TIMEOUT)
+            for l in buf[0].splitlines():
+                m = re.fullmatch(r"EMBER-MMDS (\S+) (.*)", l.rstrip("\r"))
+                if m:
+                    lines[m.group(1)] = m.group(2)
+            assert p.wait(timeout=TIMEOUT) == 0, buf[0][-3000:]
+            if sniffer:
+                (tmp_path / "stop").write_text("")
+                lines["tap"] = sniffer.communicate(timeout=30)[0].decode().strip()
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
         if sniffer and sniffer.poll() is None:
             sniffer.kill()
             sniffer.wait()

@@ -9,6 +9,10 @@ ember's fdatasync must answer 0 or the guest's fsync fails), and the host finds 
 the backing file.  The guest's write to the read-only pmem1 does not reach the file: reading
 it back gives the file's bytes, and the host's file is unchanged.  Firecracker's "pmem"
 metrics group counts the flush kicks, with no failed request.
+
+"pw" has a flush rate limiter of one op per 3 s: the guest syncs a second write straight after
+the first, so that flush waits in the ring for the limiter's timer (never dropped: the fsync
+succeeds, later) and the metrics count the throttled batch and the timer's event.
 """
 
 import hashlib
@@ -42,6 +46,12 @@ if dd if=/tmp/pat of=/dev/pmem0 bs=4096 seek=256 count=1 conv=fsync 2>/tmp/dd.er
     echo "EMBER-PMEM pmem0 write synced"
 else
     echo "EMBER-PMEM pmem0 write FAILED: $(cat /tmp/dd.err)"
+fi
+t0=$(cut -d' ' -f1 /proc/uptime)
+if dd if=/tmp/pat of=/dev/pmem0 bs=4096 seek=257 count=1 conv=fsync 2>/tmp/dd.err; then
+    echo "EMBER-PMEM pmem0 second write synced after $t0 until $(cut -d' ' -f1 /proc/uptime)"
+else
+    echo "EMBER-PMEM pmem0 second write FAILED: $(cat /tmp/dd.err)"
 fi
 dd if=/tmp/pat of=/dev/pmem1 bs=4096 seek=256 count=1 oflag=direct 2>/dev/null
 echo "EMBER-PMEM pmem1 write returned $?"
@@ -80,7 +90,8 @@ def test_linux_pmem(tmp_path):
         "machine-config": {"vcpu_count": 2, "mem_size_mib": 512},
         "drives": [{"drive_id": "script", "path_on_host": str(script),
                     "is_root_device": False, "is_read_only": True}],
-        "pmem": [{"id": "pw", "path_on_host": str(pw), "root_device": True},
+        "pmem": [{"id": "pw", "path_on_host": str(pw), "root_device": True,
+                  "rate_limiter": {"ops": {"size": 1, "refill_time": 3000}}},
                  {"id": "pr", "path_on_host": str(pr), "read_only": True}],
         "metrics": {"metrics_path": str(tmp_path / "metrics.json")},
     }))
@@ -107,6 +118,8 @@ def test_linux_pmem(tmp_path):
     pm = json.loads((tmp_path / "metrics.json").read_text().splitlines()[-1])["pmem"]
     assert pm["queue_event_count"] >= 1 and pm["event_fails"] == 0, pm
     assert pm["cfg_fails"] == 0 and pm["activate_fails"] == 0, pm
+    # The second sync came within 3 s of the first: held back, then served by the timer.
+    assert pm["rate_limiter_throttled_events"] >= 1 and pm["rate_limiter_event_count"] >= 1, pm
     assert not [l for l in lines if "FAILED" in l], text
     cmdline = next(l for l in lines if l.startswith("EMBER-CMDLINE"))
     assert cmdline.endswith("root=/dev/pmem0 rw"), cmdline
@@ -125,6 +138,12 @@ def test_linux_pmem(tmp_path):
     assert f"EMBER-PMEM pattern {hashlib.md5(pat).hexdigest()}" in lines, text
     data = pw.read_bytes()
     assert data[MIB:MIB + 4096] == pat
+    assert data[MIB + 4096:MIB + 8192] == pat
+    second = next(l for l in lines if l.startswith("EMBER-PMEM pmem0 second write synced"))
+    t0, t1 = float(second.split()[-3]), float(second.split()[-1])
+    print(f"second sync took {t1 - t0:.2f} s; pmem metrics {pm}")
+    # It waited for the limiter: 3 s after the first flush, which came just before t0.
+    assert t1 - t0 >= 2.0, second
     assert data[:len(HEAD_W)] == HEAD_W and len(data) == 4 * MIB
     # The read-only device: the guest reads the file's bytes back, the file is unchanged.
     orig = hashlib.md5(pr_before[MIB:MIB + 4096]).hexdigest()

@@ -18,8 +18,7 @@ import time
 
 import pytest
 
-from test_linux import CMDLINE, EMBER, GUEST, TIMEOUT, need_files
-from test_linux_hotplug import wait_line
+from test_linux import CMDLINE, EMBER, GUEST, TIMEOUT, need_files, wait_line
 
 MIB = 1 << 20
 HEAD = b"ember-vhost-user"

@@ -44,6 +44,7 @@ static struct acpi_machine full_machine(unsigned int vcpus)
 	    .mmio = mmio_devs,
 	    .n_mmio = 3,
 	    .com1 = true,
+	    .i8042 = true,
 	    .rtc = true,
 	    .reset_8042 = true,
 	    .sleep_port = 0x600,
@@ -187,16 +188,19 @@ TEST(fadt)
 	CHECK_EQ(rd(f + 248, 8), 0x600);
 	CHECK_EQ(rd(f + 260, 8), 0x601);
 	CHECK_EQ(f[108], 0x32);
-	CHECK_EQ(rd(f + 46, 2), 0); /* no SCI */
+	CHECK_EQ(rd(f + 46, 2), 0);    /* no SCI */
+	CHECK_EQ(rd(f + 109, 2), 0x6); /* IAPC_BOOT_ARCH: 8042, VGA not present */
 	free(vm.mem);
 
 	m.reset_8042 = false;
 	m.sleep_port = 0;
 	m.rtc = false;
+	m.i8042 = false;
 	vm_init(&vm);
 	CHECK_EQ(acpi_build(&vm.gm, BASE, SIZE, &m, &rsdp, &e), 0);
 	f = find(&vm, rsdp, "FACP");
 	CHECK(!(rd(f + 112, 4) & (1u << 10)));
+	CHECK_EQ(rd(f + 109, 2), 0x24); /* VGA and CMOS not present, no 8042 */
 	CHECK_EQ(rd(f + 120, 8), 0);
 	CHECK_EQ(rd(f + 248, 8), 0);
 	CHECK(rd(f + 109, 2) & (1u << 5)); /* CMOS RTC not present */
@@ -298,7 +302,7 @@ TEST(dsdt_names)
 	static const char *const names[] = {"_SB_", "PCI0", "_HID",     "_CID", "_SEG",     "_BBN",
 	                                    "_CRS", "_OSC", "_PRT",     "MRES", "COM1",     "VR00",
 	                                    "VR01", "VR02", "LNRO0005", "GED0", "ACPI0013", "_EVT",
-	                                    "PWRB", "_S5_", "CDW1",     "CDW3"};
+	                                    "PWRB", "_S5_", "CDW1",     "CDW3", "PS2K"};
 
 	vm_init(&vm);
 	CHECK_EQ(acpi_build(&vm.gm, BASE, SIZE, &m, &rsdp, &e), 0);
@@ -310,6 +314,13 @@ TEST(dsdt_names)
 		CHECK(contains(d, names[i], strlen(names[i])));
 	}
 	CHECK(!contains(d, "VR03", 4));
+	/* PS2K: PNP0303 as EisaId; IO(Decode16, 0x60, 0x60, 1, 1), IO(.. 0x64 ..), IRQNoFlags {1}
+	 */
+	CHECK(contains(d, "\x0c\x41\xd0\x03\x03", 5));
+	CHECK(contains(d,
+	               "\x47\x01\x60\x00\x60\x00\x01\x01\x47\x01\x64\x00\x64\x00\x01\x01"
+	               "\x22\x02\x00",
+	               19));
 	/* PNP0A08 as EisaId, the virtio-mmio window as Memory32Fixed + Interrupt(Edge) {5} */
 	CHECK(contains(d, "\x0c\x41\xd0\x0a\x08", 5));
 	CHECK(contains(d,
@@ -325,6 +336,7 @@ TEST(dsdt_names)
 
 	/* Nothing optional: no COM1, GED, PWRB, \_S5, virtio-mmio. */
 	m.com1 = false;
+	m.i8042 = false;
 	m.ged_gsi = 0;
 	m.sleep_port = 0;
 	m.n_mmio = 0;
@@ -332,6 +344,7 @@ TEST(dsdt_names)
 	CHECK_EQ(acpi_build(&vm.gm, BASE, SIZE, &m, &rsdp, &e), 0);
 	d = find(&vm, rsdp, "DSDT");
 	CHECK(!contains(d, "COM1", 4));
+	CHECK(!contains(d, "PS2K", 4));
 	CHECK(!contains(d, "GED0", 4));
 	CHECK(!contains(d, "_S5_", 4));
 	CHECK(!contains(d, "VR00", 4));

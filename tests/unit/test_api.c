@@ -170,28 +170,60 @@ TEST(routing_errors)
 	ctl_destroy(&c);
 }
 
-TEST(not_yet_features_say_so)
+/* PUT /pmem with a flush limiter, PATCH /pmem before boot (docs/devices/pmem.md). */
+TEST(pmem_rate_limiter_before_boot)
 {
-	static const struct {
-		enum http_method m;
-		const char *path;
-	} cases[] = {
-	    {HTTP_PATCH, "/pmem/p0"},
-	};
+	char path[] = "/tmp/ember-unit-pmem-XXXXXX", body[512];
 	struct ctl c;
 	struct err e = {0};
-	unsigned int i;
+	json_t *j, *p, *rl;
+	int fd = mkstemp(path);
 
+	CHECK(fd >= 0);
+	CHECK_EQ(write(fd, "pmem", 4), 4);
+	close(fd);
 	ctl_init(&c, &e);
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		expect_fault(&c, cases[i].m, cases[i].path, cases[i].m == HTTP_GET ? NULL : "{}",
-		             "ember does not support");
-	/* PUT /pmem is there; its rate limiter is not. */
-	expect_fault(&c, HTTP_PUT, "/pmem/p0",
-	             "{\"id\": \"p0\", \"path_on_host\": \"/x\", \"rate_limiter\": {}}",
-	             "ember does not support a rate limiter on virtio-pmem devices yet.");
-	expect_fault(&c, HTTP_PUT, "/pmem/p0", "{}", "missing field `id`");
+	/* Firecracker's UpdatePmemDevice is post-boot only; the body is checked first. */
+	expect_fault(&c, HTTP_PATCH, "/pmem/p0",
+	             "{\"id\": \"p0\", \"rate_limiter\": {\"ops\": {\"size\": 1, "
+	             "\"refill_time\": 1}}}",
+	             "The requested operation is not supported before starting the microVM.");
+	expect_fault(&c, HTTP_PATCH, "/pmem/p0", "{\"id\": \"p0\", \"read_only\": true}",
+	             "unknown field `read_only`");
+	expect_fault(&c, HTTP_PATCH, "/pmem/p0", "{\"rate_limiter\": null}", "missing field `id`");
+	expect_fault(&c, HTTP_PATCH, "/pmem/p0", "{\"id\": \"p1\"}",
+	             "The id from the path does not match the id from the body!");
+	/* A bucket the device could not build is refused at the PUT, nothing kept. */
+	snprintf(body, sizeof(body),
+	         "{\"id\": \"p0\", \"path_on_host\": \"%s\", \"rate_limiter\": {\"bandwidth\": "
+	         "{\"size\": 1, \"refill_time\": 18446744073710}}}",
+	         path);
+	expect_fault(&c, HTTP_PUT, "/pmem/p0", body,
+	             "Cannot create RateLimiter: bandwidth refill_time 18446744073710 ms is "
+	             "too large.");
+	j = get_json(&c, "/vm/config");
+	CHECK(json_is_null(json_object_get(j, "pmem")) ||
+	      json_array_size(json_object_get(j, "pmem")) == 0);
+	json_decref(j);
+	/* Taken, and GET /vm/config writes it back. */
+	snprintf(body, sizeof(body),
+	         "{\"id\": \"p0\", \"path_on_host\": \"%s\", \"rate_limiter\": {\"ops\": "
+	         "{\"size\": 5, \"refill_time\": 100, \"one_time_burst\": 2}}}",
+	         path);
+	CHECK_EQ(call(&c, HTTP_PUT, "/pmem/p0", body, NULL), 204);
+	j = get_json(&c, "/vm/config");
+	p = json_array_get(json_object_get(j, "pmem"), 0);
+	rl = json_object_get(p, "rate_limiter");
+	CHECK(json_is_object(rl));
+	CHECK_EQ(json_integer_value(json_object_get(json_object_get(rl, "ops"), "size")), 5);
+	CHECK_EQ(json_integer_value(json_object_get(json_object_get(rl, "ops"), "refill_time")),
+	         100);
+	CHECK_EQ(json_integer_value(json_object_get(json_object_get(rl, "ops"), "one_time_burst")),
+	         2);
+	CHECK(json_is_null(json_object_get(rl, "bandwidth")));
+	json_decref(j);
 	ctl_destroy(&c);
+	unlink(path);
 }
 
 /* MMDS before boot: the data store, its config, and GET /vm/config (docs/devices/mmds.md). */
@@ -230,6 +262,20 @@ TEST(mmds_before_boot)
 	free(out);
 	json_decref(j);
 	CHECK_EQ(c.res.mmds.store->version, MMDS_V2);
+	/* The interface's device configuration carries the store, at boot and on a hot plug
+	 * alike (both take res_net_to_cfg); another interface does not. */
+	{
+		struct vm_net_cfg nc;
+
+		CHECK_EQ(call(&c, HTTP_PUT, "/network-interfaces/eth1",
+		              "{\"iface_id\": \"eth1\", \"backend\": \"slirp\"}", NULL),
+		         204);
+		res_net_to_cfg(&c.res, res_find_net(&c.res, "eth0"), &nc);
+		CHECK(nc.mmds == c.res.mmds.store && nc.mmds != NULL);
+		CHECK_EQ(nc.mmds_ipv4, c.res.mmds.ipv4);
+		res_net_to_cfg(&c.res, res_find_net(&c.res, "eth1"), &nc);
+		CHECK(nc.mmds == NULL);
+	}
 	ctl_destroy(&c);
 }
 
@@ -483,6 +529,34 @@ TEST(drives_and_full_config)
 	CHECK_EQ(cfg.dev.nets[0].transport, VM_TRANSPORT_MMIO);
 	CHECK_EQ(cfg.dev.vsock.transport, VM_TRANSPORT_MMIO);
 	CHECK_EQ(cfg.dev.rng.transport, VM_TRANSPORT_MMIO);
+
+	/* firectl's default boot arguments: noapic is left out of the guest's command line
+	 * (ember's hardware-reduced ACPI leaves Linux no PIC), the rest kept in order. */
+	CHECK_EQ(call(&c, HTTP_PUT, "/boot-source",
+	              "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": "
+	              "\"ro console=ttyS0 noapic reboot=k  panic=1 pci=off nomodules noapic=x\"}",
+	              NULL),
+	         204);
+	CHECK_EQ(res_to_vm_config(&c.res, &cfg, cmdline, sizeof(cmdline), &e), 0);
+	CHECK(!strcmp(cmdline, "ro console=ttyS0 reboot=k panic=1 pci=off nomodules "
+	                       "root=PARTUUID=1234-01 rw"));
+	/* ... but kept with acpi=off (Linux then finds the 8259s in the MP table) ... */
+	CHECK_EQ(call(&c, HTTP_PUT, "/boot-source",
+	              "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": "
+	              "\"noapic acpi=off\"}",
+	              NULL),
+	         204);
+	CHECK_EQ(res_to_vm_config(&c.res, &cfg, cmdline, sizeof(cmdline), &e), 0);
+	CHECK(!strcmp(cmdline, "noapic acpi=off root=PARTUUID=1234-01 rw"));
+	/* ... and when ember builds no ACPI tables. */
+	c.res.no_acpi = true;
+	CHECK_EQ(call(&c, HTTP_PUT, "/boot-source",
+	              "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": \"noapic\"}", NULL),
+	         204);
+	CHECK_EQ(res_to_vm_config(&c.res, &cfg, cmdline, sizeof(cmdline), &e), 0);
+	CHECK(!strcmp(cmdline, "noapic root=PARTUUID=1234-01 rw"));
+	/* The configuration still shows the boot arguments as given. */
+	CHECK(!strcmp(c.res.boot.boot_args, "noapic"));
 	ctl_destroy(&c);
 }
 
@@ -500,6 +574,14 @@ TEST(pci_off_words)
 	CHECK(!res_pci_off("xpci=off"));
 	CHECK(!res_pci_off("virtio_pci=off"));
 	CHECK(!res_pci_off("pci=of"));
+	CHECK(res_boot_arg("a noapic b", "noapic", NULL));
+	CHECK(res_boot_arg("noapic=1", "noapic", NULL));
+	CHECK(!res_boot_arg("noapicx", "noapic", NULL));
+	CHECK(!res_boot_arg("xnoapic", "noapic", NULL));
+	CHECK(res_boot_arg("acpi=off", "acpi", "off"));
+	CHECK(res_boot_arg("acpi=noirq,off", "acpi", "off"));
+	CHECK(!res_boot_arg("acpi=force", "acpi", "off"));
+	CHECK(!res_boot_arg("acpi", "acpi", "off"));
 }
 
 TEST(config_text)
@@ -957,7 +1039,7 @@ int main(void)
 	RUN(instance_info_and_version);
 	RUN(machine_config_put_patch_get);
 	RUN(routing_errors);
-	RUN(not_yet_features_say_so);
+	RUN(pmem_rate_limiter_before_boot);
 	RUN(mem_hotplug_before_boot);
 	RUN(mmds_before_boot);
 	RUN(balloon_before_boot);

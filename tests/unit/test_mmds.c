@@ -109,23 +109,30 @@ TEST(merge_patch_rfc7396_cases)
 
 /* ---- guest answers ------------------------------------------------------------------------ */
 
-static char *ask(struct mmds *m, const char *req, size_t *len)
+/* The response to req from a buffer of `size` bytes, as a NUL-terminated copy (or NULL). */
+static char *ask_in(struct mmds *m, const char *req, size_t size, size_t *len)
 {
-	char *out = NULL;
+	char *buf = malloc(size), *z = NULL;
+	const char *out = NULL;
 	size_t n = 0;
 
-	CHECK_EQ(mmds_http_respond(m, req, strlen(req), &out, &n), 0);
+	CHECK(buf != NULL);
+	CHECK_EQ(mmds_http_respond(m, req, strlen(req), buf, size, &out, &n), 0);
 	if (len)
 		*len = n;
 	if (out) {
-		char *z = malloc(n + 1);
-
+		CHECK(out >= buf && n <= size - (size_t)(out - buf)); /* inside the buffer */
+		z = malloc(n + 1);
 		memcpy(z, out, n);
 		z[n] = '\0';
-		free(out);
-		out = z;
 	}
-	return out;
+	free(buf);
+	return z;
+}
+
+static char *ask(struct mmds *m, const char *req, size_t *len)
+{
+	return ask_in(m, req, mmds_http_out_size(m), len);
 }
 
 static const char *body_of(const char *resp)
@@ -181,6 +188,94 @@ TEST(v1_get_formats)
 	m->imds_compat = true;
 	r = ask(m, "GET / HTTP/1.1\r\nAccept: application/json\r\n\r\n", NULL);
 	CHECK(!strcmp(body_of(r), "latest/\nz"));
+	free(r);
+	mmds_free(m);
+}
+
+/*
+ * The JSON format is written by ember's own encoder (no allocation on the VMM thread): for a
+ * document with every kind of value -- escapes, control characters, UTF-8, reals that need
+ * ".0" or an exponent, nested objects whose keys need sorting -- it gives what jansson's
+ * json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) gives, part by part.
+ */
+TEST(json_answer_is_jansson_compact_sorted)
+{
+	static const char doc[] =
+	    "{\"zeta\":{\"b\":[1,-2,3.5,1e300,-0.0,100.0,1.5e-7,123456789012345678,true,false,"
+	    "null,[],{}],\"a\":\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001f "
+	    "\\u00e9\\u20ac\\ud83d\\ude00\"},"
+	    "\"alpha\":{\"y\":{\"d\":1,\"c\":2,\"ab\":3,\"a\":4,\"\":5},\"x\":\"\"},\"k\":0.1}";
+	static const char *paths[] = {"/",        "/zeta", "/zeta/b",   "/zeta/a",   "/alpha",
+	                              "/alpha/y", "/k",    "/zeta/b/3", "/zeta/b/5", "/zeta/b/6"};
+	struct mmds *m = new_store(51200, doc);
+	json_t *j = json_loads(doc, 0, NULL);
+	char req[256], *r, *want;
+	unsigned int i;
+
+	CHECK(m != NULL && j != NULL);
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		json_t *v = json_object_get(j, "zeta");
+
+		snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nAccept: application/json\r\n\r\n",
+		         paths[i]);
+		r = ask(m, req, NULL);
+		CHECK_STR_CONTAINS(r, "HTTP/1.1 200 OK\r\n");
+		if (!strcmp(paths[i], "/"))
+			v = j;
+		else if (!strcmp(paths[i], "/zeta/b"))
+			v = json_object_get(v, "b");
+		else if (!strcmp(paths[i], "/zeta/a"))
+			v = json_object_get(v, "a");
+		else if (!strcmp(paths[i], "/alpha"))
+			v = json_object_get(j, "alpha");
+		else if (!strcmp(paths[i], "/alpha/y"))
+			v = json_object_get(json_object_get(j, "alpha"), "y");
+		else if (!strcmp(paths[i], "/k"))
+			v = json_object_get(j, "k");
+		else if (!strncmp(paths[i], "/zeta/b/", 8))
+			v = json_array_get(json_object_get(v, "b"), (size_t)atoi(paths[i] + 8));
+		want = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+		CHECK(want != NULL && !strcmp(body_of(r), want));
+		if (strcmp(body_of(r), want))
+			printf("  %s: got %s\n  want %s\n", paths[i], body_of(r), want);
+		free(want);
+		free(r);
+	}
+	/* The listing (IMDS format) sorts the same way. */
+	r = ask(m, "GET /alpha/y HTTP/1.1\r\n\r\n", NULL);
+	CHECK(!strcmp(body_of(r), "\na\nab\nc\nd"));
+	free(r);
+	json_decref(j);
+	mmds_free(m);
+}
+
+/*
+ * Every answer fits the buffer mmds_http_out_size() gives (a document at the limit, whole);
+ * a buffer too small for an answer gets a clean 500 instead, never a cut answer.
+ */
+TEST(answer_buffer_bounded)
+{
+	char doc[4096 + 64], *r;
+	size_t n, len;
+	struct mmds *m;
+
+	/* {"k":"xxxx...x"} of exactly 4096 bytes, a store limit of 4096. */
+	n = (size_t)snprintf(doc, sizeof(doc), "{\"k\":\"");
+	memset(doc + n, 'x', 4096 - n - 2);
+	memcpy(doc + 4096 - 2, "\"}", 3);
+	m = new_store(4096, doc);
+	CHECK(m != NULL);
+	r = ask(m, "GET / HTTP/1.1\r\nAccept: application/json\r\n\r\n", &len);
+	CHECK_STR_CONTAINS(r, "HTTP/1.1 200 OK\r\n");
+	CHECK(!strcmp(body_of(r), doc));
+	free(r);
+	r = ask_in(m, "GET /k HTTP/1.1\r\n\r\n", MMDS_HTTP_HEAD_MAX + 1000, &len);
+	CHECK_STR_CONTAINS(r, "HTTP/1.1 500 Internal Server Error\r\n");
+	CHECK(!strcmp(body_of(r), MMDS_HTTP_MSG_TOO_LARGE));
+	free(r);
+	/* A small answer still fits a small buffer. */
+	r = ask_in(m, "GET /nope HTTP/1.1\r\n\r\n", MMDS_HTTP_HEAD_MAX + 1000, &len);
+	CHECK_STR_CONTAINS(r, "HTTP/1.1 404 ");
 	free(r);
 	mmds_free(m);
 }
@@ -654,6 +749,8 @@ int main(void)
 	RUN(put_patch_get_and_limit);
 	RUN(merge_patch_rfc7396_cases);
 	RUN(v1_get_formats);
+	RUN(json_answer_is_jansson_compact_sorted);
+	RUN(answer_buffer_bounded);
 	RUN(v2_tokens);
 	RUN(token_table_bounded);
 	RUN(head_framing);

@@ -19,33 +19,7 @@
 #define PAGE_BASE 0x200000u /* pages the guest inflates */
 #define PAGE      4096u
 
-struct guest {
-	struct fake_guest fg;
-	struct fake_transport ft;
-	struct fake_vq q[5];
-};
-
-static void guest_init(struct guest *g)
-{
-	memset(g, 0, sizeof(*g));
-	fake_guest_init(&g->fg, RAM_SIZE);
-}
-
-static void guest_fini(struct guest *g)
-{
-	fake_guest_fini(&g->fg);
-}
-
-static void guest_bring_up(struct guest *g, struct virtio_dev *v, unsigned int nq)
-{
-	unsigned int i;
-
-	for (i = 0; i < nq; i++)
-		fake_vq_init(&g->q[i], &g->fg, 256);
-	fake_start(v, &g->ft, ~0ull, g->q, nq);
-}
-
-static void put32(struct guest *g, uint64_t gpa, uint32_t v)
+static void put32(struct fake_rig *g, uint64_t gpa, uint32_t v)
 {
 	uint8_t *p = fake_guest_ptr(&g->fg, gpa);
 
@@ -54,7 +28,7 @@ static void put32(struct guest *g, uint64_t gpa, uint32_t v)
 }
 
 /* A stats entry (le16 tag, le64 value, packed: §5.5.6.3) at `gpa`. */
-static void put_stat(struct guest *g, uint64_t gpa, uint16_t tag, uint64_t val)
+static void put_stat(struct fake_rig *g, uint64_t gpa, uint16_t tag, uint64_t val)
 {
 	uint8_t *p = fake_guest_ptr(&g->fg, gpa);
 
@@ -64,7 +38,7 @@ static void put_stat(struct guest *g, uint64_t gpa, uint16_t tag, uint64_t val)
 		p[2 + i] = (uint8_t)(val >> (8 * i));
 }
 
-static bool page_is(struct guest *g, uint64_t gpa, uint8_t v)
+static bool page_is(struct fake_rig *g, uint64_t gpa, uint8_t v)
 {
 	const uint8_t *p = fake_guest_ptr(&g->fg, gpa);
 
@@ -75,7 +49,7 @@ static bool page_is(struct guest *g, uint64_t gpa, uint8_t v)
 }
 
 /* An inflate (qi 0) or deflate (qi 1) buffer of `n` PFNs at BUF_BASE + off. */
-static int add_pfns(struct guest *g, unsigned int qi, uint32_t off, const uint32_t *pfn,
+static int add_pfns(struct fake_rig *g, unsigned int qi, uint32_t off, const uint32_t *pfn,
                     unsigned int n)
 {
 	struct fake_seg s = {BUF_BASE + off, 4 * n, false};
@@ -87,13 +61,13 @@ static int add_pfns(struct guest *g, unsigned int qi, uint32_t off, const uint32
 
 TEST(identity)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct virtio_balloon_opts o = {
 	    .num_pages = 512, .deflate_on_oom = true, .stats_interval_s = 1};
 	struct err e = {0};
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_balloon_init(&b, NULL, &g.fg.env, &e), 0);
 	CHECK_EQ(b.vdev.type, 5);
 	CHECK_EQ(b.vdev.nqueues, 2);
@@ -113,12 +87,12 @@ TEST(identity)
 	/* The stats timer is on the loop: adding it again is refused. */
 	CHECK(evloop_add(&g.fg.loop, &b.timer_watch, EPOLLIN) < 0);
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(config_space)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct virtio_balloon_opts o = {.num_pages = 0x12345};
 	struct virtio_balloon_stats st;
@@ -126,9 +100,9 @@ TEST(config_space)
 	uint32_t v = 0;
 	uint8_t byte = 0x77;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &b.vdev, 2);
+	fake_rig_bring_up(&g, &b.vdev, 2);
 	fake_config_read(&b.vdev, 0, &v, 4);
 	CHECK_EQ(v, 0x12345);
 	fake_config_read(&b.vdev, 4, &v, 4);
@@ -151,12 +125,12 @@ TEST(config_space)
 	CHECK_EQ(st.num_pages, 0x12345);
 	CHECK_EQ(st.actual, 0x772c);
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(inflate_gives_pages_back)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct err e = {0};
 	/* Three consecutive pages (one madvise), one apart, one given twice. */
@@ -165,10 +139,10 @@ TEST(inflate_gives_pages_back)
 	uint32_t id, len;
 	int h;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, 8 * PAGE);
 	CHECK_EQ(virtio_balloon_init(&b, NULL, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &b.vdev, 2);
+	fake_rig_bring_up(&g, &b.vdev, 2);
 	h = add_pfns(&g, 0, 0, pfn, 5);
 	fake_kick(&b.vdev, 0);
 	CHECK(fake_vq_used(&g.q[0], &id, &len));
@@ -188,7 +162,7 @@ TEST(inflate_gives_pages_back)
 	CHECK(g.ft.notified[0] >= 1);
 	CHECK(virtio_live(&b.vdev));
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 /*
@@ -199,7 +173,7 @@ TEST(inflate_gives_pages_back)
  */
 TEST(inflate_shared_ram_punches_the_memfd)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct virtio_balloon_opts o = {.shared_ram = true};
 	struct err e = {0};
@@ -210,7 +184,7 @@ TEST(inflate_shared_ram_punches_the_memfd)
 	void *ram;
 	int fd;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	fd = memfd_create("test-balloon-ram", MFD_CLOEXEC);
 	CHECK(fd >= 0);
 	CHECK_EQ(ftruncate(fd, RAM_SIZE), 0);
@@ -224,7 +198,7 @@ TEST(inflate_shared_ram_punches_the_memfd)
 	memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, 4 * PAGE);
 	CHECK_EQ(fstat(fd, &before), 0);
 	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &b.vdev, 2);
+	fake_rig_bring_up(&g, &b.vdev, 2);
 	add_pfns(&g, 0, 0, pfn, 3);
 	fake_kick(&b.vdev, 0);
 	CHECK(fake_vq_used(&g.q[0], &id, &len));
@@ -249,12 +223,12 @@ TEST(inflate_shared_ram_punches_the_memfd)
 	munmap(ram, RAM_SIZE);
 	g.fg.ram = NULL;
 	close(fd);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(hostile_pfns_skipped)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct err e = {0};
 	uint32_t pfn[] = {
@@ -270,11 +244,11 @@ TEST(hostile_pfns_skipped)
 	struct fake_seg wr = {BUF_BASE + 0xc00, 4, true};   /* device-writable: no PFN in it */
 	uint32_t id, len;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, 4 * PAGE);
 	memset(fake_guest_ptr(&g.fg, RAM_SIZE - PAGE), 0xbb, PAGE);
 	CHECK_EQ(virtio_balloon_init(&b, NULL, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &b.vdev, 2);
+	fake_rig_bring_up(&g, &b.vdev, 2);
 	add_pfns(&g, 0, 0, pfn, 6);
 	fake_kick(&b.vdev, 0);
 	CHECK(fake_vq_used(&g.q[0], &id, &len));
@@ -307,22 +281,22 @@ TEST(hostile_pfns_skipped)
 	CHECK_EQ(b.pages_inflated, 3);
 	CHECK(virtio_live(&b.vdev));
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(deflate_counts)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct err e = {0};
 	uint32_t pfn[] = {PAGE_BASE / PAGE, PAGE_BASE / PAGE + 1, 0xffffffffu};
 	uint32_t id, len;
 	int h;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, 2 * PAGE);
 	CHECK_EQ(virtio_balloon_init(&b, NULL, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &b.vdev, 2);
+	fake_rig_bring_up(&g, &b.vdev, 2);
 	h = add_pfns(&g, 1, 0, pfn, 3);
 	fake_kick(&b.vdev, 1);
 	CHECK(fake_vq_used(&g.q[1], &id, &len));
@@ -333,12 +307,12 @@ TEST(deflate_counts)
 	CHECK(page_is(&g, PAGE_BASE, 0xaa)); /* deflating touches nothing */
 	CHECK(g.ft.notified[1] >= 1);
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(stats_held_parsed_returned)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct virtio_balloon_opts o = {.stats_interval_s = 5};
 	struct virtio_balloon_stats st;
@@ -347,9 +321,9 @@ TEST(stats_held_parsed_returned)
 	uint32_t id, len;
 	int h, h2;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &b.vdev, 3);
+	fake_rig_bring_up(&g, &b.vdev, 3);
 	put_stat(&g, BUF_BASE, VIRTIO_BALLOON_S_MEMFREE, 123456789ull);
 	put_stat(&g, BUF_BASE + 10, VIRTIO_BALLOON_S_MEMTOT, 1ull << 40);
 	put_stat(&g, BUF_BASE + 20, 999, 5);                          /* unknown tag */
@@ -401,12 +375,12 @@ TEST(stats_held_parsed_returned)
 	CHECK(b.stats_held);
 	CHECK_EQ(b.stats_head, h2);
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(stats_oversized_held_unread)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct virtio_balloon_opts o = {.stats_interval_s = 5};
 	struct virtio_balloon_stats st;
@@ -416,9 +390,9 @@ TEST(stats_oversized_held_unread)
 	uint8_t *p;
 	uint32_t id, len;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &b.vdev, 3);
+	fake_rig_bring_up(&g, &b.vdev, 3);
 	put_stat(&g, BUF_BASE, VIRTIO_BALLOON_S_MEMFREE, 1);
 	fake_vq_add(&g.q[2], &s, 1);
 	fake_kick(&b.vdev, 2);
@@ -441,13 +415,13 @@ TEST(stats_oversized_held_unread)
 	CHECK_EQ(st.present, 1u << VIRTIO_BALLOON_S_CACHES);
 	CHECK_EQ(st.val[VIRTIO_BALLOON_S_CACHES], 0x1122334455667788ull);
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 /* Linux kicks its first stats buffer before DRIVER_OK: the device takes it at activation. */
 TEST(stats_buffer_before_driver_ok)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct virtio_balloon_opts o = {.stats_interval_s = 1};
 	struct virtio_balloon_stats st;
@@ -458,7 +432,7 @@ TEST(stats_buffer_before_driver_ok)
 	uint32_t id, len;
 	int h;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
 	fake_transport_attach(&g.ft, &b.vdev);
 	for (unsigned int i = 0; i < 3; i++)
@@ -485,12 +459,12 @@ TEST(stats_buffer_before_driver_ok)
 	CHECK(fake_vq_used(&g.q[2], &id, &len));
 	CHECK_EQ(id, h);
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(target_and_interval)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b, nb;
 	struct virtio_balloon_opts o = {.num_pages = 256, .stats_interval_s = 5};
 	struct virtio_balloon_stats st;
@@ -498,11 +472,11 @@ TEST(target_and_interval)
 	struct fake_seg s = {BUF_BASE, 10, false};
 	uint32_t v, id, len;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
 	/* Before the driver started it: refused, as Firecracker. */
 	CHECK_EQ(virtio_balloon_set_target(&b, 1024), -EAGAIN);
-	guest_bring_up(&g, &b.vdev, 3);
+	fake_rig_bring_up(&g, &b.vdev, 3);
 	CHECK_EQ(virtio_balloon_set_target(&b, 1024), 0);
 	CHECK_EQ(g.ft.config_changed, 1);
 	fake_config_read(&b.vdev, 0, &v, 4);
@@ -526,12 +500,12 @@ TEST(target_and_interval)
 	CHECK_EQ(virtio_balloon_set_stats_interval(&nb, 3), -EINVAL);
 	CHECK_EQ(virtio_balloon_set_stats_interval(&nb, 0), 0);
 	virtio_balloon_destroy(&nb);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(bad_chain_needs_reset_then_recovers)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct virtio_balloon_opts o = {.stats_interval_s = 1};
 	struct err e = {0};
@@ -539,9 +513,9 @@ TEST(bad_chain_needs_reset_then_recovers)
 	uint32_t v = 100, pfn = PAGE_BASE / PAGE;
 	uint16_t head;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &b.vdev, 3);
+	fake_rig_bring_up(&g, &b.vdev, 3);
 	fake_vq_add(&g.q[2], &s, 1);
 	fake_kick(&b.vdev, 2);
 	pthread_mutex_lock(&b.vdev.lock);
@@ -563,19 +537,19 @@ TEST(bad_chain_needs_reset_then_recovers)
 	CHECK_EQ(v, 0);
 	/* A new driver brings it up again, and inflating works. */
 	memset(&g.q, 0, sizeof(g.q));
-	guest_bring_up(&g, &b.vdev, 3);
+	fake_rig_bring_up(&g, &b.vdev, 3);
 	memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, PAGE);
 	add_pfns(&g, 0, 0, &pfn, 1);
 	fake_kick(&b.vdev, 0);
 	CHECK(page_is(&g, PAGE_BASE, 0));
 	CHECK(virtio_live(&b.vdev));
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(save_restore)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon a, b, c;
 	struct virtio_balloon_opts o = {.num_pages = 0, .stats_interval_s = 1};
 	struct virtio_balloon_stats st;
@@ -586,9 +560,9 @@ TEST(save_restore)
 	uint32_t v = 77, id, len;
 	int h;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_balloon_init(&a, &o, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &a.vdev, 3);
+	fake_rig_bring_up(&g, &a.vdev, 3);
 	put_stat(&g, BUF_BASE, VIRTIO_BALLOON_S_MINFLT, 99);
 	h = fake_vq_add(&g.q[2], &s, 1);
 	fake_kick(&a.vdev, 2);
@@ -647,7 +621,7 @@ TEST(save_restore)
 	virtio_balloon_destroy(&c);
 	virtio_balloon_destroy(&b);
 	virtio_balloon_destroy(&a);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 /* ---- free page reporting and hinting ------------------------------------------------------ */
@@ -662,12 +636,12 @@ static uint32_t cfg32(struct virtio_dev *v, uint32_t off)
 
 TEST(free_page_queues_and_config)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct virtio_balloon_opts o = {.free_page_hinting = true, .free_page_reporting = true};
 	struct err e = {0};
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
 	CHECK_EQ(b.vdev.nqueues, 4);
 	CHECK_EQ(b.hint_q, 2);
@@ -676,7 +650,7 @@ TEST(free_page_queues_and_config)
 	CHECK(b.vdev.features & (1ull << VIRTIO_BALLOON_F_FREE_PAGE_HINT));
 	CHECK(b.vdev.features & (1ull << VIRTIO_BALLOON_F_PAGE_REPORTING));
 	CHECK(!(b.vdev.features & (1ull << VIRTIO_BALLOON_F_PAGE_POISON)));
-	guest_bring_up(&g, &b.vdev, 4);
+	fake_rig_bring_up(&g, &b.vdev, 4);
 	CHECK_EQ(cfg32(&b.vdev, 8), VIRTIO_BALLOON_CMD_ID_STOP);
 	/* free_page_hint_cmd_id is the device's: a driver write is dropped. */
 	{
@@ -705,12 +679,12 @@ TEST(free_page_queues_and_config)
 	CHECK_EQ(b.vdev.config_size, 8);
 	CHECK(!(b.vdev.features & (1ull << VIRTIO_BALLOON_F_FREE_PAGE_HINT)));
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(reporting_gives_whole_pages_back)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct virtio_balloon_opts o = {.free_page_reporting = true};
 	struct err e = {0};
@@ -723,10 +697,10 @@ TEST(reporting_gives_whole_pages_back)
 	uint32_t id, len;
 	int h;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, 10 * PAGE);
 	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &b.vdev, 3);
+	fake_rig_bring_up(&g, &b.vdev, 3);
 	h = fake_vq_add(&g.q[2], s, 4);
 	fake_kick(&b.vdev, 2);
 	CHECK(fake_vq_used(&g.q[2], &id, &len));
@@ -759,7 +733,7 @@ TEST(reporting_gives_whole_pages_back)
 	CHECK_EQ(b.report_freed, 3 * PAGE + 256ull * 4 * PAGE);
 	CHECK(virtio_live(&b.vdev));
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 /* A report reaching outside RAM or wrapping: the whole chain is refused (the virtio core's rule).
@@ -778,17 +752,17 @@ TEST(reporting_hostile_ranges)
 	};
 
 	for (unsigned int t = 0; t < sizeof(bad) / sizeof(bad[0]); t++) {
-		struct guest g;
+		struct fake_rig g;
 		struct virtio_balloon b;
 		struct virtio_balloon_opts o = {.free_page_reporting = true};
 		struct err e = {0};
 		struct fake_seg s[] = {{PAGE_BASE, PAGE, true}, {bad[t].gpa, bad[t].len, true}};
 		uint32_t id, len;
 
-		guest_init(&g);
+		fake_rig_init(&g, RAM_SIZE);
 		memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, PAGE);
 		CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
-		guest_bring_up(&g, &b.vdev, 3);
+		fake_rig_bring_up(&g, &b.vdev, 3);
 		fake_vq_add(&g.q[2], s, 2);
 		fake_kick(&b.vdev, 2);
 		CHECK(!fake_vq_used(&g.q[2], &id, &len));
@@ -798,12 +772,12 @@ TEST(reporting_hostile_ranges)
 		CHECK_EQ(b.report_count, 0);
 		CHECK(page_is(&g, PAGE_BASE, 0xaa)); /* the good range of the refused chain stays */
 		virtio_balloon_destroy(&b);
-		guest_fini(&g);
+		fake_rig_fini(&g);
 	}
 }
 
 /* The driver's side of a hinting run: a device-readable 4-byte command id. */
-static void send_cmd(struct guest *g, struct virtio_balloon *b, uint32_t off, uint32_t cmd)
+static void send_cmd(struct fake_rig *g, struct virtio_balloon *b, uint32_t off, uint32_t cmd)
 {
 	struct fake_seg s = {BUF_BASE + off, 4, false};
 
@@ -813,7 +787,7 @@ static void send_cmd(struct guest *g, struct virtio_balloon *b, uint32_t off, ui
 }
 
 /* A hint: a device-writable range of `n` pages at `gpa`. */
-static void send_hint(struct guest *g, struct virtio_balloon *b, uint64_t gpa, unsigned int n)
+static void send_hint(struct fake_rig *g, struct virtio_balloon *b, uint64_t gpa, unsigned int n)
 {
 	struct fake_seg s = {gpa, n * PAGE, true};
 
@@ -823,7 +797,7 @@ static void send_hint(struct guest *g, struct virtio_balloon *b, uint64_t gpa, u
 
 TEST(hinting_protocol)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon b;
 	struct virtio_balloon_opts o = {.free_page_hinting = true};
 	struct virtio_balloon_hint_status st;
@@ -831,7 +805,7 @@ TEST(hinting_protocol)
 	unsigned int cc;
 	uint32_t id, len;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, 16 * PAGE);
 	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
 	/* Before the driver starts the device: status yes, start and stop no (Firecracker). */
@@ -840,7 +814,7 @@ TEST(hinting_protocol)
 	CHECK_EQ(virtio_balloon_hint_status(&b, &st), 0);
 	CHECK_EQ(st.host_cmd, 0);
 	CHECK(!st.guest_cmd_set);
-	guest_bring_up(&g, &b.vdev, 3);
+	fake_rig_bring_up(&g, &b.vdev, 3);
 
 	/* A hint with no run: left alone, returned. */
 	send_hint(&g, &b, PAGE_BASE, 1);
@@ -919,17 +893,17 @@ TEST(hinting_protocol)
 
 	/* Hinting off: all three refused. */
 	CHECK_EQ(virtio_balloon_init(&b, NULL, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &b.vdev, 2);
+	fake_rig_bring_up(&g, &b.vdev, 2);
 	CHECK_EQ(virtio_balloon_hint_start(&b, true), -ENOTSUP);
 	CHECK_EQ(virtio_balloon_hint_stop(&b), -ENOTSUP);
 	CHECK_EQ(virtio_balloon_hint_status(&b, &st), -ENOTSUP);
 	virtio_balloon_destroy(&b);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(hinting_save_restore)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_balloon a, b, c;
 	struct virtio_balloon_opts o = {.free_page_hinting = true, .free_page_reporting = true};
 	struct virtio_balloon_hint_status st;
@@ -938,9 +912,9 @@ TEST(hinting_save_restore)
 	struct snap_r r;
 	unsigned int cc;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_balloon_init(&a, &o, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &a.vdev, 4);
+	fake_rig_bring_up(&g, &a.vdev, 4);
 	CHECK_EQ(virtio_balloon_hint_start(&a, false), 0);
 	send_cmd(&g, &a, 0, 2);
 	snap_w_init(&w);
@@ -1010,7 +984,7 @@ TEST(hinting_save_restore)
 	virtio_balloon_destroy(&c);
 	virtio_balloon_destroy(&b);
 	virtio_balloon_destroy(&a);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 int main(void)

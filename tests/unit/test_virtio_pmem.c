@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -423,6 +424,190 @@ TEST(save_restore_checks_region)
 	fake_guest_fini(&g.fg);
 }
 
+struct fake_clock {
+	uint64_t now;
+};
+
+static uint64_t fake_now(void *ctx)
+{
+	return ((struct fake_clock *)ctx)->now;
+}
+
+/* Fire the limiter's timer as the VMM evloop would. */
+static void rl_fire(struct virtio_pmem *p)
+{
+	struct evloop_watch *w = &p->limiter.w[p->limiter.cur];
+
+	w->cb(w, EPOLLIN);
+}
+
+/* One op a second: a batch waits in the ring (never dropped) until the timer lets it go. */
+TEST(ops_limiter_holds_batches_back)
+{
+	struct guest g;
+	struct virtio_pmem p;
+	struct err e = {0};
+	struct fake_clock fc = {.now = 0};
+	struct rl_clock clk = {fake_now, &fc};
+	struct virtio_pmem_opts o = {.path = make_file("rl-ops", 4096),
+	                             .gpa = GPA,
+	                             .rate_limiter = {.ops = {.size = 1, .refill_time_ms = 1000}},
+	                             .clock = &clk};
+	uint32_t id, len;
+	int h[3];
+
+	guest_up(&g, &p);
+	CHECK_EQ(virtio_pmem_init(&p, &o, &g.fg.env, &e), 0);
+	CHECK(p.limiter.enabled);
+	bring_up(&g, &p);
+	h[0] = add_flush(&g, BUF_BASE, VIRTIO_PMEM_REQ_TYPE_FLUSH, BUF_BASE + 0x10);
+	fake_kick(&p.vdev, 0);
+	CHECK(fake_vq_used(&g.q, &id, &len));
+	CHECK_EQ(id, h[0]);
+	CHECK_EQ(p.fsyncs, 1);
+	CHECK_EQ(p.throttled, 0);
+	/* The bucket is empty: the next two stay in the ring, unanswered, the file not synced. */
+	h[1] = add_flush(&g, BUF_BASE + 0x100, VIRTIO_PMEM_REQ_TYPE_FLUSH, BUF_BASE + 0x110);
+	h[2] = add_flush(&g, BUF_BASE + 0x200, VIRTIO_PMEM_REQ_TYPE_FLUSH, BUF_BASE + 0x210);
+	fake_kick(&p.vdev, 0);
+	CHECK_EQ(fake_vq_pending(&g.q), 0);
+	CHECK_EQ(p.fsyncs, 1);
+	CHECK_EQ(p.throttled, 1);
+	CHECK(rate_limiter_blocked(&p.limiter.rl));
+	CHECK_EQ(ram32(&g, BUF_BASE + 0x110), 0x11111111); /* ret untouched */
+	/* A kick while blocked is counted, nothing more. */
+	fake_kick(&p.vdev, 0);
+	CHECK_EQ(fake_vq_pending(&g.q), 0);
+	CHECK_EQ(p.throttled, 2);
+	CHECK_EQ(p.kicks, 3);
+	/* 1 ns early: refused again, the timer re-armed. */
+	fc.now = 999999999;
+	rl_fire(&p);
+	CHECK_EQ(fake_vq_pending(&g.q), 0);
+	CHECK_EQ(p.rl_events, 1);
+	CHECK_EQ(p.throttled, 3);
+	/* On time: both go in one batch, one fdatasync (one op). */
+	fc.now = 1000000000;
+	rl_fire(&p);
+	CHECK_EQ(p.rl_events, 2);
+	for (int i = 1; i < 3; i++) {
+		CHECK(fake_vq_used(&g.q, &id, &len));
+		CHECK_EQ(id, h[i]);
+		CHECK_EQ(len, 4);
+		CHECK_EQ(ram32(&g, BUF_BASE + 0x100 * i + 0x10), VIRTIO_PMEM_RET_OK);
+	}
+	CHECK_EQ(p.fsyncs, 2);
+	CHECK_EQ(p.flushes, 3);
+	CHECK_EQ(p.kicks, 3); /* timer runs are not kicks */
+	CHECK(!rate_limiter_blocked(&p.limiter.rl));
+	/* A kick on an empty ring costs nothing (the bucket is empty again: it would refuse). */
+	fake_kick(&p.vdev, 0);
+	CHECK_EQ(p.throttled, 3);
+	CHECK(!rate_limiter_blocked(&p.limiter.rl));
+	virtio_pmem_destroy(&p);
+	fake_guest_fini(&g.fg);
+}
+
+/* Bytes: each batch costs the file's length (Firecracker's charge for the coalesced sync). */
+TEST(bandwidth_limiter_charges_file_len)
+{
+	struct guest g;
+	struct virtio_pmem p;
+	struct err e = {0};
+	struct fake_clock fc = {.now = 0};
+	struct rl_clock clk = {fake_now, &fc};
+	/* 8192 bytes a second, a 4096-byte file: two batches at once, then one every 500 ms. */
+	struct virtio_pmem_opts o = {
+	    .path = make_file("rl-bw", 4096),
+	    .gpa = GPA,
+	    .rate_limiter = {.bandwidth = {.size = 8192, .refill_time_ms = 1000}},
+	    .clock = &clk};
+	uint32_t id, len;
+
+	guest_up(&g, &p);
+	CHECK_EQ(virtio_pmem_init(&p, &o, &g.fg.env, &e), 0);
+	bring_up(&g, &p);
+	for (int i = 0; i < 2; i++) {
+		add_flush(&g, BUF_BASE, VIRTIO_PMEM_REQ_TYPE_FLUSH, BUF_BASE + 0x10);
+		fake_kick(&p.vdev, 0);
+		CHECK(fake_vq_used(&g.q, &id, &len));
+	}
+	CHECK_EQ(p.fsyncs, 2);
+	add_flush(&g, BUF_BASE, VIRTIO_PMEM_REQ_TYPE_FLUSH, BUF_BASE + 0x10);
+	fake_kick(&p.vdev, 0);
+	CHECK_EQ(fake_vq_pending(&g.q), 0);
+	CHECK_EQ(p.throttled, 1);
+	fc.now = 499000000;
+	rl_fire(&p);
+	CHECK_EQ(fake_vq_pending(&g.q), 0);
+	fc.now = 501000000; /* 4104 tokens (ratelimit.c may round the exact 500 ms down a token) */
+	rl_fire(&p);
+	CHECK(fake_vq_used(&g.q, &id, &len));
+	CHECK_EQ(ram32(&g, BUF_BASE + 0x10), VIRTIO_PMEM_RET_OK);
+	CHECK_EQ(p.fsyncs, 3);
+	virtio_pmem_destroy(&p);
+	fake_guest_fini(&g.fg);
+}
+
+/* PATCH: a new limiter (buckets full) serves what the old one held back; unlimited too. */
+TEST(limiter_replaced_while_running)
+{
+	struct guest g;
+	struct virtio_pmem p;
+	struct err e = {0};
+	struct fake_clock fc = {.now = 0};
+	struct rl_clock clk = {fake_now, &fc};
+	struct virtio_pmem_opts o = {
+	    .path = make_file("rl-patch", 4096), .gpa = GPA, .clock = &clk};
+	struct rate_limiter_cfg one = {.ops = {.size = 1, .refill_time_ms = 60000}};
+	uint32_t id, len;
+
+	guest_up(&g, &p);
+	CHECK_EQ(virtio_pmem_init(&p, &o, &g.fg.env, &e), 0);
+	CHECK(!p.limiter.enabled); /* unlimited: no timer */
+	bring_up(&g, &p);
+	CHECK_EQ(virtio_pmem_set_rate_limiter(&p, &one, &e), 0);
+	CHECK(p.limiter.enabled);
+	add_flush(&g, BUF_BASE, VIRTIO_PMEM_REQ_TYPE_FLUSH, BUF_BASE + 0x10);
+	fake_kick(&p.vdev, 0);
+	CHECK(fake_vq_used(&g.q, &id, &len));
+	add_flush(&g, BUF_BASE + 0x100, VIRTIO_PMEM_REQ_TYPE_FLUSH, BUF_BASE + 0x110);
+	fake_kick(&p.vdev, 0);
+	CHECK_EQ(fake_vq_pending(&g.q), 0);
+	CHECK_EQ(p.throttled, 1);
+	/* The same limit again: a full bucket, so the held batch goes at once. */
+	CHECK_EQ(virtio_pmem_set_rate_limiter(&p, &one, &e), 0);
+	CHECK(fake_vq_used(&g.q, &id, &len));
+	CHECK_EQ(ram32(&g, BUF_BASE + 0x110), VIRTIO_PMEM_RET_OK);
+	add_flush(&g, BUF_BASE + 0x200, VIRTIO_PMEM_REQ_TYPE_FLUSH, BUF_BASE + 0x210);
+	fake_kick(&p.vdev, 0);
+	CHECK_EQ(fake_vq_pending(&g.q), 0);
+	/* Unlimited: served at once, and later ones too. */
+	CHECK_EQ(virtio_pmem_set_rate_limiter(&p, NULL, &e), 0);
+	CHECK(!p.limiter.enabled);
+	CHECK(fake_vq_used(&g.q, &id, &len));
+	CHECK_EQ(ram32(&g, BUF_BASE + 0x210), VIRTIO_PMEM_RET_OK);
+	CHECK_EQ(p.fsyncs, 3);
+	virtio_pmem_destroy(&p);
+	fake_guest_fini(&g.fg);
+}
+
+/* A bad limiter is refused at init, nothing left behind. */
+TEST(bad_limiter_refused)
+{
+	struct guest g;
+	struct virtio_pmem p;
+	struct err e = {0};
+	struct virtio_pmem_opts o = {.path = make_file("rl-bad", 4096),
+	                             .gpa = GPA,
+	                             .rate_limiter = {.bandwidth = {1, 0, UINT64_MAX}}};
+
+	guest_up(&g, &p);
+	CHECK_EQ(virtio_pmem_init(&p, &o, &g.fg.env, &e), -EINVAL);
+	CHECK_STR_CONTAINS(e.msg, "virtio-pmem");
+	fake_guest_fini(&g.fg);
+}
+
 int main(void)
 {
 	char cmd[64];
@@ -442,6 +627,10 @@ int main(void)
 	RUN(read_only_flush_needs_no_sync);
 	RUN(bad_chain_needs_reset_then_recovers);
 	RUN(save_restore_checks_region);
+	RUN(ops_limiter_holds_batches_back);
+	RUN(bandwidth_limiter_charges_file_len);
+	RUN(limiter_replaced_while_running);
+	RUN(bad_limiter_refused);
 	rc = test_summary();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)

@@ -13,33 +13,6 @@
 #define RAM_SIZE (4u << 20)
 #define BUF_BASE 0x100000u /* above the rings fake_guest_alloc hands out */
 
-struct guest {
-	struct fake_guest fg;
-	struct fake_transport ft;
-	struct fake_vq q[3];
-};
-
-static void guest_init(struct guest *g)
-{
-	memset(g, 0, sizeof(*g));
-	fake_guest_init(&g->fg, RAM_SIZE);
-}
-
-static void guest_fini(struct guest *g)
-{
-	fake_guest_fini(&g->fg);
-}
-
-/* Attach the transport, negotiate every offered feature, set up nq fresh queues, DRIVER_OK. */
-static void guest_bring_up(struct guest *g, struct virtio_dev *v, unsigned int nq)
-{
-	unsigned int i;
-
-	for (i = 0; i < nq; i++)
-		fake_vq_init(&g->q[i], &g->fg, 256);
-	fake_start(v, &g->ft, ~0ull, g->q, nq);
-}
-
 /* ---- tests ---- */
 
 struct fake_clock {
@@ -68,11 +41,11 @@ static void kick(struct virtio_rng *r)
 
 TEST(identity)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_rng r;
 	struct err e = {0};
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_rng_init(&r, NULL, &g.fg.env, &e), 0);
 	CHECK_EQ(r.vdev.type, VIRTIO_ID_RNG);
 	CHECK_EQ(r.vdev.nqueues, 1);
@@ -82,12 +55,12 @@ TEST(identity)
 	CHECK(r.vdev.features & (1ull << VIRTIO_F_VERSION_1));
 	CHECK(!r.rl_watched);
 	virtio_rng_destroy(&r);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(bytes_arrive)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_rng r;
 	struct err e = {0};
 	struct fake_seg a = {BUF_BASE, 64, true};
@@ -96,9 +69,9 @@ TEST(bytes_arrive)
 	uint32_t id, len;
 	int ha, hb, hc;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_rng_init(&r, NULL, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &r.vdev, 1);
+	fake_rig_bring_up(&g, &r.vdev, 1);
 	ha = fake_vq_add(&g.q[0], &a, 1);
 	hb = fake_vq_add(&g.q[0], b, 2);
 	hc = fake_vq_add(&g.q[0], &c, 1);
@@ -122,12 +95,12 @@ TEST(bytes_arrive)
 	CHECK_EQ(r.requests, 3);
 	CHECK_EQ(r.bytes, 64 + 4096 + 1);
 	virtio_rng_destroy(&r);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(readable_segments_ignored)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_rng r;
 	struct err e = {0};
 	struct fake_seg ro = {BUF_BASE, 32, false};
@@ -135,9 +108,9 @@ TEST(readable_segments_ignored)
 	uint8_t zero[32] = {0};
 	uint32_t id, len;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_rng_init(&r, NULL, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &r.vdev, 1);
+	fake_rig_bring_up(&g, &r.vdev, 1);
 	fake_vq_add(&g.q[0], &ro, 1);
 	fake_vq_add(&g.q[0], mixed, 2);
 	kick(&r);
@@ -150,31 +123,31 @@ TEST(readable_segments_ignored)
 	CHECK(!all_same(g.fg.ram + BUF_BASE + 0x200, 16));
 	CHECK(virtio_live(&r.vdev));
 	virtio_rng_destroy(&r);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(large_request_capped)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_rng r;
 	struct err e = {0};
 	struct fake_seg big = {BUF_BASE, 1u << 20, true};
 	uint32_t id, len;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_rng_init(&r, NULL, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &r.vdev, 1);
+	fake_rig_bring_up(&g, &r.vdev, 1);
 	fake_vq_add(&g.q[0], &big, 1);
 	kick(&r);
 	CHECK(fake_vq_used(&g.q[0], &id, &len));
 	CHECK_EQ(len, VIRTIO_RNG_MAX_REQUEST); /* §5.4.6.2: MAY use less than the whole buffer */
 	virtio_rng_destroy(&r);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(bandwidth_limit_blocks_then_resumes)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_rng r;
 	struct err e = {0};
 	struct fake_clock fc = {.now = 1000000};
@@ -187,12 +160,12 @@ TEST(bandwidth_limit_blocks_then_resumes)
 	    {BUF_BASE, 64, true}, {BUF_BASE + 0x100, 64, true}, {BUF_BASE + 0x200, 64, true}};
 	uint32_t id, len;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_rng_init(&r, &o, &g.fg.env, &e), 0);
 	CHECK(r.rl_watched);
 	/* The timer is on the loop: adding it again is refused. */
 	CHECK(evloop_add(&g.fg.loop, &r.rl_watch, EPOLLIN) < 0);
-	guest_bring_up(&g, &r.vdev, 1);
+	fake_rig_bring_up(&g, &r.vdev, 1);
 	fake_vq_add(&g.q[0], &s[0], 1);
 	fake_vq_add(&g.q[0], &s[1], 1);
 	fake_vq_add(&g.q[0], &s[2], 1);
@@ -219,12 +192,12 @@ TEST(bandwidth_limit_blocks_then_resumes)
 		CHECK_EQ(len, 64);
 	CHECK_EQ(r.throttled >= 3, 1);
 	virtio_rng_destroy(&r);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(ops_limit)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_rng r;
 	struct err e = {0};
 	struct fake_clock fc = {.now = 0};
@@ -235,9 +208,9 @@ TEST(ops_limit)
 	};
 	struct fake_seg s[2] = {{BUF_BASE, 8, true}, {BUF_BASE + 0x100, 8, true}};
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_rng_init(&r, &o, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &r.vdev, 1);
+	fake_rig_bring_up(&g, &r.vdev, 1);
 	fake_vq_add(&g.q[0], &s[0], 1);
 	fake_vq_add(&g.q[0], &s[1], 1);
 	kick(&r);
@@ -249,35 +222,35 @@ TEST(ops_limit)
 	r.rl_watch.cb(&r.rl_watch, EPOLLIN);
 	CHECK_EQ(fake_vq_pending(&g.q[0]), 2);
 	virtio_rng_destroy(&r);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(bad_limiter_refused)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_rng r;
 	struct err e = {0};
 	struct virtio_rng_opts o = {.rate_limiter = {.bandwidth = {1, 0, UINT64_MAX}}};
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK(virtio_rng_init(&r, &o, &g.fg.env, &e) < 0);
 	CHECK_STR_CONTAINS(e.msg, "virtio-rng");
 	CHECK_STR_CONTAINS(e.msg, "refill_time");
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(bad_chain_needs_reset_then_recovers)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_rng r;
 	struct err e = {0};
 	struct fake_seg outside = {RAM_SIZE - 8, 64, true};
 	struct fake_seg good = {BUF_BASE, 16, true};
 	uint32_t id, len;
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_rng_init(&r, NULL, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &r.vdev, 1);
+	fake_rig_bring_up(&g, &r.vdev, 1);
 	fake_vq_add(&g.q[0], &outside, 1);
 	kick(&r);
 	CHECK(!virtio_live(&r.vdev));
@@ -290,18 +263,18 @@ TEST(bad_chain_needs_reset_then_recovers)
 	pthread_mutex_lock(&r.vdev.lock);
 	virtio_set_status(&r.vdev, 0);
 	pthread_mutex_unlock(&r.vdev.lock);
-	guest_bring_up(&g, &r.vdev, 1);
+	fake_rig_bring_up(&g, &r.vdev, 1);
 	fake_vq_add(&g.q[0], &good, 1);
 	kick(&r);
 	CHECK(fake_vq_used(&g.q[0], &id, &len));
 	CHECK_EQ(len, 16);
 	virtio_rng_destroy(&r);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 TEST(reset_drops_held_request)
 {
-	struct guest g;
+	struct fake_rig g;
 	struct virtio_rng r;
 	struct err e = {0};
 	struct fake_clock fc = {.now = 0};
@@ -310,9 +283,9 @@ TEST(reset_drops_held_request)
 	                            .clock = &clk};
 	struct fake_seg s = {BUF_BASE, 8, true};
 
-	guest_init(&g);
+	fake_rig_init(&g, RAM_SIZE);
 	CHECK_EQ(virtio_rng_init(&r, &o, &g.fg.env, &e), 0);
-	guest_bring_up(&g, &r.vdev, 1);
+	fake_rig_bring_up(&g, &r.vdev, 1);
 	fake_vq_add(&g.q[0], &s, 1);
 	fake_vq_add(&g.q[0], &s, 1);
 	kick(&r);
@@ -326,7 +299,7 @@ TEST(reset_drops_held_request)
 	r.rl_watch.cb(&r.rl_watch, EPOLLIN);
 	CHECK_EQ(r.requests, 1);
 	virtio_rng_destroy(&r);
-	guest_fini(&g);
+	fake_rig_fini(&g);
 }
 
 int main(void)

@@ -386,6 +386,69 @@ static inline void fake_set_status(struct virtio_dev *v, uint8_t status)
 	pthread_mutex_unlock(&v->lock);
 }
 
+/*
+ * Set up nq fresh queues of `size` in guest RAM (fqs[] cleared first) and
+ * bring the device up with them (fake_start).  The device status, or -1 when
+ * guest RAM ran out before the rings fit.
+ */
+static inline int fake_bring_up(struct fake_guest *g, struct virtio_dev *v,
+                                struct fake_transport *t, uint64_t want, struct fake_vq *fqs,
+                                unsigned int nq, uint16_t size)
+{
+	unsigned int i;
+
+	memset(fqs, 0, nq * sizeof(*fqs));
+	for (i = 0; i < nq; i++)
+		if (fake_vq_init(&fqs[i], g, size) < 0)
+			return -1;
+	return fake_start(v, t, want, fqs, nq);
+}
+
+/*
+ * A new driver takes over: reset the device, zero all of guest RAM (the bump
+ * allocator starts again) and bring it up with fresh queues (fake_bring_up).
+ */
+static inline int fake_restart(struct fake_guest *g, struct virtio_dev *v, struct fake_transport *t,
+                               uint64_t want, struct fake_vq *fqs, unsigned int nq, uint16_t size)
+{
+	fake_set_status(v, 0);
+	memset(g->ram, 0, g->size);
+	g->brk = 0x1000;
+	return fake_bring_up(g, v, t, want, fqs, nq, size);
+}
+
+/* ---- one device's driver side, for unit tests ---- */
+
+#define FAKE_RIG_QUEUES 5
+
+/* Guest RAM, a counting transport and the queues of one device. */
+struct fake_rig {
+	struct fake_guest fg;
+	struct fake_transport ft;
+	struct fake_vq q[FAKE_RIG_QUEUES];
+};
+
+/* A rig with `ram_size` bytes of guest RAM (fake_guest_init).  0 or -1. */
+static inline int fake_rig_init(struct fake_rig *r, uint64_t ram_size)
+{
+	memset(r, 0, sizeof(*r));
+	return fake_guest_init(&r->fg, ram_size);
+}
+
+static inline void fake_rig_fini(struct fake_rig *r)
+{
+	fake_guest_fini(&r->fg);
+}
+
+/* Attach the transport, take every offered feature, set up nq (<= FAKE_RIG_QUEUES) queues of
+ * 256, DRIVER_OK: the status, or -1 (fake_bring_up). */
+static inline int fake_rig_bring_up(struct fake_rig *r, struct virtio_dev *v, unsigned int nq)
+{
+	if (nq > FAKE_RIG_QUEUES)
+		return -1;
+	return fake_bring_up(&r->fg, v, &r->ft, ~0ull, r->q, nq, 256);
+}
+
 /* A config-space read as a transport would do it. */
 static inline void fake_config_read(struct virtio_dev *v, uint32_t off, void *buf, uint32_t len)
 {

@@ -29,6 +29,7 @@
 #define FADT_SLEEP_CONTROL 244
 #define FADT_SLEEP_STATUS  256
 /* §5.2.9.3, table 5.11: IA-PC boot architecture flags. */
+#define IAPC_8042             (1u << 1)
 #define IAPC_VGA_NOT_PRESENT  (1u << 2)
 #define IAPC_CMOS_NOT_PRESENT (1u << 5)
 /* §5.2.9, table 5.10: fixed feature flags. */
@@ -127,6 +128,10 @@ static size_t build_fadt(struct aml *img, const struct acpi_machine *m)
 		b[FADT_CENTURY] = 0x32; /* the CMOS century register (cmos.h) */
 	else
 		iapc |= IAPC_CMOS_NOT_PRESENT;
+	/* §5.2.9.3 table 5.11: "8042": the ports 60h/64h keyboard controller is there. Linux
+	 * takes its absence as "no i8042" (x86 acpi_parse_fadt) and then probes no port. */
+	if (m->i8042)
+		iapc |= IAPC_8042;
 	put(b + FADT_IAPC_BOOT, iapc, 2);
 	if (m->reset_8042) {
 		/* §4.8.3.6: the reset register; the i8042 pulses reset on command 0xFE. */
@@ -382,6 +387,25 @@ static void build_dsdt_aml(struct aml *a, const struct acpi_machine *m)
 		r = aml_res_begin(a);
 		aml_res_io(a, 0x3f8, 0x3f8, 0, 8);
 		aml_res_irq_noflags(a, 4);
+		aml_res_end(a, r);
+		aml_end(a, dev);
+	}
+
+	if (m->i8042) {
+		/*
+		 * The i8042 as a PNP0303 device (PS/2 keyboard controller): Linux's i8042 driver
+		 * on an ACPI machine binds to this device (drivers/input/serio/i8042-acpipnpio.h)
+		 * and otherwise probes no port, so the guest never sees SendCtrlAltDel's scancodes.
+		 * Data port 60h, command/status port 64h, IRQ 1.
+		 */
+		dev = aml_device_begin(a, "PS2K");
+		name_eisaid(a, "_HID", "PNP0303");
+		name_int(a, "_UID", 0);
+		aml_name_decl(a, "_CRS");
+		r = aml_res_begin(a);
+		aml_res_io(a, 0x60, 0x60, 1, 1);
+		aml_res_io(a, 0x64, 0x64, 1, 1);
+		aml_res_irq_noflags(a, 1);
 		aml_res_end(a, r);
 		aml_end(a, dev);
 	}

@@ -66,6 +66,7 @@ struct acpi_machine {
 	unsigned int n_mmio;
 
 	bool com1;       /* 16550 at 0x3F8, IRQ 4: \_SB.COM1 */
+	bool i8042;      /* keyboard controller at 0x60/0x64, IRQ 1: \_SB.PS2K, FADT 8042 flag */
 	bool rtc;        /* MC146818 at 0x70: FADT CENTURY = 0x32; else "CMOS RTC not present" */
 	bool reset_8042; /* reset through port 0x64 value 0xFE */
 	uint16_t sleep_port; /* 0: no power off; else sleep control, +1 sleep status */

@@ -36,6 +36,23 @@ static uint64_t le64(const uint8_t *p)
 	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
+/*
+ * The next chain the driver made available on q into c: 1, or 0 when there is none.  A chain
+ * virtq_pop refuses (a hostile descriptor, §2.7.5) counts as an event failure and sets
+ * NEEDS_RESET with the queue's reason, or `bad`: below 0.  Lock held.
+ */
+static int pop_locked(struct virtio_balloon *b, struct virtq *q, struct virtq_chain *c,
+                      const char *bad)
+{
+	int k = virtq_pop(q, c);
+
+	if (k < 0) {
+		b->event_fails++;
+		virtio_needs_reset(&b->vdev, q->err ? q->err : bad);
+	}
+	return k;
+}
+
 /* ---- inflate and deflate ------------------------------------------------------------------ */
 
 /* Give [hva, hva + len) back to the host.  Lock held. */
@@ -110,14 +127,7 @@ static bool pages_process_locked(struct virtio_balloon *b, unsigned int qi)
 	else
 		b->deflate_count++;
 	while (virtio_live(&b->vdev)) {
-		int k = virtq_pop(q, c);
-
-		if (k < 0) {
-			b->event_fails++;
-			virtio_needs_reset(&b->vdev, q->err ? q->err : "bad buffer chain");
-			break;
-		}
-		if (k == 0)
+		if (pop_locked(b, q, c, "bad buffer chain") <= 0)
 			break;
 		if (qi == INFLATEQ)
 			inflate_chain(b, c);
@@ -166,47 +176,65 @@ static uint64_t discard_range(struct virtio_balloon *b, uint64_t gpa, uint32_t l
 	return end - start;
 }
 
-/*
- * reporting_vq (§5.5.6.6): each chain's device-writable segments are free blocks; each is given
- * back and the chain returned (used length 0: the device writes nothing).  Device-readable
- * segments have no meaning here: logged and ignored.  Lock held; true when something was pushed.
- */
-static bool report_process_locked(struct virtio_balloon *b)
+/* Give back one free range a driver listed (discard_range) and count it in the metrics. */
+static void discard_counted(struct virtio_balloon *b, const struct virtq_seg *sg, const char *what,
+                            uint64_t *count, uint64_t *freed, uint64_t *fails)
 {
-	struct virtq *q = &b->vdev.vq[b->report_q];
+	uint64_t n = discard_range(b, sg->gpa, sg->len, what);
+
+	(*count)++;
+	if (n)
+		*freed += n;
+	else
+		(*fails)++;
+}
+
+/*
+ * The walk reporting_vq and free_page_vq share: pop every chain the driver made available on
+ * queue qi, hand each of its segments to seg(b, segment, ctx) and give the chain back with used
+ * length 0 (the device writes nothing on either queue, §5.5.6.5, §5.5.6.6).  A chain virtq_pop
+ * refuses ends the walk (pop_locked, with `bad`).
+ * Lock held; true when something was pushed.
+ */
+static bool free_vq_walk_locked(struct virtio_balloon *b, unsigned int qi, const char *bad,
+                                void (*seg)(struct virtio_balloon *b, const struct virtq_seg *sg,
+                                            void *ctx),
+                                void *ctx)
+{
+	struct virtq *q = &b->vdev.vq[qi];
 	struct virtq_chain *c = &b->chain;
 	bool pushed = false;
 
 	while (virtio_live(&b->vdev)) {
-		int k = virtq_pop(q, c);
-
-		if (k < 0) {
-			b->event_fails++;
-			virtio_needs_reset(&b->vdev, q->err ? q->err : "bad reporting chain");
+		if (pop_locked(b, q, c, bad) <= 0)
 			break;
-		}
-		if (k == 0)
-			break;
-		for (unsigned int i = 0; i < c->nseg; i++) {
-			uint64_t n;
-
-			if (!c->seg[i].write) {
-				log_guest(&b->vdev.rl, LOG_WARN,
-				          "%s: a device-readable segment on reporting_vq: ignored",
-				          b->vdev.name);
-				continue;
-			}
-			b->report_count++;
-			n = discard_range(b, c->seg[i].gpa, c->seg[i].len, "reported");
-			if (n)
-				b->report_freed += n;
-			else
-				b->report_fails++;
-		}
+		for (unsigned int i = 0; i < c->nseg; i++)
+			seg(b, &c->seg[i], ctx);
 		virtq_push(q, c->head, 0);
 		pushed = true;
 	}
 	return pushed;
+}
+
+/*
+ * reporting_vq (§5.5.6.6): each chain's device-writable segments are free blocks; each is given
+ * back.  Device-readable segments have no meaning here: logged and ignored.
+ */
+static void report_seg(struct virtio_balloon *b, const struct virtq_seg *sg, void *ctx)
+{
+	(void)ctx;
+	if (!sg->write) {
+		log_guest(&b->vdev.rl, LOG_WARN,
+		          "%s: a device-readable segment on reporting_vq: ignored", b->vdev.name);
+		return;
+	}
+	discard_counted(b, sg, "reported", &b->report_count, &b->report_freed, &b->report_fails);
+}
+
+/* Lock held; true when something was pushed. */
+static bool report_process_locked(struct virtio_balloon *b)
+{
+	return free_vq_walk_locked(b, b->report_q, "bad reporting chain", report_seg, NULL);
 }
 
 /* Set free_page_hint_cmd_id; the caller sends the configuration interrupt.  Lock held. */
@@ -218,60 +246,45 @@ static void hint_set_cmd(struct virtio_balloon *b, uint32_t cmd)
 /*
  * free_page_vq (§5.5.6.5).  A device-readable segment is a command id from the driver (4 bytes:
  * anything else is logged and ignored); STOP (or DONE, which a driver should not send: taken as
- * STOP, as Firecracker) ends its part of the run.  A device-writable segment is a hint: given
- * back when the driver's last id is the host's current one and the host has not said STOP or
- * DONE; otherwise it belongs to an older run and is left alone.  Every chain goes back with used
- * length 0.  Lock held; *pushed when something was pushed; true when the run completed (the
- * caller then writes DONE if asked to).
+ * STOP, as Firecracker) ends its part of the run (*complete, a bool, is then set).  A
+ * device-writable segment is a hint: given back when the driver's last id is the host's current
+ * one and the host has not said STOP or DONE; otherwise it belongs to an older run and is left
+ * alone.
+ */
+static void hint_seg(struct virtio_balloon *b, const struct virtq_seg *sg, void *ctx)
+{
+	bool *complete = ctx;
+
+	if (!sg->write) {
+		if (sg->len != 4) {
+			log_guest(&b->vdev.rl, LOG_WARN,
+			          "%s: a command id of %u bytes on free_page_vq: ignored",
+			          b->vdev.name, sg->len);
+			return;
+		}
+		b->guest_cmd = le32(sg->hva);
+		b->guest_cmd_set = true;
+		*complete = b->guest_cmd == VIRTIO_BALLOON_CMD_ID_STOP ||
+		            b->guest_cmd == VIRTIO_BALLOON_CMD_ID_DONE;
+		return;
+	}
+	if (b->host_cmd == VIRTIO_BALLOON_CMD_ID_STOP ||
+	    b->host_cmd == VIRTIO_BALLOON_CMD_ID_DONE || !b->guest_cmd_set ||
+	    b->guest_cmd != b->host_cmd)
+		return; /* a hint of no run, or of an older one */
+	discard_counted(b, sg, "hinted", &b->hint_count, &b->hint_freed, &b->hint_fails);
+}
+
+/*
+ * Lock held; *pushed when something was pushed; true when the run completed (the caller then
+ * writes DONE if asked to).
  */
 static bool hint_process_locked(struct virtio_balloon *b, bool *pushed)
 {
-	struct virtq *q = &b->vdev.vq[b->hint_q];
-	struct virtq_chain *c = &b->chain;
 	bool complete = false;
 
-	while (virtio_live(&b->vdev)) {
-		int k = virtq_pop(q, c);
-
-		if (k < 0) {
-			b->event_fails++;
-			virtio_needs_reset(&b->vdev, q->err ? q->err : "bad hinting chain");
-			break;
-		}
-		if (k == 0)
-			break;
-		for (unsigned int i = 0; i < c->nseg; i++) {
-			const struct virtq_seg *sg = &c->seg[i];
-			uint64_t n;
-
-			if (!sg->write) {
-				if (sg->len != 4) {
-					log_guest(
-					    &b->vdev.rl, LOG_WARN,
-					    "%s: a command id of %u bytes on free_page_vq: ignored",
-					    b->vdev.name, sg->len);
-					continue;
-				}
-				b->guest_cmd = le32(sg->hva);
-				b->guest_cmd_set = true;
-				complete = b->guest_cmd == VIRTIO_BALLOON_CMD_ID_STOP ||
-				           b->guest_cmd == VIRTIO_BALLOON_CMD_ID_DONE;
-				continue;
-			}
-			if (b->host_cmd == VIRTIO_BALLOON_CMD_ID_STOP ||
-			    b->host_cmd == VIRTIO_BALLOON_CMD_ID_DONE || !b->guest_cmd_set ||
-			    b->guest_cmd != b->host_cmd)
-				continue; /* a hint of no run, or of an older one */
-			b->hint_count++;
-			n = discard_range(b, sg->gpa, sg->len, "hinted");
-			if (n)
-				b->hint_freed += n;
-			else
-				b->hint_fails++;
-		}
-		virtq_push(q, c->head, 0);
+	if (free_vq_walk_locked(b, b->hint_q, "bad hinting chain", hint_seg, &complete))
 		*pushed = true;
-	}
 	return complete;
 }
 
@@ -322,14 +335,7 @@ static bool stats_process_locked(struct virtio_balloon *b)
 	bool pushed = false;
 
 	while (virtio_live(&b->vdev)) {
-		int k = virtq_pop(q, &b->chain);
-
-		if (k < 0) {
-			b->event_fails++;
-			virtio_needs_reset(&b->vdev, q->err ? q->err : "bad stats chain");
-			break;
-		}
-		if (k == 0)
+		if (pop_locked(b, q, &b->chain, "bad stats chain") <= 0)
 			break;
 		if (b->stats_held) {
 			log_guest(

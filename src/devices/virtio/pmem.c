@@ -61,20 +61,41 @@ static int pmem_sync(struct virtio_pmem *p)
 }
 
 /*
- * Serve every request in the ring: pop them (lock held), one fdatasync (lock dropped), answer
- * them (lock held again, unless the device was reset meanwhile).  VMM thread.
+ * Lock held.  May the requests in the ring go as one batch now?  Firecracker's charge
+ * (devices/virtio/pmem/device.rs handle_queue): one op and file_len bytes for the coalesced
+ * sync, taken before anything is popped, for whatever the ring holds.  False: the limiter is
+ * blocked or refused (its timer is armed); the requests stay in the ring, counted once.
  */
-static void pmem_run(struct virtio_pmem *p)
+static bool pmem_admit(struct virtio_pmem *p)
+{
+	struct rate_limiter *rl = &p->limiter.rl;
+
+	if (!p->limiter.enabled || !virtio_live(&p->vdev) || !virtq_has_work(&p->vdev.vq[0]))
+		return true;
+	if (!rate_limiter_blocked(rl) && rate_limiter_consume(rl, 1, p->file_len))
+		return true;
+	p->throttled++;
+	return false;
+}
+
+/*
+ * Serve every request in the ring: pop them (lock held), one fdatasync (lock dropped), answer
+ * them (lock held again, unless the device was reset meanwhile).  Nothing when the limiter
+ * holds the batch back (its timer comes back here).  `kick`: a queue notification (counted).
+ * VMM thread.
+ */
+static void pmem_run(struct virtio_pmem *p, bool kick)
 {
 	struct virtq *q = &p->vdev.vq[0];
 	unsigned int n = 0, i, nflush = 0;
-	bool pushed = false;
+	bool pushed = false, go;
 	uint32_t gen;
 	int rc = 0;
 
 	pthread_mutex_lock(&p->vdev.lock);
-	p->kicks++;
-	while (virtio_live(&p->vdev) && n < VIRTIO_PMEM_QUEUE_SIZE) {
+	p->kicks += kick;
+	go = pmem_admit(p);
+	while (go && virtio_live(&p->vdev) && n < VIRTIO_PMEM_QUEUE_SIZE) {
 		int k = virtq_pop(q, &p->chain);
 
 		if (k < 0) {
@@ -124,7 +145,35 @@ static void pmem_run(struct virtio_pmem *p)
 static void pmem_queue_notify(struct virtio_dev *v, unsigned int q)
 {
 	if (q == 0)
-		pmem_run(v->opaque);
+		pmem_run(v->opaque, true);
+}
+
+/* The limiter's timer fired (VMM thread): take the queue up again. */
+static void pmem_rl_timer(struct evloop_watch *w, uint32_t events)
+{
+	struct virtio_pmem *p = w->opaque;
+
+	(void)events;
+	pthread_mutex_lock(&p->vdev.lock);
+	p->rl_events += rate_limiter_timer_event(&p->limiter.rl);
+	pthread_mutex_unlock(&p->vdev.lock);
+	pmem_run(p, false);
+}
+
+int virtio_pmem_set_rate_limiter(struct virtio_pmem *p, const struct rate_limiter_cfg *cfg,
+                                 struct err *e)
+{
+	int r = rl_watched_replace(&p->limiter, cfg, &p->vdev.lock, e);
+
+	if (r < 0) {
+		err_prefix(e, "%s", p->vdev.name);
+		return r;
+	}
+	log_info("%s: rate limiter replaced: %s", p->vdev.name,
+	         p->limiter.enabled ? "limited" : "unlimited");
+	/* A batch the old limiter held back goes on under the new one (full buckets). */
+	pmem_run(p, false);
+	return 0;
 }
 
 /* Called with vdev.lock held: a batch being flushed is dropped (pmem_run checks). */
@@ -195,10 +244,18 @@ int virtio_pmem_init(struct virtio_pmem *p, const struct virtio_pmem_opts *o,
 	if (o->gpa % VIRTIO_PMEM_ALIGN)
 		return err_set(e, EINVAL, "virtio-pmem: region at 0x%llx is not 2 MiB aligned",
 		               (unsigned long long)o->gpa);
+	ret = rl_watched_init(&p->limiter, &o->rate_limiter, o->clock, env ? env->loop : NULL,
+	                      pmem_rl_timer, p, e);
+	if (ret < 0) {
+		err_prefix(e, "virtio-pmem");
+		return ret;
+	}
 	p->fd = open(o->path, (o->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
-	if (p->fd < 0)
-		return err_set(e, errno, "Error accessing backing file: %s (os error %d)",
-		               strerror(errno), errno);
+	if (p->fd < 0) {
+		ret = err_set(e, errno, "Error accessing backing file: %s (os error %d)",
+		              strerror(errno), errno);
+		goto fail_rl;
+	}
 	if (fstat(p->fd, &st) < 0) {
 		ret = err_set(e, errno, "Error accessing backing file: %s (os error %d)",
 		              strerror(errno), errno);
@@ -240,11 +297,14 @@ fail_reqs:
 fail_fd:
 	close(p->fd);
 	p->fd = -1;
+fail_rl:
+	rl_watched_destroy(&p->limiter);
 	return ret;
 }
 
 void virtio_pmem_destroy(struct virtio_pmem *p)
 {
+	rl_watched_destroy(&p->limiter);
 	virtio_dev_destroy(&p->vdev);
 	if (p->hva)
 		munmap(p->hva, p->map_len);

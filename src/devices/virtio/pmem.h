@@ -35,6 +35,21 @@
  * and nothing is written to guest memory for it.  A read-only device answers flushes with
  * success without calling fdatasync: nothing in its mapping can be dirty.
  *
+ * Rate limiting (Firecracker's pmem rate_limiter, devices/virtio/pmem/device.rs handle_queue;
+ * util/ratelimit.h): each batch, one fdatasync, costs one op and file_len bytes (the whole file
+ * is what a sync may write back), charged when a kick or the limiter's timer finds the ring
+ * non-empty, before anything is popped; a malformed or non-flush request costs the same (a
+ * broken driver is limited too).  When the limiter refuses, nothing is popped: the requests
+ * stay in the ring, never dropped, and the limiter's timer on the VMM evloop takes the queue
+ * up again when the batch fits (a kick meanwhile is only counted).  A batch larger than the
+ * bytes bucket (a file bigger than its size) goes at once and the debt is paid by waiting
+ * (util/ratelimit.h's over-consumption).  Counted: refusals and kicks while blocked
+ * (throttled, the metric rate_limiter_throttled_events), timer events (rl_events,
+ * rate_limiter_event_count).  virtio_pmem_set_rate_limiter() replaces the limiter while the
+ * device runs (the API's PATCH /pmem/{id}).  The limiter's state is not in snapshots: a
+ * restored device starts with full buckets, as Firecracker's restore builds it from the
+ * configuration.
+ *
  * Offered features: VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC (and VERSION_1).
  */
 
@@ -42,6 +57,7 @@
 #include <stdint.h>
 
 #include "util/err.h"
+#include "util/ratelimit.h"
 #include "virtio/virtio.h"
 
 #define VIRTIO_ID_PMEM             27
@@ -63,6 +79,8 @@ struct virtio_pmem_opts {
 	const char *path;
 	bool read_only;
 	uint64_t gpa; /* where the VM puts the region: a multiple of VIRTIO_PMEM_ALIGN */
+	struct rate_limiter_cfg rate_limiter; /* zeroed: unlimited */
+	const struct rl_clock *clock;         /* NULL: monotonic (tests inject a fake one) */
 };
 
 /* A request popped and waiting for the batch's flush. */
@@ -90,20 +108,31 @@ struct virtio_pmem {
 	struct virtq_chain chain;     /* the pop buffer (vdev.lock) */
 	struct virtio_pmem_req *reqs; /* VIRTIO_PMEM_QUEUE_SIZE of them */
 	uint32_t reset_gen;           /* bumped by every reset (vdev.lock) */
+	struct rl_watched limiter;    /* the flush limiter and its timer's watch */
 
 	/* Statistics (vdev.lock): flush requests answered, fdatasync calls, requests answered -1
-	 * or without room for ret, kicks served, driver writes to the configuration. */
-	uint64_t flushes, fsyncs, errors, kicks, cfg_writes;
+	 * or without room for ret, kicks served, driver writes to the configuration, batches the
+	 * limiter held back (refusals and kicks while blocked), limiter timer events. */
+	uint64_t flushes, fsyncs, errors, kicks, cfg_writes, throttled, rl_events;
 };
 
 /*
  * Open `o->path` (read-only or read-write), check it is a regular file of non-zero length, map it
  * and set up the device (VIRTIO_ID_PMEM, one queue) on `env`. -errno with `e` filled in
- * Firecracker's words ("Error accessing backing file: ...", "Error backing file size is 0");
- * nothing is left to undo.
+ * Firecracker's words ("Error accessing backing file: ...", "Error backing file size is 0"),
+ * or a bad rate limiter, or one without `env->loop`; nothing is left to undo.
  */
 int virtio_pmem_init(struct virtio_pmem *p, const struct virtio_pmem_opts *o,
                      const struct virtio_env *env, struct err *e);
+
+/*
+ * Replace the flush limiter (the API's PATCH /pmem/{id}): `cfg` NULL or zeroed is unlimited;
+ * the new buckets start full.  Requests the old limiter held back are served under the new
+ * one at once.  -errno with `e` filled (the limiter's timer, the evloop), the old limiter
+ * stays.  VMM thread.
+ */
+int virtio_pmem_set_rate_limiter(struct virtio_pmem *p, const struct rate_limiter_cfg *cfg,
+                                 struct err *e);
 
 /* Undo virtio_pmem_init (after the transport has detached and the KVM slot is gone). */
 void virtio_pmem_destroy(struct virtio_pmem *p);
