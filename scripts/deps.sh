@@ -3,7 +3,8 @@
 # `deps.sh bench` adds what the benchmarks need (QEMU to compare with, matplotlib to plot),
 # `deps.sh linux` the tools to unpack Debian's kernels, `deps.sh kvm-vm` the KVM test VM's QEMU.
 set -e
-PKGS="gcc make libc6-dev linux-libc-dev pkg-config liburing-dev libslirp-dev libslirp0 libhttp-parser-dev libjansson-dev libseccomp-dev curl python3 python3-pytest clang libclang-rt-14-dev pciutils iproute2 acpica-tools seabios"
+PKGS="gcc make libc6-dev linux-libc-dev pkg-config liburing-dev libslirp-dev libslirp0 libhttp-parser-dev libjansson-dev libseccomp-dev curl python3 python3-pytest clang libclang-rt-14-dev pciutils iproute2 acpica-tools seabios qemu-system-common"
+# qemu-system-common: qemu-storage-daemon, the vhost-user block backend the tests use.
 [ "${1:-}" = bench ] && PKGS="qemu-system-x86 python3-matplotlib time"
 [ "${1:-}" = linux ] && PKGS="lz4 zstd xz-utils e2fsprogs"
 # The KVM test VM (scripts/kvm-vm), where /dev/kvm is missing: QEMU; its kernel and busybox

@@ -393,9 +393,23 @@ int json_to_drive(json_t *o, struct res_drive *out, struct err *e)
 	if (r < 0)
 		goto fail;
 	out->io_engine = en ? VM_ENGINE_URING : VM_ENGINE_SYNC;
-	if (field(o, "socket", false)) {
-		r = err_set(e, ENOTSUP,
-		            "ember does not support vhost-user block devices (\"socket\") yet.");
+	r = get_str(o, "socket", false, &out->socket, e);
+	if (r < 0)
+		goto fail;
+	/* Firecracker (Block::new): a vhost-user drive has "socket" and none of the file's
+	 * fields, a file drive "path_on_host" and no "socket"; anything else is neither. */
+	if (out->socket && (field(o, "path_on_host", false) || field(o, "is_read_only", false) ||
+	                    field(o, "rate_limiter", false) || out->io_engine_set)) {
+		r = err_set(e, EINVAL,
+		            "Unable to create the virtio block device: Invalid block config. (a "
+		            "vhost-user drive takes \"socket\" and none of path_on_host, "
+		            "is_read_only, rate_limiter, io_engine)");
+		goto fail;
+	}
+	if (out->socket) {
+		r = get_transport(o, &out->transport, e);
+		if (r == 0)
+			return 0;
 		goto fail;
 	}
 	r = get_bool(o, "is_read_only", false, &out->is_read_only, NULL, e);
@@ -1351,6 +1365,14 @@ static json_t *from_limiter(const struct res_limiter *l)
 
 static json_t *from_drive(const struct res_drive *d)
 {
+	/* Firecracker's BlockDeviceConfig of a vhost-user drive: the file's fields are null. */
+	if (d->socket)
+		return json_pack("{s:s, s:o, s:b, s:s, s:n, s:n, s:n, s:n, s:s, s:s}", "drive_id",
+		                 d->id, "partuuid", str_or_null(d->partuuid), "is_root_device",
+		                 d->is_root_device, "cache_type",
+		                 d->cache_type == RES_CACHE_WRITEBACK ? "Writeback" : "Unsafe",
+		                 "is_read_only", "path_on_host", "rate_limiter", "io_engine",
+		                 "socket", d->socket, "transport", transport_name(d->transport));
 	return json_pack("{s:s, s:o, s:b, s:s, s:b, s:s, s:o, s:s, s:n, s:s}", "drive_id", d->id,
 	                 "partuuid", str_or_null(d->partuuid), "is_root_device", d->is_root_device,
 	                 "cache_type",

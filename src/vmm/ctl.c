@@ -499,6 +499,16 @@ int ctl_patch_drive(struct ctl *c, const char *id, const char *path, const struc
 	vv = d ? vm_find_virtio(c->vm, VM_VIRTIO_BLK, id) : NULL;
 	if (!vv)
 		return err_set(e, ENOENT, "Invalid block device ID: %s", id);
+	/* Firecracker: a vhost-user drive has no file or limiter to change; a PATCH with only
+	 * its id re-reads the backend's configuration (a resized disk) and tells the guest. */
+	if (d->socket && (path || rl))
+		return err_set(
+		    e, EINVAL,
+		    "Unable to patch the block device: Running method expected different "
+		    "backend. (a vhost-user drive has no path_on_host or rate_limiter) "
+		    "Please verify the request arguments.");
+	if (d->socket)
+		return vhost_blk_update_config(&vv->u.vhost_blk, e);
 	/* Everything that can be refused is checked before anything changes. */
 	if (rl) {
 		struct res_limiter m = merge_limiter(&d->rate_limiter, rl);

@@ -30,6 +30,7 @@ enum vm_engine { VM_ENGINE_SYNC = 0, VM_ENGINE_URING };
 struct vm_disk_cfg {
 	const char *id; /* the API's drive_id; NULL: vda, vdb, ... */
 	const char *path;
+	const char *socket; /* a vhost-user backend's socket instead of a path (API only) */
 	bool read_only;
 	bool cache_unsafe; /* the API's cache_type "Unsafe": no VIRTIO_BLK_F_FLUSH */
 	struct rate_limiter_cfg rate_limiter;

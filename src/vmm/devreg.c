@@ -120,9 +120,9 @@ int devreg_save(struct devreg *reg, struct snap_w *w, struct err *e)
 	size_t at;
 
 	DEVREG_FOR_EACH(reg, d)
-	if (d->ops->nosave)
+	if (d->ops->nosave || d->nosave)
 		return err_set(e, ENOTSUP, "%s (%s) cannot be saved: %s", d->name, d->ops->kind,
-		               d->ops->nosave);
+		               d->nosave ? d->nosave : d->ops->nosave);
 	at = snap_begin(w, SNAP_DEVS, 1);
 	snap_put_u32(w, saved_count(reg));
 	DEVREG_FOR_EACH(reg, d)

@@ -66,6 +66,9 @@ struct dev {
 	struct dev *prev, *next; /* on the registry, in build order */
 	bool registered;
 	bool restored; /* devreg_restore's: its state was read */
+	/* This device cannot be saved although its kind can (a vhost-user drive): why; NULL:
+	 * its ops decide. */
+	const char *nosave;
 };
 
 struct devreg {

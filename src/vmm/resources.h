@@ -66,7 +66,8 @@ enum res_cache { RES_CACHE_UNSAFE = 0, RES_CACHE_WRITEBACK };
 
 struct res_drive {
 	char id[RES_ID_MAX + 1];
-	char *path_on_host;
+	char *path_on_host; /* NULL for a vhost-user drive */
+	char *socket;       /* a vhost-user backend's socket; NULL for a file */
 	bool is_root_device;
 	bool is_read_only;
 	char *partuuid; /* NULL: none */

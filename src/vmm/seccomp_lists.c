@@ -132,6 +132,10 @@ static const struct rule common_rules[] = {
      * reset closes them. */
     ALLOW(accept4),
     ALLOW(shutdown),
+    /* A vhost-user drive's driver that sets DRIVER_OK or resets it talks to the backend
+     * (backends/vhost_user.c: the memory table's descriptors go with SCM_RIGHTS). */
+    ALLOW(sendmsg),
+    ALLOW(recvfrom),
 };
 
 /* The vCPU thread: KVM_RUN and what exit dispatch may do. */
@@ -196,6 +200,8 @@ static const struct rule vmm_rules[] = {
     ALLOW1(prctl, SCMP_A0_32(SCMP_CMP_EQ, PR_GET_NAME)),
     ALLOW(getrandom),
     ALLOW(uname),
+    /* Guest RAM a vhost-user backend can map (vm.c map_ram_shared). */
+    ALLOW(memfd_create),
     /* Sockets: the API and vsock (Unix); slirp's connections for the guest (IPv4, IPv6). */
     ALLOW1(socket, SCMP_A0_32(SCMP_CMP_EQ, AF_UNIX)),
     ALLOW1(socket, SCMP_A0_32(SCMP_CMP_EQ, AF_INET)),

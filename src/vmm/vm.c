@@ -84,6 +84,49 @@ static void *map_ram(uint64_t size, enum vm_huge_pages hp, struct err *e, const 
 	return p;
 }
 
+/* A vhost-user drive's backend maps the guest's RAM too: the VM needs it shared. */
+static bool wants_shared_ram(const struct vm_config *cfg)
+{
+	for (unsigned int i = 0; i < cfg->dev.ndisks; i++)
+		if (cfg->dev.disks[i].socket)
+			return true;
+	return false;
+}
+
+/*
+ * Shareable RAM (vhost-user drives, Firecracker does the same): one memfd, low RAM at
+ * offset 0 and high RAM after it, mapped MAP_SHARED.  Its pages are the memfd's: the balloon
+ * and virtio-mem give them back with MADV_REMOVE, not MADV_DONTNEED.
+ */
+static void *map_ram_shared(struct vm *vm, uint64_t size, uint64_t off, struct err *e,
+                            const char *what)
+{
+	void *p;
+
+	if (vm->ram_memfd < 0) {
+		vm->ram_memfd = memfd_create("ember-guest-ram", MFD_CLOEXEC);
+		if (vm->ram_memfd < 0) {
+			err_sys(e, errno, "cannot create the shared guest RAM (memfd)");
+			return NULL;
+		}
+		if (ftruncate(vm->ram_memfd, (off_t)(vm->ml.low_size + vm->ml.high_size)) < 0) {
+			err_sys(e, errno, "cannot size the shared guest RAM (memfd)");
+			return NULL;
+		}
+	}
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, vm->ram_memfd,
+	         (off_t)off);
+	if (p == MAP_FAILED) {
+		err_sys(e, errno, "cannot map %llu MiB of shared %s guest RAM",
+		        (unsigned long long)(size >> 20), what);
+		return NULL;
+	}
+	if (vm->cfg.huge_pages == VM_HUGE_PAGES_TRANSPARENT && madvise(p, size, MADV_HUGEPAGE) < 0)
+		log_debug("madvise(MADV_HUGEPAGE) on shared %s guest RAM: %s", what,
+		          strerror(errno));
+	return p;
+}
+
 static void undo_memory(struct vm *vm)
 {
 	if (vm->ram_low)
@@ -91,6 +134,9 @@ static void undo_memory(struct vm *vm)
 	if (vm->ram_high)
 		munmap(vm->ram_high, vm->ml.high_size);
 	vm->ram_low = vm->ram_high = NULL;
+	if (vm->ram_memfd >= 0)
+		close(vm->ram_memfd);
+	vm->ram_memfd = -1;
 	gmem_free_dirty(&vm->gm);
 	memset(&vm->gm, 0, sizeof(vm->gm));
 }
@@ -122,6 +168,7 @@ static void *map_ram_file(struct vm *vm, uint64_t size, uint64_t off, struct err
 
 static int step_memory(struct vm *vm, struct err *e)
 {
+	bool shared = !vm->cfg.restore && wants_shared_ram(&vm->cfg);
 	struct stat st;
 	int r;
 
@@ -136,7 +183,8 @@ static int step_memory(struct vm *vm, struct err *e)
 	}
 	vm->ram_low = vm->cfg.restore && !vm->cfg.restore->uffd_path
 	                  ? map_ram_file(vm, vm->ml.low_size, 0, e, "low")
-	                  : map_ram(vm->ml.low_size, vm->cfg.huge_pages, e, "low");
+	              : shared ? map_ram_shared(vm, vm->ml.low_size, 0, e, "low")
+	                       : map_ram(vm->ml.low_size, vm->cfg.huge_pages, e, "low");
 	if (!vm->ram_low)
 		return e->code;
 	r = gmem_add(&vm->gm, 0, vm->ml.low_size, vm->ram_low);
@@ -147,9 +195,11 @@ static int step_memory(struct vm *vm, struct err *e)
 	if (r < 0)
 		goto fail;
 	if (vm->ml.high_size) {
-		vm->ram_high = vm->cfg.restore && !vm->cfg.restore->uffd_path
-		                   ? map_ram_file(vm, vm->ml.high_size, vm->ml.low_size, e, "high")
-		                   : map_ram(vm->ml.high_size, vm->cfg.huge_pages, e, "high");
+		vm->ram_high =
+		    vm->cfg.restore && !vm->cfg.restore->uffd_path
+		        ? map_ram_file(vm, vm->ml.high_size, vm->ml.low_size, e, "high")
+		    : shared ? map_ram_shared(vm, vm->ml.high_size, vm->ml.low_size, e, "high")
+		             : map_ram(vm->ml.high_size, vm->cfg.huge_pages, e, "high");
 		if (!vm->ram_high) {
 			r = e->code;
 			goto fail;
@@ -581,6 +631,16 @@ static int check_config(const struct vm_config *cfg, struct err *e)
 		               "with 2 MiB huge pages the memory size must be even, not "
 		               "%llu MiB",
 		               (unsigned long long)cfg->mem_mib);
+	if (wants_shared_ram(cfg) && cfg->huge_pages == VM_HUGE_PAGES_2M)
+		return err_set(
+		    e, EINVAL,
+		    "vhost-user drives need guest memory ember can share with the backend; "
+		    "ember does not share 2 MiB huge pages yet (use 4 KiB or transparent "
+		    "huge pages)");
+	if (wants_shared_ram(cfg) && cfg->dev.mem_hotplug.present)
+		return err_set(e, EINVAL,
+		               "vhost-user drives and memory hot plug cannot be used together: the "
+		               "backend could not reach hot-plugged memory");
 	if (cfg->mem_mib < VM_MIN_MEM_MIB || cfg->mem_mib > VM_MAX_MEM_MIB)
 		return err_set(e, EINVAL,
 		               "%llu MiB of memory requested; ember supports %llu to %llu",
@@ -619,6 +679,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct err *e)
 		return err_set(e, ENOMEM, "out of memory");
 	vm->cfg = *cfg;
 	vm->ged_fd = -1;
+	vm->ram_memfd = -1;
 	/* Until the console step: a stop asked for during the build (the page-fault handler's
 	 * watcher) is seen by ctl_run through vm_stopping(). */
 	vm->stop_fd = -1;

@@ -33,6 +33,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/pmem.h"
 #include "devices/virtio/rng.h"
+#include "devices/virtio/vhost_blk.h"
 #include "devices/virtio/vsock.h"
 #include "kvm/gsi.h"
 #include "kvm/kvm.h"
@@ -56,6 +57,7 @@ struct vm_virtio {
 		struct virtio_balloon balloon;
 		struct virtio_mem mem;
 		struct virtio_pmem pmem;
+		struct vhost_blk vhost_blk; /* a block kind with a vhost-user backend */
 	} u;
 	struct virtio_dev *vdev;
 	enum vm_transport transport;
@@ -100,6 +102,9 @@ struct vm {
 	bool ram_file;        /* restored: RAM is a MAP_PRIVATE mapping of this file */
 	dev_t ram_file_dev;
 	ino_t ram_file_ino;
+	/* With a vhost-user drive: RAM is this memfd mapped MAP_SHARED (low at offset 0, high
+	 * after it), so the backend can map it too; -1 otherwise (private anonymous RAM). */
+	int ram_memfd;
 	struct gmem gm;
 	/* The Uffd memory backend (vm_uffd.c): the userfaultfd, the handler's connection and
 	 * the thread that watches it (uffd is taken with an atomic exchange: either that thread

@@ -14,6 +14,10 @@
 
 /* ---- block ---------------------------------------------------------------------------------- */
 
+static const char vhost_blk_nosave[] =
+    "it is a vhost-user drive: its queue is served by the backend process, whose state ember "
+    "cannot save (Firecracker does not snapshot vhost-user drives either)";
+
 static const char *blk_id(const void *cfg)
 {
 	return ((const struct vm_disk_cfg *)cfg)->id;
@@ -29,6 +33,49 @@ static void blk_name(char *buf, size_t len, unsigned int index)
 	snprintf(buf, len, "vd%c", 'a' + index);
 }
 
+/*
+ * A vhost-user drive: the same kind (the API's /drives), another model, and no snapshot
+ * (its queue's state is the backend's, not ember's to save).
+ */
+static bool is_vhost(const struct vm_virtio *vv)
+{
+	return vv->dev.nosave == vhost_blk_nosave;
+}
+
+static int vhost_blk_create(struct vm *vm, struct vm_virtio *vv, const struct vm_disk_cfg *c,
+                            struct err *e)
+{
+	struct vhost_user_region r[2];
+	struct vhost_blk_opts o = {
+	    .socket = c->socket,
+	    .drive_id = vv->dev.name,
+	    .cache_unsafe = c->cache_unsafe,
+	    .regions = r,
+	};
+
+	if (vm->ram_memfd < 0)
+		return err_set(
+		    e, EINVAL,
+		    "Unable to create the virtio block device: the guest's memory cannot "
+		    "be shared with a vhost-user backend (configure a vhost-user drive "
+		    "before InstanceStart to have it shared)");
+	r[o.nregions++] = (struct vhost_user_region){.gpa = 0,
+	                                             .size = vm->ml.low_size,
+	                                             .hva = (uint64_t)(uintptr_t)vm->ram_low,
+	                                             .offset = 0,
+	                                             .fd = vm->ram_memfd};
+	if (vm->ml.high_size)
+		r[o.nregions++] =
+		    (struct vhost_user_region){.gpa = MMIO_GAP_END,
+		                               .size = vm->ml.high_size,
+		                               .hva = (uint64_t)(uintptr_t)vm->ram_high,
+		                               .offset = vm->ml.low_size,
+		                               .fd = vm->ram_memfd};
+	vv->dev.nosave = vhost_blk_nosave;
+	vv->vdev = &vv->u.vhost_blk.vdev;
+	return vhost_blk_init(&vv->u.vhost_blk, &o, &vm->venv, e);
+}
+
 static int blk_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, struct err *e)
 {
 	const struct vm_disk_cfg *c = cfg;
@@ -42,18 +89,24 @@ static int blk_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, stru
 	    .cache_unsafe = c->cache_unsafe,
 	};
 
+	if (c->socket)
+		return vhost_blk_create(vm, vv, c, e);
 	vv->vdev = &vv->u.blk.vdev;
 	return virtio_blk_init(&vv->u.blk, &o, &vm->venv, e);
 }
 
 static void blk_destroy(struct vm_virtio *vv)
 {
-	virtio_blk_destroy(&vv->u.blk);
+	if (is_vhost(vv))
+		vhost_blk_destroy(&vv->u.vhost_blk);
+	else
+		virtio_blk_destroy(&vv->u.blk);
 }
 
 static void blk_drain(struct vm_virtio *vv)
 {
-	virtio_blk_drain(&vv->u.blk);
+	if (!is_vhost(vv)) /* the backend's requests are the backend's */
+		virtio_blk_drain(&vv->u.blk);
 }
 
 static void blk_collect(struct vm_virtio *vv, struct metrics_values *v)
@@ -66,6 +119,9 @@ static void blk_collect(struct vm_virtio *vv, struct metrics_values *v)
 	o = &v->block[v->nblock++];
 	memset(o, 0, sizeof(*o));
 	snprintf(o->id, sizeof(o->id), "%s", vv->dev.name);
+	if (is_vhost(vv))
+		return; /* the backend counts its requests (Firecracker's vhost_user metrics differ)
+		         */
 	pthread_mutex_lock(&b->vdev.lock);
 	o->read_bytes = b->bytes_read;
 	o->write_bytes = b->bytes_written;
@@ -255,6 +311,7 @@ static int balloon_create(struct vm *vm, struct vm_virtio *vv, const void *cfg, 
 	    .stats_interval_s = c->stats_polling_interval_s,
 	    .free_page_hinting = c->free_page_hinting,
 	    .free_page_reporting = c->free_page_reporting,
+	    .shared_ram = vm->ram_memfd >= 0,
 	};
 
 	vv->vdev = &vv->u.balloon.vdev;

@@ -852,10 +852,15 @@ BAD_REQUESTS = [
          {"msr_modifiers": [{"addr": "0x10a", "bitmap": "0b2"}]},
          "search", "^" + re.escape(DESERIALIZE) + r"msr_modifiers\[0\]\.bitmap: .*unknown "
          "character"),
-    # not yet supported values
-    case("vhost-user-drive", "PUT", "/drives/rootfs",
+    # vhost-user drives (tests/integration/test_vhost_user.py has the rest)
+    case("vhost-user-no-backend", "PUT", "/drives/rootfs",
          {"drive_id": "rootfs", "socket": "@TMP@/vhost.sock", "is_root_device": True},
-         "search", "^ember does not support vhost-user"),
+         "exact", "Unable to create the virtio block device: Vhost user backend error: "
+         "Vhost-user error: Failed to connect to UDS Unix stream: No such file or directory "
+         "(os error 2)"),
+    case("vhost-user-with-path", "PUT", "/drives/rootfs",
+         dict(ROOT_BODY, socket="@TMP@/vhost.sock"), "search",
+         "^Unable to create the virtio block device: Invalid block config\\."),
     # the request itself
     case("get-with-body", "GET", "/machine-config", "{}", "exact",
          "GET request cannot have a body."),

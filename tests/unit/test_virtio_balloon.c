@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "devices/virtio/balloon.h"
 #include "test.h"
@@ -159,6 +162,67 @@ TEST(inflate_gives_pages_back)
 	CHECK(g.ft.notified[0] >= 1);
 	CHECK(virtio_live(&b.vdev));
 	virtio_balloon_destroy(&b);
+	fake_rig_fini(&g);
+}
+
+/*
+ * Guest RAM shared with a vhost-user backend (a memfd mapped MAP_SHARED): inflated pages
+ * are punched out of the memfd (MADV_REMOVE), so the memory really goes back and the
+ * backend's view -- the memfd itself -- reads zeros there too.  MADV_DONTNEED would leave
+ * the memfd's pages (and their 0xaa) in place.
+ */
+TEST(inflate_shared_ram_punches_the_memfd)
+{
+	struct fake_rig g;
+	struct virtio_balloon b;
+	struct virtio_balloon_opts o = {.shared_ram = true};
+	struct err e = {0};
+	uint32_t pfn[] = {PAGE_BASE / PAGE, PAGE_BASE / PAGE + 1, PAGE_BASE / PAGE + 3};
+	uint8_t back[PAGE];
+	struct stat before, after;
+	uint32_t id, len;
+	void *ram;
+	int fd;
+
+	fake_rig_init(&g, RAM_SIZE);
+	fd = memfd_create("test-balloon-ram", MFD_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK_EQ(ftruncate(fd, RAM_SIZE), 0);
+	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(ram != MAP_FAILED);
+	free(g.fg.ram);
+	g.fg.ram = ram;
+	memset(&g.fg.gm, 0, sizeof(g.fg.gm));
+	CHECK_EQ(gmem_add(&g.fg.gm, 0, RAM_SIZE, ram), 0);
+	memset(ram, 0, RAM_SIZE); /* every page allocated: later writes allocate none */
+	memset(fake_guest_ptr(&g.fg, PAGE_BASE), 0xaa, 4 * PAGE);
+	CHECK_EQ(fstat(fd, &before), 0);
+	CHECK_EQ(virtio_balloon_init(&b, &o, &g.fg.env, &e), 0);
+	fake_rig_bring_up(&g, &b.vdev, 2);
+	add_pfns(&g, 0, 0, pfn, 3);
+	fake_kick(&b.vdev, 0);
+	CHECK(fake_vq_used(&g.q[0], &id, &len));
+	CHECK_EQ(b.discard_fails, 0);
+	/* Before anything reads the pages (a read fault on a shmem hole allocates a page). */
+	CHECK_EQ(fstat(fd, &after), 0);
+	CHECK_EQ(before.st_blocks - after.st_blocks, 3 * PAGE / 512); /* 3 pages freed */
+	CHECK(page_is(&g, PAGE_BASE, 0));
+	CHECK(page_is(&g, PAGE_BASE + PAGE, 0));
+	CHECK(page_is(&g, PAGE_BASE + 2 * PAGE, 0xaa)); /* not listed */
+	CHECK(page_is(&g, PAGE_BASE + 3 * PAGE, 0));
+	/* The other side's view: the memfd's own pages. */
+	CHECK_EQ(pread(fd, back, PAGE, PAGE_BASE + PAGE), (ssize_t)PAGE);
+	for (unsigned int i = 0; i < PAGE; i++)
+		if (back[i]) {
+			CHECK_EQ(back[i], 0);
+			break;
+		}
+	CHECK_EQ(pread(fd, back, PAGE, PAGE_BASE + 2 * PAGE), (ssize_t)PAGE);
+	CHECK_EQ(back[0], 0xaa);
+	virtio_balloon_destroy(&b);
+	munmap(ram, RAM_SIZE);
+	g.fg.ram = NULL;
+	close(fd);
 	fake_rig_fini(&g);
 }
 
@@ -928,6 +992,7 @@ int main(void)
 	RUN(identity);
 	RUN(config_space);
 	RUN(inflate_gives_pages_back);
+	RUN(inflate_shared_ram_punches_the_memfd);
 	RUN(hostile_pfns_skipped);
 	RUN(deflate_counts);
 	RUN(stats_held_parsed_returned);

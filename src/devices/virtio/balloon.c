@@ -58,11 +58,11 @@ static int pop_locked(struct virtio_balloon *b, struct virtq *q, struct virtq_ch
 /* Give [hva, hva + len) back to the host.  Lock held. */
 static void discard(struct virtio_balloon *b, uint8_t *hva, uint64_t len, uint64_t gpa)
 {
-	if (madvise(hva, len, MADV_DONTNEED) < 0) {
+	if (madvise(hva, len, b->discard_advice) < 0) {
 		b->discard_fails++;
-		log_guest(&b->vdev.rl, LOG_WARN, "%s: madvise(MADV_DONTNEED) on %#llx+%#llx: %s",
-		          b->vdev.name, (unsigned long long)gpa, (unsigned long long)len,
-		          strerror(errno));
+		log_guest(&b->vdev.rl, LOG_WARN, "%s: madvise(%s) on %#llx+%#llx: %s", b->vdev.name,
+		          b->discard_advice == MADV_REMOVE ? "MADV_REMOVE" : "MADV_DONTNEED",
+		          (unsigned long long)gpa, (unsigned long long)len, strerror(errno));
 	}
 }
 
@@ -165,10 +165,11 @@ static uint64_t discard_range(struct virtio_balloon *b, uint64_t gpa, uint32_t l
 		          b->vdev.name, what, (unsigned long long)gpa, len);
 		return 0;
 	}
-	if (madvise(hva, end - start, MADV_DONTNEED) < 0) {
-		log_guest(&b->vdev.rl, LOG_WARN,
-		          "%s: madvise(MADV_DONTNEED) on %s range %#llx+%#llx: %s", b->vdev.name,
-		          what, (unsigned long long)start, (unsigned long long)(end - start),
+	if (madvise(hva, end - start, b->discard_advice) < 0) {
+		log_guest(&b->vdev.rl, LOG_WARN, "%s: madvise(%s) on %s range %#llx+%#llx: %s",
+		          b->vdev.name,
+		          b->discard_advice == MADV_REMOVE ? "MADV_REMOVE" : "MADV_DONTNEED", what,
+		          (unsigned long long)start, (unsigned long long)(end - start),
 		          strerror(errno));
 		return 0;
 	}
@@ -515,6 +516,7 @@ int virtio_balloon_init(struct virtio_balloon *b, const struct virtio_balloon_op
 	*b = (struct virtio_balloon){.timer_fd = -1};
 	b->stats_on = o->stats_interval_s > 0;
 	b->stats_interval_s = o->stats_interval_s;
+	b->discard_advice = o->shared_ram ? MADV_REMOVE : MADV_DONTNEED;
 	b->num_pages = b->st.num_pages = o->num_pages;
 	if (o->deflate_on_oom)
 		features |= 1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM;

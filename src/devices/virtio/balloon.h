@@ -128,6 +128,10 @@ struct virtio_balloon_opts {
 	uint16_t stats_interval_s; /* > 0: statsq and VIRTIO_BALLOON_F_STATS_VQ */
 	bool free_page_hinting;    /* free_page_vq and VIRTIO_BALLOON_F_FREE_PAGE_HINT */
 	bool free_page_reporting;  /* reporting_vq and VIRTIO_BALLOON_F_PAGE_REPORTING */
+	/* Guest RAM is a shared memfd mapping (a vhost-user drive): MADV_DONTNEED would only
+	 * drop ember's page tables, so pages are given back with MADV_REMOVE (a hole punched in
+	 * the memfd; the guest reads zeros there afterwards). */
+	bool shared_ram;
 };
 
 /* GET /balloon/hinting/status: Firecracker's HintingStatus. */
@@ -147,6 +151,7 @@ struct virtio_balloon_stats {
 struct virtio_balloon {
 	struct virtio_dev vdev; /* the transport drives this */
 	bool stats_on;          /* statsq exists (fixed at init) */
+	int discard_advice;     /* MADV_DONTNEED, or MADV_REMOVE for shared RAM */
 	uint16_t stats_interval_s;
 	int timer_fd; /* stats polling (stats_on), -1 otherwise */
 	struct evloop_watch timer_watch;
