@@ -381,13 +381,27 @@ int ctl_snapshot_load(struct ctl *c, const struct snapshot *s, int mem_fd, const
 	return r;
 }
 
+/*
+ * Firecracker writes its metrics once more as it stops (its Vmm's Drop, and main() on the
+ * way out), so the counts since the last periodic flush are not lost: ember does the same.
+ */
+static void flush_metrics_at_exit(struct ctl *c)
+{
+	struct err e = {0};
+
+	if (c->metrics_ready && ctl_flush_metrics(c, &e) < 0)
+		log_error("Failed to write metrics while stopping: %s", e.msg);
+}
+
 int ctl_run(struct ctl *c)
 {
 	int r = 0;
 
 	for (;;) {
-		if (c->quit)
+		if (c->quit) {
+			flush_metrics_at_exit(c);
 			return 0;
+		}
 		if (c->vm && vm_stopping(c->vm))
 			break;
 		r = evloop_run(&c->loop);
@@ -403,6 +417,7 @@ int ctl_run(struct ctl *c)
 		}
 	}
 	vm_finish(c->vm, &c->exit);
+	flush_metrics_at_exit(c);
 	return c->exit.reason == VM_STOP_FATAL ? 1 : 0;
 }
 

@@ -517,8 +517,13 @@ class TestPreBoot:
             lines = metrics_lines(mpath, 2)
             assert len(lines) == 2, f"two flushes, {len(lines)} lines: {lines!r}"
             second = lines[1]
+            e.get("/version")
         finally:
             e.check_clean()
+        # Stopping writes the metrics once more, as Firecracker does: the GET above shows.
+        lines = [json.loads(l) for l in mpath.read_text().splitlines()]
+        assert len(lines) == 3, f"two flushes and the exit, {len(lines)} lines: {lines!r}"
+        assert lines[2]["get_api_requests"]["vmm_version_count"] == 1, lines[2]
         now_ms = time.time() * 1000
         for m in (first, second):
             assert isinstance(m.get("utc_timestamp_ms"), int), m
