@@ -103,6 +103,19 @@ int virtio_kick_fd(const struct virtio_kicks *ks, unsigned int q)
 	return q < ks->n ? ks->k[q].w.fd : -1;
 }
 
+int virtio_kick_handoff(struct virtio_kicks *ks, unsigned int q, bool take)
+{
+	struct virtio_kick *k;
+
+	if (q >= ks->n || ks->k[q].w.fd < 0)
+		return -1;
+	k = &ks->k[q];
+	/* No events: epoll keeps the registration and reports nothing for an eventfd. */
+	if (k->watched && evloop_mod(ks->loop, &k->w, take ? 0 : EPOLLIN) < 0)
+		return -1;
+	return k->w.fd;
+}
+
 bool virtio_kick_signal(struct virtio_kicks *ks, unsigned int q)
 {
 	static const uint64_t one = 1;

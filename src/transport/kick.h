@@ -59,6 +59,13 @@ void virtio_kicks_destroy(struct virtio_kicks *ks);
 int virtio_kick_fd(const struct virtio_kicks *ks, unsigned int q);
 
 /*
+ * Queue q's eventfd handed to another reader (take: ember stops watching it, with an epoll
+ * modification only, so any thread may call this) or taken back (!take: watched again).
+ * Returns the eventfd, or -1 when q has none or the watch could not be changed.
+ */
+int virtio_kick_handoff(struct virtio_kicks *ks, unsigned int q, bool take);
+
+/*
  * Kick queue q from a register handler (any thread, any lock): one write to
  * its eventfd, handled later on the VMM thread.  False when q has no queue.
  */

@@ -44,9 +44,17 @@ static void mmio_config_changed(void *opaque)
 	raise_irq(opaque, VIRTIO_MMIO_INT_CONFIG);
 }
 
+static int mmio_kick_handoff(void *opaque, unsigned int q, bool take)
+{
+	struct virtio_mmio *t = opaque;
+
+	return virtio_kick_handoff(&t->kicks, q, take);
+}
+
 static const struct virtio_transport_ops mmio_tops = {
     .notify = mmio_notify,
     .config_changed = mmio_config_changed,
+    .kick_handoff = mmio_kick_handoff,
 };
 
 /* ---- device configuration space (0x100+) ---------------------------------------------------- */

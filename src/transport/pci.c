@@ -88,9 +88,17 @@ static void pci_config_changed(void *opaque)
 	intx_sync(t);
 }
 
+static int pci_kick_handoff(void *opaque, unsigned int q, bool take)
+{
+	struct virtio_pci *t = opaque;
+
+	return virtio_kick_handoff(&t->kicks, q, take);
+}
+
 static const struct virtio_transport_ops pci_tops = {
     .notify = pci_notify,
     .config_changed = pci_config_changed,
+    .kick_handoff = pci_kick_handoff,
 };
 
 /* ---- common configuration (§4.1.4.3) -------------------------------------------------------- */

@@ -118,6 +118,13 @@ struct virtio_transport_ops {
 	void (*notify)(void *t, unsigned int q);
 	/* Configuration-change notification (config vector, or ISR bit 1 + line). */
 	void (*config_changed)(void *t);
+	/*
+	 * Queue q's kick eventfd, the one KVM's ioeventfd writes on the driver's notify, for
+	 * another process to read (a vhost-user backend): take = true stops ember watching it
+	 * and returns it (-1: q has none); take = false watches it again.  Any thread, v->lock
+	 * held.  A kick ember had already seen still reaches ops->queue_notify.
+	 */
+	int (*kick_handoff)(void *t, unsigned int q, bool take);
 };
 
 struct virtio_dev {

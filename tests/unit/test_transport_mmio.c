@@ -442,6 +442,28 @@ TEST(kick_through_the_event_loop)
 	fix_free(f);
 }
 
+/* A queue's eventfd handed to another reader (a vhost-user backend): ember's loop no longer
+ * reads it, so the kick stays for that reader; given back, the loop serves it again. */
+TEST(kick_handoff)
+{
+	struct fix *f = fix_new();
+	int fd;
+
+	bring_up(f);
+	fd = f->t.v->tops->kick_handoff(f->t.v->topaque, 1, true);
+	CHECK_EQ(fd, f->t.kicks.k[1].w.fd);
+	CHECK_EQ(f->t.v->tops->kick_handoff(f->t.v->topaque, NQ, true), -1); /* no such queue */
+	kvm_kick(f, 1);
+	CHECK_EQ(evloop_run_once(&f->host.loop, 0), 0); /* nothing for ember's loop */
+	CHECK_EQ(f->d.notifies[1], 0);
+	CHECK_EQ(fake_count(fd), 1); /* still there for the other reader */
+	kvm_kick(f, 1);
+	CHECK_EQ(f->t.v->tops->kick_handoff(f->t.v->topaque, 1, false), fd);
+	CHECK_EQ(evloop_run_once(&f->host.loop, 0), 1);
+	CHECK_EQ(f->d.notifies[1], 1);
+	fix_free(f);
+}
+
 /* ---- interrupts ----------------------------------------------------------------------------- */
 
 TEST(interrupt_status_line_and_ack)
@@ -591,6 +613,7 @@ int main(void)
 	RUN(kick_ioeventfds_registered);
 	RUN(kicks_reach_queue_notify);
 	RUN(kick_through_the_event_loop);
+	RUN(kick_handoff);
 	RUN(interrupt_status_line_and_ack);
 	RUN(cmdline_fragment);
 	RUN(destroy_releases_everything);

@@ -39,12 +39,47 @@ static void blk_config_read(struct virtio_dev *v, uint32_t off, void *buf, uint3
 	memcpy(buf, of(v)->config + off, len);
 }
 
+/*
+ * Lock held.  The guest's kicks go straight from KVM to the backend: the transport's queue
+ * eventfd (the one its ioeventfd writes) becomes the backend's kick fd and ember stops
+ * reading it, so a request costs no wake-up of ember's VMM thread.  Without the transport's
+ * hand-off, ember passes each kick on through its own eventfd (blk_queue_notify).
+ */
+static int kick_take(struct vhost_blk *b)
+{
+	struct virtio_dev *v = &b->vdev;
+	int fd = -1;
+
+	if (!b->kick_taken && v->tops && v->tops->kick_handoff)
+		fd = v->tops->kick_handoff(v->topaque, 0, true);
+	if (fd >= 0) {
+		b->kick_taken = true;
+		b->backend_kick_fd = fd;
+	}
+	log_debug("%s: the backend takes the guest's kicks %s", b->name,
+	          b->kick_taken ? "from KVM's ioeventfd" : "from ember");
+	return b->backend_kick_fd;
+}
+
+/* Lock held.  ember reads the queue's kicks again (a stopped queue, a reset). */
+static void kick_give_back(struct vhost_blk *b)
+{
+	struct virtio_dev *v = &b->vdev;
+
+	/* A transport already torn down (unplug) cleared tops and closed its eventfd. */
+	if (b->kick_taken && v->tops && v->tops->kick_handoff)
+		v->tops->kick_handoff(v->topaque, 0, false);
+	b->kick_taken = false;
+	b->backend_kick_fd = b->kick_fd;
+}
+
 /* Lock held.  Stop the backend's queues (vhost-user.rst: GET_VRING_BASE stops the ring). */
 static void stop_queues(struct vhost_blk *b)
 {
 	struct err e = {0};
 	uint32_t base;
 
+	kick_give_back(b);
 	if (!b->started)
 		return;
 	b->started = false;
@@ -106,7 +141,7 @@ static int blk_activate(struct virtio_dev *v)
 	if (r == 0)
 		r = vhost_user_set_vring_fd(&b->vu, VHOST_USER_SET_VRING_CALL, 0, b->call_w.fd, &e);
 	if (r == 0)
-		r = vhost_user_set_vring_fd(&b->vu, VHOST_USER_SET_VRING_KICK, 0, b->kick_fd, &e);
+		r = vhost_user_set_vring_fd(&b->vu, VHOST_USER_SET_VRING_KICK, 0, kick_take(b), &e);
 	if (r == 0)
 		b->started = true;
 	/* With PROTOCOL_FEATURES rings start disabled (vhost-user.rst, "Ring states"). */
@@ -115,6 +150,7 @@ static int blk_activate(struct virtio_dev *v)
 	if (r < 0) {
 		if (b->vu.dead) {
 			log_limited(&v->rl, LOG_ERROR, "%s: %s", b->name, e.msg);
+			kick_give_back(b);
 			b->started = false;
 		} else {
 			/* Ours (a ring outside RAM): the guest's fault; the backend has nothing
@@ -125,7 +161,7 @@ static int blk_activate(struct virtio_dev *v)
 		return r;
 	}
 	/* Buffers the driver may have made available before DRIVER_OK: the backend looks. */
-	if (write(b->kick_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0 && errno != EAGAIN)
+	if (write(b->backend_kick_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0 && errno != EAGAIN)
 		log_limited(&v->rl, LOG_WARN, "%s: kick: %s", b->name, strerror(errno));
 	return 0;
 }
@@ -135,19 +171,24 @@ static void blk_reset(struct virtio_dev *v)
 	stop_queues(of(v));
 }
 
-/* VMM thread, lock not held: the guest kicked; pass it on to the backend. */
+/*
+ * VMM thread, lock not held: the guest kicked and ember read it (its own eventfd, or one
+ * read just before the transport's eventfd was handed over); pass it on to the backend.
+ */
 static void blk_queue_notify(struct virtio_dev *v, unsigned int qi)
 {
 	struct vhost_blk *b = of(v);
 	static const uint64_t one = 1;
+	int fd;
 
 	if (qi != 0)
 		return;
 	pthread_mutex_lock(&v->lock);
 	b->kicks++;
+	fd = b->backend_kick_fd;
 	pthread_mutex_unlock(&v->lock);
 	/* EAGAIN: the counter is saturated, the backend has a kick pending anyway. */
-	if (write(b->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_limited(&v->rl, LOG_WARN, "%s: kick: %s", b->name, strerror(errno));
 }
 
@@ -238,6 +279,7 @@ int vhost_blk_init(struct vhost_blk *b, const struct vhost_blk_opts *o,
 	if (!o->cache_unsafe)
 		features |= b->backend_features & 1ull << VIRTIO_BLK_F_FLUSH;
 	b->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	b->backend_kick_fd = b->kick_fd;
 	b->call_w = (struct evloop_watch){
 	    .fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .cb = call_cb, .opaque = b};
 	b->hup_w = (struct evloop_watch){.fd = b->vu.fd, .cb = hup_cb, .opaque = b};

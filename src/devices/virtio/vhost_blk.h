@@ -23,11 +23,14 @@
  * (ember's host addresses of the rings), BASE, CALL, KICK and ENABLE.  At a reset or
  * teardown: GET_VRING_BASE per started queue, which stops it in the backend.
  *
- * Notifications travel through ember's VMM thread, so that the transport stays in charge
- * of them (MSI-X masking and the pending bits, virtio-mmio's interrupt status register):
- * the guest's kick reaches ops->queue_notify, which writes the queue's "kick" eventfd the
- * backend holds; the backend's writes to the queue's "call" eventfd are watched on the loop
- * and become the transport's used-buffer notification.
+ * Kicks go from KVM to the backend: its kick fd is the queue's eventfd that KVM's ioeventfd
+ * writes, handed over by the transport (tops->kick_handoff), which stops reading it until a
+ * reset gives it back; a kick ember read just before reaches ops->queue_notify and is
+ * passed on.  A transport without the hand-off: the backend gets ember's own kick_fd, which
+ * ops->queue_notify writes.  Used-buffer notifications travel through ember's VMM thread,
+ * so that the transport stays in charge of them (MSI-X masking and the pending bits,
+ * virtio-mmio's interrupt status register): the backend's writes to the queue's "call"
+ * eventfd are watched on the loop and become the transport's used-buffer notification.
  *
  * A backend that fails a request, times out (VHOST_USER_TIMEOUT_MS), answers wrongly or
  * closes its socket is dead: the device goes NEEDS_RESET (logged) and stays so; ember carries
@@ -64,7 +67,11 @@ struct vhost_blk {
 	uint8_t config[VHOST_BLK_CONFIG_SIZE];
 	struct vhost_user_region regions[VHOST_USER_MAX_REGIONS];
 	unsigned int nregions;
-	int kick_fd;                /* eventfd: ember writes, the backend reads */
+	int kick_fd; /* ember's own eventfd, for a transport without kick_handoff */
+	/* What the backend reads its kicks from (vdev.lock): the transport's queue eventfd,
+	 * which KVM's ioeventfd writes (kick_taken), else kick_fd. */
+	int backend_kick_fd;
+	bool kick_taken;
 	struct evloop_watch call_w; /* eventfd: the backend writes, ember's loop reads */
 	struct evloop_watch hup_w;  /* the socket: the backend going away */
 	bool call_watched, hup_watched;
