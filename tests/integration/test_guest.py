@@ -86,14 +86,14 @@ def boot_guest(guest_elf, tests, mem=128, vcpus=1, extra=(), machine=None):
 
 
 def test_virtio_tests_run_elsewhere():
-    """Each virtio guest test is run by test_virtio.py, or (the balloon, which the host drives
-    through the API while it runs) by test_balloon.py."""
-    text = (ROOT / "tests/integration/test_virtio.py").read_text() + \
-        (ROOT / "tests/integration/test_balloon.py").read_text()
+    """Each virtio guest test is run by test_virtio.py, or (the balloon and virtio-mem, which
+    the host drives through the API while they run) by test_balloon.py and
+    test_mem_hotplug.py."""
+    files = ("test_virtio.py", "test_balloon.py", "test_mem_hotplug.py")
+    text = "".join((ROOT / "tests/integration" / f).read_text() for f in files)
     assert VIRTIO_TESTS, "no virtio guest tests found"
     for t in VIRTIO_TESTS:
-        assert f'"{t}"' in text, \
-            f"{t} is run by none of test_guest.py, test_virtio.py, test_balloon.py"
+        assert f'"{t}"' in text, f"{t} is run by none of test_guest.py, {', '.join(files)}"
 
 
 def test_hotplug_tests_run_elsewhere():
