@@ -261,11 +261,15 @@ def test_linux_balloon_free_pages(tmp_path, feature):
             st, body = api(sock, "PUT", "/snapshot/load", {
                 "snapshot_path": str(tmp_path / "vm.snap"),
                 "mem_backend": {"backend_type": "File", "backend_path": str(tmp_path / "vm.mem")},
-                "resume_vm": True})
+                "resume_vm": False})
             assert st == 204, body
             st, body = api(sock, "GET", "/balloon")
             assert st == 200 and body["free_page_hinting"] and not body["free_page_reporting"]
+            # Read while the restored VM is still paused, so the driver cannot have moved on:
+            # the run ended (DONE) and the driver's last id (its STOP) as saved.
             assert hint_status(sock) == {"host_cmd": 1, "guest_cmd": 0}
+            st, body = api(sock, "PATCH", "/vm", {"state": "Resumed"})
+            assert st == 204, body
             s = wait_stats(sock, lambda s: s["free_memory"] > free0 - (32 << 20),
                            "the restored Linux did not take its hinted pages back")
             print(f"restored mid-run: Linux free_memory {s['free_memory'] >> 20} MiB")
